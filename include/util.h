@@ -1,0 +1,34 @@
+/* util.h: small helpers shared by peerd, fused and peerctl: size parsing and
+ * printing, name validation, clocks. Pure functions (proto/util.c). */
+#ifndef PV_UTIL_H
+#define PV_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Parses "2G", "512", "4M": an integer with an optional binary
+ * suffix K, M, G, T, P (also KiB, KB...). Returns 0 and *out, or -1 with a
+ * reason in err. */
+int pv_parse_size(const char *s, uint64_t *out, char *err, size_t errlen);
+
+/* Writes a size for people ("2.0 GiB", "512 B") into buf; returns buf. */
+char *pv_format_size(uint64_t bytes, char *buf, size_t len);
+
+/* Whether name is a valid volume or snapshot name: 1..64 characters of
+ * [A-Za-z0-9._-], not starting with '.' or '-'. Returns 1/0; on 0 writes a
+ * reason into err when err is not NULL. */
+int pv_valid_name(const char *name, char *err, size_t errlen);
+
+/* Validates a volume size: > 0, multiple of 512, <= max. Same contract. */
+int pv_valid_volume_size(uint64_t size, uint64_t max, char *err, size_t errlen);
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+uint64_t pv_now_ms(void);
+
+/* Seconds since the epoch (CLOCK_REALTIME). */
+uint64_t pv_wall_s(void);
+
+/* Parses a whole unsigned decimal number in [min, max]; 0 or -1. */
+int pv_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+#endif

@@ -1,0 +1,184 @@
+/* wire.c: framing of the peervol protocol: header encode/decode with
+ * validation, op and status names, and multipart sends. Pure functions plus
+ * ZeroMQ sends on a socket the caller owns; thread-safe, no global state. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "wire.h"
+
+struct name_row {
+	int code;
+	const char *name;
+};
+
+static const struct name_row op_names[] = {
+	{PV_OP_READ, "READ"},
+	{PV_OP_WRITE, "WRITE"},
+	{PV_OP_FLUSH, "FLUSH"},
+	{PV_OP_TRIM, "TRIM"},
+	{PV_OP_CATALOG, "CATALOG"},
+	{PV_OP_PING, "PING"},
+	{PV_OP_HEARTBEAT, "HEARTBEAT"},
+	{PV_OP_CAT_PREPARE, "CAT_PREPARE"},
+	{PV_OP_CAT_COMMIT, "CAT_COMMIT"},
+	{PV_OP_CAT_ABORT, "CAT_ABORT"},
+	{PV_OP_CAT_FETCH, "CAT_FETCH"},
+	{PV_OP_ROUTES, "ROUTES"},
+	{PV_OP_JOIN, "JOIN"},
+};
+
+static const char *const status_names[PV_ST__COUNT] = {
+	[PV_ST_OK] = "OK",
+	[PV_ST_NO_VOLUME] = "NO_VOLUME",
+	[PV_ST_OUT_OF_RANGE] = "OUT_OF_RANGE",
+	[PV_ST_MOVED] = "MOVED",
+	[PV_ST_BUSY] = "BUSY",
+	[PV_ST_IO_ERROR] = "IO_ERROR",
+	[PV_ST_BAD_REQUEST] = "BAD_REQUEST",
+	[PV_ST_VERSION] = "VERSION",
+	[PV_ST_NO_SPACE] = "NO_SPACE",
+	[PV_ST_UNAVAILABLE] = "UNAVAILABLE",
+	[PV_ST_REFUSED] = "REFUSED",
+};
+
+const char *wire_op_name(uint32_t op)
+{
+	for (size_t i = 0; i < sizeof(op_names) / sizeof(op_names[0]); i++)
+		if ((uint32_t)op_names[i].code == op)
+			return op_names[i].name;
+	return "UNKNOWN";
+}
+
+int wire_op_known(uint32_t op)
+{
+	return strcmp(wire_op_name(op), "UNKNOWN") != 0;
+}
+
+const char *wire_status_name(int32_t status)
+{
+	if (status < 0 || status >= PV_ST__COUNT)
+		return "UNKNOWN";
+	return status_names[status];
+}
+
+void wire_header_init(Pv__Header *h)
+{
+	pv__header__init(h);
+	h->version = PV_PROTO_VERSION;
+}
+
+int wire_header_decode(const void *buf, size_t len, Pv__Header **out, char *err, size_t errlen)
+{
+	Pv__Header *h;
+
+	*out = NULL;
+	if (len == 0 || len > PV_MAX_HEADER) {
+		snprintf(err, errlen, "header frame of %zu bytes (allowed 1..%d)", len,
+			 PV_MAX_HEADER);
+		return PV_ST_BAD_REQUEST;
+	}
+	h = pv__header__unpack(NULL, len, buf);
+	if (!h) {
+		snprintf(err, errlen, "header frame does not decode");
+		return PV_ST_BAD_REQUEST;
+	}
+	if (h->version >> 16 != PV_PROTO_MAJOR) {
+		snprintf(err, errlen, "protocol version %u.%u, this server speaks %d.x",
+			 h->version >> 16, h->version & 0xffff, PV_PROTO_MAJOR);
+		wire_header_free(h);
+		return PV_ST_VERSION;
+	}
+	if (!wire_op_known(h->op)) {
+		snprintf(err, errlen, "unknown op %u", h->op);
+		goto bad;
+	}
+	if (strlen(h->volume) > PV_MAX_NAME) {
+		snprintf(err, errlen, "volume name longer than %d", PV_MAX_NAME);
+		goto bad;
+	}
+	if (strlen(h->message) > PV_MAX_MESSAGE) {
+		snprintf(err, errlen, "message longer than %d", PV_MAX_MESSAGE);
+		goto bad;
+	}
+	if (h->op != PV_OP_TRIM && h->length > PV_MAX_IO) {
+		snprintf(err, errlen, "length %u over the maximum %u", h->length, PV_MAX_IO);
+		goto bad;
+	}
+	if (h->offset > UINT64_MAX - h->length) {
+		snprintf(err, errlen, "offset %llu + length %u overflows",
+			 (unsigned long long)h->offset, h->length);
+		goto bad;
+	}
+	*out = h;
+	return PV_ST_OK;
+bad:
+	wire_header_free(h);
+	return PV_ST_BAD_REQUEST;
+}
+
+void wire_header_free(Pv__Header *h)
+{
+	if (h)
+		pv__header__free_unpacked(h, NULL);
+}
+
+static int send_header(void *sock, const void *ident, size_t ident_len, const Pv__Header *h,
+		       int more)
+{
+	uint8_t buf[PV_MAX_HEADER];
+	size_t n = pv__header__get_packed_size(h);
+
+	if (n > sizeof(buf)) {
+		errno = EMSGSIZE;
+		return -1;
+	}
+	pv__header__pack(h, buf);
+	if (ident && zmq_send(sock, ident, ident_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+		return -1;
+	if (zmq_send(sock, buf, n, (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0)
+		return -1;
+	return 0;
+}
+
+int wire_send(void *sock, const void *ident, size_t ident_len, const Pv__Header *h,
+	      void *payload_msg)
+{
+	zmq_msg_t *payload = payload_msg;
+	int rc;
+
+	if (send_header(sock, ident, ident_len, h, payload != NULL) < 0) {
+		int e = errno;
+		if (payload)
+			zmq_msg_close(payload);
+		errno = e;
+		return -1;
+	}
+	if (!payload)
+		return 0;
+	rc = zmq_msg_send(payload, sock, ZMQ_DONTWAIT);
+	if (rc < 0) {
+		int e = errno;
+		zmq_msg_close(payload);
+		errno = e;
+		return -1;
+	}
+	return 0;
+}
+
+int wire_send_body(void *sock, const void *ident, size_t ident_len, const Pv__Header *h,
+		   const ProtobufCMessage *body)
+{
+	zmq_msg_t msg;
+	size_t n = protobuf_c_message_get_packed_size(body);
+
+	if (n > PV_MAX_BODY) {
+		errno = EMSGSIZE;
+		return -1;
+	}
+	if (zmq_msg_init_size(&msg, n) < 0)
+		return -1;
+	protobuf_c_message_pack(body, zmq_msg_data(&msg));
+	return wire_send(sock, ident, ident_len, h, &msg);
+}
