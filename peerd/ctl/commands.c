@@ -1,0 +1,1195 @@
+/* commands.c: peerctl's commands. A table row per command (name, sub-name,
+ * usage, help, options, handler), as peerd's ops table; the option parser
+ * that checks a command line against its row; local validation of names,
+ * sizes and server lists before anything is sent; and the printers that
+ * turn peerd's results into tables and key: value lines for people (or
+ * pretty JSON with --json). Talks to peerd only through peerctl_call().
+ * Single-threaded. */
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "peerctl.h"
+#include "pvlog.h"
+#include "util.h"
+#include "wire.h"
+
+#define MAX_OPTS    4 /* options of one command */
+#define MAX_POS	    4 /* positional arguments kept (more is an error) */
+#define MAX_SERVERS 1024
+#define TABLE_COLS  8
+#define FIELD_LEN   512
+
+struct invocation;
+struct command;
+
+/* Runs a parsed command; returns the exit code. */
+typedef int (*command_fn)(struct ctl *ctl, const struct command *cmd, const struct invocation *inv);
+
+struct cmd_option {
+	const char *name; /* long name without "--" */
+	const char *arg;  /* value placeholder; NULL for a flag */
+	const char *help; /* one line */
+};
+
+struct command {
+	const char *name;
+	const char *sub;  /* second word, or NULL */
+	const char *args; /* positional arguments for the usage line, or "" */
+	int min_args, max_args;
+	const char *summary; /* one line for 'peerctl --help' */
+	const char *details; /* a paragraph for 'peerctl CMD --help' */
+	struct cmd_option opts[MAX_OPTS];
+	const char *examples; /* lines, each a full command */
+	command_fn run;
+};
+
+/* A command line checked against its table row. */
+struct invocation {
+	int npos;		   /* positional arguments seen */
+	const char *pos[MAX_POS];  /* the first MAX_POS of them */
+	const char *opt[MAX_OPTS]; /* value per row option; "" for a flag; NULL: absent */
+};
+
+static int do_status(struct ctl *, const struct command *, const struct invocation *);
+static int do_volume_create(struct ctl *, const struct command *, const struct invocation *);
+static int do_volume_list(struct ctl *, const struct command *, const struct invocation *);
+static int do_volume_show(struct ctl *, const struct command *, const struct invocation *);
+static int do_volume_delete(struct ctl *, const struct command *, const struct invocation *);
+static int do_group_init(struct ctl *, const struct command *, const struct invocation *);
+static int do_group_join(struct ctl *, const struct command *, const struct invocation *);
+static int do_group_show(struct ctl *, const struct command *, const struct invocation *);
+
+static const struct command commands[] = {
+    {
+	.name = "status",
+	.args = "",
+	.summary = "show this server: id, address, group, uptime",
+	.details = "Asks the peerd behind the control socket about itself.",
+	.examples = "peerctl status\npeerctl -s /tmp/p1/c.sock status --json",
+	.run = do_status,
+    },
+    {
+	.name = "volume",
+	.sub = "create",
+	.args = "NAME SIZE",
+	.min_args = 2,
+	.max_args = 2,
+	.summary = "create a volume of SIZE bytes",
+	.details = "Creates volume NAME of SIZE bytes in the whole group. NAME is 1 to 64\n"
+		   "characters of A-Z a-z 0-9 . _ - and does not start with '.' or '-'.\n"
+		   "SIZE is bytes or a number with a binary suffix K, M, G, T (2G = 2 GiB);\n"
+		   "it must be greater than zero and a multiple of 512.",
+	.opts = {{"page-size", "SIZE",
+		  "size of a page, the unit of placement and\n"
+		  "migration: a multiple of 512 from 64K to 1G\n"
+		  "(default 4M)"},
+		 {"servers", "IDS",
+		  "comma-separated ids of the servers allowed to\n"
+		  "hold the volume's pages (default: all members)"}},
+	.examples = "peerctl volume create vol1 2G\n"
+		    "peerctl volume create db 100G --page-size 1M --servers 2,3",
+	.run = do_volume_create,
+    },
+    {
+	.name = "volume",
+	.sub = "list",
+	.args = "",
+	.summary = "list the volumes of the group",
+	.details = "One line per volume: size, page size, pages, pages written, allowed\n"
+		   "servers and open clients.",
+	.examples = "peerctl volume list",
+	.run = do_volume_list,
+    },
+    {
+	.name = "volume",
+	.sub = "show",
+	.args = "NAME",
+	.min_args = 1,
+	.max_args = 1,
+	.summary = "show one volume",
+	.details = "Shows volume NAME: size, page size, pages written, bytes allocated,\n"
+		   "allowed servers, servers holding pages, open clients.",
+	.opts = {{"routing", NULL,
+		  "also show the routing table (runs of pages with\n"
+		  "their owner and epoch) and the connection table"}},
+	.examples = "peerctl volume show vol1\npeerctl volume show vol1 --routing",
+	.run = do_volume_show,
+    },
+    {
+	.name = "volume",
+	.sub = "delete",
+	.args = "NAME",
+	.min_args = 1,
+	.max_args = 1,
+	.summary = "delete a volume and its data",
+	.details = "Deletes volume NAME and its data on every server. peerd refuses while\n"
+		   "clients have the volume open, unless --force is given.",
+	.opts = {{"force", NULL, "delete even while clients have the volume open"}},
+	.examples = "peerctl volume delete vol1",
+	.run = do_volume_delete,
+    },
+    {
+	.name = "group",
+	.sub = "init",
+	.args = "",
+	.summary = "start a new group with this server in it",
+	.details = "Makes this server the first member of a new group. Other servers join\n"
+		   "it with 'peerctl group join ADDRESS'.",
+	.examples = "peerctl group init",
+	.run = do_group_init,
+    },
+    {
+	.name = "group",
+	.sub = "join",
+	.args = "ADDRESS",
+	.min_args = 1,
+	.max_args = 1,
+	.summary = "join the group of the member at ADDRESS",
+	.details = "Joins this server to an existing group. ADDRESS is the ZeroMQ endpoint\n"
+		   "of any member (its peerd --listen address).",
+	.examples = "peerctl -s /run/peervol/peerd.sock group join tcp://10.0.0.1:7100",
+	.run = do_group_join,
+    },
+    {
+	.name = "group",
+	.sub = "show",
+	.args = "",
+	.summary = "show the group's members and their state",
+	.details = "One line per member: id, address, weight, state (self, up, or down\n"
+		   "after 3 s without a heartbeat), pages owned and bytes stored.",
+	.examples = "peerctl group show",
+	.run = do_group_show,
+    },
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+/* ---- help ---- */
+
+static void usage_line(const struct command *c, char *buf, size_t len)
+{
+	size_t n = snprintf(buf, len, "%s%s%s%s%s", c->name, c->sub ? " " : "",
+			    c->sub ? c->sub : "", *c->args ? " " : "", c->args);
+
+	for (int i = 0; i < MAX_OPTS && c->opts[i].name && n < len; i++)
+		n += snprintf(buf + n, len - n, " [--%s%s%s]", c->opts[i].name,
+			      c->opts[i].arg ? " " : "", c->opts[i].arg ? c->opts[i].arg : "");
+}
+
+/* Prints text with every line after the first indented by indent. */
+static void print_indented(FILE *f, const char *text, int indent)
+{
+	for (const char *p = text; *p; p++) {
+		fputc(*p, f);
+		if (*p == '\n')
+			fprintf(f, "%*s", indent, "");
+	}
+}
+
+static const char global_help[] =
+    "Global options (before or after the command):\n"
+    "  -s, --socket PATH  peerd's control socket (peerd --control PATH);\n"
+    "                     default $PEERVOL_SOCKET, else " PEERCTL_DEFAULT_SOCKET "\n"
+    "      --json         print peerd's result as JSON, sizes in bytes\n"
+    "      --timeout SEC  wait at most SEC seconds for an answer (default 30)\n"
+    "  -v, --verbose      print the request and the reply on stderr\n"
+    "  -h, --help         show help; 'peerctl COMMAND --help' explains a command\n"
+    "  -V, --version      show the version\n";
+
+static void main_help(FILE *f)
+{
+	char line[256];
+
+	fprintf(f, "Usage: peerctl [-s|--socket PATH] [--json] [--timeout SEC] COMMAND ...\n"
+		   "Administer a peervol group through one peerd's control socket.\n\n"
+		   "Commands:\n");
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		usage_line(&commands[i], line, sizeof(line));
+		if (strlen(line) > 26)
+			fprintf(f, "  %s\n  %-26s  %s\n", line, "", commands[i].summary);
+		else
+			fprintf(f, "  %-26s  %s\n", line, commands[i].summary);
+	}
+	fprintf(f, "\n%s\n", global_help);
+	fprintf(f, "Sizes take binary suffixes: 512, 64K, 4M, 2G, 1T.\n"
+		   "Exit status: 0 success, 1 error (bad value, peerd unreachable or refused),\n"
+		   "2 usage error. See peerctl(8).\n");
+}
+
+static void command_help(const struct command *c, FILE *f)
+{
+	char line[256];
+
+	usage_line(c, line, sizeof(line));
+	fprintf(f, "Usage: peerctl %s\n\n%s\n", line, c->details);
+	if (c->opts[0].name) {
+		fprintf(f, "\nOptions:\n");
+		for (int i = 0; i < MAX_OPTS && c->opts[i].name; i++) {
+			snprintf(line, sizeof(line), "--%s%s%s", c->opts[i].name,
+				 c->opts[i].arg ? " " : "", c->opts[i].arg ? c->opts[i].arg : "");
+			fprintf(f, "  %-18s  ", line);
+			print_indented(f, c->opts[i].help, 22);
+			fputc('\n', f);
+		}
+	}
+	fprintf(f, "\nExample%s:\n  ", strchr(c->examples, '\n') ? "s" : "");
+	print_indented(f, c->examples, 2);
+	fprintf(f,
+		"\n\nGlobal options: -s PATH, --json, --timeout SEC, -v (see 'peerctl --help').\n");
+}
+
+static void group_help(const char *name, FILE *f)
+{
+	char line[256];
+
+	fprintf(f, "Usage: peerctl %s COMMAND ...\n\nCommands:\n", name);
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		if (strcmp(commands[i].name, name))
+			continue;
+		usage_line(&commands[i], line, sizeof(line));
+		fprintf(f, "  %s\n      %s\n", line, commands[i].summary);
+	}
+	fprintf(f, "\n'peerctl %s COMMAND --help' explains a command.\n", name);
+}
+
+/* ---- command line ---- */
+
+static const char *timeout_arg; /* --timeout as given; checked after parsing */
+
+static int is_help(const char *a)
+{
+	return !strcmp(a, "-h") || !strcmp(a, "--help");
+}
+
+/* Takes the value of option opt: inline after '=' or the next argument.
+ * Returns it, or NULL after a usage error. */
+static const char *option_value(const char *opt, const char *inline_val, const char *meta, int argc,
+				char **argv, int *i)
+{
+	if (inline_val)
+		return inline_val;
+	if (*i + 1 >= argc) {
+		peerctl_usage_error("option %s needs a value (%s)", opt, meta);
+		return NULL;
+	}
+	return argv[++*i];
+}
+
+/* Handles argv[*i] if it is a global option other than help and version:
+ * 1 handled, 0 not a global option, -1 usage error (printed). */
+static int global_option(struct ctl *ctl, int argc, char **argv, int *i)
+{
+	const char *a = argv[*i], *eq = strchr(a, '=');
+	size_t n = eq ? (size_t)(eq - a) : strlen(a);
+	const char *val = eq ? eq + 1 : NULL;
+
+	if (!strncmp(a, "-s", 2) && a[2]) { /* -sPATH */
+		ctl->socket = a + 2;
+		return 1;
+	}
+	if (!strcmp(a, "-s") || (n == 8 && !strncmp(a, "--socket", 8))) {
+		ctl->socket = option_value("--socket", val, "PATH", argc, argv, i);
+		return ctl->socket ? 1 : -1;
+	}
+	if (n == 9 && !strncmp(a, "--timeout", 9)) {
+		timeout_arg = option_value("--timeout", val, "SEC", argc, argv, i);
+		return timeout_arg ? 1 : -1;
+	}
+	if (!strcmp(a, "--json")) {
+		ctl->json = 1;
+		return 1;
+	}
+	if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+		pv_log_level = LOG_DEBUG;
+		return 1;
+	}
+	return 0;
+}
+
+/* Checks argv[first..argc) against c: options, globals and positional
+ * arguments. Returns -1 to go on, else an exit code (help was printed or a
+ * usage error). */
+static int parse_command(struct ctl *ctl, const struct command *c, int argc, char **argv, int first,
+			 struct invocation *inv)
+{
+	int options_done = 0;
+
+	for (int i = first; i < argc; i++) {
+		const char *a = argv[i];
+		int k, rc;
+
+		if (options_done || a[0] != '-' || !a[1]) {
+			if (inv->npos < MAX_POS)
+				inv->pos[inv->npos] = a;
+			inv->npos++;
+			continue;
+		}
+		if (!strcmp(a, "--")) {
+			options_done = 1;
+			continue;
+		}
+		if (is_help(a)) {
+			command_help(c, stdout);
+			return PEERCTL_EXIT_OK;
+		}
+		rc = global_option(ctl, argc, argv, &i);
+		if (rc < 0)
+			return PEERCTL_EXIT_USAGE;
+		if (rc > 0)
+			continue;
+		for (k = 0; k < MAX_OPTS && c->opts[k].name; k++) {
+			const char *eq = strchr(a, '=');
+			size_t n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+
+			if (a[1] != '-' || strlen(c->opts[k].name) != n ||
+			    strncmp(a + 2, c->opts[k].name, n))
+				continue;
+			if (!c->opts[k].arg) {
+				if (eq)
+					return peerctl_usage_error("option --%s takes no value",
+								   c->opts[k].name);
+				inv->opt[k] = "";
+			} else {
+				inv->opt[k] = option_value(a, eq ? eq + 1 : NULL, c->opts[k].arg,
+							   argc, argv, &i);
+				if (!inv->opt[k])
+					return PEERCTL_EXIT_USAGE;
+			}
+			break;
+		}
+		if (k == MAX_OPTS || !c->opts[k].name)
+			return peerctl_usage_error("unknown option '%s' for '%s%s%s'", a, c->name,
+						   c->sub ? " " : "", c->sub ? c->sub : "");
+	}
+	if (inv->npos < c->min_args || inv->npos > c->max_args) {
+		char line[256];
+
+		usage_line(c, line, sizeof(line));
+		return peerctl_usage_error("%s arguments for '%s%s%s' (usage: peerctl %s)",
+					   inv->npos < c->min_args ? "missing" : "too many",
+					   c->name, c->sub ? " " : "", c->sub ? c->sub : "", line);
+	}
+	return -1;
+}
+
+int commands_run(struct ctl *ctl, int argc, char **argv)
+{
+	const struct command *c = NULL;
+	struct invocation inv = {0};
+	uint64_t timeout;
+	int i, rc, has_sub = 0;
+
+	for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
+		if (!strcmp(argv[i], "--")) {
+			i++;
+			break;
+		}
+		if (is_help(argv[i])) {
+			main_help(stdout);
+			return PEERCTL_EXIT_OK;
+		}
+		if (!strcmp(argv[i], "-V") || !strcmp(argv[i], "--version")) {
+			printf("peerctl %s\n", PV_VERSION_STRING);
+			return PEERCTL_EXIT_OK;
+		}
+		rc = global_option(ctl, argc, argv, &i);
+		if (rc < 0)
+			return PEERCTL_EXIT_USAGE;
+		if (rc == 0)
+			return peerctl_usage_error("unknown option '%s'", argv[i]);
+	}
+	if (i >= argc)
+		return peerctl_usage_error("no command given");
+
+	for (size_t k = 0; k < NCOMMANDS; k++) {
+		if (strcmp(commands[k].name, argv[i]))
+			continue;
+		if (!commands[k].sub) {
+			c = &commands[k];
+			break;
+		}
+		has_sub = 1;
+		if (i + 1 < argc && !strcmp(commands[k].sub, argv[i + 1])) {
+			c = &commands[k];
+			break;
+		}
+	}
+	if (!c && !has_sub)
+		return peerctl_usage_error("unknown command '%s'", argv[i]);
+	if (!c) {
+		if (i + 1 < argc && is_help(argv[i + 1])) {
+			group_help(argv[i], stdout);
+			return PEERCTL_EXIT_OK;
+		}
+		if (i + 1 >= argc)
+			return peerctl_usage_error("'%s' needs a command (see 'peerctl %s --help')",
+						   argv[i], argv[i]);
+		return peerctl_usage_error("unknown command '%s %s'", argv[i], argv[i + 1]);
+	}
+	rc = parse_command(ctl, c, argc, argv, i + (c->sub ? 2 : 1), &inv);
+	if (rc >= 0)
+		return rc;
+
+	if (timeout_arg) {
+		if (pv_parse_u64(timeout_arg, 1, PEERCTL_MAX_TIMEOUT, &timeout) < 0) {
+			peerctl_error("timeout '%s' is not a whole number of seconds from 1 to %d",
+				      timeout_arg, PEERCTL_MAX_TIMEOUT);
+			return PEERCTL_EXIT_ERROR;
+		}
+		ctl->timeout_s = (unsigned)timeout;
+	}
+	if (!*ctl->socket) {
+		peerctl_error("the control socket path is empty (-s PATH)");
+		return PEERCTL_EXIT_ERROR;
+	}
+	return c->run(ctl, c, &inv);
+}
+
+/* Value of c's option name in inv, or NULL when not given. */
+static const char *opt_get(const struct command *c, const struct invocation *inv, const char *name)
+{
+	for (int k = 0; k < MAX_OPTS && c->opts[k].name; k++)
+		if (!strcmp(c->opts[k].name, name))
+			return inv->opt[k];
+	return NULL;
+}
+
+/* ---- local validation (peerd checks all of it again) ---- */
+
+static int check_name(const char *name)
+{
+	char err[256];
+
+	if (!pv_valid_name(name, err, sizeof(err))) {
+		peerctl_error("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int check_volume_size(const char *s, uint64_t *size)
+{
+	char err[256];
+
+	if (pv_parse_size(s, size, err, sizeof(err)) < 0) {
+		peerctl_error("%s", err);
+		return -1;
+	}
+	if (*size > INT64_MAX) {
+		peerctl_error("size '%s' is too large", s);
+		return -1;
+	}
+	if (!pv_valid_volume_size(*size, UINT64_MAX, err, sizeof(err))) {
+		peerctl_error("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int check_page_size(const char *s, uint64_t *size)
+{
+	char err[256], lo[32], hi[32];
+
+	if (pv_parse_size(s, size, err, sizeof(err)) < 0) {
+		peerctl_error("page %s", err);
+		return -1;
+	}
+	if (*size == 0 || *size % PV_SECTOR) {
+		peerctl_error("page size '%s' must be a multiple of %u bytes greater than zero", s,
+			      PV_SECTOR);
+		return -1;
+	}
+	if (*size < PV_MIN_PAGE_SIZE || *size > PV_MAX_PAGE_SIZE) {
+		peerctl_error("page size '%s' is outside %s .. %s", s,
+			      pv_format_size(PV_MIN_PAGE_SIZE, lo, sizeof(lo)),
+			      pv_format_size(PV_MAX_PAGE_SIZE, hi, sizeof(hi)));
+		return -1;
+	}
+	return 0;
+}
+
+/* Parses "2,3" into a new JSON array of server ids; NULL after printing. */
+static json_t *parse_servers(const char *s)
+{
+	json_t *ids = json_array();
+	const char *p = s;
+
+	if (!ids) {
+		peerctl_error("out of memory");
+		return NULL;
+	}
+	for (;;) {
+		size_t n = strcspn(p, ",");
+		char tok[32];
+		uint64_t id;
+		size_t k;
+		json_t *v;
+
+		if (n == 0 || n >= sizeof(tok)) {
+			peerctl_error("--servers '%s' must be a comma-separated list of server ids "
+				      "(example: 2,3)",
+				      s);
+			goto fail;
+		}
+		memcpy(tok, p, n);
+		tok[n] = '\0';
+		if (pv_parse_u64(tok, 1, UINT32_MAX, &id) < 0) {
+			peerctl_error(
+			    "--servers '%s': '%s' is not a server id (a positive integer)", s, tok);
+			goto fail;
+		}
+		json_array_foreach(ids, k, v)
+		{
+			if ((uint64_t)json_integer_value(v) == id) {
+				peerctl_error("--servers '%s' names server %s twice", s, tok);
+				goto fail;
+			}
+		}
+		if (json_array_size(ids) >= MAX_SERVERS) {
+			peerctl_error("--servers '%s' names more than %d servers", s, MAX_SERVERS);
+			goto fail;
+		}
+		json_array_append_new(ids, json_integer((json_int_t)id));
+		p += n;
+		if (!*p)
+			break;
+		p++;
+	}
+	return ids;
+fail:
+	json_decref(ids);
+	return NULL;
+}
+
+/* ---- output ---- */
+
+/* Aligned columns; a NULL head[0] means no header line. */
+struct table {
+	size_t ncols;
+	const char *head[TABLE_COLS];
+	int right[TABLE_COLS]; /* right-align this column */
+	char **cells;	       /* nrows * ncols strings */
+	size_t nrows, cap;
+};
+
+static void table_add(struct table *t, ...)
+{
+	va_list ap;
+
+	if (t->nrows == t->cap) {
+		size_t cap = t->cap ? 2 * t->cap : 16;
+		char **cells = realloc(t->cells, cap * t->ncols * sizeof(*cells));
+
+		if (!cells) {
+			peerctl_error("out of memory");
+			exit(PEERCTL_EXIT_ERROR);
+		}
+		t->cells = cells;
+		t->cap = cap;
+	}
+	va_start(ap, t);
+	for (size_t i = 0; i < t->ncols; i++) {
+		const char *s = va_arg(ap, const char *);
+		char *d = strdup(s ? s : "-");
+
+		if (!d) {
+			peerctl_error("out of memory");
+			exit(PEERCTL_EXIT_ERROR);
+		}
+		t->cells[t->nrows * t->ncols + i] = d;
+	}
+	va_end(ap);
+	t->nrows++;
+}
+
+static void print_row(const struct table *t, const size_t *width, const char *const *row)
+{
+	for (size_t i = 0; i < t->ncols; i++) {
+		int w = (int)width[i];
+
+		if (i + 1 == t->ncols && !t->right[i])
+			printf("%s\n", row[i]);
+		else
+			printf(t->right[i] ? "%*s%s" : "%-*s%s", w, row[i],
+			       i + 1 == t->ncols ? "\n" : "  ");
+	}
+}
+
+/* Prints the table and frees its rows. */
+static void table_flush(struct table *t)
+{
+	size_t width[TABLE_COLS] = {0};
+
+	for (size_t i = 0; i < t->ncols; i++) {
+		if (t->head[0])
+			width[i] = strlen(t->head[i]);
+		for (size_t r = 0; r < t->nrows; r++) {
+			size_t n = strlen(t->cells[r * t->ncols + i]);
+
+			if (n > width[i])
+				width[i] = n;
+		}
+	}
+	if (t->head[0])
+		print_row(t, width, t->head);
+	for (size_t r = 0; r < t->nrows; r++)
+		print_row(t, width, (const char *const *)&t->cells[r * t->ncols]);
+	for (size_t r = 0; r < t->nrows * t->ncols; r++)
+		free(t->cells[r]);
+	free(t->cells);
+	t->cells = NULL;
+	t->nrows = t->cap = 0;
+}
+
+static int get_u64(json_t *o, const char *key, uint64_t *v)
+{
+	json_t *j = json_object_get(o, key);
+
+	if (!json_is_integer(j) || json_integer_value(j) < 0)
+		return -1;
+	*v = (uint64_t)json_integer_value(j);
+	return 0;
+}
+
+static const char *num_str(json_t *o, const char *key, char *buf, size_t len)
+{
+	uint64_t v;
+
+	if (get_u64(o, key, &v) < 0)
+		return "-";
+	snprintf(buf, len, "%llu", (unsigned long long)v);
+	return buf;
+}
+
+static const char *size_str(json_t *o, const char *key, char *buf, size_t len)
+{
+	uint64_t v;
+
+	if (get_u64(o, key, &v) < 0)
+		return "-";
+	return pv_format_size(v, buf, len);
+}
+
+static const char *text_str(json_t *o, const char *key)
+{
+	json_t *j = json_object_get(o, key);
+
+	return json_is_string(j) && json_string_length(j) ? json_string_value(j) : "-";
+}
+
+/* "1,2,3" from an array of ids; empty when the array is empty. */
+static const char *ids_str(json_t *arr, const char *empty, char *buf, size_t len)
+{
+	size_t i, n = 0;
+	json_t *v;
+
+	if (!json_is_array(arr))
+		return "-";
+	if (!json_array_size(arr))
+		return empty;
+	buf[0] = '\0';
+	json_array_foreach(arr, i, v)
+	{
+		if (n + 24 >= len) {
+			snprintf(buf + n, len - n, ",...");
+			break;
+		}
+		if (json_is_integer(v))
+			n += snprintf(buf + n, len - n, "%s%lld", i ? "," : "",
+				      (long long)json_integer_value(v));
+		else
+			n += snprintf(buf + n, len - n, "%s?", i ? "," : "");
+	}
+	return buf;
+}
+
+/* Any JSON value as one line for a key: value listing. */
+static const char *any_str(json_t *v, char *buf, size_t len)
+{
+	char *dump;
+
+	switch (json_typeof(v)) {
+	case JSON_STRING:
+		return json_string_value(v);
+	case JSON_INTEGER:
+		snprintf(buf, len, "%lld", (long long)json_integer_value(v));
+		return buf;
+	case JSON_REAL:
+		snprintf(buf, len, "%g", json_real_value(v));
+		return buf;
+	case JSON_TRUE:
+		return "yes";
+	case JSON_FALSE:
+		return "no";
+	case JSON_NULL:
+		return "-";
+	default:
+		dump = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		snprintf(buf, len, "%s", dump ? dump : "?");
+		free(dump);
+		return buf;
+	}
+}
+
+static const char *time_str(json_t *o, const char *key, char *buf, size_t len)
+{
+	uint64_t v;
+	time_t t;
+	struct tm tm;
+
+	if (get_u64(o, key, &v) < 0 || v == 0)
+		return "-";
+	t = (time_t)v;
+	if (!localtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%S %Z", &tm))
+		return num_str(o, key, buf, len);
+	return buf;
+}
+
+static const char *duration_str(json_t *o, const char *key, char *buf, size_t len)
+{
+	uint64_t s;
+
+	if (get_u64(o, key, &s) < 0)
+		return "-";
+	if (s >= 86400)
+		snprintf(buf, len, "%llud %lluh %llum", (unsigned long long)(s / 86400),
+			 (unsigned long long)(s % 86400 / 3600),
+			 (unsigned long long)(s % 3600 / 60));
+	else if (s >= 3600)
+		snprintf(buf, len, "%lluh %llum %llus", (unsigned long long)(s / 3600),
+			 (unsigned long long)(s % 3600 / 60), (unsigned long long)(s % 60));
+	else if (s >= 60)
+		snprintf(buf, len, "%llum %llus", (unsigned long long)(s / 60),
+			 (unsigned long long)(s % 60));
+	else
+		snprintf(buf, len, "%llus", (unsigned long long)s);
+	return buf;
+}
+
+static void kv_add(struct table *kv, const char *label, const char *value)
+{
+	char key[160];
+
+	snprintf(key, sizeof(key), "%s:", label);
+	table_add(kv, key, value);
+}
+
+/* Adds the fields of o that are not in known, so that a newer peerd's
+ * additions still show. */
+static void kv_add_rest(struct table *kv, json_t *o, const char *const *known)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(o, key, v)
+	{
+		char label[128], buf[FIELD_LEN];
+		int skip = 0;
+
+		for (const char *const *k = known; *k && !skip; k++)
+			skip = !strcmp(*k, key);
+		if (skip)
+			continue;
+		snprintf(label, sizeof(label), "%s", key);
+		for (char *p = label; *p; p++)
+			if (*p == '_')
+				*p = ' ';
+		kv_add(kv, label, any_str(v, buf, sizeof(buf)));
+	}
+}
+
+static void print_json(json_t *result)
+{
+	char *text = json_dumps(result, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+
+	if (!text) {
+		peerctl_error("out of memory");
+		return;
+	}
+	printf("%s\n", text);
+	free(text);
+}
+
+/* ---- handlers ---- */
+
+static int do_status(struct ctl *ctl, const struct command *c, const struct invocation *inv)
+{
+	static const char *const known[] = {"server_id", "address",  "version",	 "catalog_version",
+					    "group_id",	 "uptime_s", "data_dir", NULL};
+	struct table kv = {.ncols = 2};
+	char b1[FIELD_LEN], b2[FIELD_LEN];
+	json_t *r;
+	const char *group;
+
+	if (peerctl_call(ctl, "status", NULL, &r) < 0)
+		return PEERCTL_EXIT_ERROR;
+	if (ctl->json) {
+		print_json(r);
+		json_decref(r);
+		return PEERCTL_EXIT_OK;
+	}
+	group = text_str(r, "group_id");
+	kv_add(&kv, "server id", num_str(r, "server_id", b1, sizeof(b1)));
+	kv_add(&kv, "address", text_str(r, "address"));
+	kv_add(&kv, "version", any_str(json_object_get(r, "version"), b2, sizeof(b2)));
+	kv_add(&kv, "group",
+	       strcmp(group, "-") ? group
+				  : "none (use 'peerctl group init' or 'peerctl group join')");
+	kv_add(&kv, "catalog version", num_str(r, "catalog_version", b1, sizeof(b1)));
+	kv_add(&kv, "uptime", duration_str(r, "uptime_s", b1, sizeof(b1)));
+	kv_add(&kv, "data dir", text_str(r, "data_dir"));
+	kv_add_rest(&kv, r, known);
+	table_flush(&kv);
+	json_decref(r);
+	return PEERCTL_EXIT_OK;
+}
+
+static int do_volume_create(struct ctl *ctl, const struct command *c, const struct invocation *inv)
+{
+	const char *name = inv->pos[0], *page_arg = opt_get(c, inv, "page-size"),
+		   *servers_arg = opt_get(c, inv, "servers");
+	uint64_t size, page_size = PV_DEFAULT_PAGE_SIZE, pages;
+	char b1[64], b2[64];
+	json_t *args, *servers = NULL, *r;
+	int ret = PEERCTL_EXIT_ERROR;
+
+	if (check_name(name) < 0 || check_volume_size(inv->pos[1], &size) < 0)
+		return PEERCTL_EXIT_ERROR;
+	if (page_arg && check_page_size(page_arg, &page_size) < 0)
+		return PEERCTL_EXIT_ERROR;
+	if (servers_arg && !(servers = parse_servers(servers_arg)))
+		return PEERCTL_EXIT_ERROR;
+	args = json_pack("{s:s, s:I}", "name", name, "size", (json_int_t)size);
+	if (!args) {
+		json_decref(servers);
+		peerctl_error("out of memory");
+		return PEERCTL_EXIT_ERROR;
+	}
+	if (page_arg)
+		json_object_set_new(args, "page_size", json_integer((json_int_t)page_size));
+	if (servers)
+		json_object_set_new(args, "servers", servers);
+	if (peerctl_call(ctl, "volume.create", args, &r) < 0)
+		goto out;
+	if (ctl->json) {
+		print_json(r);
+	} else {
+		get_u64(r, "size", &size);
+		get_u64(r, "page_size", &page_size);
+		if (get_u64(r, "pages", &pages) < 0)
+			pages = page_size ? (size + page_size - 1) / page_size : 0;
+		printf("created volume %s (%s, %llu page%s of %s)\n", name,
+		       pv_format_size(size, b1, sizeof(b1)), (unsigned long long)pages,
+		       pages == 1 ? "" : "s", pv_format_size(page_size, b2, sizeof(b2)));
+	}
+	json_decref(r);
+	ret = PEERCTL_EXIT_OK;
+out:
+	json_decref(args);
+	return ret;
+}
+
+static int do_volume_list(struct ctl *ctl, const struct command *c, const struct invocation *inv)
+{
+	struct table t = {.ncols = 7,
+			  .head = {"NAME", "SIZE", "PAGE", "PAGES", "WRITTEN", "SERVERS", "OPEN"},
+			  .right = {0, 1, 1, 1, 1, 0, 1}};
+	json_t *r, *vols, *v;
+	size_t i;
+
+	if (peerctl_call(ctl, "volume.list", NULL, &r) < 0)
+		return PEERCTL_EXIT_ERROR;
+	if (ctl->json) {
+		print_json(r);
+		json_decref(r);
+		return PEERCTL_EXIT_OK;
+	}
+	vols = json_object_get(r, "volumes");
+	if (!json_is_array(vols)) {
+		peerctl_error("malformed reply from peerd: no \"volumes\" list");
+		json_decref(r);
+		return PEERCTL_EXIT_ERROR;
+	}
+	json_array_foreach(vols, i, v)
+	{
+		char size[32], page[32], pages[32], written[32], servers[FIELD_LEN], open[32];
+
+		table_add(&t, text_str(v, "name"), size_str(v, "size", size, sizeof(size)),
+			  size_str(v, "page_size", page, sizeof(page)),
+			  num_str(v, "pages", pages, sizeof(pages)),
+			  num_str(v, "pages_written", written, sizeof(written)),
+			  ids_str(json_object_get(v, "servers"), "all", servers, sizeof(servers)),
+			  num_str(v, "open_clients", open, sizeof(open)));
+	}
+	if (json_array_size(vols))
+		table_flush(&t);
+	else
+		printf("no volumes\n");
+	json_decref(r);
+	return PEERCTL_EXIT_OK;
+}
+
+static void print_routing(json_t *vol)
+{
+	struct table t = {.ncols = 3, .head = {"PAGES", "OWNER", "EPOCH"}, .right = {0, 1, 1}};
+	json_t *runs = json_object_get(vol, "routing"), *run, *holders;
+	char owners[FIELD_LEN];
+	uint32_t seen[64];
+	size_t i, nseen = 0, n = 0;
+
+	if (!json_is_array(runs)) {
+		printf("\nrouting: not in the reply\n");
+		return;
+	}
+	json_array_foreach(runs, i, run)
+	{
+		char pages[64], owner[32], epoch[32];
+		uint64_t first, last, id;
+
+		if (get_u64(run, "first_page", &first) < 0 || get_u64(run, "last_page", &last) < 0)
+			snprintf(pages, sizeof(pages), "?");
+		else if (first == last)
+			snprintf(pages, sizeof(pages), "%llu", (unsigned long long)first);
+		else
+			snprintf(pages, sizeof(pages), "%llu-%llu", (unsigned long long)first,
+				 (unsigned long long)last);
+		table_add(&t, pages, num_str(run, "owner", owner, sizeof(owner)),
+			  num_str(run, "epoch", epoch, sizeof(epoch)));
+		if (get_u64(run, "owner", &id) == 0 && nseen < 64) {
+			size_t k = 0;
+
+			while (k < nseen && seen[k] != id)
+				k++;
+			if (k == nseen)
+				seen[nseen++] = (uint32_t)id;
+		}
+	}
+	printf("\n");
+	if (json_array_size(runs))
+		table_flush(&t);
+	else
+		printf("routing table: empty\n");
+
+	/* The connection table: servers holding at least one page. */
+	holders = json_object_get(vol, "holders");
+	if (json_is_array(holders)) {
+		ids_str(holders, "", owners, sizeof(owners));
+	} else {
+		owners[0] = '\0';
+		for (size_t a = 1; a < nseen; a++) /* sort the few owners seen */
+			for (size_t b = a; b > 0 && seen[b - 1] > seen[b]; b--) {
+				uint32_t x = seen[b];
+
+				seen[b] = seen[b - 1];
+				seen[b - 1] = x;
+			}
+		for (size_t k = 0; k < nseen && n + 16 < sizeof(owners); k++)
+			n +=
+			    snprintf(owners + n, sizeof(owners) - n, "%s%u", k ? "," : "", seen[k]);
+	}
+	if (*owners)
+		printf("connection table: servers %s\n", owners);
+	else
+		printf("connection table: no server holds a page\n");
+}
+
+static int do_volume_show(struct ctl *ctl, const struct command *c, const struct invocation *inv)
+{
+	static const char *const known[] = {"name",
+					    "id",
+					    "size",
+					    "page_size",
+					    "pages",
+					    "pages_written",
+					    "bytes_allocated",
+					    "servers",
+					    "holders",
+					    "open_clients",
+					    "created",
+					    "routing",
+					    NULL};
+	struct table kv = {.ncols = 2};
+	char b1[FIELD_LEN], b2[FIELD_LEN];
+	int routing = opt_get(c, inv, "routing") != NULL;
+	json_t *args, *r;
+	uint64_t size;
+
+	if (check_name(inv->pos[0]) < 0)
+		return PEERCTL_EXIT_ERROR;
+	args = json_pack("{s:s}", "name", inv->pos[0]);
+	if (args && routing)
+		json_object_set_new(args, "routing", json_true());
+	if (!args || peerctl_call(ctl, "volume.show", args, &r) < 0) {
+		json_decref(args);
+		return PEERCTL_EXIT_ERROR;
+	}
+	json_decref(args);
+	if (ctl->json) {
+		print_json(r);
+		json_decref(r);
+		return PEERCTL_EXIT_OK;
+	}
+	kv_add(&kv, "name", text_str(r, "name"));
+	kv_add(&kv, "id", num_str(r, "id", b1, sizeof(b1)));
+	if (get_u64(r, "size", &size) == 0) {
+		snprintf(b2, sizeof(b2), "%s (%llu bytes)", pv_format_size(size, b1, sizeof(b1)),
+			 (unsigned long long)size);
+		kv_add(&kv, "size", b2);
+	} else {
+		kv_add(&kv, "size", "-");
+	}
+	kv_add(&kv, "page size", size_str(r, "page_size", b1, sizeof(b1)));
+	kv_add(&kv, "pages", num_str(r, "pages", b1, sizeof(b1)));
+	kv_add(&kv, "pages written", num_str(r, "pages_written", b1, sizeof(b1)));
+	kv_add(&kv, "allocated", size_str(r, "bytes_allocated", b1, sizeof(b1)));
+	kv_add(&kv, "servers", ids_str(json_object_get(r, "servers"), "all", b1, sizeof(b1)));
+	kv_add(&kv, "holders", ids_str(json_object_get(r, "holders"), "none", b1, sizeof(b1)));
+	kv_add(&kv, "open clients", num_str(r, "open_clients", b1, sizeof(b1)));
+	kv_add(&kv, "created", time_str(r, "created", b1, sizeof(b1)));
+	kv_add_rest(&kv, r, known);
+	table_flush(&kv);
+	if (routing)
+		print_routing(r);
+	json_decref(r);
+	return PEERCTL_EXIT_OK;
+}
+
+static int do_volume_delete(struct ctl *ctl, const struct command *c, const struct invocation *inv)
+{
+	json_t *args, *r;
+
+	if (check_name(inv->pos[0]) < 0)
+		return PEERCTL_EXIT_ERROR;
+	args = json_pack("{s:s}", "name", inv->pos[0]);
+	if (args && opt_get(c, inv, "force"))
+		json_object_set_new(args, "force", json_true());
+	if (!args || peerctl_call(ctl, "volume.delete", args, &r) < 0) {
+		json_decref(args);
+		return PEERCTL_EXIT_ERROR;
+	}
+	json_decref(args);
+	if (ctl->json)
+		print_json(r);
+	else
+		printf("deleted volume %s\n", inv->pos[0]);
+	json_decref(r);
+	return PEERCTL_EXIT_OK;
+}
+
+/* Prints a group object: "group ID, catalog version N" and the members. */
+static void print_group(json_t *g)
+{
+	struct table t = {.ncols = 6,
+			  .head = {"ID", "ADDRESS", "WEIGHT", "STATE", "PAGES", "BYTES"},
+			  .right = {1, 0, 1, 0, 1, 1}};
+	json_t *members = json_object_get(g, "members"), *m;
+	char b1[64];
+	size_t i;
+
+	if (!strcmp(text_str(g, "group_id"), "-"))
+		printf("not in a group (use 'peerctl group init' or 'peerctl group join "
+		       "ADDRESS')\n");
+	else
+		printf("group %s, catalog version %s\n", text_str(g, "group_id"),
+		       num_str(g, "catalog_version", b1, sizeof(b1)));
+	json_array_foreach(members, i, m)
+	{
+		char id[32], weight[32], pages[32], bytes[32];
+
+		table_add(&t, num_str(m, "id", id, sizeof(id)), text_str(m, "address"),
+			  num_str(m, "weight", weight, sizeof(weight)), text_str(m, "state"),
+			  num_str(m, "pages", pages, sizeof(pages)),
+			  size_str(m, "bytes", bytes, sizeof(bytes)));
+	}
+	if (json_array_size(members))
+		table_flush(&t);
+}
+
+static int group_call(struct ctl *ctl, const char *cmd, json_t *args, json_t **r)
+{
+	if (peerctl_call(ctl, cmd, args, r) < 0)
+		return -1;
+	if (ctl->json) {
+		print_json(*r);
+		json_decref(*r);
+		*r = NULL;
+	}
+	return 0;
+}
+
+static int do_group_init(struct ctl *ctl, const struct command *c, const struct invocation *inv)
+{
+	json_t *r, *members, *m, *self = NULL;
+	char b1[32];
+	size_t i;
+
+	if (group_call(ctl, "group.init", NULL, &r) < 0)
+		return PEERCTL_EXIT_ERROR;
+	if (!r)
+		return PEERCTL_EXIT_OK;
+	members = json_object_get(r, "members");
+	json_array_foreach(members, i, m)
+	{
+		if (!strcmp(text_str(m, "state"), "self"))
+			self = m;
+	}
+	if (self)
+		printf("created group %s with this server (id %s, %s) as its first member\n",
+		       text_str(r, "group_id"), num_str(self, "id", b1, sizeof(b1)),
+		       text_str(self, "address"));
+	else
+		printf("created group %s\n", text_str(r, "group_id"));
+	json_decref(r);
+	return PEERCTL_EXIT_OK;
+}
+
+static int do_group_join(struct ctl *ctl, const struct command *c, const struct invocation *inv)
+{
+	const char *addr = inv->pos[0], *sep = strstr(addr, "://");
+	json_t *args, *r;
+	char b1[32];
+	size_t n;
+	int rc;
+
+	if (!sep || sep == addr || !sep[3] || strpbrk(addr, " \t\n")) {
+		peerctl_error("address '%s' is not a ZeroMQ endpoint (example: tcp://10.0.0.1:%d)",
+			      addr, PV_DEFAULT_PORT);
+		return PEERCTL_EXIT_ERROR;
+	}
+	args = json_pack("{s:s}", "address", addr);
+	if (!args) {
+		peerctl_error("out of memory");
+		return PEERCTL_EXIT_ERROR;
+	}
+	rc = group_call(ctl, "group.join", args, &r);
+	json_decref(args);
+	if (rc < 0)
+		return PEERCTL_EXIT_ERROR;
+	if (!r)
+		return PEERCTL_EXIT_OK;
+	n = json_array_size(json_object_get(r, "members"));
+	printf("joined group %s through %s (%zu member%s, catalog version %s)\n",
+	       text_str(r, "group_id"), addr, n, n == 1 ? "" : "s",
+	       num_str(r, "catalog_version", b1, sizeof(b1)));
+	json_decref(r);
+	return PEERCTL_EXIT_OK;
+}
+
+static int do_group_show(struct ctl *ctl, const struct command *c, const struct invocation *inv)
+{
+	json_t *r;
+
+	if (group_call(ctl, "group.show", NULL, &r) < 0)
+		return PEERCTL_EXIT_ERROR;
+	if (r) {
+		print_group(r);
+		json_decref(r);
+	}
+	return PEERCTL_EXIT_OK;
+}
