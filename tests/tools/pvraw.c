@@ -1,0 +1,375 @@
+/* pvraw.c: a raw ZeroMQ client for the end-to-end tests. It sends one kind
+ * of message to a peerd (valid or deliberately broken) over a DEALER socket
+ * and prints the status name of each reply, one per line, so that a test
+ * script can assert what the server answered. Single-threaded; test tool
+ * only, never installed.
+ *
+ *   pvraw [-t MS] [-n COUNT] [-s SRC_IP] ENDPOINT CASE [ARGS]
+ *
+ * Exit: 0 when every reply arrived, 3 when one did not within the timeout,
+ * 2 on usage errors, 1 on local errors. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "wire.h"
+
+static const char usage_text[] =
+	"usage: pvraw [-t MS] [-n COUNT] [-s SRC_IP] [-q] ENDPOINT CASE [ARGS]\n"
+	"\n"
+	"Sends COUNT (default 1) messages of one kind to a peerd and prints the\n"
+	"status name of each reply on stdout (NONE if the reply had no header).\n"
+	"\n"
+	"cases (broken messages):\n"
+	"  garbage          random bytes (1..300) as the header frame\n"
+	"  garbage-multi    three frames of random bytes\n"
+	"  empty            an empty header frame\n"
+	"  truncated        a valid READ header cut short\n"
+	"  unknown-op       a valid header with op 999\n"
+	"  version          a READ header with protocol major version 2\n"
+	"  overlen VOL      a READ header with length PV_MAX_IO + 1\n"
+	"  bigheader        a header frame larger than PV_MAX_HEADER\n"
+	"  write-nodata VOL a WRITE header without its data frame\n"
+	"cases (valid requests):\n"
+	"  read VOL OFFSET LENGTH [OUTFILE]   READ; the data goes to OUTFILE\n"
+	"  write VOL OFFSET FILE              WRITE of FILE's bytes\n"
+	"  flush VOL                          FLUSH\n"
+	"  trim VOL OFFSET LENGTH             TRIM\n"
+	"\n"
+	"options:\n"
+	"  -t MS      reply timeout in milliseconds (default 5000)\n"
+	"  -n COUNT   send the message COUNT times (default 1), one reply each\n"
+	"  -s SRC_IP  connect from this local address (e.g. 127.0.0.9)\n"
+	"  -q         print the reply's message text on stderr too\n";
+
+struct opts {
+	int timeout_ms;
+	long count;
+	const char *src;
+	int verbose;
+};
+
+static uint64_t next_req_id = 1;
+
+static void die(const char *what)
+{
+	fprintf(stderr, "pvraw: %s: %s\n", what, zmq_strerror(errno));
+	exit(1);
+}
+
+static void send_frame(void *sock, const void *buf, size_t len, int more)
+{
+	if (zmq_send(sock, buf, len, more ? ZMQ_SNDMORE : 0) < 0)
+		die("zmq_send");
+}
+
+static size_t pack_header(const Pv__Header *h, uint8_t *buf, size_t cap)
+{
+	size_t n = pv__header__get_packed_size(h);
+
+	if (n > cap) {
+		fprintf(stderr, "pvraw: header of %zu bytes too large\n", n);
+		exit(1);
+	}
+	return pv__header__pack(h, buf);
+}
+
+static void fill_random(uint8_t *buf, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		buf[i] = (uint8_t)(rand() >> 7);
+}
+
+static void *read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t *buf = NULL;
+	size_t cap = 0, n = 0;
+
+	if (!f) {
+		fprintf(stderr, "pvraw: %s: %s\n", path, strerror(errno));
+		exit(1);
+	}
+	for (;;) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 65536;
+			buf = realloc(buf, cap);
+			if (!buf)
+				die("realloc");
+		}
+		size_t k = fread(buf + n, 1, cap - n, f);
+		n += k;
+		if (k == 0)
+			break;
+	}
+	fclose(f);
+	*len = n;
+	return buf;
+}
+
+/* Waits for one reply: prints its status name; with a data frame and
+ * outfile, writes the data there. Returns 0, or 3 on timeout. */
+static int recv_reply(void *sock, const struct opts *o, const char *outfile)
+{
+	zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
+	int rc = zmq_poll(&item, 1, o->timeout_ms);
+	int more, frame = 0;
+	size_t moresz = sizeof(more);
+	const char *status = "NONE";
+	char statusbuf[32];
+
+	if (rc < 0)
+		die("zmq_poll");
+	if (rc == 0) {
+		printf("TIMEOUT\n");
+		fflush(stdout);
+		return 3;
+	}
+	do {
+		zmq_msg_t msg;
+
+		zmq_msg_init(&msg);
+		if (zmq_msg_recv(&msg, sock, 0) < 0)
+			die("zmq_msg_recv");
+		if (frame == 0) {
+			Pv__Header *h;
+			char err[256];
+			int st = wire_header_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), &h, err,
+						    sizeof(err));
+
+			if (st != PV_ST_OK) {
+				snprintf(statusbuf, sizeof(statusbuf), "UNDECODABLE");
+				status = statusbuf;
+				fprintf(stderr, "pvraw: reply header: %s\n", err);
+			} else {
+				status = wire_status_name(h->status);
+				if (strcmp(status, "UNKNOWN") == 0) {
+					snprintf(statusbuf, sizeof(statusbuf), "STATUS_%d", h->status);
+					status = statusbuf;
+				}
+				if (o->verbose)
+					fprintf(stderr, "pvraw: reply op %s req %llu status %s: %s\n",
+						wire_op_name(h->op), (unsigned long long)h->req_id,
+						status, h->message ? h->message : "");
+				wire_header_free(h);
+			}
+		} else if (frame == 1 && outfile) {
+			FILE *f = fopen(outfile, "wb");
+
+			if (!f || fwrite(zmq_msg_data(&msg), 1, zmq_msg_size(&msg), f) !=
+					  zmq_msg_size(&msg) ||
+			    fclose(f) != 0) {
+				fprintf(stderr, "pvraw: %s: %s\n", outfile, strerror(errno));
+				exit(1);
+			}
+		}
+		if (o->verbose && frame > 0)
+			fprintf(stderr, "pvraw: reply frame %d: %zu bytes\n", frame,
+				zmq_msg_size(&msg));
+		zmq_msg_close(&msg);
+		frame++;
+		if (zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &moresz) < 0)
+			die("zmq_getsockopt");
+	} while (more);
+	printf("%s\n", status);
+	fflush(stdout);
+	return 0;
+}
+
+static uint64_t parse_u64(const char *s)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno || *end || !*s) {
+		fprintf(stderr, "pvraw: '%s' is not a number\n", s);
+		exit(2);
+	}
+	return v;
+}
+
+static void need_args(int have, int want)
+{
+	if (have < want) {
+		fputs(usage_text, stderr);
+		exit(2);
+	}
+}
+
+/* Sends one message of the given case. Returns the file to write read data
+ * to, if any. */
+static const char *send_case(void *sock, const char *kase, int argc, char **argv)
+{
+	uint8_t buf[PV_MAX_HEADER * 2];
+	Pv__Header h;
+	size_t n;
+
+	wire_header_init(&h);
+	h.req_id = next_req_id++;
+	h.op = PV_OP_READ;
+	h.length = 4096;
+
+	if (strcmp(kase, "garbage") == 0) {
+		n = 1 + (size_t)rand() % 300;
+		fill_random(buf, n);
+		send_frame(sock, buf, n, 0);
+	} else if (strcmp(kase, "garbage-multi") == 0) {
+		for (int i = 0; i < 3; i++) {
+			n = 1 + (size_t)rand() % 300;
+			fill_random(buf, n);
+			send_frame(sock, buf, n, i < 2);
+		}
+	} else if (strcmp(kase, "empty") == 0) {
+		send_frame(sock, "", 0, 0);
+	} else if (strcmp(kase, "truncated") == 0) {
+		h.volume = "truncated-header-volume-name";
+		h.offset = 1ull << 40;
+		n = pack_header(&h, buf, sizeof(buf));
+		send_frame(sock, buf, n / 2, 0);
+	} else if (strcmp(kase, "unknown-op") == 0) {
+		h.op = 999;
+		h.volume = argc > 0 ? argv[0] : "v";
+		n = pack_header(&h, buf, sizeof(buf));
+		send_frame(sock, buf, n, 0);
+	} else if (strcmp(kase, "version") == 0) {
+		h.version = (2u << 16) | 0;
+		h.volume = argc > 0 ? argv[0] : "v";
+		n = pack_header(&h, buf, sizeof(buf));
+		send_frame(sock, buf, n, 0);
+	} else if (strcmp(kase, "overlen") == 0) {
+		need_args(argc, 1);
+		h.volume = argv[0];
+		h.length = PV_MAX_IO + 1;
+		n = pack_header(&h, buf, sizeof(buf));
+		send_frame(sock, buf, n, 0);
+	} else if (strcmp(kase, "bigheader") == 0) {
+		static char big[PV_MAX_HEADER + 100];
+
+		memset(big, 'x', sizeof(big) - 1);
+		h.message = big;
+		h.volume = "v";
+		n = pv__header__get_packed_size(&h);
+		uint8_t *p = malloc(n);
+		if (!p)
+			die("malloc");
+		pv__header__pack(&h, p);
+		send_frame(sock, p, n, 0);
+		free(p);
+	} else if (strcmp(kase, "write-nodata") == 0) {
+		need_args(argc, 1);
+		h.op = PV_OP_WRITE;
+		h.volume = argv[0];
+		h.length = 4096;
+		n = pack_header(&h, buf, sizeof(buf));
+		send_frame(sock, buf, n, 0);
+	} else if (strcmp(kase, "read") == 0) {
+		need_args(argc, 3);
+		h.volume = argv[0];
+		h.offset = parse_u64(argv[1]);
+		h.length = (uint32_t)parse_u64(argv[2]);
+		n = pack_header(&h, buf, sizeof(buf));
+		send_frame(sock, buf, n, 0);
+		return argc > 3 ? argv[3] : NULL;
+	} else if (strcmp(kase, "write") == 0) {
+		size_t len;
+		void *data;
+
+		need_args(argc, 3);
+		data = read_file(argv[2], &len);
+		h.op = PV_OP_WRITE;
+		h.volume = argv[0];
+		h.offset = parse_u64(argv[1]);
+		h.length = (uint32_t)len;
+		n = pack_header(&h, buf, sizeof(buf));
+		send_frame(sock, buf, n, 1);
+		send_frame(sock, data, len, 0);
+		free(data);
+	} else if (strcmp(kase, "flush") == 0) {
+		need_args(argc, 1);
+		h.op = PV_OP_FLUSH;
+		h.volume = argv[0];
+		h.length = 0;
+		n = pack_header(&h, buf, sizeof(buf));
+		send_frame(sock, buf, n, 0);
+	} else if (strcmp(kase, "trim") == 0) {
+		need_args(argc, 3);
+		h.op = PV_OP_TRIM;
+		h.volume = argv[0];
+		h.offset = parse_u64(argv[1]);
+		h.length = (uint32_t)parse_u64(argv[2]);
+		n = pack_header(&h, buf, sizeof(buf));
+		send_frame(sock, buf, n, 0);
+	} else {
+		fprintf(stderr, "pvraw: unknown case '%s'\n\n%s", kase, usage_text);
+		exit(2);
+	}
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = {.timeout_ms = 5000, .count = 1};
+	char endpoint[512];
+	void *ctx, *sock;
+	int c, rc = 0, linger = 0;
+
+	while ((c = getopt(argc, argv, "t:n:s:qh")) != -1) {
+		switch (c) {
+		case 't':
+			o.timeout_ms = (int)parse_u64(optarg);
+			break;
+		case 'n':
+			o.count = (long)parse_u64(optarg);
+			break;
+		case 's':
+			o.src = optarg;
+			break;
+		case 'q':
+			o.verbose = 1;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return 0;
+		default:
+			fputs(usage_text, stderr);
+			return 2;
+		}
+	}
+	need_args(argc - optind, 2);
+	if (o.src) {
+		if (strncmp(argv[optind], "tcp://", 6) != 0) {
+			fprintf(stderr, "pvraw: -s needs a tcp:// endpoint\n");
+			return 2;
+		}
+		snprintf(endpoint, sizeof(endpoint), "tcp://%s:0;%s", o.src, argv[optind] + 6);
+	} else {
+		snprintf(endpoint, sizeof(endpoint), "%s", argv[optind]);
+	}
+	srand((unsigned)time(NULL) ^ (unsigned)getpid());
+
+	ctx = zmq_ctx_new();
+	if (!ctx)
+		die("zmq_ctx_new");
+	sock = zmq_socket(ctx, ZMQ_DEALER);
+	if (!sock)
+		die("zmq_socket");
+	zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(linger));
+	if (zmq_connect(sock, endpoint) < 0)
+		die(endpoint);
+
+	for (long i = 0; i < o.count && rc == 0; i++) {
+		const char *out =
+			send_case(sock, argv[optind + 1], argc - optind - 2, argv + optind + 2);
+		rc = recv_reply(sock, &o, out);
+	}
+	zmq_close(sock);
+	zmq_ctx_term(ctx);
+	return rc;
+}
