@@ -1,0 +1,186 @@
+/* forward.c: sends request parts to the servers that own their pages and
+ * gathers the answers. Each part gets its own request id on the peer
+ * connection; a table maps it back to the request. A part with no answer
+ * within PEERD_FWD_TIMEOUT_MS is failed UNAVAILABLE (the client retries).
+ * Reactor thread only; never touches the disk. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "peerd.h"
+
+#define FWD_BUCKETS          4096
+#define PEERD_FWD_TIMEOUT_MS 5000
+
+struct fwd {
+	struct fwd *next;     /* hash chain */
+	struct fwd *older;    /* age list */
+	struct fwd *newer;
+	uint64_t id;
+	struct request *req;
+	uint32_t owner;
+	uint64_t offset;
+	uint64_t length;
+	uint64_t buf_off;
+	uint64_t sent_ms;
+};
+
+static struct fwd *table[FWD_BUCKETS];
+static struct fwd *oldest, *newest;
+static uint64_t count;
+
+uint64_t forward_inflight(void)
+{
+	return count;
+}
+
+static void link_fwd(struct fwd *f)
+{
+	struct fwd **b = &table[f->id % FWD_BUCKETS];
+
+	f->next = *b;
+	*b = f;
+	f->older = newest;
+	f->newer = NULL;
+	if (newest)
+		newest->newer = f;
+	else
+		oldest = f;
+	newest = f;
+	count++;
+}
+
+static struct fwd *unlink_fwd(uint64_t id)
+{
+	for (struct fwd **fp = &table[id % FWD_BUCKETS]; *fp; fp = &(*fp)->next) {
+		struct fwd *f = *fp;
+
+		if (f->id != id)
+			continue;
+		*fp = f->next;
+		if (f->older)
+			f->older->newer = f->newer;
+		else
+			oldest = f->newer;
+		if (f->newer)
+			f->newer->older = f->older;
+		else
+			newest = f->older;
+		count--;
+		return f;
+	}
+	return NULL;
+}
+
+int forward_part(struct request *req, uint32_t owner, uint64_t offset, uint64_t len,
+		 uint64_t buf_off)
+{
+	struct member *m = catalog_member(owner);
+	struct fwd *f;
+	Pv__Header h;
+	zmq_msg_t payload;
+	int with_data = req->op == PV_OP_WRITE;
+
+	if (!m || !m->sock)
+		return -1;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -1;
+	wire_header_init(&h);
+	h.op = req->op;
+	h.req_id = peers_next_id();
+	h.volume = req->vol->name;
+	h.offset = offset;
+	h.length = (uint32_t)len;
+	h.flags = req->flags;
+	h.hops = req->hops + 1;
+	h.client_id = req->client_id;
+	if (req->op != PV_OP_FLUSH)
+		h.epoch = req->vol->epoch[offset / req->vol->page_size];
+	if (with_data) {
+		/* one copy: the part must outlive the request's message on the
+		 * peer's queue */
+		if (zmq_msg_init_size(&payload, len) < 0) {
+			free(f);
+			return -1;
+		}
+		memcpy(zmq_msg_data(&payload), (uint8_t *)zmq_msg_data(&req->data) + buf_off, len);
+	}
+	if (peers_send(m, &h, with_data ? &payload : NULL, NULL) < 0) {
+		pv_debug("volume %s: part at %llu for server %u not sent: %m", req->vol->name,
+			 (unsigned long long)offset, owner);
+		free(f);
+		return -1;
+	}
+	f->id = h.req_id;
+	f->req = req;
+	f->owner = owner;
+	f->offset = offset;
+	f->length = len;
+	f->buf_off = buf_off;
+	f->sent_ms = pv_now_ms();
+	link_fwd(f);
+	return 0;
+}
+
+int forward_reply(struct member *m, const Pv__Header *h, zmq_msg_t *data)
+{
+	struct fwd *f = unlink_fwd(h->req_id);
+	int status = h->status;
+	const void *buf = NULL;
+	size_t len = 0;
+
+	if (!f)
+		return 0; /* late answer to a part already failed */
+	if (status == PV_ST_OK && f->req->op == PV_OP_READ) {
+		if (!data || zmq_msg_size(data) != f->length) {
+			pv_warn("volume %s: server %u answered READ at %llu with %zu bytes instead "
+				"of %llu",
+				f->req->vol->name, m->id, (unsigned long long)f->offset,
+				data ? zmq_msg_size(data) : 0, (unsigned long long)f->length);
+			status = PV_ST_IO_ERROR;
+		} else {
+			buf = zmq_msg_data(data);
+			len = f->length;
+		}
+	}
+	if (status == PV_ST_MOVED && h->new_owner && catalog_member(h->new_owner)) {
+		/* update the routing hint; the client's retry goes to the owner */
+		uint64_t page = f->offset / f->req->vol->page_size;
+
+		f->req->vol->owner[page] = h->new_owner;
+		if (h->epoch > f->req->vol->epoch[page])
+			f->req->vol->epoch[page] = h->epoch;
+	}
+	request_part_done(f->req, f->buf_off, status, h->new_owner, buf, len, h->message);
+	free(f);
+	return 1;
+}
+
+void forward_tick(void)
+{
+	uint64_t now = pv_now_ms();
+
+	while (oldest && now - oldest->sent_ms > PEERD_FWD_TIMEOUT_MS) {
+		struct fwd *f = unlink_fwd(oldest->id);
+
+		pv_warn("volume %s: no answer from server %u for %s at %llu within %d s; the "
+			"client will retry",
+			f->req->vol->name, f->owner, wire_op_name(f->req->op),
+			(unsigned long long)f->offset, PEERD_FWD_TIMEOUT_MS / 1000);
+		request_part_done(f->req, f->buf_off, PV_ST_UNAVAILABLE, 0, NULL, 0,
+				  "owner did not answer in time");
+		free(f);
+	}
+}
+
+void forward_abort_all(void)
+{
+	while (oldest) {
+		struct fwd *f = unlink_fwd(oldest->id);
+
+		request_part_done(f->req, f->buf_off, PV_ST_UNAVAILABLE, 0, NULL, 0,
+				  "server stopping");
+		free(f);
+	}
+}

@@ -1,0 +1,310 @@
+/* main.c: peerd's options, start-up and shutdown order.
+ *
+ * start: options -> data directory lock -> LMDB -> server id check ->
+ *        daemonize -> ZeroMQ ROUTER -> catalog (volumes, peers) -> IO
+ *        workers -> control socket -> reactor loop
+ * stop (SIGTERM/SIGINT): the same in reverse; queued IO finishes first. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "peerd.h"
+
+struct server *srv;
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: peerd --id N --listen tcp://IP:PORT --data DIR [options]\n"
+		"\n"
+		"The peervol server: stores the pages of volumes it owns, forwards requests\n"
+		"for other pages to their owners, and takes part in the group's catalog.\n"
+		"\n"
+		"Required:\n"
+		"  --id N                 server id, 1..65535, unique in the group; fixed\n"
+		"                         for the data directory once used\n"
+		"  --listen tcp://IP:PORT ZeroMQ endpoint for clients and peers\n"
+		"                         (e.g. tcp://127.0.0.1:%d)\n"
+		"  --data DIR             data directory (volume files and metadata)\n"
+		"\n"
+		"Options:\n"
+		"  --control PATH         control socket for peerctl (mode 0600)\n"
+		"                         (default /run/peervol/ID.sock)\n"
+		"  --weight N             capacity weight for page placement (default 1)\n"
+		"  --max-volume-size SIZE largest volume this server creates (default 64T;\n"
+		"                         suffixes K M G T)\n"
+		"  --workers N            IO threads (default 8)\n"
+		"  --daemon               run in the background, log to syslog\n"
+		"  --debug                log every request\n"
+		"  --help                 this text\n"
+		"  --version              print the version\n"
+		"\n"
+		"Example:\n"
+		"  peerd --id 1 --listen tcp://127.0.0.1:7100 --data /var/lib/peervol/1 \\\n"
+		"        --control /run/peervol/1.sock\n",
+		PV_DEFAULT_PORT);
+}
+
+static void on_signal(int sig)
+{
+	reactor_stop();
+}
+
+static int parse_options(int argc, char **argv, struct peerd_config *cfg)
+{
+	enum { O_ID = 256, O_LISTEN, O_DATA, O_CONTROL, O_WEIGHT, O_MAXVOL, O_WORKERS,
+	       O_DAEMON, O_DEBUG, O_HELP, O_VERSION };
+	static const struct option opts[] = {
+		{"id", required_argument, NULL, O_ID},
+		{"listen", required_argument, NULL, O_LISTEN},
+		{"data", required_argument, NULL, O_DATA},
+		{"control", required_argument, NULL, O_CONTROL},
+		{"weight", required_argument, NULL, O_WEIGHT},
+		{"max-volume-size", required_argument, NULL, O_MAXVOL},
+		{"workers", required_argument, NULL, O_WORKERS},
+		{"daemon", no_argument, NULL, O_DAEMON},
+		{"debug", no_argument, NULL, O_DEBUG},
+		{"help", no_argument, NULL, O_HELP},
+		{"version", no_argument, NULL, O_VERSION},
+		{NULL, 0, NULL, 0},
+	};
+	char err[256];
+	uint64_t v;
+	int c;
+
+	cfg->weight = 1;
+	cfg->workers = 8;
+	cfg->max_volume_size = 64ull << 40;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case O_ID:
+			if (pv_parse_u64(optarg, 1, 65535, &v) < 0) {
+				fprintf(stderr, "peerd: --id must be a number from 1 to 65535\n");
+				return -1;
+			}
+			cfg->id = (uint32_t)v;
+			break;
+		case O_LISTEN:
+			if (strncmp(optarg, "tcp://", 6) || strlen(optarg) >= sizeof(cfg->listen)) {
+				fprintf(stderr, "peerd: --listen must be tcp://IP:PORT\n");
+				return -1;
+			}
+			snprintf(cfg->listen, sizeof(cfg->listen), "%s", optarg);
+			break;
+		case O_DATA:
+			if (strlen(optarg) >= sizeof(cfg->data_dir) - 64) {
+				fprintf(stderr, "peerd: --data path too long\n");
+				return -1;
+			}
+			snprintf(cfg->data_dir, sizeof(cfg->data_dir), "%s", optarg);
+			break;
+		case O_CONTROL:
+			snprintf(cfg->control, sizeof(cfg->control), "%s", optarg);
+			break;
+		case O_WEIGHT:
+			if (pv_parse_u64(optarg, 1, 1000, &v) < 0) {
+				fprintf(stderr, "peerd: --weight must be a number from 1 to 1000\n");
+				return -1;
+			}
+			cfg->weight = (uint32_t)v;
+			break;
+		case O_MAXVOL:
+			if (pv_parse_size(optarg, &cfg->max_volume_size, err, sizeof(err)) < 0 ||
+			    cfg->max_volume_size < PV_SECTOR) {
+				fprintf(stderr, "peerd: --max-volume-size: %s\n",
+					cfg->max_volume_size < PV_SECTOR ? "too small" : err);
+				return -1;
+			}
+			break;
+		case O_WORKERS:
+			if (pv_parse_u64(optarg, 1, 256, &v) < 0) {
+				fprintf(stderr, "peerd: --workers must be a number from 1 to 256\n");
+				return -1;
+			}
+			cfg->workers = (int)v;
+			break;
+		case O_DAEMON:
+			cfg->daemon = 1;
+			break;
+		case O_DEBUG:
+			cfg->debug = 1;
+			break;
+		case O_HELP:
+		case 'h':
+			usage(stdout);
+			exit(0);
+		case O_VERSION:
+			printf("peerd %s (protocol %d.%d)\n", PV_VERSION_STRING, PV_PROTO_MAJOR,
+			       PV_PROTO_MINOR);
+			exit(0);
+		default:
+			fprintf(stderr, "Try 'peerd --help'.\n");
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "peerd: unexpected argument '%s'\nTry 'peerd --help'.\n",
+			argv[optind]);
+		return -1;
+	}
+	if (!cfg->id || !cfg->listen[0] || !cfg->data_dir[0]) {
+		fprintf(stderr, "peerd: --id, --listen and --data are required\n"
+				"Try 'peerd --help'.\n");
+		return -1;
+	}
+	if (!cfg->control[0])
+		snprintf(cfg->control, sizeof(cfg->control), "/run/peervol/%u.sock", cfg->id);
+	return 0;
+}
+
+/* Takes the data directory's lock: one peerd per directory. */
+static int lock_data_dir(void)
+{
+	char path[PATH_MAX + 8];
+
+	if (mkdir(srv->cfg.data_dir, 0700) < 0 && errno != EEXIST) {
+		pv_err("cannot create data directory %s: %m", srv->cfg.data_dir);
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/lock", srv->cfg.data_dir);
+	srv->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (srv->lock_fd < 0) {
+		pv_err("cannot open %s: %m", path);
+		return -1;
+	}
+	if (flock(srv->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		pv_err("data directory %s is locked by another peerd (lock %s); stop it first or "
+		       "use another --data",
+		       srv->cfg.data_dir, path);
+		return -1;
+	}
+	return 0;
+}
+
+/* The data directory belongs to one server id for ever. */
+static int check_server_id(void)
+{
+	void *val;
+	size_t len;
+	uint32_t id;
+	int rc = meta_get("config", "server_id", &val, &len);
+
+	if (rc < 0)
+		return -1;
+	if (rc == 1)
+		return meta_put("config", "server_id", &srv->cfg.id, sizeof(srv->cfg.id));
+	if (len != sizeof(id)) {
+		free(val);
+		pv_err("data directory %s has a damaged server id record", srv->cfg.data_dir);
+		return -1;
+	}
+	memcpy(&id, val, sizeof(id));
+	free(val);
+	if (id != srv->cfg.id) {
+		pv_err("data directory %s belongs to server %u, not %u; start it with --id %u",
+		       srv->cfg.data_dir, id, srv->cfg.id, id);
+		return -1;
+	}
+	return 0;
+}
+
+static int open_router(void)
+{
+	int linger = 0, hwm = 100000, maxmsg = PV_MAX_BODY + 4096;
+	int64_t maxsize = maxmsg;
+
+	srv->router = zmq_socket(srv->zctx, ZMQ_ROUTER);
+	if (!srv->router)
+		goto fail;
+	zmq_setsockopt(srv->router, ZMQ_LINGER, &linger, sizeof(linger));
+	zmq_setsockopt(srv->router, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+	zmq_setsockopt(srv->router, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+	zmq_setsockopt(srv->router, ZMQ_MAXMSGSIZE, &maxsize, sizeof(maxsize));
+	if (zmq_bind(srv->router, srv->cfg.listen) < 0)
+		goto fail;
+	return 0;
+fail:
+	pv_err("cannot listen on %s: %s", srv->cfg.listen, zmq_strerror(errno));
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	static struct server server;
+	struct sigaction sa;
+	int rc = 1, io_fd = -1;
+
+	srv = &server;
+	srv->lock_fd = -1;
+	if (parse_options(argc, argv, &srv->cfg) < 0)
+		return 2;
+	pv_log_level = srv->cfg.debug ? LOG_DEBUG : LOG_INFO;
+	pv_log_open("peerd", srv->cfg.id, 0);
+	srand((unsigned)(getpid() ^ pv_now_ms()));
+
+	if (lock_data_dir() < 0)
+		goto out;
+	if (meta_open(srv->cfg.data_dir) < 0)
+		goto out;
+	if (check_server_id() < 0)
+		goto out_meta;
+	if (srv->cfg.daemon) {
+		if (daemon(1, 0) < 0) {
+			pv_err("cannot daemonize: %m");
+			goto out_meta;
+		}
+		pv_log_open("peerd", srv->cfg.id, 1);
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	srv->started_ms = pv_now_ms();
+
+	srv->zctx = zmq_ctx_new();
+	if (!srv->zctx) {
+		pv_err("cannot create ZeroMQ context: %s", zmq_strerror(errno));
+		goto out_meta;
+	}
+	if (open_router() < 0)
+		goto out_zmq;
+	if (catalog_load() < 0)
+		goto out_zmq;
+	io_fd = worker_start(srv->cfg.workers);
+	if (io_fd < 0)
+		goto out_catalog;
+	if (control_open() < 0)
+		goto out_workers;
+	pv_info("serving on %s, data %s, control %s, %d IO threads, catalog version %llu", srv->cfg.listen,
+		srv->cfg.data_dir, srv->cfg.control, srv->cfg.workers,
+		(unsigned long long)srv->version);
+	rc = reactor_run(io_fd) < 0 ? 1 : 0;
+	pv_info("stopping: %llu requests in flight", (unsigned long long)request_inflight());
+
+	control_close();
+out_workers:
+	worker_stop();
+	worker_drain();
+out_catalog:
+	forward_abort_all();
+	clients_free();
+	catalog_free();
+out_zmq:
+	if (srv->router)
+		zmq_close(srv->router);
+	zmq_ctx_term(srv->zctx);
+out_meta:
+	meta_close();
+out:
+	if (srv->lock_fd >= 0)
+		close(srv->lock_fd);
+	return rc;
+}

@@ -1,0 +1,170 @@
+/* meta.c: the only file that touches LMDB. One environment per server under
+ * DATA/meta, with named databases:
+ *   "config"  : server settings that must survive restarts (server id)
+ *   "catalog" : key "catalog" -> encoded pv.Catalog (committed)
+ *   "routes"  : volume name -> encoded pv.RoutingTable
+ * Every update is one write transaction. Reactor thread only. */
+#include <errno.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "peerd.h"
+
+static MDB_env *env;
+
+int meta_open(const char *data_dir)
+{
+	char path[PATH_MAX + 16];
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/meta", data_dir);
+	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+		pv_err("cannot create metadata directory %s: %m", path);
+		return -1;
+	}
+	rc = mdb_env_create(&env);
+	if (!rc)
+		rc = mdb_env_set_maxdbs(env, 16);
+	if (!rc)
+		rc = mdb_env_set_mapsize(env, (size_t)1 << 32);
+	if (!rc)
+		rc = mdb_env_open(env, path, 0, 0600);
+	if (rc) {
+		pv_err("cannot open metadata database %s: %s", path, mdb_strerror(rc));
+		if (env)
+			mdb_env_close(env);
+		env = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+void meta_close(void)
+{
+	if (env)
+		mdb_env_close(env);
+	env = NULL;
+}
+
+int meta_get(const char *db, const char *key, void **val, size_t *len)
+{
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val k = {strlen(key), (void *)key}, v;
+	int rc;
+
+	*val = NULL;
+	*len = 0;
+	rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
+	if (rc) {
+		pv_err("metadata read of %s/%s failed: %s", db, key, mdb_strerror(rc));
+		return -1;
+	}
+	rc = mdb_dbi_open(txn, db, 0, &dbi);
+	if (rc == MDB_NOTFOUND) {
+		mdb_txn_abort(txn);
+		return 1;
+	}
+	if (!rc)
+		rc = mdb_get(txn, dbi, &k, &v);
+	if (rc == MDB_NOTFOUND) {
+		mdb_txn_abort(txn);
+		return 1;
+	}
+	if (rc) {
+		pv_err("metadata read of %s/%s failed: %s", db, key, mdb_strerror(rc));
+		mdb_txn_abort(txn);
+		return -1;
+	}
+	*val = malloc(v.mv_size ? v.mv_size : 1);
+	if (!*val) {
+		mdb_txn_abort(txn);
+		return -1;
+	}
+	memcpy(*val, v.mv_data, v.mv_size);
+	*len = v.mv_size;
+	mdb_txn_abort(txn);
+	return 0;
+}
+
+static int put_one(MDB_txn *txn, const char *db, const char *key, const void *val, size_t len)
+{
+	MDB_dbi dbi;
+	MDB_val k = {strlen(key), (void *)key}, v = {len, (void *)val};
+	int rc;
+
+	rc = mdb_dbi_open(txn, db, MDB_CREATE, &dbi);
+	if (rc)
+		return rc;
+	if (val)
+		return mdb_put(txn, dbi, &k, &v, 0);
+	rc = mdb_del(txn, dbi, &k, NULL);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int meta_put(const char *db, const char *key, const void *val, size_t len)
+{
+	MDB_txn *txn;
+	int rc;
+
+	rc = mdb_txn_begin(env, NULL, 0, &txn);
+	if (!rc)
+		rc = put_one(txn, db, key, val, len);
+	if (!rc)
+		return mdb_txn_commit(txn) ? -1 : 0;
+	pv_err("metadata write of %s/%s failed: %s", db, key, mdb_strerror(rc));
+	mdb_txn_abort(txn);
+	return -1;
+}
+
+static int put_routes(MDB_txn *txn, const struct volume *v)
+{
+	Pv__RoutingTable rt = PV__ROUTING_TABLE__INIT;
+	uint8_t *buf;
+	size_t n;
+	int rc;
+
+	rt.volume = (char *)v->name;
+	rt.n_owner = v->npages;
+	rt.owner = v->owner;
+	rt.n_epoch = v->npages;
+	rt.epoch = v->epoch;
+	n = pv__routing_table__get_packed_size(&rt);
+	buf = malloc(n ? n : 1);
+	if (!buf)
+		return ENOMEM;
+	pv__routing_table__pack(&rt, buf);
+	rc = put_one(txn, "routes", v->name, buf, n);
+	free(buf);
+	return rc;
+}
+
+int meta_put_catalog(const void *cat, size_t cat_len, struct volume *const *vols, size_t nvols,
+		     const char *const *removed, size_t nremoved)
+{
+	MDB_txn *txn;
+	int rc;
+
+	rc = mdb_txn_begin(env, NULL, 0, &txn);
+	if (rc)
+		goto fail;
+	rc = put_one(txn, "catalog", "catalog", cat, cat_len);
+	for (size_t i = 0; !rc && i < nvols; i++)
+		rc = put_routes(txn, vols[i]);
+	for (size_t i = 0; !rc && i < nremoved; i++)
+		rc = put_one(txn, "routes", removed[i], NULL, 0);
+	if (rc) {
+		mdb_txn_abort(txn);
+		goto fail;
+	}
+	rc = mdb_txn_commit(txn);
+	if (!rc)
+		return 0;
+fail:
+	pv_err("metadata write of the catalog failed: %s; the change is not recorded here",
+	       mdb_strerror(rc));
+	return -1;
+}

@@ -1,0 +1,177 @@
+/* ops.c: the table from opcode to handler for everything that arrives on
+ * the ROUTER socket, from clients and from peers. Adding an operation is one
+ * row plus its function. Decodes and validates the header first: a
+ * malformed frame is answered BAD_REQUEST (or VERSION), counted and logged
+ * with the sender's address, and changes nothing. Reactor thread only. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "peerd.h"
+
+typedef void (*op_fn)(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+		      zmq_msg_t *payload);
+
+struct op_row {
+	uint32_t op;
+	int members_only; /* only a member of the group may send it */
+	op_fn fn;
+};
+
+static uint64_t bad_frames;
+
+uint64_t ops_bad_frames(void)
+{
+	return bad_frames;
+}
+
+static void op_data(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+		    zmq_msg_t *payload)
+{
+	request_start(ident, ident_len, h, payload);
+}
+
+static void reply_with_body(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+			    const ProtobufCMessage *body)
+{
+	Pv__Header r;
+
+	wire_header_init(&r);
+	r.op = h->op;
+	r.req_id = h->req_id;
+	r.status = PV_ST_OK;
+	r.server_id = srv->cfg.id;
+	r.catalog_version = srv->version;
+	if (body)
+		wire_send_body(srv->router, ident, ident_len, &r, body);
+	else
+		wire_send(srv->router, ident, ident_len, &r, NULL);
+}
+
+static void op_catalog(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+		       zmq_msg_t *payload)
+{
+	Pv__Catalog *c = catalog_pb(1);
+
+	if (!c) {
+		request_reply_status(ident, ident_len, h, PV_ST_BUSY, "server out of memory");
+		return;
+	}
+	reply_with_body(ident, ident_len, h, &c->base);
+	catalog_pb_free(c);
+}
+
+static void op_ping(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+		    zmq_msg_t *payload)
+{
+	Pv__ClientState *st = NULL;
+
+	if (payload) {
+		st = pv__client_state__unpack(NULL, zmq_msg_size(payload), zmq_msg_data(payload));
+		if (!st) {
+			request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
+					     "PING body does not decode");
+			return;
+		}
+	}
+	if (h->client_id)
+		clients_ping(h->client_id, st);
+	if (st)
+		pv__client_state__free_unpacked(st, NULL);
+	reply_with_body(ident, ident_len, h, NULL);
+}
+
+static void op_heartbeat(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+			 zmq_msg_t *payload)
+{
+	peers_heartbeat(ident, ident_len, h, payload ? zmq_msg_data(payload) : NULL,
+			payload ? zmq_msg_size(payload) : 0);
+}
+
+static void op_catalog_peer(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+			    zmq_msg_t *payload)
+{
+	catalog_peer_op(ident, ident_len, h, payload ? zmq_msg_data(payload) : NULL,
+			payload ? zmq_msg_size(payload) : 0);
+}
+
+static void op_routes(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+		      zmq_msg_t *payload)
+{
+	struct volume *v = catalog_volume(h->volume);
+	Pv__RoutingTable rt = PV__ROUTING_TABLE__INIT;
+
+	if (!v) {
+		request_reply_status(ident, ident_len, h, PV_ST_NO_VOLUME, "no volume '%s'",
+				     h->volume);
+		return;
+	}
+	rt.volume = v->name;
+	rt.n_owner = v->npages;
+	rt.owner = v->owner;
+	rt.n_epoch = v->npages;
+	rt.epoch = v->epoch;
+	reply_with_body(ident, ident_len, h, &rt.base);
+}
+
+static const struct op_row ops[] = {
+	{PV_OP_READ, 0, op_data},
+	{PV_OP_WRITE, 0, op_data},
+	{PV_OP_FLUSH, 0, op_data},
+	{PV_OP_TRIM, 0, op_data},
+	{PV_OP_CATALOG, 0, op_catalog},
+	{PV_OP_PING, 0, op_ping},
+	{PV_OP_HEARTBEAT, 0, op_heartbeat}, /* checks membership itself */
+	{PV_OP_CAT_PREPARE, 1, op_catalog_peer},
+	{PV_OP_CAT_COMMIT, 1, op_catalog_peer},
+	{PV_OP_CAT_ABORT, 1, op_catalog_peer},
+	{PV_OP_CAT_FETCH, 1, op_catalog_peer},
+	{PV_OP_JOIN, 0, op_catalog_peer},
+	{PV_OP_ROUTES, 0, op_routes},
+};
+
+static void refuse(const uint8_t *ident, size_t ident_len, zmq_msg_t *first, const Pv__Header *h,
+		   int status, const char *why)
+{
+	const char *addr = zmq_msg_gets(first, "Peer-Address");
+
+	bad_frames++;
+	if (bad_frames <= 100 || bad_frames % 1000 == 0)
+		pv_warn("refused a message from %s: %s (%s; %llu refused so far)",
+			addr ? addr : "a local peer", why, wire_status_name(status),
+			(unsigned long long)bad_frames);
+	request_reply_status(ident, ident_len, h, status, "%s", why);
+}
+
+void ops_dispatch(const uint8_t *ident, size_t ident_len, zmq_msg_t *frames, size_t nframes)
+{
+	Pv__Header *h = NULL;
+	char err[256];
+	int st;
+
+	if (nframes > 2) {
+		refuse(ident, ident_len, &frames[0], NULL, PV_ST_BAD_REQUEST,
+		       "message of more than 2 frames");
+		return;
+	}
+	st = wire_header_decode(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), &h, err,
+				sizeof(err));
+	if (st != PV_ST_OK) {
+		refuse(ident, ident_len, &frames[0], NULL, st, err);
+		return;
+	}
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		if (ops[i].op != h->op)
+			continue;
+		if (ops[i].members_only &&
+		    (!catalog_member(h->server_id) || h->server_id == srv->cfg.id)) {
+			snprintf(err, sizeof(err), "%s from server %u, which is not a member",
+				 wire_op_name(h->op), h->server_id);
+			refuse(ident, ident_len, &frames[0], h, PV_ST_REFUSED, err);
+			break;
+		}
+		ops[i].fn(ident, ident_len, h, nframes > 1 ? &frames[1] : NULL);
+		break;
+	}
+	wire_header_free(h);
+}

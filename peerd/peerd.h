@@ -1,0 +1,338 @@
+/* peerd.h: the private map of the server. Every cross-file function of peerd
+ * is listed here under the file that defines it. All state below belongs to
+ * the reactor thread unless a comment says otherwise; IO worker threads only
+ * see struct io_job (worker.c). */
+#ifndef PEERD_H
+#define PEERD_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <zmq.h>
+
+#include "pagemath.h"
+#include "pvlog.h"
+#include "util.h"
+#include "wire.h"
+
+#define PEERD_MAX_MEMBERS      64
+#define PEERD_HEARTBEAT_MS     1000
+#define PEERD_DOWN_AFTER_MS    3000
+#define PEERD_CLIENT_EXPIRE_MS 10000
+#define PEERD_TXN_TIMEOUT_MS   5000
+#define PEERD_LOCK_TIMEOUT_MS  10000
+#define PEERD_FWD_RESEND_MS    2000
+
+struct peerd_config {
+	uint32_t id;
+	char listen[256];
+	char data_dir[PATH_MAX];
+	char control[PATH_MAX];
+	uint32_t weight;
+	uint64_t max_volume_size;
+	int workers;
+	int daemon;
+	int debug;
+};
+
+/* A volume as this server knows it: catalog entry, routing table and, when
+ * this server may hold pages of it, its data file. Reference counted: the
+ * catalog holds one reference, every request and IO job one more; the data
+ * file is closed when the last reference goes. */
+struct volume {
+	struct volume *next;
+	int refs;
+	int deleted; /* removed from the catalog; file unlinked */
+	char name[PV_MAX_NAME + 1];
+	uint64_t id;
+	uint64_t size;
+	uint32_t page_size;
+	uint64_t npages;
+	uint64_t created;
+	uint32_t servers[PEERD_MAX_MEMBERS]; /* allowed servers */
+	size_t nservers;
+	uint32_t *owner;  /* routing table: owner of each page */
+	uint64_t *epoch;  /* routing table: epoch of each page */
+	int fd;           /* data file, -1 when not open */
+	uint64_t written; /* cached stats (store_stat), refreshed by peers.c */
+	uint64_t bytes;
+};
+
+/* A member of the group as this server knows it. */
+struct member {
+	uint32_t id;
+	char address[256];
+	uint32_t weight;
+	uint64_t capacity;
+	void *sock; /* DEALER to its ROUTER; NULL for self */
+	uint64_t last_heard_ms;
+	int up;
+	uint64_t catalog_version;
+	uint64_t pages, bytes, free; /* from its heartbeats */
+	Pv__Heartbeat *last_hb;      /* last heartbeat body, owned */
+};
+
+/* A data request (READ/WRITE/FLUSH/TRIM) from a client or a peer, from
+ * arrival to reply. Reference counted; reactor thread only. */
+struct request {
+	int refs;
+	uint32_t op;
+	uint64_t req_id;
+	uint64_t offset;
+	uint64_t length;
+	uint32_t flags;
+	uint32_t hops;
+	uint64_t client_id;
+	struct volume *vol;
+	uint8_t ident[PV_MAX_IDENTITY]; /* who asked (ROUTER routing id) */
+	size_t ident_len;
+	zmq_msg_t data; /* WRITE payload */
+	int has_data;
+	uint8_t *buf;   /* READ result, length bytes */
+	int pending;    /* parts not yet done */
+	int status;     /* first non-OK status of a part */
+	uint32_t moved_to;
+	char message[160];
+};
+
+/* One unit of disk work for an IO worker thread. */
+enum io_kind { IO_READ, IO_WRITE, IO_TRIM, IO_FLUSH };
+
+struct io_job {
+	struct io_job *next;
+	enum io_kind kind;
+	int fd;
+	uint64_t offset;
+	uint64_t length;
+	uint8_t *ptr; /* READ destination / WRITE source */
+	int fua;
+	int err; /* errno of the operation, 0 on success (set by the worker) */
+	struct request *req;
+	struct volume *vol;
+};
+
+/* A catalog change: built by a command, run as a two-phase commit. */
+struct catalog_cmd;
+typedef int (*catalog_build_fn)(struct catalog_cmd *cmd, Pv__Catalog *next, char *err,
+				size_t errlen);
+typedef void (*catalog_done_fn)(struct catalog_cmd *cmd, int ok, const char *err);
+
+struct catalog_cmd {
+	catalog_build_fn build; /* edits a copy of the catalog (version+1 is set) */
+	catalog_done_fn done;   /* called once with the outcome */
+	char what[160];         /* one line for logs */
+	int force;
+	void *arg;              /* command's own state, freed by done */
+	uint8_t ident[PV_MAX_IDENTITY]; /* control client to answer */
+	size_t ident_len;
+	int attempt;
+	uint32_t extra_member; /* join: the new member also takes part */
+};
+
+/* The whole server. One instance, owned by the reactor thread. */
+struct server {
+	struct peerd_config cfg;
+	void *zctx;
+	void *router;  /* clients and peers */
+	void *control; /* peerctl */
+	int lock_fd;
+	uint64_t started_ms;
+	int stopping;
+
+	/* catalog */
+	uint64_t version;
+	char group_id[40];
+	struct member members[PEERD_MAX_MEMBERS];
+	size_t nmembers;
+	struct volume *volumes;
+	uint64_t next_volume_id;
+};
+
+extern struct server *srv;
+
+/* main.c */
+/* (options, start-up and shutdown order) */
+
+/* reactor.c */
+/* Runs the poll loop until a signal stops it; io_fd is the IO workers'
+ * eventfd. Returns 0 or -1. */
+int reactor_run(int io_fd);
+/* Asks the loop to stop (signal-safe). */
+void reactor_stop(void);
+/* Registers a timer callback to run once, after ms milliseconds. */
+void reactor_after(uint64_t ms, void (*fn)(void *), void *arg);
+
+/* request.c */
+/* Starts a data request from a decoded header; takes ownership of *data
+ * (WRITE payload). Replies itself, now or later. */
+void request_start(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *data);
+/* Completes one IO job (called on the reactor by worker completion). */
+void request_io_done(struct io_job *job);
+/* Completes one forwarded part with the owner's answer. */
+void request_part_done(struct request *req, uint64_t buf_off, int status, uint32_t new_owner,
+		       const void *data, size_t len, const char *message);
+/* Sends an error reply for a header that could not be served. */
+void request_reply_status(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+			  int status, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Maps an errno to a status code (the only such mapping in peerd). */
+int request_status_from_errno(int err);
+/* Number of requests in progress. */
+uint64_t request_inflight(void);
+
+/* ops.c */
+/* Dispatches one message that arrived on the ROUTER. */
+void ops_dispatch(const uint8_t *ident, size_t ident_len, zmq_msg_t *frames, size_t nframes);
+/* Counters of malformed frames refused. */
+uint64_t ops_bad_frames(void);
+
+/* worker.c */
+/* Starts n IO threads. Returns the eventfd the reactor polls, or -1. */
+int worker_start(int n);
+/* Queues a job for the IO threads. */
+void worker_submit(struct io_job *job);
+/* Drains completed jobs, calling request_io_done for each. */
+void worker_drain(void);
+/* Stops and joins the IO threads. */
+void worker_stop(void);
+
+/* store.c */
+/* Opens (creating if needed) the data file of vol, sized to vol->size. */
+int store_open(struct volume *vol);
+/* Closes the data file of vol. */
+void store_close(struct volume *vol);
+/* Unlinks the data file of a deleted volume. */
+int store_remove(const char *name);
+/* Runs one job on an IO thread: pread/pwrite/punch/fdatasync. Sets job->err. */
+void store_do(struct io_job *job);
+/* Allocated bytes and the number of pages (of those this server owns) that
+ * hold data. Returns 0 or -1. */
+int store_stat(struct volume *vol, uint64_t *pages_written, uint64_t *bytes);
+/* Free bytes in the data directory. */
+uint64_t store_free(void);
+/* Removes the data of one page (punches it out). */
+int store_punch_page(struct volume *vol, uint64_t page);
+
+/* meta.c */
+/* Opens the LMDB environment under the data directory. */
+int meta_open(const char *data_dir);
+void meta_close(void);
+/* Reads a value; returns a malloc'ed copy in *val (free it), 0, 1 if absent,
+ * -1 on error. */
+int meta_get(const char *db, const char *key, void **val, size_t *len);
+/* Writes values in one transaction: n (key, value) pairs into db; a NULL
+ * value deletes the key. Returns 0 or -1. */
+int meta_put(const char *db, const char *key, const void *val, size_t len);
+/* Writes the catalog and the routing tables of the listed volumes in one
+ * transaction; deletes the routing tables of removed names. */
+int meta_put_catalog(const void *cat, size_t cat_len, struct volume *const *vols, size_t nvols,
+		     const char *const *removed, size_t nremoved);
+
+/* catalog.c */
+/* Loads the catalog from LMDB, or makes a group of one. Returns 0 or -1. */
+int catalog_load(void);
+/* Frees every volume and member. */
+void catalog_free(void);
+/* Finds a volume by name (NULL if none). */
+struct volume *catalog_volume(const char *name);
+/* Finds a member by id (NULL if none). */
+struct member *catalog_member(uint32_t id);
+struct member *catalog_self(void);
+/* Builds the protobuf catalog from memory (free with catalog_pb_free). */
+Pv__Catalog *catalog_pb(int with_holders);
+void catalog_pb_free(Pv__Catalog *c);
+/* Deep copy of a protobuf catalog (free with catalog_pb_free). */
+Pv__Catalog *catalog_pb_copy(const Pv__Catalog *c);
+/* Runs a catalog change as a two-phase commit over all members; takes
+ * ownership of cmd (freed after cmd->done). */
+void catalog_change(struct catalog_cmd *cmd);
+/* Replaces the whole catalog with a committed one (adopting a group or
+ * catching up). Returns 0 or -1. */
+int catalog_adopt(const Pv__Catalog *c, const char *why);
+/* Handles the peer ops CAT_PREPARE/COMMIT/ABORT/FETCH/JOIN. */
+void catalog_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+		     const void *body, size_t len);
+/* Handles the reply to one of our catalog messages. */
+void catalog_peer_reply(struct member *m, const Pv__Header *h, const void *body, size_t len);
+/* Whether this server currently holds the catalog lock. */
+int catalog_locked(void);
+/* Volume reference counting. */
+void volume_get(struct volume *v);
+void volume_put(struct volume **vp);
+/* Servers that own at least one page of vol (the connection table). */
+size_t catalog_holders(const struct volume *vol, uint32_t *out, size_t max);
+/* Times out a change waiting for answers and a join in progress. */
+void catalog_tick(void);
+/* Asks member m for its catalog (we are behind it). */
+void catalog_fetch_from(struct member *m);
+/* The socket of this server's join in progress, for the reactor (or NULL). */
+void *catalog_join_socket(void);
+/* Starts joining the group at address; the control client (ident) is
+ * answered when done. Returns 0, or -1 with a reason in err. */
+int catalog_join_start(const char *address, const uint8_t *ident, size_t ident_len, char *err,
+		       size_t errlen);
+/* Handles the answer on the join socket. */
+void catalog_join_input(void);
+/* Starts a volume create/delete as a catalog change, answering the control
+ * client when done. Return 0, or -1 with a reason in err. */
+int catalog_volume_create(const char *name, uint64_t size, uint32_t page_size,
+			  const uint32_t *servers, size_t nservers, const uint8_t *ident,
+			  size_t ident_len, char *err, size_t errlen);
+int catalog_volume_delete(const char *name, int force, const uint8_t *ident, size_t ident_len,
+			  char *err, size_t errlen);
+
+/* clients.c */
+/* Records a client's PING (its open volumes). */
+void clients_ping(uint64_t client_id, const Pv__ClientState *st);
+/* Number of clients with vol open through this server, seen recently. */
+uint32_t clients_open_count(const char *volume);
+/* Drops clients not seen for PEERD_CLIENT_EXPIRE_MS. */
+void clients_expire(void);
+void clients_free(void);
+
+/* peers.c */
+/* Connects DEALERs to every other member (idempotent). */
+int peers_connect(void);
+/* Sends a heartbeat to every member; marks silent ones down. */
+void peers_tick(void);
+/* Handles a message arriving on member m's DEALER (a reply to us). */
+void peers_input(struct member *m);
+/* Handles a heartbeat from a peer (on the ROUTER). */
+void peers_heartbeat(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+		     const void *body, size_t len);
+/* Sends a message to member m: header (req_id chosen by caller) and
+ * optional payload or body. Returns 0 or -1. */
+int peers_send(struct member *m, Pv__Header *h, zmq_msg_t *payload,
+	       const ProtobufCMessage *body);
+/* Next request id for messages to peers. */
+uint64_t peers_next_id(void);
+
+/* forward.c */
+/* Sends part [buf_off, +len) of req to the owner of its page. Returns 0, or
+ * -1 if the owner is unknown (the caller fails the part). */
+int forward_part(struct request *req, uint32_t owner, uint64_t offset, uint64_t len,
+		 uint64_t buf_off);
+/* Handles a reply to a forwarded part; returns 1 if it was one. */
+int forward_reply(struct member *m, const Pv__Header *h, zmq_msg_t *data);
+/* Re-sends parts outstanding too long (after a peer restart). */
+void forward_tick(void);
+/* Number of parts in flight. */
+uint64_t forward_inflight(void);
+/* Fails every part in flight (shutdown). */
+void forward_abort_all(void);
+
+/* control.c */
+/* Binds the control socket. Returns 0 or -1. */
+int control_open(void);
+void control_close(void);
+/* Handles one message on the control socket. */
+void control_input(void);
+/* Sends the final answer of a deferred command: ok with result (stolen),
+ * or the error. */
+void control_reply(const uint8_t *ident, size_t ident_len, int ok, void *json_result,
+		   const char *err);
+/* JSON of a volume (json_t *, new reference). */
+void *control_volume_json(struct volume *v, int routing);
+/* JSON of the group (json_t *, new reference). */
+void *control_group_json(void);
+
+#endif

@@ -1,0 +1,208 @@
+/* peers.c: membership at run time: one DEALER per other member (connected
+ * to its ROUTER), heartbeats every second carrying this server's catalog
+ * version and usage, up/down state of each member, and the dispatch of the
+ * replies that come back on those DEALERs. Reactor thread only. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "peerd.h"
+
+static uint64_t next_id = 1;
+
+uint64_t peers_next_id(void)
+{
+	return next_id++;
+}
+
+int peers_connect(void)
+{
+	for (size_t i = 0; i < srv->nmembers; i++) {
+		struct member *m = &srv->members[i];
+		int linger = 0, immediate = 1, hwm = 100000;
+
+		if (m->id == srv->cfg.id || m->sock)
+			continue;
+		m->sock = zmq_socket(srv->zctx, ZMQ_DEALER);
+		if (!m->sock) {
+			pv_err("peer %u: cannot create socket: %s", m->id, zmq_strerror(errno));
+			return -1;
+		}
+		zmq_setsockopt(m->sock, ZMQ_LINGER, &linger, sizeof(linger));
+		/* queue nothing for a member that is not connected: a send fails and
+		 * the request is answered UNAVAILABLE instead of waiting unseen */
+		zmq_setsockopt(m->sock, ZMQ_IMMEDIATE, &immediate, sizeof(immediate));
+		zmq_setsockopt(m->sock, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+		zmq_setsockopt(m->sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+		if (zmq_connect(m->sock, m->address) < 0) {
+			pv_err("peer %u: cannot connect to %s: %s", m->id, m->address,
+			       zmq_strerror(errno));
+			zmq_close(m->sock);
+			m->sock = NULL;
+			return -1;
+		}
+		pv_info("peer %u: connecting to %s", m->id, m->address);
+	}
+	return 0;
+}
+
+int peers_send(struct member *m, Pv__Header *h, zmq_msg_t *payload,
+	       const ProtobufCMessage *body)
+{
+	if (!m->sock) {
+		if (payload)
+			zmq_msg_close(payload);
+		errno = ENOTCONN;
+		return -1;
+	}
+	h->server_id = srv->cfg.id;
+	h->catalog_version = srv->version;
+	if (body)
+		return wire_send_body(m->sock, NULL, 0, h, body);
+	return wire_send(m->sock, NULL, 0, h, payload);
+}
+
+void peers_tick(void)
+{
+	Pv__Heartbeat hb = PV__HEARTBEAT__INIT;
+	Pv__VolumeStat stats[256], *statp[256];
+	uint64_t now = pv_now_ms(), pages = 0, bytes = 0;
+	size_t n = 0;
+
+	for (struct volume *v = srv->volumes; v; v = v->next) {
+		store_stat(v, &v->written, &v->bytes);
+		for (uint64_t p = 0; p < v->npages; p++)
+			pages += v->owner[p] == srv->cfg.id;
+		bytes += v->bytes;
+		if (n < 256) {
+			pv__volume_stat__init(&stats[n]);
+			stats[n].name = v->name;
+			stats[n].pages_written = v->written;
+			stats[n].bytes = v->bytes;
+			stats[n].open_clients = clients_open_count(v->name);
+			statp[n] = &stats[n];
+			n++;
+		}
+	}
+	hb.server_id = srv->cfg.id;
+	hb.catalog_version = srv->version;
+	hb.pages = pages;
+	hb.bytes = bytes;
+	hb.free = store_free();
+	hb.n_volumes = n;
+	hb.volumes = statp;
+	for (size_t i = 0; i < srv->nmembers; i++) {
+		struct member *m = &srv->members[i];
+		Pv__Header h;
+
+		if (m->id == srv->cfg.id) {
+			m->pages = pages;
+			m->bytes = bytes;
+			m->free = hb.free;
+			m->up = 1;
+			continue;
+		}
+		if (m->up && now - m->last_heard_ms > PEERD_DOWN_AFTER_MS) {
+			m->up = 0;
+			pv_warn("peer %u (%s) is down: no heartbeat for %d s; its pages wait for "
+				"it",
+				m->id, m->address, PEERD_DOWN_AFTER_MS / 1000);
+		}
+		wire_header_init(&h);
+		h.op = PV_OP_HEARTBEAT;
+		h.req_id = peers_next_id();
+		if (peers_send(m, &h, NULL, &hb.base) < 0 && errno != EAGAIN)
+			pv_debug("peer %u: heartbeat not sent: %m", m->id);
+	}
+}
+
+void peers_heartbeat(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+		     const void *body, size_t len)
+{
+	struct member *m = catalog_member(h->server_id);
+	Pv__Heartbeat *hb;
+
+	if (!m || m->id == srv->cfg.id) {
+		request_reply_status(ident, ident_len, h, PV_ST_REFUSED,
+				     "server %u is not a member of group %s", h->server_id,
+				     srv->group_id);
+		pv_warn("heartbeat from server %u refused: not a member", h->server_id);
+		return;
+	}
+	hb = body ? pv__heartbeat__unpack(NULL, len, body) : NULL;
+	if (!hb) {
+		request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
+				     "heartbeat body does not decode");
+		return;
+	}
+	if (!m->up)
+		pv_info("peer %u (%s) is up (catalog version %llu)", m->id, m->address,
+			(unsigned long long)hb->catalog_version);
+	m->up = 1;
+	m->last_heard_ms = pv_now_ms();
+	m->catalog_version = hb->catalog_version;
+	m->pages = hb->pages;
+	m->bytes = hb->bytes;
+	m->free = hb->free;
+	if (m->last_hb)
+		pv__heartbeat__free_unpacked(m->last_hb, NULL);
+	m->last_hb = hb;
+	if (hb->catalog_version > srv->version)
+		catalog_fetch_from(m);
+}
+
+void peers_input(struct member *m)
+{
+	zmq_msg_t frames[3];
+	size_t n = 0;
+	int more = 1;
+	Pv__Header *h = NULL;
+	char err[256];
+
+	while (more) {
+		zmq_msg_t *f = &frames[n < 3 ? n : 2];
+
+		if (n >= 3)
+			zmq_msg_close(f);
+		zmq_msg_init(f);
+		if (zmq_msg_recv(f, m->sock, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(f);
+			if (n == 0)
+				return;
+			break;
+		}
+		more = zmq_msg_more(f);
+		if (n < 3)
+			n++;
+	}
+	if (wire_header_decode(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), &h, err,
+			       sizeof(err)) != PV_ST_OK) {
+		pv_warn("peer %u (%s): unreadable reply: %s", m->id, m->address, err);
+		goto out;
+	}
+	m->last_heard_ms = pv_now_ms();
+	switch (h->op) {
+	case PV_OP_READ:
+	case PV_OP_WRITE:
+	case PV_OP_FLUSH:
+	case PV_OP_TRIM:
+		forward_reply(m, h, n > 1 ? &frames[1] : NULL);
+		break;
+	case PV_OP_CAT_PREPARE:
+	case PV_OP_CAT_COMMIT:
+	case PV_OP_CAT_ABORT:
+	case PV_OP_CAT_FETCH:
+		catalog_peer_reply(m, h, n > 1 ? zmq_msg_data(&frames[1]) : NULL,
+				   n > 1 ? zmq_msg_size(&frames[1]) : 0);
+		break;
+	default:
+		if (h->status == PV_ST_REFUSED)
+			pv_warn("peer %u (%s) refused %s: %s", m->id, m->address,
+				wire_op_name(h->op), h->message);
+		break;
+	}
+out:
+	wire_header_free(h);
+	for (size_t i = 0; i < n; i++)
+		zmq_msg_close(&frames[i]);
+}

@@ -1,0 +1,339 @@
+/* request.c: a data request's life: validate, split by page, serve the
+ * pages this server owns through the IO workers, forward the others to their
+ * owners, gather the parts and send one reply. Reactor thread only.
+ *
+ *   client --READ--> [validate] --split by page--+--> local part --> worker
+ *                                                 +--> remote part --> forward
+ *   client <--reply (one header + one data frame)-- [all parts done]
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "peerd.h"
+
+static uint64_t inflight;
+
+uint64_t request_inflight(void)
+{
+	return inflight;
+}
+
+int request_status_from_errno(int err)
+{
+	switch (err) {
+	case 0:
+		return PV_ST_OK;
+	case ENOSPC:
+	case EDQUOT:
+		return PV_ST_NO_SPACE;
+	case EINVAL:
+		return PV_ST_BAD_REQUEST;
+	default:
+		return PV_ST_IO_ERROR;
+	}
+}
+
+static void reply_header(Pv__Header *r, uint32_t op, uint64_t req_id, int status)
+{
+	wire_header_init(r);
+	r->op = op;
+	r->req_id = req_id;
+	r->status = status;
+	r->server_id = srv->cfg.id;
+	r->catalog_version = srv->version;
+}
+
+void request_reply_status(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+			  int status, const char *fmt, ...)
+{
+	Pv__Header r;
+	char msg[PV_MAX_MESSAGE];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	reply_header(&r, h ? h->op : 0, h ? h->req_id : 0, status);
+	r.message = msg;
+	if (h)
+		r.volume = h->volume;
+	if (wire_send(srv->router, ident, ident_len, &r, NULL) < 0)
+		pv_debug("reply to a client failed: %m");
+}
+
+static void free_buf(void *data, void *hint)
+{
+	free(data);
+}
+
+static void request_free(struct request *req)
+{
+	if (req->has_data)
+		zmq_msg_close(&req->data);
+	free(req->buf);
+	volume_put(&req->vol);
+	free(req);
+	inflight--;
+}
+
+static void request_finish(struct request *req)
+{
+	Pv__Header r;
+	zmq_msg_t out;
+	int with_data = req->op == PV_OP_READ && req->status == PV_ST_OK && req->length > 0;
+
+	reply_header(&r, req->op, req->req_id, req->status);
+	r.volume = req->vol->name;
+	r.offset = req->offset;
+	r.length = req->length;
+	if (req->status != PV_ST_OK)
+		r.message = req->message;
+	if (req->status == PV_ST_MOVED)
+		r.new_owner = req->moved_to;
+	if (with_data) {
+		if (zmq_msg_init_data(&out, req->buf, req->length, free_buf, NULL) < 0) {
+			pv_err("volume %s: cannot build reply: %m", req->vol->name);
+			request_free(req);
+			return;
+		}
+		req->buf = NULL; /* now owned by the message */
+	}
+	if (wire_send(srv->router, req->ident, req->ident_len, &r, with_data ? &out : NULL) < 0)
+		pv_debug("volume %s: reply %s req %llu not sent: %m", req->vol->name,
+			 wire_op_name(req->op), (unsigned long long)req->req_id);
+	request_free(req);
+}
+
+/* Marks one part done; the first error wins. */
+static void part_done(struct request *req, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void part_done(struct request *req, int status, const char *fmt, ...)
+{
+	if (status != PV_ST_OK && req->status == PV_ST_OK) {
+		va_list ap;
+
+		req->status = status;
+		va_start(ap, fmt);
+		vsnprintf(req->message, sizeof(req->message), fmt, ap);
+		va_end(ap);
+	}
+	if (--req->pending == 0)
+		request_finish(req);
+}
+
+static void submit_local(struct request *req, enum io_kind kind, uint64_t offset, uint64_t len,
+			 uint64_t buf_off)
+{
+	struct io_job *job = calloc(1, sizeof(*job));
+
+	req->pending++;
+	if (!job) {
+		part_done(req, PV_ST_IO_ERROR, "out of memory");
+		return;
+	}
+	job->kind = kind;
+	job->fd = req->vol->fd;
+	job->offset = offset;
+	job->length = len;
+	job->fua = (req->flags & PV_F_FUA) != 0;
+	job->req = req;
+	if (kind == IO_READ)
+		job->ptr = req->buf + buf_off;
+	else if (kind == IO_WRITE)
+		job->ptr = (uint8_t *)zmq_msg_data(&req->data) + buf_off;
+	worker_submit(job);
+}
+
+void request_io_done(struct io_job *job)
+{
+	struct request *req = job->req;
+
+	if (job->err) {
+		errno = job->err;
+		pv_err("volume %s: %s of %llu bytes at offset %llu failed: %m; check the disk "
+		       "under %s",
+		       req->vol->name, wire_op_name(req->op), (unsigned long long)job->length,
+		       (unsigned long long)job->offset, srv->cfg.data_dir);
+		part_done(req, request_status_from_errno(job->err), "%s on server %u: %s",
+			  wire_op_name(req->op), srv->cfg.id, strerror(job->err));
+	} else {
+		part_done(req, PV_ST_OK, "%s", "");
+	}
+	free(job);
+}
+
+void request_part_done(struct request *req, uint64_t buf_off, int status, uint32_t new_owner,
+		       const void *data, size_t len, const char *message)
+{
+	if (status == PV_ST_OK && req->op == PV_OP_READ && data)
+		memcpy(req->buf + buf_off, data, len);
+	if (status == PV_ST_MOVED)
+		req->moved_to = new_owner;
+	part_done(req, status, "%s", message ? message : "");
+}
+
+/* Splits a READ/WRITE/TRIM over pages: consecutive local spans become one
+ * job, each remote span one forwarded part. Returns 0, or -1 after replying
+ * MOVED (hop limit). */
+static void start_ranged(struct request *req)
+{
+	struct volume *vol = req->vol;
+	enum io_kind kind = req->op == PV_OP_READ ? IO_READ : req->op == PV_OP_WRITE ? IO_WRITE
+										     : IO_TRIM;
+	uint32_t self = srv->cfg.id;
+	uint64_t pos = 0;
+
+	/* hold one pending count while parts are being issued */
+	req->pending = 1;
+	while (pos < req->length) {
+		uint64_t off = req->offset + pos;
+		uint64_t page = off / vol->page_size;
+		uint32_t owner = vol->owner[page];
+		uint64_t end = pos;
+
+		/* extend over following pages with the same owner */
+		while (end < req->length) {
+			uint64_t o = req->offset + end;
+			uint64_t p = o / vol->page_size;
+			uint64_t in_page = vol->page_size - o % vol->page_size;
+
+			if (vol->owner[p] != owner)
+				break;
+			end += in_page < req->length - end ? in_page : req->length - end;
+			if (owner != self)
+				break; /* forwarded parts stay within one page */
+		}
+		if (owner == self) {
+			submit_local(req, kind, off, end - pos, pos);
+		} else if (req->hops >= PV_MAX_HOPS) {
+			req->pending++;
+			req->moved_to = owner;
+			part_done(req, PV_ST_MOVED,
+				  "volume %s page %llu is owned by server %u (hop limit reached)",
+				  vol->name, (unsigned long long)page, owner);
+		} else {
+			req->pending++;
+			if (forward_part(req, owner, off, end - pos, pos) < 0)
+				part_done(req, PV_ST_UNAVAILABLE,
+					  "volume %s page %llu: owner server %u is not reachable",
+					  vol->name, (unsigned long long)page, owner);
+		}
+		pos = end;
+	}
+	part_done(req, PV_ST_OK, "%s", "");
+}
+
+static void start_flush(struct request *req)
+{
+	uint32_t holders[PEERD_MAX_MEMBERS];
+	size_t n = catalog_holders(req->vol, holders, PEERD_MAX_MEMBERS);
+
+	req->pending = 1;
+	submit_local(req, IO_FLUSH, 0, 0, 0);
+	if (req->hops == 0) {
+		for (size_t i = 0; i < n; i++) {
+			if (holders[i] == srv->cfg.id)
+				continue;
+			req->pending++;
+			if (forward_part(req, holders[i], 0, 0, 0) < 0)
+				part_done(req, PV_ST_UNAVAILABLE,
+					  "volume %s: FLUSH cannot reach server %u", req->vol->name,
+					  holders[i]);
+		}
+	}
+	part_done(req, PV_ST_OK, "%s", "");
+}
+
+void request_start(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *data)
+{
+	struct volume *vol = catalog_volume(h->volume);
+	struct request *req;
+	uint64_t length = h->length;
+
+	if (!vol) {
+		request_reply_status(ident, ident_len, h, PV_ST_NO_VOLUME, "no volume '%s'",
+				     h->volume);
+		goto drop;
+	}
+	if (h->op == PV_OP_WRITE) {
+		if (!data) {
+			request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
+					     "WRITE without a data frame");
+			return;
+		}
+		length = zmq_msg_size(data);
+		if (h->length && h->length != length) {
+			request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
+					     "WRITE length %u but data frame of %llu bytes",
+					     h->length, (unsigned long long)length);
+			goto drop;
+		}
+		if (length > PV_MAX_IO) {
+			request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
+					     "WRITE of %llu bytes over the maximum %u",
+					     (unsigned long long)length, PV_MAX_IO);
+			goto drop;
+		}
+	} else if (data) {
+		request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
+				     "%s takes no data frame", wire_op_name(h->op));
+		goto drop;
+	}
+	if (h->op != PV_OP_FLUSH && (h->offset > vol->size || length > vol->size - h->offset)) {
+		request_reply_status(ident, ident_len, h, PV_ST_OUT_OF_RANGE,
+				     "%s at %llu+%llu is past the end of volume %s (%llu bytes)",
+				     wire_op_name(h->op), (unsigned long long)h->offset,
+				     (unsigned long long)length, vol->name,
+				     (unsigned long long)vol->size);
+		goto drop;
+	}
+	if (vol->fd < 0 && store_open(vol) < 0) {
+		request_reply_status(ident, ident_len, h, PV_ST_IO_ERROR,
+				     "volume %s: data file cannot be opened on server %u", vol->name,
+				     srv->cfg.id);
+		goto drop;
+	}
+	req = calloc(1, sizeof(*req));
+	if (!req) {
+		request_reply_status(ident, ident_len, h, PV_ST_BUSY, "server out of memory");
+		goto drop;
+	}
+	inflight++;
+	req->op = h->op;
+	req->req_id = h->req_id;
+	req->offset = h->offset;
+	req->length = h->op == PV_OP_FLUSH ? 0 : length;
+	req->flags = h->flags;
+	req->hops = h->hops;
+	req->client_id = h->client_id;
+	volume_get(vol);
+	req->vol = vol;
+	memcpy(req->ident, ident, ident_len);
+	req->ident_len = ident_len;
+	if (data) {
+		zmq_msg_init(&req->data);
+		zmq_msg_move(&req->data, data);
+		req->has_data = 1;
+	}
+	if (req->op == PV_OP_READ && req->length) {
+		req->buf = malloc(req->length);
+		if (!req->buf) {
+			request_reply_status(ident, ident_len, h, PV_ST_BUSY,
+					     "server out of memory");
+			request_free(req);
+			return;
+		}
+	}
+	if (req->op == PV_OP_FLUSH)
+		start_flush(req);
+	else
+		start_ranged(req);
+	return;
+drop:
+	if (data)
+		zmq_msg_close(data);
+}

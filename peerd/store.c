@@ -1,0 +1,191 @@
+/* store.c: the only file that touches volume data. One sparse file per
+ * volume, DATA/volumes/NAME.vol, sized to the volume: a page lives at its own
+ * volume offset, so unwritten space and pages owned elsewhere cost no disk,
+ * TRIM punches holes and a hole reads as zeros. store_do runs on IO worker
+ * threads (one job at a time, no shared state); the rest on the reactor. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "peerd.h"
+
+static void volume_path(const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/volumes/%s.vol", srv->cfg.data_dir, name);
+}
+
+int store_open(struct volume *vol)
+{
+	char path[PATH_MAX + 80];
+	struct stat st;
+	int fd;
+
+	if (vol->fd >= 0)
+		return 0;
+	snprintf(path, sizeof(path), "%s/volumes", srv->cfg.data_dir);
+	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+		pv_err("cannot create %s: %m", path);
+		return -1;
+	}
+	volume_path(vol->name, path, sizeof(path));
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		pv_err("volume %s: cannot open data file %s: %m", vol->name, path);
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || ((uint64_t)st.st_size != vol->size && ftruncate(fd, vol->size) < 0)) {
+		pv_err("volume %s: cannot size data file %s to %llu bytes: %m", vol->name, path,
+		       (unsigned long long)vol->size);
+		close(fd);
+		return -1;
+	}
+	vol->fd = fd;
+	return 0;
+}
+
+void store_close(struct volume *vol)
+{
+	if (vol->fd >= 0)
+		close(vol->fd);
+	vol->fd = -1;
+}
+
+int store_remove(const char *name)
+{
+	char path[PATH_MAX + 80];
+
+	volume_path(name, path, sizeof(path));
+	if (unlink(path) < 0 && errno != ENOENT) {
+		pv_err("volume %s: cannot remove data file %s: %m", name, path);
+		return -1;
+	}
+	return 0;
+}
+
+static int do_read(struct io_job *job)
+{
+	uint64_t done = 0;
+
+	while (done < job->length) {
+		ssize_t n = pread(job->fd, job->ptr + done, job->length - done, job->offset + done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno;
+		if (n == 0) { /* past the file's end: zeros, as a hole */
+			memset(job->ptr + done, 0, job->length - done);
+			break;
+		}
+		done += n;
+	}
+	return 0;
+}
+
+static int do_write(struct io_job *job)
+{
+	uint64_t done = 0;
+
+	while (done < job->length) {
+		struct iovec iov = {job->ptr + done, job->length - done};
+		ssize_t n = pwritev2(job->fd, &iov, 1, job->offset + done, job->fua ? RWF_DSYNC : 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno;
+		done += n;
+	}
+	return 0;
+}
+
+void store_do(struct io_job *job)
+{
+	int err = 0;
+
+	switch (job->kind) {
+	case IO_READ:
+		err = do_read(job);
+		break;
+	case IO_WRITE:
+		err = do_write(job);
+		break;
+	case IO_TRIM:
+		if (fallocate(job->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, job->offset,
+			      job->length) < 0)
+			err = errno;
+		break;
+	case IO_FLUSH:
+		if (fdatasync(job->fd) < 0)
+			err = errno;
+		break;
+	}
+	job->err = err;
+}
+
+int store_stat(struct volume *vol, uint64_t *pages_written, uint64_t *bytes)
+{
+	struct stat st;
+	uint64_t written = 0;
+	off_t pos = 0;
+
+	*pages_written = 0;
+	*bytes = 0;
+	if (vol->fd < 0)
+		return 0;
+	if (fstat(vol->fd, &st) < 0)
+		return -1;
+	*bytes = (uint64_t)st.st_blocks * 512;
+	/* walk the data extents; count each page touched once */
+	uint64_t last_page = UINT64_MAX;
+	while ((uint64_t)pos < vol->size) {
+		off_t data = lseek(vol->fd, pos, SEEK_DATA);
+		off_t hole;
+
+		if (data < 0)
+			break; /* ENXIO: no more data */
+		hole = lseek(vol->fd, data, SEEK_HOLE);
+		if (hole < 0)
+			hole = vol->size;
+		for (uint64_t p = data / vol->page_size; p * vol->page_size < (uint64_t)hole;
+		     p++) {
+			if (p != last_page && p < vol->npages)
+				written++;
+			last_page = p;
+		}
+		pos = hole;
+	}
+	*pages_written = written;
+	return 0;
+}
+
+uint64_t store_free(void)
+{
+	struct statvfs sv;
+
+	if (statvfs(srv->cfg.data_dir, &sv) < 0)
+		return 0;
+	return (uint64_t)sv.f_bavail * sv.f_frsize;
+}
+
+int store_punch_page(struct volume *vol, uint64_t page)
+{
+	uint64_t off = page * vol->page_size;
+	uint64_t len = vol->page_size;
+
+	if (vol->fd < 0)
+		return 0;
+	if (off + len > vol->size)
+		len = vol->size - off;
+	if (fallocate(vol->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) < 0) {
+		pv_err("volume %s page %llu: cannot punch out data: %m", vol->name,
+		       (unsigned long long)page);
+		return -1;
+	}
+	return 0;
+}
