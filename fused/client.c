@@ -1,0 +1,1479 @@
+/* client.c: fused's side of the wire. The only file that speaks ZeroMQ: it
+ * owns the context, one DEALER socket per server in use, the catalog and the
+ * routing of each volume to a server, and every request in flight.
+ *
+ * Threads: the client thread (client_main) owns all sockets and all state
+ * below "client thread only". FUSE worker threads call client_read/_write/
+ * _flush/_trim/_volume_opened, which only build a struct call and append it
+ * to a mutex-protected queue, then poke an eventfd that the client thread
+ * polls with zmq_poll. The client thread sends the call as one or more
+ * parts (wire requests) and answers the FUSE request with fuse_reply_* when
+ * the last part is done. Nothing blocks per data request.
+ *
+ *   fs.c (any thread)        client thread                      peerd
+ *   client_write() --queue--> call -> part(req_id) --DEALER--> ROUTER
+ *                             hash[req_id] <------------------- reply
+ *                             fuse_reply_write()
+ *
+ * Failures: MOVED, BUSY and UNAVAILABLE are retried until the part's
+ * deadline (--timeout after it was made). A server with work outstanding
+ * that sends nothing back for FUSED_DEAD_MS is declared dead: its socket is
+ * closed and opened again (its volumes move to another holder if any) and
+ * everything that was in flight to it is sent again with the same req_id.
+ * The catalog is read at start (client_new, in the caller's thread, before
+ * the client thread exists), on demand from lookup/readdir, and whenever a
+ * PING reply carries a different catalog version.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "fused.h"
+#include "pvlog.h"
+#include "util.h"
+
+#define HASH_SIZE          4096 /* buckets of the req_id table (power of 2) */
+#define CATALOG_TIMEOUT_MS 2000 /* a catalog refresh that takes longer failed */
+#define SCAN_MS            100  /* deadline scan period */
+#define RECV_BATCH         256  /* messages taken from one socket per round */
+
+enum call_kind { CALL_READ, CALL_WRITE, CALL_FLUSH, CALL_TRIM, CALL_OPEN, CALL_CLOSE };
+
+/* One FUSE-level operation, from the FUSE thread that made it to its reply.
+ * Made by a FUSE thread, owned by the client thread once queued. */
+struct call {
+	enum call_kind kind;
+	fuse_req_t req; /* NULL for OPEN/CLOSE */
+	char volume[PV_MAX_NAME + 1]; /* "" with FLUSH: every open volume */
+	uint64_t offset;
+	uint64_t length;
+	uint32_t flags;
+	zmq_msg_t data; /* WRITE only: the bytes, copied once */
+	struct call *next; /* submission queue; guarded by client.lock */
+	unsigned parts_left; /* client thread only */
+	int err;             /* first error of a part; client thread only */
+};
+
+/* One peerd we talk to. Client thread only. */
+struct server {
+	char *address;
+	uint32_t member_id; /* 0 until known */
+	void *sock;         /* DEALER; NULL if it could not be opened */
+	unsigned outstanding; /* parts in flight here */
+	uint64_t wait_start_ms; /* when outstanding last rose from 0 */
+	uint64_t last_rx_ms;    /* when anything last came back */
+	uint64_t next_ping_ms;
+	int version_logged;
+	struct server *next;
+};
+
+/* One wire request. Client thread only. */
+struct part {
+	uint64_t req_id;
+	uint32_t op;
+	struct call *call; /* NULL for PING and CATALOG */
+	char volume[PV_MAX_NAME + 1];
+	uint64_t offset;
+	uint32_t length;
+	struct server *srv; /* in flight there; NULL while waiting */
+	uint64_t deadline_ms;
+	uint64_t retry_ms;       /* while waiting: when to send again */
+	struct part *hnext;      /* hash chain */
+	struct part *prev, *next; /* list of all parts */
+	struct part *wnext;      /* waiting list */
+};
+
+struct member {
+	uint32_t id;
+	char *address;
+};
+
+/* The client thread's view of a catalog volume, with its route. */
+struct volume {
+	struct volume_attr attr;
+	uint32_t *holders;
+	size_t n_holders;
+	struct server *srv; /* where its requests go */
+};
+
+struct open_vol {
+	char name[PV_MAX_NAME + 1];
+	unsigned count;
+	struct open_vol *next;
+};
+
+struct client {
+	/* set before the client thread starts, read-only afterwards */
+	char **group;
+	size_t n_group;
+	uint64_t timeout_ms;
+	uint64_t client_id;
+	void *zctx;
+	int efd;
+	pthread_t thread;
+	int started;
+
+	/* guarded by lock */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct call *q_head, **q_tail;
+	int stopping;
+	int cat_wanted;
+	uint64_t cat_seq;      /* bumped when a catalog fetch ends */
+	uint64_t cat_tried_ms; /* when the last fetch ended (0: never) */
+	struct volume_attr *pub; /* published volume list */
+	size_t n_pub;
+
+	/* client thread only */
+	struct server *servers;
+	struct server *cat_srv; /* where catalog requests go */
+	size_t cat_next;        /* next candidate when cat_srv fails */
+	int have_catalog;
+	uint64_t cat_version;
+	struct part *cat_part; /* catalog request in flight, or NULL */
+	struct member *members;
+	size_t n_members;
+	struct volume *vols;
+	size_t n_vols;
+	struct open_vol *opens;
+	struct part *hash[HASH_SIZE];
+	struct part all; /* sentinel of the list of all parts */
+	struct part *waiting;
+	uint64_t next_req_id;
+	uint64_t next_scan_ms;
+	uint64_t last_warn_ms;
+	unsigned warn_suppressed;
+};
+
+/* ---- small helpers ---------------------------------------------------- */
+
+/* The one mapping from a reply status to an errno. */
+static int status_errno(int32_t status)
+{
+	switch (status) {
+	case PV_ST_OK:
+		return 0;
+	case PV_ST_NO_VOLUME:
+		return ENOENT;
+	case PV_ST_OUT_OF_RANGE:
+		return EFBIG;
+	case PV_ST_IO_ERROR:
+		return EIO;
+	case PV_ST_BAD_REQUEST:
+		return EINVAL;
+	case PV_ST_VERSION:
+		return EPROTO;
+	case PV_ST_NO_SPACE:
+		return ENOSPC;
+	case PV_ST_REFUSED:
+		return EPERM;
+	default: /* MOVED, BUSY, UNAVAILABLE after the deadline; unknown codes */
+		return EIO;
+	}
+}
+
+/* Rate-limits per-request warnings to one line a second. */
+static int warn_allowed(struct client *c)
+{
+	uint64_t now = pv_now_ms();
+
+	if (now - c->last_warn_ms < 1000) {
+		c->warn_suppressed++;
+		return 0;
+	}
+	if (c->warn_suppressed)
+		pv_warn("(%u similar messages suppressed)", c->warn_suppressed);
+	c->warn_suppressed = 0;
+	c->last_warn_ms = now;
+	return 1;
+}
+
+static void wake(struct client *c)
+{
+	uint64_t one = 1;
+
+	if (write(c->efd, &one, sizeof(one)) < 0) {
+		/* the counter is saturated: the client thread wakes anyway */
+	}
+}
+
+/* ---- servers ---------------------------------------------------------- */
+
+static void *socket_open(struct client *c, const char *address)
+{
+	int zero = 0, ivl = 100, ivl_max = 1000;
+	void *s = zmq_socket(c->zctx, ZMQ_DEALER);
+
+	if (!s) {
+		pv_err("cannot create a socket for %s: %s", address, zmq_strerror(errno));
+		return NULL;
+	}
+	if (zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof(zero)) < 0 ||
+	    zmq_setsockopt(s, ZMQ_SNDHWM, &zero, sizeof(zero)) < 0 ||
+	    zmq_setsockopt(s, ZMQ_RCVHWM, &zero, sizeof(zero)) < 0 ||
+	    zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof(ivl)) < 0 ||
+	    zmq_setsockopt(s, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof(ivl_max)) < 0) {
+		pv_err("cannot set socket options for %s: %s", address, zmq_strerror(errno));
+		goto fail;
+	}
+	if (zmq_connect(s, address) < 0) {
+		pv_err("cannot connect to %s: %s", address, zmq_strerror(errno));
+		goto fail;
+	}
+	return s;
+fail:
+	zmq_close(s);
+	return NULL;
+}
+
+/* The server at address, connected on first use; NULL if that fails. */
+static struct server *server_get(struct client *c, const char *address)
+{
+	struct server *s;
+
+	for (s = c->servers; s; s = s->next)
+		if (strcmp(s->address, address) == 0)
+			return s;
+	s = calloc(1, sizeof(*s));
+	if (!s || !(s->address = strdup(address))) {
+		pv_err("out of memory");
+		free(s);
+		return NULL;
+	}
+	s->sock = socket_open(c, address);
+	if (!s->sock) {
+		free(s->address);
+		free(s);
+		return NULL;
+	}
+	for (size_t i = 0; i < c->n_members; i++)
+		if (strcmp(c->members[i].address, address) == 0)
+			s->member_id = c->members[i].id;
+	s->last_rx_ms = pv_now_ms();
+	s->next = c->servers;
+	c->servers = s;
+	pv_debug("connected to %s", address);
+	return s;
+}
+
+static const struct member *member_find(struct client *c, uint32_t id)
+{
+	for (size_t i = 0; i < c->n_members; i++)
+		if (c->members[i].id == id)
+			return &c->members[i];
+	return NULL;
+}
+
+/* The member id of s, from the replies or the catalog's member list. */
+static uint32_t server_member(struct client *c, struct server *s)
+{
+	if (!s->member_id)
+		for (size_t i = 0; i < c->n_members; i++)
+			if (strcmp(c->members[i].address, s->address) == 0)
+				s->member_id = c->members[i].id;
+	return s->member_id;
+}
+
+static struct volume *volume_find(struct client *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_vols; i++)
+		if (strcmp(c->vols[i].attr.name, name) == 0)
+			return &c->vols[i];
+	return NULL;
+}
+
+static int server_in_use(struct client *c, struct server *s)
+{
+	if (s == c->cat_srv)
+		return 1;
+	for (size_t i = 0; i < c->n_vols; i++)
+		if (c->vols[i].srv == s)
+			return 1;
+	return 0;
+}
+
+/* ---- parts ------------------------------------------------------------ */
+
+static struct part *hash_find(struct client *c, uint64_t req_id)
+{
+	struct part *p;
+
+	for (p = c->hash[req_id & (HASH_SIZE - 1)]; p; p = p->hnext)
+		if (p->req_id == req_id)
+			return p;
+	return NULL;
+}
+
+static struct part *part_new(struct client *c, uint32_t op, struct call *call, const char *volume,
+			     uint64_t offset, uint32_t length, uint64_t timeout_ms)
+{
+	struct part *p = calloc(1, sizeof(*p));
+	struct part **b;
+
+	if (!p) {
+		pv_err("out of memory");
+		return NULL;
+	}
+	p->req_id = c->next_req_id++;
+	p->op = op;
+	p->call = call;
+	snprintf(p->volume, sizeof(p->volume), "%s", volume ? volume : "");
+	p->offset = offset;
+	p->length = length;
+	p->deadline_ms = pv_now_ms() + timeout_ms;
+	b = &c->hash[p->req_id & (HASH_SIZE - 1)];
+	p->hnext = *b;
+	*b = p;
+	p->next = &c->all;
+	p->prev = c->all.prev;
+	c->all.prev->next = p;
+	c->all.prev = p;
+	return p;
+}
+
+/* Takes p off its server (if in flight) without touching the waiting list. */
+static void part_unsend(struct part *p)
+{
+	if (p->srv) {
+		p->srv->outstanding--;
+		p->srv = NULL;
+	}
+}
+
+static void part_free(struct client *c, struct part *p)
+{
+	struct part **pp;
+
+	part_unsend(p);
+	for (pp = &c->hash[p->req_id & (HASH_SIZE - 1)]; *pp; pp = &(*pp)->hnext)
+		if (*pp == p) {
+			*pp = p->hnext;
+			break;
+		}
+	for (pp = &c->waiting; *pp; pp = &(*pp)->wnext)
+		if (*pp == p) {
+			*pp = p->wnext;
+			break;
+		}
+	p->prev->next = p->next;
+	p->next->prev = p->prev;
+	if (c->cat_part == p)
+		c->cat_part = NULL;
+	free(p);
+}
+
+static void call_free(struct call *call)
+{
+	if (call->kind == CALL_WRITE)
+		zmq_msg_close(&call->data);
+	free(call);
+}
+
+/* Answers a call whose parts are all done (READ answers in reply_read). */
+static void call_finish(struct call *call)
+{
+	if (call->err)
+		fuse_reply_err(call->req, call->err);
+	else if (call->kind == CALL_WRITE)
+		fuse_reply_write(call->req, call->length);
+	else
+		fuse_reply_err(call->req, 0);
+	call_free(call);
+}
+
+static void catalog_ended(struct client *c, int ok);
+
+/* Ends part p with errno err (0: success) and answers its call when it was
+ * the last part. */
+static void part_done(struct client *c, struct part *p, int err)
+{
+	struct call *call = p->call;
+	int was_catalog = (p == c->cat_part);
+
+	part_free(c, p);
+	if (was_catalog)
+		catalog_ended(c, 0);
+	if (!call)
+		return;
+	if (err && !call->err)
+		call->err = err;
+	if (--call->parts_left == 0)
+		call_finish(call);
+}
+
+/* Parks p until when (capped at its deadline), then sends it again. */
+static void part_wait(struct client *c, struct part *p, uint64_t when)
+{
+	part_unsend(p);
+	p->retry_ms = when < p->deadline_ms ? when : p->deadline_ms;
+	p->wnext = c->waiting;
+	c->waiting = p;
+}
+
+static void send_ping(struct client *c, struct server *s);
+
+/* Sends p to the server its volume is routed to (PING and CATALOG parts:
+ * to s). Failures to send park it for a retry; a volume that is gone ends
+ * it with ENOENT. */
+static void part_send(struct client *c, struct part *p, struct server *s)
+{
+	Pv__Header h;
+	zmq_msg_t m;
+	int rc;
+
+	if (p->call) {
+		struct volume *v = volume_find(c, p->volume);
+
+		if (!v) {
+			pv_debug("%s of volume %s: no such volume in the catalog",
+				 wire_op_name(p->op), p->volume);
+			part_done(c, p, ENOENT);
+			return;
+		}
+		s = v->srv;
+	}
+	if (!s || !s->sock) {
+		part_wait(c, p, pv_now_ms() + FUSED_UNAVAILABLE_MS);
+		return;
+	}
+	wire_header_init(&h);
+	h.op = p->op;
+	h.req_id = p->req_id;
+	h.volume = p->volume;
+	h.offset = p->offset;
+	h.length = p->length;
+	h.client_id = c->client_id;
+	h.catalog_version = c->cat_version;
+	if (p->call)
+		h.flags = p->call->flags;
+	if (p->op == PV_OP_WRITE) {
+		zmq_msg_init(&m);
+		if (zmq_msg_copy(&m, &p->call->data) < 0) { /* shares the buffer */
+			pv_err("zmq_msg_copy: %s", zmq_strerror(errno));
+			zmq_msg_close(&m);
+			part_done(c, p, EIO);
+			return;
+		}
+		rc = wire_send(s->sock, NULL, 0, &h, &m);
+	} else {
+		rc = wire_send(s->sock, NULL, 0, &h, NULL);
+	}
+	if (rc < 0) {
+		if (warn_allowed(c))
+			pv_warn("cannot send %s to %s: %s", wire_op_name(p->op), s->address,
+				zmq_strerror(errno));
+		part_wait(c, p, pv_now_ms() + FUSED_UNAVAILABLE_MS);
+		return;
+	}
+	p->srv = s;
+	if (s->outstanding++ == 0)
+		s->wait_start_ms = pv_now_ms();
+}
+
+/* ---- catalog ---------------------------------------------------------- */
+
+/* Sends a catalog request to the catalog server unless one is in flight. */
+static void request_catalog(struct client *c, uint64_t timeout_ms)
+{
+	struct part *p;
+
+	if (c->cat_part || !c->cat_srv)
+		return;
+	p = part_new(c, PV_OP_CATALOG, NULL, NULL, 0, 0, timeout_ms);
+	if (!p) {
+		catalog_ended(c, 0);
+		return;
+	}
+	c->cat_part = p;
+	part_send(c, p, c->cat_srv);
+}
+
+/* Picks another catalog server: the --group addresses, then the members. */
+static void catalog_rotate(struct client *c)
+{
+	size_t n = c->n_group + c->n_members;
+	const char *addr;
+	struct server *s;
+
+	for (size_t tries = 0; tries < n; tries++) {
+		size_t i = c->cat_next++ % n;
+
+		addr = i < c->n_group ? c->group[i] : c->members[i - c->n_group].address;
+		if (c->cat_srv && strcmp(addr, c->cat_srv->address) == 0)
+			continue;
+		s = server_get(c, addr);
+		if (s) {
+			pv_info("asking %s for the catalog from now on", s->address);
+			c->cat_srv = s;
+			return;
+		}
+	}
+}
+
+/* A catalog fetch ended: wake the threads waiting in client_catalog_refresh. */
+static void catalog_ended(struct client *c, int ok)
+{
+	if (!ok && c->have_catalog)
+		catalog_rotate(c);
+	pthread_mutex_lock(&c->lock);
+	c->cat_seq++;
+	c->cat_tried_ms = pv_now_ms();
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static int holds(const uint32_t *holders, size_t n, uint32_t id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (holders[i] == id)
+			return 1;
+	return 0;
+}
+
+/* The server for a volume with these holders, read from server from. */
+static struct server *pick_route(struct client *c, struct server *from, const uint32_t *holders,
+				 size_t n)
+{
+	const struct member *m;
+	struct server *s;
+
+	if (n == 0 || holds(holders, n, server_member(c, from)))
+		return from;
+	m = member_find(c, holders[c->client_id % n]);
+	if (m && (s = server_get(c, m->address)))
+		return s;
+	return from;
+}
+
+/* Another holder of v than dead (the next one in its list), or NULL. */
+static struct server *other_holder(struct client *c, struct volume *v, struct server *dead)
+{
+	size_t start = 0;
+	uint32_t dead_id = server_member(c, dead);
+
+	for (size_t i = 0; i < v->n_holders; i++)
+		if (v->holders[i] == dead_id)
+			start = i + 1;
+	for (size_t k = 0; k < v->n_holders; k++) {
+		const struct member *m = member_find(c, v->holders[(start + k) % v->n_holders]);
+		struct server *s;
+
+		if (!m || m->id == dead_id || strcmp(m->address, dead->address) == 0)
+			continue;
+		s = server_get(c, m->address);
+		if (s)
+			return s;
+	}
+	return NULL;
+}
+
+static void vols_free(struct volume *vols, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(vols[i].holders);
+	free(vols);
+}
+
+static void members_free(struct member *members, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(members[i].address);
+	free(members);
+}
+
+/* Replaces the catalog with the pv.Catalog in buf, answered by from.
+ * Returns 0, or -1 (logged) leaving the old catalog. Routes that still work
+ * are kept; new ones follow pick_route. */
+static int catalog_apply(struct client *c, struct server *from, const void *buf, size_t len)
+{
+	Pv__Catalog *cat = pv__catalog__unpack(NULL, len, buf);
+	struct member *members = NULL;
+	struct volume *vols = NULL;
+	struct volume_attr *pub = NULL;
+	size_t n_members = 0, n_vols = 0;
+	char err[128];
+
+	if (!cat) {
+		pv_warn("catalog from %s does not decode", from->address);
+		return -1;
+	}
+	members = calloc(cat->n_members + 1, sizeof(*members));
+	vols = calloc(cat->n_volumes + 1, sizeof(*vols));
+	pub = calloc(cat->n_volumes + 1, sizeof(*pub));
+	if (!members || !vols || !pub)
+		goto nomem;
+	for (size_t i = 0; i < cat->n_members; i++) {
+		Pv__Member *m = cat->members[i];
+
+		if (!m->id || !m->address[0]) {
+			pv_warn("catalog from %s: member without id or address ignored",
+				from->address);
+			continue;
+		}
+		members[n_members].id = m->id;
+		if (!(members[n_members].address = strdup(m->address)))
+			goto nomem;
+		n_members++;
+	}
+	for (size_t i = 0; i < cat->n_volumes; i++) {
+		Pv__VolumeInfo *vi = cat->volumes[i];
+		struct volume *v = &vols[n_vols];
+
+		if (!pv_valid_name(vi->name, err, sizeof(err)) ||
+		    !pv_valid_volume_size(vi->size, UINT64_MAX, err, sizeof(err))) {
+			pv_warn("catalog from %s: volume '%.64s' ignored: %s", from->address,
+				vi->name, err);
+			continue;
+		}
+		snprintf(v->attr.name, sizeof(v->attr.name), "%s", vi->name);
+		v->attr.id = vi->id;
+		v->attr.size = vi->size;
+		v->attr.page_size = vi->page_size;
+		if (vi->n_holders) {
+			v->holders = malloc(vi->n_holders * sizeof(*v->holders));
+			if (!v->holders)
+				goto nomem;
+			memcpy(v->holders, vi->holders, vi->n_holders * sizeof(*v->holders));
+			v->n_holders = vi->n_holders;
+		}
+		pub[n_vols] = v->attr;
+		n_vols++;
+	}
+
+	/* nothing fails from here on; routes are picked against the new members */
+	members_free(c->members, c->n_members);
+	c->members = members;
+	c->n_members = n_members;
+	for (struct server *s = c->servers; s; s = s->next)
+		server_member(c, s);
+	for (size_t i = 0; i < n_vols; i++) {
+		struct volume *v = &vols[i], *old = volume_find(c, v->attr.name);
+
+		if (old && old->attr.id == v->attr.id && old->srv &&
+		    (v->n_holders == 0 ||
+		     holds(v->holders, v->n_holders, server_member(c, old->srv))))
+			v->srv = old->srv; /* keep a working route */
+		else
+			v->srv = pick_route(c, from, v->holders, v->n_holders);
+		if (!old || old->srv != v->srv)
+			pv_debug("volume %s: requests go to %s", v->attr.name, v->srv->address);
+	}
+	vols_free(c->vols, c->n_vols);
+	c->vols = vols;
+	c->n_vols = n_vols;
+	if (c->cat_version != cat->version)
+		pv_debug("catalog version %llu from %s: %zu volumes, %zu members",
+			 (unsigned long long)cat->version, from->address, n_vols, n_members);
+	c->cat_version = cat->version;
+	c->have_catalog = 1;
+	pthread_mutex_lock(&c->lock);
+	free(c->pub);
+	c->pub = pub;
+	c->n_pub = n_vols;
+	pthread_mutex_unlock(&c->lock);
+	pv__catalog__free_unpacked(cat, NULL);
+	return 0;
+
+nomem:
+	pv_err("out of memory reading the catalog");
+	members_free(members, n_members);
+	if (vols)
+		vols_free(vols, n_vols + 1);
+	free(pub);
+	pv__catalog__free_unpacked(cat, NULL);
+	return -1;
+}
+
+/* ---- pings ------------------------------------------------------------ */
+
+/* Sends a PING with the volumes this mount has open through s. */
+static void send_ping(struct client *c, struct server *s)
+{
+	Pv__ClientState st = PV__CLIENT_STATE__INIT;
+	char *names[64];
+	size_t n = 0;
+	struct part *p;
+	Pv__Header h;
+
+	if (!s->sock)
+		return;
+	for (struct open_vol *o = c->opens; o && n < sizeof(names) / sizeof(names[0]);
+	     o = o->next) {
+		struct volume *v = volume_find(c, o->name);
+
+		if (v && v->srv == s)
+			names[n++] = o->name;
+	}
+	st.n_open_volumes = n;
+	st.open_volumes = names;
+	p = part_new(c, PV_OP_PING, NULL, NULL, 0, 0, FUSED_DEAD_MS);
+	if (!p)
+		return;
+	wire_header_init(&h);
+	h.op = PV_OP_PING;
+	h.req_id = p->req_id;
+	h.client_id = c->client_id;
+	h.catalog_version = c->cat_version;
+	if (wire_send_body(s->sock, NULL, 0, &h, &st.base) < 0) {
+		pv_debug("cannot send PING to %s: %s", s->address, zmq_strerror(errno));
+		part_free(c, p);
+		return;
+	}
+	p->srv = s;
+	if (s->outstanding++ == 0)
+		s->wait_start_ms = pv_now_ms();
+	s->next_ping_ms = pv_now_ms() + FUSED_PING_MS;
+}
+
+/* ---- replies ---------------------------------------------------------- */
+
+static void reply_read(struct client *c, struct part *p, zmq_msg_t *data, int extra)
+{
+	struct call *call = p->call;
+
+	if (!data || extra || zmq_msg_size(data) != p->length) {
+		if (warn_allowed(c))
+			pv_warn("READ of volume %s at %llu: reply carries %zu bytes, wanted %u",
+				p->volume, (unsigned long long)p->offset,
+				data ? zmq_msg_size(data) : 0, p->length);
+		part_done(c, p, EIO);
+		return;
+	}
+	part_free(c, p);
+	fuse_reply_buf(call->req, zmq_msg_data(data), zmq_msg_size(data));
+	call_free(call);
+}
+
+static void handle_reply(struct client *c, struct server *s, zmq_msg_t *hdr, zmq_msg_t *data,
+			 int extra)
+{
+	Pv__Header *h;
+	struct part *p;
+	char err[256];
+	int st, e;
+	uint64_t now = pv_now_ms();
+
+	st = wire_header_decode(zmq_msg_data(hdr), zmq_msg_size(hdr), &h, err, sizeof(err));
+	if (st == PV_ST_VERSION) {
+		if (!s->version_logged)
+			pv_err("server %s speaks another protocol version (%s); this fused "
+			       "speaks %d.%d",
+			       s->address, err, PV_PROTO_MAJOR, PV_PROTO_MINOR);
+		s->version_logged = 1;
+		return;
+	}
+	if (st != PV_ST_OK) {
+		if (warn_allowed(c))
+			pv_warn("bad reply from %s ignored: %s", s->address, err);
+		return;
+	}
+	if (h->server_id && s->member_id != h->server_id)
+		s->member_id = h->server_id;
+	p = hash_find(c, h->req_id);
+	if (!p || p->srv != s || p->op != h->op) {
+		pv_debug("reply %s #%llu from %s matches nothing in flight; ignored",
+			 wire_op_name(h->op), (unsigned long long)h->req_id, s->address);
+		goto out;
+	}
+	part_unsend(p);
+	if (h->status != PV_ST_OK && h->status != PV_ST_BUSY && h->status != PV_ST_MOVED &&
+	    h->status != PV_ST_UNAVAILABLE)
+		pv_debug("%s #%llu of '%s' at %llu: %s%s%s", wire_op_name(p->op),
+			 (unsigned long long)p->req_id, p->volume, (unsigned long long)p->offset,
+			 wire_status_name(h->status), h->message[0] ? ": " : "", h->message);
+
+	if (p->op == PV_OP_PING) {
+		part_free(c, p);
+		if (h->status == PV_ST_OK && h->catalog_version &&
+		    h->catalog_version != c->cat_version)
+			request_catalog(c, CATALOG_TIMEOUT_MS);
+		goto out;
+	}
+	if (p->op == PV_OP_CATALOG) {
+		int ok = h->status == PV_ST_OK && data && !extra &&
+			 catalog_apply(c, s, zmq_msg_data(data), zmq_msg_size(data)) == 0;
+
+		if (h->status != PV_ST_OK)
+			pv_warn("catalog request to %s: %s %s", s->address,
+				wire_status_name(h->status), h->message);
+		else if (!data)
+			pv_warn("catalog reply from %s has no body", s->address);
+		part_free(c, p);
+		catalog_ended(c, ok);
+		goto out;
+	}
+
+	switch (h->status) {
+	case PV_ST_OK:
+		if (p->op == PV_OP_READ)
+			reply_read(c, p, data, extra);
+		else
+			part_done(c, p, 0);
+		break;
+	case PV_ST_MOVED: {
+		const struct member *m = member_find(c, h->new_owner);
+		struct volume *v = volume_find(c, p->volume);
+		struct server *to = m ? server_get(c, m->address) : NULL;
+
+		if (v && to && v->srv != to) {
+			pv_info("volume %s: %s says MOVED, going to %s", v->attr.name,
+				s->address, to->address);
+			v->srv = to;
+		}
+		request_catalog(c, CATALOG_TIMEOUT_MS);
+		part_wait(c, p, now + 20);
+		break;
+	}
+	case PV_ST_BUSY: {
+		uint64_t ms = h->retry_after_ms;
+
+		ms = ms < 1 ? 1 : ms > 10000 ? 10000 : ms;
+		part_wait(c, p, now + ms);
+		break;
+	}
+	case PV_ST_UNAVAILABLE:
+		part_wait(c, p, now + FUSED_UNAVAILABLE_MS);
+		break;
+	default:
+		e = status_errno(h->status);
+		if (h->status == PV_ST_VERSION) {
+			pv_err("server %s speaks another protocol version: %s", s->address,
+			       h->message);
+		} else if (h->status == PV_ST_NO_VOLUME) {
+			request_catalog(c, CATALOG_TIMEOUT_MS);
+		} else if (h->status != PV_ST_OUT_OF_RANGE && warn_allowed(c)) {
+			pv_warn("%s of volume %s at %llu via %s: %s%s%s", wire_op_name(p->op),
+				p->volume, (unsigned long long)p->offset, s->address,
+				wire_status_name(h->status), h->message[0] ? ": " : "",
+				h->message);
+		}
+		part_done(c, p, e);
+		break;
+	}
+out:
+	wire_header_free(h);
+}
+
+/* Takes what s has to give: [header][data?][extra frames...]. */
+static void receive(struct client *c, struct server *s)
+{
+	for (int n = 0; n < RECV_BATCH; n++) {
+		zmq_msg_t hdr, data, x;
+		int have_data = 0, extra = 0, more;
+
+		zmq_msg_init(&hdr);
+		if (zmq_msg_recv(&hdr, s->sock, ZMQ_DONTWAIT) < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				pv_warn("receive from %s: %s", s->address, zmq_strerror(errno));
+			zmq_msg_close(&hdr);
+			return;
+		}
+		s->last_rx_ms = pv_now_ms();
+		more = zmq_msg_more(&hdr);
+		zmq_msg_init(&data);
+		if (more) { /* parts of one message arrive together: no wait */
+			if (zmq_msg_recv(&data, s->sock, 0) >= 0)
+				have_data = 1;
+			more = have_data && zmq_msg_more(&data);
+		}
+		while (more) {
+			zmq_msg_init(&x);
+			more = zmq_msg_recv(&x, s->sock, 0) >= 0 && zmq_msg_more(&x);
+			zmq_msg_close(&x);
+			extra++;
+		}
+		handle_reply(c, s, &hdr, have_data ? &data : NULL, extra);
+		zmq_msg_close(&hdr);
+		zmq_msg_close(&data);
+	}
+}
+
+/* ---- timers ----------------------------------------------------------- */
+
+/* s went silent: open its socket again, move its volumes to another holder
+ * if there is one, and send again everything that was in flight to it. */
+static void server_reconnect(struct client *c, struct server *s, uint64_t now)
+{
+	unsigned inflight = s->outstanding, resent = 0, moved = 0;
+	struct part *p, *next;
+
+	if (s->sock)
+		zmq_close(s->sock);
+	s->sock = socket_open(c, s->address);
+	s->wait_start_ms = now;
+	s->last_rx_ms = now;
+	for (size_t i = 0; i < c->n_vols; i++) {
+		struct volume *v = &c->vols[i];
+		struct server *alt;
+
+		if (v->srv == s && (alt = other_holder(c, v, s))) {
+			v->srv = alt;
+			moved++;
+		}
+	}
+	for (p = c->all.next; p != &c->all; p = next) {
+		next = p->next;
+		if (p->srv != s)
+			continue;
+		part_unsend(p);
+		if (!p->call) { /* pings and catalog requests are not re-sent */
+			part_done(c, p, EIO);
+			continue;
+		}
+		part_send(c, p, NULL);
+		resent++;
+	}
+	pv_warn("server %s: nothing back for %u ms with %u requests outstanding; reconnected, "
+		"%u re-sent, %u volumes moved to another holder",
+		s->address, FUSED_DEAD_MS, inflight, resent, moved);
+}
+
+static void run_timers(struct client *c, uint64_t now)
+{
+	struct part *p, *next, **pp;
+	struct part *due = NULL;
+
+	/* parked parts whose time has come */
+	for (pp = &c->waiting; *pp;) {
+		p = *pp;
+		if (p->retry_ms <= now) {
+			*pp = p->wnext;
+			p->wnext = due;
+			due = p;
+		} else {
+			pp = &p->wnext;
+		}
+	}
+	for (p = due; p; p = next) {
+		next = p->wnext;
+		p->wnext = NULL;
+		if (now >= p->deadline_ms) {
+			if (p->call && warn_allowed(c))
+				pv_warn("%s of volume %s at %llu: no answer within %llu s",
+					wire_op_name(p->op), p->volume,
+					(unsigned long long)p->offset,
+					(unsigned long long)c->timeout_ms / 1000);
+			part_done(c, p, EIO);
+		} else {
+			part_send(c, p, c->cat_srv);
+		}
+	}
+	if (now < c->next_scan_ms)
+		return;
+	c->next_scan_ms = now + SCAN_MS;
+
+	/* parts in flight past their deadline */
+	for (p = c->all.next; p != &c->all; p = next) {
+		next = p->next;
+		if (!p->srv || now < p->deadline_ms)
+			continue;
+		if (p->call && warn_allowed(c))
+			pv_warn("%s of volume %s at %llu via %s: no answer within %llu s",
+				wire_op_name(p->op), p->volume, (unsigned long long)p->offset,
+				p->srv->address, (unsigned long long)c->timeout_ms / 1000);
+		part_done(c, p, EIO);
+	}
+	if (!c->have_catalog)
+		return;
+	for (struct server *s = c->servers; s; s = s->next) {
+		uint64_t since = s->wait_start_ms > s->last_rx_ms ? s->wait_start_ms
+								   : s->last_rx_ms;
+
+		if (s->outstanding && now - since >= FUSED_DEAD_MS)
+			server_reconnect(c, s, now);
+		if (now >= s->next_ping_ms && server_in_use(c, s))
+			send_ping(c, s);
+	}
+}
+
+/* Milliseconds until the next timer, at most max_ms. */
+static long next_timeout(struct client *c, uint64_t now, long max_ms)
+{
+	long t = max_ms;
+
+	if (c->next_scan_ms > now && (long)(c->next_scan_ms - now) < t)
+		t = c->next_scan_ms - now;
+	for (struct part *p = c->waiting; p; p = p->wnext)
+		if (p->retry_ms <= now)
+			t = 0;
+		else if ((long)(p->retry_ms - now) < t)
+			t = p->retry_ms - now;
+	return t < 0 ? 0 : t;
+}
+
+/* One round: timers, then wait up to max_ms for the sockets (and the
+ * eventfd), then take what arrived. */
+static void loop_once(struct client *c, long max_ms)
+{
+	zmq_pollitem_t items[64];
+	struct server *srvs[64];
+	size_t n = 0;
+	uint64_t now = pv_now_ms();
+	int rc;
+
+	run_timers(c, now);
+	items[n].socket = NULL;
+	items[n].fd = c->efd;
+	items[n].events = ZMQ_POLLIN;
+	srvs[n++] = NULL;
+	for (struct server *s = c->servers; s && n < 64; s = s->next) {
+		if (!s->sock)
+			continue;
+		items[n].socket = s->sock;
+		items[n].events = ZMQ_POLLIN;
+		srvs[n++] = s;
+	}
+	rc = zmq_poll(items, n, next_timeout(c, now, max_ms));
+	if (rc < 0) {
+		if (errno != EINTR)
+			pv_warn("zmq_poll: %s", zmq_strerror(errno));
+		return;
+	}
+	if (items[0].revents & ZMQ_POLLIN) {
+		uint64_t v;
+
+		if (read(c->efd, &v, sizeof(v)) < 0) {
+			/* EAGAIN: someone else's wake-up already taken */
+		}
+	}
+	for (size_t i = 1; i < n; i++)
+		if (items[i].revents & ZMQ_POLLIN)
+			receive(c, srvs[i]);
+}
+
+/* ---- calls from FUSE threads ------------------------------------------ */
+
+static void open_count(struct client *c, const char *name, int delta)
+{
+	struct open_vol **oo, *o;
+	struct volume *v;
+
+	for (oo = &c->opens; *oo; oo = &(*oo)->next)
+		if (strcmp((*oo)->name, name) == 0)
+			break;
+	o = *oo;
+	if (!o && delta > 0) {
+		o = calloc(1, sizeof(*o));
+		if (!o) {
+			pv_err("out of memory");
+			return;
+		}
+		snprintf(o->name, sizeof(o->name), "%s", name);
+		*oo = o;
+	}
+	if (!o)
+		return;
+	if (delta > 0)
+		o->count++;
+	else if (o->count)
+		o->count--;
+	if (!o->count) {
+		*oo = o->next;
+		free(o);
+	}
+	v = volume_find(c, name);
+	if (v && v->srv)
+		send_ping(c, v->srv);
+}
+
+/* Turns a queued call into parts and sends them. */
+static void call_start(struct client *c, struct call *call)
+{
+	struct part *p;
+	uint64_t off, end;
+
+	switch (call->kind) {
+	case CALL_OPEN:
+	case CALL_CLOSE:
+		open_count(c, call->volume, call->kind == CALL_OPEN ? 1 : -1);
+		call_free(call);
+		return;
+	case CALL_READ:
+	case CALL_WRITE:
+		call->parts_left = 1;
+		p = part_new(c, call->kind == CALL_READ ? PV_OP_READ : PV_OP_WRITE, call,
+			     call->volume, call->offset, call->length, c->timeout_ms);
+		if (!p)
+			break;
+		part_send(c, p, NULL);
+		return;
+	case CALL_TRIM:
+		call->parts_left = 1; /* held until every part is made */
+		end = call->offset + call->length;
+		for (off = call->offset; off < end; off += FUSED_TRIM_PART) {
+			uint64_t n = end - off < FUSED_TRIM_PART ? end - off : FUSED_TRIM_PART;
+
+			p = part_new(c, PV_OP_TRIM, call, call->volume, off, n, c->timeout_ms);
+			if (!p) {
+				call->err = ENOMEM;
+				break;
+			}
+			call->parts_left++;
+			part_send(c, p, NULL);
+		}
+		if (--call->parts_left == 0)
+			call_finish(call);
+		return;
+	case CALL_FLUSH:
+		call->parts_left = 1;
+		if (call->volume[0]) {
+			p = part_new(c, PV_OP_FLUSH, call, call->volume, 0, 0, c->timeout_ms);
+			if (p) {
+				call->parts_left++;
+				part_send(c, p, NULL);
+			} else {
+				call->err = ENOMEM;
+			}
+		} else {
+			for (struct open_vol *o = c->opens; o; o = o->next) {
+				p = part_new(c, PV_OP_FLUSH, call, o->name, 0, 0, c->timeout_ms);
+				if (!p) {
+					call->err = ENOMEM;
+					break;
+				}
+				call->parts_left++;
+				part_send(c, p, NULL);
+			}
+		}
+		if (--call->parts_left == 0)
+			call_finish(call);
+		return;
+	}
+	fuse_reply_err(call->req, ENOMEM);
+	call_free(call);
+}
+
+/* Hands call to the client thread, or answers EIO if it has stopped. */
+static void submit(struct client *c, struct call *call)
+{
+	pthread_mutex_lock(&c->lock);
+	if (c->stopping) {
+		pthread_mutex_unlock(&c->lock);
+		if (call->req)
+			fuse_reply_err(call->req, EIO);
+		call_free(call);
+		return;
+	}
+	call->next = NULL;
+	*c->q_tail = call;
+	c->q_tail = &call->next;
+	pthread_mutex_unlock(&c->lock);
+	wake(c);
+}
+
+static struct call *call_new(fuse_req_t req, enum call_kind kind, const char *volume,
+			     uint64_t off, uint64_t len)
+{
+	struct call *call = calloc(1, sizeof(*call));
+
+	if (!call) {
+		pv_err("out of memory");
+		if (req)
+			fuse_reply_err(req, ENOMEM);
+		return NULL;
+	}
+	call->kind = kind;
+	call->req = req;
+	snprintf(call->volume, sizeof(call->volume), "%s", volume ? volume : "");
+	call->offset = off;
+	call->length = len;
+	return call;
+}
+
+void client_read(struct client *c, fuse_req_t req, const char *volume, uint64_t off, uint32_t len)
+{
+	struct call *call = call_new(req, CALL_READ, volume, off, len);
+
+	if (call)
+		submit(c, call);
+}
+
+void client_write(struct client *c, fuse_req_t req, const char *volume, uint64_t off,
+		  const void *buf, uint32_t len, uint32_t flags)
+{
+	struct call *call = call_new(req, CALL_WRITE, volume, off, len);
+
+	if (!call)
+		return;
+	if (zmq_msg_init_size(&call->data, len) < 0) {
+		pv_err("cannot allocate %u bytes for a write: %s", len, zmq_strerror(errno));
+		fuse_reply_err(req, ENOMEM);
+		free(call);
+		return;
+	}
+	memcpy(zmq_msg_data(&call->data), buf, len);
+	call->flags = flags;
+	submit(c, call);
+}
+
+void client_flush(struct client *c, fuse_req_t req, const char *volume)
+{
+	struct call *call = call_new(req, CALL_FLUSH, volume, 0, 0);
+
+	if (call)
+		submit(c, call);
+}
+
+void client_trim(struct client *c, fuse_req_t req, const char *volume, uint64_t off,
+		 uint64_t len)
+{
+	struct call *call = call_new(req, CALL_TRIM, volume, off, len);
+
+	if (call)
+		submit(c, call);
+}
+
+void client_volume_opened(struct client *c, const char *volume, int open)
+{
+	struct call *call = call_new(NULL, open ? CALL_OPEN : CALL_CLOSE, volume, 0, 0);
+
+	if (call)
+		submit(c, call);
+}
+
+void client_catalog_refresh(struct client *c, uint64_t max_age_ms)
+{
+	struct timespec ts;
+	uint64_t seq;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->stopping || pv_now_ms() - c->cat_tried_ms < max_age_ms) {
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	seq = c->cat_seq;
+	c->cat_wanted = 1;
+	wake(c);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += CATALOG_TIMEOUT_MS / 1000 + 1;
+	while (c->cat_seq == seq && !c->stopping)
+		if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&c->lock);
+}
+
+int client_volume_get(struct client *c, const char *name, struct volume_attr *out)
+{
+	int rc = -1;
+
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < c->n_pub; i++)
+		if (strcmp(c->pub[i].name, name) == 0) {
+			*out = c->pub[i];
+			rc = 0;
+			break;
+		}
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int client_volume_list(struct client *c, struct volume_attr **out, size_t *n)
+{
+	pthread_mutex_lock(&c->lock);
+	*out = malloc((c->n_pub + 1) * sizeof(**out));
+	if (!*out) {
+		pthread_mutex_unlock(&c->lock);
+		return -1;
+	}
+	memcpy(*out, c->pub, c->n_pub * sizeof(**out));
+	*n = c->n_pub;
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+/* ---- the client thread ------------------------------------------------ */
+
+static void *client_main(void *arg)
+{
+	struct client *c = arg;
+
+	for (;;) {
+		struct call *q, *next;
+		int stopping, want_cat;
+
+		pthread_mutex_lock(&c->lock);
+		q = c->q_head;
+		c->q_head = NULL;
+		c->q_tail = &c->q_head;
+		stopping = c->stopping;
+		want_cat = c->cat_wanted;
+		c->cat_wanted = 0;
+		pthread_mutex_unlock(&c->lock);
+		for (; q; q = next) {
+			next = q->next;
+			if (stopping) {
+				if (q->req)
+					fuse_reply_err(q->req, EIO);
+				call_free(q);
+			} else {
+				call_start(c, q);
+			}
+		}
+		if (stopping)
+			break;
+		if (want_cat)
+			request_catalog(c, CATALOG_TIMEOUT_MS);
+		loop_once(c, SCAN_MS);
+	}
+	/* answer everything still outstanding */
+	while (c->all.next != &c->all)
+		part_done(c, c->all.next, EIO);
+	return NULL;
+}
+
+int client_start(struct client *c)
+{
+	sigset_t all, old;
+	int rc;
+
+	/* signals go to the main thread, whose fuse loop they must wake */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&c->thread, NULL, client_main, c);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc) {
+		errno = rc;
+		pv_err("cannot start the client thread: %m");
+		return -1;
+	}
+	c->started = 1;
+	return 0;
+}
+
+struct client *client_new(const struct client_options *opt)
+{
+	struct client *c = calloc(1, sizeof(*c));
+	pthread_condattr_t ca;
+	char addrs[1024] = "";
+	size_t used = 0;
+
+	if (!c) {
+		pv_err("out of memory");
+		return NULL;
+	}
+	c->efd = -1;
+	c->all.next = c->all.prev = &c->all;
+	c->q_tail = &c->q_head;
+	c->next_req_id = 1;
+	c->timeout_ms = (uint64_t)opt->timeout_s * 1000;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	while (!c->client_id)
+		if (getrandom(&c->client_id, sizeof(c->client_id), 0) != sizeof(c->client_id)) {
+			pv_err("getrandom: %m");
+			goto fail;
+		}
+	c->group = calloc(opt->n_group + 1, sizeof(*c->group));
+	if (!c->group)
+		goto nomem;
+	for (size_t i = 0; i < opt->n_group; i++) {
+		if (!(c->group[i] = strdup(opt->group[i])))
+			goto nomem;
+		c->n_group++;
+	}
+	c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (c->efd < 0) {
+		pv_err("eventfd: %m");
+		goto fail;
+	}
+	c->zctx = zmq_ctx_new();
+	if (!c->zctx) {
+		pv_err("cannot create a ZeroMQ context: %s", zmq_strerror(errno));
+		goto fail;
+	}
+	for (size_t i = 0; i < c->n_group && !c->have_catalog; i++) {
+		uint64_t until = pv_now_ms() + FUSED_CONNECT_MS;
+
+		used += snprintf(addrs + used, used < sizeof(addrs) ? sizeof(addrs) - used : 0,
+				 "%s%s", i ? ", " : "", c->group[i]);
+		if (used >= sizeof(addrs))
+			used = sizeof(addrs) - 1;
+		c->cat_srv = server_get(c, c->group[i]);
+		if (!c->cat_srv)
+			continue;
+		request_catalog(c, FUSED_CONNECT_MS);
+		while (c->cat_part && pv_now_ms() < until)
+			loop_once(c, until - pv_now_ms());
+		if (c->cat_part)
+			part_done(c, c->cat_part, EIO);
+		if (!c->have_catalog)
+			pv_info("no catalog from %s within %u ms", c->group[i], FUSED_CONNECT_MS);
+	}
+	if (!c->have_catalog) {
+		pv_err("no server of the group answered within %u s (tried %s)",
+		       FUSED_CONNECT_MS / 1000, addrs);
+		goto fail;
+	}
+	pv_info("catalog version %llu from %s: %zu volumes, %zu members; client id %016llx",
+		(unsigned long long)c->cat_version, c->cat_srv->address, c->n_vols, c->n_members,
+		(unsigned long long)c->client_id);
+	return c;
+nomem:
+	pv_err("out of memory");
+fail:
+	client_destroy(&c);
+	return NULL;
+}
+
+void client_destroy(struct client **cp)
+{
+	struct client *c = *cp;
+	struct server *s, *next;
+
+	if (!c)
+		return;
+	*cp = NULL;
+	pthread_mutex_lock(&c->lock);
+	c->stopping = 1;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	if (c->started) {
+		wake(c);
+		pthread_join(c->thread, NULL);
+	}
+	while (c->all.next != &c->all) /* only when the thread never ran */
+		part_done(c, c->all.next, EIO);
+	for (struct call *q = c->q_head, *qn; q; q = qn) {
+		qn = q->next;
+		if (q->req)
+			fuse_reply_err(q->req, EIO);
+		call_free(q);
+	}
+	for (s = c->servers; s; s = next) {
+		next = s->next;
+		if (s->sock)
+			zmq_close(s->sock);
+		free(s->address);
+		free(s);
+	}
+	if (c->zctx)
+		zmq_ctx_term(c->zctx);
+	while (c->opens) {
+		struct open_vol *o = c->opens;
+
+		c->opens = o->next;
+		free(o);
+	}
+	vols_free(c->vols, c->n_vols);
+	members_free(c->members, c->n_members);
+	free(c->pub);
+	for (size_t i = 0; i < c->n_group; i++)
+		free(c->group[i]);
+	free(c->group);
+	if (c->efd >= 0)
+		close(c->efd);
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}

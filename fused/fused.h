@@ -1,0 +1,115 @@
+/* fused.h: the map of fused, the peervol FUSE client. Lists the cross-file
+ * functions under a heading per file.
+ *
+ *   FUSE worker threads                      client thread (client.c)
+ *   -------------------                      ------------------------
+ *   fs_read/fs_write/...  --client_read()-->  queue + eventfd --> zmq_poll
+ *     (fs.c)                                  DEALER per server --> peerd
+ *                                             reply arrives --> fuse_reply_*
+ *
+ * A FUSE request handed to client_read/_write/_flush/_trim is answered exactly
+ * once, by the client thread (or at once with an error if the client has
+ * stopped). The caller must not touch the request afterwards.
+ */
+#ifndef FUSED_H
+#define FUSED_H
+
+#define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
+#include <fuse_lowlevel.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wire.h"
+
+#define FUSED_MAX_IO           (1u << 20)  /* max_read and max_write */
+#define FUSED_TRIM_PART        (1ull << 30) /* TRIM requests are split into parts of this */
+#define FUSED_CATALOG_MAX_AGE  1000        /* ms: lookup/readdir refresh older catalogs */
+#define FUSED_PING_MS          1000        /* ms between pings to each server in use */
+#define FUSED_DEAD_MS          3000        /* ms of silence with work outstanding = dead */
+#define FUSED_CONNECT_MS       3000        /* ms to wait for each address at start */
+#define FUSED_UNAVAILABLE_MS   200         /* ms before retrying an UNAVAILABLE request */
+
+/* Options of the client part, filled by main.c. */
+struct client_options {
+	char **group;        /* server addresses (--group), n_group entries */
+	size_t n_group;
+	unsigned timeout_s;  /* per-request deadline (--timeout) */
+};
+
+/* A volume as the file system shows it (a copy; owned by the caller). */
+struct volume_attr {
+	char name[PV_MAX_NAME + 1];
+	uint64_t id;
+	uint64_t size;
+	uint32_t page_size;
+};
+
+struct client;
+
+/* client.c */
+
+/* Creates the client and reads the catalog from the first --group address
+ * that answers (each gets FUSED_CONNECT_MS). Logs and returns NULL on
+ * failure. Does not start the client thread (call client_start after any
+ * fork). */
+struct client *client_new(const struct client_options *opt);
+
+/* Starts the client thread; 0 or -1 (logged). */
+int client_start(struct client *c);
+
+/* Stops the client thread, answers every outstanding request with EIO,
+ * closes the sockets and the ZeroMQ context, frees *cp and sets it to NULL.
+ * Accepts NULL. */
+void client_destroy(struct client **cp);
+
+/* Reads len bytes (<= FUSED_MAX_IO) at off of volume; replies fuse_reply_buf
+ * or fuse_reply_err to req. Any thread. */
+void client_read(struct client *c, fuse_req_t req, const char *volume, uint64_t off,
+		 uint32_t len);
+
+/* Writes len bytes of buf (copied once) at off; replies fuse_reply_write with
+ * len, or fuse_reply_err. flags: PV_F_FUA. Any thread. */
+void client_write(struct client *c, fuse_req_t req, const char *volume, uint64_t off,
+		  const void *buf, uint32_t len, uint32_t flags);
+
+/* Makes the volume's acknowledged writes durable; volume NULL: every volume
+ * this mount has open. Replies fuse_reply_err (0 on success). Any thread. */
+void client_flush(struct client *c, fuse_req_t req, const char *volume);
+
+/* Deallocates len bytes at off (split in parts of FUSED_TRIM_PART); replies
+ * fuse_reply_err once all parts are done. Any thread. */
+void client_trim(struct client *c, fuse_req_t req, const char *volume, uint64_t off,
+		 uint64_t len);
+
+/* Notes that the mount opened (open = 1) or released (0) a file of volume,
+ * and tells its server at once. Any thread. */
+void client_volume_opened(struct client *c, const char *volume, int open);
+
+/* Refreshes the catalog if it is older than max_age_ms, waiting up to about
+ * 2 s for the answer (the old catalog stays on failure). Any thread except
+ * the client thread. */
+void client_catalog_refresh(struct client *c, uint64_t max_age_ms);
+
+/* Copies the volume called name into *out; 0, or -1 if there is none. */
+int client_volume_get(struct client *c, const char *name, struct volume_attr *out);
+
+/* Copies the volume list into a new array (*out, free() it) of *n entries;
+ * 0 or -1 (out of memory). */
+int client_volume_list(struct client *c, struct volume_attr **out, size_t *n);
+
+/* fs.c */
+
+/* The FUSE low-level operations; their userdata is a struct fs_ctx. */
+extern const struct fuse_lowlevel_ops fs_ops;
+
+/* Per-mount state of the file system callbacks. */
+struct fs_ctx;
+
+/* Creates the file system state over client c (not owned); NULL on failure.
+ * max_background: the --max-background value given to the kernel. */
+struct fs_ctx *fs_new(struct client *c, unsigned max_background);
+
+/* Frees *fsp and sets it to NULL; accepts NULL. */
+void fs_destroy(struct fs_ctx **fsp);
+
+#endif
