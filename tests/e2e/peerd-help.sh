@@ -47,7 +47,7 @@ check_man peerd/peerd.8 "${PEERD_OPTS[@]:0:9}"
 # peerd rejects what it does not know, with a usage error
 expect_fail_msg "--no-such-option" "$PEERD" --no-such-option
 
-FUSED_OPTS=(--group --timeout -f -d)
+FUSED_OPTS=(--group --timeout --max-background -f -d)
 check_help "fused --help" "${FUSED_OPTS[@]}" -- "$FUSED" --help
 check_man fused/fused.8 --group --timeout
 
