@@ -239,16 +239,31 @@ fail:
 
 /* Persists c (and routing tables of new volumes) and makes it the catalog in
  * memory. Takes ownership of c. Returns 0 or -1 (then nothing changed). */
+static int in_list(struct volume *const *list, size_t n, const struct volume *v)
+{
+	for (size_t i = 0; i < n; i++)
+		if (list[i] == v)
+			return 1;
+	return 0;
+}
+
 static int install(Pv__Catalog *c, const char *why)
 {
-	struct volume *fresh = NULL, **tail = &fresh, *newvols[1024];
-	const char *removed[1024];
-	size_t nnew = 0, nremoved = 0;
+	struct volume **list = calloc(c->n_volumes + 1, sizeof(*list));
+	struct volume **newvols = calloc(c->n_volumes + 1, sizeof(*newvols));
+	const char **removed = NULL;
+	size_t n = 0, nnew = 0, nremoved = 0, nold = 0;
 	uint8_t *buf;
 	size_t len;
 	int rc;
 
-	/* build the new volume list, reusing volumes that stay */
+	for (struct volume *v = srv->volumes; v; v = v->next)
+		nold++;
+	removed = calloc(nold + 1, sizeof(*removed));
+	if (!list || !newvols || !removed)
+		goto fail;
+	/* the new volume list, reusing the volumes that stay (not relinked yet:
+	 * they are still on the old list) */
 	for (size_t i = 0; i < c->n_volumes; i++) {
 		Pv__VolumeInfo *vi = c->volumes[i];
 		struct volume *v = catalog_volume(vi->name);
@@ -259,20 +274,13 @@ static int install(Pv__Catalog *c, const char *why)
 			v = volume_from_pb(c, vi);
 			if (!v)
 				goto fail;
-			if (nnew < 1024)
-				newvols[nnew++] = v;
+			newvols[nnew++] = v;
 		}
-		*tail = v;
-		tail = &v->next;
+		list[n++] = v;
 	}
-	for (struct volume *v = srv->volumes; v; v = v->next) {
-		int kept = 0;
-
-		for (struct volume *n = fresh; n; n = n->next)
-			kept |= n == v;
-		if (!kept && nremoved < 1024)
+	for (struct volume *v = srv->volumes; v; v = v->next)
+		if (!in_list(list, n, v))
 			removed[nremoved++] = v->name;
-	}
 	len = pv__catalog__get_packed_size(c);
 	buf = malloc(len ? len : 1);
 	if (!buf)
@@ -283,14 +291,10 @@ static int install(Pv__Catalog *c, const char *why)
 	if (rc < 0)
 		goto fail;
 
-	/* committed: swap in */
+	/* committed: drop the old list, link the new one */
 	for (struct volume *v = srv->volumes, *next; v; v = next) {
-		int kept = 0;
-
 		next = v->next;
-		for (struct volume *n = fresh; n; n = n->next)
-			kept |= n == v;
-		if (!kept) {
+		if (!in_list(list, n, v)) {
 			v->deleted = 1;
 			store_remove(v->name);
 			pv_info("volume %s deleted (catalog version %llu)", v->name,
@@ -298,7 +302,11 @@ static int install(Pv__Catalog *c, const char *why)
 		}
 		volume_put(&v); /* the old list's reference */
 	}
-	srv->volumes = fresh;
+	srv->volumes = NULL;
+	for (size_t i = n; i-- > 0;) {
+		list[i]->next = srv->volumes;
+		srv->volumes = list[i];
+	}
 	for (size_t i = 0; i < nnew; i++) {
 		struct volume *v = newvols[i];
 
@@ -310,11 +318,14 @@ static int install(Pv__Catalog *c, const char *why)
 			v->name, (unsigned long long)v->size, (unsigned long long)v->npages,
 			v->page_size, (unsigned long long)c->version);
 	}
+	free(list);
+	free(newvols);
+	free(removed);
 
 	/* members: keep sockets and liveness of those that stay */
 	struct member old[PEERD_MAX_MEMBERS];
-	size_t nold = srv->nmembers;
 
+	nold = srv->nmembers;
 	memcpy(old, srv->members, sizeof(old));
 	srv->nmembers = 0;
 	for (size_t i = 0; i < c->n_members && i < PEERD_MAX_MEMBERS; i++) {
@@ -349,12 +360,11 @@ static int install(Pv__Catalog *c, const char *why)
 	peers_connect();
 	return 0;
 fail:
-	while (fresh) {
-		struct volume *next = fresh->next;
-
-		volume_put(&fresh);
-		fresh = next;
-	}
+	for (size_t i = 0; list && i < n; i++)
+		volume_put(&list[i]);
+	free(list);
+	free(newvols);
+	free(removed);
 	catalog_pb_free(c);
 	return -1;
 }
