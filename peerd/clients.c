@@ -79,6 +79,16 @@ uint32_t clients_open_count(const char *volume)
 	return n;
 }
 
+uint32_t clients_count(void)
+{
+	uint64_t now = pv_now_ms();
+	uint32_t n = 0;
+
+	for (struct client *c = clients; c; c = c->next)
+		n += now - c->last_seen_ms <= PEERD_CLIENT_EXPIRE_MS;
+	return n;
+}
+
 void clients_expire(void)
 {
 	uint64_t now = pv_now_ms();

@@ -285,6 +285,8 @@ int catalog_volume_delete(const char *name, int force, const uint8_t *ident, siz
 void clients_ping(uint64_t client_id, const Pv__ClientState *st);
 /* Number of clients with vol open through this server, seen recently. */
 uint32_t clients_open_count(const char *volume);
+/* Number of clients seen recently. */
+uint32_t clients_count(void);
 /* Drops clients not seen for PEERD_CLIENT_EXPIRE_MS. */
 void clients_expire(void);
 void clients_free(void);
