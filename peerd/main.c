@@ -36,7 +36,8 @@ static void usage(FILE *f)
 		"\n"
 		"Options:\n"
 		"  --control PATH         control socket for peerctl (mode 0600)\n"
-		"                         (default /run/peervol/ID.sock)\n"
+		"                         (default /run/peervol/peerd.sock; give each peerd\n"
+		"                         on one machine its own)\n"
 		"  --weight N             capacity weight for page placement (default 1)\n"
 		"  --max-volume-size SIZE largest volume this server creates (default 64T;\n"
 		"                         suffixes K M G T)\n"
@@ -160,7 +161,7 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 		return -1;
 	}
 	if (!cfg->control[0])
-		snprintf(cfg->control, sizeof(cfg->control), "/run/peervol/%u.sock", cfg->id);
+		snprintf(cfg->control, sizeof(cfg->control), "/run/peervol/peerd.sock");
 	return 0;
 }
 
