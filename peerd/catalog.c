@@ -73,6 +73,7 @@ void volume_put(struct volume **vp)
 	if (!v || --v->refs > 0)
 		return;
 	store_close(v);
+	free(v->written_map);
 	free(v->owner);
 	free(v->epoch);
 	free(v);

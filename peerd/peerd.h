@@ -54,7 +54,8 @@ struct volume {
 	uint32_t *owner;  /* routing table: owner of each page */
 	uint64_t *epoch;  /* routing table: epoch of each page */
 	int fd;           /* data file, -1 when not open */
-	uint64_t written; /* cached stats (store_stat), refreshed by peers.c */
+	uint64_t *written_map; /* bit per page: holds data here (store.c) */
+	uint64_t written;      /* cached stats (store_stat), refreshed by peers.c */
 	uint64_t bytes;
 };
 
@@ -204,9 +205,12 @@ void store_close(struct volume *vol);
 int store_remove(const char *name);
 /* Runs one job on an IO thread: pread/pwrite/punch/fdatasync. Sets job->err. */
 void store_do(struct io_job *job);
-/* Allocated bytes and the number of pages (of those this server owns) that
- * hold data. Returns 0 or -1. */
+/* Allocated bytes and the number of pages that hold data here, from the
+ * page map (no disk scan). Returns 0 or -1. */
 int store_stat(struct volume *vol, uint64_t *pages_written, uint64_t *bytes);
+/* Updates the page map after a completed job: a write marks its pages, a
+ * trim probes them again (one SEEK_DATA per page). */
+void store_note_done(struct volume *vol, const struct io_job *job);
 /* Free bytes in the data directory. */
 uint64_t store_free(void);
 /* Removes the data of one page (punches it out). */

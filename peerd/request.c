@@ -152,6 +152,7 @@ void request_io_done(struct io_job *job)
 {
 	struct request *req = job->req;
 
+	store_note_done(req->vol, job);
 	if (job->err) {
 		errno = job->err;
 		pv_err("volume %s: %s of %llu bytes at offset %llu failed: %m; check the disk "

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -13,6 +14,8 @@
 #include <unistd.h>
 
 #include "peerd.h"
+
+static int map_build(struct volume *vol);
 
 static void volume_path(const char *name, char *buf, size_t len)
 {
@@ -45,6 +48,12 @@ int store_open(struct volume *vol)
 		return -1;
 	}
 	vol->fd = fd;
+	if (!vol->written_map && map_build(vol) < 0) {
+		pv_err("volume %s: out of memory for the page map", vol->name);
+		close(fd);
+		vol->fd = -1;
+		return -1;
+	}
 	return 0;
 }
 
@@ -128,21 +137,31 @@ void store_do(struct io_job *job)
 	job->err = err;
 }
 
-int store_stat(struct volume *vol, uint64_t *pages_written, uint64_t *bytes)
+/* Whether page p of vol holds any data in the file. */
+static int page_has_data(struct volume *vol, uint64_t p)
 {
-	struct stat st;
-	uint64_t written = 0;
+	off_t start = p * vol->page_size;
+	off_t data = lseek(vol->fd, start, SEEK_DATA);
+
+	return data >= 0 && (uint64_t)data < (p + 1) * vol->page_size && (uint64_t)data < vol->size;
+}
+
+static void map_set(struct volume *vol, uint64_t p, int on)
+{
+	if (on)
+		vol->written_map[p / 64] |= 1ull << (p % 64);
+	else
+		vol->written_map[p / 64] &= ~(1ull << (p % 64));
+}
+
+/* Builds the page map of a freshly opened file: walks its data extents. */
+static int map_build(struct volume *vol)
+{
 	off_t pos = 0;
 
-	*pages_written = 0;
-	*bytes = 0;
-	if (vol->fd < 0)
-		return 0;
-	if (fstat(vol->fd, &st) < 0)
+	vol->written_map = calloc((vol->npages + 63) / 64, sizeof(uint64_t));
+	if (!vol->written_map)
 		return -1;
-	*bytes = (uint64_t)st.st_blocks * 512;
-	/* walk the data extents; count each page touched once */
-	uint64_t last_page = UINT64_MAX;
 	while ((uint64_t)pos < vol->size) {
 		off_t data = lseek(vol->fd, pos, SEEK_DATA);
 		off_t hole;
@@ -150,16 +169,47 @@ int store_stat(struct volume *vol, uint64_t *pages_written, uint64_t *bytes)
 		if (data < 0)
 			break; /* ENXIO: no more data */
 		hole = lseek(vol->fd, data, SEEK_HOLE);
-		if (hole < 0)
+		if (hole < 0 || (uint64_t)hole > vol->size)
 			hole = vol->size;
-		for (uint64_t p = data / vol->page_size; p * vol->page_size < (uint64_t)hole;
-		     p++) {
-			if (p != last_page && p < vol->npages)
-				written++;
-			last_page = p;
-		}
-		pos = hole;
+		for (uint64_t p = data / vol->page_size; p * vol->page_size < (uint64_t)hole &&
+							 p < vol->npages;
+		     p++)
+			map_set(vol, p, 1);
+		/* continue at the next page: the rest of this one is counted */
+		pos = ((hole + vol->page_size - 1) / vol->page_size) * vol->page_size;
+		if (pos <= data)
+			break;
 	}
+	return 0;
+}
+
+void store_note_done(struct volume *vol, const struct io_job *job)
+{
+	uint64_t first, last;
+
+	if (!vol->written_map || job->err || !job->length ||
+	    (job->kind != IO_WRITE && job->kind != IO_TRIM))
+		return;
+	first = job->offset / vol->page_size;
+	last = (job->offset + job->length - 1) / vol->page_size;
+	for (uint64_t p = first; p <= last && p < vol->npages; p++)
+		map_set(vol, p, job->kind == IO_WRITE ? 1 : page_has_data(vol, p));
+}
+
+int store_stat(struct volume *vol, uint64_t *pages_written, uint64_t *bytes)
+{
+	struct stat st;
+	uint64_t written = 0;
+
+	*pages_written = 0;
+	*bytes = 0;
+	if (vol->fd < 0 || !vol->written_map)
+		return 0;
+	if (fstat(vol->fd, &st) < 0)
+		return -1;
+	*bytes = (uint64_t)st.st_blocks * 512;
+	for (uint64_t i = 0; i < (vol->npages + 63) / 64; i++)
+		written += __builtin_popcountll(vol->written_map[i]);
 	*pages_written = written;
 	return 0;
 }
