@@ -219,6 +219,8 @@ def render(res):
         res["mode"], res["host"], res["date"], res["kernel"], res["cpus"], res.get("commit") or "?"))
     lines.append("command: %s; volume %s; %s s per job (+%s s ramp); loop direct-io requested %s" % (
         res["command"], res["size"], res["runtime_s"], res["ramp_s"], res["loop_direct_io"]))
+    if res.get("loadavg"):
+        lines.append("load average (1/5/15 min): %s" % res["loadavg"])
     lines.append("")
     lines.append(md_table(["system", "dio"] + heads,
                           [[s["label"], {True: "on", False: "OFF"}.get(s.get("loop_direct_io"), "-")]
@@ -280,6 +282,7 @@ def main():
     ap.add_argument("--elapsed", type=int, default=0)
     ap.add_argument("--command", default="scripts/bench")
     ap.add_argument("--commit", default="")
+    ap.add_argument("--loadavg", default="", help="load average at start and end of the run")
     args = ap.parse_args()
 
     if args.fromfile:
@@ -296,6 +299,7 @@ def main():
                "command": args.command, "commit": args.commit, "mode": args.mode,
                "size": args.size, "runtime_s": args.runtime, "ramp_s": args.ramp,
                "loop_direct_io": args.loop_dio, "elapsed_s": args.elapsed,
+               "loadavg": args.loadavg,
                "fio_jobs": "bench/fio/*.fio", "systems": systems, "ratios": ratios, "goals": goals}
     if args.json:
         with open(args.json, "w") as f:
