@@ -62,11 +62,8 @@ log "peerd logs the bad peer: $(grep -m1 "$SRC" "$T/peerd1.log")"
 
 # ---------------------------------------------------------------- data dir lock
 port2=$(pv_free_port)
-set +e
 timeout 20 "$PEERD" --id 2 --listen "tcp://127.0.0.2:$port2" --data "$(data_of 1)" \
-	--control "$T/second.sock" >"$T/second.log" 2>&1
-rc=$?
-set -e
+	--control "$T/second.sock" >"$T/second.log" 2>&1 && rc=0 || rc=$?
 [ "$rc" != 0 ] || fail "a second peerd on the same --data started and exited 0: $(cat "$T/second.log")"
 [ "$rc" != 124 ] || fail "a second peerd on the same --data did not refuse (still running after 20 s)"
 grep -qi lock "$T/second.log" || fail "second peerd's message does not mention the lock: $(cat "$T/second.log")"

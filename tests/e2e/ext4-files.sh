@@ -49,10 +49,10 @@ umount "$T/fs"
 fsck.ext4 -fn "$dev" >"$T/fsck.out" 2>&1 || { cat "$T/fsck.out" >&2; fail "fsck.ext4 -fn $dev is not clean"; }
 log "fsck.ext4 -fn clean"
 
-# Forget everything on this side: loop device, fused mount, page cache.
+# Forget everything on this side: loop device and fused mount (with it
+# the FUSE file's page cache).
 loop_detach "$dev"
 umount_fused "$T/mnt"
-echo 3 >/proc/sys/vm/drop_caches
 
 mount_fused "$T/mnt2" "$(addr_of 1)"
 dev=$(loop_attach "$T/mnt2/vol")

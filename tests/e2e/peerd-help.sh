@@ -31,7 +31,7 @@ check_man()
 	local file=$PV_REPO/$1 w text
 	shift
 	if [ ! -s "$file" ]; then
-		log "note: no man page $1 yet"
+		log "note: no man page $file yet"
 		return 0
 	fi
 	text=$(sed 's/\\-/-/g; s/\\f[BIRP]//g' "$file")

@@ -124,7 +124,7 @@ assert_eq "$(json 'd["name"]' <<<"$out")" paged "delete --json name"
 names=$(ctl 1 --json volume list | json 'sorted(v["name"] for v in d["volumes"])')
 assert_eq "$names" '["maxsize", "small.vol_2-x"]' "volume list after deletes"
 [ -e "$(data_of 1)/volumes/vol1.vol" ] && fail "data file of deleted vol1 still there"
-expect_ctl_error 1 'vol1' volume show vol1
+expect_ctl_error 1 1 'vol1' volume show vol1
 # the name can be used again, and the new volume starts empty with a new id
 v=$(ctl 1 --json volume create vol1 32M)
 assert_eq "$(json 'd["size"]' <<<"$v")" 33554432 "re-created vol1 size"

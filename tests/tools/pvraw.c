@@ -137,15 +137,17 @@ static int recv_reply(void *sock, const struct opts *o, const char *outfile)
 		if (zmq_msg_recv(&msg, sock, 0) < 0)
 			die("zmq_msg_recv");
 		if (frame == 0) {
-			Pv__Header *h;
-			char err[256];
-			int st = wire_header_decode(zmq_msg_data(&msg), zmq_msg_size(&msg), &h, err,
-						    sizeof(err));
+			/* Decoded without wire_header_decode's request checks: a
+			 * reply to an undecodable request carries op 0. */
+			Pv__Header *h = pv__header__unpack(NULL, zmq_msg_size(&msg),
+							   zmq_msg_data(&msg));
 
-			if (st != PV_ST_OK) {
+			if (!h || h->version >> 16 != PV_PROTO_MAJOR) {
 				snprintf(statusbuf, sizeof(statusbuf), "UNDECODABLE");
 				status = statusbuf;
-				fprintf(stderr, "pvraw: reply header: %s\n", err);
+				fprintf(stderr, "pvraw: reply header of %zu bytes %s\n",
+					zmq_msg_size(&msg),
+					h ? "has another major version" : "does not decode");
 			} else {
 				status = wire_status_name(h->status);
 				if (strcmp(status, "UNKNOWN") == 0) {
@@ -156,8 +158,9 @@ static int recv_reply(void *sock, const struct opts *o, const char *outfile)
 					fprintf(stderr, "pvraw: reply op %s req %llu status %s: %s\n",
 						wire_op_name(h->op), (unsigned long long)h->req_id,
 						status, h->message ? h->message : "");
-				wire_header_free(h);
 			}
+			if (h)
+				pv__header__free_unpacked(h, NULL);
 		} else if (frame == 1 && outfile) {
 			FILE *f = fopen(outfile, "wb");
 
