@@ -1,0 +1,204 @@
+/* gen_corpus.c: writes the fuzzers' seed corpus: a few valid encodings of
+ * the header (corpus/header/) and of the protobuf bodies
+ * (corpus/catalog/). Run by hand when the messages change:
+ *   gen_corpus tests/fuzz/corpus */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "wire.h"
+
+static const char *root;
+
+/* Packs m into root/dir/name. Returns 0 or -1. */
+static int put(const char *dir, const char *name, const ProtobufCMessage *m)
+{
+	char path[4096];
+	size_t n = protobuf_c_message_get_packed_size(m);
+	uint8_t *buf = malloc(n ? n : 1);
+	FILE *f;
+	int rc = -1;
+
+	if (!buf)
+		return -1;
+	protobuf_c_message_pack(m, buf);
+	snprintf(path, sizeof(path), "%s/%s", root, dir);
+	if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+		perror(path);
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/%s/%s", root, dir, name);
+	f = fopen(path, "wb");
+	if (!f) {
+		perror(path);
+		goto out;
+	}
+	if (fwrite(buf, 1, n, f) == n && fclose(f) == 0)
+		rc = 0;
+	else
+		perror(path);
+out:
+	free(buf);
+	return rc;
+}
+
+static int headers(void)
+{
+	char name64[PV_MAX_NAME + 1];
+	Pv__Header h;
+	int rc = 0;
+
+	memset(name64, 'v', PV_MAX_NAME);
+	name64[PV_MAX_NAME] = '\0';
+
+	wire_header_init(&h);
+	h.op = PV_OP_READ;
+	h.req_id = 1;
+	h.volume = "vol1";
+	h.offset = 4 << 20;
+	h.length = 4096;
+	h.epoch = 3;
+	h.client_id = 0x1234567890abcdefull;
+	h.timestamp = 1700000000000ull << 16;
+	rc |= put("header", "read", &h.base);
+
+	h.op = PV_OP_WRITE;
+	h.req_id = 2;
+	h.flags = PV_F_FUA;
+	h.length = PV_MAX_IO;
+	h.hops = 1;
+	rc |= put("header", "write-fua", &h.base);
+
+	/* the last bytes of the address space: one step from overflowing */
+	h.op = PV_OP_READ;
+	h.flags = 0;
+	h.offset = UINT64_MAX - 4096;
+	h.length = 4096;
+	rc |= put("header", "read-at-end", &h.base);
+
+	h.op = PV_OP_TRIM;
+	h.flags = 0;
+	h.length = 0xffffffffu;
+	h.volume = name64;
+	rc |= put("header", "trim-long-name", &h.base);
+
+	wire_header_init(&h);
+	h.op = PV_OP_READ;
+	h.req_id = 3;
+	h.volume = "db";
+	h.status = PV_ST_MOVED;
+	h.new_owner = 2;
+	h.epoch = 9;
+	h.server_id = 1;
+	h.message = "page 12 moved to server 2";
+	rc |= put("header", "reply-moved", &h.base);
+
+	h.status = PV_ST_BUSY;
+	h.retry_after_ms = 50;
+	h.message = "";
+	rc |= put("header", "reply-busy", &h.base);
+
+	wire_header_init(&h);
+	h.op = PV_OP_PING;
+	h.catalog_version = 17;
+	rc |= put("header", "ping", &h.base);
+
+	h.op = PV_OP_HEARTBEAT;
+	h.version = (2u << 16) | 1;
+	rc |= put("header", "heartbeat-v2", &h.base);
+	return rc;
+}
+
+static int bodies(void)
+{
+	Pv__Member m[3] = {PV__MEMBER__INIT, PV__MEMBER__INIT, PV__MEMBER__INIT};
+	Pv__Member *mp[3] = {&m[0], &m[1], &m[2]};
+	Pv__VolumeInfo v[2] = {PV__VOLUME_INFO__INIT, PV__VOLUME_INFO__INIT};
+	Pv__VolumeInfo *vp[2] = {&v[0], &v[1]};
+	uint32_t servers[] = {1, 2, 3}, holders[] = {1, 3};
+	Pv__Catalog cat = PV__CATALOG__INIT;
+	Pv__CatalogChange cc = PV__CATALOG_CHANGE__INIT;
+	Pv__RoutingTable rt = PV__ROUTING_TABLE__INIT;
+	Pv__ClientState cs = PV__CLIENT_STATE__INIT;
+	Pv__Heartbeat hb = PV__HEARTBEAT__INIT;
+	char *open_volumes[] = {"vol1", "db"};
+	char addr[3][32];
+	uint32_t owner[16];
+	uint64_t epoch[16];
+	int rc = 0;
+
+	for (int i = 0; i < 3; i++) {
+		snprintf(addr[i], sizeof(addr[i]), "tcp://127.0.0.%d:7100", i + 2);
+		m[i].id = i + 1;
+		m[i].address = addr[i];
+		m[i].weight = i + 1;
+		m[i].capacity = (uint64_t)(i + 1) << 40;
+	}
+	v[0].name = "vol1";
+	v[0].id = 1;
+	v[0].size = 10ull << 30;
+	v[0].page_size = PV_DEFAULT_PAGE_SIZE;
+	v[0].created = 1700000000;
+	v[1].name = "db";
+	v[1].id = 2;
+	v[1].size = 1ull << 30;
+	v[1].page_size = PV_MIN_PAGE_SIZE;
+	v[1].n_servers = 3;
+	v[1].servers = servers;
+	v[1].n_holders = 2;
+	v[1].holders = holders;
+	cat.version = 5;
+	cat.group_id = "g-0123456789abcdef";
+	cat.n_members = 3;
+	cat.members = mp;
+	cat.n_volumes = 2;
+	cat.volumes = vp;
+	rc |= put("catalog", "catalog", &cat.base);
+
+	cc.txid = (1ull << 48) | 6;
+	cc.coordinator = 1;
+	cc.what = "volume create db 1G";
+	cc.catalog = &cat;
+	rc |= put("catalog", "catalog-change", &cc.base);
+
+	for (int i = 0; i < 16; i++) {
+		owner[i] = servers[i % 3];
+		epoch[i] = i / 3;
+	}
+	rt.volume = "vol1";
+	rt.n_owner = 16;
+	rt.owner = owner;
+	rt.n_epoch = 16;
+	rt.epoch = epoch;
+	rc |= put("catalog", "routing-table", &rt.base);
+
+	cs.n_open_volumes = 2;
+	cs.open_volumes = open_volumes;
+	rc |= put("catalog", "client-state", &cs.base);
+
+	hb.server_id = 2;
+	hb.catalog_version = 5;
+	hb.pages = 840;
+	hb.bytes = 3ull << 30;
+	hb.free = 100ull << 30;
+	rc |= put("catalog", "heartbeat", &hb.base);
+
+	rc |= put("catalog", "member", &m[1].base);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: %s CORPUS_DIR\n", argv[0]);
+		return 2;
+	}
+	root = argv[1];
+	if (mkdir(root, 0755) < 0 && errno != EEXIST) {
+		perror(root);
+		return 1;
+	}
+	return headers() | bodies() ? 1 : 0;
+}

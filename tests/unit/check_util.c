@@ -1,0 +1,345 @@
+/* check_util.c: unit tests for proto/util.c: size parsing and printing,
+ * volume and snapshot name validation, volume size validation, number
+ * parsing and the two clocks. Pure functions; runs in the C locale. */
+#include <check.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util.h"
+
+/* Parses s, which must succeed with the value want. */
+static void parse_ok(const char *s, uint64_t want)
+{
+	char err[256] = "";
+	uint64_t v = 0xdeadbeef;
+
+	ck_assert_msg(pv_parse_size(s, &v, err, sizeof(err)) == 0, "'%s' rejected: %s", s, err);
+	ck_assert_msg(v == want, "'%s' gave %llu, want %llu", s, (unsigned long long)v,
+		      (unsigned long long)want);
+}
+
+/* Parses s, which must fail with a reason. */
+static void parse_bad(const char *s)
+{
+	char err[256] = "";
+	uint64_t v = 0;
+
+	ck_assert_msg(pv_parse_size(s, &v, err, sizeof(err)) == -1, "'%s' accepted as %llu", s,
+		      (unsigned long long)v);
+	ck_assert_msg(err[0] != '\0', "'%s' rejected without a reason", s);
+}
+
+START_TEST(parse_size_plain_and_suffixes)
+{
+	parse_ok("0", 0);
+	parse_ok("512", 512);
+	parse_ok("4096", 4096);
+	parse_ok("4k", 4096);
+	parse_ok("4K", 4096);
+	parse_ok("512K", 512ull << 10);
+	parse_ok("3M", 3ull << 20);
+	parse_ok("2G", 2147483648ull);
+	parse_ok("2g", 2147483648ull);
+	parse_ok("1T", 1ull << 40);
+	parse_ok("1P", 1ull << 50);
+	parse_ok("2GiB", 2ull << 30);
+	parse_ok("2gib", 2ull << 30);
+	parse_ok("3MB", 3ull << 20);
+	parse_ok("1KiB", 1024);
+	parse_ok("18446744073709551615", UINT64_MAX);
+	parse_ok("16383P", 16383ull << 50);
+}
+END_TEST
+
+START_TEST(parse_size_rejects)
+{
+	parse_bad("");
+	parse_bad("G");
+	parse_bad("12Q");
+	parse_bad("-1");
+	parse_bad("+1");
+	parse_bad(" 1");
+	parse_bad("1.5G");
+	parse_bad("2G x");
+	parse_bad("2G ");
+	parse_bad("2 G");
+	parse_bad("2Gi");
+	parse_bad("2GiBB");
+	parse_bad("2KM");
+	parse_bad("0x10");
+	parse_bad("99999999999P");
+	parse_bad("16384P");                /* exactly 2^64 */
+	parse_bad("18446744073709551616");  /* 2^64 without suffix */
+	parse_bad("17179869184G");          /* 2^34 G = 2^64 */
+	parse_bad("99999999999999999999999");
+}
+END_TEST
+
+START_TEST(parse_size_null_and_no_err_buffer)
+{
+	char err[64] = "";
+	uint64_t v = 5;
+
+	ck_assert_int_eq(pv_parse_size(NULL, &v, err, sizeof(err)), -1);
+	ck_assert_str_ne(err, "");
+	/* err may be a zero-length buffer */
+	ck_assert_int_eq(pv_parse_size("x", &v, NULL, 0), -1);
+	/* a short err buffer is truncated, not overrun */
+	memset(err, 'z', sizeof(err));
+	ck_assert_int_eq(pv_parse_size("12Q", &v, err, 4), -1);
+	ck_assert_uint_eq(strlen(err), 3);
+	ck_assert_int_eq(err[4], 'z');
+}
+END_TEST
+
+/* Formats bytes, which must give want. */
+static void format_is(uint64_t bytes, const char *want)
+{
+	char buf[64];
+
+	memset(buf, 'z', sizeof(buf));
+	ck_assert_ptr_eq(pv_format_size(bytes, buf, sizeof(buf)), buf);
+	ck_assert_str_eq(buf, want);
+}
+
+START_TEST(format_size)
+{
+	char small[4];
+
+	format_is(0, "0 B");
+	format_is(1, "1 B");
+	format_is(512, "512 B");
+	format_is(1023, "1023 B");
+	format_is(1024, "1.0 KiB");
+	format_is(1536, "1.5 KiB");
+	format_is(4ull << 20, "4.0 MiB");
+	format_is(2147483648ull, "2.0 GiB");
+	format_is(3ull << 40, "3.0 TiB");
+	format_is(5ull << 50, "5.0 PiB");
+	format_is(1ull << 60, "1.0 EiB");
+	format_is(UINT64_MAX, "16.0 EiB");
+
+	/* truncated to the buffer, still terminated */
+	memset(small, 'z', sizeof(small));
+	ck_assert_ptr_eq(pv_format_size(2147483648ull, small, sizeof(small)), small);
+	ck_assert_str_eq(small, "2.0");
+}
+END_TEST
+
+START_TEST(format_then_parse)
+{
+	/* sizes printed for whole units parse back with the unit's letter */
+	static const struct {
+		const char *in;
+		const char *out;
+	} rows[] = {{"2G", "2.0 GiB"}, {"4M", "4.0 MiB"}, {"7T", "7.0 TiB"}, {"100", "100 B"}};
+	char buf[32];
+	uint64_t v;
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		ck_assert_int_eq(pv_parse_size(rows[i].in, &v, NULL, 0), 0);
+		ck_assert_str_eq(pv_format_size(v, buf, sizeof(buf)), rows[i].out);
+	}
+}
+END_TEST
+
+/* Whether c is in [A-Za-z0-9._-], spelled out without <ctype.h>. */
+static int allowed_char(int c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '.' || c == '_' || c == '-';
+}
+
+static void name_bad(const char *name)
+{
+	char err[256] = "";
+
+	ck_assert_msg(pv_valid_name(name, err, sizeof(err)) == 0, "'%s' accepted", name);
+	ck_assert_msg(err[0] != '\0', "'%s' rejected without a reason", name);
+	/* the same answer without an err buffer */
+	ck_assert_int_eq(pv_valid_name(name, NULL, 0), 0);
+}
+
+static void name_ok(const char *name)
+{
+	char err[256] = "";
+
+	ck_assert_msg(pv_valid_name(name, err, sizeof(err)) == 1, "'%s' rejected: %s", name, err);
+	ck_assert_int_eq(pv_valid_name(name, NULL, 0), 1);
+}
+
+START_TEST(valid_name_accepts)
+{
+	name_ok("a");
+	name_ok("Z");
+	name_ok("0");
+	name_ok("vol1");
+	name_ok("db_data-2.img");
+	name_ok("_x");
+	name_ok("x.");
+	name_ok("x-");
+	name_ok("a..b");
+	name_ok("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._");
+}
+END_TEST
+
+START_TEST(valid_name_length)
+{
+	char name[80];
+
+	memset(name, 'n', sizeof(name));
+	name[64] = '\0';
+	name_ok(name);
+	name[64] = 'n';
+	name[65] = '\0';
+	name_bad(name);
+	name_bad("");
+	ck_assert_int_eq(pv_valid_name(NULL, NULL, 0), 0);
+}
+END_TEST
+
+START_TEST(valid_name_rejects)
+{
+	name_bad(".");
+	name_bad("..");
+	name_bad(".x");
+	name_bad("-x");
+	name_bad("a/b");
+	name_bad("/a");
+	name_bad("a b");
+	name_bad("a@b"); /* '@' separates volume and snapshot in the mount */
+	name_bad("a:b");
+	name_bad("a\nb");
+	name_bad("a\tb");
+	name_bad("caf\xc3\xa9");  /* utf-8 e-acute */
+	name_bad("\xe2\x82\xac"); /* utf-8 euro sign */
+	name_bad("a\x7f");
+}
+END_TEST
+
+/* Every byte value in the second position: accepted exactly when it is in
+ * the allowed set. */
+START_TEST(valid_name_every_byte)
+{
+	char name[3] = "a?";
+
+	for (int c = 1; c < 256; c++) {
+		name[1] = (char)c;
+		if (pv_valid_name(name, NULL, 0) != allowed_char(c))
+			ck_abort_msg("byte 0x%02x", c);
+	}
+	/* and in the first position, where '.' and '-' are refused too */
+	name[1] = 'a';
+	for (int c = 1; c < 256; c++) {
+		name[0] = (char)c;
+		if (pv_valid_name(name, NULL, 0) != (allowed_char(c) && c != '.' && c != '-'))
+			ck_abort_msg("first byte 0x%02x", c);
+	}
+}
+END_TEST
+
+START_TEST(valid_volume_size)
+{
+	char err[256];
+	const uint64_t max = 1ull << 40;
+
+	err[0] = '\0';
+	ck_assert_int_eq(pv_valid_volume_size(0, max, err, sizeof(err)), 0);
+	ck_assert_str_ne(err, "");
+	err[0] = '\0';
+	ck_assert_int_eq(pv_valid_volume_size(1000, max, err, sizeof(err)), 0);
+	ck_assert_str_ne(err, "");
+	err[0] = '\0';
+	ck_assert_int_eq(pv_valid_volume_size(513, max, err, sizeof(err)), 0);
+	ck_assert_str_ne(err, "");
+	ck_assert_int_eq(pv_valid_volume_size(768, max, NULL, 0), 0);
+	ck_assert_int_eq(pv_valid_volume_size(max - 256, max, NULL, 0), 0);
+	ck_assert_int_eq(pv_valid_volume_size(512, max, err, sizeof(err)), 1);
+	ck_assert_int_eq(pv_valid_volume_size(1024, max, err, sizeof(err)), 1);
+	ck_assert_int_eq(pv_valid_volume_size(max, max, err, sizeof(err)), 1);
+	err[0] = '\0';
+	ck_assert_int_eq(pv_valid_volume_size(max + 512, max, err, sizeof(err)), 0);
+	ck_assert_str_ne(err, "");
+	ck_assert_int_eq(pv_valid_volume_size(max + 512, max, NULL, 0), 0);
+	ck_assert_int_eq(pv_valid_volume_size(0, max, NULL, 0), 0);
+	ck_assert_int_eq(pv_valid_volume_size(UINT64_MAX - 511, UINT64_MAX, NULL, 0), 1);
+}
+END_TEST
+
+START_TEST(parse_u64)
+{
+	uint64_t v = 0;
+
+	ck_assert_int_eq(pv_parse_u64("0", 0, 10, &v), 0);
+	ck_assert_uint_eq(v, 0);
+	ck_assert_int_eq(pv_parse_u64("10", 0, 10, &v), 0);
+	ck_assert_uint_eq(v, 10);
+	ck_assert_int_eq(pv_parse_u64("18446744073709551615", 0, UINT64_MAX, &v), 0);
+	ck_assert_uint_eq(v, UINT64_MAX);
+	v = 7;
+	ck_assert_int_eq(pv_parse_u64("11", 0, 10, &v), -1);
+	ck_assert_int_eq(pv_parse_u64("4", 5, 10, &v), -1);
+	ck_assert_int_eq(pv_parse_u64("", 0, 10, &v), -1);
+	ck_assert_int_eq(pv_parse_u64(NULL, 0, 10, &v), -1);
+	ck_assert_int_eq(pv_parse_u64("-1", 0, UINT64_MAX, &v), -1);
+	ck_assert_int_eq(pv_parse_u64("5x", 0, 10, &v), -1);
+	ck_assert_int_eq(pv_parse_u64(" 5", 0, 10, &v), -1);
+	ck_assert_int_eq(pv_parse_u64("18446744073709551616", 0, UINT64_MAX, &v), -1);
+	ck_assert_uint_eq(v, 7);
+}
+END_TEST
+
+START_TEST(clocks)
+{
+	struct timespec pause = {0, 20 * 1000 * 1000};
+	uint64_t a = pv_now_ms(), b;
+	uint64_t wall = pv_wall_s();
+	time_t now = time(NULL);
+
+	nanosleep(&pause, NULL);
+	b = pv_now_ms();
+	ck_assert_uint_ge(b, a + 19);
+	ck_assert_uint_lt(b, a + 5000);
+	ck_assert_uint_ge(wall + 2, (uint64_t)now);
+	ck_assert_uint_le(wall, (uint64_t)now);
+}
+END_TEST
+
+static Suite *util_suite(void)
+{
+	Suite *s = suite_create("util");
+	TCase *size = tcase_create("size");
+	TCase *name = tcase_create("name");
+	TCase *misc = tcase_create("misc");
+
+	tcase_add_test(size, parse_size_plain_and_suffixes);
+	tcase_add_test(size, parse_size_rejects);
+	tcase_add_test(size, parse_size_null_and_no_err_buffer);
+	tcase_add_test(size, format_size);
+	tcase_add_test(size, format_then_parse);
+	tcase_add_test(size, valid_volume_size);
+	tcase_add_test(name, valid_name_accepts);
+	tcase_add_test(name, valid_name_length);
+	tcase_add_test(name, valid_name_rejects);
+	tcase_add_test(name, valid_name_every_byte);
+	tcase_add_test(misc, parse_u64);
+	tcase_add_test(misc, clocks);
+	suite_add_tcase(s, size);
+	suite_add_tcase(s, name);
+	suite_add_tcase(s, misc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(util_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
