@@ -9,8 +9,8 @@
 
 #include "pagemath.h"
 
-#define PS 4096u /* page size used by most cases */
-#define BIG_PS (4u << 20) /* the default page size */
+#define PS	 4096u	    /* page size used by most cases */
+#define BIG_PS	 (4u << 20) /* the default page size */
 #define SENTINEL 0xa5a5a5a5a5a5a5a5ull
 
 static void fill_sentinel(struct pv_span *s, size_t n)
@@ -222,8 +222,8 @@ START_TEST(split_invariants_random)
 		len = (x >> 3) % (40ull * ps) + 1;
 		n = pv_split(off, len, ps, s, 64);
 		if (n > 64)
-			ck_abort_msg("split(%llu, %llu, %u) needs %zu spans", (unsigned long long)off,
-				     (unsigned long long)len, ps, n);
+			ck_abort_msg("split(%llu, %llu, %u) needs %zu spans",
+				     (unsigned long long)off, (unsigned long long)len, ps, n);
 		check_split_invariants(off, len, ps, s, n);
 	}
 }

@@ -71,9 +71,9 @@ START_TEST(parse_size_rejects)
 	parse_bad("2KM");
 	parse_bad("0x10");
 	parse_bad("99999999999P");
-	parse_bad("16384P");                /* exactly 2^64 */
-	parse_bad("18446744073709551616");  /* 2^64 without suffix */
-	parse_bad("17179869184G");          /* 2^34 G = 2^64 */
+	parse_bad("16384P");		   /* exactly 2^64 */
+	parse_bad("18446744073709551616"); /* 2^64 without suffix */
+	parse_bad("17179869184G");	   /* 2^34 G = 2^64 */
 	parse_bad("99999999999999999999999");
 }
 END_TEST

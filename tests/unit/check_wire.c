@@ -265,11 +265,10 @@ END_TEST
 
 START_TEST(header_ops)
 {
-	static const uint32_t known[] = {PV_OP_READ,	    PV_OP_WRITE,      PV_OP_FLUSH,
-					 PV_OP_TRIM,	    PV_OP_CATALOG,    PV_OP_PING,
-					 PV_OP_HEARTBEAT,   PV_OP_CAT_PREPARE, PV_OP_CAT_COMMIT,
-					 PV_OP_CAT_ABORT,   PV_OP_CAT_FETCH,  PV_OP_ROUTES,
-					 PV_OP_JOIN};
+	static const uint32_t known[] = {
+	    PV_OP_READ,	     PV_OP_WRITE,     PV_OP_FLUSH,	 PV_OP_TRIM,	   PV_OP_CATALOG,
+	    PV_OP_PING,	     PV_OP_HEARTBEAT, PV_OP_CAT_PREPARE, PV_OP_CAT_COMMIT, PV_OP_CAT_ABORT,
+	    PV_OP_CAT_FETCH, PV_OP_ROUTES,    PV_OP_JOIN};
 	static const uint32_t unknown[] = {0, 5, 15, 18, 63, 71, 255, 0x10001, UINT32_MAX};
 	Pv__Header h;
 
@@ -383,19 +382,19 @@ START_TEST(op_names)
 		uint32_t op;
 		const char *name;
 	} rows[] = {
-		{PV_OP_READ, "READ"},
-		{PV_OP_WRITE, "WRITE"},
-		{PV_OP_FLUSH, "FLUSH"},
-		{PV_OP_TRIM, "TRIM"},
-		{PV_OP_CATALOG, "CATALOG"},
-		{PV_OP_PING, "PING"},
-		{PV_OP_HEARTBEAT, "HEARTBEAT"},
-		{PV_OP_CAT_PREPARE, "CAT_PREPARE"},
-		{PV_OP_CAT_COMMIT, "CAT_COMMIT"},
-		{PV_OP_CAT_ABORT, "CAT_ABORT"},
-		{PV_OP_CAT_FETCH, "CAT_FETCH"},
-		{PV_OP_ROUTES, "ROUTES"},
-		{PV_OP_JOIN, "JOIN"},
+	    {PV_OP_READ, "READ"},
+	    {PV_OP_WRITE, "WRITE"},
+	    {PV_OP_FLUSH, "FLUSH"},
+	    {PV_OP_TRIM, "TRIM"},
+	    {PV_OP_CATALOG, "CATALOG"},
+	    {PV_OP_PING, "PING"},
+	    {PV_OP_HEARTBEAT, "HEARTBEAT"},
+	    {PV_OP_CAT_PREPARE, "CAT_PREPARE"},
+	    {PV_OP_CAT_COMMIT, "CAT_COMMIT"},
+	    {PV_OP_CAT_ABORT, "CAT_ABORT"},
+	    {PV_OP_CAT_FETCH, "CAT_FETCH"},
+	    {PV_OP_ROUTES, "ROUTES"},
+	    {PV_OP_JOIN, "JOIN"},
 	};
 	int known = 0;
 
@@ -419,17 +418,17 @@ END_TEST
 START_TEST(status_names)
 {
 	static const char *const want[] = {
-		[PV_ST_OK] = "OK",
-		[PV_ST_NO_VOLUME] = "NO_VOLUME",
-		[PV_ST_OUT_OF_RANGE] = "OUT_OF_RANGE",
-		[PV_ST_MOVED] = "MOVED",
-		[PV_ST_BUSY] = "BUSY",
-		[PV_ST_IO_ERROR] = "IO_ERROR",
-		[PV_ST_BAD_REQUEST] = "BAD_REQUEST",
-		[PV_ST_VERSION] = "VERSION",
-		[PV_ST_NO_SPACE] = "NO_SPACE",
-		[PV_ST_UNAVAILABLE] = "UNAVAILABLE",
-		[PV_ST_REFUSED] = "REFUSED",
+	    [PV_ST_OK] = "OK",
+	    [PV_ST_NO_VOLUME] = "NO_VOLUME",
+	    [PV_ST_OUT_OF_RANGE] = "OUT_OF_RANGE",
+	    [PV_ST_MOVED] = "MOVED",
+	    [PV_ST_BUSY] = "BUSY",
+	    [PV_ST_IO_ERROR] = "IO_ERROR",
+	    [PV_ST_BAD_REQUEST] = "BAD_REQUEST",
+	    [PV_ST_VERSION] = "VERSION",
+	    [PV_ST_NO_SPACE] = "NO_SPACE",
+	    [PV_ST_UNAVAILABLE] = "UNAVAILABLE",
+	    [PV_ST_REFUSED] = "REFUSED",
 	};
 
 	ck_assert_int_eq(sizeof(want) / sizeof(want[0]), PV_ST__COUNT);
@@ -518,8 +517,8 @@ static int nothing_waiting(void *sock)
 	return rc < 0 && zmq_errno() == EAGAIN;
 }
 
-static int frees;	     /* calls of count_free */
-static void *freed_data;     /* its last data argument */
+static int frees;	 /* calls of count_free */
+static void *freed_data; /* its last data argument */
 static void count_free(void *data, void *hint)
 {
 	frees++;
