@@ -67,6 +67,7 @@ struct server {
 	char *address;
 	uint32_t member_id; /* 0 until known */
 	void *sock;         /* DEALER; NULL if it could not be opened */
+	void *mon;          /* PAIR receiving sock's disconnect events, or NULL */
 	unsigned outstanding; /* parts in flight here */
 	uint64_t wait_start_ms; /* when outstanding last rose from 0 */
 	uint64_t last_rx_ms;    /* when anything last came back */
@@ -148,6 +149,7 @@ struct client {
 	struct part all; /* sentinel of the list of all parts */
 	struct part *waiting;
 	uint64_t next_req_id;
+	uint64_t next_mon_id;
 	uint64_t next_scan_ms;
 	uint64_t last_warn_ms;
 	unsigned warn_suppressed;
@@ -234,6 +236,76 @@ fail:
 	return NULL;
 }
 
+/* Opens s's DEALER and a monitor that reports when its connection drops
+ * (a restarted peerd answers pings again within FUSED_DEAD_MS, but what was
+ * in flight on the old connection is lost). 0, or -1 (logged). */
+static int server_open(struct client *c, struct server *s)
+{
+	char ep[64];
+	int zero = 0;
+
+	s->sock = socket_open(c, s->address);
+	if (!s->sock)
+		return -1;
+	snprintf(ep, sizeof(ep), "inproc://fused-monitor-%llu",
+		 (unsigned long long)c->next_mon_id++);
+	if (zmq_socket_monitor(s->sock, ep, ZMQ_EVENT_DISCONNECTED) < 0 ||
+	    !(s->mon = zmq_socket(c->zctx, ZMQ_PAIR)) ||
+	    zmq_setsockopt(s->mon, ZMQ_LINGER, &zero, sizeof(zero)) < 0 ||
+	    zmq_connect(s->mon, ep) < 0) {
+		/* not fatal: the silence rule still finds a dead server */
+		pv_warn("cannot monitor the connection to %s: %s", s->address,
+			zmq_strerror(errno));
+		if (s->mon)
+			zmq_close(s->mon);
+		s->mon = NULL;
+	}
+	return 0;
+}
+
+static void server_close(struct server *s)
+{
+	if (s->mon) {
+		zmq_socket_monitor(s->sock, NULL, 0);
+		zmq_close(s->mon);
+		s->mon = NULL;
+	}
+	if (s->sock)
+		zmq_close(s->sock);
+	s->sock = NULL;
+}
+
+/* Whether s's connection dropped since the last call (drains the events). */
+static int server_disconnected(struct server *s)
+{
+	int dropped = 0;
+
+	for (;;) {
+		zmq_msg_t ev;
+		int more;
+
+		zmq_msg_init(&ev);
+		if (zmq_msg_recv(&ev, s->mon, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&ev);
+			return dropped;
+		}
+		if (zmq_msg_size(&ev) >= 2) {
+			uint16_t event;
+
+			memcpy(&event, zmq_msg_data(&ev), sizeof(event));
+			if (event == ZMQ_EVENT_DISCONNECTED)
+				dropped = 1;
+		}
+		more = zmq_msg_more(&ev);
+		zmq_msg_close(&ev);
+		while (more) { /* the endpoint frame */
+			zmq_msg_init(&ev);
+			more = zmq_msg_recv(&ev, s->mon, ZMQ_DONTWAIT) >= 0 && zmq_msg_more(&ev);
+			zmq_msg_close(&ev);
+		}
+	}
+}
+
 /* The server at address, connected on first use; NULL if that fails. */
 static struct server *server_get(struct client *c, const char *address)
 {
@@ -248,8 +320,7 @@ static struct server *server_get(struct client *c, const char *address)
 		free(s);
 		return NULL;
 	}
-	s->sock = socket_open(c, address);
-	if (!s->sock) {
+	if (server_open(c, s) < 0) {
 		free(s->address);
 		free(s);
 		return NULL;
@@ -898,16 +969,16 @@ static void receive(struct client *c, struct server *s)
 
 /* ---- timers ----------------------------------------------------------- */
 
-/* s went silent: open its socket again, move its volumes to another holder
- * if there is one, and send again everything that was in flight to it. */
-static void server_reconnect(struct client *c, struct server *s, uint64_t now)
+/* s went silent or its connection dropped (why says which): open its socket
+ * again, move its volumes to another holder if there is one, and send again
+ * everything that was in flight to it, with the same req_ids. */
+static void server_reconnect(struct client *c, struct server *s, uint64_t now, const char *why)
 {
 	unsigned inflight = s->outstanding, resent = 0, moved = 0;
 	struct part *p, *next;
 
-	if (s->sock)
-		zmq_close(s->sock);
-	s->sock = socket_open(c, s->address);
+	server_close(s);
+	server_open(c, s);
 	s->wait_start_ms = now;
 	s->last_rx_ms = now;
 	for (size_t i = 0; i < c->n_vols; i++) {
@@ -931,9 +1002,9 @@ static void server_reconnect(struct client *c, struct server *s, uint64_t now)
 		part_send(c, p, NULL);
 		resent++;
 	}
-	pv_warn("server %s: nothing back for %u ms with %u requests outstanding; reconnected, "
-		"%u re-sent, %u volumes moved to another holder",
-		s->address, FUSED_DEAD_MS, inflight, resent, moved);
+	pv_warn("server %s: %s with %u requests outstanding; reconnected, %u re-sent, %u "
+		"volumes moved to another holder",
+		s->address, why, inflight, resent, moved);
 }
 
 static void run_timers(struct client *c, uint64_t now)
@@ -988,7 +1059,7 @@ static void run_timers(struct client *c, uint64_t now)
 								   : s->last_rx_ms;
 
 		if (s->outstanding && now - since >= FUSED_DEAD_MS)
-			server_reconnect(c, s, now);
+			server_reconnect(c, s, now, "nothing back for 3 s");
 		if (now >= s->next_ping_ms && server_in_use(c, s))
 			send_ping(c, s);
 	}
@@ -1013,8 +1084,8 @@ static long next_timeout(struct client *c, uint64_t now, long max_ms)
  * eventfd), then take what arrived. */
 static void loop_once(struct client *c, long max_ms)
 {
-	zmq_pollitem_t items[64];
-	struct server *srvs[64];
+	zmq_pollitem_t items[128];
+	struct server *srvs[128];
 	size_t n = 0;
 	uint64_t now = pv_now_ms();
 	int rc;
@@ -1024,12 +1095,17 @@ static void loop_once(struct client *c, long max_ms)
 	items[n].fd = c->efd;
 	items[n].events = ZMQ_POLLIN;
 	srvs[n++] = NULL;
-	for (struct server *s = c->servers; s && n < 64; s = s->next) {
+	for (struct server *s = c->servers; s && n + 2 <= 128; s = s->next) {
 		if (!s->sock)
 			continue;
 		items[n].socket = s->sock;
 		items[n].events = ZMQ_POLLIN;
 		srvs[n++] = s;
+		if (s->mon) {
+			items[n].socket = s->mon;
+			items[n].events = ZMQ_POLLIN;
+			srvs[n++] = s;
+		}
 	}
 	rc = zmq_poll(items, n, next_timeout(c, now, max_ms));
 	if (rc < 0) {
@@ -1044,9 +1120,18 @@ static void loop_once(struct client *c, long max_ms)
 			/* EAGAIN: someone else's wake-up already taken */
 		}
 	}
-	for (size_t i = 1; i < n; i++)
-		if (items[i].revents & ZMQ_POLLIN)
-			receive(c, srvs[i]);
+	for (size_t i = 1; i < n; i++) {
+		struct server *s = srvs[i];
+
+		if (!(items[i].revents & ZMQ_POLLIN))
+			continue;
+		if (items[i].socket == s->sock) {
+			receive(c, s);
+		} else if (items[i].socket == s->mon && server_disconnected(s) && s->outstanding &&
+			   c->have_catalog) {
+			server_reconnect(c, s, pv_now_ms(), "connection lost");
+		}
+	}
 }
 
 /* ---- calls from FUSE threads ------------------------------------------ */
@@ -1452,8 +1537,7 @@ void client_destroy(struct client **cp)
 	}
 	for (s = c->servers; s; s = next) {
 		next = s->next;
-		if (s->sock)
-			zmq_close(s->sock);
+		server_close(s);
 		free(s->address);
 		free(s);
 	}
