@@ -665,7 +665,7 @@ static void members_free(struct member *members, size_t n)
  * are kept; new ones follow pick_route. */
 static int catalog_apply(struct client *c, struct server *from, const void *buf, size_t len)
 {
-	Pv__Catalog *cat = pv__catalog__unpack(NULL, len, buf);
+	Pv__Catalog *cat = (Pv__Catalog *)wire_body_decode(&pv__catalog__descriptor, buf, len);
 	struct member *members = NULL;
 	struct volume *vols = NULL;
 	struct volume_attr *pub = NULL;

@@ -9,7 +9,7 @@
 
 /* One page-sized piece of a request. */
 struct pv_span {
-	uint64_t page;    /* page index in the volume */
+	uint64_t page;	  /* page index in the volume */
 	uint64_t offset;  /* byte offset in the volume */
 	uint64_t length;  /* bytes, never crossing a page boundary */
 	uint64_t buf_off; /* offset of this span in the request's buffer */
@@ -18,7 +18,7 @@ struct pv_span {
 /* Number of pages of a volume of size bytes (the last may be partial). */
 static inline uint64_t pv_page_count(uint64_t size, uint32_t page_size)
 {
-	return (size + page_size - 1) / page_size;
+	return size / page_size + (size % page_size != 0);
 }
 
 /* Page holding byte offset. */

@@ -20,26 +20,26 @@
 
 #include "peervol.pb-c.h"
 
-#define PV_PROTO_MAJOR   1
-#define PV_PROTO_MINOR   0
+#define PV_PROTO_MAJOR	 1
+#define PV_PROTO_MINOR	 0
 #define PV_PROTO_VERSION ((PV_PROTO_MAJOR << 16) | PV_PROTO_MINOR)
 
 /* Limits: every length is checked against these before anything is
  * allocated. */
-#define PV_MAX_IO       (8u << 20)  /* largest READ/WRITE/TRIM part in bytes */
-#define PV_MAX_TRIM     (1ull << 40) /* largest TRIM in one request */
-#define PV_MAX_HEADER   4096        /* largest encoded header frame */
-#define PV_MAX_BODY     (16u << 20) /* largest protobuf body frame */
-#define PV_MAX_NAME     64          /* volume and snapshot name length */
-#define PV_MAX_MESSAGE  512         /* Header.message length */
-#define PV_MAX_HOPS     2           /* a request forwarded more is MOVED */
-#define PV_MAX_IDENTITY 255         /* ZeroMQ routing id */
+#define PV_MAX_IO	(8u << 20)   /* largest READ/WRITE/TRIM part in bytes */
+#define PV_MAX_TRIM	(1ull << 40) /* largest TRIM in one request */
+#define PV_MAX_HEADER	4096	     /* largest encoded header frame */
+#define PV_MAX_BODY	(16u << 20)  /* largest protobuf body frame */
+#define PV_MAX_NAME	64	     /* volume and snapshot name length */
+#define PV_MAX_MESSAGE	512	     /* Header.message length */
+#define PV_MAX_HOPS	2	     /* a request forwarded more is MOVED */
+#define PV_MAX_IDENTITY 255	     /* ZeroMQ routing id */
 
-#define PV_SECTOR            512u
-#define PV_DEFAULT_PAGE_SIZE (4u << 20)  /* 8192 blocks of 512 bytes */
+#define PV_SECTOR	     512u
+#define PV_DEFAULT_PAGE_SIZE (4u << 20) /* 8192 blocks of 512 bytes */
 #define PV_MIN_PAGE_SIZE     (64u << 10)
 #define PV_MAX_PAGE_SIZE     (1u << 30)
-#define PV_DEFAULT_PORT      7100
+#define PV_DEFAULT_PORT	     7100
 
 /* Header.flags bits. */
 #define PV_F_FUA 0x1u /* WRITE: durable before the reply (force unit access) */
@@ -47,38 +47,38 @@
 /* Operations. Requests and their replies carry the same op. */
 enum pv_op {
 	/* data path: client or peer -> server */
-	PV_OP_READ = 1,  /* offset, length -> reply data frame of length bytes */
+	PV_OP_READ = 1,	 /* offset, length -> reply data frame of length bytes */
 	PV_OP_WRITE = 2, /* offset, data frame (length = its size), flags FUA */
 	PV_OP_FLUSH = 3, /* make all acknowledged writes of the volume durable */
-	PV_OP_TRIM = 4,  /* offset, length: deallocate; reads then return zeros */
+	PV_OP_TRIM = 4,	 /* offset, length: deallocate; reads then return zeros */
 
 	/* client session: fused -> server */
 	PV_OP_CATALOG = 16, /* reply body: pv.Catalog with holders filled in */
 	PV_OP_PING = 17,    /* body: pv.ClientState; reply: catalog_version */
 
 	/* peers: server -> server */
-	PV_OP_HEARTBEAT = 64,   /* body: pv.Heartbeat; reply: OK */
+	PV_OP_HEARTBEAT = 64,	/* body: pv.Heartbeat; reply: OK */
 	PV_OP_CAT_PREPARE = 65, /* body: pv.CatalogChange; lock and validate */
-	PV_OP_CAT_COMMIT = 66,  /* body: pv.CatalogChange; apply, unlock */
-	PV_OP_CAT_ABORT = 67,   /* body: pv.CatalogChange; unlock */
-	PV_OP_CAT_FETCH = 68,   /* reply body: pv.Catalog (committed) */
-	PV_OP_ROUTES = 69,      /* volume -> reply body: pv.RoutingTable */
-	PV_OP_JOIN = 70,        /* body: pv.Member; the receiver adds it by 2PC */
+	PV_OP_CAT_COMMIT = 66,	/* body: pv.CatalogChange; apply, unlock */
+	PV_OP_CAT_ABORT = 67,	/* body: pv.CatalogChange; unlock */
+	PV_OP_CAT_FETCH = 68,	/* reply body: pv.Catalog (committed) */
+	PV_OP_ROUTES = 69,	/* volume -> reply body: pv.RoutingTable */
+	PV_OP_JOIN = 70,	/* body: pv.Member; the receiver adds it by 2PC */
 };
 
 /* Status codes in reply headers. */
 enum pv_status {
 	PV_ST_OK = 0,
-	PV_ST_NO_VOLUME = 1,    /* no volume of that name */
+	PV_ST_NO_VOLUME = 1,	/* no volume of that name */
 	PV_ST_OUT_OF_RANGE = 2, /* offset/length outside the volume */
-	PV_ST_MOVED = 3,        /* page owned elsewhere: new_owner, epoch */
-	PV_ST_BUSY = 4,         /* try again after retry_after_ms */
-	PV_ST_IO_ERROR = 5,     /* the server's disk failed */
-	PV_ST_BAD_REQUEST = 6,  /* malformed or invalid request */
-	PV_ST_VERSION = 7,      /* protocol major version differs */
-	PV_ST_NO_SPACE = 8,     /* the server's disk is full */
-	PV_ST_UNAVAILABLE = 9,  /* the page's owner is down; retry */
-	PV_ST_REFUSED = 10,     /* refused: not a member, conflict, in use */
+	PV_ST_MOVED = 3,	/* page owned elsewhere: new_owner, epoch */
+	PV_ST_BUSY = 4,		/* try again after retry_after_ms */
+	PV_ST_IO_ERROR = 5,	/* the server's disk failed */
+	PV_ST_BAD_REQUEST = 6,	/* malformed or invalid request */
+	PV_ST_VERSION = 7,	/* protocol major version differs */
+	PV_ST_NO_SPACE = 8,	/* the server's disk is full */
+	PV_ST_UNAVAILABLE = 9,	/* the page's owner is down; retry */
+	PV_ST_REFUSED = 10,	/* refused: not a member, conflict, in use */
 	PV_ST__COUNT
 };
 
@@ -98,6 +98,13 @@ void wire_header_init(Pv__Header *h);
  * with wire_header_free), or PV_ST_BAD_REQUEST / PV_ST_VERSION with a reason
  * in err; then *out is NULL. Never trusts buf: any byte string is safe. */
 int wire_header_decode(const void *buf, size_t len, Pv__Header **out, char *err, size_t errlen);
+
+/* Decodes a protobuf body of type desc from the network. Returns the
+ * message (free with protobuf_c_message_free_unpacked), or NULL if it does
+ * not decode or carries a field numbered 0 (which protobuf-c accepts but
+ * cannot encode again). */
+ProtobufCMessage *wire_body_decode(const ProtobufCMessageDescriptor *desc, const void *buf,
+				   size_t len);
 
 /* Frees a header from wire_header_decode; accepts NULL. */
 void wire_header_free(Pv__Header *h);

@@ -653,7 +653,9 @@ void catalog_tick(void)
 void catalog_peer_reply(struct member *m, const Pv__Header *h, const void *body, size_t len)
 {
 	if (h->op == PV_OP_CAT_FETCH) {
-		Pv__Catalog *c = body ? pv__catalog__unpack(NULL, len, body) : NULL;
+		Pv__Catalog *c =
+		    body ? (Pv__Catalog *)wire_body_decode(&pv__catalog__descriptor, body, len)
+			 : NULL;
 
 		fetch_sent_ms = 0;
 		if (c && c->version > srv->version && !strcmp(c->group_id, srv->group_id)) {
@@ -821,10 +823,11 @@ static int join_build(struct catalog_cmd *cmd, Pv__Catalog *next, char *err, siz
 	return 0;
 }
 
-static void peer_join(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
-		      const void *body, size_t len)
+static void peer_join(const uint8_t *ident, size_t ident_len, const Pv__Header *h, const void *body,
+		      size_t len)
 {
-	Pv__Member *nm = body ? pv__member__unpack(NULL, len, body) : NULL;
+	Pv__Member *nm =
+	    body ? (Pv__Member *)wire_body_decode(&pv__member__descriptor, body, len) : NULL;
 	struct catalog_cmd *cmd;
 	uint64_t *arg;
 
@@ -865,8 +868,8 @@ static void peer_join(const uint8_t *ident, size_t ident_len, const Pv__Header *
 	catalog_change(cmd);
 }
 
-void catalog_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
-		     const void *body, size_t len)
+void catalog_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h, const void *body,
+		     size_t len)
 {
 	Pv__CatalogChange *ch;
 	char err[PV_MAX_MESSAGE];
@@ -880,7 +883,9 @@ void catalog_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h
 		reply_body(ident, ident_len, h, PV_ST_OK, NULL, &committed->base);
 		return;
 	}
-	ch = body ? pv__catalog_change__unpack(NULL, len, body) : NULL;
+	ch = body
+		 ? (Pv__CatalogChange *)wire_body_decode(&pv__catalog_change__descriptor, body, len)
+		 : NULL;
 	if (!ch || !ch->catalog) {
 		reply_body(ident, ident_len, h, PV_ST_BAD_REQUEST, "catalog change does not decode",
 			   NULL);
@@ -1029,9 +1034,12 @@ void catalog_join_input(void)
 		snprintf(msg, sizeof(msg), "join refused by %s: %s", join_addr, h->message);
 		control_reply(join_ident, join_ident_len, 0, NULL, msg);
 	} else {
-		Pv__Catalog *c = n > 1 ? pv__catalog__unpack(NULL, zmq_msg_size(&frames[1]),
-							     zmq_msg_data(&frames[1]))
-				       : NULL;
+		Pv__Catalog *c = NULL;
+
+		if (n > 1)
+			c = (Pv__Catalog *)wire_body_decode(&pv__catalog__descriptor,
+							    zmq_msg_data(&frames[1]),
+							    zmq_msg_size(&frames[1]));
 		int rc = -1;
 
 		if (c) {
@@ -1100,8 +1108,8 @@ static int create_build(struct catalog_cmd *cmd, Pv__Catalog *next, char *err, s
 	} else {
 		for (size_t i = 0; i < next->n_members && i < PEERD_MAX_MEMBERS; i++)
 			vi->servers[i] = next->members[i]->id;
-		vi->n_servers = next->n_members < PEERD_MAX_MEMBERS ? next->n_members
-								    : PEERD_MAX_MEMBERS;
+		vi->n_servers =
+		    next->n_members < PEERD_MAX_MEMBERS ? next->n_members : PEERD_MAX_MEMBERS;
 	}
 	next->volumes[next->n_volumes++] = vi;
 	return 0;
@@ -1151,8 +1159,9 @@ int catalog_volume_create(const char *name, uint64_t size, uint32_t page_size,
 	}
 	for (size_t i = 0; i < nservers; i++) {
 		if (!catalog_member(servers[i])) {
-			snprintf(err, errlen, "server %u is not a member of the group (see 'peerctl "
-					      "group show')",
+			snprintf(err, errlen,
+				 "server %u is not a member of the group (see 'peerctl "
+				 "group show')",
 				 servers[i]);
 			return -1;
 		}

@@ -167,20 +167,19 @@ static int arg_u64(json_t *args, const char *key, int required, uint64_t *out, c
 static int cmd_status(const uint8_t *ident, size_t ident_len, json_t *args, json_t **result,
 		      char *err, size_t errlen)
 {
-	*result = json_pack("{s:i,s:s,s:s,s:I,s:s,s:I,s:s,s:I,s:I,s:I,s:i}", "server_id",
-			    (int)srv->cfg.id, "address", srv->cfg.listen, "version",
-			    PV_VERSION_STRING, "catalog_version", (json_int_t)srv->version,
-			    "group_id", srv->group_id, "uptime_s",
-			    (json_int_t)((pv_now_ms() - srv->started_ms) / 1000), "data_dir",
-			    srv->cfg.data_dir, "requests_in_flight", (json_int_t)request_inflight(),
-			    "parts_forwarded_in_flight", (json_int_t)forward_inflight(),
-			    "bad_frames", (json_int_t)ops_bad_frames(), "clients",
-			    (int)clients_count());
+	*result =
+	    json_pack("{s:i,s:s,s:s,s:I,s:s,s:I,s:s,s:I,s:I,s:I,s:i}", "server_id",
+		      (int)srv->cfg.id, "address", srv->cfg.listen, "version", PV_VERSION_STRING,
+		      "catalog_version", (json_int_t)srv->version, "group_id", srv->group_id,
+		      "uptime_s", (json_int_t)((pv_now_ms() - srv->started_ms) / 1000), "data_dir",
+		      srv->cfg.data_dir, "requests_in_flight", (json_int_t)request_inflight(),
+		      "parts_forwarded_in_flight", (json_int_t)forward_inflight(), "bad_frames",
+		      (json_int_t)ops_bad_frames(), "clients", (int)clients_count());
 	return 0;
 }
 
-static int cmd_volume_create(const uint8_t *ident, size_t ident_len, json_t *args,
-			     json_t **result, char *err, size_t errlen)
+static int cmd_volume_create(const uint8_t *ident, size_t ident_len, json_t *args, json_t **result,
+			     char *err, size_t errlen)
 {
 	const char *name;
 	uint64_t size, page_size;
@@ -220,8 +219,8 @@ static int cmd_volume_create(const uint8_t *ident, size_t ident_len, json_t *arg
 	return 1;
 }
 
-static int cmd_volume_list(const uint8_t *ident, size_t ident_len, json_t *args,
-			   json_t **result, char *err, size_t errlen)
+static int cmd_volume_list(const uint8_t *ident, size_t ident_len, json_t *args, json_t **result,
+			   char *err, size_t errlen)
 {
 	json_t *a = json_array();
 
@@ -231,8 +230,8 @@ static int cmd_volume_list(const uint8_t *ident, size_t ident_len, json_t *args,
 	return 0;
 }
 
-static int cmd_volume_show(const uint8_t *ident, size_t ident_len, json_t *args,
-			   json_t **result, char *err, size_t errlen)
+static int cmd_volume_show(const uint8_t *ident, size_t ident_len, json_t *args, json_t **result,
+			   char *err, size_t errlen)
 {
 	const char *name;
 	struct volume *v;
@@ -248,8 +247,8 @@ static int cmd_volume_show(const uint8_t *ident, size_t ident_len, json_t *args,
 	return 0;
 }
 
-static int cmd_volume_delete(const uint8_t *ident, size_t ident_len, json_t *args,
-			     json_t **result, char *err, size_t errlen)
+static int cmd_volume_delete(const uint8_t *ident, size_t ident_len, json_t *args, json_t **result,
+			     char *err, size_t errlen)
 {
 	const char *name;
 
@@ -261,8 +260,8 @@ static int cmd_volume_delete(const uint8_t *ident, size_t ident_len, json_t *arg
 	return 1;
 }
 
-static int cmd_group_init(const uint8_t *ident, size_t ident_len, json_t *args,
-			  json_t **result, char *err, size_t errlen)
+static int cmd_group_init(const uint8_t *ident, size_t ident_len, json_t *args, json_t **result,
+			  char *err, size_t errlen)
 {
 	/* every server starts as a group of one; init confirms it */
 	if (srv->nmembers > 1) {
@@ -274,8 +273,8 @@ static int cmd_group_init(const uint8_t *ident, size_t ident_len, json_t *args,
 	return 0;
 }
 
-static int cmd_group_join(const uint8_t *ident, size_t ident_len, json_t *args,
-			  json_t **result, char *err, size_t errlen)
+static int cmd_group_join(const uint8_t *ident, size_t ident_len, json_t *args, json_t **result,
+			  char *err, size_t errlen)
 {
 	const char *address;
 
@@ -290,22 +289,22 @@ static int cmd_group_join(const uint8_t *ident, size_t ident_len, json_t *args,
 	return 1;
 }
 
-static int cmd_group_show(const uint8_t *ident, size_t ident_len, json_t *args,
-			  json_t **result, char *err, size_t errlen)
+static int cmd_group_show(const uint8_t *ident, size_t ident_len, json_t *args, json_t **result,
+			  char *err, size_t errlen)
 {
 	*result = control_group_json();
 	return 0;
 }
 
 static const struct cmd_row commands[] = {
-	{"status", cmd_status},
-	{"volume.create", cmd_volume_create},
-	{"volume.list", cmd_volume_list},
-	{"volume.show", cmd_volume_show},
-	{"volume.delete", cmd_volume_delete},
-	{"group.init", cmd_group_init},
-	{"group.join", cmd_group_join},
-	{"group.show", cmd_group_show},
+    {"status", cmd_status},
+    {"volume.create", cmd_volume_create},
+    {"volume.list", cmd_volume_list},
+    {"volume.show", cmd_volume_show},
+    {"volume.delete", cmd_volume_delete},
+    {"group.init", cmd_group_init},
+    {"group.join", cmd_group_join},
+    {"group.show", cmd_group_show},
 };
 
 /* ---- socket ---- */
@@ -414,8 +413,7 @@ void control_input(void)
 			goto next;
 		}
 		req = json_loadb(zmq_msg_data(&frames[2]), zmq_msg_size(&frames[2]), 0, &jerr);
-		if (!req || !json_is_object(req) ||
-		    !json_is_string(json_object_get(req, "cmd"))) {
+		if (!req || !json_is_object(req) || !json_is_string(json_object_get(req, "cmd"))) {
 			control_reply(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), 0, NULL,
 				      "request is not a JSON object with a 'cmd'");
 			goto next;
@@ -456,7 +454,7 @@ void control_input(void)
 			}
 		}
 		json_decref(args);
-next:
+	next:
 		json_decref(req);
 		for (size_t j = 0; j < n; j++)
 			zmq_msg_close(&frames[j]);

@@ -9,12 +9,12 @@
 
 #include "peerd.h"
 
-#define FWD_BUCKETS          4096
+#define FWD_BUCKETS	     4096
 #define PEERD_FWD_TIMEOUT_MS 5000
 
 struct fwd {
-	struct fwd *next;     /* hash chain */
-	struct fwd *older;    /* age list */
+	struct fwd *next;  /* hash chain */
+	struct fwd *older; /* age list */
 	struct fwd *newer;
 	uint64_t id;
 	struct request *req;

@@ -60,21 +60,32 @@ static void on_signal(int sig)
 
 static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 {
-	enum { O_ID = 256, O_LISTEN, O_DATA, O_CONTROL, O_WEIGHT, O_MAXVOL, O_WORKERS,
-	       O_DAEMON, O_DEBUG, O_HELP, O_VERSION };
+	enum {
+		O_ID = 256,
+		O_LISTEN,
+		O_DATA,
+		O_CONTROL,
+		O_WEIGHT,
+		O_MAXVOL,
+		O_WORKERS,
+		O_DAEMON,
+		O_DEBUG,
+		O_HELP,
+		O_VERSION
+	};
 	static const struct option opts[] = {
-		{"id", required_argument, NULL, O_ID},
-		{"listen", required_argument, NULL, O_LISTEN},
-		{"data", required_argument, NULL, O_DATA},
-		{"control", required_argument, NULL, O_CONTROL},
-		{"weight", required_argument, NULL, O_WEIGHT},
-		{"max-volume-size", required_argument, NULL, O_MAXVOL},
-		{"workers", required_argument, NULL, O_WORKERS},
-		{"daemon", no_argument, NULL, O_DAEMON},
-		{"debug", no_argument, NULL, O_DEBUG},
-		{"help", no_argument, NULL, O_HELP},
-		{"version", no_argument, NULL, O_VERSION},
-		{NULL, 0, NULL, 0},
+	    {"id", required_argument, NULL, O_ID},
+	    {"listen", required_argument, NULL, O_LISTEN},
+	    {"data", required_argument, NULL, O_DATA},
+	    {"control", required_argument, NULL, O_CONTROL},
+	    {"weight", required_argument, NULL, O_WEIGHT},
+	    {"max-volume-size", required_argument, NULL, O_MAXVOL},
+	    {"workers", required_argument, NULL, O_WORKERS},
+	    {"daemon", no_argument, NULL, O_DAEMON},
+	    {"debug", no_argument, NULL, O_DEBUG},
+	    {"help", no_argument, NULL, O_HELP},
+	    {"version", no_argument, NULL, O_VERSION},
+	    {NULL, 0, NULL, 0},
 	};
 	char err[256];
 	uint64_t v;
@@ -111,7 +122,8 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 			break;
 		case O_WEIGHT:
 			if (pv_parse_u64(optarg, 1, 1000, &v) < 0) {
-				fprintf(stderr, "peerd: --weight must be a number from 1 to 1000\n");
+				fprintf(stderr,
+					"peerd: --weight must be a number from 1 to 1000\n");
 				return -1;
 			}
 			cfg->weight = (uint32_t)v;
@@ -126,7 +138,8 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 			break;
 		case O_WORKERS:
 			if (pv_parse_u64(optarg, 1, 256, &v) < 0) {
-				fprintf(stderr, "peerd: --workers must be a number from 1 to 256\n");
+				fprintf(stderr,
+					"peerd: --workers must be a number from 1 to 256\n");
 				return -1;
 			}
 			cfg->workers = (int)v;
@@ -284,8 +297,8 @@ int main(int argc, char **argv)
 		goto out_catalog;
 	if (control_open() < 0)
 		goto out_workers;
-	pv_info("serving on %s, data %s, control %s, %d IO threads, catalog version %llu", srv->cfg.listen,
-		srv->cfg.data_dir, srv->cfg.control, srv->cfg.workers,
+	pv_info("serving on %s, data %s, control %s, %d IO threads, catalog version %llu",
+		srv->cfg.listen, srv->cfg.data_dir, srv->cfg.control, srv->cfg.workers,
 		(unsigned long long)srv->version);
 	rc = reactor_run(io_fd) < 0 ? 1 : 0;
 	pv_info("stopping: %llu requests in flight", (unsigned long long)request_inflight());

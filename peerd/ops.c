@@ -25,8 +25,7 @@ uint64_t ops_bad_frames(void)
 	return bad_frames;
 }
 
-static void op_data(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
-		    zmq_msg_t *payload)
+static void op_data(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *payload)
 {
 	request_start(ident, ident_len, h, payload);
 }
@@ -61,13 +60,13 @@ static void op_catalog(const uint8_t *ident, size_t ident_len, const Pv__Header 
 	catalog_pb_free(c);
 }
 
-static void op_ping(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
-		    zmq_msg_t *payload)
+static void op_ping(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *payload)
 {
 	Pv__ClientState *st = NULL;
 
 	if (payload) {
-		st = pv__client_state__unpack(NULL, zmq_msg_size(payload), zmq_msg_data(payload));
+		st = (Pv__ClientState *)wire_body_decode(
+		    &pv__client_state__descriptor, zmq_msg_data(payload), zmq_msg_size(payload));
 		if (!st) {
 			request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
 					     "PING body does not decode");
@@ -115,19 +114,19 @@ static void op_routes(const uint8_t *ident, size_t ident_len, const Pv__Header *
 }
 
 static const struct op_row ops[] = {
-	{PV_OP_READ, 0, op_data},
-	{PV_OP_WRITE, 0, op_data},
-	{PV_OP_FLUSH, 0, op_data},
-	{PV_OP_TRIM, 0, op_data},
-	{PV_OP_CATALOG, 0, op_catalog},
-	{PV_OP_PING, 0, op_ping},
-	{PV_OP_HEARTBEAT, 0, op_heartbeat}, /* checks membership itself */
-	{PV_OP_CAT_PREPARE, 1, op_catalog_peer},
-	{PV_OP_CAT_COMMIT, 1, op_catalog_peer},
-	{PV_OP_CAT_ABORT, 1, op_catalog_peer},
-	{PV_OP_CAT_FETCH, 1, op_catalog_peer},
-	{PV_OP_JOIN, 0, op_catalog_peer},
-	{PV_OP_ROUTES, 0, op_routes},
+    {PV_OP_READ, 0, op_data},
+    {PV_OP_WRITE, 0, op_data},
+    {PV_OP_FLUSH, 0, op_data},
+    {PV_OP_TRIM, 0, op_data},
+    {PV_OP_CATALOG, 0, op_catalog},
+    {PV_OP_PING, 0, op_ping},
+    {PV_OP_HEARTBEAT, 0, op_heartbeat}, /* checks membership itself */
+    {PV_OP_CAT_PREPARE, 1, op_catalog_peer},
+    {PV_OP_CAT_COMMIT, 1, op_catalog_peer},
+    {PV_OP_CAT_ABORT, 1, op_catalog_peer},
+    {PV_OP_CAT_FETCH, 1, op_catalog_peer},
+    {PV_OP_JOIN, 0, op_catalog_peer},
+    {PV_OP_ROUTES, 0, op_routes},
 };
 
 static void refuse(const uint8_t *ident, size_t ident_len, zmq_msg_t *first, const Pv__Header *h,

@@ -51,9 +51,9 @@ struct volume {
 	uint64_t created;
 	uint32_t servers[PEERD_MAX_MEMBERS]; /* allowed servers */
 	size_t nservers;
-	uint32_t *owner;  /* routing table: owner of each page */
-	uint64_t *epoch;  /* routing table: epoch of each page */
-	int fd;           /* data file, -1 when not open */
+	uint32_t *owner;       /* routing table: owner of each page */
+	uint64_t *epoch;       /* routing table: epoch of each page */
+	int fd;		       /* data file, -1 when not open */
 	uint64_t *written_map; /* bit per page: holds data here (store.c) */
 	uint64_t written;      /* cached stats (store_stat), refreshed by peers.c */
 	uint64_t bytes;
@@ -70,7 +70,7 @@ struct member {
 	int up;
 	uint64_t catalog_version;
 	uint64_t pages, bytes, free; /* from its heartbeats */
-	Pv__Heartbeat *last_hb;      /* last heartbeat body, owned */
+	Pv__Heartbeat *last_hb;	     /* last heartbeat body, owned */
 };
 
 /* A data request (READ/WRITE/FLUSH/TRIM) from a client or a peer, from
@@ -89,9 +89,9 @@ struct request {
 	size_t ident_len;
 	zmq_msg_t data; /* WRITE payload */
 	int has_data;
-	uint8_t *buf;   /* READ result, length bytes */
-	int pending;    /* parts not yet done */
-	int status;     /* first non-OK status of a part */
+	uint8_t *buf; /* READ result, length bytes */
+	int pending;  /* parts not yet done */
+	int status;   /* first non-OK status of a part */
 	uint32_t moved_to;
 	char message[160];
 };
@@ -120,10 +120,10 @@ typedef void (*catalog_done_fn)(struct catalog_cmd *cmd, int ok, const char *err
 
 struct catalog_cmd {
 	catalog_build_fn build; /* edits a copy of the catalog (version+1 is set) */
-	catalog_done_fn done;   /* called once with the outcome */
-	char what[160];         /* one line for logs */
+	catalog_done_fn done;	/* called once with the outcome */
+	char what[160];		/* one line for logs */
 	int force;
-	void *arg;              /* command's own state, freed by done */
+	void *arg;			/* command's own state, freed by done */
 	uint8_t ident[PV_MAX_IDENTITY]; /* control client to answer */
 	size_t ident_len;
 	int attempt;
@@ -173,8 +173,8 @@ void request_io_done(struct io_job *job);
 void request_part_done(struct request *req, uint64_t buf_off, int status, uint32_t new_owner,
 		       const void *data, size_t len, const char *message);
 /* Sends an error reply for a header that could not be served. */
-void request_reply_status(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
-			  int status, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void request_reply_status(const uint8_t *ident, size_t ident_len, const Pv__Header *h, int status,
+			  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* Maps an errno to a status code (the only such mapping in peerd). */
 int request_status_from_errno(int err);
 /* Number of requests in progress. */
@@ -203,6 +203,11 @@ int store_open(struct volume *vol);
 void store_close(struct volume *vol);
 /* Unlinks the data file of a deleted volume. */
 int store_remove(const char *name);
+/* Jobs up to this size are first tried on the reactor without blocking. */
+#define STORE_INLINE_MAX (256u << 10)
+/* Tries a READ/WRITE job without blocking (RWF_NOWAIT: page cache hits).
+ * Returns 1 if done (job->err set), 0 if it must go to a worker. */
+int store_try_inline(struct io_job *job);
 /* Runs one job on an IO thread: pread/pwrite/punch/fdatasync. Sets job->err. */
 void store_do(struct io_job *job);
 /* Allocated bytes and the number of pages that hold data here, from the
@@ -253,8 +258,8 @@ void catalog_change(struct catalog_cmd *cmd);
  * catching up). Returns 0 or -1. */
 int catalog_adopt(const Pv__Catalog *c, const char *why);
 /* Handles the peer ops CAT_PREPARE/COMMIT/ABORT/FETCH/JOIN. */
-void catalog_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
-		     const void *body, size_t len);
+void catalog_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h, const void *body,
+		     size_t len);
 /* Handles the reply to one of our catalog messages. */
 void catalog_peer_reply(struct member *m, const Pv__Header *h, const void *body, size_t len);
 /* Whether this server currently holds the catalog lock. */
@@ -303,12 +308,11 @@ void peers_tick(void);
 /* Handles a message arriving on member m's DEALER (a reply to us). */
 void peers_input(struct member *m);
 /* Handles a heartbeat from a peer (on the ROUTER). */
-void peers_heartbeat(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
-		     const void *body, size_t len);
+void peers_heartbeat(const uint8_t *ident, size_t ident_len, const Pv__Header *h, const void *body,
+		     size_t len);
 /* Sends a message to member m: header (req_id chosen by caller) and
  * optional payload or body. Returns 0 or -1. */
-int peers_send(struct member *m, Pv__Header *h, zmq_msg_t *payload,
-	       const ProtobufCMessage *body);
+int peers_send(struct member *m, Pv__Header *h, zmq_msg_t *payload, const ProtobufCMessage *body);
 /* Next request id for messages to peers. */
 uint64_t peers_next_id(void);
 

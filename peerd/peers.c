@@ -46,8 +46,7 @@ int peers_connect(void)
 	return 0;
 }
 
-int peers_send(struct member *m, Pv__Header *h, zmq_msg_t *payload,
-	       const ProtobufCMessage *body)
+int peers_send(struct member *m, Pv__Header *h, zmq_msg_t *payload, const ProtobufCMessage *body)
 {
 	if (!m->sock) {
 		if (payload)
@@ -116,8 +115,8 @@ void peers_tick(void)
 	}
 }
 
-void peers_heartbeat(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
-		     const void *body, size_t len)
+void peers_heartbeat(const uint8_t *ident, size_t ident_len, const Pv__Header *h, const void *body,
+		     size_t len)
 {
 	struct member *m = catalog_member(h->server_id);
 	Pv__Heartbeat *hb;
@@ -129,7 +128,7 @@ void peers_heartbeat(const uint8_t *ident, size_t ident_len, const Pv__Header *h
 		pv_warn("heartbeat from server %u refused: not a member", h->server_id);
 		return;
 	}
-	hb = body ? pv__heartbeat__unpack(NULL, len, body) : NULL;
+	hb = body ? (Pv__Heartbeat *)wire_body_decode(&pv__heartbeat__descriptor, body, len) : NULL;
 	if (!hb) {
 		request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
 				     "heartbeat body does not decode");

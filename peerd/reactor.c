@@ -10,7 +10,7 @@
 #include "peerd.h"
 
 #define MAX_TIMERS 256
-#define BATCH      256
+#define BATCH	   256
 
 struct timer {
 	uint64_t due;

@@ -46,8 +46,8 @@ static void reply_header(Pv__Header *r, uint32_t op, uint64_t req_id, int status
 	r->catalog_version = srv->version;
 }
 
-void request_reply_status(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
-			  int status, const char *fmt, ...)
+void request_reply_status(const uint8_t *ident, size_t ident_len, const Pv__Header *h, int status,
+			  const char *fmt, ...)
 {
 	Pv__Header r;
 	char msg[PV_MAX_MESSAGE];
@@ -109,7 +109,7 @@ static void request_finish(struct request *req)
 
 /* Marks one part done; the first error wins. */
 static void part_done(struct request *req, int status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void part_done(struct request *req, int status, const char *fmt, ...)
 {
@@ -145,7 +145,10 @@ static void submit_local(struct request *req, enum io_kind kind, uint64_t offset
 		job->ptr = req->buf + buf_off;
 	else if (kind == IO_WRITE)
 		job->ptr = (uint8_t *)zmq_msg_data(&req->data) + buf_off;
-	worker_submit(job);
+	if (store_try_inline(job))
+		request_io_done(job); /* a page cache hit: no thread hand-off */
+	else
+		worker_submit(job);
 }
 
 void request_io_done(struct io_job *job)
@@ -183,8 +186,9 @@ void request_part_done(struct request *req, uint64_t buf_off, int status, uint32
 static void start_ranged(struct request *req)
 {
 	struct volume *vol = req->vol;
-	enum io_kind kind = req->op == PV_OP_READ ? IO_READ : req->op == PV_OP_WRITE ? IO_WRITE
-										     : IO_TRIM;
+	enum io_kind kind = req->op == PV_OP_READ    ? IO_READ
+			    : req->op == PV_OP_WRITE ? IO_WRITE
+						     : IO_TRIM;
 	uint32_t self = srv->cfg.id;
 	uint64_t pos = 0;
 
@@ -294,8 +298,8 @@ void request_start(const uint8_t *ident, size_t ident_len, const Pv__Header *h, 
 	}
 	if (vol->fd < 0 && store_open(vol) < 0) {
 		request_reply_status(ident, ident_len, h, PV_ST_IO_ERROR,
-				     "volume %s: data file cannot be opened on server %u", vol->name,
-				     srv->cfg.id);
+				     "volume %s: data file cannot be opened on server %u",
+				     vol->name, srv->cfg.id);
 		goto drop;
 	}
 	req = calloc(1, sizeof(*req));

@@ -41,7 +41,8 @@ int store_open(struct volume *vol)
 		pv_err("volume %s: cannot open data file %s: %m", vol->name, path);
 		return -1;
 	}
-	if (fstat(fd, &st) < 0 || ((uint64_t)st.st_size != vol->size && ftruncate(fd, vol->size) < 0)) {
+	if (fstat(fd, &st) < 0 ||
+	    ((uint64_t)st.st_size != vol->size && ftruncate(fd, vol->size) < 0)) {
 		pv_err("volume %s: cannot size data file %s to %llu bytes: %m", vol->name, path,
 		       (unsigned long long)vol->size);
 		close(fd);
@@ -102,7 +103,8 @@ static int do_write(struct io_job *job)
 
 	while (done < job->length) {
 		struct iovec iov = {job->ptr + done, job->length - done};
-		ssize_t n = pwritev2(job->fd, &iov, 1, job->offset + done, job->fua ? RWF_DSYNC : 0);
+		ssize_t n =
+		    pwritev2(job->fd, &iov, 1, job->offset + done, job->fua ? RWF_DSYNC : 0);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -110,6 +112,27 @@ static int do_write(struct io_job *job)
 			return errno;
 		done += n;
 	}
+	return 0;
+}
+
+int store_try_inline(struct io_job *job)
+{
+	struct iovec iov = {job->ptr, job->length};
+	ssize_t n;
+
+	if (job->length > STORE_INLINE_MAX || job->fua ||
+	    (job->kind != IO_READ && job->kind != IO_WRITE))
+		return 0;
+	if (job->kind == IO_READ)
+		n = preadv2(job->fd, &iov, 1, job->offset, RWF_NOWAIT);
+	else
+		n = pwritev2(job->fd, &iov, 1, job->offset, RWF_NOWAIT);
+	if (n == (ssize_t)job->length) {
+		job->err = 0;
+		return 1;
+	}
+	/* EAGAIN (would block), a short transfer or an error: the worker
+	 * does it again from the start, blocking */
 	return 0;
 }
 
@@ -171,9 +194,8 @@ static int map_build(struct volume *vol)
 		hole = lseek(vol->fd, data, SEEK_HOLE);
 		if (hole < 0 || (uint64_t)hole > vol->size)
 			hole = vol->size;
-		for (uint64_t p = data / vol->page_size; p * vol->page_size < (uint64_t)hole &&
-							 p < vol->npages;
-		     p++)
+		for (uint64_t p = data / vol->page_size;
+		     p * vol->page_size < (uint64_t)hole && p < vol->npages; p++)
 			map_set(vol, p, 1);
 		/* continue at the next page: the rest of this one is counted */
 		pos = ((hole + vol->page_size - 1) / vol->page_size) * vol->page_size;

@@ -15,7 +15,7 @@ static pthread_mutex_t qlock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t qcond = PTHREAD_COND_INITIALIZER;
 static struct io_job *todo_head, *todo_tail; /* qlock */
 static struct io_job *done_head, *done_tail; /* qlock */
-static int stopping;                         /* qlock */
+static int stopping;			     /* qlock */
 static int efd = -1;
 static pthread_t *threads;
 static int nthreads;

@@ -32,7 +32,8 @@ int pv_parse_size(const char *s, uint64_t *out, char *err, size_t errlen)
 		const char *u = strchr(units, toupper((unsigned char)*end));
 
 		if (!u) {
-			snprintf(err, errlen, "size '%s' has an unknown suffix (use K, M, G, T, P)", s);
+			snprintf(err, errlen, "size '%s' has an unknown suffix (use K, M, G, T, P)",
+				 s);
 			return -1;
 		}
 		shift = 10 * (int)(u - units + 1);
@@ -88,9 +89,10 @@ int pv_valid_name(const char *name, char *err, size_t errlen)
 
 		if (!isalnum(c) && c != '.' && c != '_' && c != '-') {
 			if (err)
-				snprintf(err, errlen,
-					 "name '%s' has character '%c'; allowed are A-Z a-z 0-9 . _ -",
-					 name, isprint(c) ? c : '?');
+				snprintf(
+				    err, errlen,
+				    "name '%s' has character '%c'; allowed are A-Z a-z 0-9 . _ -",
+				    name, isprint(c) ? c : '?');
 			return 0;
 		}
 	}
@@ -113,7 +115,8 @@ int pv_valid_volume_size(uint64_t size, uint64_t max, char *err, size_t errlen)
 	if (size > max) {
 		if (err)
 			snprintf(err, errlen,
-				 "volume size %llu is larger than the maximum %llu (peerd --max-volume-size)",
+				 "volume size %llu is larger than the maximum %llu (peerd "
+				 "--max-volume-size)",
 				 (unsigned long long)size, (unsigned long long)max);
 		return 0;
 	}

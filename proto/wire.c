@@ -14,33 +14,33 @@ struct name_row {
 };
 
 static const struct name_row op_names[] = {
-	{PV_OP_READ, "READ"},
-	{PV_OP_WRITE, "WRITE"},
-	{PV_OP_FLUSH, "FLUSH"},
-	{PV_OP_TRIM, "TRIM"},
-	{PV_OP_CATALOG, "CATALOG"},
-	{PV_OP_PING, "PING"},
-	{PV_OP_HEARTBEAT, "HEARTBEAT"},
-	{PV_OP_CAT_PREPARE, "CAT_PREPARE"},
-	{PV_OP_CAT_COMMIT, "CAT_COMMIT"},
-	{PV_OP_CAT_ABORT, "CAT_ABORT"},
-	{PV_OP_CAT_FETCH, "CAT_FETCH"},
-	{PV_OP_ROUTES, "ROUTES"},
-	{PV_OP_JOIN, "JOIN"},
+    {PV_OP_READ, "READ"},
+    {PV_OP_WRITE, "WRITE"},
+    {PV_OP_FLUSH, "FLUSH"},
+    {PV_OP_TRIM, "TRIM"},
+    {PV_OP_CATALOG, "CATALOG"},
+    {PV_OP_PING, "PING"},
+    {PV_OP_HEARTBEAT, "HEARTBEAT"},
+    {PV_OP_CAT_PREPARE, "CAT_PREPARE"},
+    {PV_OP_CAT_COMMIT, "CAT_COMMIT"},
+    {PV_OP_CAT_ABORT, "CAT_ABORT"},
+    {PV_OP_CAT_FETCH, "CAT_FETCH"},
+    {PV_OP_ROUTES, "ROUTES"},
+    {PV_OP_JOIN, "JOIN"},
 };
 
 static const char *const status_names[PV_ST__COUNT] = {
-	[PV_ST_OK] = "OK",
-	[PV_ST_NO_VOLUME] = "NO_VOLUME",
-	[PV_ST_OUT_OF_RANGE] = "OUT_OF_RANGE",
-	[PV_ST_MOVED] = "MOVED",
-	[PV_ST_BUSY] = "BUSY",
-	[PV_ST_IO_ERROR] = "IO_ERROR",
-	[PV_ST_BAD_REQUEST] = "BAD_REQUEST",
-	[PV_ST_VERSION] = "VERSION",
-	[PV_ST_NO_SPACE] = "NO_SPACE",
-	[PV_ST_UNAVAILABLE] = "UNAVAILABLE",
-	[PV_ST_REFUSED] = "REFUSED",
+    [PV_ST_OK] = "OK",
+    [PV_ST_NO_VOLUME] = "NO_VOLUME",
+    [PV_ST_OUT_OF_RANGE] = "OUT_OF_RANGE",
+    [PV_ST_MOVED] = "MOVED",
+    [PV_ST_BUSY] = "BUSY",
+    [PV_ST_IO_ERROR] = "IO_ERROR",
+    [PV_ST_BAD_REQUEST] = "BAD_REQUEST",
+    [PV_ST_VERSION] = "VERSION",
+    [PV_ST_NO_SPACE] = "NO_SPACE",
+    [PV_ST_UNAVAILABLE] = "UNAVAILABLE",
+    [PV_ST_REFUSED] = "REFUSED",
 };
 
 const char *wire_op_name(uint32_t op)
@@ -69,6 +69,56 @@ void wire_header_init(Pv__Header *h)
 	h->version = PV_PROTO_VERSION;
 }
 
+/* Whether m and the messages inside it carry no unknown field numbered 0. */
+static int message_clean(const ProtobufCMessage *m, int depth)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+
+	if (depth > 16)
+		return 0;
+	for (unsigned i = 0; i < m->n_unknown_fields; i++)
+		if (m->unknown_fields[i].tag == 0)
+			return 0;
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		const char *base = (const char *)m;
+
+		if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(const size_t *)(base + f->quantifier_offset);
+			ProtobufCMessage *const *arr =
+			    *(ProtobufCMessage *const *const *)(base + f->offset);
+
+			for (size_t j = 0; j < n; j++)
+				if (arr[j] && !message_clean(arr[j], depth + 1))
+					return 0;
+		} else {
+			const ProtobufCMessage *sub =
+			    *(ProtobufCMessage *const *)(base + f->offset);
+
+			if (sub && !message_clean(sub, depth + 1))
+				return 0;
+		}
+	}
+	return 1;
+}
+
+ProtobufCMessage *wire_body_decode(const ProtobufCMessageDescriptor *desc, const void *buf,
+				   size_t len)
+{
+	ProtobufCMessage *m;
+
+	if (!buf || len > PV_MAX_BODY)
+		return NULL;
+	m = protobuf_c_message_unpack(desc, NULL, len, buf);
+	if (m && !message_clean(m, 0)) {
+		protobuf_c_message_free_unpacked(m, NULL);
+		return NULL;
+	}
+	return m;
+}
+
 int wire_header_decode(const void *buf, size_t len, Pv__Header **out, char *err, size_t errlen)
 {
 	Pv__Header *h;
@@ -83,6 +133,10 @@ int wire_header_decode(const void *buf, size_t len, Pv__Header **out, char *err,
 	if (!h) {
 		snprintf(err, errlen, "header frame does not decode");
 		return PV_ST_BAD_REQUEST;
+	}
+	if (!message_clean(&h->base, 0)) {
+		snprintf(err, errlen, "header frame has a field numbered 0");
+		goto bad;
 	}
 	if (h->version >> 16 != PV_PROTO_MAJOR) {
 		snprintf(err, errlen, "protocol version %u.%u, this server speaks %d.x",
