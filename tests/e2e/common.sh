@@ -428,6 +428,9 @@ mount_fused()
 	fail "fused mount $mnt not ready after ${PV_WAIT}s"
 }
 
+# mount_volume: STYLE.md's name for mount_fused.
+mount_volume() { mount_fused "$@"; }
+
 # umount_fused MOUNT: unmounts and waits for that fused to exit.
 umount_fused()
 {
