@@ -36,6 +36,8 @@ struct txn {
 	size_t nwaiting;
 	uint32_t participants[PEERD_MAX_MEMBERS];
 	size_t nparticipants;
+	uint32_t unsent[PEERD_MAX_MEMBERS]; /* PREPARE not queued yet: retried */
+	size_t nunsent;
 	int failed;
 	int conflict;
 	char err[PV_MAX_MESSAGE];
@@ -471,19 +473,24 @@ void catalog_free(void)
 
 /* ---- two-phase commit: coordinator ---- */
 
-static void send_change(uint32_t id, uint32_t op, const Pv__CatalogChange *ch)
+/* Sends a change message to member id. Returns 0, or -1 if it could not be
+ * queued (not connected yet, or down). */
+static int send_change(uint32_t id, uint32_t op, const Pv__CatalogChange *ch)
 {
 	struct member *m = catalog_member(id);
 	Pv__Header h;
 
 	if (!m)
-		return;
+		return -1;
 	wire_header_init(&h);
 	h.op = op;
 	h.req_id = ch->txid;
-	if (peers_send(m, &h, NULL, &ch->base) < 0)
-		pv_warn("catalog: cannot send %s to server %u (%s): %m", wire_op_name(op), id,
-			m->address);
+	if (peers_send(m, &h, NULL, &ch->base) < 0) {
+		pv_debug("catalog: %s to server %u (%s) not sent yet: %m", wire_op_name(op), id,
+			 m->address);
+		return -1;
+	}
+	return 0;
 }
 
 static void txn_finish(void);
@@ -586,7 +593,8 @@ static void txn_begin(void *arg)
 		t->waiting[t->nwaiting++] = m->id;
 	}
 	for (size_t i = 0; i < t->nparticipants; i++)
-		send_change(t->participants[i], PV_OP_CAT_PREPARE, &t->change);
+		if (send_change(t->participants[i], PV_OP_CAT_PREPARE, &t->change) < 0)
+			t->unsent[t->nunsent++] = t->participants[i];
 	if (t->nwaiting == 0)
 		txn_finish();
 }
@@ -619,6 +627,14 @@ static void txn_finish(void)
  * the join of this server. */
 void catalog_tick(void)
 {
+	/* a member connected a moment ago (e.g. just joined) gets its PREPARE
+	 * as soon as the connection is up */
+	for (size_t i = 0; cur && i < cur->nunsent;) {
+		if (send_change(cur->unsent[i], PV_OP_CAT_PREPARE, &cur->change) == 0)
+			cur->unsent[i] = cur->unsent[--cur->nunsent];
+		else
+			i++;
+	}
 	if (cur && pv_now_ms() > cur->deadline) {
 		char names[256] = "";
 		size_t off = 0;
