@@ -40,10 +40,10 @@
 #include "pvlog.h"
 #include "util.h"
 
-#define HASH_SIZE          4096 /* buckets of the req_id table (power of 2) */
+#define HASH_SIZE	   4096 /* buckets of the req_id table (power of 2) */
 #define CATALOG_TIMEOUT_MS 2000 /* a catalog refresh that takes longer failed */
-#define SCAN_MS            100  /* deadline scan period */
-#define RECV_BATCH         256  /* messages taken from one socket per round */
+#define SCAN_MS		   100	/* deadline scan period */
+#define RECV_BATCH	   256	/* messages taken from one socket per round */
 
 enum call_kind { CALL_READ, CALL_WRITE, CALL_FLUSH, CALL_TRIM, CALL_OPEN, CALL_CLOSE };
 
@@ -51,26 +51,26 @@ enum call_kind { CALL_READ, CALL_WRITE, CALL_FLUSH, CALL_TRIM, CALL_OPEN, CALL_C
  * Made by a FUSE thread, owned by the client thread once queued. */
 struct call {
 	enum call_kind kind;
-	fuse_req_t req; /* NULL for OPEN/CLOSE */
+	fuse_req_t req;		      /* NULL for OPEN/CLOSE */
 	char volume[PV_MAX_NAME + 1]; /* "" with FLUSH: every open volume */
 	uint64_t offset;
 	uint64_t length;
 	uint32_t flags;
-	zmq_msg_t data; /* WRITE only: the bytes, copied once */
-	struct call *next; /* submission queue; guarded by client.lock */
+	zmq_msg_t data;	     /* WRITE only: the bytes, copied once */
+	struct call *next;   /* submission queue; guarded by client.lock */
 	unsigned parts_left; /* client thread only */
-	int err;             /* first error of a part; client thread only */
+	int err;	     /* first error of a part; client thread only */
 };
 
 /* One peerd we talk to. Client thread only. */
 struct server {
 	char *address;
-	uint32_t member_id; /* 0 until known */
-	void *sock;         /* DEALER; NULL if it could not be opened */
-	void *mon;          /* PAIR receiving sock's disconnect events, or NULL */
-	unsigned outstanding; /* parts in flight here */
+	uint32_t member_id;	/* 0 until known */
+	void *sock;		/* DEALER; NULL if it could not be opened */
+	void *mon;		/* PAIR receiving sock's disconnect events, or NULL */
+	unsigned outstanding;	/* parts in flight here */
 	uint64_t wait_start_ms; /* when outstanding last rose from 0 */
-	uint64_t last_rx_ms;    /* when anything last came back */
+	uint64_t last_rx_ms;	/* when anything last came back */
 	uint64_t next_ping_ms;
 	int version_logged;
 	struct server *next;
@@ -86,10 +86,10 @@ struct part {
 	uint32_t length;
 	struct server *srv; /* in flight there; NULL while waiting */
 	uint64_t deadline_ms;
-	uint64_t retry_ms;       /* while waiting: when to send again */
-	struct part *hnext;      /* hash chain */
+	uint64_t retry_ms;	  /* while waiting: when to send again */
+	struct part *hnext;	  /* hash chain */
 	struct part *prev, *next; /* list of all parts */
-	struct part *wnext;      /* waiting list */
+	struct part *wnext;	  /* waiting list */
 };
 
 struct member {
@@ -128,15 +128,15 @@ struct client {
 	struct call *q_head, **q_tail;
 	int stopping;
 	int cat_wanted;
-	uint64_t cat_seq;      /* bumped when a catalog fetch ends */
-	uint64_t cat_tried_ms; /* when the last fetch ended (0: never) */
+	uint64_t cat_seq;	 /* bumped when a catalog fetch ends */
+	uint64_t cat_tried_ms;	 /* when the last fetch ended (0: never) */
 	struct volume_attr *pub; /* published volume list */
 	size_t n_pub;
 
 	/* client thread only */
 	struct server *servers;
 	struct server *cat_srv; /* where catalog requests go */
-	size_t cat_next;        /* next candidate when cat_srv fails */
+	size_t cat_next;	/* next candidate when cat_srv fails */
 	int have_catalog;
 	uint64_t cat_version;
 	struct part *cat_part; /* catalog request in flight, or NULL */
@@ -254,8 +254,7 @@ static int server_open(struct client *c, struct server *s)
 	    zmq_setsockopt(s->mon, ZMQ_LINGER, &zero, sizeof(zero)) < 0 ||
 	    zmq_connect(s->mon, ep) < 0) {
 		/* not fatal: the silence rule still finds a dead server */
-		pv_warn("cannot monitor the connection to %s: %s", s->address,
-			zmq_strerror(errno));
+		pv_warn("cannot monitor the connection to %s: %s", s->address, zmq_strerror(errno));
 		if (s->mon)
 			zmq_close(s->mon);
 		s->mon = NULL;
@@ -895,8 +894,8 @@ static void handle_reply(struct client *c, struct server *s, zmq_msg_t *hdr, zmq
 		struct server *to = m ? server_get(c, m->address) : NULL;
 
 		if (v && to && v->srv != to) {
-			pv_info("volume %s: %s says MOVED, going to %s", v->attr.name,
-				s->address, to->address);
+			pv_info("volume %s: %s says MOVED, going to %s", v->attr.name, s->address,
+				to->address);
 			v->srv = to;
 		}
 		request_catalog(c, CATALOG_TIMEOUT_MS);
@@ -923,8 +922,7 @@ static void handle_reply(struct client *c, struct server *s, zmq_msg_t *hdr, zmq
 		} else if (h->status != PV_ST_OUT_OF_RANGE && warn_allowed(c)) {
 			pv_warn("%s of volume %s at %llu via %s: %s%s%s", wire_op_name(p->op),
 				p->volume, (unsigned long long)p->offset, s->address,
-				wire_status_name(h->status), h->message[0] ? ": " : "",
-				h->message);
+				wire_status_name(h->status), h->message[0] ? ": " : "", h->message);
 		}
 		part_done(c, p, e);
 		break;
@@ -1055,8 +1053,8 @@ static void run_timers(struct client *c, uint64_t now)
 	if (!c->have_catalog)
 		return;
 	for (struct server *s = c->servers; s; s = s->next) {
-		uint64_t since = s->wait_start_ms > s->last_rx_ms ? s->wait_start_ms
-								   : s->last_rx_ms;
+		uint64_t since =
+		    s->wait_start_ms > s->last_rx_ms ? s->wait_start_ms : s->last_rx_ms;
 
 		if (s->outstanding && now - since >= FUSED_DEAD_MS)
 			server_reconnect(c, s, now, "nothing back for 3 s");
@@ -1254,8 +1252,8 @@ static void submit(struct client *c, struct call *call)
 	wake(c);
 }
 
-static struct call *call_new(fuse_req_t req, enum call_kind kind, const char *volume,
-			     uint64_t off, uint64_t len)
+static struct call *call_new(fuse_req_t req, enum call_kind kind, const char *volume, uint64_t off,
+			     uint64_t len)
 {
 	struct call *call = calloc(1, sizeof(*call));
 
@@ -1307,8 +1305,7 @@ void client_flush(struct client *c, fuse_req_t req, const char *volume)
 		submit(c, call);
 }
 
-void client_trim(struct client *c, fuse_req_t req, const char *volume, uint64_t off,
-		 uint64_t len)
+void client_trim(struct client *c, fuse_req_t req, const char *volume, uint64_t off, uint64_t len)
 {
 	struct call *call = call_new(req, CALL_TRIM, volume, off, len);
 

@@ -20,9 +20,9 @@
 #include "fused.h"
 #include "pvlog.h"
 
-#define ROOT_INO      FUSE_ROOT_ID
-#define ATTR_TIMEOUT  1.0 /* s: entry and attribute timeouts */
-#define STATFS_BSIZE  4096
+#define ROOT_INO     FUSE_ROOT_ID
+#define ATTR_TIMEOUT 1.0 /* s: entry and attribute timeouts */
+#define STATFS_BSIZE 4096
 
 /* A volume name and id with its inode number. */
 struct inode_entry {
@@ -230,8 +230,7 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	fuse_reply_attr(req, &st, ATTR_TIMEOUT);
 }
 
-static int dir_add(fuse_req_t req, struct dir_buf *b, const char *name, fuse_ino_t ino,
-		   mode_t mode)
+static int dir_add(fuse_req_t req, struct dir_buf *b, const char *name, fuse_ino_t ino, mode_t mode)
 {
 	struct stat st = {.st_ino = ino, .st_mode = mode};
 	size_t old = b->size, n = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
@@ -288,11 +287,26 @@ static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
 	struct dir_buf *b = (struct dir_buf *)(uintptr_t)fi->fh;
+	size_t n;
+	char *copy;
 
-	if (off < 0 || (size_t)off >= b->size)
+	if (off < 0 || (size_t)off >= b->size) {
 		fuse_reply_buf(req, NULL, 0);
-	else
-		fuse_reply_buf(req, b->p + off, b->size - off < size ? b->size - off : size);
+		return;
+	}
+	/* Reply from a copy: once the kernel has the reply, the reader may close
+	 * the directory and releasedir (another thread) frees b while writev is
+	 * still returning here (AddressSanitizer checks the buffer after the
+	 * call and would report a use after free). */
+	n = b->size - off < size ? b->size - off : size;
+	copy = malloc(n);
+	if (!copy) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	memcpy(copy, b->p + off, n);
+	fuse_reply_buf(req, copy, n);
+	free(copy);
 }
 
 static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -417,8 +431,8 @@ static void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 	struct open_file *of = file_of(fi);
 	uint64_t off = offset, len = length;
 
-	if (mode != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) &&
-	    mode != FALLOC_FL_ZERO_RANGE && mode != (FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE)) {
+	if (mode != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) && mode != FALLOC_FL_ZERO_RANGE &&
+	    mode != (FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE)) {
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
@@ -461,8 +475,7 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 }
 
 /* Volumes are made and deleted with peerctl, not through the mount. */
-static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-		     dev_t rdev)
+static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
 	fuse_reply_err(req, EPERM);
 }
@@ -484,26 +497,26 @@ static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 }
 
 const struct fuse_lowlevel_ops fs_ops = {
-	.init = fs_init,
-	.lookup = fs_lookup,
-	.getattr = fs_getattr,
-	.setattr = fs_setattr,
-	.opendir = fs_opendir,
-	.readdir = fs_readdir,
-	.releasedir = fs_releasedir,
-	.fsyncdir = fs_fsyncdir,
-	.open = fs_open,
-	.release = fs_release,
-	.read = fs_read,
-	.write = fs_write,
-	.flush = fs_flush,
-	.fsync = fs_fsync,
-	.fallocate = fs_fallocate,
-	.statfs = fs_statfs,
-	.mknod = fs_mknod,
-	.create = fs_create,
-	.unlink = fs_unlink,
-	.mkdir = fs_mkdir,
+    .init = fs_init,
+    .lookup = fs_lookup,
+    .getattr = fs_getattr,
+    .setattr = fs_setattr,
+    .opendir = fs_opendir,
+    .readdir = fs_readdir,
+    .releasedir = fs_releasedir,
+    .fsyncdir = fs_fsyncdir,
+    .open = fs_open,
+    .release = fs_release,
+    .read = fs_read,
+    .write = fs_write,
+    .flush = fs_flush,
+    .fsync = fs_fsync,
+    .fallocate = fs_fallocate,
+    .statfs = fs_statfs,
+    .mknod = fs_mknod,
+    .create = fs_create,
+    .unlink = fs_unlink,
+    .mkdir = fs_mkdir,
 };
 
 struct fs_ctx *fs_new(struct client *c, unsigned max_background)

@@ -21,19 +21,19 @@
 
 #include "wire.h"
 
-#define FUSED_MAX_IO           (1u << 20)  /* max_read and max_write */
-#define FUSED_TRIM_PART        (1ull << 30) /* TRIM requests are split into parts of this */
-#define FUSED_CATALOG_MAX_AGE  1000        /* ms: lookup/readdir refresh older catalogs */
-#define FUSED_PING_MS          1000        /* ms between pings to each server in use */
-#define FUSED_DEAD_MS          3000        /* ms of silence with work outstanding = dead */
-#define FUSED_CONNECT_MS       3000        /* ms to wait for each address at start */
-#define FUSED_UNAVAILABLE_MS   200         /* ms before retrying an UNAVAILABLE request */
+#define FUSED_MAX_IO	      (1u << 20)   /* max_read and max_write */
+#define FUSED_TRIM_PART	      (1ull << 30) /* TRIM requests are split into parts of this */
+#define FUSED_CATALOG_MAX_AGE 1000	   /* ms: lookup/readdir refresh older catalogs */
+#define FUSED_PING_MS	      1000	   /* ms between pings to each server in use */
+#define FUSED_DEAD_MS	      3000	   /* ms of silence with work outstanding = dead */
+#define FUSED_CONNECT_MS      3000	   /* ms to wait for each address at start */
+#define FUSED_UNAVAILABLE_MS  200	   /* ms before retrying an UNAVAILABLE request */
 
 /* Options of the client part, filled by main.c. */
 struct client_options {
-	char **group;        /* server addresses (--group), n_group entries */
+	char **group; /* server addresses (--group), n_group entries */
 	size_t n_group;
-	unsigned timeout_s;  /* per-request deadline (--timeout) */
+	unsigned timeout_s; /* per-request deadline (--timeout) */
 };
 
 /* A volume as the file system shows it (a copy; owned by the caller). */
@@ -64,8 +64,7 @@ void client_destroy(struct client **cp);
 
 /* Reads len bytes (<= FUSED_MAX_IO) at off of volume; replies fuse_reply_buf
  * or fuse_reply_err to req. Any thread. */
-void client_read(struct client *c, fuse_req_t req, const char *volume, uint64_t off,
-		 uint32_t len);
+void client_read(struct client *c, fuse_req_t req, const char *volume, uint64_t off, uint32_t len);
 
 /* Writes len bytes of buf (copied once) at off; replies fuse_reply_write with
  * len, or fuse_reply_err. flags: PV_F_FUA. Any thread. */
@@ -78,8 +77,7 @@ void client_flush(struct client *c, fuse_req_t req, const char *volume);
 
 /* Deallocates len bytes at off (split in parts of FUSED_TRIM_PART); replies
  * fuse_reply_err once all parts are done. Any thread. */
-void client_trim(struct client *c, fuse_req_t req, const char *volume, uint64_t off,
-		 uint64_t len);
+void client_trim(struct client *c, fuse_req_t req, const char *volume, uint64_t off, uint64_t len);
 
 /* Notes that the mount opened (open = 1) or released (0) a file of volume,
  * and tells its server at once. Any thread. */

@@ -28,12 +28,12 @@
 
 #define DEFAULT_TIMEOUT_S      60
 #define DEFAULT_MAX_BACKGROUND 128
-#define DEFAULT_THREADS        10 /* libfuse's own default */
+#define DEFAULT_THREADS	       10 /* libfuse's own default */
 
 _Static_assert(FUSED_MAX_IO == 1048576, "the max_read mount option below says 1048576");
 
 struct options {
-	char *group;    /* --group as given, comma separated */
+	char *group; /* --group as given, comma separated */
 	unsigned timeout_s;
 	unsigned max_background;
 	unsigned threads;
@@ -108,15 +108,15 @@ static int add_fuse_opt(struct options *o, const char *s)
 static int parse_options(int argc, char **argv, struct options *o)
 {
 	static const struct option longopts[] = {
-		{"group", required_argument, NULL, 'g'},
-		{"timeout", required_argument, NULL, 't'},
-		{"max-background", required_argument, NULL, 'b'},
-		{"threads", required_argument, NULL, 'T'},
-		{"foreground", no_argument, NULL, 'f'},
-		{"debug", no_argument, NULL, 'd'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
+	    {"group", required_argument, NULL, 'g'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"max-background", required_argument, NULL, 'b'},
+	    {"threads", required_argument, NULL, 'T'},
+	    {"foreground", no_argument, NULL, 'f'},
+	    {"debug", no_argument, NULL, 'd'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
 	};
 	int ch;
 
@@ -287,8 +287,7 @@ int main(int argc, char **argv)
 	    fuse_opt_add_arg(&args, "fsname=peervol,subtype=peervol") < 0 ||
 	    (o.fuse_opts &&
 	     (fuse_opt_add_arg(&args, "-o") < 0 || fuse_opt_add_arg(&args, o.fuse_opts) < 0)) ||
-	    fuse_opt_add_arg(&args, "-o") < 0 ||
-	    fuse_opt_add_arg(&args, "max_read=1048576") < 0) {
+	    fuse_opt_add_arg(&args, "-o") < 0 || fuse_opt_add_arg(&args, "max_read=1048576") < 0) {
 		pv_err("out of memory");
 		goto out_args;
 	}
