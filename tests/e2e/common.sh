@@ -12,6 +12,10 @@
 #   on failure -> rm -rf $T
 #
 # Exit codes: 0 pass, 1 fail, 77 skip (with the reason on stdout).
+#
+# Never use a bare `wait`: peerd, fused and the watchdog are children of the
+# test script, so it would wait for them (until the watchdog stops the test
+# after $PV_TEST_TIMEOUT s). Wait for the PIDs you started: `wait "$pid"`.
 # Environment: PV_BUILD (build tree, default <repo>/build), PV_KEEP=1 keeps
 # $T for a look after the run, PV_REQUIRE_BINARIES=1 turns a missing binary
 # into a failure instead of a skip (scripts/test sets it).
@@ -90,6 +94,8 @@ pv_cleanup()
 	TERM) rc=143 ;;
 	esac
 	[ "$rc" != 0 ] && [ "$rc" != 77 ] && PV_FAILED=1
+
+	[ -n "${PV_WATCHDOG:-}" ] && kill "$PV_WATCHDOG" 2>/dev/null && wait "$PV_WATCHDOG" 2>/dev/null
 
 	# 1. file systems mounted on our loop devices (ours or found on them)
 	for mnt in $(pv_list mounts | tac); do
@@ -211,6 +217,31 @@ pv_kill_pid()
 	return 0
 }
 
+# The watchdog: ctest kills a test that overruns its TIMEOUT with SIGKILL,
+# which no trap sees, so the test stops itself a little earlier: TERM to
+# the script (the trap cleans up) and to the command it is waiting for.
+# It waits with the read builtin on a FIFO, so no process is left over.
+PV_TEST_TIMEOUT=${PV_TEST_TIMEOUT:-270}
+pv_watchdog()
+{
+	mkfifo "$T/.watchdog"
+	(
+		trap - ERR
+		set +e
+		read -r -t "$PV_TEST_TIMEOUT" <>"$T/.watchdog"
+		echo "FAIL: $PV_TEST: still running after ${PV_TEST_TIMEOUT}s (PV_TEST_TIMEOUT): stopping it" >&2
+		kill -TERM $$
+		# the command the script waits for (not our servers and mounts:
+		# the cleanup takes those down in order)
+		for p in $(ps -o pid= --ppid $$); do
+			[ "$p" = "$BASHPID" ] && continue
+			grep -qx "$p" "$T/.pv-pids" 2>/dev/null && continue
+			kill -TERM "$p" 2>/dev/null
+		done
+	) &
+	PV_WATCHDOG=$!
+}
+
 for pv_sig in EXIT INT TERM; do
 	# shellcheck disable=SC2064
 	trap "pv_cleanup $pv_sig \$?" "$pv_sig"
@@ -279,7 +310,8 @@ pv_free_port()
 	done
 	fail "no free TCP port found in 20000-60000"
 }
-need_cmd ss python3 awk findmnt
+pv_watchdog
+need_cmd ss python3 awk findmnt ps
 # The Debian python3 (scripts/test installs it) starts in a fraction of the
 # time of a version-manager shim, and the tests call it often.
 PYTHON=/usr/bin/python3
@@ -310,6 +342,7 @@ start_peerd()
 		--control "$(sock_of "$n")" "$@" </dev/null >>"$T/peerd$n.log" 2>&1 &
 	PEERD_PID[$n]=$!
 	PV_PIDS+=("$!")
+	pv_record pids "$!"
 	log "started peerd $n (pid $!) on $(addr_of "$n")"
 }
 
@@ -418,6 +451,7 @@ mount_fused()
 	pid=$!
 	FUSED_PID[$mnt]=$pid
 	PV_PIDS+=("$pid")
+	pv_record pids "$pid"
 	pv_record fusemounts "$mnt"
 	deadline=$((SECONDS + PV_WAIT))
 	while ((SECONDS < deadline)); do
