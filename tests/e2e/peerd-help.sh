@@ -49,7 +49,7 @@ expect_fail_msg "--no-such-option" "$PEERD" --no-such-option
 
 FUSED_OPTS=(--group --timeout --max-background -f -d)
 check_help "fused --help" "${FUSED_OPTS[@]}" -- "$FUSED" --help
-check_man fused/fused.8 --group --timeout
+check_man fused/fused.8 --group --timeout --max-background
 
 check_help "peerctl --help" -s --json --timeout status volume group create list show delete init join -- "$PEERCTL" --help
 check_man peerd/ctl/peerctl.8 --json --page-size --servers --routing --force

@@ -84,6 +84,7 @@ bad 1 'larger than the maximum' volume create huge 2G
 bad 1 'larger than the maximum' volume create huge2 1073742336
 bad 1 'already exists' volume create vol1 64M
 bad 1 'already exists' volume create vol1 128M
+bad 1 'already exists' --json volume create vol1 64M
 bad 1 "character '/'" volume create bad/name 1M
 bad 1 "character ' '" volume create 'bad name' 1M
 bad 1 "character '@'" volume create 'a@b' 1M
