@@ -219,6 +219,8 @@ def render(res):
         res["mode"], res["host"], res["date"], res["kernel"], res["cpus"], res.get("commit") or "?"))
     lines.append("command: %s; volume %s; %s s per job (+%s s ramp); loop direct-io requested %s" % (
         res["command"], res["size"], res["runtime_s"], res["ramp_s"], res["loop_direct_io"]))
+    if res["mode"] == "dry-run":
+        lines.append("DRY RUN: 1 s jobs without warm-up; the numbers only show that each system works")
     if res.get("loadavg"):
         lines.append("load average (1/5/15 min): %s" % res["loadavg"])
     lines.append("")
@@ -235,7 +237,7 @@ def render(res):
         if s.get("routing"):
             notes.append((s["label"], "pages per owner (server:pages): " + s["routing"]))
         for k, v in sorted(s.items()):
-            if k.startswith(("error_", "died_", "losetup_warning")):
+            if k.startswith(("error_", "died_", "stop_", "losetup_warning")):
                 notes.append((s["label"], "%s: %s" % (k, v)))
     if notes:
         lines.append("")
