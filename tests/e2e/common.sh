@@ -115,8 +115,8 @@ pv_cleanup()
 	for mnt in $(pv_list fusemounts | tac); do
 		pv_unmount_fused "$mnt"
 	done
-	for ((i = ${#PV_PIDS[@]} - 1; i >= 0; i--)); do
-		pv_kill_pid "${PV_PIDS[i]}"
+	for pid in $( (printf '%s\n' "${PV_PIDS[@]}"; pv_list pids) | tac | awk 'NF && !seen[$0]++'); do
+		pv_kill_pid "$pid"
 	done
 
 	# Sanitizer reports in the daemons' logs fail the test even when every
@@ -202,11 +202,23 @@ pv_unmount_fused()
 	fi
 }
 
+# pv_ours PID: whether PID is still a process this test started: a child of
+# the script, or (a daemon) one whose command line names our temp dir. A
+# pid of ours that exited may have been reused by now.
+pv_ours()
+{
+	local ppid
+	ppid=$(ps -o ppid= -p "$1" 2>/dev/null | tr -d ' ')
+	[ -n "$ppid" ] || return 1
+	[ "$ppid" = $$ ] && return 0
+	tr '\0' '\n' 2>/dev/null <"/proc/$1/cmdline" | grep -qF "$T/"
+}
+
 # TERM, then KILL after 5 s. Only pids this test started.
 pv_kill_pid()
 {
 	local pid=$1 n
-	kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+	pv_ours "$pid" || { wait "$pid" 2>/dev/null; return 0; }
 	kill -TERM "$pid" 2>/dev/null
 	for ((n = 0; n < 50; n++)); do
 		kill -0 "$pid" 2>/dev/null || break
