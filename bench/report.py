@@ -217,8 +217,9 @@ def render(res):
     lines = []
     lines.append("peervol benchmark, %s on %s (%s, kernel %s, %d CPUs), commit %s" % (
         res["mode"], res["host"], res["date"], res["kernel"], res["cpus"], res.get("commit") or "?"))
-    lines.append("command: %s; volume %s; %s s per job (+%s s ramp); loop direct-io requested %s" % (
-        res["command"], res["size"], res["runtime_s"], res["ramp_s"], res["loop_direct_io"]))
+    lines.append("command: %s; volume %s; %s s per job (+%s s ramp); loop direct-io requested %s; "
+                 "data in %s" % (res["command"], res["size"], res["runtime_s"], res["ramp_s"],
+                                 res["loop_direct_io"], res.get("data_dir", "/dev/shm")))
     if res["mode"] == "dry-run":
         lines.append("DRY RUN: 1 s jobs without warm-up; the numbers only show that each system works")
     if res.get("loadavg"):
@@ -284,6 +285,7 @@ def main():
     ap.add_argument("--elapsed", type=int, default=0)
     ap.add_argument("--command", default="scripts/bench")
     ap.add_argument("--commit", default="")
+    ap.add_argument("--data-dir", default="/dev/shm", help="where peerd data and the kernel file lived")
     ap.add_argument("--loadavg", default="", help="load average at start and end of the run")
     args = ap.parse_args()
 
@@ -301,7 +303,7 @@ def main():
                "command": args.command, "commit": args.commit, "mode": args.mode,
                "size": args.size, "runtime_s": args.runtime, "ramp_s": args.ramp,
                "loop_direct_io": args.loop_dio, "elapsed_s": args.elapsed,
-               "loadavg": args.loadavg,
+               "loadavg": args.loadavg, "data_dir": args.data_dir,
                "fio_jobs": "bench/fio/*.fio", "systems": systems, "ratios": ratios, "goals": goals}
     if args.json:
         with open(args.json, "w") as f:
