@@ -784,7 +784,7 @@ static void send_ping(struct client *c, struct server *s)
 	}
 	st.n_open_volumes = n;
 	st.open_volumes = names;
-	p = part_new(c, PV_OP_PING, NULL, NULL, 0, 0, FUSED_DEAD_MS);
+	p = part_new(c, PV_OP_PING, NULL, NULL, 0, 0, 2 * FUSED_DEAD_MS);
 	if (!p)
 		return;
 	wire_header_init(&h);
@@ -1237,6 +1237,8 @@ static void call_start(struct client *c, struct call *call)
 /* Hands call to the client thread, or answers EIO if it has stopped. */
 static void submit(struct client *c, struct call *call)
 {
+	int was_empty;
+
 	pthread_mutex_lock(&c->lock);
 	if (c->stopping) {
 		pthread_mutex_unlock(&c->lock);
@@ -1246,10 +1248,12 @@ static void submit(struct client *c, struct call *call)
 		return;
 	}
 	call->next = NULL;
+	was_empty = !c->q_head;
 	*c->q_tail = call;
 	c->q_tail = &call->next;
 	pthread_mutex_unlock(&c->lock);
-	wake(c);
+	if (was_empty) /* else the wake-up of the first one is still pending */
+		wake(c);
 }
 
 static struct call *call_new(fuse_req_t req, enum call_kind kind, const char *volume, uint64_t off,
