@@ -347,7 +347,11 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->keep_cache = 0;
 	client_volume_opened(fs->client, of->name, 1);
 	pv_debug("open volume %s (flags 0%o)", of->name, fi->flags);
-	fuse_reply_open(req, fi);
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		/* the open was interrupted: no release will come */
+		client_volume_opened(fs->client, of->name, 0);
+		free(of);
+	}
 }
 
 static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
