@@ -362,12 +362,18 @@ static struct volume *volume_find(struct client *c, const char *name)
 
 static int server_in_use(struct client *c, struct server *s)
 {
-	if (s == c->cat_srv)
-		return 1;
-	for (size_t i = 0; i < c->n_vols; i++)
+	int routed = 0;
+
+	for (size_t i = 0; i < c->n_vols; i++) {
 		if (c->vols[i].srv == s)
 			return 1;
-	return 0;
+		routed |= c->vols[i].srv != NULL;
+	}
+	/* the catalog server is pinged (to learn of catalog changes) only while
+	 * no volume is routed anywhere: otherwise the pings to the servers in
+	 * use carry the catalog version, and a server holding nothing of ours
+	 * should not count us as its client */
+	return s == c->cat_srv && !routed;
 }
 
 /* ---- parts ------------------------------------------------------------ */

@@ -764,6 +764,18 @@ static int validate_change(const Pv__CatalogChange *ch, char *err, size_t errlen
 			 srv->cfg.id, (unsigned long long)srv->version);
 		return PV_ST_BUSY;
 	}
+	/* new volumes this server may hold must fit in its file system */
+	for (size_t i = 0; i < c->n_volumes; i++) {
+		Pv__VolumeInfo *vi = c->volumes[i];
+		int mine = vi->n_servers == 0;
+
+		if (catalog_volume(vi->name))
+			continue;
+		for (size_t j = 0; j < vi->n_servers; j++)
+			mine |= vi->servers[j] == srv->cfg.id;
+		if (mine && !store_can_hold(vi->size, err, errlen))
+			return PV_ST_REFUSED;
+	}
 	/* volumes removed by the change must not be open through this server */
 	for (struct volume *v = srv->volumes; v; v = v->next) {
 		int kept = 0;
@@ -1201,6 +1213,8 @@ int catalog_volume_create(const char *name, uint64_t size, uint32_t page_size,
 			free_bytes += store_free();
 		else if (m->free)
 			free_bytes += m->free;
+		else if (m->capacity)
+			free_bytes += m->capacity; /* no heartbeat yet: free space at join */
 		else
 			free_known = 0;
 	}
@@ -1213,6 +1227,14 @@ int catalog_volume_create(const char *name, uint64_t size, uint32_t page_size,
 			 pv_format_size(free_bytes, a2, sizeof(a2)));
 		return -1;
 	}
+	if (!free_known) {
+		snprintf(err, errlen,
+			 "the free space of the volume's servers is not known yet (a server has "
+			 "just started or joined); try again in a few seconds");
+		return -1;
+	}
+	if (!store_can_hold(size, err, errlen))
+		return -1;
 	cmd = calloc(1, sizeof(*cmd));
 	a = calloc(1, sizeof(*a));
 	if (!cmd || !a) {

@@ -76,6 +76,7 @@ struct member {
 /* A data request (READ/WRITE/FLUSH/TRIM) from a client or a peer, from
  * arrival to reply. Reference counted; reactor thread only. */
 struct request {
+	struct request *hnext; /* in-flight table chain (request.c) */
 	int refs;
 	uint32_t op;
 	uint64_t req_id;
@@ -216,6 +217,9 @@ int store_stat(struct volume *vol, uint64_t *pages_written, uint64_t *bytes);
 /* Updates the page map after a completed job: a write marks its pages, a
  * trim probes them again (one SEEK_DATA per page). */
 void store_note_done(struct volume *vol, const struct io_job *job);
+/* Whether this server's file system can hold a volume file of size bytes
+ * (a sparse probe file). Returns 1, or 0 with a reason in err. */
+int store_can_hold(uint64_t size, char *err, size_t errlen);
 /* Free bytes in the data directory. */
 uint64_t store_free(void);
 /* Removes the data of one page (punches it out). */

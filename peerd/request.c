@@ -16,6 +16,36 @@
 
 static uint64_t inflight;
 
+/* Requests in flight by (client id, request id). A client that lost its
+ * connection sends what was in flight again with the same ids; a copy that
+ * meets its original still running is not run twice: the reply goes to
+ * the new connection instead. */
+#define INFLIGHT_BUCKETS 4096
+static struct request *by_id[INFLIGHT_BUCKETS];
+
+static struct request **bucket(uint64_t client_id, uint64_t req_id)
+{
+	return &by_id[(client_id * 31 + req_id) % INFLIGHT_BUCKETS];
+}
+
+static struct request *inflight_find(uint64_t client_id, uint64_t req_id)
+{
+	for (struct request *r = *bucket(client_id, req_id); r; r = r->hnext)
+		if (r->client_id == client_id && r->req_id == req_id)
+			return r;
+	return NULL;
+}
+
+static void inflight_remove(struct request *req)
+{
+	for (struct request **rp = bucket(req->client_id, req->req_id); *rp; rp = &(*rp)->hnext) {
+		if (*rp == req) {
+			*rp = req->hnext;
+			return;
+		}
+	}
+}
+
 uint64_t request_inflight(void)
 {
 	return inflight;
@@ -71,6 +101,8 @@ static void free_buf(void *data, void *hint)
 
 static void request_free(struct request *req)
 {
+	if (req->client_id)
+		inflight_remove(req);
 	if (req->has_data)
 		zmq_msg_close(&req->data);
 	free(req->buf);
@@ -302,6 +334,16 @@ void request_start(const uint8_t *ident, size_t ident_len, const Pv__Header *h, 
 				     vol->name, srv->cfg.id);
 		goto drop;
 	}
+	if (h->client_id && (req = inflight_find(h->client_id, h->req_id)) &&
+	    req->op == h->op && req->offset == h->offset) {
+		pv_debug("volume %s: %s req %llu of client %016llx sent again while running; "
+			 "answering the new connection",
+			 vol->name, wire_op_name(h->op), (unsigned long long)h->req_id,
+			 (unsigned long long)h->client_id);
+		memcpy(req->ident, ident, ident_len);
+		req->ident_len = ident_len;
+		goto drop;
+	}
 	req = calloc(1, sizeof(*req));
 	if (!req) {
 		request_reply_status(ident, ident_len, h, PV_ST_BUSY, "server out of memory");
@@ -319,6 +361,12 @@ void request_start(const uint8_t *ident, size_t ident_len, const Pv__Header *h, 
 	req->vol = vol;
 	memcpy(req->ident, ident, ident_len);
 	req->ident_len = ident_len;
+	if (req->client_id) {
+		struct request **b = bucket(req->client_id, req->req_id);
+
+		req->hnext = *b;
+		*b = req;
+	}
 	if (data) {
 		zmq_msg_init(&req->data);
 		zmq_msg_move(&req->data, data);

@@ -236,6 +236,38 @@ int store_stat(struct volume *vol, uint64_t *pages_written, uint64_t *bytes)
 	return 0;
 }
 
+int store_can_hold(uint64_t size, char *err, size_t errlen)
+{
+	char path[PATH_MAX + 32];
+	int fd, rc = 0;
+
+	snprintf(path, sizeof(path), "%s/volumes", srv->cfg.data_dir);
+	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "server %u cannot create %s: %s", srv->cfg.id, path,
+			 strerror(errno));
+		return 0;
+	}
+	snprintf(path, sizeof(path), "%s/volumes/.probe", srv->cfg.data_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(err, errlen, "server %u cannot write in %s/volumes: %s", srv->cfg.id,
+			 srv->cfg.data_dir, strerror(errno));
+		return 0;
+	}
+	if (ftruncate(fd, size) < 0) {
+		snprintf(err, errlen,
+			 "server %u cannot hold a volume file of %llu bytes in %s: %s (the file "
+			 "system's largest file is smaller)",
+			 srv->cfg.id, (unsigned long long)size, srv->cfg.data_dir, strerror(errno));
+		rc = 0;
+	} else {
+		rc = 1;
+	}
+	close(fd);
+	unlink(path);
+	return rc;
+}
+
 uint64_t store_free(void)
 {
 	struct statvfs sv;
