@@ -101,7 +101,7 @@ static void free_buf(void *data, void *hint)
 
 static void request_free(struct request *req)
 {
-	if (req->client_id)
+	if (req->client_id && req->hops == 0)
 		inflight_remove(req);
 	if (req->has_data)
 		zmq_msg_close(&req->data);
@@ -334,7 +334,9 @@ void request_start(const uint8_t *ident, size_t ident_len, const Pv__Header *h, 
 				     vol->name, srv->cfg.id);
 		goto drop;
 	}
-	if (h->client_id && (req = inflight_find(h->client_id, h->req_id)) &&
+	/* only requests straight from a client: forwarded parts carry the
+	 * forwarding server's request ids */
+	if (h->client_id && h->hops == 0 && (req = inflight_find(h->client_id, h->req_id)) &&
 	    req->op == h->op && req->offset == h->offset) {
 		pv_debug("volume %s: %s req %llu of client %016llx sent again while running; "
 			 "answering the new connection",
@@ -361,7 +363,7 @@ void request_start(const uint8_t *ident, size_t ident_len, const Pv__Header *h, 
 	req->vol = vol;
 	memcpy(req->ident, ident, ident_len);
 	req->ident_len = ident_len;
-	if (req->client_id) {
+	if (req->client_id && req->hops == 0) {
 		struct request **b = bucket(req->client_id, req->req_id);
 
 		req->hnext = *b;
