@@ -266,6 +266,8 @@ int main(int argc, char **argv)
 	char mountpoint[PATH_MAX], *group_copy = NULL;
 	int rc, ret = 1, ready_fd = -1, mounted = 0, handlers = 0;
 
+	pv_tune_malloc();
+
 	rc = parse_options(argc, argv, &o);
 	if (rc) {
 		ret = rc > 0 ? 0 : 1;

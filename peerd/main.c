@@ -255,6 +255,7 @@ int main(int argc, char **argv)
 	struct sigaction sa;
 	int rc = 1, io_fd = -1;
 
+	pv_tune_malloc();
 	srv = &server;
 	srv->lock_fd = -1;
 	if (parse_options(argc, argv, &srv->cfg) < 0)

@@ -54,6 +54,7 @@ struct volume {
 	uint32_t *owner;       /* routing table: owner of each page */
 	uint64_t *epoch;       /* routing table: epoch of each page */
 	int fd;		       /* data file, -1 when not open */
+	int inline_io;	       /* store.c: STORE_INLINE_* bits, what may run on the reactor */
 	uint64_t *written_map; /* bit per page: holds data here (store.c) */
 	uint64_t written;      /* cached stats (store_stat), refreshed by peers.c */
 	uint64_t bytes;
@@ -205,7 +206,10 @@ void store_close(struct volume *vol);
 /* Unlinks the data file of a deleted volume. */
 int store_remove(const char *name);
 /* Jobs up to this size are first tried on the reactor without blocking. */
-#define STORE_INLINE_MAX (256u << 10)
+#define STORE_INLINE_MAX    (256u << 10)
+#define STORE_INLINE_READ   0x1 /* preadv2(RWF_NOWAIT) works on the file */
+#define STORE_INLINE_WRITE  0x2 /* pwritev2(RWF_NOWAIT) works on the file */
+#define STORE_INLINE_MEMORY 0x4 /* memory file system: never waits for a disk */
 /* Tries a READ/WRITE job without blocking (RWF_NOWAIT: page cache hits).
  * Returns 1 if done (job->err set), 0 if it must go to a worker. */
 int store_try_inline(struct io_job *job);

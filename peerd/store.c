@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <linux/magic.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -26,6 +28,7 @@ int store_open(struct volume *vol)
 {
 	char path[PATH_MAX + 80];
 	struct stat st;
+	struct statfs sfs;
 	int fd;
 
 	if (vol->fd >= 0)
@@ -49,6 +52,9 @@ int store_open(struct volume *vol)
 		return -1;
 	}
 	vol->fd = fd;
+	vol->inline_io = STORE_INLINE_READ | STORE_INLINE_WRITE;
+	if (fstatfs(fd, &sfs) == 0 && sfs.f_type == TMPFS_MAGIC)
+		vol->inline_io |= STORE_INLINE_MEMORY;
 	if (!vol->written_map && map_build(vol) < 0) {
 		pv_err("volume %s: out of memory for the page map", vol->name);
 		close(fd);
@@ -117,11 +123,20 @@ static int do_write(struct io_job *job)
 
 int store_try_inline(struct io_job *job)
 {
+	struct volume *vol = job->req->vol;
 	struct iovec iov = {job->ptr, job->length};
+	int bit = job->kind == IO_READ ? STORE_INLINE_READ : STORE_INLINE_WRITE;
 	ssize_t n;
 
 	if (job->length > STORE_INLINE_MAX || job->fua ||
 	    (job->kind != IO_READ && job->kind != IO_WRITE))
+		return 0;
+	if (vol->inline_io & STORE_INLINE_MEMORY) {
+		/* tmpfs: a page cache miss is a hole, nothing waits for a disk */
+		store_do(job);
+		return 1;
+	}
+	if (!(vol->inline_io & bit))
 		return 0;
 	if (job->kind == IO_READ)
 		n = preadv2(job->fd, &iov, 1, job->offset, RWF_NOWAIT);
@@ -130,6 +145,13 @@ int store_try_inline(struct io_job *job)
 	if (n == (ssize_t)job->length) {
 		job->err = 0;
 		return 1;
+	}
+	if (n < 0 && errno == EOPNOTSUPP) {
+		/* this file system has no non-blocking path: stop trying */
+		vol->inline_io &= ~bit;
+		pv_info("volume %s: %s on %s cannot be tried without blocking; all go to the IO "
+			"threads",
+			vol->name, job->kind == IO_READ ? "reads" : "writes", srv->cfg.data_dir);
 	}
 	/* EAGAIN (would block), a short transfer or an error: the worker
 	 * does it again from the start, blocking */
