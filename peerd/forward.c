@@ -97,9 +97,14 @@ int forward_part(struct request *req, uint32_t owner, uint64_t offset, uint64_t 
 	h.client_id = req->client_id;
 	if (req->op != PV_OP_FLUSH)
 		h.epoch = req->vol->epoch[offset / req->vol->page_size];
-	if (with_data) {
-		/* one copy: the part must outlive the request's message on the
-		 * peer's queue */
+	if (with_data && buf_off == 0 && len == zmq_msg_size(&req->data)) {
+		/* the whole write goes to one owner: share the received buffer
+		 * (ZeroMQ counts its references; no copy) */
+		zmq_msg_init(&payload);
+		zmq_msg_copy(&payload, &req->data);
+	} else if (with_data) {
+		/* a slice: one copy, the part must outlive the request's message
+		 * on the peer's queue */
 		if (zmq_msg_init_size(&payload, len) < 0) {
 			free(f);
 			return -1;
@@ -127,8 +132,7 @@ int forward_reply(struct member *m, const Pv__Header *h, zmq_msg_t *data)
 {
 	struct fwd *f = unlink_fwd(h->req_id);
 	int status = h->status;
-	const void *buf = NULL;
-	size_t len = 0;
+	zmq_msg_t *part = NULL;
 
 	if (!f)
 		return 0; /* late answer to a part already failed */
@@ -140,8 +144,7 @@ int forward_reply(struct member *m, const Pv__Header *h, zmq_msg_t *data)
 				data ? zmq_msg_size(data) : 0, (unsigned long long)f->length);
 			status = PV_ST_IO_ERROR;
 		} else {
-			buf = zmq_msg_data(data);
-			len = f->length;
+			part = data;
 		}
 	}
 	if (status == PV_ST_MOVED && h->new_owner && catalog_member(h->new_owner)) {
@@ -152,7 +155,7 @@ int forward_reply(struct member *m, const Pv__Header *h, zmq_msg_t *data)
 		if (h->epoch > f->req->vol->epoch[page])
 			f->req->vol->epoch[page] = h->epoch;
 	}
-	request_part_done(f->req, f->buf_off, status, h->new_owner, buf, len, h->message);
+	request_part_done(f->req, f->buf_off, status, h->new_owner, part, h->message);
 	free(f);
 	return 1;
 }
@@ -168,7 +171,7 @@ void forward_tick(void)
 			"client will retry",
 			f->req->vol->name, f->owner, wire_op_name(f->req->op),
 			(unsigned long long)f->offset, PEERD_FWD_TIMEOUT_MS / 1000);
-		request_part_done(f->req, f->buf_off, PV_ST_UNAVAILABLE, 0, NULL, 0,
+		request_part_done(f->req, f->buf_off, PV_ST_UNAVAILABLE, 0, NULL,
 				  "owner did not answer in time");
 		free(f);
 	}
@@ -179,7 +182,7 @@ void forward_abort_all(void)
 	while (oldest) {
 		struct fwd *f = unlink_fwd(oldest->id);
 
-		request_part_done(f->req, f->buf_off, PV_ST_UNAVAILABLE, 0, NULL, 0,
+		request_part_done(f->req, f->buf_off, PV_ST_UNAVAILABLE, 0, NULL,
 				  "server stopping");
 		free(f);
 	}

@@ -91,9 +91,11 @@ struct request {
 	size_t ident_len;
 	zmq_msg_t data; /* WRITE payload */
 	int has_data;
-	uint8_t *buf; /* READ result, length bytes */
-	int pending;  /* parts not yet done */
-	int status;   /* first non-OK status of a part */
+	uint8_t *buf;	 /* READ result, length bytes */
+	zmq_msg_t reply; /* READ result as one owner's message (no copy) */
+	int has_reply;
+	int pending; /* parts not yet done */
+	int status;  /* first non-OK status of a part */
 	uint32_t moved_to;
 	char message[160];
 };
@@ -173,7 +175,7 @@ void request_start(const uint8_t *ident, size_t ident_len, const Pv__Header *h, 
 void request_io_done(struct io_job *job);
 /* Completes one forwarded part with the owner's answer. */
 void request_part_done(struct request *req, uint64_t buf_off, int status, uint32_t new_owner,
-		       const void *data, size_t len, const char *message);
+		       zmq_msg_t *data, const char *message);
 /* Sends an error reply for a header that could not be served. */
 void request_reply_status(const uint8_t *ident, size_t ident_len, const Pv__Header *h, int status,
 			  const char *fmt, ...) __attribute__((format(printf, 5, 6)));

@@ -105,6 +105,8 @@ static void request_free(struct request *req)
 		inflight_remove(req);
 	if (req->has_data)
 		zmq_msg_close(&req->data);
+	if (req->has_reply)
+		zmq_msg_close(&req->reply);
 	free(req->buf);
 	volume_put(&req->vol);
 	free(req);
@@ -125,7 +127,10 @@ static void request_finish(struct request *req)
 		r.message = req->message;
 	if (req->status == PV_ST_MOVED)
 		r.new_owner = req->moved_to;
-	if (with_data) {
+	if (with_data && req->has_reply) {
+		zmq_msg_init(&out);
+		zmq_msg_move(&out, &req->reply);
+	} else if (with_data) {
 		if (zmq_msg_init_data(&out, req->buf, req->length, free_buf, NULL) < 0) {
 			pv_err("volume %s: cannot build reply: %m", req->vol->name);
 			request_free(req);
@@ -203,10 +208,20 @@ void request_io_done(struct io_job *job)
 }
 
 void request_part_done(struct request *req, uint64_t buf_off, int status, uint32_t new_owner,
-		       const void *data, size_t len, const char *message)
+		       zmq_msg_t *data, const char *message)
 {
-	if (status == PV_ST_OK && req->op == PV_OP_READ && data)
-		memcpy(req->buf + buf_off, data, len);
+	if (status == PV_ST_OK && req->op == PV_OP_READ && data) {
+		if (buf_off == 0 && zmq_msg_size(data) == req->length && !req->has_reply) {
+			/* one owner answered the whole request: relay its message */
+			zmq_msg_init(&req->reply);
+			zmq_msg_move(&req->reply, data);
+			req->has_reply = 1;
+			free(req->buf);
+			req->buf = NULL;
+		} else {
+			memcpy(req->buf + buf_off, zmq_msg_data(data), zmq_msg_size(data));
+		}
+	}
 	if (status == PV_ST_MOVED)
 		req->moved_to = new_owner;
 	part_done(req, status, "%s", message ? message : "");
