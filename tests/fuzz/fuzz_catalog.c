@@ -10,6 +10,7 @@
 
 #include "pb_tag0.h"
 #include "peervol.pb-c.h"
+#include "wire.h"
 
 #define REQUIRE(cond)                                                                              \
 	do {                                                                                       \
@@ -43,15 +44,13 @@ static void one_body(const ProtobufCMessageDescriptor *d, const uint8_t *data, s
 	uint8_t *buf, *buf2;
 	size_t len, len2;
 
-	m = protobuf_c_message_unpack(d, NULL, size, data);
+	/* the decoder peerd and fused use on every body from the network */
+	m = wire_body_decode(d, data, size);
 	if (!m)
 		return;
 	REQUIRE(m->descriptor == d);
 	REQUIRE(protobuf_c_message_check(m));
-	if (pb_has_tag0(m)) { /* see pb_tag0.h */
-		protobuf_c_message_free_unpacked(m, NULL);
-		return;
-	}
+	REQUIRE(!pb_has_tag0(m)); /* refused by wire_body_decode, see pb_tag0.h */
 	buf = pack(d, m, &len);
 	again = protobuf_c_message_unpack(d, NULL, len, buf);
 	REQUIRE(again != NULL);

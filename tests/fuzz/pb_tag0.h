@@ -2,9 +2,9 @@
  * message, recursively. protobuf-c 1.4.1 refuses a tag byte of field 0
  * (0x00) but accepts one spelled as an overlong varint (0x80 0x00), keeps it
  * as an unknown field, and packs it back as 0x00, which it then refuses:
- * a message that decodes can encode to bytes that do not. Until the
- * decoders refuse such input (see the test report), the fuzz targets skip
- * their re-encode checks for it; everything else is still checked. */
+ * a message that decodes can encode to bytes that do not. wire.c's
+ * decoders refuse such input; the fuzz targets check with this independent
+ * walk that nothing of the kind gets through. */
 #ifndef PV_PB_TAG0_H
 #define PV_PB_TAG0_H
 
