@@ -206,17 +206,24 @@ static struct volume *volume_from_pb(const Pv__Catalog *c, const Pv__VolumeInfo 
 	if (meta_get("routes", v->name, &rt_buf, &rt_len) == 0) {
 		Pv__RoutingTable *rt = pv__routing_table__unpack(NULL, rt_len, rt_buf);
 
-		if (rt && rt->n_owner == v->npages && rt->n_epoch == v->npages) {
+		if (rt && rt->volume_id == v->id && rt->n_owner == v->npages &&
+		    rt->n_epoch == v->npages) {
 			memcpy(v->owner, rt->owner, v->npages * sizeof(uint32_t));
 			memcpy(v->epoch, rt->epoch, v->npages * sizeof(uint64_t));
 			pv__routing_table__free_unpacked(rt, NULL);
 			free(rt_buf);
 			return v;
 		}
+		if (rt && rt->volume_id != v->id)
+			pv_info("volume %s: stored routing table is of an earlier volume of that "
+				"name (id %llu); using the initial layout",
+				v->name, (unsigned long long)rt->volume_id);
+		else
+			pv_warn("volume %s: stored routing table does not match; using the initial "
+				"layout",
+				v->name);
 		if (rt)
 			pv__routing_table__free_unpacked(rt, NULL);
-		pv_warn("volume %s: stored routing table does not match; using the initial layout",
-			v->name);
 		free(rt_buf);
 	}
 	for (size_t i = 0; i < v->nservers; i++) {
@@ -281,9 +288,16 @@ static int install(Pv__Catalog *c, const char *why)
 		}
 		list[n++] = v;
 	}
-	for (struct volume *v = srv->volumes; v; v = v->next)
-		if (!in_list(list, n, v))
+	for (struct volume *v = srv->volumes; v; v = v->next) {
+		int renamed = 0;
+
+		/* a name deleted and created again: its key now holds the new
+		 * volume's routing table, which must not be deleted */
+		for (size_t i = 0; i < nnew; i++)
+			renamed |= !strcmp(newvols[i]->name, v->name);
+		if (!in_list(list, n, v) && !renamed)
 			removed[nremoved++] = v->name;
+	}
 	len = pv__catalog__get_packed_size(c);
 	buf = malloc(len ? len : 1);
 	if (!buf)
@@ -890,7 +904,8 @@ static void peer_join(const uint8_t *ident, size_t ident_len, const Pv__Header *
 	cmd->build = join_build;
 	cmd->done = join_done;
 	cmd->arg = arg;
-	memcpy(cmd->ident, ident, ident_len);
+	if (ident_len)
+		memcpy(cmd->ident, ident, ident_len);
 	cmd->ident_len = ident_len;
 	snprintf(cmd->what, sizeof(cmd->what), "add server %u (%s)", copy->id, copy->address);
 	catalog_change(cmd);
@@ -1246,12 +1261,14 @@ int catalog_volume_create(const char *name, uint64_t size, uint32_t page_size,
 	snprintf(a->name, sizeof(a->name), "%s", name);
 	a->size = size;
 	a->page_size = page_size;
-	memcpy(a->servers, servers, nservers * sizeof(uint32_t));
+	if (nservers)
+		memcpy(a->servers, servers, nservers * sizeof(uint32_t));
 	a->nservers = nservers;
 	cmd->build = create_build;
 	cmd->done = create_done;
 	cmd->arg = a;
-	memcpy(cmd->ident, ident, ident_len);
+	if (ident_len)
+		memcpy(cmd->ident, ident, ident_len);
 	cmd->ident_len = ident_len;
 	snprintf(cmd->what, sizeof(cmd->what), "create volume %s of %llu bytes", name,
 		 (unsigned long long)size);
@@ -1320,7 +1337,8 @@ int catalog_volume_delete(const char *name, int force, const uint8_t *ident, siz
 	cmd->done = delete_done;
 	cmd->arg = a;
 	cmd->force = force;
-	memcpy(cmd->ident, ident, ident_len);
+	if (ident_len)
+		memcpy(cmd->ident, ident, ident_len);
 	cmd->ident_len = ident_len;
 	snprintf(cmd->what, sizeof(cmd->what), "delete volume %s%s", name,
 		 force ? " (forced)" : "");

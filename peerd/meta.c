@@ -128,6 +128,7 @@ static int put_routes(MDB_txn *txn, const struct volume *v)
 	int rc;
 
 	rt.volume = (char *)v->name;
+	rt.volume_id = v->id;
 	rt.n_owner = v->npages;
 	rt.owner = v->owner;
 	rt.n_epoch = v->npages;

@@ -447,6 +447,7 @@ START_TEST(routing_table_from_lmdb)
 	owner[NPAGES - 1] = 3;
 	epoch[NPAGES - 1] = 9;
 	rt.volume = "spread";
+	rt.volume_id = v->id;
 	rt.n_owner = NPAGES;
 	rt.owner = owner;
 	rt.n_epoch = NPAGES;
@@ -634,6 +635,50 @@ START_TEST(pb_holders_and_copy)
 }
 END_TEST
 
+START_TEST(same_name_new_id)
+{
+	/* a member that missed "delete vol; create vol" catches up: the new
+	 * volume must get its own layout, stored under the name */
+	struct cat_builder b;
+	const uint32_t both[] = {1, 2}, one[] = {1};
+	struct volume *v;
+	Pv__RoutingTable *rt;
+
+	cb_init(&b, 2);
+	cb_member(&b, 1, 1);
+	cb_member(&b, 2, 1);
+	cb_volume(&b, "vol", 1, 8, both, 2);
+	ck_assert_int_eq(catalog_adopt(&b.c, "test"), 0);
+	v = catalog_volume("vol");
+	ck_assert_ptr_nonnull(v);
+	ck_assert_uint_eq(v->owner[1], 2);
+
+	cb_init(&b, 3);
+	cb_member(&b, 1, 1);
+	cb_member(&b, 2, 1);
+	cb_volume(&b, "vol", 5, 8, one, 1);
+	ck_assert_int_eq(catalog_adopt(&b.c, "test"), 0);
+	v = catalog_volume("vol");
+	ck_assert_ptr_nonnull(v);
+	ck_assert_uint_eq(v->id, 5);
+	for (uint64_t p = 0; p < 8; p++)
+		ck_assert_uint_eq(v->owner[p], 1);
+	rt = stored_routes("vol");
+	ck_assert_ptr_nonnull(rt);
+	ck_assert_uint_eq(rt->volume_id, 5);
+	ck_assert_uint_eq(rt->n_owner, 8);
+	for (size_t p = 0; p < 8; p++)
+		ck_assert_uint_eq(rt->owner[p], 1);
+	pv__routing_table__free_unpacked(rt, NULL);
+
+	reload();
+	v = catalog_volume("vol");
+	ck_assert_ptr_nonnull(v);
+	for (uint64_t p = 0; p < 8; p++)
+		ck_assert_uint_eq(v->owner[p], 1);
+}
+END_TEST
+
 static Suite *catalog_suite(void)
 {
 	Suite *s = suite_create("catalog");
@@ -647,6 +692,7 @@ static Suite *catalog_suite(void)
 	tcase_add_test(tc, routing_table_from_lmdb);
 	tcase_add_test(tc, adopt_newer_version);
 	tcase_add_test(tc, pb_holders_and_copy);
+	tcase_add_test(tc, same_name_new_id);
 	suite_add_tcase(s, tc);
 	return s;
 }
