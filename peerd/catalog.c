@@ -738,24 +738,6 @@ void catalog_fetch_from(struct member *m)
 
 /* ---- two-phase commit: participant ---- */
 
-static void reply_body(const uint8_t *ident, size_t ident_len, const Pv__Header *h, int status,
-		       const char *msg, const ProtobufCMessage *body)
-{
-	Pv__Header r;
-
-	wire_header_init(&r);
-	r.op = h->op;
-	r.req_id = h->req_id;
-	r.status = status;
-	r.server_id = srv->cfg.id;
-	r.catalog_version = srv->version;
-	r.message = (char *)(msg ? msg : "");
-	if (body)
-		wire_send_body(srv->router, ident, ident_len, &r, body);
-	else
-		wire_send(srv->router, ident, ident_len, &r, NULL);
-}
-
 static int validate_change(const Pv__CatalogChange *ch, char *err, size_t errlen)
 {
 	const Pv__Catalog *c = ch->catalog;
@@ -817,9 +799,9 @@ static void join_done(struct catalog_cmd *cmd, int ok, const char *err)
 	h.op = PV_OP_JOIN;
 	h.req_id = *(uint64_t *)cmd->arg;
 	if (ok) {
-		reply_body(cmd->ident, cmd->ident_len, &h, PV_ST_OK, NULL, &committed->base);
+		ops_reply(cmd->ident, cmd->ident_len, &h, PV_ST_OK, NULL, &committed->base);
 	} else {
-		reply_body(cmd->ident, cmd->ident_len, &h, PV_ST_REFUSED, err, NULL);
+		ops_reply(cmd->ident, cmd->ident_len, &h, PV_ST_REFUSED, err, NULL);
 	}
 	free(cmd->arg);
 }
@@ -875,8 +857,8 @@ static void peer_join(const uint8_t *ident, size_t ident_len, const Pv__Header *
 
 	if (!nm || nm->id == 0 || strlen(nm->address) == 0 ||
 	    strlen(nm->address) >= sizeof(((struct member *)0)->address)) {
-		reply_body(ident, ident_len, h, PV_ST_BAD_REQUEST, "JOIN without a valid member",
-			   NULL);
+		ops_reply(ident, ident_len, h, PV_ST_BAD_REQUEST, "JOIN without a valid member",
+			  NULL);
 		if (nm)
 			pv__member__free_unpacked(nm, NULL);
 		return;
@@ -923,15 +905,15 @@ void catalog_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h
 		return;
 	}
 	if (h->op == PV_OP_CAT_FETCH) {
-		reply_body(ident, ident_len, h, PV_ST_OK, NULL, &committed->base);
+		ops_reply(ident, ident_len, h, PV_ST_OK, NULL, &committed->base);
 		return;
 	}
 	ch = body
 		 ? (Pv__CatalogChange *)wire_body_decode(&pv__catalog_change__descriptor, body, len)
 		 : NULL;
 	if (!ch || !ch->catalog) {
-		reply_body(ident, ident_len, h, PV_ST_BAD_REQUEST, "catalog change does not decode",
-			   NULL);
+		ops_reply(ident, ident_len, h, PV_ST_BAD_REQUEST, "catalog change does not decode",
+			  NULL);
 		if (ch)
 			pv__catalog_change__free_unpacked(ch, NULL);
 		return;
@@ -955,7 +937,7 @@ void catalog_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h
 			if (m)
 				catalog_fetch_from(m);
 		}
-		reply_body(ident, ident_len, h, st, err, NULL);
+		ops_reply(ident, ident_len, h, st, err, NULL);
 		break;
 	case PV_OP_CAT_COMMIT:
 		if (ch->catalog->version == srv->version + 1 &&
@@ -967,12 +949,12 @@ void catalog_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h
 		}
 		if (lock_txid == ch->txid)
 			lock_txid = 0;
-		reply_body(ident, ident_len, h, PV_ST_OK, NULL, NULL);
+		ops_reply(ident, ident_len, h, PV_ST_OK, NULL, NULL);
 		break;
 	case PV_OP_CAT_ABORT:
 		if (lock_txid == ch->txid)
 			lock_txid = 0;
-		reply_body(ident, ident_len, h, PV_ST_OK, NULL, NULL);
+		ops_reply(ident, ident_len, h, PV_ST_OK, NULL, NULL);
 		break;
 	}
 	pv__catalog_change__free_unpacked(ch, NULL);
@@ -1115,6 +1097,32 @@ struct volume_arg {
 	size_t nservers;
 };
 
+/* A catalog command for volume name, answering the control client ident;
+ * its arg is a zeroed struct volume_arg with the name set. NULL (with err)
+ * if out of memory. */
+static struct catalog_cmd *volume_cmd_new(const char *name, catalog_build_fn build,
+					  catalog_done_fn done, const uint8_t *ident,
+					  size_t ident_len, char *err, size_t errlen)
+{
+	struct catalog_cmd *cmd = calloc(1, sizeof(*cmd));
+	struct volume_arg *a = calloc(1, sizeof(*a));
+
+	if (!cmd || !a) {
+		free(cmd);
+		free(a);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	snprintf(a->name, sizeof(a->name), "%s", name);
+	cmd->build = build;
+	cmd->done = done;
+	cmd->arg = a;
+	if (ident_len)
+		memcpy(cmd->ident, ident, ident_len);
+	cmd->ident_len = ident_len;
+	return cmd;
+}
+
 static int create_build(struct catalog_cmd *cmd, Pv__Catalog *next, char *err, size_t errlen)
 {
 	struct volume_arg *a = cmd->arg;
@@ -1250,26 +1258,15 @@ int catalog_volume_create(const char *name, uint64_t size, uint32_t page_size,
 	}
 	if (!store_can_hold(size, err, errlen))
 		return -1;
-	cmd = calloc(1, sizeof(*cmd));
-	a = calloc(1, sizeof(*a));
-	if (!cmd || !a) {
-		free(cmd);
-		free(a);
-		snprintf(err, errlen, "out of memory");
+	cmd = volume_cmd_new(name, create_build, create_done, ident, ident_len, err, errlen);
+	if (!cmd)
 		return -1;
-	}
-	snprintf(a->name, sizeof(a->name), "%s", name);
+	a = cmd->arg;
 	a->size = size;
 	a->page_size = page_size;
 	if (nservers)
 		memcpy(a->servers, servers, nservers * sizeof(uint32_t));
 	a->nservers = nservers;
-	cmd->build = create_build;
-	cmd->done = create_done;
-	cmd->arg = a;
-	if (ident_len)
-		memcpy(cmd->ident, ident, ident_len);
-	cmd->ident_len = ident_len;
 	snprintf(cmd->what, sizeof(cmd->what), "create volume %s of %llu bytes", name,
 		 (unsigned long long)size);
 	catalog_change(cmd);
@@ -1318,28 +1315,15 @@ int catalog_volume_delete(const char *name, int force, const uint8_t *ident, siz
 			  char *err, size_t errlen)
 {
 	struct catalog_cmd *cmd;
-	struct volume_arg *a;
 
 	if (!catalog_volume(name)) {
 		snprintf(err, errlen, "no volume '%s'", name);
 		return -1;
 	}
-	cmd = calloc(1, sizeof(*cmd));
-	a = calloc(1, sizeof(*a));
-	if (!cmd || !a) {
-		free(cmd);
-		free(a);
-		snprintf(err, errlen, "out of memory");
+	cmd = volume_cmd_new(name, delete_build, delete_done, ident, ident_len, err, errlen);
+	if (!cmd)
 		return -1;
-	}
-	snprintf(a->name, sizeof(a->name), "%s", name);
-	cmd->build = delete_build;
-	cmd->done = delete_done;
-	cmd->arg = a;
 	cmd->force = force;
-	if (ident_len)
-		memcpy(cmd->ident, ident, ident_len);
-	cmd->ident_len = ident_len;
 	snprintf(cmd->what, sizeof(cmd->what), "delete volume %s%s", name,
 		 force ? " (forced)" : "");
 	catalog_change(cmd);

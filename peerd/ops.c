@@ -30,17 +30,20 @@ static void op_data(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
 	request_start(ident, ident_len, h, payload);
 }
 
-static void reply_with_body(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
-			    const ProtobufCMessage *body)
+void ops_reply(const uint8_t *ident, size_t ident_len, const Pv__Header *h, int status,
+	       const char *msg, const ProtobufCMessage *body)
 {
 	Pv__Header r;
 
 	wire_header_init(&r);
-	r.op = h->op;
-	r.req_id = h->req_id;
-	r.status = PV_ST_OK;
+	r.op = h ? h->op : 0;
+	r.req_id = h ? h->req_id : 0;
+	r.status = status;
 	r.server_id = srv->cfg.id;
 	r.catalog_version = srv->version;
+	r.message = (char *)(msg ? msg : "");
+	if (h)
+		r.volume = h->volume;
 	if (body)
 		wire_send_body(srv->router, ident, ident_len, &r, body);
 	else
@@ -56,7 +59,7 @@ static void op_catalog(const uint8_t *ident, size_t ident_len, const Pv__Header 
 		request_reply_status(ident, ident_len, h, PV_ST_BUSY, "server out of memory");
 		return;
 	}
-	reply_with_body(ident, ident_len, h, &c->base);
+	ops_reply(ident, ident_len, h, PV_ST_OK, NULL, &c->base);
 	catalog_pb_free(c);
 }
 
@@ -77,7 +80,7 @@ static void op_ping(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
 		clients_ping(h->client_id, st);
 	if (st)
 		pv__client_state__free_unpacked(st, NULL);
-	reply_with_body(ident, ident_len, h, NULL);
+	ops_reply(ident, ident_len, h, PV_ST_OK, NULL, NULL);
 }
 
 static void op_heartbeat(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
@@ -110,7 +113,7 @@ static void op_routes(const uint8_t *ident, size_t ident_len, const Pv__Header *
 	rt.owner = v->owner;
 	rt.n_epoch = v->npages;
 	rt.epoch = v->epoch;
-	reply_with_body(ident, ident_len, h, &rt.base);
+	ops_reply(ident, ident_len, h, PV_ST_OK, NULL, &rt.base);
 }
 
 static const struct op_row ops[] = {

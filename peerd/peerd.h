@@ -187,6 +187,9 @@ uint64_t request_inflight(void);
 /* ops.c */
 /* Dispatches one message that arrived on the ROUTER. */
 void ops_dispatch(const uint8_t *ident, size_t ident_len, zmq_msg_t *frames, size_t nframes);
+/* Sends a reply to h on the ROUTER: status, optional message and body. */
+void ops_reply(const uint8_t *ident, size_t ident_len, const Pv__Header *h, int status,
+	       const char *msg, const ProtobufCMessage *body);
 /* Counters of malformed frames refused. */
 uint64_t ops_bad_frames(void);
 
