@@ -222,6 +222,9 @@ def render(res):
                                  res["loop_direct_io"], res.get("data_dir", "/dev/shm")))
     if res["mode"] == "dry-run":
         lines.append("DRY RUN: 1 s jobs without warm-up; the numbers only show that each system works")
+    if res.get("pv_env") or res.get("fused_opts"):
+        lines.append("peervol variant: environment '%s', extra fused options '%s'" % (
+            res.get("pv_env", ""), res.get("fused_opts", "")))
     if res.get("loadavg"):
         lines.append("load average (1/5/15 min): %s" % res["loadavg"])
     lines.append("")
@@ -286,6 +289,9 @@ def main():
     ap.add_argument("--command", default="scripts/bench")
     ap.add_argument("--commit", default="")
     ap.add_argument("--data-dir", default="/dev/shm", help="where peerd data and the kernel file lived")
+    ap.add_argument("--build", default="", help="build tree of the peervol binaries")
+    ap.add_argument("--pv-env", default="", help="environment given to peerd and fused")
+    ap.add_argument("--fused-opts", default="", help="extra fused options")
     ap.add_argument("--loadavg", default="", help="load average at start and end of the run")
     args = ap.parse_args()
 
@@ -304,6 +310,7 @@ def main():
                "size": args.size, "runtime_s": args.runtime, "ramp_s": args.ramp,
                "loop_direct_io": args.loop_dio, "elapsed_s": args.elapsed,
                "loadavg": args.loadavg, "data_dir": args.data_dir,
+               "pv_env": args.pv_env, "fused_opts": args.fused_opts, "build": args.build,
                "fio_jobs": "bench/fio/*.fio", "systems": systems, "ratios": ratios, "goals": goals}
     if args.json:
         with open(args.json, "w") as f:
