@@ -102,13 +102,14 @@ pv_cleanup()
 		pv_umount_fs "$mnt"
 	done
 	for dev in $(pv_list loops); do
+		pv_our_loop "$dev" || continue
 		for mnt in $(findmnt -rn -o TARGET -S "$dev" 2>/dev/null | tac); do
 			pv_umount_fs "$mnt"
 		done
 	done
 	# 2. our loop devices
 	for dev in $(pv_list loops); do
-		losetup "$dev" >/dev/null 2>&1 || continue
+		pv_our_loop "$dev" || continue
 		losetup -d "$dev" 2>/dev/null || { sleep 1; losetup -d "$dev"; }
 	done
 	# 3. our fused mounts, then 4. every process we started
@@ -155,6 +156,24 @@ pv_list()
 pv_record()
 {
 	echo "$2" >>"$T/.pv-$1"
+}
+
+# pv_forget KIND VALUE: drops a resource that was released already.
+pv_forget()
+{
+	[ -f "$T/.pv-$1" ] || return 0
+	grep -vxF -- "$2" "$T/.pv-$1" >"$T/.pv-$1.new" || true
+	mv "$T/.pv-$1.new" "$T/.pv-$1"
+}
+
+# pv_our_loop DEV: whether DEV is attached to a file of this test (a loop
+# number released by us may since belong to someone else).
+pv_our_loop()
+{
+	local back
+	back=$(losetup -n -O BACK-FILE "$1" 2>/dev/null) || return 1
+	case $back in "$T"/*) return 0 ;; esac
+	return 1
 }
 
 # is_mounted DIR: reads /proc/self/mountinfo only, so a dead FUSE mount
@@ -536,6 +555,7 @@ loop_attach()
 loop_detach()
 {
 	losetup -d "$1" || fail "losetup -d $1 failed"
+	pv_forget loops "$1"
 	log "detached $1"
 }
 
