@@ -15,6 +15,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +40,7 @@ struct options {
 	unsigned max_background;
 	unsigned threads;
 	int foreground;
+	int mlock;
 	int debug;
 	char *fuse_opts; /* all -o values, comma separated; NULL if none */
 	char *mountpoint;
@@ -62,6 +65,9 @@ static void usage(FILE *f)
 		"  -b, --max-background N      FUSE requests the kernel keeps in flight\n"
 		"                              (1..65535, default %u)\n"
 		"  -T, --threads N             maximum FUSE worker threads (default %u)\n"
+		"  -m, --mlock                 lock fused's memory in RAM (mlockall), so that\n"
+		"                              writeback through a loop device on this mount\n"
+		"                              never waits for fused to be paged in\n"
 		"  -f, --foreground            stay in the foreground, log to stderr\n"
 		"  -d, --debug                 log debug detail (per request)\n"
 		"  -o OPT[,OPT...]             FUSE mount options (e.g. allow_other); may be\n"
@@ -112,6 +118,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 	    {"timeout", required_argument, NULL, 't'},
 	    {"max-background", required_argument, NULL, 'b'},
 	    {"threads", required_argument, NULL, 'T'},
+	    {"mlock", no_argument, NULL, 'm'},
 	    {"foreground", no_argument, NULL, 'f'},
 	    {"debug", no_argument, NULL, 'd'},
 	    {"help", no_argument, NULL, 'h'},
@@ -123,7 +130,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 	o->timeout_s = DEFAULT_TIMEOUT_S;
 	o->max_background = DEFAULT_MAX_BACKGROUND;
 	o->threads = DEFAULT_THREADS;
-	while ((ch = getopt_long(argc, argv, "g:t:b:T:fdo:hV", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "g:t:b:T:mfdo:hV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'g':
 			o->group = optarg;
@@ -140,6 +147,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'T':
 			if (parse_uint("--threads", optarg, 1, 1024, &o->threads) < 0)
 				return -1;
+			break;
+		case 'm':
+			o->mlock = 1;
 			break;
 		case 'f':
 			o->foreground = 1;
@@ -298,6 +308,16 @@ int main(int argc, char **argv)
 		ready_fd = daemon_fork();
 		if (ready_fd < 0)
 			goto out_args;
+	}
+	/* fused serves the block layer (a loop device on this mount): its memory
+	 * allocations must not wait for writeback through itself. Set before any
+	 * thread exists: threads inherit it. */
+	if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) < 0)
+		pv_warn("cannot mark fused as an IO flusher (%m); under memory pressure a loop "
+			"device on this mount may stall");
+	if (o.mlock && mlockall(MCL_CURRENT | MCL_FUTURE) < 0) {
+		pv_err("--mlock: cannot lock fused's memory: %m");
+		goto out_args;
 	}
 	client = client_new(&copt);
 	if (!client)
