@@ -23,35 +23,7 @@ mount_fused "$T/mnt" "$(addr_of 1),$(addr_of 2),$(addr_of 3)"
 wait_path_exists "$T/mnt/vol" || fail "$T/mnt/vol did not appear"
 dev=$(loop_attach "$T/mnt/vol")
 
-cat >"$T/load.fio" <<FIO
-[global]
-filename=$dev
-direct=1
-ioengine=libaio
-verify=crc32c
-verify_fatal=1
-verify_dump=0
-do_verify=1
-randrepeat=1
-randseed=4242
-
-[rand]
-rw=randwrite
-bs=4k
-iodepth=16
-offset=0
-size=128M
-io_size=40M
-rate=4m
-
-[seq]
-rw=write
-bs=1M
-iodepth=4
-offset=128M
-size=120M
-rate=8m
-FIO
+write_crash_load "$T/load.fio" "$dev" 4242
 
 log "fio load started"
 timeout 170 fio --output-format=json --output="$T/fio-load.json" "$T/load.fio" \

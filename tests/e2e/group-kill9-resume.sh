@@ -28,35 +28,7 @@ dev=$(loop_attach "$T/mnt/vol")
 # Rate-limited so that the write phase lasts ~15 s and the crash lands in
 # it: random 4 KiB over the first 128 MiB, sequential 1 MiB over the rest,
 # both at once; each verifies what it wrote at the end.
-cat >"$T/load.fio" <<EOF
-[global]
-filename=$dev
-direct=1
-ioengine=libaio
-verify=crc32c
-verify_fatal=1
-verify_dump=0
-do_verify=1
-randrepeat=1
-randseed=777
-
-[rand]
-rw=randwrite
-bs=4k
-iodepth=16
-offset=0
-size=128M
-io_size=48M
-rate=4m
-
-[seq]
-rw=write
-bs=1M
-iodepth=4
-offset=128M
-size=120M
-rate=8m
-EOF
+write_crash_load "$T/load.fio" "$dev" 777
 
 log "fio load started"
 timeout 170 fio --output-format=json --output="$T/fio-load.json" "$T/load.fio" \

@@ -245,3 +245,40 @@ z.zmq_close(s)
 z.zmq_ctx_term(ctx)
 EOF
 }
+
+# write_crash_load FILE DEV SEED: a fio job file for the crash tests: rate-
+# limited random 4 KiB writes over the first 128 MiB and sequential 1 MiB
+# writes over the next 120 MiB of DEV, at once, so the write phase lasts
+# ~15 s; each job verifies what it wrote at the end (crc32c, fatal).
+write_crash_load()
+{
+	cat >"$1" <<FIO
+[global]
+filename=$2
+direct=1
+ioengine=libaio
+verify=crc32c
+verify_fatal=1
+verify_dump=0
+do_verify=1
+randrepeat=1
+randseed=$3
+
+[rand]
+rw=randwrite
+bs=4k
+iodepth=16
+offset=0
+size=128M
+io_size=40M
+rate=4m
+
+[seq]
+rw=write
+bs=1M
+iodepth=4
+offset=128M
+size=120M
+rate=8m
+FIO
+}
