@@ -104,20 +104,39 @@ struct member *catalog_self(void)
 
 size_t catalog_holders(const struct volume *vol, uint32_t *out, size_t max)
 {
-	size_t n = 0;
+	size_t n = vol->nholders < max ? vol->nholders : max;
 
-	for (size_t i = 0; i < srv->nmembers; i++) {
-		uint32_t id = srv->members[i].id;
-
-		for (uint64_t p = 0; p < vol->npages; p++) {
-			if (vol->owner[p] == id) {
-				if (n < max)
-					out[n++] = id;
-				break;
-			}
-		}
-	}
+	memcpy(out, vol->holders, n * sizeof(*out));
 	return n;
+}
+
+void catalog_routes_changed(struct volume *vol)
+{
+	uint32_t last = 0;
+
+	vol->nholders = 0;
+	vol->owned_here = 0;
+	for (uint64_t p = 0; p < vol->npages; p++) {
+		uint32_t id = vol->owner[p];
+		size_t i;
+
+		vol->owned_here += id == srv->cfg.id;
+		if (p > 0 && id == last)
+			continue;
+		last = id;
+		for (i = 0; i < vol->nholders && vol->holders[i] != id; i++)
+			;
+		if (i == vol->nholders && i < PEERD_MAX_MEMBERS)
+			vol->holders[vol->nholders++] = id;
+	}
+	/* ascending, so every server lists them alike */
+	for (size_t i = 1; i < vol->nholders; i++)
+		for (size_t k = i; k > 0 && vol->holders[k - 1] > vol->holders[k]; k--) {
+			uint32_t t = vol->holders[k];
+
+			vol->holders[k] = vol->holders[k - 1];
+			vol->holders[k - 1] = t;
+		}
 }
 
 int catalog_locked(void)
@@ -212,6 +231,7 @@ static struct volume *volume_from_pb(const Pv__Catalog *c, const Pv__VolumeInfo 
 			memcpy(v->epoch, rt->epoch, v->npages * sizeof(uint64_t));
 			pv__routing_table__free_unpacked(rt, NULL);
 			free(rt_buf);
+			catalog_routes_changed(v);
 			return v;
 		}
 		if (rt && rt->volume_id != v->id)
@@ -239,6 +259,7 @@ static struct volume *volume_from_pb(const Pv__Catalog *c, const Pv__VolumeInfo 
 	}
 	if (pv_layout(v->npages, v->servers, weights, v->nservers, v->owner) < 0)
 		goto fail;
+	catalog_routes_changed(v);
 	return v;
 fail:
 	free(v->owner);

@@ -147,13 +147,19 @@ int forward_reply(struct member *m, const Pv__Header *h, zmq_msg_t *data)
 			part = data;
 		}
 	}
-	if (status == PV_ST_MOVED && h->new_owner && catalog_member(h->new_owner)) {
-		/* update the routing hint; the client's retry goes to the owner */
-		uint64_t page = f->offset / f->req->vol->page_size;
+	if (status == PV_ST_MOVED && h->new_owner && h->new_owner != srv->cfg.id &&
+	    catalog_member(h->new_owner)) {
+		/* update the routing hint; the client's retry goes to the owner.
+		 * A hint naming this server is not taken: ownership of a page
+		 * comes here only by the migration handshake, never by hearsay,
+		 * or this server would serve data it does not have. */
+		struct volume *vol = f->req->vol;
+		uint64_t page = f->offset / vol->page_size;
 
-		f->req->vol->owner[page] = h->new_owner;
-		if (h->epoch > f->req->vol->epoch[page])
-			f->req->vol->epoch[page] = h->epoch;
+		vol->owner[page] = h->new_owner;
+		if (h->epoch > vol->epoch[page])
+			vol->epoch[page] = h->epoch;
+		catalog_routes_changed(vol);
 	}
 	request_part_done(f->req, f->buf_off, status, h->new_owner, part, h->message);
 	free(f);

@@ -51,12 +51,15 @@ struct volume {
 	uint64_t created;
 	uint32_t servers[PEERD_MAX_MEMBERS]; /* allowed servers */
 	size_t nservers;
-	uint32_t *owner;       /* routing table: owner of each page */
-	uint64_t *epoch;       /* routing table: epoch of each page */
-	int fd;		       /* data file, -1 when not open */
-	int inline_io;	       /* store.c: STORE_INLINE_* bits, what may run on the reactor */
-	uint64_t *written_map; /* bit per page: holds data here (store.c) */
-	uint64_t written;      /* cached stats (store_stat), refreshed by peers.c */
+	uint32_t *owner; /* routing table: owner of each page */
+	uint64_t *epoch; /* routing table: epoch of each page */
+	int fd;		 /* data file, -1 when not open */
+	int inline_io;	 /* store.c: STORE_INLINE_* bits, what may run on the reactor */
+	uint32_t holders[PEERD_MAX_MEMBERS]; /* connection table: owners of >= 1 page, */
+	size_t nholders;		     /* ascending; catalog_routes_changed */
+	uint64_t owned_here;		     /* pages this server owns */
+	uint64_t *written_map;		     /* bit per page: holds data here (store.c) */
+	uint64_t written;		     /* cached stats (store_stat), refreshed by peers.c */
 	uint64_t bytes;
 };
 
@@ -280,8 +283,11 @@ int catalog_locked(void);
 /* Volume reference counting. */
 void volume_get(struct volume *v);
 void volume_put(struct volume **vp);
-/* Servers that own at least one page of vol (the connection table). */
+/* Servers that own at least one page of vol (the connection table), from
+ * the cache kept by catalog_routes_changed. */
 size_t catalog_holders(const struct volume *vol, uint32_t *out, size_t max);
+/* Recomputes vol's holders and owned_here after its owner[] changed. */
+void catalog_routes_changed(struct volume *vol);
 /* Times out a change waiting for answers and a join in progress. */
 void catalog_tick(void);
 /* Asks member m for its catalog (we are behind it). */

@@ -70,8 +70,7 @@ void peers_tick(void)
 
 	for (struct volume *v = srv->volumes; v; v = v->next) {
 		store_stat(v, &v->written, &v->bytes);
-		for (uint64_t p = 0; p < v->npages; p++)
-			pages += v->owner[p] == srv->cfg.id;
+		pages += v->owned_here;
 		bytes += v->bytes;
 		if (n < 256) {
 			pv__volume_stat__init(&stats[n]);
