@@ -56,7 +56,7 @@ struct call {
 	uint64_t offset;
 	uint64_t length;
 	uint32_t flags;
-	zmq_msg_t data;	     /* WRITE only: the bytes, copied once */
+	zmq_msg_t data;	     /* WRITE only: the bytes */
 	struct call *next;   /* submission queue; guarded by client.lock */
 	unsigned parts_left; /* client thread only */
 	int err;	     /* first error of a part; client thread only */
@@ -1289,6 +1289,13 @@ void client_read(struct client *c, fuse_req_t req, const char *volume, uint64_t 
 		submit(c, call);
 }
 
+/* zmq_msg_init_data's free function for a receive buffer from loop.c */
+static void free_taken(void *data, void *hint)
+{
+	(void)data;
+	free(hint);
+}
+
 void client_write(struct client *c, fuse_req_t req, const char *volume, uint64_t off,
 		  const void *buf, uint32_t len, uint32_t flags)
 {
@@ -1296,13 +1303,25 @@ void client_write(struct client *c, fuse_req_t req, const char *volume, uint64_t
 
 	if (!call)
 		return;
-	if (zmq_msg_init_size(&call->data, len) < 0) {
+	void *owned = loop_take_buffer(buf, len);
+
+	if (owned) {
+		/* the FUSE receive buffer travels with the message: no copy */
+		if (zmq_msg_init_data(&call->data, (void *)buf, len, free_taken, owned) < 0) {
+			pv_err("cannot make a message for a write: %s", zmq_strerror(errno));
+			free(owned);
+			fuse_reply_err(req, ENOMEM);
+			free(call);
+			return;
+		}
+	} else if (zmq_msg_init_size(&call->data, len) < 0) {
 		pv_err("cannot allocate %u bytes for a write: %s", len, zmq_strerror(errno));
 		fuse_reply_err(req, ENOMEM);
 		free(call);
 		return;
+	} else {
+		memcpy(zmq_msg_data(&call->data), buf, len);
 	}
-	memcpy(zmq_msg_data(&call->data), buf, len);
 	call->flags = flags;
 	submit(c, call);
 }

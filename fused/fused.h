@@ -66,7 +66,8 @@ void client_destroy(struct client **cp);
  * or fuse_reply_err to req. Any thread. */
 void client_read(struct client *c, fuse_req_t req, const char *volume, uint64_t off, uint32_t len);
 
-/* Writes len bytes of buf (copied once) at off; replies fuse_reply_write with
+/* Writes len bytes of buf at off (buf's FUSE receive buffer is taken with
+ * it when loop_take_buffer allows, else the bytes are copied once); replies fuse_reply_write with
  * len, or fuse_reply_err. flags: PV_F_FUA. Any thread. */
 void client_write(struct client *c, fuse_req_t req, const char *volume, uint64_t off,
 		  const void *buf, uint32_t len, uint32_t flags);
@@ -94,6 +95,19 @@ int client_volume_get(struct client *c, const char *name, struct volume_attr *ou
 /* Copies the volume list into a new array (*out, free() it) of *n entries;
  * 0 or -1 (out of memory). */
 int client_volume_list(struct client *c, struct volume_attr **out, size_t *n);
+
+/* loop.c */
+
+/* Runs the FUSE session with threads worker threads until it is unmounted
+ * or a signal (SIGTERM, SIGINT, SIGHUP) ends it; installs the handlers
+ * itself. Returns 0 (unmounted), the signal number, or -errno. */
+int loop_run(struct fuse_session *se, unsigned threads);
+
+/* From a FUSE callback in a worker thread: if [ptr, ptr + len) lies in the
+ * calling worker's receive buffer and len is worth it, hands the buffer to
+ * the caller and returns its start (release it with free()); the worker
+ * reads its next request into a new buffer. NULL otherwise: copy the data. */
+void *loop_take_buffer(const void *ptr, size_t len);
 
 /* fs.c */
 

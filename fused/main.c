@@ -1,6 +1,6 @@
 /* main.c: fused's start-up and shutdown: options, daemonizing, the FUSE
- * session and mount, and the multi-threaded FUSE loop. Runs in the main
- * thread; the FUSE worker threads run fs.c, the client thread client.c.
+ * session and mount, and the FUSE loop (loop.c). Runs in the main thread;
+ * the FUSE worker threads run fs.c, the client thread client.c.
  *
  * Order: parse options -> (fork; the parent waits) -> read the catalog
  * (client_new) -> FUSE session and mount -> start the client thread -> tell
@@ -30,7 +30,7 @@
 
 #define DEFAULT_TIMEOUT_S      60
 #define DEFAULT_MAX_BACKGROUND 128
-#define DEFAULT_THREADS	       10 /* libfuse's own default */
+#define DEFAULT_THREADS	       10 /* as libfuse's own loop at most */
 
 _Static_assert(FUSED_MAX_IO == 1048576, "the max_read mount option below says 1048576");
 
@@ -64,7 +64,7 @@ static void usage(FILE *f)
 		"                              delay it (default %u)\n"
 		"  -b, --max-background N      FUSE requests the kernel keeps in flight\n"
 		"                              (1..65535, default %u)\n"
-		"  -T, --threads N             maximum FUSE worker threads (default %u)\n"
+		"  -T, --threads N             FUSE worker threads (default %u)\n"
 		"  -m, --mlock                 lock fused's memory in RAM (mlockall), so that\n"
 		"                              writeback through a loop device on this mount\n"
 		"                              never waits for fused to be paged in\n"
@@ -269,12 +269,11 @@ int main(int argc, char **argv)
 	struct options o = {0};
 	struct client_options copt = {0};
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-	struct fuse_loop_config *cfg = NULL;
 	struct fuse_session *se = NULL;
 	struct client *client = NULL;
 	struct fs_ctx *fs = NULL;
 	char mountpoint[PATH_MAX], *group_copy = NULL;
-	int rc, ret = 1, ready_fd = -1, mounted = 0, handlers = 0;
+	int rc, ret = 1, ready_fd = -1, mounted = 0;
 
 	pv_tune_malloc();
 
@@ -330,11 +329,6 @@ int main(int argc, char **argv)
 		pv_err("cannot create the FUSE session (bad -o option?)");
 		goto out_fs;
 	}
-	if (fuse_set_signal_handlers(se) < 0) {
-		pv_err("cannot set signal handlers");
-		goto out_session;
-	}
-	handlers = 1;
 	if (fuse_session_mount(se, mountpoint) < 0) {
 		pv_err("cannot mount on %s", mountpoint);
 		goto out_session;
@@ -342,13 +336,6 @@ int main(int argc, char **argv)
 	mounted = 1;
 	if (client_start(client) < 0)
 		goto out_session;
-	cfg = fuse_loop_cfg_create();
-	if (!cfg) {
-		pv_err("out of memory");
-		goto out_session;
-	}
-	fuse_loop_cfg_set_max_threads(cfg, o.threads);
-	fuse_loop_cfg_set_clone_fd(cfg, 0);
 	pv_info("mounted the group's volumes on %s (group %s, timeout %u s, max_background "
 		"%u, threads %u)",
 		mountpoint, o.group, o.timeout_s, o.max_background, o.threads);
@@ -357,7 +344,7 @@ int main(int argc, char **argv)
 		ready_fd = -1;
 	}
 
-	rc = fuse_session_loop_mt(se, cfg);
+	rc = loop_run(se, o.threads);
 	if (rc < 0) {
 		errno = -rc;
 		pv_err("FUSE loop failed: %m");
@@ -374,11 +361,7 @@ out_session:
 	client_destroy(&client);
 	if (mounted)
 		fuse_session_unmount(se);
-	if (handlers)
-		fuse_remove_signal_handlers(se);
 	fuse_session_destroy(se);
-	if (cfg)
-		fuse_loop_cfg_destroy(cfg);
 out_fs:
 	fs_destroy(&fs);
 out_client:

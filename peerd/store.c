@@ -128,14 +128,17 @@ int store_try_inline(struct io_job *job)
 	int bit = job->kind == IO_READ ? STORE_INLINE_READ : STORE_INLINE_WRITE;
 	ssize_t n;
 
-	if (job->length > STORE_INLINE_MAX || job->fua ||
-	    (job->kind != IO_READ && job->kind != IO_WRITE))
+	if (job->fua || (job->kind != IO_READ && job->kind != IO_WRITE))
 		return 0;
 	if (vol->inline_io & STORE_INLINE_MEMORY) {
-		/* tmpfs: a page cache miss is a hole, nothing waits for a disk */
+		/* tmpfs: a page cache miss is a hole, nothing waits for a disk.
+		 * Any size: writes to one file serialize on its inode lock,
+		 * so IO threads would only spin on it (rwsem_spin_on_owner). */
 		store_do(job);
 		return 1;
 	}
+	if (job->length > STORE_INLINE_MAX)
+		return 0;
 	if (!(vol->inline_io & bit))
 		return 0;
 	if (job->kind == IO_READ)
