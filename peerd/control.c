@@ -1,8 +1,10 @@
 /* control.c: the control socket that peerctl talks to (docs/control-protocol.md):
  * a ZeroMQ ROUTER on ipc://PATH, file mode 0600; one JSON request frame in,
- * one JSON reply frame out. Commands are rows of a table. Commands that
- * change the catalog answer later, when the two-phase commit is done.
- * Reactor thread only. */
+ * one JSON reply frame out. Commands are rows of a table: a parser that
+ * checks the arguments (control_parse, pure: no server state, no sockets,
+ * fuzzed by tests/fuzz/fuzz_control.c) and a handler that runs the command.
+ * Commands that change the catalog answer later, when the two-phase commit
+ * is done. Reactor thread only. */
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -17,12 +19,16 @@
 
 #define CONTROL_MAX_REQUEST 65536
 
-typedef int (*cmd_fn)(const uint8_t *ident, size_t ident_len, json_t *args, json_t **result,
-		      char *err, size_t errlen);
+/* Checks a command's arguments into c; 0, or -1 with the reason in err. */
+typedef int (*parse_fn)(json_t *args, uint64_t max_volume_size, struct control_cmd *c, char *err,
+			size_t errlen);
+typedef int (*cmd_fn)(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
+		      json_t **result, char *err, size_t errlen);
 
 struct cmd_row {
 	const char *name;
-	cmd_fn fn; /* returns 0 (answer now), 1 (answered later) or -1 (err) */
+	parse_fn parse; /* NULL: the command takes no arguments (any are ignored) */
+	cmd_fn fn;	/* returns 0 (answer now), 1 (answered later) or -1 (err) */
 };
 
 /* ---- replies ---- */
@@ -162,33 +168,17 @@ static int arg_u64(json_t *args, const char *key, int required, uint64_t *out, c
 	return 0;
 }
 
-/* ---- commands ---- */
+/* ---- argument parsers (pure) ---- */
 
-static int cmd_status(const uint8_t *ident, size_t ident_len, json_t *args, json_t **result,
-		      char *err, size_t errlen)
-{
-	*result =
-	    json_pack("{s:i,s:s,s:s,s:I,s:s,s:I,s:s,s:I,s:I,s:I,s:i}", "server_id",
-		      (int)srv->cfg.id, "address", srv->cfg.listen, "version", PV_VERSION_STRING,
-		      "catalog_version", (json_int_t)srv->version, "group_id", srv->group_id,
-		      "uptime_s", (json_int_t)((pv_now_ms() - srv->started_ms) / 1000), "data_dir",
-		      srv->cfg.data_dir, "requests_in_flight", (json_int_t)request_inflight(),
-		      "parts_forwarded_in_flight", (json_int_t)forward_inflight(), "bad_frames",
-		      (json_int_t)ops_bad_frames(), "clients", (int)clients_count());
-	return 0;
-}
-
-static int cmd_volume_create(const uint8_t *ident, size_t ident_len, json_t *args, json_t **result,
-			     char *err, size_t errlen)
+static int parse_volume_create(json_t *args, uint64_t max_volume_size, struct control_cmd *c,
+			       char *err, size_t errlen)
 {
 	const char *name;
-	uint64_t size, page_size;
-	uint32_t servers[PEERD_MAX_MEMBERS];
-	size_t nservers = 0;
+	uint64_t page_size;
 	json_t *list = json_object_get(args, "servers");
 
 	if (arg_string(args, "name", &name, err, errlen) < 0 ||
-	    arg_u64(args, "size", 1, &size, err, errlen) < 0 ||
+	    arg_u64(args, "size", 1, &c->size, err, errlen) < 0 ||
 	    arg_u64(args, "page_size", 0, &page_size, err, errlen) < 0)
 		return -1;
 	if (page_size > UINT32_MAX) {
@@ -210,17 +200,102 @@ static int cmd_volume_create(const uint8_t *ident, size_t ident_len, json_t *arg
 				snprintf(err, errlen, "'servers' must be a list of server ids");
 				return -1;
 			}
-			servers[nservers++] = (uint32_t)json_integer_value(v);
+			c->servers[c->nservers++] = (uint32_t)json_integer_value(v);
 		}
 	}
-	if (catalog_volume_create(name, size, (uint32_t)page_size, servers, nservers, ident,
+	/* catalog_volume_create's first checks, in its order (it makes them
+	 * again); those that need the catalog stay there */
+	if (!pv_valid_name(name, err, errlen) ||
+	    !pv_valid_volume_size(c->size, max_volume_size, err, errlen))
+		return -1;
+	if (page_size && (page_size % PV_SECTOR || page_size < PV_MIN_PAGE_SIZE ||
+			  page_size > PV_MAX_PAGE_SIZE)) {
+		snprintf(err, errlen,
+			 "page size %u must be a multiple of %u between %u and %u bytes",
+			 (uint32_t)page_size, PV_SECTOR, PV_MIN_PAGE_SIZE, PV_MAX_PAGE_SIZE);
+		return -1;
+	}
+	c->page_size = (uint32_t)page_size;
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	return 0;
+}
+
+/* The name of an existing volume. A name pv_valid_name refuses was never
+ * created, so it gets the answer a lookup would give. */
+static int parse_volume_name(json_t *args, struct control_cmd *c, char *err, size_t errlen)
+{
+	const char *name;
+
+	if (arg_string(args, "name", &name, err, errlen) < 0)
+		return -1;
+	if (!pv_valid_name(name, NULL, 0)) {
+		snprintf(err, errlen, "no volume '%s'", name);
+		return -1;
+	}
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	return 0;
+}
+
+static int parse_volume_show(json_t *args, uint64_t max_volume_size, struct control_cmd *c,
+			     char *err, size_t errlen)
+{
+	if (parse_volume_name(args, c, err, errlen) < 0)
+		return -1;
+	c->routing = json_is_true(json_object_get(args, "routing"));
+	return 0;
+}
+
+static int parse_volume_delete(json_t *args, uint64_t max_volume_size, struct control_cmd *c,
+			       char *err, size_t errlen)
+{
+	if (parse_volume_name(args, c, err, errlen) < 0)
+		return -1;
+	c->force = json_is_true(json_object_get(args, "force"));
+	return 0;
+}
+
+static int parse_group_join(json_t *args, uint64_t max_volume_size, struct control_cmd *c,
+			    char *err, size_t errlen)
+{
+	const char *address;
+
+	if (arg_string(args, "address", &address, err, errlen) < 0)
+		return -1;
+	if (strncmp(address, "tcp://", 6) || strlen(address) > CONTROL_MAX_ADDRESS) {
+		snprintf(err, errlen, "address '%s' is not a tcp://HOST:PORT endpoint", address);
+		return -1;
+	}
+	snprintf(c->address, sizeof(c->address), "%s", address);
+	return 0;
+}
+
+/* ---- commands ---- */
+
+static int cmd_status(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
+		      json_t **result, char *err, size_t errlen)
+{
+	*result =
+	    json_pack("{s:i,s:s,s:s,s:I,s:s,s:I,s:s,s:I,s:I,s:I,s:i}", "server_id",
+		      (int)srv->cfg.id, "address", srv->cfg.listen, "version", PV_VERSION_STRING,
+		      "catalog_version", (json_int_t)srv->version, "group_id", srv->group_id,
+		      "uptime_s", (json_int_t)((pv_now_ms() - srv->started_ms) / 1000), "data_dir",
+		      srv->cfg.data_dir, "requests_in_flight", (json_int_t)request_inflight(),
+		      "parts_forwarded_in_flight", (json_int_t)forward_inflight(), "bad_frames",
+		      (json_int_t)ops_bad_frames(), "clients", (int)clients_count());
+	return 0;
+}
+
+static int cmd_volume_create(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
+			     json_t **result, char *err, size_t errlen)
+{
+	if (catalog_volume_create(c->name, c->size, c->page_size, c->servers, c->nservers, ident,
 				  ident_len, err, errlen) < 0)
 		return -1;
 	return 1;
 }
 
-static int cmd_volume_list(const uint8_t *ident, size_t ident_len, json_t *args, json_t **result,
-			   char *err, size_t errlen)
+static int cmd_volume_list(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
+			   json_t **result, char *err, size_t errlen)
 {
 	json_t *a = json_array();
 
@@ -230,38 +305,29 @@ static int cmd_volume_list(const uint8_t *ident, size_t ident_len, json_t *args,
 	return 0;
 }
 
-static int cmd_volume_show(const uint8_t *ident, size_t ident_len, json_t *args, json_t **result,
-			   char *err, size_t errlen)
+static int cmd_volume_show(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
+			   json_t **result, char *err, size_t errlen)
 {
-	const char *name;
-	struct volume *v;
+	struct volume *v = catalog_volume(c->name);
 
-	if (arg_string(args, "name", &name, err, errlen) < 0)
-		return -1;
-	v = catalog_volume(name);
 	if (!v) {
-		snprintf(err, errlen, "no volume '%s'", name);
+		snprintf(err, errlen, "no volume '%s'", c->name);
 		return -1;
 	}
-	*result = control_volume_json(v, json_is_true(json_object_get(args, "routing")));
+	*result = control_volume_json(v, c->routing);
 	return 0;
 }
 
-static int cmd_volume_delete(const uint8_t *ident, size_t ident_len, json_t *args, json_t **result,
-			     char *err, size_t errlen)
+static int cmd_volume_delete(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
+			     json_t **result, char *err, size_t errlen)
 {
-	const char *name;
-
-	if (arg_string(args, "name", &name, err, errlen) < 0)
-		return -1;
-	if (catalog_volume_delete(name, json_is_true(json_object_get(args, "force")), ident,
-				  ident_len, err, errlen) < 0)
+	if (catalog_volume_delete(c->name, c->force, ident, ident_len, err, errlen) < 0)
 		return -1;
 	return 1;
 }
 
-static int cmd_group_init(const uint8_t *ident, size_t ident_len, json_t *args, json_t **result,
-			  char *err, size_t errlen)
+static int cmd_group_init(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
+			  json_t **result, char *err, size_t errlen)
 {
 	/* every server starts as a group of one; init confirms it */
 	if (srv->nmembers > 1) {
@@ -273,39 +339,78 @@ static int cmd_group_init(const uint8_t *ident, size_t ident_len, json_t *args, 
 	return 0;
 }
 
-static int cmd_group_join(const uint8_t *ident, size_t ident_len, json_t *args, json_t **result,
-			  char *err, size_t errlen)
+static int cmd_group_join(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
+			  json_t **result, char *err, size_t errlen)
 {
-	const char *address;
-
-	if (arg_string(args, "address", &address, err, errlen) < 0)
-		return -1;
-	if (strncmp(address, "tcp://", 6) || strlen(address) > 200) {
-		snprintf(err, errlen, "address '%s' is not a tcp://HOST:PORT endpoint", address);
-		return -1;
-	}
-	if (catalog_join_start(address, ident, ident_len, err, errlen) < 0)
+	if (catalog_join_start(c->address, ident, ident_len, err, errlen) < 0)
 		return -1;
 	return 1;
 }
 
-static int cmd_group_show(const uint8_t *ident, size_t ident_len, json_t *args, json_t **result,
-			  char *err, size_t errlen)
+static int cmd_group_show(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
+			  json_t **result, char *err, size_t errlen)
 {
 	*result = control_group_json();
 	return 0;
 }
 
-static const struct cmd_row commands[] = {
-    {"status", cmd_status},
-    {"volume.create", cmd_volume_create},
-    {"volume.list", cmd_volume_list},
-    {"volume.show", cmd_volume_show},
-    {"volume.delete", cmd_volume_delete},
-    {"group.init", cmd_group_init},
-    {"group.join", cmd_group_join},
-    {"group.show", cmd_group_show},
+static const struct cmd_row commands[CONTROL_NCMDS] = {
+    [CONTROL_STATUS] = {"status", NULL, cmd_status},
+    [CONTROL_VOLUME_CREATE] = {"volume.create", parse_volume_create, cmd_volume_create},
+    [CONTROL_VOLUME_LIST] = {"volume.list", NULL, cmd_volume_list},
+    [CONTROL_VOLUME_SHOW] = {"volume.show", parse_volume_show, cmd_volume_show},
+    [CONTROL_VOLUME_DELETE] = {"volume.delete", parse_volume_delete, cmd_volume_delete},
+    [CONTROL_GROUP_INIT] = {"group.init", NULL, cmd_group_init},
+    [CONTROL_GROUP_JOIN] = {"group.join", parse_group_join, cmd_group_join},
+    [CONTROL_GROUP_SHOW] = {"group.show", NULL, cmd_group_show},
 };
+
+/* ---- decoding a request (pure) ---- */
+
+int control_parse(const void *buf, size_t len, uint64_t max_volume_size, struct control_cmd *out,
+		  char *err, size_t errlen)
+{
+	json_t *req, *args;
+	json_error_t jerr;
+	const char *name;
+	int rc = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (len > CONTROL_MAX_REQUEST) {
+		snprintf(err, errlen, "request larger than %d bytes", CONTROL_MAX_REQUEST);
+		return -1;
+	}
+	req = json_loadb(buf, len, 0, &jerr);
+	if (!req || !json_is_object(req) || !json_is_string(json_object_get(req, "cmd"))) {
+		snprintf(err, errlen, "request is not a JSON object with a 'cmd'");
+		goto out;
+	}
+	name = json_string_value(json_object_get(req, "cmd"));
+	args = json_object_get(req, "args");
+	if (args && !json_is_object(args)) {
+		snprintf(err, errlen, "'args' must be an object");
+		goto out;
+	}
+	for (out->op = 0; out->op < CONTROL_NCMDS; out->op++)
+		if (!strcmp(commands[out->op].name, name))
+			break;
+	if (out->op == CONTROL_NCMDS) {
+		snprintf(err, errlen, "unknown command '%.64s'", name);
+		goto out;
+	}
+	out->cmd = commands[out->op].name;
+	if (commands[out->op].parse) {
+		json_t *none = args ? NULL : json_object();
+
+		rc = commands[out->op].parse(args ? args : none, max_volume_size, out, err, errlen);
+		json_decref(none);
+	} else {
+		rc = 0;
+	}
+out:
+	json_decref(req);
+	return rc;
+}
 
 /* ---- socket ---- */
 
@@ -383,11 +488,12 @@ void control_input(void)
 	for (int k = 0; k < 64; k++) {
 		zmq_msg_t frames[4];
 		size_t n = 0;
-		int more = 1;
-		json_t *req = NULL, *result = NULL;
-		json_error_t jerr;
+		int more = 1, rc;
+		json_t *result = NULL;
+		struct control_cmd cmd;
 		char err[PV_MAX_MESSAGE] = "";
-		const char *name = NULL;
+		const uint8_t *ident;
+		size_t ident_len;
 
 		while (more) {
 			zmq_msg_t *f = &frames[n < 4 ? n : 3];
@@ -412,50 +518,23 @@ void control_input(void)
 			pv_warn("control: malformed request ignored");
 			goto next;
 		}
-		req = json_loadb(zmq_msg_data(&frames[2]), zmq_msg_size(&frames[2]), 0, &jerr);
-		if (!req || !json_is_object(req) || !json_is_string(json_object_get(req, "cmd"))) {
-			control_reply(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), 0, NULL,
-				      "request is not a JSON object with a 'cmd'");
+		ident = zmq_msg_data(&frames[0]);
+		ident_len = zmq_msg_size(&frames[0]);
+		if (control_parse(zmq_msg_data(&frames[2]), zmq_msg_size(&frames[2]),
+				  srv->cfg.max_volume_size, &cmd, err, sizeof(err)) < 0) {
+			if (cmd.cmd) /* a known command with bad arguments */
+				pv_info("control: %s refused: %s", cmd.cmd, err);
+			control_reply(ident, ident_len, 0, NULL, err);
 			goto next;
 		}
-		name = json_string_value(json_object_get(req, "cmd"));
-		json_t *args = json_object_get(req, "args");
-
-		if (!args)
-			args = json_object();
-		else
-			json_incref(args);
-		if (!json_is_object(args)) {
-			control_reply(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), 0, NULL,
-				      "'args' must be an object");
-			json_decref(args);
-			goto next;
+		rc = commands[cmd.op].fn(ident, ident_len, &cmd, &result, err, sizeof(err));
+		if (rc == 0) {
+			control_reply(ident, ident_len, 1, result, NULL);
+		} else if (rc < 0) {
+			pv_info("control: %s refused: %s", cmd.cmd, err);
+			control_reply(ident, ident_len, 0, NULL, err);
 		}
-		size_t i;
-
-		for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-			if (!strcmp(commands[i].name, name))
-				break;
-		if (i == sizeof(commands) / sizeof(commands[0])) {
-			snprintf(err, sizeof(err), "unknown command '%.64s'", name);
-			control_reply(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), 0, NULL,
-				      err);
-		} else {
-			int rc = commands[i].fn(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]),
-						args, &result, err, sizeof(err));
-
-			if (rc == 0)
-				control_reply(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), 1,
-					      result, NULL);
-			else if (rc < 0) {
-				pv_info("control: %s refused: %s", name, err);
-				control_reply(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), 0,
-					      NULL, err);
-			}
-		}
-		json_decref(args);
 	next:
-		json_decref(req);
 		for (size_t j = 0; j < n; j++)
 			zmq_msg_close(&frames[j]);
 	}

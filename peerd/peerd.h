@@ -355,6 +355,43 @@ int control_open(void);
 void control_close(void);
 /* Handles one message on the control socket. */
 void control_input(void);
+/* The control commands (docs/control-protocol.md). */
+enum control_op {
+	CONTROL_STATUS,
+	CONTROL_VOLUME_CREATE,
+	CONTROL_VOLUME_LIST,
+	CONTROL_VOLUME_SHOW,
+	CONTROL_VOLUME_DELETE,
+	CONTROL_GROUP_INIT,
+	CONTROL_GROUP_JOIN,
+	CONTROL_GROUP_SHOW,
+	CONTROL_NCMDS
+};
+#define CONTROL_MAX_ADDRESS 200 /* group.join address length */
+/* A control request as control_parse checked it: every limit that needs no
+ * server state holds (whether the volume exists, the servers are members,
+ * the space suffices is checked when the command runs). Fields the command
+ * does not take are zero. */
+struct control_cmd {
+	enum control_op op;
+	const char *cmd;		     /* its name, static ("volume.create") */
+	char name[PV_MAX_NAME + 1];	     /* volume.create/show/delete: pv_valid_name */
+	uint64_t size;			     /* volume.create: pv_valid_volume_size */
+	uint32_t page_size;		     /* volume.create: 0 (default), or a multiple of
+						PV_SECTOR in [PV_MIN_PAGE_SIZE, PV_MAX_PAGE_SIZE] */
+	uint32_t servers[PEERD_MAX_MEMBERS]; /* volume.create: ids > 0; none: all */
+	size_t nservers;
+	int routing;			       /* volume.show: 0/1 */
+	int force;			       /* volume.delete: 0/1 */
+	char address[CONTROL_MAX_ADDRESS + 1]; /* group.join: "tcp://..." */
+};
+/* Decodes one request frame (JSON) into out, checking its arguments; volume
+ * sizes up to max_volume_size. Pure: no server state, sockets or disk.
+ * Returns 0, or -1 with the error text the client gets in err (errlen > 0);
+ * out->cmd is then the command's name if its arguments were refused, else
+ * NULL. */
+int control_parse(const void *buf, size_t len, uint64_t max_volume_size, struct control_cmd *out,
+		  char *err, size_t errlen);
 /* Sends the final answer of a deferred command: ok with result (stolen),
  * or the error. */
 void control_reply(const uint8_t *ident, size_t ident_len, int ok, void *json_result,

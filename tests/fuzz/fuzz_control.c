@@ -1,0 +1,118 @@
+/* fuzz_control.c: libFuzzer target for control_parse (peerd/control.c), the
+ * decoder of the JSON requests peerd takes on its control socket. Any byte
+ * string must give a command or be refused with a message, never crash or
+ * leak. A command must satisfy every limit struct control_cmd promises
+ * (valid name, size > 0 and a multiple of 512 up to the maximum, page size
+ * in range, server ids > 0, a tcp:// address of bounded length, unused
+ * fields zero), and come from a JSON object whose "cmd" is its name. A
+ * refusal must leave a non-empty message terminated inside the buffer.
+ * srv stays NULL: control_parse touching server state crashes the run. */
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "peerd.h"
+
+struct server *srv; /* defined by peerd/main.c, which is not linked here */
+
+#define MAX_SIZE (64ull << 40) /* peerd's default --max-volume-size */
+
+/* Stops the run on a broken property; libFuzzer saves the input. */
+#define REQUIRE(cond)                                                                              \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "fuzz_control: %s:%d: %s\n", __FILE__, __LINE__, #cond);   \
+			abort();                                                                   \
+		}                                                                                  \
+	} while (0)
+
+static const char *const names[CONTROL_NCMDS] = {
+    [CONTROL_STATUS] = "status",
+    [CONTROL_VOLUME_CREATE] = "volume.create",
+    [CONTROL_VOLUME_LIST] = "volume.list",
+    [CONTROL_VOLUME_SHOW] = "volume.show",
+    [CONTROL_VOLUME_DELETE] = "volume.delete",
+    [CONTROL_GROUP_INIT] = "group.init",
+    [CONTROL_GROUP_JOIN] = "group.join",
+    [CONTROL_GROUP_SHOW] = "group.show",
+};
+
+/* Whether a string field is empty (its termination is checked apart). */
+static int empty(const char *s)
+{
+	return s[0] == '\0';
+}
+
+static void check_command(const struct control_cmd *c, const uint8_t *data, size_t size)
+{
+	json_t *req;
+
+	REQUIRE((unsigned)c->op < CONTROL_NCMDS);
+	REQUIRE(c->cmd != NULL && strcmp(c->cmd, names[c->op]) == 0);
+	REQUIRE(memchr(c->name, 0, sizeof(c->name)) != NULL);
+	REQUIRE(memchr(c->address, 0, sizeof(c->address)) != NULL);
+	REQUIRE(c->routing == 0 || c->routing == 1);
+	REQUIRE(c->force == 0 || c->force == 1);
+	REQUIRE(c->nservers <= PEERD_MAX_MEMBERS);
+
+	switch (c->op) {
+	case CONTROL_VOLUME_CREATE:
+		REQUIRE(pv_valid_name(c->name, NULL, 0));
+		REQUIRE(c->size > 0 && c->size % PV_SECTOR == 0 && c->size <= MAX_SIZE);
+		REQUIRE(pv_valid_volume_size(c->size, MAX_SIZE, NULL, 0));
+		REQUIRE(c->page_size == 0 ||
+			(c->page_size % PV_SECTOR == 0 && c->page_size >= PV_MIN_PAGE_SIZE &&
+			 c->page_size <= PV_MAX_PAGE_SIZE));
+		for (size_t i = 0; i < c->nservers; i++)
+			REQUIRE(c->servers[i] > 0);
+		REQUIRE(empty(c->address) && !c->routing && !c->force);
+		break;
+	case CONTROL_VOLUME_SHOW:
+	case CONTROL_VOLUME_DELETE:
+		REQUIRE(pv_valid_name(c->name, NULL, 0));
+		REQUIRE(c->op == CONTROL_VOLUME_SHOW || !c->routing);
+		REQUIRE(c->op == CONTROL_VOLUME_DELETE || !c->force);
+		REQUIRE(c->size == 0 && c->page_size == 0 && c->nservers == 0 && empty(c->address));
+		break;
+	case CONTROL_GROUP_JOIN:
+		REQUIRE(strncmp(c->address, "tcp://", 6) == 0);
+		REQUIRE(strlen(c->address) <= CONTROL_MAX_ADDRESS);
+		REQUIRE(empty(c->name) && c->size == 0 && c->page_size == 0 && c->nservers == 0);
+		REQUIRE(!c->routing && !c->force);
+		break;
+	default: /* no arguments */
+		REQUIRE(empty(c->name) && empty(c->address) && c->size == 0 && c->page_size == 0);
+		REQUIRE(c->nservers == 0 && !c->routing && !c->force);
+		break;
+	}
+
+	/* accepted only a JSON object whose "cmd" names the command */
+	req = json_loadb((const char *)data, size, 0, NULL);
+	REQUIRE(json_is_object(req));
+	REQUIRE(json_is_string(json_object_get(req, "cmd")));
+	REQUIRE(strcmp(json_string_value(json_object_get(req, "cmd")), c->cmd) == 0);
+	json_decref(req);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct control_cmd c;
+	char err[PV_MAX_MESSAGE];
+	int rc;
+
+	memset(&c, 0xa5, sizeof(c)); /* stale fields must not survive */
+	memset(err, 'x', sizeof(err));
+	rc = control_parse(data, size, MAX_SIZE, &c, err, sizeof(err));
+	REQUIRE(rc == 0 || rc == -1);
+	if (rc == 0) {
+		check_command(&c, data, size);
+		return 0;
+	}
+	REQUIRE(memchr(err, 0, sizeof(err)) != NULL);
+	REQUIRE(err[0] != '\0');
+	REQUIRE(c.cmd == NULL ||
+		((unsigned)c.op < CONTROL_NCMDS && strcmp(c.cmd, names[c.op]) == 0));
+	return 0;
+}
