@@ -57,6 +57,7 @@ struct call {
 	uint64_t length;
 	uint32_t flags;
 	zmq_msg_t data;	     /* WRITE only: the bytes */
+	void *slot;	     /* WRITE: the shared memory slot data lies in, or NULL */
 	struct call *next;   /* submission queue; guarded by client.lock */
 	unsigned parts_left; /* client thread only */
 	int err;	     /* first error of a part; client thread only */
@@ -73,6 +74,8 @@ struct server {
 	uint64_t last_rx_ms;	/* when anything last came back */
 	uint64_t next_ping_ms;
 	int version_logged;
+	int shm;	/* enum shm_state: whether it mapped our shared memory */
+	int shm_logged; /* the outcome of the first attach was logged */
 	struct server *next;
 };
 
@@ -90,7 +93,11 @@ struct part {
 	struct part *hnext;	  /* hash chain */
 	struct part *prev, *next; /* list of all parts */
 	struct part *wnext;	  /* waiting list */
+	void *slot;		  /* READ: shared memory slot for the data, or NULL */
+	int shm_sent;		  /* in flight with PV_F_SHM: srv may touch the slot */
 };
+
+enum shm_state { SHM_NONE, SHM_PENDING, SHM_ON, SHM_REFUSED };
 
 struct member {
 	uint32_t id;
@@ -117,6 +124,7 @@ struct client {
 	size_t n_group;
 	uint64_t timeout_ms;
 	uint64_t client_id;
+	int shm; /* offer the shared memory (shm.c) to servers */
 	void *zctx;
 	int efd;
 	pthread_t thread;
@@ -305,6 +313,8 @@ static int server_disconnected(struct server *s)
 	}
 }
 
+static void send_attach(struct client *c, struct server *s);
+
 /* The server at address, connected on first use; NULL if that fails. */
 static struct server *server_get(struct client *c, const char *address)
 {
@@ -331,6 +341,7 @@ static struct server *server_get(struct client *c, const char *address)
 	s->next = c->servers;
 	c->servers = s;
 	pv_debug("connected to %s", address);
+	send_attach(c, s);
 	return s;
 }
 
@@ -424,10 +435,31 @@ static void part_unsend(struct part *p)
 	}
 }
 
+/* The slot p's data is in: its own (READ) or its call's (WRITE). */
+static void *part_slot(const struct part *p)
+{
+	return p->op == PV_OP_READ ? p->slot : p->op == PV_OP_WRITE ? p->call->slot : NULL;
+}
+
+/* p's server may still touch p's slot (p was abandoned while it had it):
+ * the slot is never used again. */
+static void part_abandon_slot(struct part *p)
+{
+	if (!p->shm_sent)
+		return;
+	shm_slot_quarantine(part_slot(p));
+	p->shm_sent = 0;
+	if (p->op == PV_OP_READ)
+		p->slot = NULL;
+}
+
 static void part_free(struct client *c, struct part *p)
 {
 	struct part **pp;
 
+	part_abandon_slot(p);
+	if (p->slot)
+		shm_slot_put(p->slot);
 	part_unsend(p);
 	for (pp = &c->hash[p->req_id & (HASH_SIZE - 1)]; *pp; pp = &(*pp)->hnext)
 		if (*pp == p) {
@@ -530,7 +562,16 @@ static void part_send(struct client *c, struct part *p, struct server *s)
 	h.catalog_version = c->cat_version;
 	if (p->call)
 		h.flags = p->call->flags;
-	if (p->op == PV_OP_WRITE) {
+	if (s->shm == SHM_ON && p->op == PV_OP_READ && p->length >= FUSED_SHM_MIN && !p->slot)
+		p->slot = shm_slot_get(); /* NULL when all are in use: by socket */
+	if (s->shm == SHM_ON && part_slot(p)) {
+		/* the server takes the data from our memory (WRITE) or puts it
+		 * there (READ) */
+		h.flags |= PV_F_SHM;
+		h.shm_offset = p->op == PV_OP_WRITE ? shm_offset(zmq_msg_data(&p->call->data))
+						    : shm_offset(p->slot);
+		rc = wire_send(s->sock, NULL, 0, &h, NULL);
+	} else if (p->op == PV_OP_WRITE) {
 		zmq_msg_init(&m);
 		if (zmq_msg_copy(&m, &p->call->data) < 0) { /* shares the buffer */
 			pv_err("zmq_msg_copy: %s", zmq_strerror(errno));
@@ -550,8 +591,55 @@ static void part_send(struct client *c, struct part *p, struct server *s)
 		return;
 	}
 	p->srv = s;
+	p->shm_sent = (h.flags & PV_F_SHM) != 0;
 	if (s->outstanding++ == 0)
 		s->wait_start_ms = pv_now_ms();
+}
+
+/* Sends a session request (PING, SHM_ATTACH) with body to s as a part of
+ * its own, answered in handle_reply; 0, or -1 (not sent, logged at debug). */
+static int send_session_op(struct client *c, struct server *s, uint32_t op,
+			   const ProtobufCMessage *body)
+{
+	struct part *p = part_new(c, op, NULL, NULL, 0, 0, 2 * FUSED_DEAD_MS);
+	Pv__Header h;
+
+	if (!p)
+		return -1;
+	wire_header_init(&h);
+	h.op = op;
+	h.req_id = p->req_id;
+	h.client_id = c->client_id;
+	h.catalog_version = c->cat_version;
+	if (wire_send_body(s->sock, NULL, 0, &h, body) < 0) {
+		pv_debug("cannot send %s to %s: %s", wire_op_name(op), s->address,
+			 zmq_strerror(errno));
+		part_free(c, p);
+		return -1;
+	}
+	p->srv = s;
+	if (s->outstanding++ == 0)
+		s->wait_start_ms = pv_now_ms();
+	return 0;
+}
+
+/* Offers s our shared memory (PV_OP_SHM_ATTACH) if we have some; the reply
+ * sets s->shm. */
+static void send_attach(struct client *c, struct server *s)
+{
+	Pv__ShmAttach a = PV__SHM_ATTACH__INIT;
+	const uint8_t *token;
+	const char *path;
+
+	s->shm = SHM_NONE;
+	if (!c->shm || !shm_enabled() || !s->sock)
+		return;
+	shm_describe(&path, &a.size, &token);
+	a.path = (char *)path;
+	a.token.data = (uint8_t *)token;
+	a.token.len = PV_SHM_TOKEN;
+	if (send_session_op(c, s, PV_OP_SHM_ATTACH, &a.base) == 0)
+		s->shm = SHM_PENDING;
 }
 
 /* ---- catalog ---------------------------------------------------------- */
@@ -776,8 +864,6 @@ static void send_ping(struct client *c, struct server *s)
 	Pv__ClientState st = PV__CLIENT_STATE__INIT;
 	char *names[64];
 	size_t n = 0;
-	struct part *p;
-	Pv__Header h;
 
 	if (!s->sock)
 		return;
@@ -790,31 +876,27 @@ static void send_ping(struct client *c, struct server *s)
 	}
 	st.n_open_volumes = n;
 	st.open_volumes = names;
-	p = part_new(c, PV_OP_PING, NULL, NULL, 0, 0, 2 * FUSED_DEAD_MS);
-	if (!p)
-		return;
-	wire_header_init(&h);
-	h.op = PV_OP_PING;
-	h.req_id = p->req_id;
-	h.client_id = c->client_id;
-	h.catalog_version = c->cat_version;
-	if (wire_send_body(s->sock, NULL, 0, &h, &st.base) < 0) {
-		pv_debug("cannot send PING to %s: %s", s->address, zmq_strerror(errno));
-		part_free(c, p);
-		return;
-	}
-	p->srv = s;
-	if (s->outstanding++ == 0)
-		s->wait_start_ms = pv_now_ms();
-	s->next_ping_ms = pv_now_ms() + FUSED_PING_MS;
+	if (send_session_op(c, s, PV_OP_PING, &st.base) == 0)
+		s->next_ping_ms = pv_now_ms() + FUSED_PING_MS;
 }
 
 /* ---- replies ---------------------------------------------------------- */
 
-static void reply_read(struct client *c, struct part *p, zmq_msg_t *data, int extra)
+static void reply_read(struct client *c, struct part *p, const Pv__Header *h, zmq_msg_t *data,
+		       int extra, int in_shm)
 {
 	struct call *call = p->call;
+	void *slot = p->slot;
 
+	if (in_shm && !data && !extra && (h->flags & PV_F_SHM)) {
+		/* peerd put the data into our slot */
+		p->slot = NULL;
+		part_free(c, p);
+		fuse_reply_buf(call->req, slot, call->length);
+		shm_slot_put(slot);
+		call_free(call);
+		return;
+	}
 	if (!data || extra || zmq_msg_size(data) != p->length) {
 		if (warn_allowed(c))
 			pv_warn("READ of volume %s at %llu: reply carries %zu bytes, wanted %u",
@@ -834,7 +916,7 @@ static void handle_reply(struct client *c, struct server *s, zmq_msg_t *hdr, zmq
 	Pv__Header *h;
 	struct part *p;
 	char err[256];
-	int st, e;
+	int st, e, in_shm;
 	uint64_t now = pv_now_ms();
 
 	st = wire_header_decode(zmq_msg_data(hdr), zmq_msg_size(hdr), &h, err, sizeof(err));
@@ -860,8 +942,10 @@ static void handle_reply(struct client *c, struct server *s, zmq_msg_t *hdr, zmq
 		goto out;
 	}
 	part_unsend(p);
+	in_shm = p->shm_sent;
+	p->shm_sent = 0; /* it answered: done with the slot */
 	if (h->status != PV_ST_OK && h->status != PV_ST_BUSY && h->status != PV_ST_MOVED &&
-	    h->status != PV_ST_UNAVAILABLE)
+	    h->status != PV_ST_UNAVAILABLE && h->status != PV_ST_NO_SHM)
 		pv_debug("%s #%llu of '%s' at %llu: %s%s%s", wire_op_name(p->op),
 			 (unsigned long long)p->req_id, p->volume, (unsigned long long)p->offset,
 			 wire_status_name(h->status), h->message[0] ? ": " : "", h->message);
@@ -871,6 +955,21 @@ static void handle_reply(struct client *c, struct server *s, zmq_msg_t *hdr, zmq
 		if (h->status == PV_ST_OK && h->catalog_version &&
 		    h->catalog_version != c->cat_version)
 			request_catalog(c, CATALOG_TIMEOUT_MS);
+		goto out;
+	}
+	if (p->op == PV_OP_SHM_ATTACH) {
+		part_free(c, p);
+		s->shm = h->status == PV_ST_OK ? SHM_ON : SHM_REFUSED;
+		if (!s->shm_logged) {
+			if (s->shm == SHM_ON)
+				pv_info("server %s is on this host: block data goes through shared "
+					"memory",
+					s->address);
+			else
+				pv_info("server %s: block data goes by socket (shared memory: %s)",
+					s->address, h->message[0] ? h->message : "refused");
+		}
+		s->shm_logged = 1;
 		goto out;
 	}
 	if (p->op == PV_OP_CATALOG) {
@@ -890,9 +989,15 @@ static void handle_reply(struct client *c, struct server *s, zmq_msg_t *hdr, zmq
 	switch (h->status) {
 	case PV_ST_OK:
 		if (p->op == PV_OP_READ)
-			reply_read(c, p, data, extra);
+			reply_read(c, p, h, data, extra, in_shm);
 		else
 			part_done(c, p, 0);
+		break;
+	case PV_ST_NO_SHM: /* it forgot our memory (restarted, or unused a while) */
+		pv_debug("server %s: %s", s->address, h->message);
+		if (s->shm != SHM_PENDING)
+			send_attach(c, s);
+		part_wait(c, p, now); /* by socket until the attach is answered */
 		break;
 	case PV_ST_MOVED: {
 		const struct member *m = member_find(c, h->new_owner);
@@ -983,6 +1088,7 @@ static void server_reconnect(struct client *c, struct server *s, uint64_t now, c
 
 	server_close(s);
 	server_open(c, s);
+	s->shm = SHM_NONE;
 	s->wait_start_ms = now;
 	s->last_rx_ms = now;
 	for (size_t i = 0; i < c->n_vols; i++) {
@@ -999,13 +1105,15 @@ static void server_reconnect(struct client *c, struct server *s, uint64_t now, c
 		if (p->srv != s)
 			continue;
 		part_unsend(p);
-		if (!p->call) { /* pings and catalog requests are not re-sent */
+		if (!p->call) { /* pings, catalog and attach requests are not re-sent */
 			part_done(c, p, EIO);
 			continue;
 		}
+		part_abandon_slot(p);
 		part_send(c, p, NULL);
 		resent++;
 	}
+	send_attach(c, s);
 	pv_warn("server %s: %s with %u requests outstanding; reconnected, %u re-sent, %u "
 		"volumes moved to another holder",
 		s->address, why, inflight, resent, moved);
@@ -1296,6 +1404,13 @@ static void free_taken(void *data, void *hint)
 	free(hint);
 }
 
+/* ... and for a shared memory slot */
+static void put_slot(void *data, void *hint)
+{
+	(void)data;
+	shm_slot_put(hint);
+}
+
 void client_write(struct client *c, fuse_req_t req, const char *volume, uint64_t off,
 		  const void *buf, uint32_t len, uint32_t flags)
 {
@@ -1307,9 +1422,14 @@ void client_write(struct client *c, fuse_req_t req, const char *volume, uint64_t
 
 	if (owned) {
 		/* the FUSE receive buffer travels with the message: no copy */
-		if (zmq_msg_init_data(&call->data, (void *)buf, len, free_taken, owned) < 0) {
+		call->slot = shm_slot_of(owned);
+		if (zmq_msg_init_data(&call->data, (void *)buf, len,
+				      call->slot ? put_slot : free_taken, owned) < 0) {
 			pv_err("cannot make a message for a write: %s", zmq_strerror(errno));
-			free(owned);
+			if (call->slot)
+				shm_slot_put(owned);
+			else
+				free(owned);
 			fuse_reply_err(req, ENOMEM);
 			free(call);
 			return;
@@ -1475,6 +1595,7 @@ struct client *client_new(const struct client_options *opt)
 	c->q_tail = &c->q_head;
 	c->next_req_id = 1;
 	c->timeout_ms = (uint64_t)opt->timeout_s * 1000;
+	c->shm = opt->shm;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

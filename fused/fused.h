@@ -28,12 +28,16 @@
 #define FUSED_DEAD_MS	      3000	   /* ms of silence with work outstanding = dead */
 #define FUSED_CONNECT_MS      3000	   /* ms to wait for each address at start */
 #define FUSED_UNAVAILABLE_MS  200	   /* ms before retrying an UNAVAILABLE request */
+#define FUSED_SHM_MIN	      (32u << 10)  /* smaller IO goes by socket: a slot is 1 MiB */
+#define FUSED_SHM_SLOTS	      64	   /* default --shm-slots */
+#define SHM_SLOT	      (FUSED_MAX_IO + (64u << 10)) /* >= libfuse's read buffer */
 
 /* Options of the client part, filled by main.c. */
 struct client_options {
 	char **group; /* server addresses (--group), n_group entries */
 	size_t n_group;
 	unsigned timeout_s; /* per-request deadline (--timeout) */
+	int shm;	    /* offer shared memory to servers on this host */
 };
 
 /* A volume as the file system shows it (a copy; owned by the caller). */
@@ -95,6 +99,28 @@ int client_volume_get(struct client *c, const char *name, struct volume_attr *ou
 /* Copies the volume list into a new array (*out, free() it) of *n entries;
  * 0 or -1 (out of memory). */
 int client_volume_list(struct client *c, struct volume_attr **out, size_t *n);
+
+/* shm.c */
+
+/* Creates the shared memory with slots slots of SHM_SLOT bytes (0: none).
+ * 0, or -1 (logged; fused goes on without it). Before any thread. */
+int shm_init(unsigned slots);
+void shm_destroy(void);
+int shm_enabled(void);
+/* What a server needs to map it: /proc path, size, token (first bytes). */
+void shm_describe(const char **path, uint64_t *size, const uint8_t **token);
+/* A free slot (SHM_SLOT bytes), or NULL if none is free or there is no
+ * shared memory. Any thread. */
+void *shm_slot_get(void);
+/* Returns a slot from shm_slot_get; ignored for quarantined slots and
+ * pointers outside the shared memory. Any thread. */
+void shm_slot_put(void *slot);
+/* Never hands the slot holding p out again (a server may still use it). */
+void shm_slot_quarantine(void *p);
+/* The slot that holds p, or NULL if p is not in the shared memory. */
+void *shm_slot_of(const void *p);
+/* p's offset from the start of the shared memory (p inside it). */
+uint64_t shm_offset(const void *p);
 
 /* loop.c */
 

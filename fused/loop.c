@@ -10,12 +10,19 @@
  * fresh buffer (libfuse allocates one when the fuse_buf has none). One copy
  * of every large write less.
  *
+ * With shared memory (shm.c) the workers read into its slots, so a large
+ * write's data is where a peerd on this host can take it from. A slot must
+ * hold whatever libfuse may read (it passes its own buffer size to read());
+ * each worker's first request is read into a buffer libfuse allocates, and
+ * slots are used only if that buffer is no larger than a slot.
+ *
  * Signals: the workers block them; the handlers (SIGTERM, SIGINT, SIGHUP)
  * end the session and wake the main thread, which stops the workers
  * (pthread_cancel; a worker cannot be cancelled while it runs a callback,
  * only while it waits in read()) and returns.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -25,7 +32,6 @@
 #include "fused.h"
 #include "pvlog.h"
 
-#define TAKE_MIN (32u << 10) /* smaller writes are copied: a buffer is 1 MiB */
 
 struct worker {
 	pthread_t thread;
@@ -36,45 +42,73 @@ static struct fuse_session *loop_se;
 static sem_t loop_wake;
 static volatile sig_atomic_t loop_signal;
 static __thread struct fuse_buf *cur_buf; /* the calling worker's receive buffer */
+static __thread void *loop_taken;	   /* what loop_take_buffer last handed out */
+static int slots_fit = -1; /* whether libfuse's buffer fits a slot; -1: not known yet */
 
 void *loop_take_buffer(const void *ptr, size_t len)
 {
 	struct fuse_buf *b = cur_buf;
 	const char *p = ptr, *base;
 
-	if (!b || !b->mem || len < TAKE_MIN)
+	if (!b || !b->mem || len < FUSED_SHM_MIN)
 		return NULL;
 	base = b->mem;
 	if (p < base || p + len > base + b->size)
 		return NULL;
 	b->mem = NULL; /* the worker's next receive allocates a new one */
+	loop_taken = (void *)base;
 	return (void *)base;
 }
 
-static void free_buf(void *arg)
-{
-	struct fuse_buf *buf = arg;
+struct wbuf {
+	struct fuse_buf buf;
+	void *own; /* the worker's heap buffer (libfuse's), or NULL */
+};
 
-	free(buf->mem);
-	buf->mem = NULL;
+static void release(struct wbuf *w)
+{
+	if (w->buf.mem && w->buf.mem != w->own)
+		shm_slot_put(w->buf.mem);
+	w->buf.mem = NULL;
+}
+
+static void free_wbuf(void *arg)
+{
+	struct wbuf *w = arg;
+
+	release(w);
+	free(w->own);
+	w->own = NULL;
 }
 
 static void *worker_main(void *arg)
 {
-	struct fuse_buf buf;
+	struct wbuf w;
+	struct fuse_buf *b = &w.buf;
 	int res;
 
 	(void)arg;
-	memset(&buf, 0, sizeof(buf));
+	memset(&w, 0, sizeof(w));
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
-	pthread_cleanup_push(free_buf, &buf);
+	pthread_cleanup_push(free_wbuf, &w);
 	while (!fuse_session_exited(loop_se)) {
+		b->mem = __atomic_load_n(&slots_fit, __ATOMIC_RELAXED) == 1 ? shm_slot_get() : NULL;
+		if (!b->mem)
+			b->mem = w.own; /* NULL: libfuse allocates */
 		/* cancellable only while waiting for the kernel */
 		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
-		res = fuse_session_receive_buf(loop_se, &buf);
+		res = fuse_session_receive_buf(loop_se, b);
 		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
-		if (res == -EINTR || res == -EAGAIN)
+		if (!shm_slot_of(b->mem) && b->mem != w.own) {
+			w.own = b->mem; /* libfuse allocated it */
+			if (w.own && __atomic_load_n(&slots_fit, __ATOMIC_RELAXED) < 0)
+				__atomic_store_n(&slots_fit, malloc_usable_size(w.own) <= SHM_SLOT,
+						 __ATOMIC_RELAXED);
+		}
+		if (res == -EINTR || res == -EAGAIN) {
+			release(&w);
 			continue;
+		}
 		if (res <= 0) {
 			if (res < 0) {
 				errno = -res;
@@ -83,9 +117,15 @@ static void *worker_main(void *arg)
 			fuse_session_exit(loop_se); /* 0: unmounted */
 			break;
 		}
-		cur_buf = &buf;
-		fuse_session_process_buf(loop_se, &buf);
+		cur_buf = b;
+		fuse_session_process_buf(loop_se, b);
 		cur_buf = NULL;
+		if (!b->mem) { /* taken with a write */
+			if (!shm_slot_of(loop_taken))
+				w.own = NULL;
+		} else {
+			release(&w);
+		}
 	}
 	pthread_cleanup_pop(1);
 	sem_post(&loop_wake);

@@ -39,6 +39,7 @@ struct options {
 	unsigned timeout_s;
 	unsigned max_background;
 	unsigned threads;
+	unsigned shm_slots;
 	int foreground;
 	int mlock;
 	int debug;
@@ -65,6 +66,10 @@ static void usage(FILE *f)
 		"  -b, --max-background N      FUSE requests the kernel keeps in flight\n"
 		"                              (1..65535, default %u)\n"
 		"  -T, --threads N             FUSE worker threads (default %u)\n"
+		"  -S, --shm-slots N           shared memory for servers on this host: N\n"
+		"                              slots of 1 MiB + 64 KiB, one per request of\n"
+		"                              32 KiB or more in flight; its block data then\n"
+		"                              skips the socket. 0: off (default %u)\n"
 		"  -m, --mlock                 lock fused's memory in RAM (mlockall), so that\n"
 		"                              writeback through a loop device on this mount\n"
 		"                              never waits for fused to be paged in\n"
@@ -78,7 +83,7 @@ static void usage(FILE *f)
 		"Without -f, fused returns once the mount works and then logs to syslog.\n"
 		"Unmount with 'fusermount3 -u MOUNTPOINT' or 'umount MOUNTPOINT', or send\n"
 		"SIGTERM: requests still outstanding then fail with EIO.\n",
-		DEFAULT_TIMEOUT_S, DEFAULT_MAX_BACKGROUND, DEFAULT_THREADS);
+		DEFAULT_TIMEOUT_S, DEFAULT_MAX_BACKGROUND, DEFAULT_THREADS, FUSED_SHM_SLOTS);
 }
 
 static int parse_uint(const char *opt, const char *s, uint64_t min, uint64_t max, unsigned *out)
@@ -119,6 +124,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 	    {"max-background", required_argument, NULL, 'b'},
 	    {"threads", required_argument, NULL, 'T'},
 	    {"mlock", no_argument, NULL, 'm'},
+	    {"shm-slots", required_argument, NULL, 'S'},
 	    {"foreground", no_argument, NULL, 'f'},
 	    {"debug", no_argument, NULL, 'd'},
 	    {"help", no_argument, NULL, 'h'},
@@ -130,7 +136,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 	o->timeout_s = DEFAULT_TIMEOUT_S;
 	o->max_background = DEFAULT_MAX_BACKGROUND;
 	o->threads = DEFAULT_THREADS;
-	while ((ch = getopt_long(argc, argv, "g:t:b:T:mfdo:hV", longopts, NULL)) != -1) {
+	o->shm_slots = FUSED_SHM_SLOTS;
+	while ((ch = getopt_long(argc, argv, "g:t:b:T:S:mfdo:hV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'g':
 			o->group = optarg;
@@ -146,6 +153,10 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case 'T':
 			if (parse_uint("--threads", optarg, 1, 1024, &o->threads) < 0)
+				return -1;
+			break;
+		case 'S':
+			if (parse_uint("--shm-slots", optarg, 0, 4096, &o->shm_slots) < 0)
 				return -1;
 			break;
 		case 'm':
@@ -318,6 +329,8 @@ int main(int argc, char **argv)
 		pv_err("--mlock: cannot lock fused's memory: %m");
 		goto out_args;
 	}
+	/* after the fork: servers find it through this process's /proc */
+	copt.shm = o.shm_slots && shm_init(o.shm_slots) == 0;
 	client = client_new(&copt);
 	if (!client)
 		goto out_args;
@@ -367,6 +380,7 @@ out_fs:
 out_client:
 	client_destroy(&client);
 out_args:
+	shm_destroy();
 	fuse_opt_free_args(&args);
 	if (ready_fd >= 0)
 		close(ready_fd); /* the parent reads EOF and exits 1 */

@@ -43,6 +43,9 @@
 
 /* Header.flags bits. */
 #define PV_F_FUA 0x1u /* WRITE: durable before the reply (force unit access) */
+#define PV_F_SHM 0x2u /* READ/WRITE from a client: the data is in the client's \
+		       * shared memory at shm_offset, not in a data frame */
+#define PV_SHM_TOKEN 16u /* bytes of pv.ShmAttach.token */
 
 /* Operations. Requests and their replies carry the same op. */
 enum pv_op {
@@ -55,6 +58,7 @@ enum pv_op {
 	/* client session: fused -> server */
 	PV_OP_CATALOG = 16, /* reply body: pv.Catalog with holders filled in */
 	PV_OP_PING = 17,    /* body: pv.ClientState; reply: catalog_version */
+	PV_OP_SHM_ATTACH = 18, /* body: pv.ShmAttach; OK: PV_F_SHM may be used */
 
 	/* peers: server -> server */
 	PV_OP_HEARTBEAT = 64,	/* body: pv.Heartbeat; reply: OK */
@@ -79,6 +83,8 @@ enum pv_status {
 	PV_ST_NO_SPACE = 8,	/* the server's disk is full */
 	PV_ST_UNAVAILABLE = 9,	/* the page's owner is down; retry */
 	PV_ST_REFUSED = 10,	/* refused: not a member, conflict, in use */
+	PV_ST_NO_SHM = 11,	/* PV_F_SHM but no shared memory of this client
+				 * is mapped: attach again or send the data */
 	PV_ST__COUNT
 };
 

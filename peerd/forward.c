@@ -92,19 +92,19 @@ int forward_part(struct request *req, uint32_t owner, uint64_t offset, uint64_t 
 	h.volume = req->vol->name;
 	h.offset = offset;
 	h.length = (uint32_t)len;
-	h.flags = req->flags;
+	h.flags = req->flags & ~PV_F_SHM; /* the owner gets the data in the message */
 	h.hops = req->hops + 1;
 	h.client_id = req->client_id;
 	if (req->op != PV_OP_FLUSH)
 		h.epoch = req->vol->epoch[offset / req->vol->page_size];
-	if (with_data && buf_off == 0 && len == zmq_msg_size(&req->data)) {
+	if (with_data && buf_off == 0 && len == zmq_msg_size(&req->data) && !req->shm) {
 		/* the whole write goes to one owner: share the received buffer
 		 * (ZeroMQ counts its references; no copy) */
 		zmq_msg_init(&payload);
 		zmq_msg_copy(&payload, &req->data);
 	} else if (with_data) {
-		/* a slice: one copy, the part must outlive the request's message
-		 * on the peer's queue */
+		/* a slice, or data in a client's shared memory: one copy, the
+		 * part must outlive the request on the peer's queue */
 		if (zmq_msg_init_size(&payload, len) < 0) {
 			free(f);
 			return -1;

@@ -311,6 +311,7 @@ out_workers:
 out_catalog:
 	forward_abort_all();
 	clients_free();
+	shm_free_all();
 	catalog_free();
 out_zmq:
 	if (srv->router)

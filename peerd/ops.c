@@ -83,6 +83,29 @@ static void op_ping(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
 	ops_reply(ident, ident_len, h, PV_ST_OK, NULL, NULL);
 }
 
+static void op_shm_attach(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+			  zmq_msg_t *payload)
+{
+	Pv__ShmAttach *a = NULL;
+	char err[PV_MAX_MESSAGE] = "";
+	int st;
+
+	if (payload)
+		a = (Pv__ShmAttach *)wire_body_decode(&pv__shm_attach__descriptor,
+						      zmq_msg_data(payload), zmq_msg_size(payload));
+	if (!a) {
+		request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
+				     "SHM_ATTACH body missing or does not decode");
+		return;
+	}
+	st = shm_attach(h->client_id, a, err, sizeof(err));
+	if (st != PV_ST_OK)
+		pv_debug("client %016llx: shared memory refused: %s", (unsigned long long)h->client_id,
+			 err);
+	pv__shm_attach__free_unpacked(a, NULL);
+	ops_reply(ident, ident_len, h, st, err, NULL);
+}
+
 static void op_heartbeat(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
 			 zmq_msg_t *payload)
 {
@@ -123,6 +146,7 @@ static const struct op_row ops[] = {
     {PV_OP_TRIM, 0, op_data},
     {PV_OP_CATALOG, 0, op_catalog},
     {PV_OP_PING, 0, op_ping},
+    {PV_OP_SHM_ATTACH, 0, op_shm_attach},
     {PV_OP_HEARTBEAT, 0, op_heartbeat}, /* checks membership itself */
     {PV_OP_CAT_PREPARE, 1, op_catalog_peer},
     {PV_OP_CAT_COMMIT, 1, op_catalog_peer},

@@ -94,7 +94,8 @@ struct request {
 	size_t ident_len;
 	zmq_msg_t data; /* WRITE payload */
 	int has_data;
-	uint8_t *buf;	 /* READ result, length bytes */
+	uint8_t *buf;	 /* READ result, length bytes (malloc'd, or in shm) */
+	struct shm_region *shm; /* PV_F_SHM: the client's memory holds the data */
 	zmq_msg_t reply; /* READ result as one owner's message (no copy) */
 	int has_reply;
 	int pending; /* parts not yet done */
@@ -318,6 +319,23 @@ uint32_t clients_count(void);
 /* Drops clients not seen for PEERD_CLIENT_EXPIRE_MS. */
 void clients_expire(void);
 void clients_free(void);
+
+/* shm.c */
+struct shm_region;
+/* Whether path has exactly the form /proc/PID/fd/N (pure; unit-tested). */
+int shm_path_valid(const char *path);
+/* Maps the shared memory client_id offers (see shm.c for the checks);
+ * PV_ST_OK, or a status with the reason in err. */
+int shm_attach(uint64_t client_id, const Pv__ShmAttach *a, char *err, size_t errlen);
+/* The region of client_id with a reference for one request, or NULL. */
+struct shm_region *shm_get(uint64_t client_id);
+/* Drops a reference from shm_get; accepts NULL. */
+void shm_put(struct shm_region *r);
+/* The address of [offset, offset + len) in r, or NULL if outside it. */
+uint8_t *shm_ptr(const struct shm_region *r, uint64_t offset, uint64_t len);
+/* Unmaps regions unused for a minute (once a second). */
+void shm_expire(void);
+void shm_free_all(void);
 
 /* peers.c */
 /* Connects DEALERs to every other member (idempotent). */

@@ -174,6 +174,7 @@ int reactor_run(int io_fd)
 			next_second = now + PEERD_HEARTBEAT_MS;
 			peers_tick();
 			clients_expire();
+			shm_expire();
 		}
 	}
 	return 0;

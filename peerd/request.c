@@ -107,7 +107,9 @@ static void request_free(struct request *req)
 		zmq_msg_close(&req->data);
 	if (req->has_reply)
 		zmq_msg_close(&req->reply);
-	free(req->buf);
+	if (!req->shm)
+		free(req->buf);
+	shm_put(req->shm);
 	volume_put(&req->vol);
 	free(req);
 	inflight--;
@@ -117,9 +119,12 @@ static void request_finish(struct request *req)
 {
 	Pv__Header r;
 	zmq_msg_t out;
-	int with_data = req->op == PV_OP_READ && req->status == PV_ST_OK && req->length > 0;
+	int with_data = req->op == PV_OP_READ && req->status == PV_ST_OK && req->length > 0 &&
+			!req->shm;
 
 	reply_header(&r, req->op, req->req_id, req->status);
+	if (req->shm)
+		r.flags = PV_F_SHM; /* a READ's data is in the client's memory */
 	r.volume = req->vol->name;
 	r.offset = req->offset;
 	r.length = req->length;
@@ -211,7 +216,8 @@ void request_part_done(struct request *req, uint64_t buf_off, int status, uint32
 		       zmq_msg_t *data, const char *message)
 {
 	if (status == PV_ST_OK && req->op == PV_OP_READ && data) {
-		if (buf_off == 0 && zmq_msg_size(data) == req->length && !req->has_reply) {
+		if (buf_off == 0 && zmq_msg_size(data) == req->length && !req->has_reply &&
+		    !req->shm) {
 			/* one owner answered the whole request: relay its message */
 			zmq_msg_init(&req->reply);
 			zmq_msg_move(&req->reply, data);
@@ -300,9 +306,48 @@ static void start_flush(struct request *req)
 	part_done(req, PV_ST_OK, "%s", "");
 }
 
+/* A PV_F_SHM request: the client's region and the address of its data
+ * there, or NULL after replying. */
+static struct shm_region *shm_check(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+				    const zmq_msg_t *data, uint8_t **where)
+{
+	struct shm_region *r;
+
+	if ((h->op != PV_OP_READ && h->op != PV_OP_WRITE) || h->hops || !h->client_id || data) {
+		request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
+				     "shared memory only carries a client's READ or WRITE, without "
+				     "a data frame");
+		return NULL;
+	}
+	if (h->length > PV_MAX_IO) {
+		request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
+				     "%s of %u bytes over the maximum %u", wire_op_name(h->op),
+				     h->length, PV_MAX_IO);
+		return NULL;
+	}
+	r = shm_get(h->client_id);
+	if (!r) {
+		request_reply_status(ident, ident_len, h, PV_ST_NO_SHM,
+				     "no shared memory of client %016llx is mapped on server %u",
+				     (unsigned long long)h->client_id, srv->cfg.id);
+		return NULL;
+	}
+	*where = shm_ptr(r, h->shm_offset, h->length);
+	if (!*where) {
+		request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
+				     "shared memory range %llu+%u outside the client's region",
+				     (unsigned long long)h->shm_offset, h->length);
+		shm_put(r);
+		return NULL;
+	}
+	return r;
+}
+
 void request_start(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *data)
 {
 	struct volume *vol = catalog_volume(h->volume);
+	struct shm_region *shm = NULL;
+	uint8_t *shm_data = NULL;
 	struct request *req;
 	uint64_t length = h->length;
 
@@ -311,7 +356,11 @@ void request_start(const uint8_t *ident, size_t ident_len, const Pv__Header *h, 
 				     h->volume);
 		goto drop;
 	}
-	if (h->op == PV_OP_WRITE) {
+	if (h->flags & PV_F_SHM) {
+		shm = shm_check(ident, ident_len, h, data, &shm_data);
+		if (!shm)
+			goto drop;
+	} else if (h->op == PV_OP_WRITE) {
 		if (!data) {
 			request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
 					     "WRITE without a data frame");
@@ -352,7 +401,7 @@ void request_start(const uint8_t *ident, size_t ident_len, const Pv__Header *h, 
 	/* only requests straight from a client: forwarded parts carry the
 	 * forwarding server's request ids */
 	if (h->client_id && h->hops == 0 && (req = inflight_find(h->client_id, h->req_id)) &&
-	    req->op == h->op && req->offset == h->offset) {
+	    req->op == h->op && req->offset == h->offset && !req->shm == !shm) {
 		pv_debug("volume %s: %s req %llu of client %016llx sent again while running; "
 			 "answering the new connection",
 			 vol->name, wire_op_name(h->op), (unsigned long long)h->req_id,
@@ -384,12 +433,20 @@ void request_start(const uint8_t *ident, size_t ident_len, const Pv__Header *h, 
 		req->hnext = *b;
 		*b = req;
 	}
+	req->shm = shm;
+	shm = NULL; /* the request holds the reference now */
 	if (data) {
 		zmq_msg_init(&req->data);
 		zmq_msg_move(&req->data, data);
 		req->has_data = 1;
+	} else if (req->shm && req->op == PV_OP_WRITE) {
+		/* the client's memory as a message that frees nothing */
+		zmq_msg_init_data(&req->data, shm_data, length, NULL, NULL);
+		req->has_data = 1;
 	}
-	if (req->op == PV_OP_READ && req->length) {
+	if (req->shm && req->op == PV_OP_READ) {
+		req->buf = shm_data;
+	} else if (req->op == PV_OP_READ && req->length) {
 		req->buf = malloc(req->length);
 		if (!req->buf) {
 			request_reply_status(ident, ident_len, h, PV_ST_BUSY,
@@ -404,6 +461,7 @@ void request_start(const uint8_t *ident, size_t ident_len, const Pv__Header *h, 
 		start_ranged(req);
 	return;
 drop:
+	shm_put(shm);
 	if (data)
 		zmq_msg_close(data);
 }

@@ -20,6 +20,7 @@ static const struct name_row op_names[] = {
     {PV_OP_TRIM, "TRIM"},
     {PV_OP_CATALOG, "CATALOG"},
     {PV_OP_PING, "PING"},
+    {PV_OP_SHM_ATTACH, "SHM_ATTACH"},
     {PV_OP_HEARTBEAT, "HEARTBEAT"},
     {PV_OP_CAT_PREPARE, "CAT_PREPARE"},
     {PV_OP_CAT_COMMIT, "CAT_COMMIT"},
@@ -41,6 +42,7 @@ static const char *const status_names[PV_ST__COUNT] = {
     [PV_ST_NO_SPACE] = "NO_SPACE",
     [PV_ST_UNAVAILABLE] = "UNAVAILABLE",
     [PV_ST_REFUSED] = "REFUSED",
+    [PV_ST_NO_SHM] = "NO_SHM",
 };
 
 const char *wire_op_name(uint32_t op)

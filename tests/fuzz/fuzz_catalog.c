@@ -24,6 +24,7 @@
 static const ProtobufCMessageDescriptor *const bodies[] = {
     &pv__catalog__descriptor,	    &pv__client_state__descriptor, &pv__catalog_change__descriptor,
     &pv__routing_table__descriptor, &pv__heartbeat__descriptor,	   &pv__member__descriptor,
+    &pv__shm_attach__descriptor,
 };
 
 /* Packs m into a new buffer; sets *len. */

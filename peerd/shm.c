@@ -1,0 +1,241 @@
+/* shm.c: shared memory of the fused clients on this server's host. A fused
+ * that runs beside this peerd offers its memfd (PV_OP_SHM_ATTACH, path
+ * /proc/PID/fd/N); once mapped here, its READ and WRITE requests can carry
+ * PV_F_SHM and an offset in it instead of a data frame: a write's data is
+ * written to the data file straight from fused's memory, a read lands in it,
+ * and no block data crosses the socket.
+ *
+ * What is checked before mapping (the path comes from the network): it has
+ * exactly the form /proc/PID/fd/N, it links to a memfd named peervol-shm,
+ * the file is sealed against shrinking (so touching it can never SIGBUS this
+ * process), has the announced size, and starts with the announced random
+ * token (a fused on another host, or in another PID namespace, names a file
+ * that is not its own). A client that fails any of these sends its data in
+ * the messages, as every remote client does.
+ *
+ * A request holds a reference to the region it uses (shm_get/shm_put); a
+ * replaced or expired region is unmapped when its last request ends.
+ * Reactor thread only; the IO threads only touch memory a request holds. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "peerd.h"
+
+#define SHM_MAX_REGIONS	 64
+#define SHM_MIN_SIZE	 (64u << 10)
+#define SHM_MAX_SIZE	 (4ull << 30)
+#define SHM_EXPIRE_MS	 60000 /* unused this long: unmapped */
+#define SHM_MEMFD_PREFIX "/memfd:peervol-shm"
+
+struct shm_region {
+	struct shm_region *next;
+	uint64_t client_id;
+	uint8_t *base;
+	uint64_t size;
+	uint8_t token[PV_SHM_TOKEN];
+	int refs;     /* the table's own reference and one per request */
+	int attached; /* still in the table */
+	uint64_t last_ms;
+};
+
+static struct shm_region *regions;
+static unsigned n_regions;
+
+int shm_path_valid(const char *path)
+{
+	unsigned pid, fd;
+	int n = -1;
+
+	if (!path || strlen(path) > 40 || strspn(path, "/procfd0123456789") != strlen(path))
+		return 0;
+	if (sscanf(path, "/proc/%u/fd/%u%n", &pid, &fd, &n) != 2 || n != (int)strlen(path))
+		return 0;
+	return pid > 0;
+}
+
+static void region_unref(struct shm_region *r)
+{
+	if (--r->refs > 0)
+		return;
+	munmap(r->base, r->size);
+	free(r);
+}
+
+static void region_detach(struct shm_region *r)
+{
+	struct shm_region **rp;
+
+	for (rp = &regions; *rp; rp = &(*rp)->next)
+		if (*rp == r) {
+			*rp = r->next;
+			break;
+		}
+	r->attached = 0;
+	n_regions--;
+	region_unref(r);
+}
+
+static struct shm_region *region_find(uint64_t client_id)
+{
+	for (struct shm_region *r = regions; r; r = r->next)
+		if (r->client_id == client_id)
+			return r;
+	return NULL;
+}
+
+/* Opens and checks path as described at the top; the mapped region or NULL
+ * with the reason in err. */
+static struct shm_region *region_map(const Pv__ShmAttach *a, char *err, size_t errlen)
+{
+	char link[256];
+	struct shm_region *r = NULL;
+	struct stat st;
+	ssize_t n;
+	int fd, seals;
+	void *base;
+
+	if (!shm_path_valid(a->path)) {
+		snprintf(err, errlen, "path '%.64s' is not of the form /proc/PID/fd/N", a->path);
+		return NULL;
+	}
+	if (a->token.len != PV_SHM_TOKEN) {
+		snprintf(err, errlen, "token of %zu bytes, want %u", a->token.len, PV_SHM_TOKEN);
+		return NULL;
+	}
+	if (a->size < SHM_MIN_SIZE || a->size > SHM_MAX_SIZE) {
+		snprintf(err, errlen, "size %llu outside %u..%llu", (unsigned long long)a->size,
+			 SHM_MIN_SIZE, (unsigned long long)SHM_MAX_SIZE);
+		return NULL;
+	}
+	n = readlink(a->path, link, sizeof(link) - 1);
+	if (n < 0) {
+		snprintf(err, errlen, "%s: %s (not on this host?)", a->path, strerror(errno));
+		return NULL;
+	}
+	link[n] = '\0';
+	if (strncmp(link, SHM_MEMFD_PREFIX, strlen(SHM_MEMFD_PREFIX)) != 0) {
+		snprintf(err, errlen, "%s is not a peervol memfd (not on this host?)", a->path);
+		return NULL;
+	}
+	fd = open(a->path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot open %s: %s", a->path, strerror(errno));
+		return NULL;
+	}
+	seals = fcntl(fd, F_GET_SEALS);
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != a->size ||
+	    seals < 0 || !(seals & F_SEAL_SHRINK)) {
+		snprintf(err, errlen, "%s is not a sealed file of %llu bytes", a->path,
+			 (unsigned long long)a->size);
+		close(fd);
+		return NULL;
+	}
+	base = mmap(NULL, a->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (base == MAP_FAILED) {
+		snprintf(err, errlen, "cannot map %s: %s", a->path, strerror(errno));
+		return NULL;
+	}
+	if (memcmp(base, a->token.data, PV_SHM_TOKEN) != 0) {
+		snprintf(err, errlen, "%s does not start with the client's token (another "
+			 "process's file: not on this host?)", a->path);
+		munmap(base, a->size);
+		return NULL;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		snprintf(err, errlen, "out of memory");
+		munmap(base, a->size);
+		return NULL;
+	}
+	r->base = base;
+	r->size = a->size;
+	memcpy(r->token, a->token.data, PV_SHM_TOKEN);
+	r->refs = 1;
+	return r;
+}
+
+int shm_attach(uint64_t client_id, const Pv__ShmAttach *a, char *err, size_t errlen)
+{
+	struct shm_region *old = region_find(client_id), *r;
+
+	if (!client_id) {
+		snprintf(err, errlen, "no client id");
+		return PV_ST_BAD_REQUEST;
+	}
+	if (old && old->size == a->size && a->token.len == PV_SHM_TOKEN &&
+	    memcmp(old->token, a->token.data, PV_SHM_TOKEN) == 0) {
+		old->last_ms = pv_now_ms(); /* the same memory again (a reconnect) */
+		return PV_ST_OK;
+	}
+	if (!old && n_regions >= SHM_MAX_REGIONS) {
+		snprintf(err, errlen, "already %u clients with shared memory", n_regions);
+		return PV_ST_REFUSED;
+	}
+	r = region_map(a, err, errlen);
+	if (!r)
+		return PV_ST_REFUSED;
+	if (old)
+		region_detach(old); /* unmapped when its last request ends */
+	r->client_id = client_id;
+	r->attached = 1;
+	r->last_ms = pv_now_ms();
+	r->next = regions;
+	regions = r;
+	n_regions++;
+	pv_info("client %016llx: %llu MiB of shared memory mapped; its data skips the socket",
+		(unsigned long long)client_id, (unsigned long long)(a->size >> 20));
+	return PV_ST_OK;
+}
+
+struct shm_region *shm_get(uint64_t client_id)
+{
+	struct shm_region *r = region_find(client_id);
+
+	if (!r)
+		return NULL;
+	r->refs++;
+	r->last_ms = pv_now_ms();
+	return r;
+}
+
+void shm_put(struct shm_region *r)
+{
+	if (r)
+		region_unref(r);
+}
+
+uint8_t *shm_ptr(const struct shm_region *r, uint64_t offset, uint64_t len)
+{
+	/* the first PV_SHM_TOKEN bytes hold the token: never data */
+	if (offset < PV_SHM_TOKEN || offset > r->size || len > r->size - offset)
+		return NULL;
+	return r->base + offset;
+}
+
+void shm_expire(void)
+{
+	uint64_t now = pv_now_ms();
+	struct shm_region *r, *next;
+
+	for (r = regions; r; r = next) {
+		next = r->next;
+		if (r->refs == 1 && now - r->last_ms >= SHM_EXPIRE_MS) {
+			pv_info("client %016llx: shared memory unused for %u s, unmapped",
+				(unsigned long long)r->client_id, SHM_EXPIRE_MS / 1000);
+			region_detach(r);
+		}
+	}
+}
+
+void shm_free_all(void)
+{
+	while (regions)
+		region_detach(regions);
+}
