@@ -45,6 +45,8 @@
 #define SCAN_MS		   100	/* deadline scan period */
 #define RECV_BATCH	   256	/* messages taken from one socket per round */
 
+static __thread int on_client_thread; /* set in client_main */
+
 enum call_kind { CALL_READ, CALL_WRITE, CALL_FLUSH, CALL_TRIM, CALL_OPEN, CALL_CLOSE };
 
 /* One FUSE-level operation, from the FUSE thread that made it to its reply.
@@ -1196,11 +1198,11 @@ static long next_timeout(struct client *c, uint64_t now, long max_ms)
  * eventfd), then take what arrived. */
 static void loop_once(struct client *c, long max_ms)
 {
-	zmq_pollitem_t items[128];
-	struct server *srvs[128];
+	zmq_pollitem_t items[130];
+	struct server *srvs[130];
 	size_t n = 0;
 	uint64_t now = pv_now_ms();
-	int rc;
+	int rc, ffd;
 
 	run_timers(c, now);
 	items[n].socket = NULL;
@@ -1219,6 +1221,13 @@ static void loop_once(struct client *c, long max_ms)
 			srvs[n++] = s;
 		}
 	}
+	ffd = loop_fuse_fd();
+	if (ffd >= 0) { /* the kernel's requests: see loop.c */
+		items[n].socket = NULL;
+		items[n].fd = ffd;
+		items[n].events = ZMQ_POLLIN;
+		srvs[n++] = NULL;
+	}
 	rc = zmq_poll(items, n, next_timeout(c, now, max_ms));
 	if (rc < 0) {
 		if (errno != EINTR)
@@ -1235,9 +1244,12 @@ static void loop_once(struct client *c, long max_ms)
 	for (size_t i = 1; i < n; i++) {
 		struct server *s = srvs[i];
 
-		if (!(items[i].revents & ZMQ_POLLIN))
+		if (!s) { /* /dev/fuse, last: replies above freed their slots */
+			if (items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)) /* ERR: unmounted */
+				loop_fuse_ready();
+		} else if (!(items[i].revents & ZMQ_POLLIN)) {
 			continue;
-		if (items[i].socket == s->sock) {
+		} else if (items[i].socket == s->sock) {
 			receive(c, s);
 		} else if (items[i].socket == s->mon && server_disconnected(s) && s->outstanding &&
 			   c->have_catalog) {
@@ -1348,11 +1360,16 @@ static void call_start(struct client *c, struct call *call)
 	call_free(call);
 }
 
-/* Hands call to the client thread, or answers EIO if it has stopped. */
+/* Hands call to the client thread, or answers EIO if it has stopped. On
+ * the client thread itself (loop_fuse_ready) the call starts at once. */
 static void submit(struct client *c, struct call *call)
 {
 	int was_empty;
 
+	if (on_client_thread) {
+		call_start(c, call);
+		return;
+	}
 	pthread_mutex_lock(&c->lock);
 	if (c->stopping) {
 		pthread_mutex_unlock(&c->lock);
@@ -1526,6 +1543,7 @@ static void *client_main(void *arg)
 {
 	struct client *c = arg;
 
+	on_client_thread = 1;
 	for (;;) {
 		struct call *q, *next;
 		int stopping, want_cat;

@@ -124,15 +124,28 @@ uint64_t shm_offset(const void *p);
 
 /* loop.c */
 
-/* Runs the FUSE session with threads worker threads until it is unmounted
- * or a signal (SIGTERM, SIGINT, SIGHUP) ends it; installs the handlers
- * itself. Returns 0 (unmounted), the signal number, or -errno. */
-int loop_run(struct fuse_session *se, unsigned threads);
+/* Makes the session's /dev/fuse non-blocking for the client thread to read
+ * and installs the signal handlers (SIGTERM, SIGINT, SIGHUP). Call after
+ * mounting and before client_start. 0, or -1 (logged). */
+int loop_prepare(struct fuse_session *se);
 
-/* From a FUSE callback in a worker thread: if [ptr, ptr + len) lies in the
- * calling worker's receive buffer and len is worth it, hands the buffer to
- * the caller and returns its start (release it with free()); the worker
- * reads its next request into a new buffer. NULL otherwise: copy the data. */
+/* Runs threads worker threads for the requests the client thread passes on,
+ * until the session is unmounted or a signal ends it. Returns 0
+ * (unmounted), the signal number, or -errno. */
+int loop_run(unsigned threads);
+
+/* Frees what is left once the client thread has stopped. */
+void loop_end(void);
+
+/* The client thread's side: the FUSE descriptor to poll (-1 when there is
+ * none, or the session ended), and the call that takes what it has. */
+int loop_fuse_fd(void);
+void loop_fuse_ready(void);
+
+/* From a FUSE callback: if [ptr, ptr + len) lies in the buffer of the request
+ * being run and len is worth it, hands the buffer to the caller and returns
+ * its start (a shared memory slot: shm_slot_put(); else free()). NULL
+ * otherwise: copy the data. */
 void *loop_take_buffer(const void *ptr, size_t len);
 
 /* fs.c */

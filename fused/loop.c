@@ -1,27 +1,32 @@
-/* loop.c: fused's FUSE session loop. A fixed set of worker threads, each
- * reading requests from /dev/fuse into a receive buffer of its own and
- * running the callbacks of fs.c on them.
+/* loop.c: fused's FUSE session loop.
  *
- * Why not fuse_session_loop_mt: a WRITE's data sits in the worker's receive
- * buffer, which that loop reuses as soon as the callback returns, so the
- * data had to be copied into the ZeroMQ message. Here a callback can take
- * the buffer with the request (loop_take_buffer): the message points into
- * it and frees it once sent, and the worker reads the next request into a
- * fresh buffer (libfuse allocates one when the fuse_buf has none). One copy
- * of every large write less.
+ * The client thread (client.c) reads /dev/fuse itself: its zmq_poll watches
+ * the FUSE file descriptor (non-blocking) beside the server sockets, and
+ * loop_fuse_ready() takes what the kernel has. READ, WRITE, FSYNC, FLUSH and
+ * FALLOCATE are run right there: their callbacks only build a call, which
+ * the client thread sends at once, so a data request goes from the kernel
+ * to the socket without waking another thread. Every other operation
+ * (LOOKUP and READDIR may wait for a catalog refresh that only the client
+ * thread can do; INIT, OPEN, FORGET, ...) goes with its buffer to a small
+ * pool of worker threads.
  *
- * With shared memory (shm.c) the workers read into its slots, so a large
- * write's data is where a peerd on this host can take it from. A slot must
- * hold whatever libfuse may read (it passes its own buffer size to read());
- * each worker's first request is read into a buffer libfuse allocates, and
- * slots are used only if that buffer is no larger than a slot.
+ * Buffers: a request is read into a free slot of the shared memory (shm.c),
+ * else into a heap buffer that libfuse allocates (when the fuse_buf has
+ * none). A callback can take the buffer with a WRITE (loop_take_buffer): the
+ * data then leaves without a copy, from the slot a local peerd reads it in,
+ * or as the ZeroMQ message's own memory. A slot must hold whatever libfuse
+ * may read (it passes its own buffer size to read()): the first request is
+ * read into a buffer libfuse allocates, and slots are used only if that one
+ * is no larger than a slot.
  *
- * Signals: the workers block them; the handlers (SIGTERM, SIGINT, SIGHUP)
- * end the session and wake the main thread, which stops the workers
- * (pthread_cancel; a worker cannot be cancelled while it runs a callback,
- * only while it waits in read()) and returns.
+ * Signals: the workers and the client thread block them; the handlers
+ * (SIGTERM, SIGINT, SIGHUP) end the session and wake the main thread, which
+ * stops the workers (pthread_cancel; a worker cannot be cancelled while it
+ * runs a callback, only while it waits for work) and returns.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/fuse.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -32,17 +37,25 @@
 #include "fused.h"
 #include "pvlog.h"
 
+#define READY_BATCH 64 /* requests taken from /dev/fuse per loop_fuse_ready */
 
-struct worker {
-	pthread_t thread;
-	int started;
+/* A request handed to the workers, with its buffer. */
+struct job {
+	struct job *next;
+	struct fuse_buf buf;
 };
 
 static struct fuse_session *loop_se;
+static int loop_fd = -1; /* /dev/fuse, non-blocking; -1 once the session ended */
 static sem_t loop_wake;
 static volatile sig_atomic_t loop_signal;
-static __thread struct fuse_buf *cur_buf; /* the calling worker's receive buffer */
-static __thread void *loop_taken;	   /* what loop_take_buffer last handed out */
+
+static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t q_cond = PTHREAD_COND_INITIALIZER;
+static struct job *q_head, **q_tail = &q_head;
+
+static __thread struct fuse_buf *cur_buf; /* the buffer of the request being run */
+static void *reader_own;		  /* the client thread's heap buffer */
 static int slots_fit = -1; /* whether libfuse's buffer fits a slot; -1: not known yet */
 
 void *loop_take_buffer(const void *ptr, size_t len)
@@ -55,80 +68,147 @@ void *loop_take_buffer(const void *ptr, size_t len)
 	base = b->mem;
 	if (p < base || p + len > base + b->size)
 		return NULL;
-	b->mem = NULL; /* the worker's next receive allocates a new one */
-	loop_taken = (void *)base;
+	b->mem = NULL; /* the caller owns it now */
 	return (void *)base;
 }
 
-struct wbuf {
-	struct fuse_buf buf;
-	void *own; /* the worker's heap buffer (libfuse's), or NULL */
-};
-
-static void release(struct wbuf *w)
+/* Gives a request's buffer back: a slot to the shared memory, a heap buffer
+ * to the allocator unless it is keep. */
+static void buf_release(void *mem, void *keep)
 {
-	if (w->buf.mem && w->buf.mem != w->own)
-		shm_slot_put(w->buf.mem);
-	w->buf.mem = NULL;
+	if (!mem || mem == keep)
+		return;
+	if (shm_slot_of(mem))
+		shm_slot_put(mem);
+	else
+		free(mem);
 }
 
-static void free_wbuf(void *arg)
+static void run(struct fuse_buf *b)
 {
-	struct wbuf *w = arg;
-
-	release(w);
-	free(w->own);
-	w->own = NULL;
+	cur_buf = b;
+	fuse_session_process_buf(loop_se, b);
+	cur_buf = NULL;
 }
 
-static void *worker_main(void *arg)
+/* Whether a request of this opcode may run on the client thread: its
+ * callback never waits for the client thread. */
+static int runs_inline(uint32_t opcode)
 {
-	struct wbuf w;
-	struct fuse_buf *b = &w.buf;
-	int res;
+	switch (opcode) {
+	case FUSE_READ:
+	case FUSE_WRITE:
+	case FUSE_FSYNC:
+	case FUSE_FLUSH:
+	case FUSE_FALLOCATE:
+		return 1;
+	default:
+		return 0;
+	}
+}
 
-	(void)arg;
-	memset(&w, 0, sizeof(w));
-	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
-	pthread_cleanup_push(free_wbuf, &w);
-	while (!fuse_session_exited(loop_se)) {
-		b->mem = __atomic_load_n(&slots_fit, __ATOMIC_RELAXED) == 1 ? shm_slot_get() : NULL;
-		if (!b->mem)
-			b->mem = w.own; /* NULL: libfuse allocates */
-		/* cancellable only while waiting for the kernel */
-		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
-		res = fuse_session_receive_buf(loop_se, b);
-		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
-		if (!shm_slot_of(b->mem) && b->mem != w.own) {
-			w.own = b->mem; /* libfuse allocated it */
-			if (w.own && __atomic_load_n(&slots_fit, __ATOMIC_RELAXED) < 0)
-				__atomic_store_n(&slots_fit, malloc_usable_size(w.own) <= SHM_SLOT,
+static void queue_job(struct fuse_buf *b)
+{
+	struct job *j = malloc(sizeof(*j));
+
+	if (!j) {
+		/* cannot queue: run it here (only a catalog refresh could wait,
+		 * and that gives up after its timeout) */
+		pv_err("out of memory queueing a FUSE request; running it on the client thread");
+		run(b);
+		buf_release(b->mem, reader_own);
+		return;
+	}
+	j->buf = *b;
+	j->next = NULL;
+	pthread_mutex_lock(&q_lock);
+	*q_tail = j;
+	q_tail = &j->next;
+	pthread_cond_signal(&q_cond);
+	pthread_mutex_unlock(&q_lock);
+}
+
+int loop_fuse_fd(void)
+{
+	return __atomic_load_n(&loop_fd, __ATOMIC_ACQUIRE);
+}
+
+void loop_fuse_ready(void)
+{
+	for (int n = 0; n < READY_BATCH && loop_fuse_fd() >= 0; n++) {
+		struct fuse_buf b;
+		void *slot = NULL;
+		int res;
+
+		memset(&b, 0, sizeof(b));
+		if (__atomic_load_n(&slots_fit, __ATOMIC_RELAXED) == 1)
+			slot = shm_slot_get();
+		b.mem = slot ? slot : reader_own; /* NULL: libfuse allocates */
+		res = fuse_session_receive_buf(loop_se, &b);
+		if (!slot && b.mem && b.mem != reader_own) {
+			reader_own = b.mem; /* libfuse allocated it */
+			if (__atomic_load_n(&slots_fit, __ATOMIC_RELAXED) < 0)
+				__atomic_store_n(&slots_fit, malloc_usable_size(b.mem) <= SHM_SLOT,
 						 __ATOMIC_RELAXED);
 		}
-		if (res == -EINTR || res == -EAGAIN) {
-			release(&w);
-			continue;
+		if (res == -EAGAIN || res == -EINTR) {
+			buf_release(slot, NULL);
+			return;
 		}
 		if (res <= 0) {
+			buf_release(slot, NULL);
 			if (res < 0) {
 				errno = -res;
 				pv_err("cannot read from /dev/fuse: %m; fused stops");
 			}
 			fuse_session_exit(loop_se); /* 0: unmounted */
-			break;
+			__atomic_store_n(&loop_fd, -1, __ATOMIC_RELEASE);
+			sem_post(&loop_wake);
+			return;
 		}
-		cur_buf = b;
-		fuse_session_process_buf(loop_se, b);
-		cur_buf = NULL;
-		if (!b->mem) { /* taken with a write */
-			if (!shm_slot_of(loop_taken))
-				w.own = NULL;
-		} else {
-			release(&w);
+		if ((size_t)res >= sizeof(struct fuse_in_header) &&
+		    runs_inline(((const struct fuse_in_header *)b.mem)->opcode)) {
+			run(&b);
+			buf_release(b.mem, reader_own); /* unless taken (then NULL) */
+			if (!b.mem && !slot)
+				reader_own = NULL; /* taken: libfuse allocates a new one */
+			continue;
 		}
+		if (b.mem == reader_own)
+			reader_own = NULL; /* goes with the job */
+		queue_job(&b);
 	}
-	pthread_cleanup_pop(1);
-	sem_post(&loop_wake);
+}
+
+static void unlock_queue(void *arg)
+{
+	(void)arg;
+	pthread_mutex_unlock(&q_lock);
+}
+
+static void *worker_main(void *arg)
+{
+	(void)arg;
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+	for (;;) {
+		struct job *j;
+
+		pthread_mutex_lock(&q_lock);
+		pthread_cleanup_push(unlock_queue, NULL);
+		/* cancellable only while waiting for work */
+		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+		while (!q_head)
+			pthread_cond_wait(&q_cond, &q_lock);
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+		j = q_head;
+		q_head = j->next;
+		if (!q_head)
+			q_tail = &q_head;
+		pthread_cleanup_pop(1);
+		run(&j->buf);
+		buf_release(j->buf.mem, NULL);
+		free(j);
+	}
 	return NULL;
 }
 
@@ -154,56 +234,86 @@ static int set_handlers(void (*fn)(int))
 	return 0;
 }
 
-int loop_run(struct fuse_session *se, unsigned threads)
+int loop_prepare(struct fuse_session *se)
 {
-	struct worker *w = calloc(threads, sizeof(*w));
-	sigset_t all, old;
-	int ret = 0;
+	int fd = fuse_session_fd(se);
+	int fl = fcntl(fd, F_GETFL);
 
-	if (!w || sem_init(&loop_wake, 0, 0) < 0) {
-		pv_err("cannot start the FUSE loop: out of memory");
-		free(w);
-		return -ENOMEM;
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+		pv_err("cannot make /dev/fuse non-blocking: %m");
+		return -1;
+	}
+	if (sem_init(&loop_wake, 0, 0) < 0) {
+		pv_err("cannot start the FUSE loop: %m");
+		return -1;
 	}
 	loop_se = se;
 	loop_signal = 0;
 	signal(SIGPIPE, SIG_IGN);
 	if (set_handlers(on_signal) < 0) {
 		pv_err("cannot set signal handlers: %m");
-		ret = -errno;
-		goto out;
+		return -1;
+	}
+	__atomic_store_n(&loop_fd, fd, __ATOMIC_RELEASE);
+	return 0;
+}
+
+int loop_run(unsigned threads)
+{
+	pthread_t *w = calloc(threads, sizeof(*w));
+	unsigned started = 0;
+	sigset_t all, old;
+	int ret = 0;
+
+	if (!w) {
+		pv_err("cannot start the FUSE loop: out of memory");
+		fuse_session_exit(loop_se);
+		ret = -ENOMEM;
 	}
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old); /* the workers inherit the mask */
-	for (unsigned i = 0; i < threads; i++) {
-		int err = pthread_create(&w[i].thread, NULL, worker_main, NULL);
+	for (; w && started < threads; started++) {
+		int err = pthread_create(&w[started], NULL, worker_main, NULL);
 
 		if (err) {
 			errno = err;
-			pv_err("cannot start FUSE worker thread %u of %u: %m", i + 1, threads);
-			fuse_session_exit(se);
+			pv_err("cannot start FUSE worker thread %u of %u: %m", started + 1, threads);
+			fuse_session_exit(loop_se);
 			ret = -err;
 			break;
 		}
-		w[i].started = 1;
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 
-	while (!fuse_session_exited(se))
-		sem_wait(&loop_wake); /* a worker that stopped, or a signal */
+	while (!fuse_session_exited(loop_se))
+		sem_wait(&loop_wake); /* unmounted, or a signal */
+	__atomic_store_n(&loop_fd, -1, __ATOMIC_RELEASE); /* the client thread stops reading */
 
-	for (unsigned i = 0; i < threads; i++)
-		if (w[i].started)
-			pthread_cancel(w[i].thread);
-	for (unsigned i = 0; i < threads; i++)
-		if (w[i].started)
-			pthread_join(w[i].thread, NULL);
+	for (unsigned i = 0; i < started; i++)
+		pthread_cancel(w[i]);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(w[i], NULL);
+	while (q_head) { /* never run: the kernel fails them when unmounted */
+		struct job *j = q_head;
+
+		q_head = j->next;
+		buf_release(j->buf.mem, NULL);
+		free(j);
+	}
+	q_tail = &q_head;
 	if (ret == 0 && loop_signal)
 		ret = loop_signal;
 	set_handlers(SIG_DFL);
-out:
-	loop_se = NULL;
-	sem_destroy(&loop_wake);
 	free(w);
 	return ret;
+}
+
+void loop_end(void)
+{
+	/* the client thread has stopped: nobody reads /dev/fuse any more */
+	free(reader_own);
+	reader_own = NULL;
+	if (loop_se)
+		sem_destroy(&loop_wake);
+	loop_se = NULL;
 }

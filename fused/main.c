@@ -30,7 +30,7 @@
 
 #define DEFAULT_TIMEOUT_S      60
 #define DEFAULT_MAX_BACKGROUND 128
-#define DEFAULT_THREADS	       10 /* as libfuse's own loop at most */
+#define DEFAULT_THREADS	       4 /* metadata only: data requests run on the client thread */
 
 _Static_assert(FUSED_MAX_IO == 1048576, "the max_read mount option below says 1048576");
 
@@ -65,7 +65,9 @@ static void usage(FILE *f)
 		"                              delay it (default %u)\n"
 		"  -b, --max-background N      FUSE requests the kernel keeps in flight\n"
 		"                              (1..65535, default %u)\n"
-		"  -T, --threads N             FUSE worker threads (default %u)\n"
+		"  -T, --threads N             threads for metadata requests (lookup, open,\n"
+		"                              ...); data requests run on the client thread\n"
+		"                              (default %u)\n"
 		"  -S, --shm-slots N           shared memory for servers on this host: N\n"
 		"                              slots of 1 MiB + 64 KiB, one per request of\n"
 		"                              32 KiB or more in flight; its block data then\n"
@@ -347,7 +349,7 @@ int main(int argc, char **argv)
 		goto out_session;
 	}
 	mounted = 1;
-	if (client_start(client) < 0)
+	if (loop_prepare(se) < 0 || client_start(client) < 0)
 		goto out_session;
 	pv_info("mounted the group's volumes on %s (group %s, timeout %u s, max_background "
 		"%u, threads %u)",
@@ -357,7 +359,7 @@ int main(int argc, char **argv)
 		ready_fd = -1;
 	}
 
-	rc = loop_run(se, o.threads);
+	rc = loop_run(o.threads);
 	if (rc < 0) {
 		errno = -rc;
 		pv_err("FUSE loop failed: %m");
@@ -372,6 +374,7 @@ int main(int argc, char **argv)
 out_session:
 	/* outstanding FUSE requests are answered before the session goes */
 	client_destroy(&client);
+	loop_end();
 	if (mounted)
 		fuse_session_unmount(se);
 	fuse_session_destroy(se);
