@@ -51,12 +51,16 @@ int shm_path_valid(const char *path)
 {
 	unsigned pid, fd;
 	int n = -1;
+	char canon[48];
 
 	if (!path || strlen(path) > 40 || strspn(path, "/procfd0123456789") != strlen(path))
 		return 0;
 	if (sscanf(path, "/proc/%u/fd/%u%n", &pid, &fd, &n) != 2 || n != (int)strlen(path))
 		return 0;
-	return pid > 0;
+	/* exactly as printed: no leading zeros, and no number past 32 bits
+	 * that %u wrapped into a small one (4294967297 -> pid 1) */
+	snprintf(canon, sizeof(canon), "/proc/%u/fd/%u", pid, fd);
+	return pid > 0 && strcmp(canon, path) == 0;
 }
 
 static void region_unref(struct shm_region *r)

@@ -2,7 +2,9 @@
 # bad-frames: peerd answers malformed input from a raw ZeroMQ client with
 # BAD_REQUEST (or VERSION for another major version), logs it with the
 # peer's address, never crashes or stalls, and keeps serving valid requests;
-# a second peerd on the same --data refuses to start (lock).
+# hostile shared memory offers (PV_OP_SHM_ATTACH) are REFUSED with the
+# reason and map nothing, PV_F_SHM without a mapping is NO_SHM; a second
+# peerd on the same --data refuses to start (lock).
 . "$(dirname "$0")/common.sh"
 need_bin "$PEERD" "$PEERCTL" "$PVRAW"
 
@@ -41,6 +43,73 @@ expect_status 'BAD_REQUEST|VERSION' garbage-multi
 expect_status NO_VOLUME read nosuchvolume 0 4096
 expect_status OUT_OF_RANGE read vol $((16 << 20)) 4096
 expect_status OUT_OF_RANGE write vol $((16 << 20)) "$T/blk"
+
+# ---------------------------------------------------------------- shared memory
+# Hostile PV_OP_SHM_ATTACH / PV_F_SHM input. peerd maps a client's memory
+# only for a /proc/PID/fd/N path to a sealed memfd named peervol-shm of the
+# announced size starting with the announced token; anything else is
+# REFUSED with the reason, and nothing is mapped.
+
+# expect_shm_refused MESSAGE_REGEX PVRAW_ARGS...: REFUSED, for the reason in
+# the message (-q prints it on stderr).
+expect_shm_refused()
+{
+	local want=$1 got msg
+	shift
+	got=$("$PVRAW" -t 5000 -s "$SRC" -q "$ep" "$@" 2>"$T/pvraw.one") || true
+	cat "$T/pvraw.one" >>"$T/pvraw.err"
+	msg=$(grep -m1 'status' "$T/pvraw.one" || true)
+	assert_eq "$got" REFUSED "pvraw $* ($msg)"
+	grep -qE -- "$want" <<<"$msg" || fail "pvraw $*: refused, but not for /$want/: $msg"
+	peerd_alive 1 || fail "peerd died after pvraw $*"
+	log "ok: $* -> REFUSED (${msg#*status REFUSED: })"
+}
+
+form='not of the form /proc/PID/fd/N'
+expect_shm_refused "$form" shm-attach /etc/passwd
+expect_shm_refused "$form" shm-attach /proc/self/fd/0
+expect_shm_refused "$form" shm-attach "/proc/1/fd/0 "
+expect_shm_refused "$form" shm-attach "/proc/+1/fd/0"
+expect_shm_refused "$form" shm-attach "/proc/01/fd/0"
+expect_shm_refused "$form" shm-attach "/proc/4294967297/fd/0" # wraps to pid 1 in %u
+expect_shm_refused "$form" shm-attach "/proc/1/fd/0/../0"
+expect_shm_refused "$form" shm-attach ""
+# the right form, but not a memfd of ours: init's stdin, a file we opened
+expect_shm_refused . shm-attach /proc/1/fd/0
+exec 7<"$T/blk"
+expect_shm_refused 'is not a peervol memfd' shm-attach "/proc/$$/fd/7"
+exec 7<&-
+# a memfd of pvraw's own, each with one thing wrong
+expect_shm_refused 'not a sealed file' shm-memfd vol unsealed
+expect_shm_refused 'not a sealed file of' shm-memfd vol badsize
+expect_shm_refused 'token' shm-memfd vol badtoken
+expect_shm_refused 'is not a peervol memfd' shm-memfd vol othername
+# sizes peerd would never map, for a path that would be fine
+expect_shm_refused 'size 0 outside' shm-attach /proc/1/fd/0 0
+expect_shm_refused 'size [0-9]+ outside' shm-attach /proc/1/fd/0 $((1 << 40))
+# malformed: no body, no client id; a data frame besides PV_F_SHM
+expect_status BAD_REQUEST shm-attach-nobody
+expect_status BAD_REQUEST shm-attach /proc/1/fd/0 -c 0
+expect_status BAD_REQUEST shm-write-data vol
+# a client that never attached: NO_SHM (fused attaches and re-sends)
+expect_status NO_SHM shm-write-unmapped vol
+grep -q 'shared memory mapped' "$T/peerd1.log" &&
+	fail "peerd mapped shared memory for a refused attach: $(grep 'shared memory mapped' "$T/peerd1.log")"
+
+# A well-formed client on this host (pvraw's own sealed memfd): mapped; a
+# WRITE from its memory reads back by socket and into its memory; ranges
+# past the region's end, over the token or wrapping, a forwarded request
+# (hops 1) and a FLUSH with PV_F_SHM are BAD_REQUEST; the same attach again
+# is OK; the token is untouched. At 8 MiB, away from the data checked below.
+got=$("$PVRAW" -t 5000 -s "$SRC" -q "$ep" shm-memfd vol good $((8 << 20)) 2>>"$T/pvraw.err" | tr '\n' ' ') || true
+assert_eq "$got" "OK OK OK SAME OK SAME BAD_REQUEST BAD_REQUEST BAD_REQUEST BAD_REQUEST BAD_REQUEST OK SAME " \
+	"shm-memfd good: attach, round trip, range checks, re-attach"
+peerd_alive 1 || fail "peerd died after the shared memory round trip"
+assert_eq "$(grep -c 'shared memory mapped' "$T/peerd1.log")" 1 "mappings logged by peerd"
+pid1=${PEERD_PID[1]}
+assert_eq "$(grep -c 'memfd:peervol-shm' "/proc/$pid1/maps")" 1 "peervol memfds mapped in peerd"
+grep -q 'memfd:other-shm' "/proc/$pid1/maps" && fail "peerd mapped the memfd named other-shm"
+log "ok: shm-memfd good -> $got"
 
 # 200 random garbage messages: each gets an answer, none crashes the server.
 "$PVRAW" -t 5000 -s "$SRC" -n 200 "$ep" garbage >"$T/garbage.out" 2>>"$T/pvraw.err" ||

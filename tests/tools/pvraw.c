@@ -4,15 +4,22 @@
  * script can assert what the server answered. Single-threaded; test tool
  * only, never installed.
  *
- *   pvraw [-t MS] [-n COUNT] [-s SRC_IP] ENDPOINT CASE [ARGS]
+ *   pvraw [-t MS] [-n COUNT] [-s SRC_IP] [-c CLIENT_ID] ENDPOINT CASE [ARGS]
+ *
+ * The shm-* cases speak the shared memory protocol (PV_OP_SHM_ATTACH,
+ * PV_F_SHM) as a hostile or a well-behaved client on the server's host;
+ * shm-memfd makes a memfd of its own, as fused does, to reach the checks
+ * behind the path check and the range checks of a mapped region.
  *
  * Exit: 0 when every reply arrived, 3 when one did not within the timeout,
  * 2 on usage errors, 1 on local errors. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -20,7 +27,7 @@
 #include "wire.h"
 
 static const char usage_text[] =
-	"usage: pvraw [-t MS] [-n COUNT] [-s SRC_IP] [-q] ENDPOINT CASE [ARGS]\n"
+	"usage: pvraw [-t MS] [-n COUNT] [-s SRC_IP] [-c CLIENT_ID] [-q] ENDPOINT CASE [ARGS]\n"
 	"\n"
 	"Sends COUNT (default 1) messages of one kind to a peerd and prints the\n"
 	"status name of each reply on stdout (NONE if the reply had no header).\n"
@@ -35,6 +42,17 @@ static const char usage_text[] =
 	"  overlen VOL      a READ header with length PV_MAX_IO + 1\n"
 	"  bigheader        a header frame larger than PV_MAX_HEADER\n"
 	"  write-nodata VOL a WRITE header without its data frame\n"
+	"cases (shared memory; client id from -c, else random):\n"
+	"  shm-attach PATH [SIZE]   SHM_ATTACH naming PATH (size default 1 MiB,\n"
+	"                           random token)\n"
+	"  shm-attach-nobody        SHM_ATTACH without its body frame\n"
+	"  shm-write-unmapped VOL   64 KiB WRITE with PV_F_SHM, no data frame\n"
+	"  shm-write-data VOL       4 KiB WRITE with PV_F_SHM and a data frame\n"
+	"  shm-memfd VOL VARIANT [OFFSET]  makes a memfd of its own and offers it;\n"
+	"                           VARIANT unsealed, badtoken, badsize, othername:\n"
+	"                           prints the attach's status; good: then a round\n"
+	"                           trip at OFFSET of VOL (default 0) and range\n"
+	"                           checks, one line each (see shm_good)\n"
 	"cases (valid requests):\n"
 	"  read VOL OFFSET LENGTH [OUTFILE]   READ; the data goes to OUTFILE\n"
 	"  write VOL OFFSET FILE              WRITE of FILE's bytes\n"
@@ -45,6 +63,7 @@ static const char usage_text[] =
 	"  -t MS      reply timeout in milliseconds (default 5000)\n"
 	"  -n COUNT   send the message COUNT times (default 1), one reply each\n"
 	"  -s SRC_IP  connect from this local address (e.g. 127.0.0.9)\n"
+	"  -c ID      client id of the shm-* cases (default random; 0: none)\n"
 	"  -q         print the reply's message text on stderr too\n";
 
 struct opts {
@@ -52,9 +71,14 @@ struct opts {
 	long count;
 	const char *src;
 	int verbose;
+	uint64_t client_id; /* for the shm-* cases */
+	int client_id_set;  /* -c given (0 too); else a random one */
 };
 
 static uint64_t next_req_id = 1;
+static struct opts *opt;    /* the options, for cases that wait for replies */
+static int keep_data;	    /* recv_reply keeps the reply's data frame ... */
+static zmq_msg_t last_data; /* ... here (empty if it had none) */
 
 static void die(const char *what)
 {
@@ -174,6 +198,8 @@ static int recv_reply(void *sock, const struct opts *o, const char *outfile)
 		if (o->verbose && frame > 0)
 			fprintf(stderr, "pvraw: reply frame %d: %zu bytes\n", frame,
 				zmq_msg_size(&msg));
+		if (frame == 1 && keep_data)
+			zmq_msg_move(&last_data, &msg);
 		zmq_msg_close(&msg);
 		frame++;
 		if (zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &moresz) < 0)
@@ -204,6 +230,172 @@ static void need_args(int have, int want)
 		fputs(usage_text, stderr);
 		exit(2);
 	}
+}
+
+/* ---- shared memory ------------------------------------------------------ */
+
+#define MEMFD_SIZE (4096u + (2u << 20)) /* shm-memfd: a head page and 2 MiB */
+#define SHM_IO	   (64u << 10)		/* shm-memfd: bytes per request */
+
+static uint64_t client_id(void)
+{
+	if (!opt->client_id_set) {
+		/* random, never 0 (0 means "not a client" to peerd) */
+		opt->client_id =
+		    ((uint64_t)rand() << 33) ^ ((uint64_t)rand() << 11) ^ (uint64_t)rand();
+		opt->client_id |= 1ull << 63;
+		opt->client_id_set = 1;
+	}
+	return opt->client_id;
+}
+
+/* Sends SHM_ATTACH with body {path, size, token}. */
+static void send_attach(void *sock, const char *path, uint64_t size, const uint8_t *token)
+{
+	Pv__ShmAttach a = PV__SHM_ATTACH__INIT;
+	uint8_t buf[PV_MAX_HEADER];
+	uint8_t body[PV_MAX_HEADER];
+	Pv__Header h;
+	size_t n, bn;
+
+	a.path = (char *)path;
+	a.size = size;
+	a.token.data = (uint8_t *)token;
+	a.token.len = PV_SHM_TOKEN;
+	if (pv__shm_attach__get_packed_size(&a) > sizeof(body)) {
+		fprintf(stderr, "pvraw: SHM_ATTACH body too large\n");
+		exit(2);
+	}
+	bn = pv__shm_attach__pack(&a, body);
+	wire_header_init(&h);
+	h.req_id = next_req_id++;
+	h.op = PV_OP_SHM_ATTACH;
+	h.client_id = client_id();
+	n = pack_header(&h, buf, sizeof(buf));
+	send_frame(sock, buf, n, 1);
+	send_frame(sock, body, bn, 0);
+}
+
+/* Sends a request of this client without a data frame: with PV_F_SHM and
+ * shm_off when shm is set, and the given hops. */
+static void send_io(void *sock, uint32_t op, const char *vol, uint64_t off, uint32_t len, int shm,
+		    uint64_t shm_off, uint32_t hops)
+{
+	uint8_t buf[PV_MAX_HEADER];
+	Pv__Header h;
+
+	wire_header_init(&h);
+	h.req_id = next_req_id++;
+	h.op = op;
+	h.volume = (char *)vol;
+	h.offset = off;
+	h.length = len;
+	h.flags = shm ? PV_F_SHM : 0;
+	h.shm_offset = shm_off;
+	h.hops = hops;
+	h.client_id = client_id();
+	send_frame(sock, buf, pack_header(&h, buf, sizeof(buf)), 0);
+}
+
+static void print_same(const void *a, const void *b, size_t len)
+{
+	printf("%s\n", memcmp(a, b, len) == 0 ? "SAME" : "DIFFERENT");
+	fflush(stdout);
+}
+
+/* shm-memfd VOL good [OFFSET], after the attach: one line per step, expected
+ *   OK OK SAME OK SAME BAD_REQUEST BAD_REQUEST BAD_REQUEST BAD_REQUEST
+ *   BAD_REQUEST OK SAME
+ * (WRITE from our memory; READ by socket gives those bytes; READ into our
+ * memory gives them; a range past the end, one over the token, one whose
+ * offset wraps, a forwarded one (hops 1) and a FLUSH with PV_F_SHM are
+ * refused; the same attach again is accepted; the token is intact). */
+static int shm_good(void *sock, const char *vol, uint64_t off, uint8_t *base, const char *path,
+		    const uint8_t *token)
+{
+	uint8_t *w = base + 4096, *r = base + 4096 + SHM_IO;
+	int rc = 0;
+
+	fill_random(w, SHM_IO);
+	send_io(sock, PV_OP_WRITE, vol, off, SHM_IO, 1, 4096, 0);
+	rc |= recv_reply(sock, opt, NULL);
+
+	zmq_msg_close(&last_data);
+	zmq_msg_init(&last_data);
+	keep_data = 1;
+	send_io(sock, PV_OP_READ, vol, off, SHM_IO, 0, 0, 0); /* by socket */
+	rc |= recv_reply(sock, opt, NULL);
+	keep_data = 0;
+	if (zmq_msg_size(&last_data) == SHM_IO)
+		print_same(zmq_msg_data(&last_data), w, SHM_IO);
+	else
+		printf("DIFFERENT\n");
+
+	memset(r, 0, SHM_IO);
+	send_io(sock, PV_OP_READ, vol, off, SHM_IO, 1, 4096 + SHM_IO, 0);
+	rc |= recv_reply(sock, opt, NULL);
+	print_same(r, w, SHM_IO);
+
+	send_io(sock, PV_OP_WRITE, vol, off, SHM_IO, 1, MEMFD_SIZE - 4096, 0);
+	rc |= recv_reply(sock, opt, NULL);
+	send_io(sock, PV_OP_WRITE, vol, off, SHM_IO, 1, 0, 0);
+	rc |= recv_reply(sock, opt, NULL);
+	send_io(sock, PV_OP_READ, vol, off, SHM_IO, 1, UINT64_MAX - 4096, 0);
+	rc |= recv_reply(sock, opt, NULL);
+	send_io(sock, PV_OP_WRITE, vol, off, SHM_IO, 1, 4096, 1);
+	rc |= recv_reply(sock, opt, NULL);
+	send_io(sock, PV_OP_FLUSH, vol, 0, 0, 1, 4096, 0);
+	rc |= recv_reply(sock, opt, NULL);
+
+	send_attach(sock, path, MEMFD_SIZE, token);
+	rc |= recv_reply(sock, opt, NULL);
+	print_same(base, token, PV_SHM_TOKEN);
+	return rc;
+}
+
+/* shm-memfd VOL VARIANT [OFFSET]: a memfd named peervol-shm of MEMFD_SIZE bytes,
+ * sealed against shrinking and growing, starting with a random token, as
+ * fused makes it, offered by its /proc path; each VARIANT but good breaks
+ * one thing peerd checks. Prints the attach's status (and for good, the
+ * steps of shm_good). */
+static int shm_memfd(void *sock, const char *vol, const char *variant, uint64_t off)
+{
+	int good = strcmp(variant, "good") == 0;
+	int unsealed = strcmp(variant, "unsealed") == 0;
+	int badtoken = strcmp(variant, "badtoken") == 0;
+	int badsize = strcmp(variant, "badsize") == 0;
+	int othername = strcmp(variant, "othername") == 0;
+	uint8_t token[PV_SHM_TOKEN], *base;
+	char path[64];
+	int fd, rc;
+
+	if (!good && !unsealed && !badtoken && !badsize && !othername) {
+		fprintf(stderr, "pvraw: shm-memfd: unknown variant '%s'\n", variant);
+		exit(2);
+	}
+	fd = memfd_create(othername ? "other-shm" : "peervol-shm", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0 || ftruncate(fd, MEMFD_SIZE) < 0 ||
+	    (!unsealed && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)) {
+		fprintf(stderr, "pvraw: memfd: %s\n", strerror(errno));
+		exit(1);
+	}
+	base = mmap(NULL, MEMFD_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED) {
+		fprintf(stderr, "pvraw: mmap: %s\n", strerror(errno));
+		exit(1);
+	}
+	fill_random(base, PV_SHM_TOKEN);
+	memcpy(token, base, PV_SHM_TOKEN);
+	if (badtoken)
+		token[0] ^= 0xff;
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)getpid(), fd);
+	send_attach(sock, path, MEMFD_SIZE + (badsize ? 4096 : 0), token);
+	rc = recv_reply(sock, opt, NULL);
+	if (good && rc == 0)
+		rc = shm_good(sock, vol, off, base, path, token);
+	munmap(base, MEMFD_SIZE);
+	close(fd);
+	return rc;
 }
 
 /* Sends one message of the given case. Returns the file to write read data
@@ -272,6 +464,32 @@ static const char *send_case(void *sock, const char *kase, int argc, char **argv
 		h.length = 4096;
 		n = pack_header(&h, buf, sizeof(buf));
 		send_frame(sock, buf, n, 0);
+	} else if (strcmp(kase, "shm-attach") == 0) {
+		uint8_t token[PV_SHM_TOKEN];
+
+		need_args(argc, 1);
+		fill_random(token, sizeof(token));
+		send_attach(sock, argv[0], argc > 1 ? parse_u64(argv[1]) : 1u << 20, token);
+	} else if (strcmp(kase, "shm-attach-nobody") == 0) {
+		h.op = PV_OP_SHM_ATTACH;
+		h.length = 0;
+		h.client_id = client_id();
+		n = pack_header(&h, buf, sizeof(buf));
+		send_frame(sock, buf, n, 0);
+	} else if (strcmp(kase, "shm-write-unmapped") == 0) {
+		need_args(argc, 1);
+		send_io(sock, PV_OP_WRITE, argv[0], 0, SHM_IO, 1, 4096, 0);
+	} else if (strcmp(kase, "shm-write-data") == 0) {
+		need_args(argc, 1);
+		h.op = PV_OP_WRITE;
+		h.volume = argv[0];
+		h.flags = PV_F_SHM;
+		h.shm_offset = 4096;
+		h.client_id = client_id();
+		n = pack_header(&h, buf, sizeof(buf));
+		send_frame(sock, buf, n, 1);
+		memset(buf, 0x5a, 4096);
+		send_frame(sock, buf, 4096, 0);
 	} else if (strcmp(kase, "read") == 0) {
 		need_args(argc, 3);
 		h.volume = argv[0];
@@ -319,11 +537,13 @@ static const char *send_case(void *sock, const char *kase, int argc, char **argv
 int main(int argc, char **argv)
 {
 	struct opts o = {.timeout_ms = 5000, .count = 1};
+	const char *kase;
 	char endpoint[512];
 	void *ctx, *sock;
 	int c, rc = 0, linger = 0;
 
-	while ((c = getopt(argc, argv, "t:n:s:qh")) != -1) {
+	opt = &o;
+	while ((c = getopt(argc, argv, "t:n:s:c:qh")) != -1) {
 		switch (c) {
 		case 't':
 			o.timeout_ms = (int)parse_u64(optarg);
@@ -333,6 +553,10 @@ int main(int argc, char **argv)
 			break;
 		case 's':
 			o.src = optarg;
+			break;
+		case 'c':
+			o.client_id = parse_u64(optarg);
+			o.client_id_set = 1;
 			break;
 		case 'q':
 			o.verbose = 1;
@@ -367,11 +591,19 @@ int main(int argc, char **argv)
 	if (zmq_connect(sock, endpoint) < 0)
 		die(endpoint);
 
+	zmq_msg_init(&last_data);
+	kase = argv[optind + 1];
 	for (long i = 0; i < o.count && rc == 0; i++) {
-		const char *out =
-			send_case(sock, argv[optind + 1], argc - optind - 2, argv + optind + 2);
+		if (strcmp(kase, "shm-memfd") == 0) {
+			need_args(argc - optind - 2, 2);
+			rc = shm_memfd(sock, argv[optind + 2], argv[optind + 3],
+				       argc - optind > 4 ? parse_u64(argv[optind + 4]) : 0);
+			continue;
+		}
+		const char *out = send_case(sock, kase, argc - optind - 2, argv + optind + 2);
 		rc = recv_reply(sock, &o, out);
 	}
+	zmq_msg_close(&last_data);
 	zmq_close(sock);
 	zmq_ctx_term(ctx);
 	return rc;
