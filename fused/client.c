@@ -462,6 +462,8 @@ static void part_free(struct client *c, struct part *p)
 	part_abandon_slot(p);
 	if (p->slot)
 		shm_slot_put(p->slot);
+	if (p->op == PV_OP_SHM_ATTACH && p->srv && p->srv->shm == SHM_PENDING)
+		p->srv->shm = SHM_NONE; /* unanswered: the next NO_SHM asks again */
 	part_unsend(p);
 	for (pp = &c->hash[p->req_id & (HASH_SIZE - 1)]; *pp; pp = &(*pp)->hnext)
 		if (*pp == p) {

@@ -401,7 +401,9 @@ void request_start(const uint8_t *ident, size_t ident_len, const Pv__Header *h, 
 	/* only requests straight from a client: forwarded parts carry the
 	 * forwarding server's request ids */
 	if (h->client_id && h->hops == 0 && (req = inflight_find(h->client_id, h->req_id)) &&
-	    req->op == h->op && req->offset == h->offset && !req->shm == !shm) {
+	    req->op == h->op && req->offset == h->offset &&
+	    (h->op == PV_OP_WRITE || !req->shm == !shm)) {
+		/* (a READ's reply must carry its data the way this copy asks) */
 		pv_debug("volume %s: %s req %llu of client %016llx sent again while running; "
 			 "answering the new connection",
 			 vol->name, wire_op_name(h->op), (unsigned long long)h->req_id,

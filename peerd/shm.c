@@ -97,11 +97,11 @@ static struct shm_region *region_find(uint64_t client_id)
  * with the reason in err. */
 static struct shm_region *region_map(const Pv__ShmAttach *a, char *err, size_t errlen)
 {
-	char link[256];
+	char link[256], self[64];
 	struct shm_region *r = NULL;
 	struct stat st;
 	ssize_t n;
-	int fd, seals;
+	int fd, pfd, seals;
 	void *base;
 
 	if (!shm_path_valid(a->path)) {
@@ -117,17 +117,28 @@ static struct shm_region *region_map(const Pv__ShmAttach *a, char *err, size_t e
 			 SHM_MIN_SIZE, (unsigned long long)SHM_MAX_SIZE);
 		return NULL;
 	}
-	n = readlink(a->path, link, sizeof(link) - 1);
-	if (n < 0) {
+	/* O_PATH: a handle on whatever the link names without opening it (no
+	 * device's open side effects); checked, then opened through the handle */
+	pfd = open(a->path, O_PATH | O_CLOEXEC);
+	if (pfd < 0) {
 		snprintf(err, errlen, "%s: %s (not on this host?)", a->path, strerror(errno));
+		return NULL;
+	}
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", pfd);
+	n = readlink(self, link, sizeof(link) - 1);
+	if (n < 0 || fstat(pfd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s is not a regular file (not on this host?)", a->path);
+		close(pfd);
 		return NULL;
 	}
 	link[n] = '\0';
 	if (strncmp(link, SHM_MEMFD_PREFIX, strlen(SHM_MEMFD_PREFIX)) != 0) {
 		snprintf(err, errlen, "%s is not a peervol memfd (not on this host?)", a->path);
+		close(pfd);
 		return NULL;
 	}
-	fd = open(a->path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	fd = open(self, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	close(pfd);
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot open %s: %s", a->path, strerror(errno));
 		return NULL;
