@@ -335,6 +335,8 @@ void shm_put(struct shm_region *r);
 uint8_t *shm_ptr(const struct shm_region *r, uint64_t offset, uint64_t len);
 /* Unmaps regions unused for a minute (once a second). */
 void shm_expire(void);
+/* Clients whose shared memory is mapped (status). */
+unsigned shm_count(void);
 void shm_free_all(void);
 
 /* peers.c */

@@ -249,6 +249,11 @@ void shm_expire(void)
 	}
 }
 
+unsigned shm_count(void)
+{
+	return n_regions;
+}
+
 void shm_free_all(void)
 {
 	while (regions)

@@ -161,6 +161,7 @@ grep -qiE 'shared memory|block data goes' "$T/fused-msock.log" &&
 	fail "fused --shm-slots 0 logs about shared memory: $(grep -iE 'shared memory|block data goes' "$T/fused-msock.log")"
 grep -q "$MAPPED" "$T/peerd1.log" && fail "peerd mapped shared memory with only a --shm-slots 0 fused: $(grep "$MAPPED" "$T/peerd1.log")"
 grep -q 'memfd:' "/proc/${PEERD_PID[1]}/maps" && fail "peerd has a memfd mapped with only a --shm-slots 0 fused"
+assert_eq "$(status_field 1 shm_clients)" 0 "peerctl status shm_clients with only a --shm-slots 0 fused"
 log "d: --shm-slots 0: no attach, data by socket, IO works"
 
 # ---------------------------------------------------------------- a. shared memory
@@ -173,6 +174,7 @@ id_a=$(client_id_of "$T/fused-mnt.log")
 wait_log "$T/peerd1.log" "client $id_a: [0-9]+ MiB of $MAPPED"
 assert_eq "$(grep -c "$MAPPED" "$T/peerd1.log")" 1 "mappings in peerd's log"
 grep -q 'memfd:peervol-shm' "/proc/${PEERD_PID[1]}/maps" || fail "peerd has no peervol-shm memfd mapped"
+assert_eq "$(status_field 1 shm_clients)" 1 "peerctl status shm_clients with a local fused"
 log "a: $(grep -m1 'is on this host' "$T/fused-mnt.log" | sed 's/.*info: //') / $(grep -m1 "$MAPPED" "$T/peerd1.log" | sed 's/.*info: //')"
 
 # what the socket fused wrote reads back through the shared memory
