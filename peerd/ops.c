@@ -98,7 +98,7 @@ static void op_shm_attach(const uint8_t *ident, size_t ident_len, const Pv__Head
 				     "SHM_ATTACH body missing or does not decode");
 		return;
 	}
-	st = shm_attach(h->client_id, a, err, sizeof(err));
+	st = shm_attach(h->client_id, ident, ident_len, a, err, sizeof(err));
 	if (st != PV_ST_OK)
 		pv_debug("client %016llx: shared memory refused: %s", (unsigned long long)h->client_id,
 			 err);

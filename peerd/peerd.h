@@ -326,9 +326,12 @@ struct shm_region;
 int shm_path_valid(const char *path);
 /* Maps the shared memory client_id offers (see shm.c for the checks);
  * PV_ST_OK, or a status with the reason in err. */
-int shm_attach(uint64_t client_id, const Pv__ShmAttach *a, char *err, size_t errlen);
-/* The region of client_id with a reference for one request, or NULL. */
-struct shm_region *shm_get(uint64_t client_id);
+int shm_attach(uint64_t client_id, const uint8_t *ident, size_t ident_len,
+	       const Pv__ShmAttach *a, char *err, size_t errlen);
+/* The region of client_id, attached over the connection ident, with a
+ * reference for one request; NULL if there is none (or it is another
+ * connection's). */
+struct shm_region *shm_get(uint64_t client_id, const uint8_t *ident, size_t ident_len);
 /* Drops a reference from shm_get; accepts NULL. */
 void shm_put(struct shm_region *r);
 /* The address of [offset, offset + len) in r, or NULL if outside it. */

@@ -325,10 +325,11 @@ static struct shm_region *shm_check(const uint8_t *ident, size_t ident_len, cons
 				     h->length, PV_MAX_IO);
 		return NULL;
 	}
-	r = shm_get(h->client_id);
+	r = shm_get(h->client_id, ident, ident_len);
 	if (!r) {
 		request_reply_status(ident, ident_len, h, PV_ST_NO_SHM,
-				     "no shared memory of client %016llx is mapped on server %u",
+				     "no shared memory of client %016llx is mapped on server %u for "
+				     "this connection",
 				     (unsigned long long)h->client_id, srv->cfg.id);
 		return NULL;
 	}

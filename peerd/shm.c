@@ -13,6 +13,11 @@
  * that is not its own). A client that fails any of these sends its data in
  * the messages, as every remote client does.
  *
+ * A region serves only the connection that attached it (its ROUTER routing
+ * id): a client on another host that claims a local client's id cannot make
+ * this server read or write that client's memory. A client whose connection
+ * changed gets NO_SHM and attaches again.
+ *
  * A request holds a reference to the region it uses (shm_get/shm_put); a
  * replaced or expired region is unmapped when its last request ends.
  * Reactor thread only; the IO threads only touch memory a request holds. */
@@ -39,6 +44,8 @@ struct shm_region {
 	uint8_t *base;
 	uint64_t size;
 	uint8_t token[PV_SHM_TOKEN];
+	uint8_t ident[PV_MAX_IDENTITY]; /* the connection that attached it */
+	size_t ident_len;
 	int refs;     /* the table's own reference and one per request */
 	int attached; /* still in the table */
 	uint64_t last_ms;
@@ -176,7 +183,16 @@ static struct shm_region *region_map(const Pv__ShmAttach *a, char *err, size_t e
 	return r;
 }
 
-int shm_attach(uint64_t client_id, const Pv__ShmAttach *a, char *err, size_t errlen)
+static void set_ident(struct shm_region *r, const uint8_t *ident, size_t ident_len)
+{
+	if (ident_len > sizeof(r->ident))
+		ident_len = sizeof(r->ident);
+	memcpy(r->ident, ident, ident_len);
+	r->ident_len = ident_len;
+}
+
+int shm_attach(uint64_t client_id, const uint8_t *ident, size_t ident_len,
+	       const Pv__ShmAttach *a, char *err, size_t errlen)
 {
 	struct shm_region *old = region_find(client_id), *r;
 
@@ -187,6 +203,7 @@ int shm_attach(uint64_t client_id, const Pv__ShmAttach *a, char *err, size_t err
 	if (old && old->size == a->size && a->token.len == PV_SHM_TOKEN &&
 	    memcmp(old->token, a->token.data, PV_SHM_TOKEN) == 0) {
 		old->last_ms = pv_now_ms(); /* the same memory again (a reconnect) */
+		set_ident(old, ident, ident_len);
 		return PV_ST_OK;
 	}
 	if (!old && n_regions >= SHM_MAX_REGIONS) {
@@ -199,6 +216,7 @@ int shm_attach(uint64_t client_id, const Pv__ShmAttach *a, char *err, size_t err
 	if (old)
 		region_detach(old); /* unmapped when its last request ends */
 	r->client_id = client_id;
+	set_ident(r, ident, ident_len);
 	r->attached = 1;
 	r->last_ms = pv_now_ms();
 	r->next = regions;
@@ -209,11 +227,11 @@ int shm_attach(uint64_t client_id, const Pv__ShmAttach *a, char *err, size_t err
 	return PV_ST_OK;
 }
 
-struct shm_region *shm_get(uint64_t client_id)
+struct shm_region *shm_get(uint64_t client_id, const uint8_t *ident, size_t ident_len)
 {
 	struct shm_region *r = region_find(client_id);
 
-	if (!r)
+	if (!r || r->ident_len != ident_len || memcmp(r->ident, ident, ident_len) != 0)
 		return NULL;
 	r->refs++;
 	r->last_ms = pv_now_ms();

@@ -101,7 +101,8 @@ grep -q 'shared memory mapped' "$T/peerd1.log" &&
 # past the region's end, over the token or wrapping, a forwarded request
 # (hops 1) and a FLUSH with PV_F_SHM are BAD_REQUEST; the same attach again
 # is OK; the token is untouched. At 8 MiB, away from the data checked below.
-got=$("$PVRAW" -t 5000 -s "$SRC" -q "$ep" shm-memfd vol good $((8 << 20)) 2>>"$T/pvraw.err" | tr '\n' ' ') || true
+shm_id=$(((1 << 62) + 4242))
+got=$("$PVRAW" -t 5000 -s "$SRC" -q -c "$shm_id" "$ep" shm-memfd vol good $((8 << 20)) 2>>"$T/pvraw.err" | tr '\n' ' ') || true
 assert_eq "$got" "OK OK OK SAME OK SAME BAD_REQUEST BAD_REQUEST BAD_REQUEST BAD_REQUEST BAD_REQUEST OK SAME " \
 	"shm-memfd good: attach, round trip, range checks, re-attach"
 peerd_alive 1 || fail "peerd died after the shared memory round trip"
@@ -110,6 +111,10 @@ pid1=${PEERD_PID[1]}
 assert_eq "$(grep -c 'memfd:peervol-shm' "/proc/$pid1/maps")" 1 "peervol memfds mapped in peerd"
 grep -q 'memfd:other-shm' "/proc/$pid1/maps" && fail "peerd mapped the memfd named other-shm"
 log "ok: shm-memfd good -> $got"
+# The mapping serves only the connection that attached it: another client
+# (another connection) claiming the same client id gets NO_SHM, not the
+# first client's memory.
+expect_status NO_SHM shm-write-unmapped vol -c "$shm_id"
 
 # 200 random garbage messages: each gets an answer, none crashes the server.
 "$PVRAW" -t 5000 -s "$SRC" -n 200 "$ep" garbage >"$T/garbage.out" 2>>"$T/pvraw.err" ||
