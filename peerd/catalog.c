@@ -278,8 +278,50 @@ static int in_list(struct volume *const *list, size_t n, const struct volume *v)
 	return 0;
 }
 
+/* Whether a catalog from a peer (or from LMDB) is one this server can
+ * install: every volume name is a valid name (it becomes a file name under
+ * the data directory: no '/', no '..'), unique, and sizes and page sizes are
+ * what volume create allows. 1, or 0 with the reason in err. */
+static int catalog_check(const Pv__Catalog *c, char *err, size_t errlen)
+{
+	char why[160];
+
+	for (size_t i = 0; i < c->n_volumes; i++) {
+		const Pv__VolumeInfo *vi = c->volumes[i];
+
+		if (!vi->name || !pv_valid_name(vi->name, why, sizeof(why))) {
+			snprintf(err, errlen, "volume %zu: %s", i, vi->name ? why : "no name");
+			return 0;
+		}
+		if (!pv_valid_volume_size(vi->size, UINT64_MAX, why, sizeof(why))) {
+			snprintf(err, errlen, "volume %s: %s", vi->name, why);
+			return 0;
+		}
+		if (vi->page_size % PV_SECTOR || vi->page_size < PV_MIN_PAGE_SIZE ||
+		    vi->page_size > PV_MAX_PAGE_SIZE) {
+			snprintf(err, errlen, "volume %s: page size %u out of range", vi->name,
+				 vi->page_size);
+			return 0;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(c->volumes[j]->name, vi->name)) {
+				snprintf(err, errlen, "volume %s listed twice", vi->name);
+				return 0;
+			}
+	}
+	return 1;
+}
+
 static int install(Pv__Catalog *c, const char *why)
 {
+	char bad[256];
+
+	if (!catalog_check(c, bad, sizeof(bad))) {
+		pv_err("catalog version %llu (%s) refused: %s; keeping version %llu",
+		       (unsigned long long)c->version, why, bad, (unsigned long long)srv->version);
+		catalog_pb_free(c);
+		return -1;
+	}
 	struct volume **list = calloc(c->n_volumes + 1, sizeof(*list));
 	struct volume **newvols = calloc(c->n_volumes + 1, sizeof(*newvols));
 	const char **removed = NULL;
@@ -781,6 +823,8 @@ static int validate_change(const Pv__CatalogChange *ch, char *err, size_t errlen
 			 srv->cfg.id, (unsigned long long)srv->version);
 		return PV_ST_BUSY;
 	}
+	if (!catalog_check(c, err, errlen))
+		return PV_ST_BAD_REQUEST;
 	/* new volumes this server may hold must fit in its file system */
 	for (size_t i = 0; i < c->n_volumes; i++) {
 		Pv__VolumeInfo *vi = c->volumes[i];

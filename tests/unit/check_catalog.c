@@ -467,6 +467,53 @@ START_TEST(routing_table_from_lmdb)
 }
 END_TEST
 
+/* A catalog from a peer whose volume name would leave the data directory
+ * (or is otherwise unusable) is refused whole: the version stays, no file is
+ * made anywhere. */
+START_TEST(adopt_refuses_bad_names)
+{
+	static const char *const bad[] = {"../escape", "a/b", "..", ".hidden", "", "-x"};
+	struct cat_builder b;
+	const uint32_t self[] = {1};
+	char path[PATH_MAX + 512];
+	uint64_t before = srv->version;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cb_init(&b, before + 1);
+		cb_member(&b, 1, 1);
+		cb_volume(&b, "fine", 1, 8, self, 1);
+		cb_volume(&b, bad[i], 2, 8, self, 1);
+		ck_assert_msg(catalog_adopt(&b.c, "test bad name") < 0, "'%s' adopted", bad[i]);
+		ck_assert_uint_eq(srv->version, before);
+		ck_assert_ptr_null(catalog_volume("fine"));
+	}
+	snprintf(path, sizeof(path), "%s/escape.vol", srv->cfg.data_dir);
+	ck_assert_int_ne(access(path, F_OK), 0);
+	/* the same name twice, a zero size, a bad page size */
+	cb_init(&b, before + 1);
+	cb_member(&b, 1, 1);
+	cb_volume(&b, "twice", 1, 8, self, 1);
+	cb_volume(&b, "twice", 2, 8, self, 1);
+	ck_assert_int_lt(catalog_adopt(&b.c, "test twice"), 0);
+	cb_init(&b, before + 1);
+	cb_member(&b, 1, 1);
+	cb_volume(&b, "empty", 1, 0, self, 1);
+	ck_assert_int_lt(catalog_adopt(&b.c, "test empty"), 0);
+	cb_init(&b, before + 1);
+	cb_member(&b, 1, 1);
+	cb_volume(&b, "odd", 1, 8, self, 1);
+	b.v[0].page_size = 1000;
+	ck_assert_int_lt(catalog_adopt(&b.c, "test page size"), 0);
+	ck_assert_uint_eq(srv->version, before);
+	/* and a good one still goes in */
+	cb_init(&b, before + 1);
+	cb_member(&b, 1, 1);
+	cb_volume(&b, "fine", 1, 8, self, 1);
+	ck_assert_int_eq(catalog_adopt(&b.c, "test good"), 0);
+	ck_assert_ptr_nonnull(catalog_volume("fine"));
+}
+END_TEST
+
 START_TEST(adopt_newer_version)
 {
 	struct cat_builder b;
@@ -690,6 +737,7 @@ static Suite *catalog_suite(void)
 	tcase_add_test(tc, volume_create_refusals);
 	tcase_add_test(tc, routing_table_weighted);
 	tcase_add_test(tc, routing_table_from_lmdb);
+	tcase_add_test(tc, adopt_refuses_bad_names);
 	tcase_add_test(tc, adopt_newer_version);
 	tcase_add_test(tc, pb_holders_and_copy);
 	tcase_add_test(tc, same_name_new_id);
