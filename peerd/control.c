@@ -514,13 +514,14 @@ void control_input(void)
 			return;
 		/* REQ framing: [identity][empty][json] */
 		if (n != 3 || zmq_msg_size(&frames[1]) != 0 ||
-		    zmq_msg_size(&frames[0]) > PV_MAX_IDENTITY ||
-		    zmq_msg_size(&frames[2]) > CONTROL_MAX_REQUEST) {
+		    zmq_msg_size(&frames[0]) > PV_MAX_IDENTITY) {
 			pv_warn("control: malformed request ignored");
 			goto next;
 		}
 		ident = zmq_msg_data(&frames[0]);
 		ident_len = zmq_msg_size(&frames[0]);
+
+		/* control_parse refuses (and so answers) an over-long request too */
 		if (control_parse(zmq_msg_data(&frames[2]), zmq_msg_size(&frames[2]),
 				  srv->cfg.max_volume_size, &cmd, err, sizeof(err)) < 0) {
 			if (cmd.cmd) /* a known command with bad arguments */
