@@ -564,6 +564,9 @@ static void part_send(struct client *c, struct part *p, struct server *s)
 	h.length = p->length;
 	h.client_id = c->client_id;
 	h.catalog_version = c->cat_version;
+	/* this client's clock: a server that meets two copies of one request
+	 * (a re-send on a new connection) answers the later one */
+	h.timestamp = pv_now_ms();
 	if (p->call)
 		h.flags = p->call->flags;
 	if (s->shm == SHM_ON && p->op == PV_OP_READ && p->length >= FUSED_SHM_MIN && !p->slot)
@@ -947,6 +950,8 @@ static void handle_reply(struct client *c, struct server *s, zmq_msg_t *hdr, zmq
 	}
 	part_unsend(p);
 	in_shm = p->shm_sent;
+	if (in_shm && (h->flags & PV_F_SHM_LOST))
+		part_abandon_slot(p); /* an owner behind s may still touch the slot */
 	p->shm_sent = 0; /* it answered: done with the slot */
 	if (h->status != PV_ST_OK && h->status != PV_ST_BUSY && h->status != PV_ST_MOVED &&
 	    h->status != PV_ST_UNAVAILABLE && h->status != PV_ST_NO_SHM)

@@ -45,7 +45,9 @@
 #define PV_F_FUA 0x1u /* WRITE: durable before the reply (force unit access) */
 #define PV_F_SHM 0x2u /* READ/WRITE from a client: the data is in the client's \
 		       * shared memory at shm_offset, not in a data frame */
-#define PV_SHM_TOKEN 16u /* bytes of pv.ShmAttach.token */
+#define PV_F_SHM_LOST 0x4u /* reply to a PV_F_SHM request: a server may still \
+			    * touch the client's memory; never reuse it */
+#define PV_SHM_TOKEN  16u  /* bytes of pv.ShmAttach.token */
 
 /* Operations. Requests and their replies carry the same op. */
 enum pv_op {

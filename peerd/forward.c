@@ -23,6 +23,7 @@ struct fwd {
 	uint64_t length;
 	uint64_t buf_off;
 	uint64_t sent_ms;
+	int shm; /* sent as an offset in the client's shared memory */
 };
 
 static struct fwd *table[FWD_BUCKETS];
@@ -92,11 +93,19 @@ int forward_part(struct request *req, uint32_t owner, uint64_t offset, uint64_t 
 	h.volume = req->vol->name;
 	h.offset = offset;
 	h.length = (uint32_t)len;
-	h.flags = req->flags & ~PV_F_SHM; /* the owner gets the data in the message */
+	h.flags = req->flags & ~PV_F_SHM;
 	h.hops = req->hops + 1;
 	h.client_id = req->client_id;
 	if (req->op != PV_OP_FLUSH)
 		h.epoch = req->vol->epoch[offset / req->vol->page_size];
+	if (req->shm && (req->op == PV_OP_READ || req->op == PV_OP_WRITE) &&
+	    shm_peer_usable(req->shm, m)) {
+		/* the owner is on this host and mapped the client's memory too */
+		h.flags |= PV_F_SHM;
+		h.shm_offset = req->shm_offset + buf_off;
+		f->shm = 1;
+		with_data = 0;
+	}
 	if (with_data && buf_off == 0 && len == zmq_msg_size(&req->data) && !req->shm) {
 		/* the whole write goes to one owner: share the received buffer
 		 * (ZeroMQ counts its references; no copy) */
@@ -136,7 +145,12 @@ int forward_reply(struct member *m, const Pv__Header *h, zmq_msg_t *data)
 
 	if (!f)
 		return 0; /* late answer to a part already failed */
-	if (status == PV_ST_OK && f->req->op == PV_OP_READ) {
+	if (f->shm && status == PV_ST_NO_SHM)
+		shm_peer_forget(f->req->client_id, m->id); /* the client retries by socket */
+	if (status == PV_ST_OK && f->req->op == PV_OP_READ && f->shm && !data &&
+	    (h->flags & PV_F_SHM)) {
+		/* the owner put the data into the client's memory */
+	} else if (status == PV_ST_OK && f->req->op == PV_OP_READ) {
 		if (!data || zmq_msg_size(data) != f->length) {
 			pv_warn("volume %s: server %u answered READ at %llu with %zu bytes instead "
 				"of %llu",
@@ -177,6 +191,7 @@ void forward_tick(void)
 			"client will retry",
 			f->req->vol->name, f->owner, wire_op_name(f->req->op),
 			(unsigned long long)f->offset, PEERD_FWD_TIMEOUT_MS / 1000);
+		f->req->shm_lost |= f->shm;
 		request_part_done(f->req, f->buf_off, PV_ST_UNAVAILABLE, 0, NULL,
 				  "owner did not answer in time");
 		free(f);
@@ -188,6 +203,7 @@ void forward_abort_all(void)
 	while (oldest) {
 		struct fwd *f = unlink_fwd(oldest->id);
 
+		f->req->shm_lost |= f->shm;
 		request_part_done(f->req, f->buf_off, PV_ST_UNAVAILABLE, 0, NULL,
 				  "server stopping");
 		free(f);

@@ -98,12 +98,25 @@ static void op_shm_attach(const uint8_t *ident, size_t ident_len, const Pv__Head
 				     "SHM_ATTACH body missing or does not decode");
 		return;
 	}
-	st = shm_attach(h->client_id, ident, ident_len, a, err, sizeof(err));
+	/* peers send their own id; fused sends none */
+	st = shm_attach(h->client_id, ident, ident_len, h->server_id != 0, a, err, sizeof(err));
 	if (st != PV_ST_OK)
 		pv_debug("client %016llx: shared memory refused: %s", (unsigned long long)h->client_id,
 			 err);
 	pv__shm_attach__free_unpacked(a, NULL);
-	ops_reply(ident, ident_len, h, st, err, NULL);
+	{
+		Pv__Header r; /* ops_reply's, with the client id: a peer asked for it */
+
+		wire_header_init(&r);
+		r.op = h->op;
+		r.req_id = h->req_id;
+		r.status = st;
+		r.server_id = srv->cfg.id;
+		r.catalog_version = srv->version;
+		r.client_id = h->client_id;
+		r.message = err;
+		wire_send(srv->router, ident, ident_len, &r, NULL);
+	}
 }
 
 static void op_heartbeat(const uint8_t *ident, size_t ident_len, const Pv__Header *h,

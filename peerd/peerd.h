@@ -89,6 +89,7 @@ struct request {
 	uint32_t flags;
 	uint32_t hops;
 	uint64_t client_id;
+	uint64_t sent_ts; /* the sender's clock when it sent this copy (Header.timestamp) */
 	struct volume *vol;
 	uint8_t ident[PV_MAX_IDENTITY]; /* who asked (ROUTER routing id) */
 	size_t ident_len;
@@ -96,6 +97,8 @@ struct request {
 	int has_data;
 	uint8_t *buf;	 /* READ result, length bytes (malloc'd, or in shm) */
 	struct shm_region *shm; /* PV_F_SHM: the client's memory holds the data */
+	uint64_t shm_offset;	/* ... at this offset */
+	int shm_lost;		/* a part sent as an offset got no answer in time */
 	zmq_msg_t reply; /* READ result as one owner's message (no copy) */
 	int has_reply;
 	int pending; /* parts not yet done */
@@ -326,8 +329,18 @@ struct shm_region;
 int shm_path_valid(const char *path);
 /* Maps the shared memory client_id offers (see shm.c for the checks);
  * PV_ST_OK, or a status with the reason in err. */
-int shm_attach(uint64_t client_id, const uint8_t *ident, size_t ident_len,
+int shm_attach(uint64_t client_id, const uint8_t *ident, size_t ident_len, int via_peer,
 	       const Pv__ShmAttach *a, char *err, size_t errlen);
+/* Whether r was attached by a peer (forwarded parts, hops 1) rather than by
+ * the client itself (hops 0). */
+int shm_via_peer(const struct shm_region *r);
+/* Whether a part of a request in client region r may go to member m as an
+ * offset (m mapped the memory too); offers it to m the first time. */
+int shm_peer_usable(struct shm_region *r, struct member *m);
+/* A peer's answer to the offer. */
+void shm_peer_answer(uint32_t member, const Pv__Header *h);
+/* member answered NO_SHM (restarted, or unmapped it): offer again. */
+void shm_peer_forget(uint64_t client_id, uint32_t member);
 /* The region of client_id, attached over the connection ident, with a
  * reference for one request; NULL if there is none (or it is another
  * connection's). */

@@ -186,6 +186,9 @@ void peers_input(struct member *m)
 	case PV_OP_TRIM:
 		forward_reply(m, h, n > 1 ? &frames[1] : NULL);
 		break;
+	case PV_OP_SHM_ATTACH:
+		shm_peer_answer(m->id, h);
+		break;
 	case PV_OP_CAT_PREPARE:
 	case PV_OP_CAT_COMMIT:
 	case PV_OP_CAT_ABORT:

@@ -125,6 +125,8 @@ static void request_finish(struct request *req)
 	reply_header(&r, req->op, req->req_id, req->status);
 	if (req->shm)
 		r.flags = PV_F_SHM; /* a READ's data is in the client's memory */
+	if (req->shm_lost)
+		r.flags |= PV_F_SHM_LOST;
 	r.volume = req->vol->name;
 	r.offset = req->offset;
 	r.length = req->length;
@@ -313,7 +315,7 @@ static struct shm_region *shm_check(const uint8_t *ident, size_t ident_len, cons
 {
 	struct shm_region *r;
 
-	if ((h->op != PV_OP_READ && h->op != PV_OP_WRITE) || h->hops || !h->client_id || data) {
+	if ((h->op != PV_OP_READ && h->op != PV_OP_WRITE) || h->hops > 1 || !h->client_id || data) {
 		request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
 				     "shared memory only carries a client's READ or WRITE, without "
 				     "a data frame");
@@ -331,6 +333,15 @@ static struct shm_region *shm_check(const uint8_t *ident, size_t ident_len, cons
 				     "no shared memory of client %016llx is mapped on server %u for "
 				     "this connection",
 				     (unsigned long long)h->client_id, srv->cfg.id);
+		return NULL;
+	}
+	if (shm_via_peer(r) != (h->hops == 1)) {
+		/* a client's own offer serves its requests, a peer's offer the
+		 * parts that peer forwards, and nothing else */
+		request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
+				     "shared memory offered %s used by a request with hops %u",
+				     shm_via_peer(r) ? "by a peer" : "by the client", h->hops);
+		shm_put(r);
 		return NULL;
 	}
 	*where = shm_ptr(r, h->shm_offset, h->length);
@@ -405,12 +416,19 @@ void request_start(const uint8_t *ident, size_t ident_len, const Pv__Header *h, 
 	    req->op == h->op && req->offset == h->offset &&
 	    (h->op == PV_OP_WRITE || !req->shm == !shm)) {
 		/* (a READ's reply must carry its data the way this copy asks) */
+		/* copies may arrive in any order (one per connection): the
+		 * answer goes to the one the client sent last (its clock in
+		 * timestamp), never back to an older connection */
+		if (h->timestamp >= req->sent_ts) {
+			memcpy(req->ident, ident, ident_len);
+			req->ident_len = ident_len;
+			req->sent_ts = h->timestamp;
+		}
 		pv_debug("volume %s: %s req %llu of client %016llx sent again while running; "
-			 "answering the new connection",
+			 "answering the %s copy",
 			 vol->name, wire_op_name(h->op), (unsigned long long)h->req_id,
-			 (unsigned long long)h->client_id);
-		memcpy(req->ident, ident, ident_len);
-		req->ident_len = ident_len;
+			 (unsigned long long)h->client_id,
+			 req->sent_ts == h->timestamp ? "newer" : "earlier");
 		goto drop;
 	}
 	req = calloc(1, sizeof(*req));
@@ -426,6 +444,7 @@ void request_start(const uint8_t *ident, size_t ident_len, const Pv__Header *h, 
 	req->flags = h->flags;
 	req->hops = h->hops;
 	req->client_id = h->client_id;
+	req->sent_ts = h->timestamp;
 	volume_get(vol);
 	req->vol = vol;
 	memcpy(req->ident, ident, ident_len);
@@ -437,6 +456,7 @@ void request_start(const uint8_t *ident, size_t ident_len, const Pv__Header *h, 
 		*b = req;
 	}
 	req->shm = shm;
+	req->shm_offset = h->shm_offset;
 	shm = NULL; /* the request holds the reference now */
 	if (data) {
 		zmq_msg_init(&req->data);

@@ -18,6 +18,15 @@
  * this server read or write that client's memory. A client whose connection
  * changed gets NO_SHM and attaches again.
  *
+ * Servers on one host (one peerd per disk, say) share the client's memory
+ * too: when this server forwards a part of a shared-memory request to an
+ * owner, it first offers the owner the client's memfd (SHM_ATTACH with the
+ * client's id, over the peer connection); an owner on the same host maps it
+ * like a client's, bound to that peer connection, and is then sent the
+ * part's offset instead of its data (hops 1). A part whose answer did not
+ * come in time is reported to the client (PV_F_SHM_LOST), which then never
+ * reuses the slot: the owner may still touch it.
+ *
  * A request holds a reference to the region it uses (shm_get/shm_put); a
  * replaced or expired region is unmapped when its last request ends.
  * Reactor thread only; the IO threads only touch memory a request holds. */
@@ -48,8 +57,17 @@ struct shm_region {
 	size_t ident_len;
 	int refs;     /* the table's own reference and one per request */
 	int attached; /* still in the table */
+	int via_peer; /* attached by a peer for its client, not by the client */
 	uint64_t last_ms;
+	char path[48]; /* as the client offered it */
+	struct {
+		uint32_t id;
+		uint8_t state; /* enum peer_state */
+	} peer[PEERD_MAX_MEMBERS]; /* owners offered it (client regions only) */
+	unsigned npeer;
 };
+
+enum peer_state { PEER_UNKNOWN, PEER_PENDING, PEER_ON, PEER_REFUSED };
 
 static struct shm_region *regions;
 static unsigned n_regions;
@@ -92,10 +110,24 @@ static void region_detach(struct shm_region *r)
 	region_unref(r);
 }
 
-static struct shm_region *region_find(uint64_t client_id)
+/* The region an attach replaces: the client's own (one per client, bound to
+ * its latest connection), or the one a given peer connection attached. */
+static struct shm_region *region_of(uint64_t client_id, int via_peer, const uint8_t *ident,
+				    size_t ident_len)
 {
 	for (struct shm_region *r = regions; r; r = r->next)
-		if (r->client_id == client_id)
+		if (r->client_id == client_id && r->via_peer == via_peer &&
+		    (!via_peer ||
+		     (r->ident_len == ident_len && memcmp(r->ident, ident, ident_len) == 0)))
+			return r;
+	return NULL;
+}
+
+static struct shm_region *region_find(uint64_t client_id, const uint8_t *ident, size_t ident_len)
+{
+	for (struct shm_region *r = regions; r; r = r->next)
+		if (r->client_id == client_id && r->ident_len == ident_len &&
+		    memcmp(r->ident, ident, ident_len) == 0)
 			return r;
 	return NULL;
 }
@@ -191,10 +223,10 @@ static void set_ident(struct shm_region *r, const uint8_t *ident, size_t ident_l
 	r->ident_len = ident_len;
 }
 
-int shm_attach(uint64_t client_id, const uint8_t *ident, size_t ident_len,
+int shm_attach(uint64_t client_id, const uint8_t *ident, size_t ident_len, int via_peer,
 	       const Pv__ShmAttach *a, char *err, size_t errlen)
 {
-	struct shm_region *old = region_find(client_id), *r;
+	struct shm_region *old = region_of(client_id, via_peer, ident, ident_len), *r;
 
 	if (!client_id) {
 		snprintf(err, errlen, "no client id");
@@ -217,21 +249,24 @@ int shm_attach(uint64_t client_id, const uint8_t *ident, size_t ident_len,
 		region_detach(old); /* unmapped when its last request ends */
 	r->client_id = client_id;
 	set_ident(r, ident, ident_len);
+	r->via_peer = via_peer;
+	snprintf(r->path, sizeof(r->path), "%s", a->path);
 	r->attached = 1;
 	r->last_ms = pv_now_ms();
 	r->next = regions;
 	regions = r;
 	n_regions++;
-	pv_info("client %016llx: %llu MiB of shared memory mapped; its data skips the socket",
-		(unsigned long long)client_id, (unsigned long long)(a->size >> 20));
+	pv_info("client %016llx: %llu MiB of shared memory mapped%s; its data skips the socket",
+		(unsigned long long)client_id, (unsigned long long)(a->size >> 20),
+		via_peer ? " (offered by a server on this host)" : "");
 	return PV_ST_OK;
 }
 
 struct shm_region *shm_get(uint64_t client_id, const uint8_t *ident, size_t ident_len)
 {
-	struct shm_region *r = region_find(client_id);
+	struct shm_region *r = region_find(client_id, ident, ident_len);
 
-	if (!r || r->ident_len != ident_len || memcmp(r->ident, ident, ident_len) != 0)
+	if (!r)
 		return NULL;
 	r->refs++;
 	r->last_ms = pv_now_ms();
@@ -264,6 +299,73 @@ void shm_expire(void)
 				(unsigned long long)r->client_id, SHM_EXPIRE_MS / 1000);
 			region_detach(r);
 		}
+	}
+}
+
+int shm_via_peer(const struct shm_region *r)
+{
+	return r->via_peer;
+}
+
+/* The state of member in r, added as PEER_UNKNOWN if not there yet; NULL if
+ * the table is full. */
+static uint8_t *peer_state(struct shm_region *r, uint32_t member)
+{
+	for (unsigned i = 0; i < r->npeer; i++)
+		if (r->peer[i].id == member)
+			return &r->peer[i].state;
+	if (r->npeer == PEERD_MAX_MEMBERS)
+		return NULL;
+	r->peer[r->npeer].id = member;
+	r->peer[r->npeer].state = PEER_UNKNOWN;
+	return &r->peer[r->npeer++].state;
+}
+
+int shm_peer_usable(struct shm_region *r, struct member *m)
+{
+	Pv__ShmAttach a = PV__SHM_ATTACH__INIT;
+	uint8_t *st;
+	Pv__Header h;
+
+	if (r->via_peer || !(st = peer_state(r, m->id)))
+		return 0;
+	if (*st != PEER_UNKNOWN)
+		return *st == PEER_ON;
+	a.path = r->path;
+	a.size = r->size;
+	a.token.data = r->token;
+	a.token.len = PV_SHM_TOKEN;
+	wire_header_init(&h);
+	h.op = PV_OP_SHM_ATTACH;
+	h.req_id = peers_next_id();
+	h.client_id = r->client_id;
+	if (peers_send(m, &h, NULL, &a.base) == 0)
+		*st = PEER_PENDING; /* this part goes with its data */
+	return 0;
+}
+
+void shm_peer_answer(uint32_t member, const Pv__Header *h)
+{
+	for (struct shm_region *r = regions; r; r = r->next) {
+		uint8_t *st;
+
+		if (r->client_id != h->client_id || r->via_peer || !(st = peer_state(r, member)))
+			continue;
+		if (*st == PEER_PENDING && h->status == PV_ST_OK)
+			pv_info("client %016llx: server %u is on this host too; forwarded parts "
+				"go through the client's shared memory",
+				(unsigned long long)r->client_id, member);
+		*st = h->status == PV_ST_OK ? PEER_ON : PEER_REFUSED;
+	}
+}
+
+void shm_peer_forget(uint64_t client_id, uint32_t member)
+{
+	for (struct shm_region *r = regions; r; r = r->next) {
+		uint8_t *st;
+
+		if (r->client_id == client_id && !r->via_peer && (st = peer_state(r, member)))
+			*st = PEER_UNKNOWN; /* offered again with the next part */
 	}
 }
 

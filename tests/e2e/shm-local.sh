@@ -22,7 +22,8 @@
 #      fused's /proc/PID/fd/N does not exist: fused logs that data goes by
 #      socket, peerd maps nothing, fio verify passes.
 #   f. a group of two servers on this host, pages spread over both: fio
-#      verify through the shared memory (forwarded parts gathered into it),
+#      verify through the shared memory (each server offers its client's
+#      memory to the other, so forwarded parts go through it too),
 #      and through a fused with --shm-slots 2 at iodepth 32 (out of slots:
 #      the rest by socket); each mount verifies what the other wrote.
 #   g. peerd unmaps the memory of a client idle for a minute: the next IO
@@ -395,6 +396,12 @@ FIO
 	run_fio group-verify-on-the-other "$T/g-other.fio" --verify_only
 	run_fio two-slots-verify-on-the-other "$T/s-other.fio" --verify_only
 	grep -q 'is on this host' "$T/fused-mg2.log" || fail "fused --shm-slots 2 did not use the shared memory"
+	# the owner of the forwarded parts is on this host too: each server
+	# offered its client's memory to the other, which mapped it
+	wait_log "$T/peerd3.log" "server 4 is on this host too; forwarded parts go through"
+	wait_log "$T/peerd4.log" "server 3 is on this host too; forwarded parts go through"
+	wait_log "$T/peerd4.log" "shared memory mapped \\(offered by a server on this host\\)"
+	wait_log "$T/peerd3.log" "shared memory mapped \\(offered by a server on this host\\)"
 	loop_detach "$dev_s"
 	loop_detach "$dev_g"
 	umount_fused "$T/mg2"
