@@ -7,9 +7,10 @@
 # processes, attach loop devices and run peerctl, and ONE cleanup routine,
 # trapped on EXIT, INT and TERM, that always undoes everything the test did:
 #
-#   umount file systems on our loop devices -> losetup -d our loop devices
-#   -> unmount our fused mounts -> kill our PIDs (never by name) -> dump logs
-#   on failure -> rm -rf $T
+#   SIGCONT our PIDs (a test may have stopped one) -> umount file systems on
+#   our loop devices -> losetup -d our loop devices -> unmount our fused
+#   mounts -> kill our PIDs (never by name) -> dump logs on failure -> rm -rf
+#   $T
 #
 # Exit codes: 0 pass, 1 fail, 77 skip (with the reason on stdout).
 #
@@ -96,6 +97,12 @@ pv_cleanup()
 	[ "$rc" != 0 ] && [ "$rc" != 77 ] && PV_FAILED=1
 
 	[ -n "${PV_WATCHDOG:-}" ] && kill "$PV_WATCHDOG" 2>/dev/null && wait "$PV_WATCHDOG" 2>/dev/null
+
+	# 0. a process the test stopped (SIGSTOP) would hold up every step
+	#    below (IO that waits for it, a TERM it never takes): continue it
+	for pid in $( (printf '%s\n' "${PV_PIDS[@]}"; pv_list pids) | awk 'NF && !seen[$0]++'); do
+		pv_ours "$pid" && kill -CONT "$pid" 2>/dev/null
+	done
 
 	# 1. file systems mounted on our loop devices (ours or found on them)
 	for mnt in $(pv_list mounts | tac); do

@@ -26,11 +26,19 @@
 #      memory to the other, so forwarded parts go through it too),
 #      and through a fused with --shm-slots 2 at iodepth 32 (out of slots:
 #      the rest by socket); each mount verifies what the other wrote.
+#   h. a group of two servers on this host, fused on one of them (A) only:
+#      SIGSTOP of the other (B, owner of half the pages) for ~8 s with
+#      verified 1 MiB reads and writes in flight through the shared memory,
+#      longer than A waits for a forwarded part (5 s), shorter than fused's
+#      --timeout: A answers the parts B holds UNAVAILABLE with
+#      PV_F_SHM_LOST, fused sets their slots aside (B may still touch them)
+#      and retries; after SIGCONT fio ends with zero errors, and a
+#      verify-only pass by socket through B is clean.
 #   g. peerd unmaps the memory of a client idle for a minute: the next IO
 #      is answered NO_SHM, fused attaches again, IO works and goes through
 #      the shared memory again (waits a minute).
-# They run in the order d a b e c f g: d's mount is a's reader by socket,
-# and c and f run while a's fused sits idle for g.
+# They run in the order d a b e c f h g: d's mount is a's reader by socket,
+# and c, f and h run while a's fused sits idle for g.
 . "$(dirname "$0")/common.sh"
 . "$(dirname "$0")/group-lib.sh"
 need_fuse
@@ -411,6 +419,120 @@ FIO
 	log "f: group of two through shared memory and with 2 slots at iodepth 32: verified both ways"
 }
 part_f
+
+# ---------------------------------------------------------------- h. a stalled owner behind the entry server
+# fused talks to server A only; A sends the parts for B's pages to B as
+# offsets in fused's memory (B mapped it, offered by A). SIGSTOP of B with
+# 1 MiB reads and writes in flight: after 5 s A gives up on the parts B
+# holds and answers UNAVAILABLE with PV_F_SHM_LOST; fused sets their slots
+# aside (B runs those parts when it continues, into and out of the slots)
+# and retries. A keeps answering fused, so fused never declares it dead:
+# every slot set aside comes from PV_F_SHM_LOST. The reads are of a region
+# written and verified before, and fio verifies each one as it completes;
+# the writes are verified at the end, and once more by socket through B.
+part_h()
+{
+	local a=5 b=6 dev dev_b fio_pid rc aside lost from t0
+	run_peerd "$a"
+	run_peerd "$b"
+	ctl "$a" group init >/dev/null
+	ctl "$b" group join "$(addr_of "$a")" >/dev/null
+	wait_group_up "$a" "$b"
+	ctl "$a" volume create hvol 256M --page-size 1M >/dev/null
+	routing_json "$a" hvol "$T/h-routing.json"
+	log "h: pages of hvol by owner: $(pages_by_owner "$T/h-routing.json" | tr '\n' ' ')"
+	pages_by_owner "$T/h-routing.json" | grep -q "^$b " || fail "server $b owns no page of hvol"
+	mount_fused "$T/mh" "$(addr_of "$a")"
+	wait_path_exists "$T/mh/hvol" || fail "$T/mh/hvol did not appear"
+	wait_log "$T/fused-mh.log" "server $(addr_of "$a") is on this host"
+	dev=$(loop_attach "$T/mh/hvol")
+
+	# the region the reads verify (written through A, half of it on B)
+	fio_job "$T/h-fill.fio" "$dev" 61
+	cat >>"$T/h-fill.fio" <<FIO
+
+[fill]
+rw=write
+bs=1m
+iodepth=4
+offset=192M
+size=64M
+FIO
+	run_fio h-fill "$T/h-fill.fio"
+	# A offered fused's memory to B on the first part it forwarded
+	wait_log "$T/peerd$a.log" "server $b is on this host too; forwarded parts go through"
+	wait_log "$T/peerd$b.log" "shared memory mapped \\(offered by a server on this host\\)"
+
+	# ~20 s of bursts (thinktime after every iodepth IOs, which keeps the
+	# order of reads and writes fixed for --verify_only; a rate limit
+	# would not): random 1 MiB reads and writes over the first 192 MiB,
+	# and random 1 MiB reads of the filled region, verified as they come
+	fio_job "$T/h.fio" "$dev" 62
+	cat >>"$T/h.fio" <<FIO
+
+[rw]
+rw=randrw
+rwmixwrite=50
+bs=1m
+iodepth=8
+offset=0
+size=192M
+thinktime=800000
+thinktime_blocks=8
+
+[ro]
+rw=randread
+bs=1m
+iodepth=4
+offset=192M
+size=64M
+thinktime=1200000
+thinktime_blocks=4
+FIO
+	log "h: fio load started"
+	(cd "$T" && timeout 200 fio --verify_state_save=0 --output-format=json --output="$T/fio-h.json" \
+		"$T/h.fio" >"$T/fio-h.out" 2>&1) &
+	fio_pid=$!
+	PV_PIDS+=("$fio_pid")
+	sleep 3
+	kill -0 "$fio_pid" 2>/dev/null || fail "fio ended before the stall: $(cat "$T/fio-h.out")"
+	from=$(($(lines "$T/peerd$a.log") + 1))
+	# (should the test end while B is stopped, the cleanup continues it)
+	kill -STOP "${PEERD_PID[$b]}"
+	t0=$SECONDS
+	log "h: peerd $b stopped (SIGSTOP)"
+	wait_log "$T/peerd$a.log" "no answer from server $b for (READ|WRITE) at [0-9]+ within 5 s" 20 "$from"
+	sleep 2 # fused's retries reach B and wait there too
+	kill -CONT "${PEERD_PID[$b]}"
+	log "h: peerd $b continued (SIGCONT) after $((SECONDS - t0)) s"
+	wait "$fio_pid" && rc=0 || rc=$?
+	[ "$rc" = 0 ] || { cat "$T/fio-h.out" "$T/fio-h.json" >&2; fail "fio across the stall of server $b exited $rc"; }
+	check_fio "$T/fio-h.json" h-across-stall
+	lost=$(tail -n +"$from" "$T/peerd$a.log" | grep -c "no answer from server $b" || true)
+	aside=$(grep -c 'set aside' "$T/fused-mh.log" || true)
+	log "h: server $a gave up on $lost part(s) for server $b; fused set $aside slot(s) aside: $(grep 'set aside' "$T/fused-mh.log" | tail -n 1 | sed 's/.*info: //')"
+	((aside >= 1)) || fail "server $a gave up on $lost part(s) in fused's shared memory, but fused set no slot aside"
+	grep -q 'nothing back for 3 s' "$T/fused-mh.log" &&
+		fail "fused declared server $a dead during the stall of server $b: $(grep 'nothing back' "$T/fused-mh.log")"
+	peerd_alive "$a" || fail "peerd $a died after the stall of server $b"
+	peerd_alive "$b" || fail "peerd $b died after its stall"
+
+	# everything once more, by socket through B (no thinktime: the same
+	# reads and writes, at once)
+	mount_fused "$T/mh2" "$(addr_of "$b")" -- --shm-slots 0
+	wait_path_exists "$T/mh2/hvol" || fail "$T/mh2/hvol did not appear"
+	dev_b=$(loop_attach "$T/mh2/hvol")
+	sed -e "s|^filename=.*|filename=$dev_b|" -e '/^thinktime/d' "$T/h.fio" >"$T/h-other.fio"
+	run_fio h-verify-by-socket-through-b "$T/h-other.fio" --verify_only
+	loop_detach "$dev_b"
+	loop_detach "$dev"
+	umount_fused "$T/mh2"
+	umount_fused "$T/mh"
+	stop_peerd "$b"
+	stop_peerd "$a"
+	log "h: owner stalled behind the entry server: $aside slot(s) set aside, fio verified, clean by socket"
+}
+part_h
 
 # ---------------------------------------------------------------- g. unmapped while idle
 # peerd unmaps the memory of a client idle for a minute; the next large
