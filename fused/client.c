@@ -24,7 +24,11 @@
  * the client thread exists), on demand from lookup/readdir, and whenever a
  * PING reply carries a different catalog version.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -630,8 +634,69 @@ static int send_session_op(struct client *c, struct server *s, uint32_t op,
 	return 0;
 }
 
-/* Offers s our shared memory (PV_OP_SHM_ATTACH) if we have some; the reply
- * sets s->shm. */
+/* Whether a server address is on this host: ipc://, a loopback address, or
+ * an address of one of this host's interfaces. Numeric addresses only (no
+ * name lookup on the client thread); "localhost" counts as local. The
+ * shared memory's token is only ever sent to such servers. */
+static int address_is_local(const char *address)
+{
+	struct addrinfo hints, *ai = NULL;
+	struct ifaddrs *ifs = NULL;
+	char host[256];
+	const char *colon;
+	size_t len;
+	int local = 0;
+
+	if (strncmp(address, "ipc://", 6) == 0)
+		return 1;
+	if (strncmp(address, "tcp://", 6) != 0)
+		return 0;
+	address += 6;
+	colon = strrchr(address, ':');
+	len = colon ? (size_t)(colon - address) : strlen(address);
+	if (len && address[0] == '[' && address[len - 1] == ']') {
+		address++;
+		len -= 2;
+	}
+	if (len == 0 || len >= sizeof(host))
+		return 0;
+	memcpy(host, address, len);
+	host[len] = '\0';
+	if (strcmp(host, "localhost") == 0)
+		return 1;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_flags = AI_NUMERICHOST;
+	if (getaddrinfo(host, NULL, &hints, &ai) != 0 || !ai)
+		return 0;
+	if (ai->ai_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)ai->ai_addr;
+
+		local = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+	} else if (ai->ai_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ai->ai_addr;
+
+		local = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr);
+	}
+	if (!local && getifaddrs(&ifs) == 0) {
+		for (struct ifaddrs *i = ifs; i && !local; i = i->ifa_next) {
+			if (!i->ifa_addr || i->ifa_addr->sa_family != ai->ai_family)
+				continue;
+			if (ai->ai_family == AF_INET)
+				local = ((const struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr ==
+					((const struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr;
+			else
+				local = !memcmp(&((const struct sockaddr_in6 *)i->ifa_addr)->sin6_addr,
+						&((const struct sockaddr_in6 *)ai->ai_addr)->sin6_addr,
+						sizeof(struct in6_addr));
+		}
+		freeifaddrs(ifs);
+	}
+	freeaddrinfo(ai);
+	return local;
+}
+
+/* Offers s our shared memory (PV_OP_SHM_ATTACH) if we have some and s is
+ * on this host; the reply sets s->shm. */
 static void send_attach(struct client *c, struct server *s)
 {
 	Pv__ShmAttach a = PV__SHM_ATTACH__INIT;
@@ -641,6 +706,14 @@ static void send_attach(struct client *c, struct server *s)
 	s->shm = SHM_NONE;
 	if (!c->shm || !shm_enabled() || !s->sock)
 		return;
+	if (!address_is_local(s->address)) {
+		s->shm = SHM_REFUSED; /* its token stays here */
+		if (!s->shm_logged)
+			pv_info("server %s: block data goes by socket (not on this host)",
+				s->address);
+		s->shm_logged = 1;
+		return;
+	}
 	shm_describe(&path, &a.size, &token);
 	a.path = (char *)path;
 	a.token.data = (uint8_t *)token;
