@@ -246,11 +246,10 @@ z.zmq_ctx_term(ctx)
 EOF
 }
 
-# write_crash_load FILE DEV SEED: a fio job file for the crash tests: rate-
-# limited random 4 KiB writes over the first 128 MiB and sequential 1 MiB
-# writes over the next 120 MiB of DEV, at once, so the write phase lasts
-# ~15 s; each job verifies what it wrote at the end (crc32c, fatal).
-write_crash_load()
+# fio_job FILE DEV SEED: the [global] part of a fio job file on DEV: direct
+# IO, libaio, every write read back and verified at the end (crc32c,
+# fatal). The caller appends the job sections.
+fio_job()
 {
 	cat >"$1" <<FIO
 [global]
@@ -263,6 +262,17 @@ verify_dump=0
 do_verify=1
 randrepeat=1
 randseed=$3
+FIO
+}
+
+# write_crash_load FILE DEV SEED: a fio job file for the crash tests: rate-
+# limited random 4 KiB writes over the first 128 MiB and sequential 1 MiB
+# writes over the next 120 MiB of DEV, at once, so the write phase lasts
+# ~15 s; each job verifies what it wrote at the end (crc32c, fatal).
+write_crash_load()
+{
+	fio_job "$1" "$2" "$3"
+	cat >>"$1" <<FIO
 
 [rand]
 rw=randwrite

@@ -120,24 +120,6 @@ run_fio()
 	check_fio "$json" "$what"
 }
 
-# fio_job FILE DEV SEED: the [global] part of a fio job file on DEV: direct
-# IO, libaio, every write read back and verified at the end (crc32c,
-# fatal). The caller appends the job sections.
-fio_job()
-{
-	cat >"$1" <<FIO
-[global]
-filename=$2
-direct=1
-ioengine=libaio
-verify=crc32c
-verify_fatal=1
-verify_dump=0
-do_verify=1
-randrepeat=1
-randseed=$3
-FIO
-}
 
 # mixed_load FILE DEV SIZE IO_SIZE SEED: random reads and writes of 4 KiB,
 # 64 KiB and 1 MiB over SIZE of DEV, iodepth 16, verified.
