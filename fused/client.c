@@ -40,6 +40,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "batch.h"
 #include "fused.h"
 #include "pvlog.h"
 #include "util.h"
@@ -82,6 +83,7 @@ struct server {
 	int version_logged;
 	int shm;	/* enum shm_state: whether it mapped our shared memory */
 	int shm_logged; /* the outcome of the first attach was logged */
+	uint32_t proto_version; /* of its last reply; 0 until one came */
 	struct server *next;
 };
 
@@ -167,6 +169,9 @@ struct client {
 	uint64_t next_scan_ms;
 	uint64_t last_warn_ms;
 	unsigned warn_suppressed;
+	struct batch_cork *cork; /* what one round sends, batched (batch.h) */
+	uint64_t unsent[256];	 /* req_ids whose batched send failed */
+	size_t n_unsent;
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -276,8 +281,10 @@ static int server_open(struct client *c, struct server *s)
 	return 0;
 }
 
-static void server_close(struct server *s)
+static void server_close(struct client *c, struct server *s)
 {
+	if (s->sock)
+		batch_cork_flush_socket(c->cork, s->sock);
 	if (s->mon) {
 		zmq_socket_monitor(s->sock, NULL, 0);
 		zmq_close(s->mon);
@@ -543,7 +550,7 @@ static void part_send(struct client *c, struct part *p, struct server *s)
 {
 	Pv__Header h;
 	zmq_msg_t m;
-	int rc;
+	int rc, batch;
 
 	if (p->call) {
 		struct volume *v = volume_find(c, p->volume);
@@ -560,6 +567,8 @@ static void part_send(struct client *c, struct part *p, struct server *s)
 		part_wait(c, p, pv_now_ms() + FUSED_UNAVAILABLE_MS);
 		return;
 	}
+	/* data parts of one round to one server travel together */
+	batch = p->call && batch_supported(s->proto_version);
 	wire_header_init(&h);
 	h.op = p->op;
 	h.req_id = p->req_id;
@@ -581,7 +590,7 @@ static void part_send(struct client *c, struct part *p, struct server *s)
 		h.flags |= PV_F_SHM;
 		h.shm_offset = p->op == PV_OP_WRITE ? shm_offset(zmq_msg_data(&p->call->data))
 						    : shm_offset(p->slot);
-		rc = wire_send(s->sock, NULL, 0, &h, NULL);
+		rc = batch_cork_send(c->cork, s->sock, NULL, 0, &h, NULL, batch);
 	} else if (p->op == PV_OP_WRITE) {
 		zmq_msg_init(&m);
 		if (zmq_msg_copy(&m, &p->call->data) < 0) { /* shares the buffer */
@@ -590,9 +599,9 @@ static void part_send(struct client *c, struct part *p, struct server *s)
 			part_done(c, p, EIO);
 			return;
 		}
-		rc = wire_send(s->sock, NULL, 0, &h, &m);
+		rc = batch_cork_send(c->cork, s->sock, NULL, 0, &h, &m, batch);
 	} else {
-		rc = wire_send(s->sock, NULL, 0, &h, NULL);
+		rc = batch_cork_send(c->cork, s->sock, NULL, 0, &h, NULL, batch);
 	}
 	if (rc < 0) {
 		if (warn_allowed(c))
@@ -605,6 +614,18 @@ static void part_send(struct client *c, struct part *p, struct server *s)
 	p->shm_sent = (h.flags & PV_F_SHM) != 0;
 	if (s->outstanding++ == 0)
 		s->wait_start_ms = pv_now_ms();
+}
+
+/* Sends h with a protobuf body to s, now, after what this round queued for
+ * it. */
+static int send_body(struct client *c, struct server *s, const Pv__Header *h,
+		     const ProtobufCMessage *body)
+{
+	zmq_msg_t m;
+
+	if (wire_body_msg(&m, body) < 0)
+		return -1;
+	return batch_cork_send(c->cork, s->sock, NULL, 0, h, &m, 0);
 }
 
 /* Sends a session request (PING, SHM_ATTACH) with body to s as a part of
@@ -622,7 +643,7 @@ static int send_session_op(struct client *c, struct server *s, uint32_t op,
 	h.req_id = p->req_id;
 	h.client_id = c->client_id;
 	h.catalog_version = c->cat_version;
-	if (wire_send_body(s->sock, NULL, 0, &h, body) < 0) {
+	if (send_body(c, s, &h, body) < 0) {
 		pv_debug("cannot send %s to %s: %s", wire_op_name(op), s->address,
 			 zmq_strerror(errno));
 		part_free(c, p);
@@ -990,8 +1011,10 @@ static void reply_read(struct client *c, struct part *p, const Pv__Header *h, zm
 	call_free(call);
 }
 
-static void handle_reply(struct client *c, struct server *s, zmq_msg_t *hdr, zmq_msg_t *data,
-			 int extra)
+static void handle_batch(struct client *c, struct server *s, zmq_msg_t *data);
+
+static void handle_reply(struct client *c, struct server *s, const void *hb, size_t hl,
+			 zmq_msg_t *data, int extra, int in_batch)
 {
 	Pv__Header *h;
 	struct part *p;
@@ -999,7 +1022,7 @@ static void handle_reply(struct client *c, struct server *s, zmq_msg_t *hdr, zmq
 	int st, e, in_shm;
 	uint64_t now = pv_now_ms();
 
-	st = wire_header_decode(zmq_msg_data(hdr), zmq_msg_size(hdr), &h, err, sizeof(err));
+	st = wire_header_decode(hb, hl, &h, err, sizeof(err));
 	if (st == PV_ST_VERSION) {
 		if (!s->version_logged)
 			pv_err("server %s speaks another protocol version (%s); this fused "
@@ -1015,6 +1038,19 @@ static void handle_reply(struct client *c, struct server *s, zmq_msg_t *hdr, zmq
 	}
 	if (h->server_id && s->member_id != h->server_id)
 		s->member_id = h->server_id;
+	s->proto_version = h->version;
+	if (h->op == PV_OP_BATCH) {
+		if (h->status != PV_ST_OK)
+			pv_warn("server %s refused a batch of requests (%s: %s); they are sent "
+				"again when they time out",
+				s->address, wire_status_name(h->status), h->message);
+		else if (extra || in_batch)
+			pv_warn("bad reply from %s ignored: %s", s->address,
+				in_batch ? "BATCH inside a BATCH" : "BATCH of more than 2 frames");
+		else
+			handle_batch(c, s, data);
+		goto out;
+	}
 	p = hash_find(c, h->req_id);
 	if (!p || p->srv != s || p->op != h->op) {
 		pv_debug("reply %s #%llu from %s matches nothing in flight; ignored",
@@ -1124,6 +1160,36 @@ out:
 	wire_header_free(h);
 }
 
+/* A BATCH of replies from s: checked whole, then each record handled as a
+ * reply of its own (a READ's data copied into a message of its own). */
+static void handle_batch(struct client *c, struct server *s, zmq_msg_t *data)
+{
+	const uint8_t *b = data ? zmq_msg_data(data) : NULL;
+	size_t len = data ? zmq_msg_size(data) : 0, off = 0;
+	struct batch_record r;
+	char err[256];
+
+	if (batch_check(b, len, err, sizeof(err)) < 0) {
+		if (warn_allowed(c))
+			pv_warn("bad reply from %s ignored: malformed BATCH: %s", s->address, err);
+		return;
+	}
+	while (batch_next(b, len, &off, &r)) {
+		zmq_msg_t d;
+
+		if (r.data && zmq_msg_init_size(&d, r.data_len) < 0) {
+			pv_err("out of memory for a reply from %s; its request is sent again",
+			       s->address);
+			continue;
+		}
+		if (r.data)
+			memcpy(zmq_msg_data(&d), r.data, r.data_len);
+		handle_reply(c, s, r.hdr, r.hdr_len, r.data ? &d : NULL, 0, 1);
+		if (r.data)
+			zmq_msg_close(&d);
+	}
+}
+
 /* Takes what s has to give: [header][data?][extra frames...]. */
 static void receive(struct client *c, struct server *s)
 {
@@ -1152,7 +1218,8 @@ static void receive(struct client *c, struct server *s)
 			zmq_msg_close(&x);
 			extra++;
 		}
-		handle_reply(c, s, &hdr, have_data ? &data : NULL, extra);
+		handle_reply(c, s, zmq_msg_data(&hdr), zmq_msg_size(&hdr), have_data ? &data : NULL,
+			     extra, 0);
 		zmq_msg_close(&hdr);
 		zmq_msg_close(&data);
 	}
@@ -1168,7 +1235,7 @@ static void server_reconnect(struct client *c, struct server *s, uint64_t now, c
 	unsigned inflight = s->outstanding, resent = 0, moved = 0;
 	struct part *p, *next;
 
-	server_close(s);
+	server_close(c, s);
 	server_open(c, s);
 	s->shm = SHM_NONE;
 	s->wait_start_ms = now;
@@ -1259,6 +1326,41 @@ static void run_timers(struct client *c, uint64_t now)
 	}
 }
 
+/* batch_cork's on_drop: a part queued for a server could not be sent. */
+static void part_dropped(void *sock, const void *hdr, size_t hdr_len, void *arg)
+{
+	struct client *c = arg;
+	Pv__Header *h = NULL;
+	char err[64];
+
+	(void)sock;
+	if (wire_header_decode(hdr, hdr_len, &h, err, sizeof(err)) != PV_ST_OK)
+		return;
+	if (c->n_unsent < sizeof(c->unsent) / sizeof(c->unsent[0])) /* else: its timeout */
+		c->unsent[c->n_unsent++] = h->req_id;
+	wire_header_free(h);
+}
+
+/* Sends what this round queued; parts whose send failed wait and go again,
+ * as a part whose send fails at once does (part_send). */
+static void flush_sends(struct client *c)
+{
+	batch_cork_flush(c->cork);
+	for (size_t i = 0; i < c->n_unsent; i++) {
+		struct part *p = hash_find(c, c->unsent[i]);
+
+		if (!p || !p->srv)
+			continue;
+		if (warn_allowed(c))
+			pv_warn("cannot send %s to %s; trying again", wire_op_name(p->op),
+				p->srv->address);
+		part_unsend(p);
+		p->shm_sent = 0; /* never left: the server did not see the slot */
+		part_wait(c, p, pv_now_ms() + FUSED_UNAVAILABLE_MS);
+	}
+	c->n_unsent = 0;
+}
+
 /* Milliseconds until the next timer, at most max_ms. */
 static long next_timeout(struct client *c, uint64_t now, long max_ms)
 {
@@ -1308,6 +1410,7 @@ static void loop_once(struct client *c, long max_ms)
 		items[n].events = ZMQ_POLLIN;
 		srvs[n++] = NULL;
 	}
+	flush_sends(c);
 	rc = zmq_poll(items, n, next_timeout(c, now, max_ms));
 	if (rc < 0) {
 		if (errno != EINTR)
@@ -1722,6 +1825,10 @@ struct client *client_new(const struct client_options *opt)
 		pv_err("cannot create a ZeroMQ context: %s", zmq_strerror(errno));
 		goto fail;
 	}
+	c->cork = batch_cork_new();
+	if (!c->cork)
+		goto nomem;
+	batch_cork_on_drop(c->cork, part_dropped, c);
 	for (size_t i = 0; i < c->n_group && !c->have_catalog; i++) {
 		uint64_t until = pv_now_ms() + FUSED_CONNECT_MS;
 
@@ -1780,9 +1887,11 @@ void client_destroy(struct client **cp)
 			fuse_reply_err(q->req, EIO);
 		call_free(q);
 	}
+	batch_cork_free(c->cork); /* sends what the last round queued */
+	c->cork = NULL;
 	for (s = c->servers; s; s = next) {
 		next = s->next;
-		server_close(s);
+		server_close(c, s);
 		free(s->address);
 		free(s);
 	}

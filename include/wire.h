@@ -21,7 +21,7 @@
 #include "peervol.pb-c.h"
 
 #define PV_PROTO_MAJOR	 1
-#define PV_PROTO_MINOR	 0
+#define PV_PROTO_MINOR	 1 /* 1.1: BATCH */
 #define PV_PROTO_VERSION ((PV_PROTO_MAJOR << 16) | PV_PROTO_MINOR)
 
 /* Limits: every length is checked against these before anything is
@@ -56,6 +56,7 @@ enum pv_op {
 	PV_OP_WRITE = 2, /* offset, data frame (length = its size), flags FUA */
 	PV_OP_FLUSH = 3, /* make all acknowledged writes of the volume durable */
 	PV_OP_TRIM = 4,	 /* offset, length: deallocate; reads then return zeros */
+	PV_OP_BATCH = 5, /* length = records; data: several messages (batch.h) */
 
 	/* client session: fused -> server */
 	PV_OP_CATALOG = 16, /* reply body: pv.Catalog with holders filled in */
@@ -124,6 +125,15 @@ void wire_header_free(Pv__Header *h);
  * with errno set. */
 int wire_send(void *sock, const void *ident, size_t ident_len, const Pv__Header *h,
 	      void *payload_msg /* zmq_msg_t *, may be NULL */);
+
+/* Sends like wire_send with a header already encoded (hdr_len bytes). */
+int wire_send_packed(void *sock, const void *ident, size_t ident_len, const void *hdr,
+		     size_t hdr_len, void *payload_msg /* zmq_msg_t *, may be NULL */);
+
+/* Packs body into a new message (a zmq_msg_t *, closed by the caller or
+ * moved by a send). Returns 0, or -1 with errno (EMSGSIZE over
+ * PV_MAX_BODY). */
+int wire_body_msg(void *msg_out /* zmq_msg_t * */, const ProtobufCMessage *body);
 
 /* Sends like wire_send with a protobuf body (packed into a new frame). */
 int wire_send_body(void *sock, const void *ident, size_t ident_len, const Pv__Header *h,

@@ -426,8 +426,10 @@ static int install(Pv__Catalog *c, const char *why)
 		}
 	}
 	for (size_t j = 0; j < nold; j++) {
-		if (old[j].sock)
+		if (old[j].sock) {
+			batch_cork_flush_socket(srv->cork, old[j].sock);
 			zmq_close(old[j].sock);
+		}
 		if (old[j].last_hb)
 			pv__heartbeat__free_unpacked(old[j].last_hb, NULL);
 	}
@@ -528,8 +530,10 @@ void catalog_free(void)
 		srv->volumes = next;
 	}
 	for (size_t i = 0; i < srv->nmembers; i++) {
-		if (srv->members[i].sock)
+		if (srv->members[i].sock) {
+			batch_cork_flush_socket(srv->cork, srv->members[i].sock);
 			zmq_close(srv->members[i].sock);
+		}
 		if (srv->members[i].last_hb)
 			pv__heartbeat__free_unpacked(srv->members[i].last_hb, NULL);
 	}

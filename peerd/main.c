@@ -289,6 +289,12 @@ int main(int argc, char **argv)
 		pv_err("cannot create ZeroMQ context: %s", zmq_strerror(errno));
 		goto out_meta;
 	}
+	srv->cork = batch_cork_new();
+	if (!srv->cork) {
+		pv_err("out of memory");
+		goto out_zmq;
+	}
+	batch_cork_on_drop(srv->cork, forward_dropped, NULL);
 	if (open_router() < 0)
 		goto out_zmq;
 	if (catalog_load() < 0)
@@ -314,6 +320,8 @@ out_catalog:
 	shm_free_all();
 	catalog_free();
 out_zmq:
+	batch_cork_free(srv->cork); /* sends what the last round queued */
+	srv->cork = NULL;
 	if (srv->router)
 		zmq_close(srv->router);
 	zmq_ctx_term(srv->zctx);

@@ -3,6 +3,7 @@
  * row plus its function. Decodes and validates the header first: a
  * malformed frame is answered BAD_REQUEST (or VERSION), counted and logged
  * with the sender's address, and changes nothing. Reactor thread only. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,11 +19,39 @@ struct op_row {
 	op_fn fn;
 };
 
-static uint64_t bad_frames;
+static uint64_t bad_frames, batches_in, batch_records_in;
 
 uint64_t ops_bad_frames(void)
 {
 	return bad_frames;
+}
+
+uint64_t ops_batches_received(void)
+{
+	return batches_in;
+}
+
+uint64_t ops_batch_records_received(void)
+{
+	return batch_records_in;
+}
+
+int ops_send(void *sock, const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+	     zmq_msg_t *payload, int may_batch)
+{
+	if (!srv->cork) /* start-up or shutdown */
+		return wire_send(sock, ident, ident_len, h, payload);
+	return batch_cork_send(srv->cork, sock, ident, ident_len, h, payload, may_batch);
+}
+
+int ops_send_body(void *sock, const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+		  const ProtobufCMessage *body)
+{
+	zmq_msg_t msg;
+
+	if (wire_body_msg(&msg, body) < 0)
+		return -1;
+	return ops_send(sock, ident, ident_len, h, &msg, 0);
 }
 
 static void op_data(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *payload)
@@ -45,9 +74,9 @@ void ops_reply(const uint8_t *ident, size_t ident_len, const Pv__Header *h, int 
 	if (h)
 		r.volume = h->volume;
 	if (body)
-		wire_send_body(srv->router, ident, ident_len, &r, body);
+		ops_send_body(srv->router, ident, ident_len, &r, body);
 	else
-		wire_send(srv->router, ident, ident_len, &r, NULL);
+		ops_send(srv->router, ident, ident_len, &r, NULL, 0);
 }
 
 static void op_catalog(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
@@ -115,7 +144,7 @@ static void op_shm_attach(const uint8_t *ident, size_t ident_len, const Pv__Head
 		r.catalog_version = srv->version;
 		r.client_id = h->client_id;
 		r.message = err;
-		wire_send(srv->router, ident, ident_len, &r, NULL);
+		ops_send(srv->router, ident, ident_len, &r, NULL, 0);
 	}
 }
 
@@ -182,21 +211,67 @@ static void refuse(const uint8_t *ident, size_t ident_len, zmq_msg_t *first, con
 	request_reply_status(ident, ident_len, h, status, "%s", why);
 }
 
-void ops_dispatch(const uint8_t *ident, size_t ident_len, zmq_msg_t *frames, size_t nframes)
+/* Acts on one message [header][payload?] whose header frame is hdr;
+ * first is the frame it came in (for the sender's address in logs). */
+static void dispatch_one(const uint8_t *ident, size_t ident_len, zmq_msg_t *first,
+			 const void *hdr, size_t hdr_len, zmq_msg_t *payload, int in_batch);
+
+/* A BATCH: checked whole first (a malformed one is refused and nothing in
+ * it is done), then every record handled as its own message. */
+static void dispatch_batch(const uint8_t *ident, size_t ident_len, zmq_msg_t *first,
+			   const Pv__Header *h, zmq_msg_t *payload)
+{
+	struct batch_record r;
+	size_t off = 0;
+	char err[256];
+	int n;
+
+	n = payload ? batch_check(zmq_msg_data(payload), zmq_msg_size(payload), err, sizeof(err))
+		    : (snprintf(err, sizeof(err), "no records"), -1);
+	if (n < 0) {
+		char why[300];
+
+		snprintf(why, sizeof(why), "malformed BATCH: %s", err);
+		refuse(ident, ident_len, first, h, PV_ST_BAD_REQUEST, why);
+		return;
+	}
+	batches_in++;
+	batch_records_in += n;
+	while (batch_next(zmq_msg_data(payload), zmq_msg_size(payload), &off, &r)) {
+		zmq_msg_t data;
+
+		if (r.data && zmq_msg_init_size(&data, r.data_len) < 0) {
+			request_reply_status(ident, ident_len, NULL, PV_ST_BUSY,
+					     "server out of memory");
+			continue;
+		}
+		if (r.data)
+			memcpy(zmq_msg_data(&data), r.data, r.data_len);
+		dispatch_one(ident, ident_len, first, r.hdr, r.hdr_len, r.data ? &data : NULL, 1);
+		if (r.data)
+			zmq_msg_close(&data);
+	}
+}
+
+static void dispatch_one(const uint8_t *ident, size_t ident_len, zmq_msg_t *first,
+			 const void *hdr, size_t hdr_len, zmq_msg_t *payload, int in_batch)
 {
 	Pv__Header *h = NULL;
 	char err[256];
 	int st;
 
-	if (nframes > 2) {
-		refuse(ident, ident_len, &frames[0], NULL, PV_ST_BAD_REQUEST,
-		       "message of more than 2 frames");
+	st = wire_header_decode(hdr, hdr_len, &h, err, sizeof(err));
+	if (st != PV_ST_OK) {
+		refuse(ident, ident_len, first, NULL, st, err);
 		return;
 	}
-	st = wire_header_decode(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), &h, err,
-				sizeof(err));
-	if (st != PV_ST_OK) {
-		refuse(ident, ident_len, &frames[0], NULL, st, err);
+	if (h->op == PV_OP_BATCH) {
+		if (in_batch)
+			refuse(ident, ident_len, first, h, PV_ST_BAD_REQUEST,
+			       "BATCH inside a BATCH");
+		else
+			dispatch_batch(ident, ident_len, first, h, payload);
+		wire_header_free(h);
 		return;
 	}
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
@@ -206,11 +281,22 @@ void ops_dispatch(const uint8_t *ident, size_t ident_len, zmq_msg_t *frames, siz
 		    (!catalog_member(h->server_id) || h->server_id == srv->cfg.id)) {
 			snprintf(err, sizeof(err), "%s from server %u, which is not a member",
 				 wire_op_name(h->op), h->server_id);
-			refuse(ident, ident_len, &frames[0], h, PV_ST_REFUSED, err);
+			refuse(ident, ident_len, first, h, PV_ST_REFUSED, err);
 			break;
 		}
-		ops[i].fn(ident, ident_len, h, nframes > 1 ? &frames[1] : NULL);
+		ops[i].fn(ident, ident_len, h, payload);
 		break;
 	}
 	wire_header_free(h);
+}
+
+void ops_dispatch(const uint8_t *ident, size_t ident_len, zmq_msg_t *frames, size_t nframes)
+{
+	if (nframes > 2) {
+		refuse(ident, ident_len, &frames[0], NULL, PV_ST_BAD_REQUEST,
+		       "message of more than 2 frames");
+		return;
+	}
+	dispatch_one(ident, ident_len, &frames[0], zmq_msg_data(&frames[0]),
+		     zmq_msg_size(&frames[0]), nframes > 1 ? &frames[1] : NULL, 0);
 }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <zmq.h>
 
+#include "batch.h"
 #include "pagemath.h"
 #include "pvlog.h"
 #include "util.h"
@@ -75,6 +76,7 @@ struct member {
 	uint64_t catalog_version;
 	uint64_t pages, bytes, free; /* from its heartbeats */
 	Pv__Heartbeat *last_hb;	     /* last heartbeat body, owned */
+	uint32_t proto_version;	     /* of its last reply; 0 until one came */
 };
 
 /* A data request (READ/WRITE/FLUSH/TRIM) from a client or a peer, from
@@ -90,6 +92,7 @@ struct request {
 	uint32_t hops;
 	uint64_t client_id;
 	uint64_t sent_ts; /* the sender's clock when it sent this copy (Header.timestamp) */
+	int batch_reply;  /* the sender speaks 1.1: the reply may be batched */
 	struct volume *vol;
 	uint8_t ident[PV_MAX_IDENTITY]; /* who asked (ROUTER routing id) */
 	size_t ident_len;
@@ -147,6 +150,7 @@ struct server {
 	void *zctx;
 	void *router;  /* clients and peers */
 	void *control; /* peerctl */
+	struct batch_cork *cork; /* what this round sends, batched (batch.h) */
 	int lock_fd;
 	uint64_t started_ms;
 	int stopping;
@@ -194,6 +198,18 @@ uint64_t request_inflight(void);
 /* ops.c */
 /* Dispatches one message that arrived on the ROUTER. */
 void ops_dispatch(const uint8_t *ident, size_t ident_len, zmq_msg_t *frames, size_t nframes);
+/* Every message the reactor sends on the ROUTER or a peer's DEALER goes
+ * through here: with may_batch it joins this round's BATCH for that
+ * destination (batch.h), otherwise it goes now, after what is queued for
+ * the destination. payload is moved (closed) as by wire_send. */
+int ops_send(void *sock, const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+	     zmq_msg_t *payload, int may_batch);
+/* ops_send of a protobuf body (never batched). */
+int ops_send_body(void *sock, const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+		  const ProtobufCMessage *body);
+/* BATCH messages received and records in them. */
+uint64_t ops_batches_received(void);
+uint64_t ops_batch_records_received(void);
 /* Sends a reply to h on the ROUTER: status, optional message and body. */
 void ops_reply(const uint8_t *ident, size_t ident_len, const Pv__Header *h, int status,
 	       const char *msg, const ProtobufCMessage *body);
@@ -380,6 +396,10 @@ int forward_part(struct request *req, uint32_t owner, uint64_t offset, uint64_t 
 int forward_reply(struct member *m, const Pv__Header *h, zmq_msg_t *data);
 /* Re-sends parts outstanding too long (after a peer restart). */
 void forward_tick(void);
+/* batch_cork's on_drop: a part queued for a peer could not be sent. */
+void forward_dropped(void *sock, const void *hdr, size_t hdr_len, void *arg);
+/* Fails (UNAVAILABLE) the parts forward_dropped noted; after each flush. */
+size_t forward_fail_unsent(void);
 /* Number of parts in flight. */
 uint64_t forward_inflight(void);
 /* Fails every part in flight (shutdown). */

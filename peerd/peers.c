@@ -57,8 +57,10 @@ int peers_send(struct member *m, Pv__Header *h, zmq_msg_t *payload, const Protob
 	h->server_id = srv->cfg.id;
 	h->catalog_version = srv->version;
 	if (body)
-		return wire_send_body(m->sock, NULL, 0, h, body);
-	return wire_send(m->sock, NULL, 0, h, payload);
+		return ops_send_body(m->sock, NULL, 0, h, body);
+	return ops_send(m->sock, NULL, 0, h, payload,
+			batch_supported(m->proto_version) &&
+			    (h->op == PV_OP_READ || h->op == PV_OP_WRITE));
 }
 
 void peers_tick(void)
@@ -149,6 +151,71 @@ void peers_heartbeat(const uint8_t *ident, size_t ident_len, const Pv__Header *h
 		catalog_fetch_from(m);
 }
 
+/* One reply from m (a record of a BATCH, or a message of its own). */
+static void reply_one(struct member *m, const Pv__Header *h, zmq_msg_t *payload)
+{
+	switch (h->op) {
+	case PV_OP_READ:
+	case PV_OP_WRITE:
+	case PV_OP_FLUSH:
+	case PV_OP_TRIM:
+		forward_reply(m, h, payload);
+		break;
+	case PV_OP_SHM_ATTACH:
+		shm_peer_answer(m->id, h);
+		break;
+	case PV_OP_CAT_PREPARE:
+	case PV_OP_CAT_COMMIT:
+	case PV_OP_CAT_ABORT:
+	case PV_OP_CAT_FETCH:
+		catalog_peer_reply(m, h, payload ? zmq_msg_data(payload) : NULL,
+				   payload ? zmq_msg_size(payload) : 0);
+		break;
+	default:
+		if (h->status == PV_ST_REFUSED)
+			pv_warn("peer %u (%s) refused %s: %s", m->id, m->address,
+				wire_op_name(h->op), h->message);
+		break;
+	}
+}
+
+/* A BATCH of replies from m: checked whole, then each record in turn. */
+static void reply_batch(struct member *m, zmq_msg_t *payload)
+{
+	const uint8_t *b = payload ? zmq_msg_data(payload) : NULL;
+	size_t len = payload ? zmq_msg_size(payload) : 0, off = 0;
+	struct batch_record r;
+	char err[256];
+
+	if (batch_check(b, len, err, sizeof(err)) < 0) {
+		pv_warn("peer %u (%s): malformed BATCH of replies ignored: %s", m->id, m->address,
+			err);
+		return;
+	}
+	while (batch_next(b, len, &off, &r)) {
+		Pv__Header *h = NULL;
+		zmq_msg_t data;
+
+		if (wire_header_decode(r.hdr, r.hdr_len, &h, err, sizeof(err)) != PV_ST_OK) {
+			pv_warn("peer %u (%s): unreadable reply in a BATCH: %s", m->id, m->address,
+				err);
+			continue;
+		}
+		if (h->op == PV_OP_BATCH) {
+			pv_warn("peer %u (%s): BATCH inside a BATCH ignored", m->id, m->address);
+		} else if (r.data && zmq_msg_init_size(&data, r.data_len) < 0) {
+			pv_err("peer %u: out of memory for a reply; its request times out", m->id);
+		} else {
+			if (r.data)
+				memcpy(zmq_msg_data(&data), r.data, r.data_len);
+			reply_one(m, h, r.data ? &data : NULL);
+			if (r.data)
+				zmq_msg_close(&data);
+		}
+		wire_header_free(h);
+	}
+}
+
 void peers_input(struct member *m)
 {
 	zmq_msg_t frames[3];
@@ -179,29 +246,15 @@ void peers_input(struct member *m)
 		goto out;
 	}
 	m->last_heard_ms = pv_now_ms();
-	switch (h->op) {
-	case PV_OP_READ:
-	case PV_OP_WRITE:
-	case PV_OP_FLUSH:
-	case PV_OP_TRIM:
-		forward_reply(m, h, n > 1 ? &frames[1] : NULL);
-		break;
-	case PV_OP_SHM_ATTACH:
-		shm_peer_answer(m->id, h);
-		break;
-	case PV_OP_CAT_PREPARE:
-	case PV_OP_CAT_COMMIT:
-	case PV_OP_CAT_ABORT:
-	case PV_OP_CAT_FETCH:
-		catalog_peer_reply(m, h, n > 1 ? zmq_msg_data(&frames[1]) : NULL,
-				   n > 1 ? zmq_msg_size(&frames[1]) : 0);
-		break;
-	default:
-		if (h->status == PV_ST_REFUSED)
-			pv_warn("peer %u (%s) refused %s: %s", m->id, m->address,
-				wire_op_name(h->op), h->message);
-		break;
-	}
+	m->proto_version = h->version;
+	if (h->op == PV_OP_BATCH && h->status != PV_ST_OK)
+		pv_warn("peer %u (%s) refused a BATCH of parts (%s: %s); they time out and "
+			"the clients retry",
+			m->id, m->address, wire_status_name(h->status), h->message);
+	else if (h->op == PV_OP_BATCH)
+		reply_batch(m, n > 1 ? &frames[1] : NULL);
+	else
+		reply_one(m, h, n > 1 ? &frames[1] : NULL);
 out:
 	wire_header_free(h);
 	for (size_t i = 0; i < n; i++)

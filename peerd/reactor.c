@@ -126,6 +126,11 @@ int reactor_run(int io_fd)
 			items[n].socket = srv->members[i].sock;
 			items[n++].events = ZMQ_POLLIN;
 		}
+		/* what this round queued goes out as one message per
+		 * destination (batch.h) */
+		batch_cork_flush(srv->cork);
+		if (forward_fail_unsent())
+			batch_cork_flush(srv->cork); /* their answers */
 		rc = zmq_poll(items, n, (long)wait);
 		if (rc < 0 && errno != EINTR) {
 			pv_err("poll failed: %s", zmq_strerror(errno));

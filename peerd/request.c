@@ -90,7 +90,7 @@ void request_reply_status(const uint8_t *ident, size_t ident_len, const Pv__Head
 	r.message = msg;
 	if (h)
 		r.volume = h->volume;
-	if (wire_send(srv->router, ident, ident_len, &r, NULL) < 0)
+	if (ops_send(srv->router, ident, ident_len, &r, NULL, h && batch_supported(h->version)) < 0)
 		pv_debug("reply to a client failed: %m");
 }
 
@@ -145,7 +145,8 @@ static void request_finish(struct request *req)
 		}
 		req->buf = NULL; /* now owned by the message */
 	}
-	if (wire_send(srv->router, req->ident, req->ident_len, &r, with_data ? &out : NULL) < 0)
+	if (ops_send(srv->router, req->ident, req->ident_len, &r, with_data ? &out : NULL,
+		     req->batch_reply) < 0)
 		pv_debug("volume %s: reply %s req %llu not sent: %m", req->vol->name,
 			 wire_op_name(req->op), (unsigned long long)req->req_id);
 	request_free(req);
@@ -423,6 +424,7 @@ void request_start(const uint8_t *ident, size_t ident_len, const Pv__Header *h, 
 			memcpy(req->ident, ident, ident_len);
 			req->ident_len = ident_len;
 			req->sent_ts = h->timestamp;
+			req->batch_reply = batch_supported(h->version);
 		}
 		pv_debug("volume %s: %s req %llu of client %016llx sent again while running; "
 			 "answering the %s copy",
@@ -445,6 +447,7 @@ void request_start(const uint8_t *ident, size_t ident_len, const Pv__Header *h, 
 	req->hops = h->hops;
 	req->client_id = h->client_id;
 	req->sent_ts = h->timestamp;
+	req->batch_reply = batch_supported(h->version);
 	volume_get(vol);
 	req->vol = vol;
 	memcpy(req->ident, ident, ident_len);

@@ -18,6 +18,7 @@ static const struct name_row op_names[] = {
     {PV_OP_WRITE, "WRITE"},
     {PV_OP_FLUSH, "FLUSH"},
     {PV_OP_TRIM, "TRIM"},
+    {PV_OP_BATCH, "BATCH"},
     {PV_OP_CATALOG, "CATALOG"},
     {PV_OP_PING, "PING"},
     {PV_OP_SHM_ATTACH, "SHM_ATTACH"},
@@ -180,46 +181,53 @@ void wire_header_free(Pv__Header *h)
 		pv__header__free_unpacked(h, NULL);
 }
 
-static int send_header(void *sock, const void *ident, size_t ident_len, const Pv__Header *h,
-		       int more)
+int wire_send_packed(void *sock, const void *ident, size_t ident_len, const void *hdr,
+		     size_t hdr_len, void *payload_msg)
 {
-	uint8_t buf[PV_MAX_HEADER];
-	size_t n = pv__header__get_packed_size(h);
+	zmq_msg_t *payload = payload_msg;
+	int more = payload != NULL;
 
-	if (n > sizeof(buf)) {
-		errno = EMSGSIZE;
+	if ((ident && zmq_send(sock, ident, ident_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) ||
+	    zmq_send(sock, hdr, hdr_len, (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0 ||
+	    (payload && zmq_msg_send(payload, sock, ZMQ_DONTWAIT) < 0)) {
+		int e = errno;
+
+		if (payload)
+			zmq_msg_close(payload);
+		errno = e;
 		return -1;
 	}
-	pv__header__pack(h, buf);
-	if (ident && zmq_send(sock, ident, ident_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
-		return -1;
-	if (zmq_send(sock, buf, n, (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0)
-		return -1;
 	return 0;
 }
 
 int wire_send(void *sock, const void *ident, size_t ident_len, const Pv__Header *h,
 	      void *payload_msg)
 {
-	zmq_msg_t *payload = payload_msg;
-	int rc;
+	uint8_t buf[PV_MAX_HEADER];
+	size_t n = pv__header__get_packed_size(h);
 
-	if (send_header(sock, ident, ident_len, h, payload != NULL) < 0) {
-		int e = errno;
-		if (payload)
-			zmq_msg_close(payload);
-		errno = e;
+	if (n > sizeof(buf)) {
+		if (payload_msg)
+			zmq_msg_close(payload_msg);
+		errno = EMSGSIZE;
 		return -1;
 	}
-	if (!payload)
-		return 0;
-	rc = zmq_msg_send(payload, sock, ZMQ_DONTWAIT);
-	if (rc < 0) {
-		int e = errno;
-		zmq_msg_close(payload);
-		errno = e;
+	pv__header__pack(h, buf);
+	return wire_send_packed(sock, ident, ident_len, buf, n, payload_msg);
+}
+
+int wire_body_msg(void *msg_out, const ProtobufCMessage *body)
+{
+	zmq_msg_t *msg = msg_out;
+	size_t n = protobuf_c_message_get_packed_size(body);
+
+	if (n > PV_MAX_BODY) {
+		errno = EMSGSIZE;
 		return -1;
 	}
+	if (zmq_msg_init_size(msg, n) < 0)
+		return -1;
+	protobuf_c_message_pack(body, zmq_msg_data(msg));
 	return 0;
 }
 
@@ -227,14 +235,8 @@ int wire_send_body(void *sock, const void *ident, size_t ident_len, const Pv__He
 		   const ProtobufCMessage *body)
 {
 	zmq_msg_t msg;
-	size_t n = protobuf_c_message_get_packed_size(body);
 
-	if (n > PV_MAX_BODY) {
-		errno = EMSGSIZE;
+	if (wire_body_msg(&msg, body) < 0)
 		return -1;
-	}
-	if (zmq_msg_init_size(&msg, n) < 0)
-		return -1;
-	protobuf_c_message_pack(body, zmq_msg_data(&msg));
 	return wire_send(sock, ident, ident_len, h, &msg);
 }

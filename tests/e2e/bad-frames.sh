@@ -116,6 +116,21 @@ log "ok: shm-memfd good -> $got"
 # first client's memory.
 expect_status NO_SHM shm-write-unmapped vol -c "$shm_id"
 
+# BATCH (protocol 1.1): a valid one does every record (a WRITE and a READ:
+# two answers); a malformed one is refused whole, its valid WRITE not done;
+# a BATCH inside a BATCH is refused.
+head -c 8192 /dev/zero | tr '\0' 'B' >"$T/b8k"
+got=$("$PVRAW" -t 5000 -s "$SRC" -q "$ep" batch vol $((12 << 20)) "$T/b8k" 2>>"$T/pvraw.err" | tr '\n' ' ') || true
+assert_eq "$got" "OK OK " "a BATCH of a WRITE and a READ"
+assert_eq "$("$PVRAW" "$ep" read vol $((12 << 20)) 8192 "$T/b8k.back")" OK "READ of the batched WRITE"
+cmp "$T/b8k" "$T/b8k.back" || fail "the batched WRITE did not land"
+expect_status BAD_REQUEST batch-bad vol $((13 << 20)) "$T/b8k"
+assert_eq "$("$PVRAW" "$ep" read vol $((13 << 20)) 8192 "$T/bad.back")" OK "READ after the refused BATCH"
+cmp -s "$T/b8k" "$T/bad.back" && fail "a refused BATCH wrote its WRITE record"
+expect_status BAD_REQUEST batch-nested vol
+grep -q 'malformed BATCH' "$T/peerd1.log" || fail "peerd did not log the malformed BATCH"
+log "ok: BATCH valid, malformed (nothing done), nested"
+
 # 200 random garbage messages: each gets an answer, none crashes the server.
 "$PVRAW" -t 5000 -s "$SRC" -n 200 "$ep" garbage >"$T/garbage.out" 2>>"$T/pvraw.err" ||
 	fail "garbage: not every message was answered: $(sort "$T/garbage.out" | uniq -c | tr '\n' ' ')"

@@ -4,6 +4,8 @@
 # group of three, with fused given only one server's address, for each of
 # the three servers in turn: zero errors. Then every round's region is
 # verified once more through another server than the one that wrote it.
+# Requests in flight together travel as BATCH messages: every server saw
+# some, and lost none.
 . "$(dirname "$0")/common.sh"
 . "$(dirname "$0")/group-lib.sh"
 need_fuse
@@ -87,6 +89,20 @@ for n in 1 2 3; do
 	umount_fused "$mnt"
 done
 log "fio verify clean through each of the three servers"
+
+# Under fio's queue depth, requests to one server in one round travel as
+# one BATCH (protocol 1.1): every server received some, from fused (its
+# round) and from the entry servers (forwarded parts), each with several
+# records; no queued message was lost.
+for n in 1 2 3; do
+	b=$(status_field "$n" batches_received)
+	r=$(status_field "$n" batch_records_received)
+	s=$(status_field "$n" batches_sent)
+	((b > 0 && r >= 2 * b)) || fail "server $n: $b BATCH messages received with $r records"
+	((s > 0)) || fail "server $n sent no BATCH (its replies and forwarded parts)"
+	assert_eq "$(status_field "$n" sends_dropped)" 0 "server $n: queued messages lost"
+	log "server $n: $b batches received ($r records), $s sent"
+done
 
 # Cross-check: round n's data read back through server n%3+1.
 for n in 1 2 3; do

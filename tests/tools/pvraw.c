@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "batch.h"
 #include "wire.h"
 
 static const char usage_text[] =
@@ -53,6 +54,11 @@ static const char usage_text[] =
 	"                           prints the attach's status; good: then a round\n"
 	"                           trip at OFFSET of VOL (default 0) and range\n"
 	"                           checks, one line each (see shm_good)\n"
+	"cases (BATCH, protocol 1.1; one status line per record answered):\n"
+	"  batch VOL OFFSET FILE    one BATCH: WRITE of FILE (<= 64 KiB) at OFFSET and\n"
+	"                           a 4 KiB READ at OFFSET + 1 MiB\n"
+	"  batch-bad VOL OFFSET FILE  the same WRITE record, then a record cut short\n"
+	"  batch-nested VOL         a BATCH whose record is a BATCH\n"
 	"cases (valid requests):\n"
 	"  read VOL OFFSET LENGTH [OUTFILE]   READ; the data goes to OUTFILE\n"
 	"  write VOL OFFSET FILE              WRITE of FILE's bytes\n"
@@ -76,6 +82,7 @@ struct opts {
 };
 
 static uint64_t next_req_id = 1;
+static int replies_wanted = 1; /* status lines a case waits for */
 static struct opts *opt;    /* the options, for cases that wait for replies */
 static int keep_data;	    /* recv_reply keeps the reply's data frame ... */
 static zmq_msg_t last_data; /* ... here (empty if it had none) */
@@ -138,11 +145,41 @@ static void *read_file(const char *path, size_t *len)
 
 /* Waits for one reply: prints its status name; with a data frame and
  * outfile, writes the data there. Returns 0, or 3 on timeout. */
+/* Prints the status of every record of a BATCH of replies; returns how
+ * many. A malformed BATCH prints MALFORMED_BATCH. */
+static int print_batch(zmq_msg_t *msg, const struct opts *o)
+{
+	const uint8_t *b = zmq_msg_data(msg);
+	size_t len = zmq_msg_size(msg), off = 0;
+	struct batch_record r;
+	char err[256];
+	int n = 0;
+
+	if (batch_check(b, len, err, sizeof(err)) < 0) {
+		printf("MALFORMED_BATCH\n");
+		fprintf(stderr, "pvraw: malformed BATCH reply: %s\n", err);
+		return 1;
+	}
+	while (batch_next(b, len, &off, &r)) {
+		Pv__Header *h = pv__header__unpack(NULL, r.hdr_len, r.hdr);
+
+		printf("%s\n", h ? wire_status_name(h->status) : "UNDECODABLE");
+		if (h && o->verbose)
+			fprintf(stderr, "pvraw: batched reply op %s req %llu status %s: %s\n",
+				wire_op_name(h->op), (unsigned long long)h->req_id,
+				wire_status_name(h->status), h->message ? h->message : "");
+		if (h)
+			pv__header__free_unpacked(h, NULL);
+		n++;
+	}
+	return n;
+}
+
 static int recv_reply(void *sock, const struct opts *o, const char *outfile)
 {
 	zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
 	int rc = zmq_poll(&item, 1, o->timeout_ms);
-	int more, frame = 0;
+	int more, frame = 0, is_batch = 0, printed = 0;
 	size_t moresz = sizeof(more);
 	const char *status = "NONE";
 	char statusbuf[32];
@@ -172,7 +209,9 @@ static int recv_reply(void *sock, const struct opts *o, const char *outfile)
 				fprintf(stderr, "pvraw: reply header of %zu bytes %s\n",
 					zmq_msg_size(&msg),
 					h ? "has another major version" : "does not decode");
-			} else {
+			} else if (h->op == PV_OP_BATCH && h->status == PV_ST_OK) {
+				is_batch = 1; /* the records' statuses follow */
+			} else { /* (a refused BATCH is answered as one message) */
 				status = wire_status_name(h->status);
 				if (strcmp(status, "UNKNOWN") == 0) {
 					snprintf(statusbuf, sizeof(statusbuf), "STATUS_%d", h->status);
@@ -185,6 +224,8 @@ static int recv_reply(void *sock, const struct opts *o, const char *outfile)
 			}
 			if (h)
 				pv__header__free_unpacked(h, NULL);
+		} else if (frame == 1 && is_batch) {
+			printed = print_batch(&msg, o);
 		} else if (frame == 1 && outfile) {
 			FILE *f = fopen(outfile, "wb");
 
@@ -205,8 +246,12 @@ static int recv_reply(void *sock, const struct opts *o, const char *outfile)
 		if (zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &moresz) < 0)
 			die("zmq_getsockopt");
 	} while (more);
-	printf("%s\n", status);
+	if (!is_batch) {
+		printf("%s\n", status);
+		printed = 1;
+	}
 	fflush(stdout);
+	replies_wanted -= printed;
 	return 0;
 }
 
@@ -490,6 +535,55 @@ static const char *send_case(void *sock, const char *kase, int argc, char **argv
 		send_frame(sock, buf, n, 1);
 		memset(buf, 0x5a, 4096);
 		send_frame(sock, buf, 4096, 0);
+	} else if (strcmp(kase, "batch") == 0 || strcmp(kase, "batch-bad") == 0) {
+		static uint8_t payload[2 * PV_MAX_HEADER + (64u << 10) + 64];
+		uint8_t hb[PV_MAX_HEADER];
+		size_t len, hl, pl = 0;
+		void *data;
+
+		need_args(argc, 3);
+		data = read_file(argv[2], &len);
+		if (len > (64u << 10)) {
+			fprintf(stderr, "pvraw: %s: over 64 KiB\n", argv[2]);
+			exit(2);
+		}
+		h.op = PV_OP_WRITE;
+		h.volume = argv[0];
+		h.offset = parse_u64(argv[1]);
+		h.length = (uint32_t)len;
+		hl = pack_header(&h, hb, sizeof(hb));
+		pl += batch_put(payload + pl, hb, hl, data, len, 1);
+		free(data);
+		h.op = PV_OP_READ;
+		h.req_id = next_req_id++;
+		h.offset += 1u << 20;
+		h.length = 4096;
+		hl = pack_header(&h, hb, sizeof(hb));
+		pl += batch_put(payload + pl, hb, hl, NULL, 0, 0);
+		if (strcmp(kase, "batch-bad") == 0)
+			pl -= 3; /* the READ record is cut short: the whole BATCH is refused */
+		else
+			replies_wanted = 2;
+		wire_header_init(&h);
+		h.op = PV_OP_BATCH;
+		h.req_id = next_req_id++;
+		h.length = 2;
+		n = pack_header(&h, buf, sizeof(buf));
+		send_frame(sock, buf, n, 1);
+		send_frame(sock, payload, pl, 0);
+	} else if (strcmp(kase, "batch-nested") == 0) {
+		uint8_t payload[PV_MAX_HEADER + 8], hb[PV_MAX_HEADER];
+		size_t hl, pl;
+
+		need_args(argc, 1);
+		h.op = PV_OP_BATCH;
+		h.volume = argv[0];
+		hl = pack_header(&h, hb, sizeof(hb));
+		pl = batch_put(payload, hb, hl, NULL, 0, 0);
+		h.req_id = next_req_id++;
+		n = pack_header(&h, buf, sizeof(buf));
+		send_frame(sock, buf, n, 1);
+		send_frame(sock, payload, pl, 0);
 	} else if (strcmp(kase, "read") == 0) {
 		need_args(argc, 3);
 		h.volume = argv[0];
@@ -600,8 +694,13 @@ int main(int argc, char **argv)
 				       argc - optind > 4 ? parse_u64(argv[optind + 4]) : 0);
 			continue;
 		}
-		const char *out = send_case(sock, kase, argc - optind - 2, argv + optind + 2);
-		rc = recv_reply(sock, &o, out);
+		const char *out;
+
+		replies_wanted = 1;
+		out = send_case(sock, kase, argc - optind - 2, argv + optind + 2);
+		do
+			rc = recv_reply(sock, &o, out);
+		while (rc == 0 && replies_wanted > 0);
 	}
 	zmq_msg_close(&last_data);
 	zmq_close(sock);

@@ -268,8 +268,8 @@ START_TEST(header_ops)
 	static const uint32_t known[] = {
 	    PV_OP_READ,	     PV_OP_WRITE,     PV_OP_FLUSH,	 PV_OP_TRIM,	   PV_OP_CATALOG,
 	    PV_OP_PING,	     PV_OP_HEARTBEAT, PV_OP_CAT_PREPARE, PV_OP_CAT_COMMIT, PV_OP_CAT_ABORT,
-	    PV_OP_CAT_FETCH, PV_OP_ROUTES,    PV_OP_JOIN,	 PV_OP_SHM_ATTACH};
-	static const uint32_t unknown[] = {0, 5, 15, 19, 63, 71, 255, 0x10001, UINT32_MAX};
+	    PV_OP_CAT_FETCH, PV_OP_ROUTES,    PV_OP_JOIN,	 PV_OP_SHM_ATTACH, PV_OP_BATCH};
+	static const uint32_t unknown[] = {0, 6, 15, 19, 63, 71, 255, 0x10001, UINT32_MAX};
 	Pv__Header h;
 
 	wire_header_init(&h);
@@ -386,6 +386,7 @@ START_TEST(op_names)
 	    {PV_OP_WRITE, "WRITE"},
 	    {PV_OP_FLUSH, "FLUSH"},
 	    {PV_OP_TRIM, "TRIM"},
+	    {PV_OP_BATCH, "BATCH"},
 	    {PV_OP_CATALOG, "CATALOG"},
 	    {PV_OP_PING, "PING"},
 	    {PV_OP_SHM_ATTACH, "SHM_ATTACH"},
@@ -404,7 +405,7 @@ START_TEST(op_names)
 		ck_assert_int_ne(wire_op_known(rows[i].op), 0);
 	}
 	ck_assert_str_eq(wire_op_name(0), "UNKNOWN");
-	ck_assert_str_eq(wire_op_name(5), "UNKNOWN");
+	ck_assert_str_eq(wire_op_name(6), "UNKNOWN");
 	ck_assert_str_eq(wire_op_name(99), "UNKNOWN");
 	ck_assert_str_eq(wire_op_name(UINT32_MAX), "UNKNOWN");
 	ck_assert_int_eq(wire_op_known(0), 0);
