@@ -568,7 +568,7 @@ static void part_send(struct client *c, struct part *p, struct server *s)
 		return;
 	}
 	/* data parts of one round to one server travel together */
-	batch = p->call && batch_supported(s->proto_version);
+	batch = p->call && p->length < BATCH_IO_MAX && batch_supported(s->proto_version);
 	wire_header_init(&h);
 	h.op = p->op;
 	h.req_id = p->req_id;

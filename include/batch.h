@@ -34,6 +34,12 @@
 #define BATCH_BYTES_MAX	  (1u << 20)  /* payload bytes of one BATCH */
 #define BATCH_RECORDS_MAX 1024	      /* records in one BATCH */
 #define BATCH_NO_DATA	  0xffffffffu
+/* Senders batch READ/WRITE requests (and their replies) under this many
+ * bytes only: a larger one is worth a message of its own, sent at once so
+ * that the receiver starts on it while the sender prepares the next (a
+ * round of eight 1 MiB requests batched waits for all eight before the
+ * first goes: 1 MiB sequential throughput fell by a third). */
+#define BATCH_IO_MAX (32u << 10)
 
 /* Whether a peer that sent (or answered with) a header of this version
  * understands BATCH. */

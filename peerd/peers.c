@@ -59,7 +59,7 @@ int peers_send(struct member *m, Pv__Header *h, zmq_msg_t *payload, const Protob
 	if (body)
 		return ops_send_body(m->sock, NULL, 0, h, body);
 	return ops_send(m->sock, NULL, 0, h, payload,
-			batch_supported(m->proto_version) &&
+			batch_supported(m->proto_version) && h->length < BATCH_IO_MAX &&
 			    (h->op == PV_OP_READ || h->op == PV_OP_WRITE));
 }
 

@@ -146,7 +146,7 @@ static void request_finish(struct request *req)
 		req->buf = NULL; /* now owned by the message */
 	}
 	if (ops_send(srv->router, req->ident, req->ident_len, &r, with_data ? &out : NULL,
-		     req->batch_reply) < 0)
+		     req->batch_reply && req->length < BATCH_IO_MAX) < 0)
 		pv_debug("volume %s: reply %s req %llu not sent: %m", req->vol->name,
 			 wire_op_name(req->op), (unsigned long long)req->req_id);
 	request_free(req);
