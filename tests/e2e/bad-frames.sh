@@ -130,6 +130,16 @@ cmp -s "$T/b8k" "$T/bad.back" && fail "a refused BATCH wrote its WRITE record"
 expect_status BAD_REQUEST batch-nested vol
 grep -q 'malformed BATCH' "$T/peerd1.log" || fail "peerd did not log the malformed BATCH"
 log "ok: BATCH valid, malformed (nothing done), nested"
+# The version gate: a client of protocol 1.0 cannot read a BATCH and never
+# gets one; a client of 1.1 sending 64 READs at once gets its replies
+# batched (all answered either way).
+"$PVRAW" -t 5000 "$ep" burst vol 64 0 >"$T/burst10" 2>>"$T/pvraw.err" || fail "burst of 1.0 READs not answered"
+assert_eq "$(grep -cx OK "$T/burst10")" 64 "1.0 burst: OK replies"
+assert_eq "$(grep -c '^BATCH' "$T/burst10")" 0 "1.0 burst: BATCH replies"
+"$PVRAW" -t 5000 "$ep" burst vol 64 >"$T/burst11" 2>>"$T/pvraw.err" || fail "burst of 1.1 READs not answered"
+assert_eq "$(grep -cx OK "$T/burst11")" 64 "1.1 burst: OK replies"
+(($(grep -c '^BATCH' "$T/burst11") >= 1)) || fail "1.1 burst: no reply was batched"
+log "ok: 64 READs at once: 1.0 answered one by one, 1.1 in $(grep -c '^BATCH' "$T/burst11") BATCH messages"
 
 # 200 random garbage messages: each gets an answer, none crashes the server.
 "$PVRAW" -t 5000 -s "$SRC" -n 200 "$ep" garbage >"$T/garbage.out" 2>>"$T/pvraw.err" ||

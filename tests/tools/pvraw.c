@@ -59,6 +59,9 @@ static const char usage_text[] =
 	"                           a 4 KiB READ at OFFSET + 1 MiB\n"
 	"  batch-bad VOL OFFSET FILE  the same WRITE record, then a record cut short\n"
 	"  batch-nested VOL         a BATCH whose record is a BATCH\n"
+	"  burst VOL N [MINOR]      N 4 KiB READs at once, headers of protocol\n"
+	"                           1.MINOR (default this build's); prints each\n"
+	"                           status, and 'BATCH k' for every BATCH reply\n"
 	"cases (valid requests):\n"
 	"  read VOL OFFSET LENGTH [OUTFILE]   READ; the data goes to OUTFILE\n"
 	"  write VOL OFFSET FILE              WRITE of FILE's bytes\n"
@@ -83,6 +86,7 @@ struct opts {
 
 static uint64_t next_req_id = 1;
 static int replies_wanted = 1; /* status lines a case waits for */
+static int show_batches;       /* print "BATCH k" for a BATCH reply (burst) */
 static struct opts *opt;    /* the options, for cases that wait for replies */
 static int keep_data;	    /* recv_reply keeps the reply's data frame ... */
 static zmq_msg_t last_data; /* ... here (empty if it had none) */
@@ -226,6 +230,8 @@ static int recv_reply(void *sock, const struct opts *o, const char *outfile)
 				pv__header__free_unpacked(h, NULL);
 		} else if (frame == 1 && is_batch) {
 			printed = print_batch(&msg, o);
+			if (show_batches)
+				printf("BATCH %d\n", printed);
 		} else if (frame == 1 && outfile) {
 			FILE *f = fopen(outfile, "wb");
 
@@ -571,6 +577,26 @@ static const char *send_case(void *sock, const char *kase, int argc, char **argv
 		n = pack_header(&h, buf, sizeof(buf));
 		send_frame(sock, buf, n, 1);
 		send_frame(sock, payload, pl, 0);
+	} else if (strcmp(kase, "burst") == 0) {
+		long count;
+
+		need_args(argc, 2);
+		count = (long)parse_u64(argv[1]);
+		if (count < 1 || count > 1000) {
+			fprintf(stderr, "pvraw: burst: N must be 1..1000\n");
+			exit(2);
+		}
+		if (argc > 2)
+			h.version = (PV_PROTO_MAJOR << 16) | (uint32_t)parse_u64(argv[2]);
+		h.volume = argv[0];
+		for (long i = 0; i < count; i++) {
+			h.req_id = next_req_id++;
+			h.offset = (uint64_t)i * 4096;
+			n = pack_header(&h, buf, sizeof(buf));
+			send_frame(sock, buf, n, 0);
+		}
+		replies_wanted = (int)count;
+		show_batches = 1;
 	} else if (strcmp(kase, "batch-nested") == 0) {
 		uint8_t payload[PV_MAX_HEADER + 8], hb[PV_MAX_HEADER];
 		size_t hl, pl;
