@@ -170,7 +170,10 @@ struct client {
 	uint64_t last_warn_ms;
 	unsigned warn_suppressed;
 	struct batch_cork *cork; /* what one round sends, batched (batch.h) */
-	uint64_t unsent[256];	 /* req_ids whose batched send failed */
+	struct {
+		uint64_t req_id;
+		void *sock; /* the socket that refused it */
+	} unsent[256];	    /* parts whose batched send failed */
 	size_t n_unsent;
 };
 
@@ -1333,11 +1336,12 @@ static void part_dropped(void *sock, const void *hdr, size_t hdr_len, void *arg)
 	Pv__Header *h = NULL;
 	char err[64];
 
-	(void)sock;
 	if (wire_header_decode(hdr, hdr_len, &h, err, sizeof(err)) != PV_ST_OK)
 		return;
-	if (c->n_unsent < sizeof(c->unsent) / sizeof(c->unsent[0])) /* else: its timeout */
-		c->unsent[c->n_unsent++] = h->req_id;
+	if (c->n_unsent < sizeof(c->unsent) / sizeof(c->unsent[0])) { /* else: its timeout */
+		c->unsent[c->n_unsent].req_id = h->req_id;
+		c->unsent[c->n_unsent++].sock = sock;
+	}
 	wire_header_free(h);
 }
 
@@ -1347,9 +1351,10 @@ static void flush_sends(struct client *c)
 {
 	batch_cork_flush(c->cork);
 	for (size_t i = 0; i < c->n_unsent; i++) {
-		struct part *p = hash_find(c, c->unsent[i]);
+		struct part *p = hash_find(c, c->unsent[i].req_id);
 
-		if (!p || !p->srv)
+		/* (sent again since, on a new connection: that copy stands) */
+		if (!p || !p->srv || p->srv->sock != c->unsent[i].sock)
 			continue;
 		if (warn_allowed(c))
 			pv_warn("cannot send %s to %s; trying again", wire_op_name(p->op),
