@@ -113,12 +113,23 @@ def collect(args):
         s.update(meta)
         s["profiles"] = {}
         for p in PROFILES:
-            fp = os.path.join(d, p + ".json")
-            if os.path.exists(fp):
-                try:
-                    s["profiles"][p] = read_fio(fp, p)
-                except (ValueError, KeyError, IndexError) as e:
-                    s["profiles"][p] = {"error": "unreadable fio output: %s" % e}
+            runs = []
+            for r in range(1, max(args.rounds, 1) + 1):
+                fp = os.path.join(d, p + (".json" if r == 1 else ".r%d.json" % r))
+                if os.path.exists(fp):
+                    try:
+                        runs.append(read_fio(fp, p))
+                    except (ValueError, KeyError, IndexError) as e:
+                        runs.append({"error": "unreadable fio output: %s" % e})
+            good = sorted((x for x in runs if x.get("value")), key=lambda x: x["value"])
+            if good:
+                # the median round (the lower of the two middle ones for an
+                # even count): its latencies belong to its value
+                s["profiles"][p] = dict(good[(len(good) - 1) // 2])
+                if len(runs) > 1:
+                    s["profiles"][p]["rounds"] = [x.get("value") for x in runs]
+            elif runs:
+                s["profiles"][p] = runs[0]
         procs = {}
         try:
             with open(os.path.join(d, "procs")) as f:
@@ -220,6 +231,10 @@ def render(res):
     lines.append("command: %s; volume %s; %s s per job (+%s s ramp); loop direct-io requested %s; "
                  "data in %s" % (res["command"], res["size"], res["runtime_s"], res["ramp_s"],
                                  res["loop_direct_io"], res.get("data_dir", "/dev/shm")))
+    if res.get("rounds", 1) > 1:
+        lines.append("%d rounds of every system in turn; each number is the median round's "
+                     "(the JSON has every round's value); CPU seconds are the last round's"
+                     % res["rounds"])
     if res["mode"] == "dry-run":
         lines.append("DRY RUN: 1 s jobs without warm-up; the numbers only show that each system works")
     if res.get("pv_env") or res.get("fused_opts"):
@@ -283,6 +298,8 @@ def main():
     ap.add_argument("--mode", default="full")
     ap.add_argument("--size", default="")
     ap.add_argument("--runtime", type=int, default=0)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="rounds of the whole sequence; each job's median round is reported")
     ap.add_argument("--ramp", type=int, default=0)
     ap.add_argument("--loop-dio", default="on")
     ap.add_argument("--elapsed", type=int, default=0)
@@ -308,6 +325,7 @@ def main():
                "kernel": platform.release(), "cpus": os.cpu_count(),
                "command": args.command, "commit": args.commit, "mode": args.mode,
                "size": args.size, "runtime_s": args.runtime, "ramp_s": args.ramp,
+               "rounds": args.rounds,
                "loop_direct_io": args.loop_dio, "elapsed_s": args.elapsed,
                "loadavg": args.loadavg, "data_dir": args.data_dir,
                "pv_env": args.pv_env, "fused_opts": args.fused_opts, "build": args.build,
