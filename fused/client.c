@@ -170,11 +170,6 @@ struct client {
 	uint64_t last_warn_ms;
 	unsigned warn_suppressed;
 	struct batch_cork *cork; /* what one round sends, batched (batch.h) */
-	struct {
-		uint64_t req_id;
-		void *sock; /* the socket that refused it */
-	} unsent[256];	    /* parts whose batched send failed */
-	size_t n_unsent;
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -1163,34 +1158,29 @@ out:
 	wire_header_free(h);
 }
 
+struct batch_ctx {
+	struct client *c;
+	struct server *s;
+};
+
+static void reply_record(void *arg, const void *hdr, size_t hdr_len, zmq_msg_t *data)
+{
+	struct batch_ctx *x = arg;
+
+	handle_reply(x->c, x->s, hdr, hdr_len, data, 0, 1);
+}
+
 /* A BATCH of replies from s: checked whole, then each record handled as a
- * reply of its own (a READ's data copied into a message of its own). */
+ * reply of its own. */
 static void handle_batch(struct client *c, struct server *s, zmq_msg_t *data)
 {
-	const uint8_t *b = data ? zmq_msg_data(data) : NULL;
-	size_t len = data ? zmq_msg_size(data) : 0, off = 0;
-	struct batch_record r;
+	struct batch_ctx x = {c, s};
 	char err[256];
 
-	if (batch_check(b, len, err, sizeof(err)) < 0) {
-		if (warn_allowed(c))
-			pv_warn("bad reply from %s ignored: malformed BATCH: %s", s->address, err);
-		return;
-	}
-	while (batch_next(b, len, &off, &r)) {
-		zmq_msg_t d;
-
-		if (r.data && zmq_msg_init_size(&d, r.data_len) < 0) {
-			pv_err("out of memory for a reply from %s; its request is sent again",
-			       s->address);
-			continue;
-		}
-		if (r.data)
-			memcpy(zmq_msg_data(&d), r.data, r.data_len);
-		handle_reply(c, s, r.hdr, r.hdr_len, r.data ? &d : NULL, 0, 1);
-		if (r.data)
-			zmq_msg_close(&d);
-	}
+	if (batch_each(data, reply_record, &x, err, sizeof(err)) < 0 && warn_allowed(c))
+		pv_warn("BATCH of replies from %s not (all) taken: %s; those requests are sent "
+			"again when they time out",
+			s->address, err);
 }
 
 /* Takes what s has to give: [header][data?][extra frames...]. */
@@ -1329,32 +1319,18 @@ static void run_timers(struct client *c, uint64_t now)
 	}
 }
 
-/* batch_cork's on_drop: a part queued for a server could not be sent. */
-static void part_dropped(void *sock, const void *hdr, size_t hdr_len, void *arg)
-{
-	struct client *c = arg;
-	Pv__Header *h = NULL;
-	char err[64];
-
-	if (wire_header_decode(hdr, hdr_len, &h, err, sizeof(err)) != PV_ST_OK)
-		return;
-	if (c->n_unsent < sizeof(c->unsent) / sizeof(c->unsent[0])) { /* else: its timeout */
-		c->unsent[c->n_unsent].req_id = h->req_id;
-		c->unsent[c->n_unsent++].sock = sock;
-	}
-	wire_header_free(h);
-}
-
 /* Sends what this round queued; parts whose send failed wait and go again,
  * as a part whose send fails at once does (part_send). */
 static void flush_sends(struct client *c)
 {
+	struct batch_drop d;
+
 	batch_cork_flush(c->cork);
-	for (size_t i = 0; i < c->n_unsent; i++) {
-		struct part *p = hash_find(c, c->unsent[i].req_id);
+	while (batch_cork_next_drop(c->cork, &d)) {
+		struct part *p = hash_find(c, d.req_id);
 
 		/* (sent again since, on a new connection: that copy stands) */
-		if (!p || !p->srv || p->srv->sock != c->unsent[i].sock)
+		if (!p || !p->srv || p->srv->sock != d.sock)
 			continue;
 		if (warn_allowed(c))
 			pv_warn("cannot send %s to %s; trying again", wire_op_name(p->op),
@@ -1363,7 +1339,6 @@ static void flush_sends(struct client *c)
 		p->shm_sent = 0; /* never left: the server did not see the slot */
 		part_wait(c, p, pv_now_ms() + FUSED_UNAVAILABLE_MS);
 	}
-	c->n_unsent = 0;
 }
 
 /* Milliseconds until the next timer, at most max_ms. */
@@ -1833,7 +1808,6 @@ struct client *client_new(const struct client_options *opt)
 	c->cork = batch_cork_new();
 	if (!c->cork)
 		goto nomem;
-	batch_cork_on_drop(c->cork, part_dropped, c);
 	for (size_t i = 0; i < c->n_group && !c->have_catalog; i++) {
 		uint64_t until = pv_now_ms() + FUSED_CONNECT_MS;
 

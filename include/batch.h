@@ -76,6 +76,16 @@ static inline size_t batch_record_size(size_t hdr_len, size_t data_len)
 	return 8 + hdr_len + data_len;
 }
 
+/* Runs fn on every record of a BATCH payload, in order, after checking the
+ * whole payload (batch_check): fn gets the record's header bytes and its
+ * data as a message of its own (NULL if none) that shares the payload's
+ * memory (no copy); fn may keep it (zmq_msg_move, zmq_msg_copy) past the
+ * call. Returns the number of records; -1 (reason in err) if the payload
+ * is malformed: fn ran for none; -2 if memory ran out: fn ran for the
+ * records before (the others are lost, as a dropped message is). */
+typedef void (*batch_record_fn)(void *arg, const void *hdr, size_t hdr_len, zmq_msg_t *data);
+int batch_each(zmq_msg_t *payload, batch_record_fn fn, void *arg, char *err, size_t errlen);
+
 struct batch_cork;
 
 /* A cork for one event loop; NULL if out of memory. */
@@ -93,12 +103,21 @@ void batch_cork_free(struct batch_cork *k);
 int batch_cork_send(struct batch_cork *k, void *sock, const void *ident, size_t ident_len,
 		    const Pv__Header *h, zmq_msg_t *payload, int may_batch);
 
-/* Called for each queued message whose send failed (the socket refused it:
- * peer not connected, queue full), with its encoded header, so the sender
- * can fail that request now instead of waiting for an answer that cannot
- * come. Do not send from it: note the request and act after the flush. */
-typedef void (*batch_drop_fn)(void *sock, const void *hdr, size_t hdr_len, void *arg);
-void batch_cork_on_drop(struct batch_cork *k, batch_drop_fn fn, void *arg);
+/* A queued message whose send failed (the socket refused it: peer not
+ * connected, queue full). The cork keeps the last BATCH_DROPS_MAX of them
+ * until taken, so the sender can fail those requests at once instead of
+ * waiting for answers that cannot come; older ones are only counted (their
+ * requests time out). */
+#define BATCH_DROPS_MAX 1024
+struct batch_drop {
+	void *sock;
+	uint64_t req_id;
+	uint32_t hops;
+};
+
+/* Takes the oldest refused message kept: 1 and fills d, or 0. Call after a
+ * flush, outside any handler (a drop can also happen inside a send). */
+int batch_cork_next_drop(struct batch_cork *k, struct batch_drop *d);
 
 /* Sends everything queued: one message per destination, a BATCH when it
  * has more than one. Call before the event loop waits. */

@@ -180,34 +180,17 @@ int forward_reply(struct member *m, const Pv__Header *h, zmq_msg_t *data)
 	return 1;
 }
 
-/* Forwarded parts whose send failed at a flush, failed after it (never
- * from inside a send: the request may still be being split). */
-#define MAX_UNSENT 4096
-static uint64_t unsent[MAX_UNSENT];
-static size_t nunsent;
-
-void forward_dropped(void *sock, const void *hdr, size_t hdr_len, void *arg)
-{
-	Pv__Header *h = NULL;
-	char err[64];
-
-	(void)arg;
-	if (sock == srv->router ||
-	    wire_header_decode(hdr, hdr_len, &h, err, sizeof(err)) != PV_ST_OK)
-		return; /* a reply: the client asks again after its timeout */
-	if (h->hops > 0 && nunsent < MAX_UNSENT) /* else it times out */
-		unsent[nunsent++] = h->req_id;
-	wire_header_free(h);
-}
-
 size_t forward_fail_unsent(void)
 {
-	size_t n = nunsent;
+	struct batch_drop d;
+	size_t n = 0;
 
-	for (size_t i = 0; i < nunsent; i++) {
-		struct fwd *f = unlink_fwd(unsent[i]);
+	while (batch_cork_next_drop(srv->cork, &d)) {
+		struct fwd *f;
 
-		if (!f)
+		/* a reply the ROUTER refused: the client asks again after its
+		 * timeout; a part to a peer fails now */
+		if (d.sock == srv->router || d.hops == 0 || !(f = unlink_fwd(d.req_id)))
 			continue;
 		pv_debug("volume %s: part at %llu for server %u not sent", f->req->vol->name,
 			 (unsigned long long)f->offset, f->owner);
@@ -215,8 +198,8 @@ size_t forward_fail_unsent(void)
 		request_part_done(f->req, f->buf_off, PV_ST_UNAVAILABLE, 0, NULL,
 				  "owner not reachable");
 		free(f);
+		n++;
 	}
-	nunsent = 0;
 	return n;
 }
 

@@ -294,7 +294,6 @@ int main(int argc, char **argv)
 		pv_err("out of memory");
 		goto out_zmq;
 	}
-	batch_cork_on_drop(srv->cork, forward_dropped, NULL);
 	if (open_router() < 0)
 		goto out_zmq;
 	if (catalog_load() < 0)

@@ -216,41 +216,40 @@ static void refuse(const uint8_t *ident, size_t ident_len, zmq_msg_t *first, con
 static void dispatch_one(const uint8_t *ident, size_t ident_len, zmq_msg_t *first,
 			 const void *hdr, size_t hdr_len, zmq_msg_t *payload, int in_batch);
 
+/* Where a BATCH's records came from, for dispatch_record. */
+struct batch_ctx {
+	const uint8_t *ident;
+	size_t ident_len;
+	zmq_msg_t *first;
+};
+
+static void dispatch_record(void *arg, const void *hdr, size_t hdr_len, zmq_msg_t *data)
+{
+	struct batch_ctx *x = arg;
+
+	dispatch_one(x->ident, x->ident_len, x->first, hdr, hdr_len, data, 1);
+}
+
 /* A BATCH: checked whole first (a malformed one is refused and nothing in
  * it is done), then every record handled as its own message. */
 static void dispatch_batch(const uint8_t *ident, size_t ident_len, zmq_msg_t *first,
 			   const Pv__Header *h, zmq_msg_t *payload)
 {
-	struct batch_record r;
-	size_t off = 0;
-	char err[256];
-	int n;
+	struct batch_ctx x = {ident, ident_len, first};
+	char err[256], why[300];
+	int n = batch_each(payload, dispatch_record, &x, err, sizeof(err));
 
-	n = payload ? batch_check(zmq_msg_data(payload), zmq_msg_size(payload), err, sizeof(err))
-		    : (snprintf(err, sizeof(err), "no records"), -1);
-	if (n < 0) {
-		char why[300];
-
+	if (n == -1) {
 		snprintf(why, sizeof(why), "malformed BATCH: %s", err);
 		refuse(ident, ident_len, first, h, PV_ST_BAD_REQUEST, why);
 		return;
 	}
+	if (n == -2) {
+		pv_err("BATCH of requests cut short (%s); the clients retry the rest", err);
+		return;
+	}
 	batches_in++;
 	batch_records_in += n;
-	while (batch_next(zmq_msg_data(payload), zmq_msg_size(payload), &off, &r)) {
-		zmq_msg_t data;
-
-		if (r.data && zmq_msg_init_size(&data, r.data_len) < 0) {
-			request_reply_status(ident, ident_len, NULL, PV_ST_BUSY,
-					     "server out of memory");
-			continue;
-		}
-		if (r.data)
-			memcpy(zmq_msg_data(&data), r.data, r.data_len);
-		dispatch_one(ident, ident_len, first, r.hdr, r.hdr_len, r.data ? &data : NULL, 1);
-		if (r.data)
-			zmq_msg_close(&data);
-	}
 }
 
 static void dispatch_one(const uint8_t *ident, size_t ident_len, zmq_msg_t *first,

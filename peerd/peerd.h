@@ -396,9 +396,8 @@ int forward_part(struct request *req, uint32_t owner, uint64_t offset, uint64_t 
 int forward_reply(struct member *m, const Pv__Header *h, zmq_msg_t *data);
 /* Re-sends parts outstanding too long (after a peer restart). */
 void forward_tick(void);
-/* batch_cork's on_drop: a part queued for a peer could not be sent. */
-void forward_dropped(void *sock, const void *hdr, size_t hdr_len, void *arg);
-/* Fails (UNAVAILABLE) the parts forward_dropped noted; after each flush. */
+/* Fails (UNAVAILABLE) the parts the cork could not send to their owner
+ * (batch_cork_next_drop); after each flush. Returns how many. */
 size_t forward_fail_unsent(void);
 /* Number of parts in flight. */
 uint64_t forward_inflight(void);

@@ -180,40 +180,30 @@ static void reply_one(struct member *m, const Pv__Header *h, zmq_msg_t *payload)
 }
 
 /* A BATCH of replies from m: checked whole, then each record in turn. */
-static void reply_batch(struct member *m, zmq_msg_t *payload)
+static void reply_record(void *arg, const void *hdr, size_t hdr_len, zmq_msg_t *data)
 {
-	const uint8_t *b = payload ? zmq_msg_data(payload) : NULL;
-	size_t len = payload ? zmq_msg_size(payload) : 0, off = 0;
-	struct batch_record r;
+	struct member *m = arg;
+	Pv__Header *h = NULL;
 	char err[256];
 
-	if (batch_check(b, len, err, sizeof(err)) < 0) {
-		pv_warn("peer %u (%s): malformed BATCH of replies ignored: %s", m->id, m->address,
-			err);
+	if (wire_header_decode(hdr, hdr_len, &h, err, sizeof(err)) != PV_ST_OK) {
+		pv_warn("peer %u (%s): unreadable reply in a BATCH: %s", m->id, m->address, err);
 		return;
 	}
-	while (batch_next(b, len, &off, &r)) {
-		Pv__Header *h = NULL;
-		zmq_msg_t data;
+	if (h->op == PV_OP_BATCH)
+		pv_warn("peer %u (%s): BATCH inside a BATCH ignored", m->id, m->address);
+	else
+		reply_one(m, h, data);
+	wire_header_free(h);
+}
 
-		if (wire_header_decode(r.hdr, r.hdr_len, &h, err, sizeof(err)) != PV_ST_OK) {
-			pv_warn("peer %u (%s): unreadable reply in a BATCH: %s", m->id, m->address,
-				err);
-			continue;
-		}
-		if (h->op == PV_OP_BATCH) {
-			pv_warn("peer %u (%s): BATCH inside a BATCH ignored", m->id, m->address);
-		} else if (r.data && zmq_msg_init_size(&data, r.data_len) < 0) {
-			pv_err("peer %u: out of memory for a reply; its request times out", m->id);
-		} else {
-			if (r.data)
-				memcpy(zmq_msg_data(&data), r.data, r.data_len);
-			reply_one(m, h, r.data ? &data : NULL);
-			if (r.data)
-				zmq_msg_close(&data);
-		}
-		wire_header_free(h);
-	}
+static void reply_batch(struct member *m, zmq_msg_t *payload)
+{
+	char err[256];
+
+	if (batch_each(payload, reply_record, m, err, sizeof(err)) < 0)
+		pv_warn("peer %u (%s): BATCH of replies %s: %s", m->id, m->address,
+			"not (all) taken; their requests time out", err);
 }
 
 void peers_input(struct member *m)

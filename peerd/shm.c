@@ -110,6 +110,11 @@ static void region_detach(struct shm_region *r)
 	region_unref(r);
 }
 
+static int bound_to(const struct shm_region *r, const uint8_t *ident, size_t ident_len)
+{
+	return r->ident_len == ident_len && memcmp(r->ident, ident, ident_len) == 0;
+}
+
 /* The region an attach replaces: the client's own (one per client, bound to
  * its latest connection), or the one a given peer connection attached. */
 static struct shm_region *region_of(uint64_t client_id, int via_peer, const uint8_t *ident,
@@ -117,17 +122,16 @@ static struct shm_region *region_of(uint64_t client_id, int via_peer, const uint
 {
 	for (struct shm_region *r = regions; r; r = r->next)
 		if (r->client_id == client_id && r->via_peer == via_peer &&
-		    (!via_peer ||
-		     (r->ident_len == ident_len && memcmp(r->ident, ident, ident_len) == 0)))
+		    (!via_peer || bound_to(r, ident, ident_len)))
 			return r;
 	return NULL;
 }
 
+/* The region that serves this client's requests on this connection. */
 static struct shm_region *region_find(uint64_t client_id, const uint8_t *ident, size_t ident_len)
 {
 	for (struct shm_region *r = regions; r; r = r->next)
-		if (r->client_id == client_id && r->ident_len == ident_len &&
-		    memcmp(r->ident, ident, ident_len) == 0)
+		if (r->client_id == client_id && bound_to(r, ident, ident_len))
 			return r;
 	return NULL;
 }

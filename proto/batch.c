@@ -1,5 +1,6 @@
 /* batch.c: the BATCH payload codec and the cork that fills it (batch.h). */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,67 @@ size_t batch_put(uint8_t *buf, const void *hdr, size_t hdr_len, const void *data
 	return batch_record_size(hdr_len, has_data ? data_len : 0);
 }
 
+/* A BATCH message shared by the record messages made from it: the last
+ * one to go (on any thread: ZeroMQ frees a sent message in its IO thread)
+ * closes it. */
+struct hold {
+	zmq_msg_t msg;
+	atomic_int refs;
+};
+
+static void hold_unref(void *data, void *hint)
+{
+	struct hold *b = hint;
+
+	(void)data;
+	if (atomic_fetch_sub(&b->refs, 1) == 1) {
+		zmq_msg_close(&b->msg);
+		free(b);
+	}
+}
+
+int batch_each(zmq_msg_t *payload, batch_record_fn fn, void *arg, char *err, size_t errlen)
+{
+	const uint8_t *b = payload ? zmq_msg_data(payload) : NULL;
+	size_t len = payload ? zmq_msg_size(payload) : 0, off = 0;
+	struct batch_record r;
+	struct hold *hold;
+	int n = batch_check(b, len, err, errlen), done = 0;
+
+	if (n < 0)
+		return -1;
+	hold = malloc(sizeof(*hold));
+	if (!hold) {
+		snprintf(err, errlen, "out of memory for %d records", n);
+		return -2;
+	}
+	zmq_msg_init(&hold->msg);
+	zmq_msg_copy(&hold->msg, payload); /* shares the buffer (a reference) */
+	atomic_init(&hold->refs, 1);	   /* this function's own */
+	b = zmq_msg_data(&hold->msg);	   /* (the same bytes) */
+	while (batch_next(b, len, &off, &r)) {
+		zmq_msg_t d;
+
+		if (r.data) {
+			atomic_fetch_add(&hold->refs, 1);
+			if (zmq_msg_init_data(&d, (void *)r.data, r.data_len, hold_unref, hold) <
+			    0) {
+				atomic_fetch_sub(&hold->refs, 1);
+				snprintf(err, errlen, "out of memory after %d of %d records", done,
+					 n);
+				n = -2;
+				break;
+			}
+		}
+		fn(arg, r.hdr, r.hdr_len, r.data ? &d : NULL);
+		if (r.data)
+			zmq_msg_close(&d);
+		done++;
+	}
+	hold_unref(NULL, hold);
+	return n;
+}
+
 /* ---- the cork ---------------------------------------------------------- */
 
 /* What one round queued for one destination. The records are in buf; the
@@ -119,28 +181,49 @@ struct batch_cork {
 	struct dest d[CORK_DESTS];
 	size_t n;
 	uint64_t batches, records, dropped;
-	batch_drop_fn on_drop;
-	void *drop_arg;
+	struct batch_drop drops[BATCH_DROPS_MAX]; /* a ring: head, count */
+	size_t drop_head, ndrops;
 };
 
-void batch_cork_on_drop(struct batch_cork *k, batch_drop_fn fn, void *arg)
+/* Keeps one refused message (its header) for batch_cork_next_drop. */
+static void note_drop(struct batch_cork *k, void *sock, const void *hdr, size_t hdr_len)
 {
-	k->on_drop = fn;
-	k->drop_arg = arg;
+	Pv__Header *h = NULL;
+	char err[64];
+	struct batch_drop *d;
+
+	k->dropped++;
+	if (wire_header_decode(hdr, hdr_len, &h, err, sizeof(err)) != PV_ST_OK)
+		return;
+	if (k->ndrops == BATCH_DROPS_MAX) { /* the oldest is only counted */
+		k->drop_head = (k->drop_head + 1) % BATCH_DROPS_MAX;
+		k->ndrops--;
+	}
+	d = &k->drops[(k->drop_head + k->ndrops++) % BATCH_DROPS_MAX];
+	d->sock = sock;
+	d->req_id = h->req_id;
+	d->hops = h->hops;
+	wire_header_free(h);
 }
 
-/* Tells on_drop about every record of buf. */
-static void dropped(struct batch_cork *k, void *sock, const uint8_t *buf, size_t len,
-		    unsigned count)
+/* note_drop for every record of buf. */
+static void dropped(struct batch_cork *k, void *sock, const uint8_t *buf, size_t len)
 {
 	struct batch_record r;
 	size_t off = 0;
 
-	k->dropped += count;
-	if (!k->on_drop)
-		return;
 	while (batch_next(buf, len, &off, &r))
-		k->on_drop(sock, r.hdr, r.hdr_len, k->drop_arg);
+		note_drop(k, sock, r.hdr, r.hdr_len);
+}
+
+int batch_cork_next_drop(struct batch_cork *k, struct batch_drop *d)
+{
+	if (!k || !k->ndrops)
+		return 0;
+	*d = k->drops[k->drop_head];
+	k->drop_head = (k->drop_head + 1) % BATCH_DROPS_MAX;
+	k->ndrops--;
+	return 1;
 }
 
 struct batch_cork *batch_cork_new(void)
@@ -161,11 +244,8 @@ static void dest_send(struct batch_cork *k, struct dest *d)
 	if (d->count == 1) {
 		/* alone: [header][data?] exactly as it was queued */
 		if (wire_send_packed(d->sock, ident, d->ident_len, d->buf + 8, get32(d->buf),
-				     d->first_has_data ? &d->first_data : NULL) < 0) {
-			k->dropped++;
-			if (k->on_drop)
-				k->on_drop(d->sock, d->buf + 8, get32(d->buf), k->drop_arg);
-		}
+				     d->first_has_data ? &d->first_data : NULL) < 0)
+			note_drop(k, d->sock, d->buf + 8, get32(d->buf));
 	} else {
 		uint8_t hb[PV_MAX_HEADER];
 		Pv__Header bh;
@@ -177,7 +257,7 @@ static void dest_send(struct batch_cork *k, struct dest *d)
 		bh.length = d->count;
 		hl = pv__header__pack(&bh, hb); /* a bare header: a few bytes */
 		if (zmq_msg_init_data(&m, d->buf, d->len, free_buf, NULL) < 0) {
-			dropped(k, d->sock, d->buf, d->len, d->count);
+			dropped(k, d->sock, d->buf, d->len);
 		} else {
 			d->buf = NULL; /* the message owns it now */
 			d->cap = 0;
@@ -185,7 +265,7 @@ static void dest_send(struct batch_cork *k, struct dest *d)
 					       ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) ||
 			    zmq_send(d->sock, hb, hl, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
 			    zmq_msg_send(&m, d->sock, ZMQ_DONTWAIT) < 0) {
-				dropped(k, d->sock, zmq_msg_data(&m), zmq_msg_size(&m), d->count);
+				dropped(k, d->sock, zmq_msg_data(&m), zmq_msg_size(&m));
 				zmq_msg_close(&m);
 			} else {
 				k->batches++;

@@ -372,21 +372,15 @@ START_TEST(cork_splits_at_the_size_limit)
 }
 END_TEST
 
-static int drops;
-static uint64_t dropped_ids[8];
-
-static void on_drop(void *sock, const void *hdr, size_t hdr_len, void *arg)
+/* The next drop the cork kept: its request id (on sock), or 0 if none. */
+static uint64_t next_drop(struct batch_cork *k, void *sock)
 {
-	Pv__Header *h = NULL;
-	char err[128];
+	struct batch_drop d;
 
-	(void)sock;
-	ck_assert_ptr_eq(arg, &drops);
-	ck_assert_int_eq(wire_header_decode(hdr, hdr_len, &h, err, sizeof(err)), PV_ST_OK);
-	if (drops < 8)
-		dropped_ids[drops] = h->req_id;
-	drops++;
-	wire_header_free(h);
+	if (!batch_cork_next_drop(k, &d))
+		return 0;
+	ck_assert_ptr_eq(d.sock, sock);
+	return d.req_id;
 }
 
 START_TEST(cork_reports_what_it_could_not_send)
@@ -398,25 +392,88 @@ START_TEST(cork_reports_what_it_could_not_send)
 	/* a DEALER with nobody connected and ZMQ_IMMEDIATE refuses sends */
 	zmq_setsockopt(s, ZMQ_IMMEDIATE, &immediate, sizeof(immediate));
 	ck_assert_int_eq(zmq_connect(s, "tcp://127.0.0.1:9"), 0);
-	drops = 0;
-	batch_cork_on_drop(k, on_drop, &drops);
 	ck_assert_int_eq(send_one(k, s, PV_OP_WRITE, 11, 512, 1), 0);
 	batch_cork_flush(k); /* one: sent alone, refused */
-	ck_assert_int_eq(drops, 1);
-	ck_assert_uint_eq(dropped_ids[0], 11);
+	ck_assert_uint_eq(next_drop(k, s), 11);
+	ck_assert_uint_eq(next_drop(k, s), 0);
 	ck_assert_int_eq(send_one(k, s, PV_OP_WRITE, 12, 512, 1), 0);
 	ck_assert_int_eq(send_one(k, s, PV_OP_READ, 13, 0, 1), 0);
 	batch_cork_flush(k); /* two: one BATCH, refused */
-	ck_assert_int_eq(drops, 3);
-	ck_assert_uint_eq(dropped_ids[1], 12);
-	ck_assert_uint_eq(dropped_ids[2], 13);
+	ck_assert_uint_eq(next_drop(k, s), 12);
+	ck_assert_uint_eq(next_drop(k, s), 13);
+	ck_assert_uint_eq(next_drop(k, s), 0);
 	ck_assert_uint_eq(batch_cork_dropped(k), 3);
 	/* a message sent at once reports its failure to the caller */
 	ck_assert_int_eq(send_one(k, s, PV_OP_FLUSH, 14, 0, 0), -1);
 	ck_assert_int_eq(errno, EAGAIN);
+	ck_assert_uint_eq(next_drop(k, s), 0);
 	batch_cork_free(k);
 	zmq_close(s);
 	zmq_ctx_term(ctx);
+}
+END_TEST
+
+/* batch_each: every record in order, its data without a copy, kept past
+ * the call and past the BATCH message itself; nothing for a malformed one. */
+struct seen {
+	int n;
+	uint64_t ids[4];
+	zmq_msg_t kept[4];
+	int has[4];
+};
+
+static void see(void *arg, const void *hdr, size_t hdr_len, zmq_msg_t *data)
+{
+	struct seen *x = arg;
+	struct batch_record r = {.hdr = hdr, .hdr_len = hdr_len};
+
+	ck_assert_int_lt(x->n, 4);
+	x->ids[x->n] = record_req_id(&r);
+	zmq_msg_init(&x->kept[x->n]);
+	x->has[x->n] = data != NULL;
+	if (data)
+		zmq_msg_move(&x->kept[x->n], data);
+	x->n++;
+}
+
+START_TEST(each_record_without_copy)
+{
+	uint8_t buf[4096];
+	size_t len = three_records(buf);
+	struct seen x = {0};
+	zmq_msg_t payload;
+	const uint8_t *base;
+	char err[128];
+
+	ck_assert_int_eq(zmq_msg_init_size(&payload, len), 0);
+	memcpy(zmq_msg_data(&payload), buf, len);
+	base = zmq_msg_data(&payload);
+	ck_assert_int_eq(batch_each(&payload, see, &x, err, sizeof(err)), 3);
+	zmq_msg_close(&payload); /* the records' data outlive it */
+	ck_assert_int_eq(x.n, 3);
+	ck_assert_uint_eq(x.ids[0], 1);
+	ck_assert_uint_eq(x.ids[1], 2);
+	ck_assert_uint_eq(x.ids[2], 3);
+	ck_assert(!x.has[0]);
+	ck_assert(x.has[1] && x.has[2]);
+	ck_assert_uint_eq(zmq_msg_size(&x.kept[1]), 5);
+	ck_assert_mem_eq(zmq_msg_data(&x.kept[1]), "hello", 5);
+	/* inside the BATCH's own memory: no copy */
+	ck_assert((const uint8_t *)zmq_msg_data(&x.kept[1]) > base &&
+		  (const uint8_t *)zmq_msg_data(&x.kept[1]) < base + len);
+	ck_assert_uint_eq(zmq_msg_size(&x.kept[2]), 0);
+	for (int i = 0; i < 3; i++)
+		zmq_msg_close(&x.kept[i]);
+
+	/* malformed: refused, fn never runs */
+	memset(&x, 0, sizeof(x));
+	ck_assert_int_eq(zmq_msg_init_size(&payload, len - 3), 0);
+	memcpy(zmq_msg_data(&payload), buf, len - 3);
+	ck_assert_int_eq(batch_each(&payload, see, &x, err, sizeof(err)), -1);
+	ck_assert_int_eq(x.n, 0);
+	zmq_msg_close(&payload);
+	ck_assert_int_eq(batch_each(NULL, see, &x, err, sizeof(err)), -1);
+	ck_assert_int_eq(x.n, 0);
 }
 END_TEST
 
@@ -430,6 +487,7 @@ static Suite *batch_suite(void)
 	tcase_add_test(codec, codec_refuses_malformed);
 	tcase_add_test(codec, codec_record_limit);
 	tcase_add_test(codec, version_gate);
+	tcase_add_test(codec, each_record_without_copy);
 	tcase_add_test(cork, cork_one_message_goes_as_itself);
 	tcase_add_test(cork, cork_several_become_one_batch);
 	tcase_add_test(cork, cork_keeps_order_with_unbatched);
