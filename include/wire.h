@@ -43,11 +43,13 @@
 
 /* Header.flags bits. */
 #define PV_F_FUA 0x1u /* WRITE: durable before the reply (force unit access) */
-#define PV_F_SHM 0x2u /* READ/WRITE from a client: the data is in the client's \
-		       * shared memory at shm_offset, not in a data frame */
-#define PV_F_SHM_LOST 0x4u /* reply to a PV_F_SHM request: a server may still \
-			    * touch the client's memory; never reuse it */
-#define PV_SHM_TOKEN  16u  /* bytes of pv.ShmAttach.token */
+#define PV_F_SHM                                                                                   \
+	0x2u /* READ/WRITE from a client: the data is in the client's                              \
+	      * shared memory at shm_offset, not in a data frame */
+#define PV_F_SHM_LOST                                                                              \
+	0x4u		 /* reply to a PV_F_SHM request: a server may still                        \
+			  * touch the client's memory; never reuse it */
+#define PV_SHM_TOKEN 16u /* bytes of pv.ShmAttach.token */
 
 /* Operations. Requests and their replies carry the same op. */
 enum pv_op {
@@ -59,8 +61,8 @@ enum pv_op {
 	PV_OP_BATCH = 5, /* length = records; data: several messages (batch.h) */
 
 	/* client session: fused -> server */
-	PV_OP_CATALOG = 16, /* reply body: pv.Catalog with holders filled in */
-	PV_OP_PING = 17,    /* body: pv.ClientState; reply: catalog_version */
+	PV_OP_CATALOG = 16,    /* reply body: pv.Catalog with holders filled in */
+	PV_OP_PING = 17,       /* body: pv.ClientState; reply: catalog_version */
 	PV_OP_SHM_ATTACH = 18, /* body: pv.ShmAttach; OK: PV_F_SHM may be used */
 
 	/* peers: server -> server */
@@ -125,6 +127,10 @@ void wire_header_free(Pv__Header *h);
  * with errno set. */
 int wire_send(void *sock, const void *ident, size_t ident_len, const Pv__Header *h,
 	      void *payload_msg /* zmq_msg_t *, may be NULL */);
+
+/* Encodes h into buf (PV_MAX_HEADER bytes). Returns its length, or 0 with
+ * errno EMSGSIZE if it is longer. */
+size_t wire_header_pack(const Pv__Header *h, uint8_t *buf);
 
 /* Sends like wire_send with a header already encoded (hdr_len bytes). */
 int wire_send_packed(void *sock, const void *ident, size_t ident_len, const void *hdr,

@@ -422,6 +422,7 @@ static int install(Pv__Catalog *c, const char *why)
 				m->weight = c->members[i]->weight;
 				old[j].sock = NULL;
 				old[j].last_hb = NULL;
+				old[j].link = NULL;
 			}
 		}
 	}
@@ -430,6 +431,7 @@ static int install(Pv__Catalog *c, const char *why)
 			batch_cork_flush_socket(srv->cork, old[j].sock);
 			zmq_close(old[j].sock);
 		}
+		links_member_drop(&old[j], NULL); /* no longer a member */
 		if (old[j].last_hb)
 			pv__heartbeat__free_unpacked(old[j].last_hb, NULL);
 	}

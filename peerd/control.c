@@ -274,21 +274,29 @@ static int parse_group_join(json_t *args, uint64_t max_volume_size, struct contr
 static int cmd_status(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
 		      json_t **result, char *err, size_t errlen)
 {
-	*result =
-	    json_pack("{s:i,s:s,s:s,s:I,s:s,s:I,s:s,s:I,s:I,s:I,s:i,s:i,s:I,s:I,s:I,s:I,s:I}",
-		      "server_id",
-		      (int)srv->cfg.id, "address", srv->cfg.listen, "version", PV_VERSION_STRING,
-		      "catalog_version", (json_int_t)srv->version, "group_id", srv->group_id,
-		      "uptime_s", (json_int_t)((pv_now_ms() - srv->started_ms) / 1000), "data_dir",
-		      srv->cfg.data_dir, "requests_in_flight", (json_int_t)request_inflight(),
-		      "parts_forwarded_in_flight", (json_int_t)forward_inflight(), "bad_frames",
-		      (json_int_t)ops_bad_frames(), "clients", (int)clients_count(),
-		      "shm_clients", (int)shm_count(), "batches_sent",
-		      (json_int_t)batch_cork_batches(srv->cork), "batch_records_sent",
-		      (json_int_t)batch_cork_records(srv->cork), "batches_received",
-		      (json_int_t)ops_batches_received(), "batch_records_received",
-		      (json_int_t)ops_batch_records_received(), "sends_dropped",
-		      (json_int_t)batch_cork_dropped(srv->cork));
+	uint64_t links_up, links_in, link_sent, link_received;
+	char link_addr[64] = "";
+
+	links_stats(&links_up, &links_in, &link_sent, &link_received);
+	if (links_address(link_addr, sizeof(link_addr)) < 0)
+		link_addr[0] = '\0';
+	*result = json_pack(
+	    "{s:i,s:s,s:s,s:I,s:s,s:I,s:s,s:I,s:I,s:I,s:i,s:i,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:I,s:I,"
+	    "s:I}",
+	    "server_id", (int)srv->cfg.id, "address", srv->cfg.listen, "version", PV_VERSION_STRING,
+	    "catalog_version", (json_int_t)srv->version, "group_id", srv->group_id, "uptime_s",
+	    (json_int_t)((pv_now_ms() - srv->started_ms) / 1000), "data_dir", srv->cfg.data_dir,
+	    "requests_in_flight", (json_int_t)request_inflight(), "parts_forwarded_in_flight",
+	    (json_int_t)forward_inflight(), "bad_frames", (json_int_t)ops_bad_frames(), "clients",
+	    (int)clients_count(), "shm_clients", (int)shm_count(), "batches_sent",
+	    (json_int_t)batch_cork_batches(srv->cork), "batch_records_sent",
+	    (json_int_t)batch_cork_records(srv->cork), "batches_received",
+	    (json_int_t)ops_batches_received(), "batch_records_received",
+	    (json_int_t)ops_batch_records_received(), "sends_dropped",
+	    (json_int_t)batch_cork_dropped(srv->cork), "peer_link_address", link_addr,
+	    "peer_links_up", (json_int_t)links_up, "peer_links_accepted", (json_int_t)links_in,
+	    "link_records_sent", (json_int_t)link_sent, "link_records_received",
+	    (json_int_t)link_received);
 	return 0;
 }
 

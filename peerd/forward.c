@@ -23,7 +23,8 @@ struct fwd {
 	uint64_t length;
 	uint64_t buf_off;
 	uint64_t sent_ms;
-	int shm; /* sent as an offset in the client's shared memory */
+	int shm;      /* sent as an offset in the client's shared memory */
+	int via_link; /* sent on the owner's peer link (links.c) */
 };
 
 static struct fwd *table[FWD_BUCKETS];
@@ -82,7 +83,7 @@ int forward_part(struct request *req, uint32_t owner, uint64_t offset, uint64_t 
 	zmq_msg_t payload;
 	int with_data = req->op == PV_OP_WRITE;
 
-	if (!m || !m->sock)
+	if (!m || (!m->sock && !peers_via_link(m)))
 		return -1;
 	f = calloc(1, sizeof(*f));
 	if (!f)
@@ -120,6 +121,7 @@ int forward_part(struct request *req, uint32_t owner, uint64_t offset, uint64_t 
 		}
 		memcpy(zmq_msg_data(&payload), (uint8_t *)zmq_msg_data(&req->data) + buf_off, len);
 	}
+	f->via_link = peers_via_link(m);
 	if (peers_send(m, &h, with_data ? &payload : NULL, NULL) < 0) {
 		pv_debug("volume %s: part at %llu for server %u not sent: %m", req->vol->name,
 			 (unsigned long long)offset, owner);
@@ -218,6 +220,26 @@ void forward_tick(void)
 		request_part_done(f->req, f->buf_off, PV_ST_UNAVAILABLE, 0, NULL,
 				  "owner did not answer in time");
 		free(f);
+	}
+}
+
+void forward_link_lost(uint32_t member)
+{
+	struct fwd *f = oldest;
+
+	while (f) {
+		struct fwd *next = f->newer;
+
+		if (f->owner == member && f->via_link) {
+			unlink_fwd(f->id);
+			/* it may have been done, or be done still: memory the owner
+			 * may write is not reused (shm_lost) */
+			f->req->shm_lost |= f->shm;
+			request_part_done(f->req, f->buf_off, PV_ST_UNAVAILABLE, 0, NULL,
+					  "link to the owner closed");
+			free(f);
+		}
+		f = next;
 	}
 }
 

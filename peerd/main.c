@@ -42,6 +42,11 @@ static void usage(FILE *f)
 		"  --max-volume-size SIZE largest volume this server creates (default 64T;\n"
 		"                         suffixes K M G T)\n"
 		"  --workers N            IO threads (default 8)\n"
+		"  --link-port N|off      TCP port of the peer link listener on the --listen\n"
+		"                         address: other members send requests there,\n"
+		"                         read and written by the servers' own threads\n"
+		"                         (default 0: any free port, told to the group in\n"
+		"                         heartbeats; off: peers use ZeroMQ only)\n"
 		"  --daemon               run in the background, log to syslog\n"
 		"  --debug                log every request\n"
 		"  --help                 this text\n"
@@ -68,6 +73,7 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 		O_WEIGHT,
 		O_MAXVOL,
 		O_WORKERS,
+		O_LINK_PORT,
 		O_DAEMON,
 		O_DEBUG,
 		O_HELP,
@@ -81,6 +87,7 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 	    {"weight", required_argument, NULL, O_WEIGHT},
 	    {"max-volume-size", required_argument, NULL, O_MAXVOL},
 	    {"workers", required_argument, NULL, O_WORKERS},
+	    {"link-port", required_argument, NULL, O_LINK_PORT},
 	    {"daemon", no_argument, NULL, O_DAEMON},
 	    {"debug", no_argument, NULL, O_DEBUG},
 	    {"help", no_argument, NULL, O_HELP},
@@ -143,6 +150,17 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 				return -1;
 			}
 			cfg->workers = (int)v;
+			break;
+		case O_LINK_PORT:
+			if (!strcmp(optarg, "off")) {
+				cfg->link_port = -1;
+			} else if (pv_parse_u64(optarg, 0, 65535, &v) < 0) {
+				fprintf(stderr, "peerd: --link-port must be a port number from 0 "
+						"to 65535, or off\n");
+				return -1;
+			} else {
+				cfg->link_port = (int)v;
+			}
 			break;
 		case O_DAEMON:
 			cfg->daemon = 1;
@@ -296,8 +314,10 @@ int main(int argc, char **argv)
 	}
 	if (open_router() < 0)
 		goto out_zmq;
-	if (catalog_load() < 0)
+	if (links_open() < 0)
 		goto out_zmq;
+	if (catalog_load() < 0)
+		goto out_links;
 	io_fd = worker_start(srv->cfg.workers);
 	if (io_fd < 0)
 		goto out_catalog;
@@ -315,9 +335,12 @@ out_workers:
 	worker_drain();
 out_catalog:
 	forward_abort_all();
+	links_close();
 	clients_free();
 	shm_free_all();
 	catalog_free();
+out_links:
+	links_close(); /* again after catalog_free: the listener only */
 out_zmq:
 	batch_cork_free(srv->cork); /* sends what the last round queued */
 	srv->cork = NULL;

@@ -39,6 +39,8 @@ uint64_t ops_batch_records_received(void)
 int ops_send(void *sock, const uint8_t *ident, size_t ident_len, const Pv__Header *h,
 	     zmq_msg_t *payload, int may_batch)
 {
+	if (sock == srv->router && links_is_ident(ident, ident_len))
+		return links_reply(ident, ident_len, h, payload);
 	if (!srv->cork) /* start-up or shutdown */
 		return wire_send(sock, ident, ident_len, h, payload);
 	return batch_cork_send(srv->cork, sock, ident, ident_len, h, payload, may_batch);
@@ -130,8 +132,8 @@ static void op_shm_attach(const uint8_t *ident, size_t ident_len, const Pv__Head
 	/* peers send their own id; fused sends none */
 	st = shm_attach(h->client_id, ident, ident_len, h->server_id != 0, a, err, sizeof(err));
 	if (st != PV_ST_OK)
-		pv_debug("client %016llx: shared memory refused: %s", (unsigned long long)h->client_id,
-			 err);
+		pv_debug("client %016llx: shared memory refused: %s",
+			 (unsigned long long)h->client_id, err);
 	pv__shm_attach__free_unpacked(a, NULL);
 	{
 		Pv__Header r; /* ops_reply's, with the client id: a peer asked for it */
@@ -201,7 +203,7 @@ static const struct op_row ops[] = {
 static void refuse(const uint8_t *ident, size_t ident_len, zmq_msg_t *first, const Pv__Header *h,
 		   int status, const char *why)
 {
-	const char *addr = zmq_msg_gets(first, "Peer-Address");
+	const char *addr = first ? zmq_msg_gets(first, "Peer-Address") : "a peer link";
 
 	bad_frames++;
 	if (bad_frames <= 100 || bad_frames % 1000 == 0)
@@ -213,8 +215,8 @@ static void refuse(const uint8_t *ident, size_t ident_len, zmq_msg_t *first, con
 
 /* Acts on one message [header][payload?] whose header frame is hdr;
  * first is the frame it came in (for the sender's address in logs). */
-static void dispatch_one(const uint8_t *ident, size_t ident_len, zmq_msg_t *first,
-			 const void *hdr, size_t hdr_len, zmq_msg_t *payload, int in_batch);
+static void dispatch_one(const uint8_t *ident, size_t ident_len, zmq_msg_t *first, const void *hdr,
+			 size_t hdr_len, zmq_msg_t *payload, int in_batch);
 
 /* Where a BATCH's records came from, for dispatch_record. */
 struct batch_ctx {
@@ -252,8 +254,8 @@ static void dispatch_batch(const uint8_t *ident, size_t ident_len, zmq_msg_t *fi
 	batch_records_in += n;
 }
 
-static void dispatch_one(const uint8_t *ident, size_t ident_len, zmq_msg_t *first,
-			 const void *hdr, size_t hdr_len, zmq_msg_t *payload, int in_batch)
+static void dispatch_one(const uint8_t *ident, size_t ident_len, zmq_msg_t *first, const void *hdr,
+			 size_t hdr_len, zmq_msg_t *payload, int in_batch)
 {
 	Pv__Header *h = NULL;
 	char err[256];
@@ -287,6 +289,12 @@ static void dispatch_one(const uint8_t *ident, size_t ident_len, zmq_msg_t *firs
 		break;
 	}
 	wire_header_free(h);
+}
+
+void ops_dispatch_record(const uint8_t *ident, size_t ident_len, const void *hdr, size_t hdr_len,
+			 zmq_msg_t *payload)
+{
+	dispatch_one(ident, ident_len, NULL, hdr, hdr_len, payload, 0);
 }
 
 void ops_dispatch(const uint8_t *ident, size_t ident_len, zmq_msg_t *frames, size_t nframes)

@@ -11,6 +11,7 @@
 #include <zmq.h>
 
 #include "batch.h"
+#include "link.h"
 #include "pagemath.h"
 #include "pvlog.h"
 #include "util.h"
@@ -32,6 +33,7 @@ struct peerd_config {
 	uint32_t weight;
 	uint64_t max_volume_size;
 	int workers;
+	int link_port; /* peer link listener: 0 any free port, -1 off */
 	int daemon;
 	int debug;
 };
@@ -77,6 +79,9 @@ struct member {
 	uint64_t pages, bytes, free; /* from its heartbeats */
 	Pv__Heartbeat *last_hb;	     /* last heartbeat body, owned */
 	uint32_t proto_version;	     /* of its last reply; 0 until one came */
+	char link_address[64];	     /* its peer link listener, from its heartbeats */
+	struct link *link;	     /* outgoing peer link (links.c), or NULL */
+	int link_up;		     /* link connected: everything to it goes there */
 };
 
 /* A data request (READ/WRITE/FLUSH/TRIM) from a client or a peer, from
@@ -98,11 +103,11 @@ struct request {
 	size_t ident_len;
 	zmq_msg_t data; /* WRITE payload */
 	int has_data;
-	uint8_t *buf;	 /* READ result, length bytes (malloc'd, or in shm) */
+	uint8_t *buf;		/* READ result, length bytes (malloc'd, or in shm) */
 	struct shm_region *shm; /* PV_F_SHM: the client's memory holds the data */
 	uint64_t shm_offset;	/* ... at this offset */
 	int shm_lost;		/* a part sent as an offset got no answer in time */
-	zmq_msg_t reply; /* READ result as one owner's message (no copy) */
+	zmq_msg_t reply;	/* READ result as one owner's message (no copy) */
 	int has_reply;
 	int pending; /* parts not yet done */
 	int status;  /* first non-OK status of a part */
@@ -148,8 +153,8 @@ struct catalog_cmd {
 struct server {
 	struct peerd_config cfg;
 	void *zctx;
-	void *router;  /* clients and peers */
-	void *control; /* peerctl */
+	void *router;		 /* clients and peers */
+	void *control;		 /* peerctl */
 	struct batch_cork *cork; /* what this round sends, batched (batch.h) */
 	int lock_fd;
 	uint64_t started_ms;
@@ -198,6 +203,9 @@ uint64_t request_inflight(void);
 /* ops.c */
 /* Dispatches one message that arrived on the ROUTER. */
 void ops_dispatch(const uint8_t *ident, size_t ident_len, zmq_msg_t *frames, size_t nframes);
+/* Dispatches one message that arrived on an accepted peer link. */
+void ops_dispatch_record(const uint8_t *ident, size_t ident_len, const void *hdr, size_t hdr_len,
+			 zmq_msg_t *payload);
 /* Every message the reactor sends on the ROUTER or a peer's DEALER goes
  * through here: with may_batch it joins this round's BATCH for that
  * destination (batch.h), otherwise it goes now, after what is queued for
@@ -371,6 +379,39 @@ void shm_expire(void);
 unsigned shm_count(void);
 void shm_free_all(void);
 
+/* links.c */
+/* Opens the peer link listener (unless --link-port off). Returns 0 or -1. */
+int links_open(void);
+/* Sends what is queued, closes every link and the listener. */
+void links_close(void);
+/* The address other members connect to ("tcp://IP:PORT"); 0, or -1 if
+ * this server takes no links. */
+int links_address(char *out, size_t len);
+/* Whether ident names an accepted link (not a ZeroMQ connection). */
+int links_is_ident(const uint8_t *ident, size_t len);
+/* Queues h (+ payload, moved) on the accepted link ident; -1 if it is gone. */
+int links_reply(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *payload);
+/* Queues h (+ payload, moved) on m's link (m->link_up). Returns 0 or -1. */
+int links_send(struct member *m, const Pv__Header *h, zmq_msg_t *payload);
+/* Starts connecting to m's advertised link address (if none is open). */
+void links_connect(struct member *m);
+/* Records m's advertised address; a changed one closes the old link. */
+void links_member_address(struct member *m, const char *address);
+/* Closes m's link (why: logged, or NULL); forwarded parts sent on it fail. */
+void links_member_drop(struct member *m, const char *why);
+/* Frees the links closed since the last call (top of each reactor round). */
+void links_reap(void);
+/* Fills poll items (at most max; LINKS_POLL_MAX is enough for all) for the
+ * listener and every link; returns how many. */
+#define LINKS_POLL_MAX (1 + 3 * PEERD_MAX_MEMBERS)
+size_t links_poll_fill(zmq_pollitem_t *items, size_t max);
+/* Handles the events of the items links_poll_fill filled. */
+void links_poll_done(const zmq_pollitem_t *items, size_t n);
+/* Writes what every link has queued (before the reactor waits). */
+void links_flush(void);
+/* Outgoing links up, accepted links, records sent and received on all. */
+void links_stats(uint64_t *up, uint64_t *accepted, uint64_t *sent, uint64_t *received);
+
 /* peers.c */
 /* Connects DEALERs to every other member (idempotent). */
 int peers_connect(void);
@@ -378,6 +419,10 @@ int peers_connect(void);
 void peers_tick(void);
 /* Handles a message arriving on member m's DEALER (a reply to us). */
 void peers_input(struct member *m);
+/* Handles one reply from m as header bytes and data (from its link). */
+void peers_reply_record(struct member *m, const void *hdr, size_t hdr_len, zmq_msg_t *data);
+/* Whether messages to m go by its link now (for forward.c). */
+int peers_via_link(const struct member *m);
 /* Handles a heartbeat from a peer (on the ROUTER). */
 void peers_heartbeat(const uint8_t *ident, size_t ident_len, const Pv__Header *h, const void *body,
 		     size_t len);
@@ -401,6 +446,8 @@ void forward_tick(void);
 size_t forward_fail_unsent(void);
 /* Number of parts in flight. */
 uint64_t forward_inflight(void);
+/* Fails the parts sent to member on its link, which closed. */
+void forward_link_lost(uint32_t member);
 /* Fails every part in flight (shutdown). */
 void forward_abort_all(void);
 

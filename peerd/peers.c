@@ -46,8 +46,25 @@ int peers_connect(void)
 	return 0;
 }
 
+int peers_via_link(const struct member *m)
+{
+	return m->link && m->link_up;
+}
+
 int peers_send(struct member *m, Pv__Header *h, zmq_msg_t *payload, const ProtobufCMessage *body)
 {
+	if (peers_via_link(m)) {
+		zmq_msg_t msg;
+
+		h->server_id = srv->cfg.id;
+		h->catalog_version = srv->version;
+		if (body) {
+			if (wire_body_msg(&msg, body) < 0)
+				return -1;
+			payload = &msg;
+		}
+		return links_send(m, h, payload);
+	}
 	if (!m->sock) {
 		if (payload)
 			zmq_msg_close(payload);
@@ -68,6 +85,7 @@ void peers_tick(void)
 	Pv__Heartbeat hb = PV__HEARTBEAT__INIT;
 	Pv__VolumeStat stats[256], *statp[256];
 	uint64_t now = pv_now_ms(), pages = 0, bytes = 0;
+	char link[64];
 	size_t n = 0;
 
 	for (struct volume *v = srv->volumes; v; v = v->next) {
@@ -91,6 +109,8 @@ void peers_tick(void)
 	hb.free = store_free();
 	hb.n_volumes = n;
 	hb.volumes = statp;
+	if (links_address(link, sizeof(link)) == 0)
+		hb.link = link;
 	for (size_t i = 0; i < srv->nmembers; i++) {
 		struct member *m = &srv->members[i];
 		Pv__Header h;
@@ -107,7 +127,10 @@ void peers_tick(void)
 			pv_warn("peer %u (%s) is down: no heartbeat for %d s; its pages wait for "
 				"it",
 				m->id, m->address, PEERD_DOWN_AFTER_MS / 1000);
+			links_member_drop(m, "the member is down");
 		}
+		if (m->up)
+			links_connect(m);
 		wire_header_init(&h);
 		h.op = PV_OP_HEARTBEAT;
 		h.req_id = peers_next_id();
@@ -147,6 +170,7 @@ void peers_heartbeat(const uint8_t *ident, size_t ident_len, const Pv__Header *h
 	if (m->last_hb)
 		pv__heartbeat__free_unpacked(m->last_hb, NULL);
 	m->last_hb = hb;
+	links_member_address(m, hb->link ? hb->link : "");
 	if (hb->catalog_version > srv->version)
 		catalog_fetch_from(m);
 }
@@ -179,22 +203,39 @@ static void reply_one(struct member *m, const Pv__Header *h, zmq_msg_t *payload)
 	}
 }
 
-/* A BATCH of replies from m: checked whole, then each record in turn. */
-static void reply_record(void *arg, const void *hdr, size_t hdr_len, zmq_msg_t *data)
+static void reply_batch(struct member *m, zmq_msg_t *payload);
+
+/* One reply from m as header bytes (a BATCH record, or from its link). */
+static void reply_bytes(struct member *m, const void *hdr, size_t hdr_len, zmq_msg_t *data,
+			int in_batch)
 {
-	struct member *m = arg;
 	Pv__Header *h = NULL;
 	char err[256];
 
 	if (wire_header_decode(hdr, hdr_len, &h, err, sizeof(err)) != PV_ST_OK) {
-		pv_warn("peer %u (%s): unreadable reply in a BATCH: %s", m->id, m->address, err);
+		pv_warn("peer %u (%s): unreadable reply%s: %s", m->id, m->address,
+			in_batch ? " in a BATCH" : "", err);
 		return;
 	}
-	if (h->op == PV_OP_BATCH)
+	m->last_heard_ms = pv_now_ms();
+	if (h->op == PV_OP_BATCH && in_batch)
 		pv_warn("peer %u (%s): BATCH inside a BATCH ignored", m->id, m->address);
+	else if (h->op == PV_OP_BATCH)
+		reply_batch(m, data);
 	else
 		reply_one(m, h, data);
 	wire_header_free(h);
+}
+
+void peers_reply_record(struct member *m, const void *hdr, size_t hdr_len, zmq_msg_t *data)
+{
+	reply_bytes(m, hdr, hdr_len, data, 0);
+}
+
+/* A BATCH of replies from m: checked whole, then each record in turn. */
+static void reply_record(void *arg, const void *hdr, size_t hdr_len, zmq_msg_t *data)
+{
+	reply_bytes(arg, hdr, hdr_len, data, 1);
 }
 
 static void reply_batch(struct member *m, zmq_msg_t *payload)

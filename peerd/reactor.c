@@ -93,14 +93,15 @@ static int router_one(void)
 
 int reactor_run(int io_fd)
 {
-	zmq_pollitem_t items[4 + PEERD_MAX_MEMBERS];
+	zmq_pollitem_t items[4 + PEERD_MAX_MEMBERS + LINKS_POLL_MAX];
 	struct member *owners[4 + PEERD_MAX_MEMBERS];
 	uint64_t next_second = 0, next_tenth = 0;
 
 	while (!stop) {
 		uint64_t now = pv_now_ms(), wait = 100;
 		void *join = catalog_join_socket();
-		int n = 0, rc;
+		int n = 0, rc, nmembers_end;
+		size_t nlinks;
 
 		for (size_t i = 0; i < ntimers; i++) {
 			uint64_t d = timers[i].due > now ? timers[i].due - now : 0;
@@ -126,12 +127,16 @@ int reactor_run(int io_fd)
 			items[n].socket = srv->members[i].sock;
 			items[n++].events = ZMQ_POLLIN;
 		}
+		nmembers_end = n;
 		/* what this round queued goes out as one message per
-		 * destination (batch.h) */
+		 * destination (batch.h), and on the peer links */
 		batch_cork_flush(srv->cork);
 		if (forward_fail_unsent())
 			batch_cork_flush(srv->cork); /* their answers */
-		rc = zmq_poll(items, n, (long)wait);
+		links_flush();
+		links_reap();
+		nlinks = links_poll_fill(items + n, LINKS_POLL_MAX);
+		rc = zmq_poll(items, n + (int)nlinks, (long)wait);
 		if (rc < 0 && errno != EINTR) {
 			pv_err("poll failed: %s", zmq_strerror(errno));
 			return -1;
@@ -146,8 +151,9 @@ int reactor_run(int io_fd)
 					;
 			if (items[1].revents & ZMQ_POLLIN)
 				control_input();
+			links_poll_done(items + n, nlinks);
 			/* a catalog change rebuilds the member table: poll again */
-			for (int i = 3; i < n && version == srv->version; i++) {
+			for (int i = 3; i < nmembers_end && version == srv->version; i++) {
 				if (!(items[i].revents & ZMQ_POLLIN))
 					continue;
 				if (items[i].socket == join) {

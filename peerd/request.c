@@ -119,8 +119,8 @@ static void request_finish(struct request *req)
 {
 	Pv__Header r;
 	zmq_msg_t out;
-	int with_data = req->op == PV_OP_READ && req->status == PV_ST_OK && req->length > 0 &&
-			!req->shm;
+	int with_data =
+	    req->op == PV_OP_READ && req->status == PV_ST_OK && req->length > 0 && !req->shm;
 
 	reply_header(&r, req->op, req->req_id, req->status);
 	if (req->shm)
@@ -330,10 +330,11 @@ static struct shm_region *shm_check(const uint8_t *ident, size_t ident_len, cons
 	}
 	r = shm_get(h->client_id, ident, ident_len);
 	if (!r) {
-		request_reply_status(ident, ident_len, h, PV_ST_NO_SHM,
-				     "no shared memory of client %016llx is mapped on server %u for "
-				     "this connection",
-				     (unsigned long long)h->client_id, srv->cfg.id);
+		request_reply_status(
+		    ident, ident_len, h, PV_ST_NO_SHM,
+		    "no shared memory of client %016llx is mapped on server %u for "
+		    "this connection",
+		    (unsigned long long)h->client_id, srv->cfg.id);
 		return NULL;
 	}
 	if (shm_via_peer(r) != (h->hops == 1)) {

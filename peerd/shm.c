@@ -62,7 +62,7 @@ struct shm_region {
 	char path[48]; /* as the client offered it */
 	struct {
 		uint32_t id;
-		uint8_t state; /* enum peer_state */
+		uint8_t state;	   /* enum peer_state */
 	} peer[PEERD_MAX_MEMBERS]; /* owners offered it (client regions only) */
 	unsigned npeer;
 };
@@ -201,8 +201,10 @@ static struct shm_region *region_map(const Pv__ShmAttach *a, char *err, size_t e
 		return NULL;
 	}
 	if (memcmp(base, a->token.data, PV_SHM_TOKEN) != 0) {
-		snprintf(err, errlen, "%s does not start with the client's token (another "
-			 "process's file: not on this host?)", a->path);
+		snprintf(err, errlen,
+			 "%s does not start with the client's token (another "
+			 "process's file: not on this host?)",
+			 a->path);
 		munmap(base, a->size);
 		return NULL;
 	}

@@ -200,19 +200,28 @@ int wire_send_packed(void *sock, const void *ident, size_t ident_len, const void
 	return 0;
 }
 
+size_t wire_header_pack(const Pv__Header *h, uint8_t *buf)
+{
+	size_t n = pv__header__get_packed_size(h);
+
+	if (n > PV_MAX_HEADER) {
+		errno = EMSGSIZE;
+		return 0;
+	}
+	return pv__header__pack(h, buf);
+}
+
 int wire_send(void *sock, const void *ident, size_t ident_len, const Pv__Header *h,
 	      void *payload_msg)
 {
 	uint8_t buf[PV_MAX_HEADER];
-	size_t n = pv__header__get_packed_size(h);
+	size_t n = wire_header_pack(h, buf);
 
-	if (n > sizeof(buf)) {
+	if (n == 0) {
 		if (payload_msg)
 			zmq_msg_close(payload_msg);
-		errno = EMSGSIZE;
 		return -1;
 	}
-	pv__header__pack(h, buf);
 	return wire_send_packed(sock, ident, ident_len, buf, n, payload_msg);
 }
 

@@ -5,7 +5,8 @@
 # the three servers in turn: zero errors. Then every round's region is
 # verified once more through another server than the one that wrote it.
 # Requests in flight together travel as BATCH messages: every server saw
-# some, and lost none.
+# some, and lost none. Parts between servers go on the peer links: every
+# server has a link up to each other one, and records went both ways.
 . "$(dirname "$0")/common.sh"
 . "$(dirname "$0")/group-lib.sh"
 need_fuse
@@ -14,6 +15,7 @@ need_cmd fio
 need_bin "$PEERD" "$PEERCTL" "$FUSED"
 
 group_of_three
+for n in 1 2 3; do wait_links_up "$n" 2; done
 # 3 regions of 128 MiB, one per round; pages of 4 MiB over servers 1,2,3.
 ctl 3 volume create vol 384M >/dev/null
 assert_eq "$(ctl 1 volume show vol --json | json "sorted(d['holders'])")" "[1, 2, 3]" "holders of vol"
@@ -61,16 +63,6 @@ size=24M
 EOF
 }
 
-run_fio()
-{
-	local what=$1 job=$2 json=$T/fio-$1.json
-	shift 2
-	log "fio $what"
-	timeout 150 fio --output-format=json --output="$json" "$@" "$job" ||
-		{ cat "$json" >&2; fail "fio $what exited non-zero"; }
-	check_fio "$json" "$what"
-}
-
 for n in 1 2 3; do
 	mnt=$T/mnt$n
 	mount_fused "$mnt" "$(addr_of "$n")"
@@ -102,6 +94,15 @@ for n in 1 2 3; do
 	((s > 0)) || fail "server $n sent no BATCH (its replies and forwarded parts)"
 	assert_eq "$(status_field "$n" sends_dropped)" 0 "server $n: queued messages lost"
 	log "server $n: $b batches received ($r records), $s sent"
+done
+for n in 1 2 3; do
+	assert_eq "$(status_field "$n" peer_links_up)" 2 "server $n: outgoing peer links up"
+	assert_eq "$(status_field "$n" peer_links_accepted)" 2 "server $n: peer links accepted"
+	s=$(status_field "$n" link_records_sent)
+	r=$(status_field "$n" link_records_received)
+	# as an entry it sent parts and got answers; as an owner the reverse
+	((s > 1000 && r > 1000)) || fail "server $n: only $s records sent and $r received on peer links"
+	log "server $n: peer links: $s records sent, $r received"
 done
 
 # Cross-check: round n's data read back through server n%3+1.

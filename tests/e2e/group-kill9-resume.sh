@@ -3,9 +3,10 @@
 # fused is connected to) in the middle of a fio verify write load: requests
 # for pages elsewhere keep completing, a catalog change (volume create)
 # while it is down is refused with an error naming it, 'group show' shows
-# it down; restarted on the same data directory it is shown up again, IO to
-# its pages resumes, fio ends with zero verify errors, a read-only verify
-# pass afterwards is clean and the restarted server takes catalog changes.
+# it down; restarted on the same data directory it is shown up again (and
+# the peer links to it are made again), IO to its pages resumes, fio ends
+# with zero verify errors, a read-only verify pass afterwards is clean and
+# the restarted server takes catalog changes.
 . "$(dirname "$0")/common.sh"
 . "$(dirname "$0")/group-lib.sh"
 need_fuse
@@ -71,6 +72,10 @@ wait_member_state 1 "$VICTIM" up
 wait_member_state 3 "$VICTIM" up
 wait_member_state "$VICTIM" 1 up
 log "server $VICTIM restarted and shown up again"
+# the peer links to the restarted server are made again (its new listener
+# port comes in its heartbeats)
+for n in 1 2 3; do wait_links_up "$n" 2; done
+log "peer links up again between all three"
 
 wait "$fio_pid" && rc=0 || rc=$?
 [ "$rc" = 0 ] || { cat "$T/fio-load.out" "$T/fio-load.json" >&2; fail "fio across the crash exited $rc"; }

@@ -104,6 +104,19 @@ status_field()
 	ctl "$1" status --json | json "d['$2']"
 }
 
+# wait_links_up N COUNT [SECONDS]: until server N has COUNT outgoing peer
+# links up (status peer_links_up; links.c); fails otherwise.
+wait_links_up()
+{
+	local n=$1 want=$2 deadline=$((SECONDS + ${3:-15})) got
+	while :; do
+		got=$(status_field "$n" peer_links_up 2>/dev/null || echo "?")
+		[ "$got" = "$want" ] && return 0
+		((SECONDS < deadline)) || fail "server $n: $got peer links up after ${3:-15}s, expected $want"
+		sleep 0.3
+	done
+}
+
 # routing_json N VOL FILE: server N's routing of VOL as JSON into FILE.
 routing_json()
 {
@@ -123,6 +136,18 @@ for r in d["routing"]:
 for o in sorted(c):
     print(o, c[o])
 EOF
+}
+
+# run_fio WHAT JOBFILE [FIO ARGS...]: runs fio (150 s at most) with a JSON
+# report in $T/fio-WHAT.json; fails unless it ends without error.
+run_fio()
+{
+	local what=$1 job=$2 json=$T/fio-$1.json
+	shift 2
+	log "fio $what"
+	timeout 150 fio --output-format=json --output="$json" "$@" "$job" ||
+		{ cat "$json" >&2; fail "fio $what exited non-zero"; }
+	check_fio "$json" "$what"
 }
 
 # check_fio JSON WHAT: every job of a fio JSON report ended without error,

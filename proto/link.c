@@ -1,0 +1,400 @@
+/* link.c: peer links (link.h): records on a non-blocking stream socket.
+ * The send queue is a list of segments: small things (headers, data up to
+ * SMALL_DATA) are copied into shared byte buffers, larger data frames are
+ * kept as the caller's messages (no copy) and handed to writev in place.
+ * The receive side reads into one buffer and cuts records out of it. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "link.h"
+
+#define SEG_BYTES   (64u << 10) /* a byte segment's size */
+#define SMALL_DATA  4096	/* data frames up to this are copied */
+#define IOV_BATCH   64		/* iovecs per writev */
+#define RBUF_START  (256u << 10)
+#define READS_MAX   8 /* reads per link_read call */
+#define RECORD_MAX  (8 + PV_MAX_HEADER + PV_MAX_IO)
+
+struct seg {
+	int is_msg;
+	zmq_msg_t msg; /* is_msg: the data, written in place */
+	uint8_t *buf;  /* else: bytes [off, len) still to write */
+	size_t cap, len, off;
+};
+
+struct link {
+	int fd;
+	struct seg *segs; /* queue: segs[head..nsegs) */
+	size_t head, nsegs, cap_segs;
+	size_t pending; /* bytes queued, not written */
+	uint8_t *rbuf;	/* received bytes [roff, rlen) not yet parsed */
+	size_t rcap, roff, rlen;
+	uint64_t sent, received;
+};
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+int link_parse(const void *buf, size_t len, struct batch_record *r, size_t *used, char *err,
+	       size_t errlen)
+{
+	const uint8_t *p = buf;
+	uint32_t hl, dl;
+	size_t need;
+
+	if (len < 8)
+		return 0;
+	hl = get_le32(p);
+	dl = get_le32(p + 4);
+	if (hl == 0 || hl > PV_MAX_HEADER) {
+		snprintf(err, errlen, "record header of %u bytes (1..%u allowed)", hl,
+			 PV_MAX_HEADER);
+		return -1;
+	}
+	if (dl != BATCH_NO_DATA && dl > PV_MAX_IO) {
+		snprintf(err, errlen, "record data of %u bytes (at most %u allowed)", dl,
+			 PV_MAX_IO);
+		return -1;
+	}
+	need = 8 + (size_t)hl + (dl == BATCH_NO_DATA ? 0 : dl);
+	if (len < need)
+		return 0;
+	r->hdr = p + 8;
+	r->hdr_len = hl;
+	r->data = dl == BATCH_NO_DATA ? NULL : p + 8 + hl;
+	r->data_len = dl == BATCH_NO_DATA ? 0 : dl;
+	*used = need;
+	return 1;
+}
+
+struct link *link_new(int fd)
+{
+	struct link *l = calloc(1, sizeof(*l));
+
+	if (!l) {
+		close(fd);
+		return NULL;
+	}
+	l->fd = fd;
+	return l;
+}
+
+static void seg_release(struct seg *s)
+{
+	if (s->is_msg)
+		zmq_msg_close(&s->msg);
+	else
+		free(s->buf);
+}
+
+void link_destroy(struct link **lp)
+{
+	struct link *l = lp ? *lp : NULL;
+
+	if (!l)
+		return;
+	for (size_t i = l->head; i < l->nsegs; i++)
+		seg_release(&l->segs[i]);
+	free(l->segs);
+	free(l->rbuf);
+	if (l->fd >= 0)
+		close(l->fd);
+	free(l);
+	*lp = NULL;
+}
+
+int link_fd(const struct link *l)
+{
+	return l->fd;
+}
+
+size_t link_pending(const struct link *l)
+{
+	return l->pending;
+}
+
+uint64_t link_sent(const struct link *l)
+{
+	return l->sent;
+}
+
+uint64_t link_received(const struct link *l)
+{
+	return l->received;
+}
+
+/* A free slot at the end of the queue, or NULL. */
+static struct seg *seg_add(struct link *l)
+{
+	if (l->head == l->nsegs)
+		l->head = l->nsegs = 0;
+	if (l->nsegs == l->cap_segs) {
+		size_t cap;
+		struct seg *s;
+
+		if (l->head > 0) { /* slide the live part down first */
+			memmove(l->segs, l->segs + l->head, (l->nsegs - l->head) * sizeof(*s));
+			l->nsegs -= l->head;
+			l->head = 0;
+		}
+		if (l->nsegs == l->cap_segs) {
+			cap = l->cap_segs ? l->cap_segs * 2 : 16;
+			s = realloc(l->segs, cap * sizeof(*s));
+			if (!s)
+				return NULL;
+			l->segs = s;
+			l->cap_segs = cap;
+		}
+	}
+	memset(&l->segs[l->nsegs], 0, sizeof(l->segs[0]));
+	return &l->segs[l->nsegs++];
+}
+
+/* Room for n more bytes in the last byte segment (a new one if needed). */
+static uint8_t *bytes_add(struct link *l, size_t n)
+{
+	struct seg *s = l->nsegs > l->head ? &l->segs[l->nsegs - 1] : NULL;
+
+	if (!s || s->is_msg || s->cap - s->len < n) {
+		size_t cap = n > SEG_BYTES ? n : SEG_BYTES;
+		uint8_t *buf = malloc(cap);
+
+		if (!buf)
+			return NULL;
+		s = seg_add(l);
+		if (!s) {
+			free(buf);
+			return NULL;
+		}
+		s->buf = buf;
+		s->cap = cap;
+	}
+	s->len += n;
+	return s->buf + s->len - n;
+}
+
+int link_queue(struct link *l, const void *hdr, size_t hdr_len, zmq_msg_t *data)
+{
+	size_t dl = data ? zmq_msg_size(data) : 0;
+	size_t small = data && dl <= SMALL_DATA ? dl : 0;
+	uint8_t *p;
+
+	if (hdr_len == 0 || hdr_len > PV_MAX_HEADER || dl > PV_MAX_IO) {
+		errno = EMSGSIZE;
+		goto fail;
+	}
+	if (l->pending + 8 + hdr_len + dl > LINK_QUEUE_MAX) {
+		errno = ENOBUFS;
+		goto fail;
+	}
+	p = bytes_add(l, 8 + hdr_len + small);
+	if (!p) {
+		errno = ENOMEM;
+		goto fail;
+	}
+	put_le32(p, (uint32_t)hdr_len);
+	put_le32(p + 4, data ? (uint32_t)dl : BATCH_NO_DATA);
+	memcpy(p + 8, hdr, hdr_len);
+	if (small)
+		memcpy(p + 8 + hdr_len, zmq_msg_data(data), small);
+	if (data && dl > small) {
+		struct seg *s = seg_add(l);
+
+		if (!s) {
+			/* the header is queued: take it back */
+			l->segs[l->nsegs - 1].len -= 8 + hdr_len;
+			errno = ENOMEM;
+			goto fail;
+		}
+		s->is_msg = 1;
+		zmq_msg_init(&s->msg);
+		zmq_msg_move(&s->msg, data);
+		zmq_msg_close(data);
+	} else if (data) {
+		zmq_msg_close(data);
+	}
+	l->pending += 8 + hdr_len + dl;
+	l->sent++;
+	return 0;
+fail:
+	if (data)
+		zmq_msg_close(data);
+	return -1;
+}
+
+static size_t seg_left(struct seg *s, uint8_t **p)
+{
+	if (s->is_msg) {
+		*p = (uint8_t *)zmq_msg_data(&s->msg) + s->off;
+		return zmq_msg_size(&s->msg) - s->off;
+	}
+	*p = s->buf + s->off;
+	return s->len - s->off;
+}
+
+int link_flush(struct link *l)
+{
+	while (l->pending > 0) {
+		struct iovec iov[IOV_BATCH];
+		int n = 0;
+		ssize_t w;
+
+		for (size_t i = l->head; i < l->nsegs && n < IOV_BATCH; i++) {
+			uint8_t *p;
+			size_t left = seg_left(&l->segs[i], &p);
+
+			if (left == 0)
+				continue;
+			iov[n].iov_base = p;
+			iov[n++].iov_len = left;
+		}
+		w = writev(l->fd, iov, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 1;
+		if (w < 0)
+			return -1;
+		l->pending -= (size_t)w;
+		while (l->head < l->nsegs) {
+			struct seg *s = &l->segs[l->head];
+			uint8_t *p;
+			size_t left = seg_left(s, &p);
+
+			if ((size_t)w < left) {
+				s->off += (size_t)w;
+				break;
+			}
+			w -= (ssize_t)left;
+			/* a byte segment still being filled stays (it is the
+			 * last); everything else written is released */
+			if (!s->is_msg && l->head == l->nsegs - 1) {
+				s->off = s->len = 0;
+				break;
+			}
+			seg_release(s);
+			l->head++;
+		}
+	}
+	return 0;
+}
+
+/* Makes room to read: the unparsed bytes moved to the front, the buffer
+ * grown to hold a record of need bytes. Returns 0 or -1 (out of memory). */
+static int rbuf_room(struct link *l, size_t need)
+{
+	if (l->roff > 0) {
+		memmove(l->rbuf, l->rbuf + l->roff, l->rlen - l->roff);
+		l->rlen -= l->roff;
+		l->roff = 0;
+	}
+	if (need > l->rcap || !l->rbuf) {
+		size_t cap = need > RBUF_START ? need : RBUF_START;
+		uint8_t *b = realloc(l->rbuf, cap);
+
+		if (!b)
+			return -1;
+		l->rbuf = b;
+		l->rcap = cap;
+	}
+	return 0;
+}
+
+/* Bytes the record at the start of the unparsed bytes needs in the buffer:
+ * its whole size once its lengths are there (link_parse checked them),
+ * else RBUF_START. */
+static size_t record_need(const struct link *l)
+{
+	uint32_t dl;
+
+	if (l->rlen - l->roff < 8)
+		return RBUF_START;
+	dl = get_le32(l->rbuf + l->roff + 4);
+	return 8 + (size_t)get_le32(l->rbuf + l->roff) + (dl == BATCH_NO_DATA ? 0 : dl);
+}
+
+/* Delivers every complete record in the buffer; -1 if one is malformed. */
+static int deliver(struct link *l, link_record_fn fn, void *arg, size_t *need, char *err,
+		   size_t errlen)
+{
+	for (;;) {
+		struct batch_record r;
+		size_t used;
+		int rc = link_parse(l->rbuf + l->roff, l->rlen - l->roff, &r, &used, err, errlen);
+		zmq_msg_t data;
+
+		if (rc < 0)
+			return -1;
+		if (rc == 0) {
+			/* the whole record must fit, once its lengths are known */
+			*need = record_need(l);
+			return 0;
+		}
+		if (r.data) {
+			if (zmq_msg_init_size(&data, r.data_len) < 0) {
+				snprintf(err, errlen, "out of memory for a record of %zu bytes",
+					 r.data_len);
+				return -1;
+			}
+			memcpy(zmq_msg_data(&data), r.data, r.data_len);
+		}
+		l->roff += used;
+		l->received++;
+		fn(arg, r.hdr, r.hdr_len, r.data ? &data : NULL);
+		if (r.data)
+			zmq_msg_close(&data);
+	}
+}
+
+int link_read(struct link *l, link_record_fn fn, void *arg, char *err, size_t errlen)
+{
+	/* what a record begun in an earlier call needs: its start may fill
+	 * the buffer, which must then grow before the read (a read of 0
+	 * bytes would look like the end of the stream) */
+	size_t need = record_need(l);
+
+	for (int i = 0; i < READS_MAX; i++) {
+		ssize_t n;
+
+		if (need > RECORD_MAX)
+			need = RECORD_MAX;
+		if ((!l->rbuf || l->rcap - l->rlen < 4096 || need > l->rcap - l->roff) &&
+		    rbuf_room(l, need) < 0) {
+			snprintf(err, errlen, "out of memory for the receive buffer");
+			return -1;
+		}
+		n = read(l->fd, l->rbuf + l->rlen, l->rcap - l->rlen);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (n < 0) {
+			snprintf(err, errlen, "receive failed: %s", strerror(errno));
+			return -1;
+		}
+		if (n == 0) {
+			snprintf(err, errlen, "the other side closed the link");
+			return -1;
+		}
+		l->rlen += (size_t)n;
+		if (deliver(l, fn, arg, &need, err, errlen) < 0)
+			return -1;
+		if (l->roff == l->rlen)
+			l->roff = l->rlen = 0;
+	}
+	return 0;
+}
