@@ -29,6 +29,7 @@
 #include <ifaddrs.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -36,12 +37,14 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #include "batch.h"
 #include "fused.h"
+#include "link.h"
 #include "pvlog.h"
 #include "util.h"
 
@@ -81,9 +84,15 @@ struct server {
 	uint64_t last_rx_ms;	/* when anything last came back */
 	uint64_t next_ping_ms;
 	int version_logged;
-	int shm;	/* enum shm_state: whether it mapped our shared memory */
-	int shm_logged; /* the outcome of the first attach was logged */
+	int shm;		/* enum shm_state: whether it mapped our shared memory */
+	int shm_logged;		/* the outcome of the first attach was logged */
 	uint32_t proto_version; /* of its last reply; 0 until one came */
+	char link_address[64];	/* its peer link listener (catalog), or "" */
+	struct link *link;	/* the link to it (link.h), or NULL */
+	char link_to[64];	/* the address link was made to */
+	int link_up;		/* connected: everything to it goes there */
+	uint64_t link_retry_ms; /* no new link before then */
+	unsigned link_failures; /* in a row: the retry backs off */
 	struct server *next;
 };
 
@@ -110,6 +119,7 @@ enum shm_state { SHM_NONE, SHM_PENDING, SHM_ON, SHM_REFUSED };
 struct member {
 	uint32_t id;
 	char *address;
+	char *link; /* its link address, "" if none */
 };
 
 /* The client thread's view of a catalog volume, with its route. */
@@ -132,7 +142,8 @@ struct client {
 	size_t n_group;
 	uint64_t timeout_ms;
 	uint64_t client_id;
-	int shm; /* offer the shared memory (shm.c) to servers */
+	int shm;   /* offer the shared memory (shm.c) to servers */
+	int links; /* use the servers' links (link.h) */
 	void *zctx;
 	int efd;
 	pthread_t thread;
@@ -291,6 +302,8 @@ static void server_close(struct client *c, struct server *s)
 	if (s->sock)
 		zmq_close(s->sock);
 	s->sock = NULL;
+	link_destroy(&s->link);
+	s->link_up = 0;
 }
 
 /* Whether s's connection dropped since the last call (drains the events). */
@@ -325,6 +338,125 @@ static int server_disconnected(struct server *s)
 }
 
 static void send_attach(struct client *c, struct server *s);
+static void server_reconnect(struct client *c, struct server *s, uint64_t now, const char *why);
+
+/* ---- links (include/link.h) -------------------------------------------- */
+
+/* A server that advertises a link address (in the catalog) is talked to on
+ * a TCP connection of our own once it is up, read and written by this
+ * thread: no ZeroMQ IO thread on either side. Until then, and whenever it
+ * fails, the DEALER carries everything as before. */
+
+/* s's link address as the catalog gives it (a changed one replaces the
+ * link at the next scan: this may run inside that link's read). */
+static void server_link_address(struct client *c, struct server *s)
+{
+	const char *addr = "";
+
+	for (size_t i = 0; i < c->n_members; i++)
+		if (strcmp(c->members[i].address, s->address) == 0)
+			addr = c->members[i].link;
+	if (strcmp(addr, s->link_address) == 0)
+		return;
+	snprintf(s->link_address, sizeof(s->link_address), "%s", addr);
+	s->link_failures = 0;
+	s->link_retry_ms = 0;
+}
+
+/* Starts connecting to s's link address. */
+static void link_start(struct server *s, uint64_t now)
+{
+	struct sockaddr_in sa;
+	char host[64];
+	const char *h = s->link_address + 6, *colon = strrchr(s->link_address, ':');
+	int fd, one = 1;
+
+	s->link_retry_ms = now + 60000; /* unless it works or fails sooner */
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	if (strncmp(s->link_address, "tcp://", 6) || !colon || colon < h ||
+	    (size_t)(colon - h) >= sizeof(host))
+		return;
+	memcpy(host, h, (size_t)(colon - h));
+	host[colon - h] = '\0';
+	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+		return;
+	sa.sin_port = htons((uint16_t)atoi(colon + 1));
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS) {
+		close(fd);
+		s->link_retry_ms = now + 1000;
+		return;
+	}
+	s->link = link_new(fd);
+	s->link_up = 0;
+	snprintf(s->link_to, sizeof(s->link_to), "%s", s->link_address);
+}
+
+/* s's link failed or is stale (why): closed, tried again later; what was
+ * in flight on it goes again by the DEALER (server_reconnect). */
+static void link_lost(struct client *c, struct server *s, const char *why)
+{
+	int was_up = s->link_up;
+	unsigned shift = s->link_failures < 6 ? s->link_failures : 6;
+
+	link_destroy(&s->link);
+	s->link_up = 0;
+	s->link_failures++;
+	s->link_retry_ms = pv_now_ms() + (1000u << shift);
+	if (!was_up) {
+		pv_debug("server %s: link to %s not made: %s", s->address, s->link_to, why);
+		return;
+	}
+	pv_warn("server %s: link to %s lost: %s; requests go by ZeroMQ until it is up again",
+		s->address, s->link_to, why);
+	if (s->outstanding)
+		server_reconnect(c, s, pv_now_ms(), "its link was lost");
+}
+
+/* s's link connect finished (writable): up, or failed. */
+static void link_connected(struct client *c, struct server *s)
+{
+	int e = 0;
+	socklen_t len = sizeof(e);
+
+	if (getsockopt(link_fd(s->link), SOL_SOCKET, SO_ERROR, &e, &len) < 0 || e) {
+		link_lost(c, s, strerror(e ? e : errno));
+		return;
+	}
+	s->link_up = 1;
+	s->link_failures = 0;
+	pv_info("server %s: link to %s up; requests go there", s->address, s->link_to);
+	/* the server binds our shared memory to the connection it came on */
+	send_attach(c, s);
+}
+
+/* Sends h (+ payload, moved) to s: on its link when up (written at the end
+ * of the round with what else the round queued when batch, else at once),
+ * else by the cork (batched when batch). 0, or -1 with errno. */
+static int server_send(struct client *c, struct server *s, const Pv__Header *h, zmq_msg_t *payload,
+		       int batch)
+{
+	uint8_t buf[PV_MAX_HEADER];
+	size_t n;
+
+	if (!s->link_up)
+		return batch_cork_send(c->cork, s->sock, NULL, 0, h, payload, batch);
+	n = wire_header_pack(h, buf);
+	if (n == 0) {
+		if (payload)
+			zmq_msg_close(payload);
+		return -1;
+	}
+	if (link_queue(s->link, buf, n, payload) < 0)
+		return -1;
+	if (!batch) /* a failure shows again at flush_sends, which drops the link */
+		link_flush(s->link);
+	return 0;
+}
 
 /* The server at address, connected on first use; NULL if that fails. */
 static struct server *server_get(struct client *c, const char *address)
@@ -348,6 +480,7 @@ static struct server *server_get(struct client *c, const char *address)
 	for (size_t i = 0; i < c->n_members; i++)
 		if (strcmp(c->members[i].address, address) == 0)
 			s->member_id = c->members[i].id;
+	server_link_address(c, s);
 	s->last_rx_ms = pv_now_ms();
 	s->next = c->servers;
 	c->servers = s;
@@ -588,7 +721,7 @@ static void part_send(struct client *c, struct part *p, struct server *s)
 		h.flags |= PV_F_SHM;
 		h.shm_offset = p->op == PV_OP_WRITE ? shm_offset(zmq_msg_data(&p->call->data))
 						    : shm_offset(p->slot);
-		rc = batch_cork_send(c->cork, s->sock, NULL, 0, &h, NULL, batch);
+		rc = server_send(c, s, &h, NULL, batch);
 	} else if (p->op == PV_OP_WRITE) {
 		zmq_msg_init(&m);
 		if (zmq_msg_copy(&m, &p->call->data) < 0) { /* shares the buffer */
@@ -597,9 +730,9 @@ static void part_send(struct client *c, struct part *p, struct server *s)
 			part_done(c, p, EIO);
 			return;
 		}
-		rc = batch_cork_send(c->cork, s->sock, NULL, 0, &h, &m, batch);
+		rc = server_send(c, s, &h, &m, batch);
 	} else {
-		rc = batch_cork_send(c->cork, s->sock, NULL, 0, &h, NULL, batch);
+		rc = server_send(c, s, &h, NULL, batch);
 	}
 	if (rc < 0) {
 		if (warn_allowed(c))
@@ -623,7 +756,7 @@ static int send_body(struct client *c, struct server *s, const Pv__Header *h,
 
 	if (wire_body_msg(&m, body) < 0)
 		return -1;
-	return batch_cork_send(c->cork, s->sock, NULL, 0, h, &m, 0);
+	return server_send(c, s, h, &m, 0);
 }
 
 /* Sends a session request (PING, SHM_ATTACH) with body to s as a part of
@@ -701,12 +834,14 @@ static int address_is_local(const char *address)
 			if (!i->ifa_addr || i->ifa_addr->sa_family != ai->ai_family)
 				continue;
 			if (ai->ai_family == AF_INET)
-				local = ((const struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr ==
-					((const struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr;
+				local =
+				    ((const struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr ==
+				    ((const struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr;
 			else
-				local = !memcmp(&((const struct sockaddr_in6 *)i->ifa_addr)->sin6_addr,
-						&((const struct sockaddr_in6 *)ai->ai_addr)->sin6_addr,
-						sizeof(struct in6_addr));
+				local =
+				    !memcmp(&((const struct sockaddr_in6 *)i->ifa_addr)->sin6_addr,
+					    &((const struct sockaddr_in6 *)ai->ai_addr)->sin6_addr,
+					    sizeof(struct in6_addr));
 		}
 		freeifaddrs(ifs);
 	}
@@ -847,8 +982,10 @@ static void vols_free(struct volume *vols, size_t n)
 
 static void members_free(struct member *members, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		free(members[i].address);
+		free(members[i].link);
+	}
 	free(members);
 }
 
@@ -882,7 +1019,8 @@ static int catalog_apply(struct client *c, struct server *from, const void *buf,
 			continue;
 		}
 		members[n_members].id = m->id;
-		if (!(members[n_members].address = strdup(m->address)))
+		if (!(members[n_members].address = strdup(m->address)) ||
+		    !(members[n_members].link = strdup(c->links && m->link ? m->link : "")))
 			goto nomem;
 		n_members++;
 	}
@@ -915,8 +1053,10 @@ static int catalog_apply(struct client *c, struct server *from, const void *buf,
 	members_free(c->members, c->n_members);
 	c->members = members;
 	c->n_members = n_members;
-	for (struct server *s = c->servers; s; s = s->next)
+	for (struct server *s = c->servers; s; s = s->next) {
 		server_member(c, s);
+		server_link_address(c, s);
+	}
 	for (size_t i = 0; i < n_vols; i++) {
 		struct volume *v = &vols[i], *old = volume_find(c, v->attr.name);
 
@@ -1059,7 +1199,7 @@ static void handle_reply(struct client *c, struct server *s, const void *hb, siz
 	in_shm = p->shm_sent;
 	if (in_shm && (h->flags & PV_F_SHM_LOST))
 		part_abandon_slot(p); /* an owner behind s may still touch the slot */
-	p->shm_sent = 0; /* it answered: done with the slot */
+	p->shm_sent = 0;	      /* it answered: done with the slot */
 	if (h->status != PV_ST_OK && h->status != PV_ST_BUSY && h->status != PV_ST_MOVED &&
 	    h->status != PV_ST_UNAVAILABLE && h->status != PV_ST_NO_SHM)
 		pv_debug("%s #%llu of '%s' at %llu: %s%s%s", wire_op_name(p->op),
@@ -1218,6 +1358,25 @@ static void receive(struct client *c, struct server *s)
 	}
 }
 
+/* A reply that came on s's link. */
+static void link_record(void *arg, const void *hdr, size_t hdr_len, zmq_msg_t *data)
+{
+	struct batch_ctx *x = arg;
+
+	x->s->last_rx_ms = pv_now_ms();
+	handle_reply(x->c, x->s, hdr, hdr_len, data, 0, 0);
+}
+
+/* Takes what s's link has to give. */
+static void link_input(struct client *c, struct server *s)
+{
+	struct batch_ctx x = {c, s};
+	char err[256];
+
+	if (link_read(s->link, link_record, &x, err, sizeof(err)) < 0)
+		link_lost(c, s, err);
+}
+
 /* ---- timers ----------------------------------------------------------- */
 
 /* s went silent or its connection dropped (why says which): open its socket
@@ -1316,6 +1475,11 @@ static void run_timers(struct client *c, uint64_t now)
 			server_reconnect(c, s, now, "nothing back for 3 s");
 		if (now >= s->next_ping_ms && server_in_use(c, s))
 			send_ping(c, s);
+		if (s->link && strcmp(s->link_to, s->link_address) != 0)
+			link_lost(c, s, "the server gives another link address now");
+		if (c->links && s->sock && s->link_address[0] && !s->link &&
+		    now >= s->link_retry_ms)
+			link_start(s, now);
 	}
 }
 
@@ -1325,6 +1489,14 @@ static void flush_sends(struct client *c)
 {
 	struct batch_drop d;
 
+	/* links first: a failed one sends its parts again by the cork */
+	for (struct server *s = c->servers; s; s = s->next)
+		if (s->link_up && link_pending(s->link) && link_flush(s->link) < 0) {
+			char why[160];
+
+			snprintf(why, sizeof(why), "send failed: %s", strerror(errno));
+			link_lost(c, s, why);
+		}
 	batch_cork_flush(c->cork);
 	while (batch_cork_next_drop(c->cork, &d)) {
 		struct part *p = hash_find(c, d.req_id);
@@ -1360,8 +1532,9 @@ static long next_timeout(struct client *c, uint64_t now, long max_ms)
  * eventfd), then take what arrived. */
 static void loop_once(struct client *c, long max_ms)
 {
-	zmq_pollitem_t items[130];
-	struct server *srvs[130];
+	zmq_pollitem_t items[400];
+	struct server *srvs[400];
+	int is_link[400];
 	size_t n = 0;
 	uint64_t now = pv_now_ms();
 	int rc, ffd;
@@ -1370,16 +1543,29 @@ static void loop_once(struct client *c, long max_ms)
 	items[n].socket = NULL;
 	items[n].fd = c->efd;
 	items[n].events = ZMQ_POLLIN;
+	is_link[n] = 0;
 	srvs[n++] = NULL;
-	for (struct server *s = c->servers; s && n + 2 <= 128; s = s->next) {
+	flush_sends(c); /* before the links' events are chosen: it may drop one */
+	for (struct server *s = c->servers; s && n + 4 <= 400; s = s->next) {
 		if (!s->sock)
 			continue;
 		items[n].socket = s->sock;
 		items[n].events = ZMQ_POLLIN;
+		is_link[n] = 0;
 		srvs[n++] = s;
 		if (s->mon) {
 			items[n].socket = s->mon;
 			items[n].events = ZMQ_POLLIN;
+			is_link[n] = 0;
+			srvs[n++] = s;
+		}
+		if (s->link) {
+			items[n].socket = NULL;
+			items[n].fd = link_fd(s->link);
+			items[n].events =
+			    !s->link_up ? ZMQ_POLLOUT
+					: ZMQ_POLLIN | (link_pending(s->link) ? ZMQ_POLLOUT : 0);
+			is_link[n] = 1;
 			srvs[n++] = s;
 		}
 	}
@@ -1388,9 +1574,9 @@ static void loop_once(struct client *c, long max_ms)
 		items[n].socket = NULL;
 		items[n].fd = ffd;
 		items[n].events = ZMQ_POLLIN;
+		is_link[n] = 0;
 		srvs[n++] = NULL;
 	}
-	flush_sends(c);
 	rc = zmq_poll(items, n, next_timeout(c, now, max_ms));
 	if (rc < 0) {
 		if (errno != EINTR)
@@ -1410,6 +1596,17 @@ static void loop_once(struct client *c, long max_ms)
 		if (!s) { /* /dev/fuse, last: replies above freed their slots */
 			if (items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)) /* ERR: unmounted */
 				loop_fuse_ready();
+		} else if (is_link[i]) {
+			/* the link may have been replaced during this round */
+			if (!items[i].revents || !s->link || link_fd(s->link) != items[i].fd)
+				continue;
+			if (!s->link_up && (items[i].revents & (ZMQ_POLLOUT | ZMQ_POLLERR)))
+				link_connected(c, s);
+			else if (s->link_up && (items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
+				link_input(c, s);
+			else if (s->link_up && (items[i].revents & ZMQ_POLLOUT) &&
+				 link_flush(s->link) < 0)
+				link_lost(c, s, "send failed");
 		} else if (!(items[i].revents & ZMQ_POLLIN)) {
 			continue;
 		} else if (items[i].socket == s->sock) {
@@ -1777,6 +1974,7 @@ struct client *client_new(const struct client_options *opt)
 	c->next_req_id = 1;
 	c->timeout_ms = (uint64_t)opt->timeout_s * 1000;
 	c->shm = opt->shm;
+	c->links = opt->links;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

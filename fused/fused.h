@@ -38,6 +38,7 @@ struct client_options {
 	size_t n_group;
 	unsigned timeout_s; /* per-request deadline (--timeout) */
 	int shm;	    /* offer shared memory to servers on this host */
+	int links;	    /* talk to servers on their links (link.h) when they have one */
 };
 
 /* A volume as the file system shows it (a copy; owned by the caller). */

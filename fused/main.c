@@ -40,6 +40,7 @@ struct options {
 	unsigned max_background;
 	unsigned threads;
 	unsigned shm_slots;
+	int no_links;
 	int foreground;
 	int mlock;
 	int debug;
@@ -72,6 +73,9 @@ static void usage(FILE *f)
 		"                              slots of 1 MiB + 64 KiB, one per request of\n"
 		"                              32 KiB or more in flight; its block data then\n"
 		"                              skips the socket. 0: off (default %u)\n"
+		"  -L, --no-links              talk to servers by ZeroMQ only, not on the TCP\n"
+		"                              links they offer (read and written by fused's\n"
+		"                              client thread, no ZeroMQ IO thread: faster)\n"
 		"  -m, --mlock                 lock fused's memory in RAM (mlockall), so that\n"
 		"                              writeback through a loop device on this mount\n"
 		"                              never waits for fused to be paged in\n"
@@ -127,6 +131,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 	    {"threads", required_argument, NULL, 'T'},
 	    {"mlock", no_argument, NULL, 'm'},
 	    {"shm-slots", required_argument, NULL, 'S'},
+	    {"no-links", no_argument, NULL, 'L'},
 	    {"foreground", no_argument, NULL, 'f'},
 	    {"debug", no_argument, NULL, 'd'},
 	    {"help", no_argument, NULL, 'h'},
@@ -139,7 +144,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 	o->max_background = DEFAULT_MAX_BACKGROUND;
 	o->threads = DEFAULT_THREADS;
 	o->shm_slots = FUSED_SHM_SLOTS;
-	while ((ch = getopt_long(argc, argv, "g:t:b:T:S:mfdo:hV", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "g:t:b:T:S:Lmfdo:hV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'g':
 			o->group = optarg;
@@ -160,6 +165,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'S':
 			if (parse_uint("--shm-slots", optarg, 0, 4096, &o->shm_slots) < 0)
 				return -1;
+			break;
+		case 'L':
+			o->no_links = 1;
 			break;
 		case 'm':
 			o->mlock = 1;
@@ -333,6 +341,7 @@ int main(int argc, char **argv)
 	}
 	/* after the fork: servers find it through this process's /proc */
 	copt.shm = o.shm_slots && shm_init(o.shm_slots) == 0;
+	copt.links = !o.no_links;
 	client = client_new(&copt);
 	if (!client)
 		goto out_args;

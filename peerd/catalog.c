@@ -166,12 +166,27 @@ void catalog_pb_free(Pv__Catalog *c)
 		pv__catalog__free_unpacked(c, NULL);
 }
 
-Pv__Catalog *catalog_pb(int with_holders)
+Pv__Catalog *catalog_pb(int for_client)
 {
 	Pv__Catalog *c = catalog_pb_copy(committed);
 
-	if (!c || !with_holders)
+	if (!c || !for_client)
 		return c;
+	for (size_t i = 0; i < c->n_members; i++) {
+		struct member *m = catalog_member(c->members[i]->id);
+		char self[64], *link;
+
+		if (!m)
+			continue;
+		if (m->id == srv->cfg.id && links_address(self, sizeof(self)) == 0)
+			link = strdup(self);
+		else if (m->id != srv->cfg.id && m->link_address[0])
+			link = strdup(m->link_address);
+		else
+			continue;
+		if (link)
+			c->members[i]->link = link; /* freed with the catalog */
+	}
 	for (size_t i = 0; i < c->n_volumes; i++) {
 		Pv__VolumeInfo *vi = c->volumes[i];
 		struct volume *v = catalog_volume(vi->name);

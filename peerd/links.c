@@ -194,7 +194,9 @@ static struct accepted *accepted_of(const uint8_t *ident, size_t len)
 	return &acc[idx];
 }
 
-static int queue_header(struct link *l, const Pv__Header *h, zmq_msg_t *payload)
+/* Queues h (+ payload); with now, writes what is queued at once (a failure
+ * there is found again by links_flush, which closes the link). */
+static int queue_header(struct link *l, const Pv__Header *h, zmq_msg_t *payload, int now)
 {
 	uint8_t buf[PV_MAX_HEADER];
 	size_t n = wire_header_pack(h, buf);
@@ -204,10 +206,15 @@ static int queue_header(struct link *l, const Pv__Header *h, zmq_msg_t *payload)
 			zmq_msg_close(payload);
 		return -1;
 	}
-	return link_queue(l, buf, n, payload);
+	if (link_queue(l, buf, n, payload) < 0)
+		return -1;
+	if (now)
+		link_flush(l);
+	return 0;
 }
 
-int links_reply(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *payload)
+int links_reply(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *payload,
+		int now)
 {
 	struct accepted *a = accepted_of(ident, ident_len);
 
@@ -218,12 +225,12 @@ int links_reply(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq
 		errno = EHOSTUNREACH;
 		return -1;
 	}
-	return queue_header(a->l, h, payload);
+	return queue_header(a->l, h, payload, now);
 }
 
-int links_send(struct member *m, const Pv__Header *h, zmq_msg_t *payload)
+int links_send(struct member *m, const Pv__Header *h, zmq_msg_t *payload, int now)
 {
-	return queue_header(m->link, h, payload);
+	return queue_header(m->link, h, payload, now);
 }
 
 void links_member_drop(struct member *m, const char *why)

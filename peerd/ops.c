@@ -40,7 +40,7 @@ int ops_send(void *sock, const uint8_t *ident, size_t ident_len, const Pv__Heade
 	     zmq_msg_t *payload, int may_batch)
 {
 	if (sock == srv->router && links_is_ident(ident, ident_len))
-		return links_reply(ident, ident_len, h, payload);
+		return links_reply(ident, ident_len, h, payload, !may_batch);
 	if (!srv->cork) /* start-up or shutdown */
 		return wire_send(sock, ident, ident_len, h, payload);
 	return batch_cork_send(srv->cork, sock, ident, ident_len, h, payload, may_batch);

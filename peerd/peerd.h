@@ -290,8 +290,9 @@ struct volume *catalog_volume(const char *name);
 /* Finds a member by id (NULL if none). */
 struct member *catalog_member(uint32_t id);
 struct member *catalog_self(void);
-/* Builds the protobuf catalog from memory (free with catalog_pb_free). */
-Pv__Catalog *catalog_pb(int with_holders);
+/* Builds the protobuf catalog from memory (free with catalog_pb_free); for
+ * a client, with each volume's holders and each member's link address. */
+Pv__Catalog *catalog_pb(int for_client);
 void catalog_pb_free(Pv__Catalog *c);
 /* Deep copy of a protobuf catalog (free with catalog_pb_free). */
 Pv__Catalog *catalog_pb_copy(const Pv__Catalog *c);
@@ -389,10 +390,14 @@ void links_close(void);
 int links_address(char *out, size_t len);
 /* Whether ident names an accepted link (not a ZeroMQ connection). */
 int links_is_ident(const uint8_t *ident, size_t len);
-/* Queues h (+ payload, moved) on the accepted link ident; -1 if it is gone. */
-int links_reply(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *payload);
-/* Queues h (+ payload, moved) on m's link (m->link_up). Returns 0 or -1. */
-int links_send(struct member *m, const Pv__Header *h, zmq_msg_t *payload);
+/* Queues h (+ payload, moved) on the accepted link ident, and with now
+ * writes it at once (a large request's answer: the sender starts on it
+ * while this server works on the next); -1 if the link is gone. */
+int links_reply(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *payload,
+		int now);
+/* Queues h (+ payload, moved) on m's link (m->link_up), written at once
+ * with now. Returns 0 or -1. */
+int links_send(struct member *m, const Pv__Header *h, zmq_msg_t *payload, int now);
 /* Starts connecting to m's advertised link address (if none is open). */
 void links_connect(struct member *m);
 /* Records m's advertised address; a changed one closes the old link. */

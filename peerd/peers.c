@@ -53,6 +53,11 @@ int peers_via_link(const struct member *m)
 
 int peers_send(struct member *m, Pv__Header *h, zmq_msg_t *payload, const ProtobufCMessage *body)
 {
+	/* small data requests of a round travel together (BATCH, or one write
+	 * on a link); anything else goes at once */
+	int small =
+	    !body && h->length < BATCH_IO_MAX && (h->op == PV_OP_READ || h->op == PV_OP_WRITE);
+
 	if (peers_via_link(m)) {
 		zmq_msg_t msg;
 
@@ -63,7 +68,7 @@ int peers_send(struct member *m, Pv__Header *h, zmq_msg_t *payload, const Protob
 				return -1;
 			payload = &msg;
 		}
-		return links_send(m, h, payload);
+		return links_send(m, h, payload, !small);
 	}
 	if (!m->sock) {
 		if (payload)
@@ -75,9 +80,7 @@ int peers_send(struct member *m, Pv__Header *h, zmq_msg_t *payload, const Protob
 	h->catalog_version = srv->version;
 	if (body)
 		return ops_send_body(m->sock, NULL, 0, h, body);
-	return ops_send(m->sock, NULL, 0, h, payload,
-			batch_supported(m->proto_version) && h->length < BATCH_IO_MAX &&
-			    (h->op == PV_OP_READ || h->op == PV_OP_WRITE));
+	return ops_send(m->sock, NULL, 0, h, payload, small && batch_supported(m->proto_version));
 }
 
 void peers_tick(void)

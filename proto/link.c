@@ -7,18 +7,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "link.h"
 
-#define SEG_BYTES   (64u << 10) /* a byte segment's size */
-#define SMALL_DATA  4096	/* data frames up to this are copied */
-#define IOV_BATCH   64		/* iovecs per writev */
-#define RBUF_START  (256u << 10)
-#define READS_MAX   8 /* reads per link_read call */
-#define RECORD_MAX  (8 + PV_MAX_HEADER + PV_MAX_IO)
+#define SEG_BYTES  (64u << 10) /* a byte segment's size */
+#define SMALL_DATA 4096	       /* data frames up to this are copied */
+#define IOV_BATCH  64	       /* iovecs per writev */
+#define RBUF_START (256u << 10)
+#define READS_MAX  8 /* reads per link_read call */
+#define RECORD_MAX (8 + PV_MAX_HEADER + PV_MAX_IO)
 
+/* The queue array is grown with realloc and slid with memmove, which moves
+ * the zmq_msg_t inside bitwise: libzmq's own zmq_msg_move does no more for
+ * the large messages kept here (data over SMALL_DATA: a pointer to
+ * reference-counted content; inline small messages are copied instead). */
 struct seg {
 	int is_msg;
 	zmq_msg_t msg; /* is_msg: the data, written in place */
@@ -164,13 +169,15 @@ static struct seg *seg_add(struct link *l)
 	return &l->segs[l->nsegs++];
 }
 
-/* Room for n more bytes in the last byte segment (a new one if needed). */
-static uint8_t *bytes_add(struct link *l, size_t n)
+/* Room for n more bytes in the last byte segment (a new one if needed:
+ * exactly n bytes when alone says nothing else follows soon, the header of
+ * a large data frame; else SEG_BYTES for the small records after it). */
+static uint8_t *bytes_add(struct link *l, size_t n, int alone)
 {
 	struct seg *s = l->nsegs > l->head ? &l->segs[l->nsegs - 1] : NULL;
 
 	if (!s || s->is_msg || s->cap - s->len < n) {
-		size_t cap = n > SEG_BYTES ? n : SEG_BYTES;
+		size_t cap = n > SEG_BYTES || alone ? n : SEG_BYTES;
 		uint8_t *buf = malloc(cap);
 
 		if (!buf)
@@ -201,7 +208,7 @@ int link_queue(struct link *l, const void *hdr, size_t hdr_len, zmq_msg_t *data)
 		errno = ENOBUFS;
 		goto fail;
 	}
-	p = bytes_add(l, 8 + hdr_len + small);
+	p = bytes_add(l, 8 + hdr_len + small, data && dl > small);
 	if (!p) {
 		errno = ENOMEM;
 		goto fail;
@@ -246,6 +253,22 @@ static size_t seg_left(struct seg *s, uint8_t **p)
 	return s->len - s->off;
 }
 
+/* writev without SIGPIPE on a socket whose peer is gone (EPIPE instead,
+ * in any program); plain writev on anything else (a pipe in tests). */
+static ssize_t write_iov(int fd, struct iovec *iov, int n)
+{
+	struct msghdr mh;
+	ssize_t w;
+
+	memset(&mh, 0, sizeof(mh));
+	mh.msg_iov = iov;
+	mh.msg_iovlen = (size_t)n;
+	w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (w < 0 && errno == ENOTSOCK)
+		w = writev(fd, iov, n);
+	return w;
+}
+
 int link_flush(struct link *l)
 {
 	while (l->pending > 0) {
@@ -262,7 +285,7 @@ int link_flush(struct link *l)
 			iov[n].iov_base = p;
 			iov[n++].iov_len = left;
 		}
-		w = writev(l->fd, iov, n);
+		w = write_iov(l->fd, iov, n);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))

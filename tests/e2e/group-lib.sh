@@ -104,17 +104,24 @@ status_field()
 	ctl "$1" status --json | json "d['$2']"
 }
 
-# wait_links_up N COUNT [SECONDS]: until server N has COUNT outgoing peer
-# links up (status peer_links_up; links.c); fails otherwise.
-wait_links_up()
+# wait_status N FIELD VALUE [SECONDS]: until server N's status FIELD is
+# VALUE; fails otherwise.
+wait_status()
 {
-	local n=$1 want=$2 deadline=$((SECONDS + ${3:-15})) got
+	local n=$1 deadline=$((SECONDS + ${4:-15})) got
 	while :; do
-		got=$(status_field "$n" peer_links_up 2>/dev/null || echo "?")
-		[ "$got" = "$want" ] && return 0
-		((SECONDS < deadline)) || fail "server $n: $got peer links up after ${3:-15}s, expected $want"
+		got=$(status_field "$n" "$2" 2>/dev/null || echo "?")
+		[ "$got" = "$3" ] && return 0
+		((SECONDS < deadline)) || fail "server $n: status $2 is $got after ${4:-15}s, expected $3"
 		sleep 0.3
 	done
+}
+
+# wait_links_up N COUNT [SECONDS]: until server N has COUNT outgoing peer
+# links up (links.c).
+wait_links_up()
+{
+	wait_status "$1" peer_links_up "$2" "${3:-15}"
 }
 
 # routing_json N VOL FILE: server N's routing of VOL as JSON into FILE.

@@ -3,7 +3,8 @@
 # them turned off (--link-port off, as a server of an older release would
 # have none): servers 1 and 3 link to each other, nobody links to or from
 # server 2, and fio verify through server 2 (it forwards by ZeroMQ) and
-# through server 1 (by link to 3, by ZeroMQ to 2) ends with zero errors.
+# through server 1 (by link to 3, by ZeroMQ to 2) ends with zero errors;
+# the ZeroMQ path batches requests (BATCH, protocol 1.1) and loses none.
 # Garbage sent to a link listener closes that connection only: the server
 # keeps serving and its links to peers stay up. A well-framed record with
 # an undecodable header is answered BAD_REQUEST on the link.
@@ -80,6 +81,21 @@ r1=$(status_field 1 link_records_received)
 ((r3 > 100 && r1 > 100)) || fail "parts from server 1 to 3 did not go by link ($r3 records at 3, $r1 answers at 1)"
 assert_eq "$(status_field 2 link_records_received)" 0 "records on links at server 2 (links off)"
 log "fio verify clean through server 2 (ZeroMQ only) and server 1 (link to 3: $r3 records)"
+
+# Without links the ZeroMQ path batches (protocol 1.1): what fused sent
+# server 2 in one round came as one BATCH, with several records; server 2's
+# forwarded parts reached 1 and 3 in BATCHes too; no queued message lost.
+b=$(status_field 2 batches_received)
+r=$(status_field 2 batch_records_received)
+((b > 0 && r >= 2 * b)) || fail "server 2: $b BATCH messages received with $r records"
+(($(status_field 2 batches_sent) > 0)) || fail "server 2 sent no BATCH (replies, forwarded parts)"
+for n in 1 3; do
+	(($(status_field "$n" batches_received) > 0)) || fail "server $n received no BATCH from server 2"
+done
+for n in 1 2 3; do
+	assert_eq "$(status_field "$n" sends_dropped)" 0 "server $n: queued messages lost"
+done
+log "server 2: $b batches received ($r records) on the ZeroMQ path"
 
 # ---------------------------------------------------------------- bad input
 # pvlink HOST PORT HEX: sends the bytes and prints what comes back within

@@ -49,10 +49,11 @@ need_bin "$PEERD" "$PEERCTL" "$FUSED"
 MAPPED='shared memory mapped; its data skips the socket'
 
 # fused_sock_bytes PID: bytes sent (acknowledged) plus received on the TCP
-# connections of process PID to our servers' port (the kernel's counters).
+# connections of process PID (to our servers: their ZeroMQ port and their
+# link port; the kernel's counters).
 fused_sock_bytes()
 {
-	ss -tinpH state established "( dport = :$PV_PORT )" | "$PYTHON" -c '
+	ss -tinpH state established | "$PYTHON" -c '
 import re, sys
 mine, total = False, 0
 for line in sys.stdin:
