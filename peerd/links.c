@@ -30,7 +30,7 @@
 #include "link.h"
 #include "peerd.h"
 
-#define ACCEPT_MAX     (2 * PEERD_MAX_MEMBERS)
+#define ACCEPT_MAX     LINKS_ACCEPT_MAX
 #define LINK_IDENT_LEN 9
 #define RETIRED_MAX    (ACCEPT_MAX + PEERD_MAX_MEMBERS)
 

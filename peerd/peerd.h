@@ -408,7 +408,8 @@ void links_member_drop(struct member *m, const char *why);
 void links_reap(void);
 /* Fills poll items (at most max; LINKS_POLL_MAX is enough for all) for the
  * listener and every link; returns how many. */
-#define LINKS_POLL_MAX (1 + 3 * PEERD_MAX_MEMBERS)
+#define LINKS_ACCEPT_MAX 1024 /* links from clients (fused) and peers */
+#define LINKS_POLL_MAX	 (1 + LINKS_ACCEPT_MAX + PEERD_MAX_MEMBERS)
 size_t links_poll_fill(zmq_pollitem_t *items, size_t max);
 /* Handles the events of the items links_poll_fill filled. */
 void links_poll_done(const zmq_pollitem_t *items, size_t n);
