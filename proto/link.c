@@ -2,7 +2,10 @@
  * The send queue is a list of segments: small things (headers, data up to
  * SMALL_DATA) are copied into shared byte buffers, larger data frames are
  * kept as the caller's messages (no copy) and handed to writev in place.
- * The receive side reads into one buffer and cuts records out of it. */
+ * The receive side reads into one buffer and cuts records out of it (small
+ * data is copied out into a message of its own); data over BIG_DATA is read
+ * straight into its message once the record's header is in, so block data
+ * from a remote host is not copied on the way in either. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +22,7 @@
 #define RBUF_START (256u << 10)
 #define READS_MAX  8 /* reads per link_read call */
 #define RECORD_MAX (8 + PV_MAX_HEADER + PV_MAX_IO)
+#define BIG_DATA   (64u << 10) /* larger data is read straight into its message */
 
 /* The queue array is grown with realloc and slid with memmove, which moves
  * the zmq_msg_t inside bitwise: libzmq's own zmq_msg_move does no more for
@@ -37,6 +41,11 @@ struct link {
 	size_t head, nsegs, cap_segs;
 	size_t pending; /* bytes queued, not written */
 	uint8_t *rbuf;	/* received bytes [roff, rlen) not yet parsed */
+	int big_on;	/* a record with data over BIG_DATA is being read: */
+	zmq_msg_t big;	/* its data, big_have bytes of it so far, */
+	size_t big_have;
+	uint8_t big_hdr[PV_MAX_HEADER]; /* and its header */
+	size_t big_hl;
 	size_t rcap, roff, rlen;
 	uint64_t sent, received;
 };
@@ -115,6 +124,8 @@ void link_destroy(struct link **lp)
 	for (size_t i = l->head; i < l->nsegs; i++)
 		seg_release(&l->segs[i]);
 	free(l->segs);
+	if (l->big_on)
+		zmq_msg_close(&l->big);
 	free(l->rbuf);
 	if (l->fd >= 0)
 		close(l->fd);
@@ -350,6 +361,35 @@ static size_t record_need(const struct link *l)
 	return 8 + (size_t)get_le32(l->rbuf + l->roff) + (dl == BATCH_NO_DATA ? 0 : dl);
 }
 
+/* The unparsed bytes start a record whose data is over BIG_DATA and whose
+ * header is all there: its data goes into a message of its own, read
+ * straight into it from now on (no copy through the buffer). Returns 0
+ * (begun, or not such a record) or -1 (out of memory). */
+static int big_start(struct link *l, char *err, size_t errlen)
+{
+	const uint8_t *p = l->rbuf + l->roff;
+	size_t avail = l->rlen - l->roff;
+	uint32_t hl, dl;
+
+	if (avail < 8)
+		return 0;
+	hl = get_le32(p); /* link_parse checked both lengths */
+	dl = get_le32(p + 4);
+	if (dl == BATCH_NO_DATA || dl <= BIG_DATA || avail < 8 + (size_t)hl)
+		return 0;
+	if (zmq_msg_init_size(&l->big, dl) < 0) {
+		snprintf(err, errlen, "out of memory for a record of %u bytes", dl);
+		return -1;
+	}
+	memcpy(l->big_hdr, p + 8, hl);
+	l->big_hl = hl;
+	l->big_have = avail - 8 - hl; /* less than dl: the record is not complete */
+	memcpy(zmq_msg_data(&l->big), p + 8 + hl, l->big_have);
+	l->big_on = 1;
+	l->roff = l->rlen = 0;
+	return 0;
+}
+
 /* Delivers every complete record in the buffer; -1 if one is malformed. */
 static int deliver(struct link *l, link_record_fn fn, void *arg, size_t *need, char *err,
 		   size_t errlen)
@@ -363,7 +403,9 @@ static int deliver(struct link *l, link_record_fn fn, void *arg, size_t *need, c
 		if (rc < 0)
 			return -1;
 		if (rc == 0) {
-			/* the whole record must fit, once its lengths are known */
+			if (big_start(l, err, errlen) < 0)
+				return -1;
+			/* else the whole record must fit, once its lengths are known */
 			*need = record_need(l);
 			return 0;
 		}
@@ -383,24 +425,13 @@ static int deliver(struct link *l, link_record_fn fn, void *arg, size_t *need, c
 	}
 }
 
-int link_read(struct link *l, link_record_fn fn, void *arg, char *err, size_t errlen)
+/* read(2) of up to len bytes: > 0 bytes read, 0 nothing there (EAGAIN),
+ * -1 the end of the stream or an error (err says which). */
+static ssize_t read_some(int fd, void *buf, size_t len, char *err, size_t errlen)
 {
-	/* what a record begun in an earlier call needs: its start may fill
-	 * the buffer, which must then grow before the read (a read of 0
-	 * bytes would look like the end of the stream) */
-	size_t need = record_need(l);
+	for (;;) {
+		ssize_t n = read(fd, buf, len);
 
-	for (int i = 0; i < READS_MAX; i++) {
-		ssize_t n;
-
-		if (need > RECORD_MAX)
-			need = RECORD_MAX;
-		if ((!l->rbuf || l->rcap - l->rlen < 4096 || need > l->rcap - l->roff) &&
-		    rbuf_room(l, need) < 0) {
-			snprintf(err, errlen, "out of memory for the receive buffer");
-			return -1;
-		}
-		n = read(l->fd, l->rbuf + l->rlen, l->rcap - l->rlen);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -413,6 +444,47 @@ int link_read(struct link *l, link_record_fn fn, void *arg, char *err, size_t er
 			snprintf(err, errlen, "the other side closed the link");
 			return -1;
 		}
+		return n;
+	}
+}
+
+int link_read(struct link *l, link_record_fn fn, void *arg, char *err, size_t errlen)
+{
+	/* what a record begun in an earlier call needs: its start may fill
+	 * the buffer, which must then grow before the read (a read of 0
+	 * bytes would look like the end of the stream) */
+	size_t need = record_need(l);
+
+	for (int i = 0; i < READS_MAX; i++) {
+		ssize_t n;
+
+		if (l->big_on) {
+			size_t size = zmq_msg_size(&l->big);
+
+			n = read_some(l->fd, (uint8_t *)zmq_msg_data(&l->big) + l->big_have,
+				      size - l->big_have, err, errlen);
+			if (n <= 0)
+				return (int)n;
+			l->big_have += (size_t)n;
+			if (l->big_have < size)
+				continue;
+			l->big_on = 0;
+			l->received++;
+			fn(arg, l->big_hdr, l->big_hl, &l->big);
+			zmq_msg_close(&l->big);
+			need = record_need(l);
+			continue;
+		}
+		if (need > RECORD_MAX)
+			need = RECORD_MAX;
+		if ((!l->rbuf || l->rcap - l->rlen < 4096 || need > l->rcap - l->roff) &&
+		    rbuf_room(l, need) < 0) {
+			snprintf(err, errlen, "out of memory for the receive buffer");
+			return -1;
+		}
+		n = read_some(l->fd, l->rbuf + l->rlen, l->rcap - l->rlen, err, errlen);
+		if (n <= 0)
+			return (int)n;
 		l->rlen += (size_t)n;
 		if (deliver(l, fn, arg, &need, err, errlen) < 0)
 			return -1;

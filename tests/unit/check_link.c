@@ -732,6 +732,53 @@ START_TEST(peer_closes_mid_record)
 }
 END_TEST
 
+/* A record with data over 64 KiB (read straight into its own message once
+ * its header is in) cut off by the peer after its header and part of its
+ * data: not delivered, -1 with a reason; destroying the link then frees
+ * the part read (the sanitizer build checks for the leak). And one that
+ * completes in many small writes is delivered once, byte for byte. */
+START_TEST(big_record_cut_and_whole)
+{
+	size_t big = 300000, len, first;
+	uint8_t *raw = malloc(2 * (8 + PV_MAX_HEADER + big));
+	char err[256];
+
+	ck_assert_ptr_nonnull(raw);
+	for (int cut = 1; cut >= 0; cut--) {
+		struct pair p;
+		size_t want[] = {big, 7};
+		struct rx x = {want, 2, 0};
+
+		pair_open(&p, 0, 0);
+		p.lb = link_new(p.b);
+		first = put_record(raw, 0, big);
+		len = first + put_record(raw + first, 1, 7);
+		if (cut) {
+			write_all(p.a, raw, first / 3);
+			ck_assert_int_eq(link_read(p.lb, check_record, &x, err, sizeof(err)), 0);
+			close(p.a);
+			err[0] = 0;
+			ck_assert_int_eq(link_read(p.lb, check_record, &x, err, sizeof(err)), -1);
+			ck_assert_msg(err[0] != 0, "no reason given");
+			ck_assert_uint_eq(x.got, 0);
+			link_destroy(&p.lb);
+			continue;
+		}
+		for (size_t off = 0; off < len; off += 4096) {
+			size_t n = len - off < 4096 ? len - off : 4096;
+
+			write_all(p.a, raw + off, n);
+			ck_assert_int_eq(link_read(p.lb, check_record, &x, err, sizeof(err)), 0);
+			ck_assert_uint_eq(x.got, off + n >= first ? (off + n >= len ? 2 : 1) : 0);
+		}
+		ck_assert_uint_eq(link_received(p.lb), 2);
+		close(p.a);
+		link_destroy(&p.lb);
+	}
+	free(raw);
+}
+END_TEST
+
 /* Raw bytes with a malformed record after two good ones: both delivered,
  * then -1 with a reason; also when the bad one comes in a later read. */
 START_TEST(malformed_stream)
@@ -1033,6 +1080,7 @@ static Suite *link_suite(void)
 	tcase_add_test(stream, queue_limit);
 	tcase_add_test(stream, peer_closes);
 	tcase_add_test(stream, peer_closes_mid_record);
+	tcase_add_test(stream, big_record_cut_and_whole);
 	tcase_add_test(stream, malformed_stream);
 	tcase_add_test(stream, one_byte_at_a_time);
 	tcase_add_test(stream, both_directions_and_counters);
