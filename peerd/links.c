@@ -132,7 +132,9 @@ int links_open(void)
 	    getsockname(listen_fd, (struct sockaddr *)&sa, &len) < 0)
 		goto fail;
 	bound_port = ntohs(sa.sin_port);
-	pv_info("peer links: listening on port %u", bound_port);
+	pv_info("peer links: listening on tcp://%s:%u (clients and peers send requests there "
+		"once they know it)",
+		bound_host[0] ? bound_host : "*", bound_port);
 	return 0;
 fail:
 	pv_err("cannot open the peer link listener on %s port %d: %m; choose another "
