@@ -112,6 +112,7 @@ struct part {
 	struct part *wnext;	  /* waiting list */
 	void *slot;		  /* READ: shared memory slot for the data, or NULL */
 	int shm_sent;		  /* in flight with PV_F_SHM: srv may touch the slot */
+	int on_link;		  /* in flight on srv's link (not its DEALER) */
 };
 
 enum shm_state { SHM_NONE, SHM_PENDING, SHM_ON, SHM_REFUSED };
@@ -356,7 +357,9 @@ static void server_link_address(struct client *c, struct server *s)
 	for (size_t i = 0; i < c->n_members; i++)
 		if (strcmp(c->members[i].address, s->address) == 0)
 			addr = c->members[i].link;
-	if (strcmp(addr, s->link_address) == 0)
+	/* "" may only mean the answering server has not heard s yet (it just
+	 * started): keep what we know; a dead address fails on its own */
+	if (!addr[0] || strcmp(addr, s->link_address) == 0)
 		return;
 	snprintf(s->link_address, sizeof(s->link_address), "%s", addr);
 	s->link_failures = 0;
@@ -369,7 +372,7 @@ static void link_start(struct server *s, uint64_t now)
 	struct sockaddr_in sa;
 	char host[64];
 	const char *h = s->link_address + 6, *colon = strrchr(s->link_address, ':');
-	int fd, one = 1;
+	int fd, one = 1, idle = 10, intvl = 5, cnt = 3;
 
 	s->link_retry_ms = now + 60000; /* unless it works or fails sooner */
 	memset(&sa, 0, sizeof(sa));
@@ -385,7 +388,12 @@ static void link_start(struct server *s, uint64_t now)
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return;
+	/* no Nagle delay; keepalives find a vanished host within ~25 s */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS) {
 		close(fd);
 		s->link_retry_ms = now + 1000;
@@ -396,12 +404,18 @@ static void link_start(struct server *s, uint64_t now)
 	snprintf(s->link_to, sizeof(s->link_to), "%s", s->link_address);
 }
 
-/* s's link failed or is stale (why): closed, tried again later; what was
- * in flight on it goes again by the DEALER (server_reconnect). */
+static unsigned resend_parts(struct client *c, struct server *s, int link_only);
+static void request_catalog(struct client *c, uint64_t timeout_ms);
+
+/* s's link failed or is stale (why): closed, tried again later (1, 2, 4
+ * ... 64 s: the count is reset only by an answer on a link); what was in
+ * flight on it goes again by the DEALER, with the same request ids. The
+ * catalog is asked for again: a restarted server listens elsewhere. */
 static void link_lost(struct client *c, struct server *s, const char *why)
 {
 	int was_up = s->link_up;
 	unsigned shift = s->link_failures < 6 ? s->link_failures : 6;
+	unsigned inflight = 0;
 
 	link_destroy(&s->link);
 	s->link_up = 0;
@@ -409,12 +423,22 @@ static void link_lost(struct client *c, struct server *s, const char *why)
 	s->link_retry_ms = pv_now_ms() + (1000u << shift);
 	if (!was_up) {
 		pv_debug("server %s: link to %s not made: %s", s->address, s->link_to, why);
+		request_catalog(c, CATALOG_TIMEOUT_MS);
 		return;
 	}
-	pv_warn("server %s: link to %s lost: %s; requests go by ZeroMQ until it is up again",
-		s->address, s->link_to, why);
-	if (s->outstanding)
-		server_reconnect(c, s, pv_now_ms(), "its link was lost");
+	for (struct part *p = c->all.next; p != &c->all; p = p->next)
+		inflight += p->srv == s && p->on_link;
+	if (inflight)
+		pv_warn("server %s: link to %s lost with %u requests on it (%s); they go again "
+			"by ZeroMQ, as everything until the link is up again",
+			s->address, s->link_to, inflight, why);
+	else
+		pv_info("server %s: link to %s closed (%s); ZeroMQ until it is up again",
+			s->address, s->link_to, why);
+	resend_parts(c, s, 1);
+	/* it bound our memory to the link: offer it again on the DEALER */
+	send_attach(c, s);
+	request_catalog(c, CATALOG_TIMEOUT_MS);
 }
 
 /* s's link connect finished (writable): up, or failed. */
@@ -428,7 +452,6 @@ static void link_connected(struct client *c, struct server *s)
 		return;
 	}
 	s->link_up = 1;
-	s->link_failures = 0;
 	pv_info("server %s: link to %s up; requests go there", s->address, s->link_to);
 	/* the server binds our shared memory to the connection it came on */
 	send_attach(c, s);
@@ -742,6 +765,7 @@ static void part_send(struct client *c, struct part *p, struct server *s)
 		return;
 	}
 	p->srv = s;
+	p->on_link = s->link_up;
 	p->shm_sent = (h.flags & PV_F_SHM) != 0;
 	if (s->outstanding++ == 0)
 		s->wait_start_ms = pv_now_ms();
@@ -781,6 +805,7 @@ static int send_session_op(struct client *c, struct server *s, uint32_t op,
 		return -1;
 	}
 	p->srv = s;
+	p->on_link = s->link_up;
 	if (s->outstanding++ == 0)
 		s->wait_start_ms = pv_now_ms();
 	return 0;
@@ -1364,6 +1389,7 @@ static void link_record(void *arg, const void *hdr, size_t hdr_len, zmq_msg_t *d
 	struct batch_ctx *x = arg;
 
 	x->s->last_rx_ms = pv_now_ms();
+	x->s->link_failures = 0; /* it answers: the link works */
 	handle_reply(x->c, x->s, hdr, hdr_len, data, 0, 0);
 }
 
@@ -1382,10 +1408,34 @@ static void link_input(struct client *c, struct server *s)
 /* s went silent or its connection dropped (why says which): open its socket
  * again, move its volumes to another holder if there is one, and send again
  * everything that was in flight to it, with the same req_ids. */
+/* Sends again what is in flight to s (link_only: only what went on its
+ * link), with the same request ids; the slots those parts used are never
+ * reused (s may still touch them). Session requests (pings, catalog,
+ * attach) are failed instead. Returns how many were sent again. */
+static unsigned resend_parts(struct client *c, struct server *s, int link_only)
+{
+	unsigned resent = 0;
+	struct part *p, *next;
+
+	for (p = c->all.next; p != &c->all; p = next) {
+		next = p->next;
+		if (p->srv != s || (link_only && !p->on_link))
+			continue;
+		part_unsend(p);
+		if (!p->call) { /* pings, catalog and attach requests are not re-sent */
+			part_done(c, p, EIO);
+			continue;
+		}
+		part_abandon_slot(p);
+		part_send(c, p, NULL);
+		resent++;
+	}
+	return resent;
+}
+
 static void server_reconnect(struct client *c, struct server *s, uint64_t now, const char *why)
 {
 	unsigned inflight = s->outstanding, resent = 0, moved = 0;
-	struct part *p, *next;
 
 	server_close(c, s);
 	server_open(c, s);
@@ -1401,19 +1451,7 @@ static void server_reconnect(struct client *c, struct server *s, uint64_t now, c
 			moved++;
 		}
 	}
-	for (p = c->all.next; p != &c->all; p = next) {
-		next = p->next;
-		if (p->srv != s)
-			continue;
-		part_unsend(p);
-		if (!p->call) { /* pings, catalog and attach requests are not re-sent */
-			part_done(c, p, EIO);
-			continue;
-		}
-		part_abandon_slot(p);
-		part_send(c, p, NULL);
-		resent++;
-	}
+	resent = resend_parts(c, s, 0);
 	send_attach(c, s);
 	pv_warn("server %s: %s with %u requests outstanding; reconnected, %u re-sent, %u "
 		"volumes moved to another holder",

@@ -27,15 +27,20 @@
 #include <zmq.h>
 
 #include "batch.h"
+#include "wire.h"
 
 /* Bytes a link may hold queued for a peer that does not read; past it
  * link_queue refuses (the sender fails the request as unreachable). */
 #define LINK_QUEUE_MAX (64u << 20)
 
+/* Largest data of one record: block data (PV_MAX_IO) or a protobuf body
+ * (PV_MAX_BODY), whichever is larger. */
+#define LINK_DATA_MAX (PV_MAX_BODY > PV_MAX_IO ? PV_MAX_BODY : PV_MAX_IO)
+
 /* Parses the record at the start of buf: returns 1 with r filled and *used
  * its size in bytes, 0 if buf holds only part of it, or -1 (reason in err)
  * if it is malformed: header of 0 or more than PV_MAX_HEADER bytes, data
- * over PV_MAX_IO. Pure: any byte string is safe. */
+ * over LINK_DATA_MAX. Pure: any byte string is safe. */
 int link_parse(const void *buf, size_t len, struct batch_record *r, size_t *used, char *err,
 	       size_t errlen);
 
@@ -55,6 +60,11 @@ int link_fd(const struct link *l);
  * closed here in every case). Nothing is written until link_flush. Returns
  * 0, or -1 with errno (ENOBUFS: LINK_QUEUE_MAX reached; ENOMEM). */
 int link_queue(struct link *l, const void *hdr, size_t hdr_len, zmq_msg_t *data);
+
+/* link_queue without the LINK_QUEUE_MAX bound: for answers to requests
+ * already taken, which must not be lost; their owner bounds them by not
+ * reading more requests while much is queued (link_pending). */
+int link_queue_answer(struct link *l, const void *hdr, size_t hdr_len, zmq_msg_t *data);
 
 /* Writes what is queued as far as the socket takes it. Returns 0 when all
  * is written, 1 when some is left (poll for POLLOUT and call again), -1 on

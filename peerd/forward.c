@@ -208,6 +208,7 @@ size_t forward_fail_unsent(void)
 void forward_tick(void)
 {
 	uint64_t now = pv_now_ms();
+	struct member *m;
 
 	while (oldest && now - oldest->sent_ms > PEERD_FWD_TIMEOUT_MS) {
 		struct fwd *f = unlink_fwd(oldest->id);
@@ -219,6 +220,10 @@ void forward_tick(void)
 		f->req->shm_lost |= f->shm;
 		request_part_done(f->req, f->buf_off, PV_ST_UNAVAILABLE, 0, NULL,
 				  "owner did not answer in time");
+		if (f->via_link && (m = catalog_member(f->owner)) && m->link_up)
+			/* connected but silent (e.g. its side never took the
+			 * connection): ZeroMQ until a new link works */
+			links_member_drop(m, "no answer on it within 5 s");
 		free(f);
 	}
 }

@@ -32,11 +32,13 @@
 
 #define ACCEPT_MAX     LINKS_ACCEPT_MAX
 #define LINK_IDENT_LEN 9
-#define RETIRED_MAX    (ACCEPT_MAX + PEERD_MAX_MEMBERS)
+#define READ_PAUSE     (16u << 20)  /* an accepted link with this much queued is not read */
+#define IDLE_MAX_MS    (600 * 1000) /* an accepted link silent this long is closed */
 
 struct accepted {
 	struct link *l;
 	uint32_t gen;
+	uint64_t last_rx_ms;
 	char from[64];
 };
 
@@ -45,8 +47,10 @@ static char bound_host[64]; /* "" for any address */
 static uint16_t bound_port;
 static struct accepted acc[ACCEPT_MAX];
 static uint32_t next_gen = 1;
-static struct link *retired[RETIRED_MAX];
-static size_t nretired;
+static struct link **retired;
+static size_t nretired, cap_retired;
+static uint64_t listen_paused_until; /* accept failed for want of fds */
+static uint64_t accept_warned_ms;
 static uint64_t sent_gone, received_gone; /* counters of links freed */
 
 /* poll slots of this round: what links_poll_fill put where */
@@ -56,6 +60,19 @@ static struct {
 	uint32_t idx; /* accepted slot, or member id */
 } slots[1 + ACCEPT_MAX + PEERD_MAX_MEMBERS];
 
+/* TCP options of every link socket: no Nagle delay; keepalives, so that a
+ * link to a host that vanished is found dead within about 25 s. */
+static void tune_socket(int fd)
+{
+	int one = 1, idle = 10, intvl = 5, cnt = 3;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
 static void retire(struct link **lp)
 {
 	struct link *l = *lp;
@@ -64,10 +81,19 @@ static void retire(struct link **lp)
 		return;
 	sent_gone += link_sent(l);
 	received_gone += link_received(l);
-	if (nretired == RETIRED_MAX)
-		links_reap();
-	retired[nretired++] = l;
 	*lp = NULL;
+	if (nretired == cap_retired) {
+		size_t cap = cap_retired ? 2 * cap_retired : 64;
+		struct link **r = realloc(retired, cap * sizeof(*r));
+
+		if (!r) { /* only when the caller is not reading it: rare enough */
+			link_destroy(&l);
+			return;
+		}
+		retired = r;
+		cap_retired = cap;
+	}
+	retired[nretired++] = l;
 }
 
 void links_reap(void)
@@ -176,6 +202,9 @@ void links_close(void)
 	if (listen_fd >= 0)
 		close(listen_fd);
 	listen_fd = -1;
+	free(retired);
+	retired = NULL;
+	cap_retired = 0;
 }
 
 int links_is_ident(const uint8_t *ident, size_t len)
@@ -196,9 +225,12 @@ static struct accepted *accepted_of(const uint8_t *ident, size_t len)
 	return &acc[idx];
 }
 
-/* Queues h (+ payload); with now, writes what is queued at once (a failure
- * there is found again by links_flush, which closes the link). */
-static int queue_header(struct link *l, const Pv__Header *h, zmq_msg_t *payload, int now)
+/* Queues h (+ payload); an answer past the queue's bound too (the link is
+ * then not read until it drains: links_poll_fill). With now, writes what is
+ * queued at once (a failure there is found again by links_flush, which
+ * closes the link). */
+static int queue_header(struct link *l, const Pv__Header *h, zmq_msg_t *payload, int now,
+			int answer)
 {
 	uint8_t buf[PV_MAX_HEADER];
 	size_t n = wire_header_pack(h, buf);
@@ -208,7 +240,7 @@ static int queue_header(struct link *l, const Pv__Header *h, zmq_msg_t *payload,
 			zmq_msg_close(payload);
 		return -1;
 	}
-	if (link_queue(l, buf, n, payload) < 0)
+	if ((answer ? link_queue_answer(l, buf, n, payload) : link_queue(l, buf, n, payload)) < 0)
 		return -1;
 	if (now)
 		link_flush(l);
@@ -227,12 +259,21 @@ int links_reply(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq
 		errno = EHOSTUNREACH;
 		return -1;
 	}
-	return queue_header(a->l, h, payload, now);
+	return queue_header(a->l, h, payload, now, 1);
 }
 
 int links_send(struct member *m, const Pv__Header *h, zmq_msg_t *payload, int now)
 {
-	return queue_header(m->link, h, payload, now);
+	return queue_header(m->link, h, payload, now, 0);
+}
+
+/* m's link failed: the next attempt waits 1, 2, 4 ... 64 s. */
+static void backoff(struct member *m)
+{
+	unsigned shift = m->link_failures < 6 ? m->link_failures : 6;
+
+	m->link_failures++;
+	m->link_retry_ms = pv_now_ms() + (1000u << shift);
 }
 
 void links_member_drop(struct member *m, const char *why)
@@ -244,9 +285,13 @@ void links_member_drop(struct member *m, const char *why)
 			"up again",
 			m->id, m->link_address, why);
 	retire(&m->link);
-	if (m->link_up)
+	if (m->link_up) {
 		forward_link_lost(m->id);
+		shm_peer_reset(m->id); /* clients' memory is offered again on the new path */
+	}
 	m->link_up = 0;
+	if (why)
+		backoff(m);
 }
 
 void links_member_address(struct member *m, const char *address)
@@ -260,9 +305,9 @@ void links_member_address(struct member *m, const char *address)
 void links_connect(struct member *m)
 {
 	struct sockaddr_in sa;
-	int fd, one = 1;
+	int fd;
 
-	if (m->link || !m->link_address[0] || listen_fd < 0)
+	if (m->link || !m->link_address[0] || listen_fd < 0 || pv_now_ms() < m->link_retry_ms)
 		return;
 	if (parse_tcp(m->link_address, &sa, NULL, 0) < 0 || sa.sin_addr.s_addr == INADDR_ANY) {
 		pv_debug("peer %u: link address %s not usable", m->id, m->link_address);
@@ -273,45 +318,63 @@ void links_connect(struct member *m)
 		pv_warn("peer %u: cannot open a link socket: %m", m->id);
 		return;
 	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	tune_socket(fd);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS) {
 		pv_debug("peer %u: link to %s: connect failed: %m", m->id, m->link_address);
 		close(fd);
+		backoff(m);
 		return;
 	}
 	m->link = link_new(fd);
 	m->link_up = 0;
 }
 
-static void accept_one(void)
+/* Takes one connection from the listener; 0, or -1 when there is none or
+ * taking it failed (the caller stops for this round). */
+static int accept_one(void)
 {
 	struct sockaddr_in sa;
 	socklen_t len = sizeof(sa);
 	int fd = accept4(listen_fd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	int one = 1;
+	uint64_t now = pv_now_ms();
 	size_t i;
 
 	if (fd < 0) {
-		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-			pv_warn("peer links: accept failed: %m");
-		return;
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return -1;
+		/* out of descriptors (EMFILE, ENFILE) or memory: the connection
+		 * stays queued and the listener readable; stop looking at it for
+		 * a second instead of spinning */
+		listen_paused_until = now + 1000;
+		if (now - accept_warned_ms >= 60000) {
+			accept_warned_ms = now;
+			pv_warn("peer links: cannot take a connection: %m; raise the open "
+				"files limit (LimitNOFILE) if this server has many clients");
+		}
+		return -1;
 	}
 	for (i = 0; i < ACCEPT_MAX && acc[i].l; i++)
 		;
 	if (i == ACCEPT_MAX) {
-		pv_warn("peer links: %d links open already; one from %s refused", ACCEPT_MAX,
-			inet_ntoa(sa.sin_addr));
+		if (now - accept_warned_ms >= 60000) {
+			accept_warned_ms = now;
+			pv_warn("peer links: %d links open already; one from %s refused (it "
+				"uses ZeroMQ)",
+				ACCEPT_MAX, inet_ntoa(sa.sin_addr));
+		}
 		close(fd);
-		return;
+		return 0;
 	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	tune_socket(fd);
 	acc[i].l = link_new(fd);
 	if (!acc[i].l)
-		return;
+		return -1;
 	acc[i].gen = next_gen++;
+	acc[i].last_rx_ms = now;
 	snprintf(acc[i].from, sizeof(acc[i].from), "%s:%u", inet_ntoa(sa.sin_addr),
 		 ntohs(sa.sin_port));
 	pv_debug("peer links: link from %s accepted", acc[i].from);
+	return 0;
 }
 
 struct accepted_ctx {
@@ -333,6 +396,7 @@ static void accepted_input(uint32_t idx)
 	x.ident[0] = 0;
 	memcpy(x.ident + 1, &idx, 4);
 	memcpy(x.ident + 5, &acc[idx].gen, 4);
+	acc[idx].last_rx_ms = pv_now_ms();
 	if (link_read(acc[idx].l, accepted_record, &x, err, sizeof(err)) < 0) {
 		pv_debug("peer links: link from %s closed: %s", acc[idx].from, err);
 		retire(&acc[idx].l);
@@ -343,8 +407,10 @@ static void member_record(void *arg, const void *hdr, size_t hdr_len, zmq_msg_t 
 {
 	struct member *m = catalog_member((uint32_t)(uintptr_t)arg);
 
-	if (m)
+	if (m) {
+		m->link_failures = 0; /* it answers: the link works */
 		peers_reply_record(m, hdr, hdr_len, data);
+	}
 }
 
 static void member_input(struct member *m)
@@ -372,9 +438,11 @@ static void member_writable(struct member *m)
 		pv_debug("peer %u: link to %s not made: %s", m->id, m->link_address,
 			 strerror(e ? e : errno));
 		retire(&m->link);
+		backoff(m);
 		return;
 	}
 	m->link_up = 1;
+	shm_peer_reset(m->id); /* offer clients' memory again, on the link */
 	pv_info("peer %u: link to %s up; messages to it go there", m->id, m->link_address);
 }
 
@@ -384,7 +452,7 @@ size_t links_poll_fill(zmq_pollitem_t *items, size_t max)
 
 	if (listen_fd < 0)
 		return 0;
-	if (n < max) {
+	if (n < max && pv_now_ms() >= listen_paused_until) {
 		slots[n].kind = SLOT_LISTEN;
 		items[n].socket = NULL;
 		items[n].fd = listen_fd;
@@ -397,7 +465,10 @@ size_t links_poll_fill(zmq_pollitem_t *items, size_t max)
 		slots[n].idx = i;
 		items[n].socket = NULL;
 		items[n].fd = link_fd(acc[i].l);
-		items[n++].events = ZMQ_POLLIN | (link_pending(acc[i].l) ? ZMQ_POLLOUT : 0);
+		/* answers are never refused: a client that does not read them
+		 * gets no more requests read until they drain */
+		items[n++].events = (link_pending(acc[i].l) < READ_PAUSE ? ZMQ_POLLIN : 0) |
+				    (link_pending(acc[i].l) ? ZMQ_POLLOUT : 0);
 	}
 	for (size_t i = 0; i < srv->nmembers && n < max; i++) {
 		struct member *m = &srv->members[i];
@@ -425,12 +496,16 @@ void links_poll_done(const zmq_pollitem_t *items, size_t n)
 			continue;
 		switch (slots[i].kind) {
 		case SLOT_LISTEN:
-			for (int k = 0; k < 16; k++)
-				accept_one();
+			for (int k = 0; k < 16 && accept_one() == 0; k++)
+				;
 			break;
 		case SLOT_ACCEPTED:
-			if (acc[slots[i].idx].l && link_fd(acc[slots[i].idx].l) == items[i].fd)
+			if (!acc[slots[i].idx].l || link_fd(acc[slots[i].idx].l) != items[i].fd)
+				break;
+			if (ev & (ZMQ_POLLIN | ZMQ_POLLERR))
 				accepted_input(slots[i].idx);
+			else if ((ev & ZMQ_POLLOUT) && link_flush(acc[slots[i].idx].l) < 0)
+				retire(&acc[slots[i].idx].l);
 			break;
 		case SLOT_MEMBER:
 			m = catalog_member(slots[i].idx);
@@ -447,11 +522,8 @@ void links_poll_done(const zmq_pollitem_t *items, size_t n)
 
 void links_flush(void)
 {
-	for (size_t i = 0; i < ACCEPT_MAX; i++)
-		if (acc[i].l && link_pending(acc[i].l) && link_flush(acc[i].l) < 0) {
-			pv_debug("peer links: link from %s failed: %m", acc[i].from);
-			retire(&acc[i].l);
-		}
+	/* members first: a failed one fails its parts, whose answers to
+	 * clients on links then go out below */
 	for (size_t i = 0; i < srv->nmembers; i++) {
 		struct member *m = &srv->members[i];
 
@@ -462,6 +534,23 @@ void links_flush(void)
 			links_member_drop(m, why);
 		}
 	}
+	for (size_t i = 0; i < ACCEPT_MAX; i++)
+		if (acc[i].l && link_pending(acc[i].l) && link_flush(acc[i].l) < 0) {
+			pv_debug("peer links: link from %s failed: %m", acc[i].from);
+			retire(&acc[i].l);
+		}
+}
+
+void links_tick(void)
+{
+	uint64_t now = pv_now_ms();
+
+	for (size_t i = 0; i < ACCEPT_MAX; i++)
+		if (acc[i].l && now - acc[i].last_rx_ms > IDLE_MAX_MS) {
+			pv_info("peer links: link from %s closed: nothing received for %d s",
+				acc[i].from, IDLE_MAX_MS / 1000);
+			retire(&acc[i].l);
+		}
 }
 
 void links_stats(uint64_t *up, uint64_t *accepted, uint64_t *sent, uint64_t *received)

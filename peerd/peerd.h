@@ -82,6 +82,8 @@ struct member {
 	char link_address[64];	     /* its peer link listener, from its heartbeats */
 	struct link *link;	     /* outgoing peer link (links.c), or NULL */
 	int link_up;		     /* link connected: everything to it goes there */
+	unsigned link_failures;	     /* in a row, since its last answer on a link */
+	uint64_t link_retry_ms;	     /* no new link to it before then */
 };
 
 /* A data request (READ/WRITE/FLUSH/TRIM) from a client or a peer, from
@@ -366,6 +368,9 @@ int shm_peer_usable(struct shm_region *r, struct member *m);
 void shm_peer_answer(uint32_t member, const Pv__Header *h);
 /* member answered NO_SHM (restarted, or unmapped it): offer again. */
 void shm_peer_forget(uint64_t client_id, uint32_t member);
+/* The path to member changed (a link came up or went): every client's
+ * memory is offered to it again with the next part. */
+void shm_peer_reset(uint32_t member);
 /* The region of client_id, attached over the connection ident, with a
  * reference for one request; NULL if there is none (or it is another
  * connection's). */
@@ -415,6 +420,8 @@ size_t links_poll_fill(zmq_pollitem_t *items, size_t max);
 void links_poll_done(const zmq_pollitem_t *items, size_t n);
 /* Writes what every link has queued (before the reactor waits). */
 void links_flush(void);
+/* Closes accepted links silent for 10 minutes (once a second). */
+void links_tick(void);
 /* Outgoing links up, accepted links, records sent and received on all. */
 void links_stats(uint64_t *up, uint64_t *accepted, uint64_t *sent, uint64_t *received);
 

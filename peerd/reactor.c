@@ -134,6 +134,7 @@ int reactor_run(int io_fd)
 		if (forward_fail_unsent())
 			batch_cork_flush(srv->cork); /* their answers */
 		links_flush();
+		batch_cork_flush(srv->cork); /* answers of parts a failed link failed */
 		links_reap();
 		nlinks = links_poll_fill(items + n, LINKS_POLL_MAX);
 		rc = zmq_poll(items, n + (int)nlinks, (long)wait);
@@ -184,6 +185,7 @@ int reactor_run(int io_fd)
 		if (now >= next_second) {
 			next_second = now + PEERD_HEARTBEAT_MS;
 			peers_tick();
+			links_tick();
 			clients_expire();
 			shm_expire();
 		}

@@ -365,6 +365,16 @@ void shm_peer_answer(uint32_t member, const Pv__Header *h)
 	}
 }
 
+void shm_peer_reset(uint32_t member)
+{
+	for (struct shm_region *r = regions; r; r = r->next) {
+		uint8_t *st;
+
+		if (!r->via_peer && (st = peer_state(r, member)))
+			*st = PEER_UNKNOWN;
+	}
+}
+
 void shm_peer_forget(uint64_t client_id, uint32_t member)
 {
 	for (struct shm_region *r = regions; r; r = r->next) {

@@ -21,7 +21,7 @@
 #define IOV_BATCH  64	       /* iovecs per writev */
 #define RBUF_START (256u << 10)
 #define READS_MAX  8 /* reads per link_read call */
-#define RECORD_MAX (8 + PV_MAX_HEADER + PV_MAX_IO)
+#define RECORD_MAX (8 + PV_MAX_HEADER + LINK_DATA_MAX)
 #define BIG_DATA   (64u << 10) /* larger data is read straight into its message */
 
 /* The queue array is grown with realloc and slid with memmove, which moves
@@ -79,9 +79,9 @@ int link_parse(const void *buf, size_t len, struct batch_record *r, size_t *used
 			 PV_MAX_HEADER);
 		return -1;
 	}
-	if (dl != BATCH_NO_DATA && dl > PV_MAX_IO) {
+	if (dl != BATCH_NO_DATA && dl > LINK_DATA_MAX) {
 		snprintf(err, errlen, "record data of %u bytes (at most %u allowed)", dl,
-			 PV_MAX_IO);
+			 LINK_DATA_MAX);
 		return -1;
 	}
 	need = 8 + (size_t)hl + (dl == BATCH_NO_DATA ? 0 : dl);
@@ -205,17 +205,17 @@ static uint8_t *bytes_add(struct link *l, size_t n, int alone)
 	return s->buf + s->len - n;
 }
 
-int link_queue(struct link *l, const void *hdr, size_t hdr_len, zmq_msg_t *data)
+static int queue(struct link *l, const void *hdr, size_t hdr_len, zmq_msg_t *data, int bounded)
 {
 	size_t dl = data ? zmq_msg_size(data) : 0;
 	size_t small = data && dl <= SMALL_DATA ? dl : 0;
 	uint8_t *p;
 
-	if (hdr_len == 0 || hdr_len > PV_MAX_HEADER || dl > PV_MAX_IO) {
+	if (hdr_len == 0 || hdr_len > PV_MAX_HEADER || dl > LINK_DATA_MAX) {
 		errno = EMSGSIZE;
 		goto fail;
 	}
-	if (l->pending + 8 + hdr_len + dl > LINK_QUEUE_MAX) {
+	if (bounded && l->pending + 8 + hdr_len + dl > LINK_QUEUE_MAX) {
 		errno = ENOBUFS;
 		goto fail;
 	}
@@ -252,6 +252,16 @@ fail:
 	if (data)
 		zmq_msg_close(data);
 	return -1;
+}
+
+int link_queue(struct link *l, const void *hdr, size_t hdr_len, zmq_msg_t *data)
+{
+	return queue(l, hdr, hdr_len, data, 1);
+}
+
+int link_queue_answer(struct link *l, const void *hdr, size_t hdr_len, zmq_msg_t *data)
+{
+	return queue(l, hdr, hdr_len, data, 0);
 }
 
 static size_t seg_left(struct seg *s, uint8_t **p)
@@ -349,8 +359,9 @@ static int rbuf_room(struct link *l, size_t need)
 }
 
 /* Bytes the record at the start of the unparsed bytes needs in the buffer:
- * its whole size once its lengths are there (link_parse checked them),
- * else RBUF_START. */
+ * its whole size once its lengths are there (link_parse checked them;
+ * only the header when the data is over BIG_DATA: big_start reads that
+ * into a message of its own), else RBUF_START. */
 static size_t record_need(const struct link *l)
 {
 	uint32_t dl;
@@ -358,6 +369,8 @@ static size_t record_need(const struct link *l)
 	if (l->rlen - l->roff < 8)
 		return RBUF_START;
 	dl = get_le32(l->rbuf + l->roff + 4);
+	if (dl != BATCH_NO_DATA && dl > BIG_DATA) /* only its header: big_start */
+		dl = 0;
 	return 8 + (size_t)get_le32(l->rbuf + l->roff) + (dl == BATCH_NO_DATA ? 0 : dl);
 }
 

@@ -89,7 +89,7 @@ static void parse_all(const uint8_t *in, size_t size, struct found *f)
 			hl = le32(in + off);
 			dl = le32(in + off + 4);
 			REQUIRE(hl == 0 || hl > PV_MAX_HEADER ||
-				(dl != BATCH_NO_DATA && dl > PV_MAX_IO));
+				(dl != BATCH_NO_DATA && dl > LINK_DATA_MAX));
 			f->bad = 1;
 			break;
 		}
@@ -98,7 +98,7 @@ static void parse_all(const uint8_t *in, size_t size, struct found *f)
 				uint32_t hl = le32(in + off), dl = le32(in + off + 4);
 
 				REQUIRE(hl >= 1 && hl <= PV_MAX_HEADER);
-				REQUIRE(dl == BATCH_NO_DATA || dl <= PV_MAX_IO);
+				REQUIRE(dl == BATCH_NO_DATA || dl <= LINK_DATA_MAX);
 				REQUIRE(8 + (size_t)hl + (dl == BATCH_NO_DATA ? 0 : dl) > left);
 			}
 			break;
@@ -113,7 +113,7 @@ static void parse_all(const uint8_t *in, size_t size, struct found *f)
 			REQUIRE(used == 8 + r.hdr_len);
 		} else {
 			REQUIRE(r.data == r.hdr + r.hdr_len);
-			REQUIRE(r.data_len == le32(in + off + 4) && r.data_len <= PV_MAX_IO);
+			REQUIRE(r.data_len == le32(in + off + 4) && r.data_len <= LINK_DATA_MAX);
 			REQUIRE(used == 8 + r.hdr_len + r.data_len);
 		}
 		REQUIRE(r.hdr + r.hdr_len <= in + size);

@@ -306,7 +306,7 @@ START_TEST(parse_truncated_needs_more)
 	}
 	/* lengths within the limits but the bytes not there yet: wait */
 	put32(buf, 10);
-	put32(buf + 4, PV_MAX_IO);
+	put32(buf + 4, LINK_DATA_MAX);
 	ck_assert_int_eq(link_parse(buf, 8 + 10 + 1000, &r, &used_any, err, sizeof(err)), 0);
 }
 END_TEST
@@ -338,9 +338,9 @@ START_TEST(parse_refuses_malformed)
 	expect_malformed(PV_MAX_HEADER + 1, 0xffffffffu);
 	expect_malformed(0xffffffffu, 0xffffffffu);
 	expect_malformed(0x80000000u, 0);
-	expect_malformed(10, PV_MAX_IO + 1);
+	expect_malformed(10, LINK_DATA_MAX + 1);
 	expect_malformed(10, 0xfffffffeu);
-	expect_malformed(PV_MAX_HEADER + 1, PV_MAX_IO + 1);
+	expect_malformed(PV_MAX_HEADER + 1, LINK_DATA_MAX + 1);
 }
 END_TEST
 
@@ -443,7 +443,7 @@ END_TEST
 START_TEST(roundtrip_large_data)
 {
 	struct pair p;
-	size_t want[] = {1u << 20, PV_MAX_IO, 4097, PV_MAX_IO, 65536, 1u << 20};
+	size_t want[] = {1u << 20, LINK_DATA_MAX, 4097, LINK_DATA_MAX, 65536, 1u << 20};
 	size_t n = sizeof(want) / sizeof(want[0]);
 
 	pair_open(&p, 0, 1);
@@ -472,7 +472,7 @@ START_TEST(roundtrip_mixed)
 			want[i] = NO_DATA;
 			break;
 		case 5:
-			want[i] = i % 1000 == 5 ? PV_MAX_IO : 4097 + (i * 97) % 100000;
+			want[i] = i % 1000 == 5 ? LINK_DATA_MAX : 4097 + (i * 97) % 100000;
 			break;
 		case 9:
 			want[i] = i % 300 == 9 ? (1u << 20) : 0;
@@ -554,7 +554,7 @@ START_TEST(queue_takes_the_data)
 	struct pair p;
 	uint8_t hb[PV_MAX_HEADER + 1];
 	zmq_msg_t m;
-	size_t want[] = {NO_DATA, 100, 100000, PV_MAX_IO};
+	size_t want[] = {NO_DATA, 100, 100000, LINK_DATA_MAX};
 	struct rx x = {want, 4, 0};
 	struct batch_record r;
 	char err[128];
@@ -569,7 +569,7 @@ START_TEST(queue_takes_the_data)
 	ck_assert_int_eq(queue_one(p.la, 1, 100), 0);
 	ck_assert_int_eq(data_freed, 1); /* small: copied, released at once */
 	ck_assert_int_eq(queue_one(p.la, 2, 100000), 0);
-	ck_assert_int_eq(queue_one(p.la, 3, PV_MAX_IO), 0);
+	ck_assert_int_eq(queue_one(p.la, 3, LINK_DATA_MAX), 0);
 	ck_assert_int_eq(data_freed, 1); /* large: kept until written */
 
 	/* refused: EMSGSIZE, the data closed, nothing queued */
@@ -586,7 +586,7 @@ START_TEST(queue_takes_the_data)
 	errno = 0;
 	ck_assert_int_eq(link_queue(p.la, hb, 0, NULL), -1);
 	ck_assert_int_eq(errno, EMSGSIZE);
-	make_msg(&m, 9, PV_MAX_IO + 1);
+	make_msg(&m, 9, LINK_DATA_MAX + 1);
 	errno = 0;
 	ck_assert_int_eq(link_queue(p.la, hb, 10, &m), -1);
 	ck_assert_int_eq(errno, EMSGSIZE);
@@ -786,7 +786,7 @@ START_TEST(malformed_stream)
 	uint32_t bad[][2] = {{0, 0xffffffffu},
 			     {0, 12},
 			     {PV_MAX_HEADER + 1, 0xffffffffu},
-			     {20, PV_MAX_IO + 1},
+			     {20, LINK_DATA_MAX + 1},
 			     {0xffffffffu, 0xffffffffu}};
 
 	for (size_t b = 0; b < sizeof(bad) / sizeof(bad[0]); b++) {
@@ -928,7 +928,7 @@ START_TEST(destroy)
 	data_freed = 0;
 	ck_assert_int_eq(queue_one(p.la, 0, 100000), 0);
 	ck_assert_int_eq(queue_one(p.la, 1, NO_DATA), 0);
-	ck_assert_int_eq(queue_one(p.la, 2, PV_MAX_IO), 0);
+	ck_assert_int_eq(queue_one(p.la, 2, LINK_DATA_MAX), 0);
 	ck_assert_int_eq(queue_one(p.la, 3, 10), 0);
 	ck_assert_int_eq(data_freed, 1);
 	link_destroy(&p.la);
