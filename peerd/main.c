@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -247,6 +248,19 @@ static int check_server_id(void)
 	return 0;
 }
 
+/* Every client and peer link is a descriptor (up to LINKS_ACCEPT_MAX of
+ * them, besides ZeroMQ's and the data files): the soft limit goes up to
+ * the hard one, as far as the administrator allows. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 static int open_router(void)
 {
 	int linger = 0, hwm = 100000, maxmsg = PV_MAX_BODY + 4096;
@@ -274,6 +288,7 @@ int main(int argc, char **argv)
 	int rc = 1, io_fd = -1;
 
 	pv_tune_malloc();
+	raise_fd_limit();
 	srv = &server;
 	srv->lock_fd = -1;
 	if (parse_options(argc, argv, &srv->cfg) < 0)
