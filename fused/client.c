@@ -474,7 +474,9 @@ static int server_send(struct client *c, struct server *s, const Pv__Header *h, 
 			zmq_msg_close(payload);
 		return -1;
 	}
-	if (link_queue(s->link, buf, n, payload) < 0)
+	/* unbounded like the DEALER (ZMQ_SNDHWM 0): the kernel's max_background
+	 * bounds what is in flight */
+	if (link_queue_unbounded(s->link, buf, n, payload) < 0)
 		return -1;
 	if (!batch) /* a failure shows again at flush_sends, which drops the link */
 		link_flush(s->link);

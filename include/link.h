@@ -61,10 +61,14 @@ int link_fd(const struct link *l);
  * 0, or -1 with errno (ENOBUFS: LINK_QUEUE_MAX reached; ENOMEM). */
 int link_queue(struct link *l, const void *hdr, size_t hdr_len, zmq_msg_t *data);
 
-/* link_queue without the LINK_QUEUE_MAX bound: for answers to requests
- * already taken, which must not be lost; their owner bounds them by not
- * reading more requests while much is queued (link_pending). */
-int link_queue_answer(struct link *l, const void *hdr, size_t hdr_len, zmq_msg_t *data);
+/* link_queue without the LINK_QUEUE_MAX bound, for senders that bound
+ * what they queue themselves: answers to requests already taken (which
+ * must not be lost; the server stops reading requests while much is
+ * queued), and fused's requests (the kernel bounds how many are in
+ * flight, as ZeroMQ's unlimited queue did before: a bounded queue refused
+ * its pings behind 64 MiB of writes to a slow server, which then looked
+ * dead). */
+int link_queue_unbounded(struct link *l, const void *hdr, size_t hdr_len, zmq_msg_t *data);
 
 /* Writes what is queued as far as the socket takes it. Returns 0 when all
  * is written, 1 when some is left (poll for POLLOUT and call again), -1 on

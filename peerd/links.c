@@ -240,7 +240,7 @@ static int queue_header(struct link *l, const Pv__Header *h, zmq_msg_t *payload,
 			zmq_msg_close(payload);
 		return -1;
 	}
-	if ((answer ? link_queue_answer(l, buf, n, payload) : link_queue(l, buf, n, payload)) < 0)
+	if ((answer ? link_queue_unbounded(l, buf, n, payload) : link_queue(l, buf, n, payload)) < 0)
 		return -1;
 	if (now)
 		link_flush(l);

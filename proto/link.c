@@ -259,7 +259,7 @@ int link_queue(struct link *l, const void *hdr, size_t hdr_len, zmq_msg_t *data)
 	return queue(l, hdr, hdr_len, data, 1);
 }
 
-int link_queue_answer(struct link *l, const void *hdr, size_t hdr_len, zmq_msg_t *data)
+int link_queue_unbounded(struct link *l, const void *hdr, size_t hdr_len, zmq_msg_t *data)
 {
 	return queue(l, hdr, hdr_len, data, 0);
 }

@@ -659,10 +659,19 @@ START_TEST(queue_limit)
 	ck_assert_int_eq(errno, ENOBUFS);
 	ck_assert_int_eq(data_freed, 2);
 	ck_assert_uint_eq(link_sent(p.la), n);
+	/* the unbounded queue (answers, fused's requests) still takes it */
+	{
+		size_t hl = make_hdr(hb, n);
+
+		ck_assert_int_eq(link_queue_unbounded(p.la, hb, hl, NULL), 0);
+		want[n++] = NO_DATA;
+		ck_assert_uint_eq(link_pending(p.la), LINK_QUEUE_MAX + 8 + hl);
+		ck_assert_uint_eq(link_sent(p.la), n);
+	}
 
 	x.nwant = n;
 	pump(&p, &x); /* drained: accepted again */
-	ck_assert_int_eq(data_freed, (int)n + 2);
+	ck_assert_int_eq(data_freed, (int)n + 1); /* the last one had no data */
 	ck_assert_int_eq(queue_one(p.la, n, 1u << 20), 0);
 	want[n++] = 1u << 20;
 	ck_assert_int_eq(queue_one(p.la, n, NO_DATA), 0);
