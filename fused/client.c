@@ -1511,7 +1511,9 @@ static void run_timers(struct client *c, uint64_t now)
 		uint64_t since =
 		    s->wait_start_ms > s->last_rx_ms ? s->wait_start_ms : s->last_rx_ms;
 
-		if (s->outstanding && now - since >= FUSED_DEAD_MS)
+		/* since may be after now: parts re-sent above (this round)
+		 * started the wait after now was read */
+		if (s->outstanding && since < now && now - since >= FUSED_DEAD_MS)
 			server_reconnect(c, s, now, "nothing back for 3 s");
 		if (now >= s->next_ping_ms && server_in_use(c, s))
 			send_ping(c, s);

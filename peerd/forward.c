@@ -210,7 +210,7 @@ void forward_tick(void)
 	uint64_t now = pv_now_ms();
 	struct member *m;
 
-	while (oldest && now - oldest->sent_ms > PEERD_FWD_TIMEOUT_MS) {
+	while (oldest && oldest->sent_ms < now && now - oldest->sent_ms > PEERD_FWD_TIMEOUT_MS) {
 		struct fwd *f = unlink_fwd(oldest->id);
 
 		pv_warn("volume %s: no answer from server %u for %s at %llu within %d s; the "
