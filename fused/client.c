@@ -369,36 +369,13 @@ static void server_link_address(struct client *c, struct server *s)
 /* Starts connecting to s's link address. */
 static void link_start(struct server *s, uint64_t now)
 {
-	struct sockaddr_in sa;
-	char host[64];
-	const char *h = s->link_address + 6, *colon = strrchr(s->link_address, ':');
-	int fd, one = 1, idle = 10, intvl = 5, cnt = 3;
+	int fd = link_connect(s->link_address);
 
-	s->link_retry_ms = now + 60000; /* unless it works or fails sooner */
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	if (strncmp(s->link_address, "tcp://", 6) || !colon || colon < h ||
-	    (size_t)(colon - h) >= sizeof(host))
-		return;
-	memcpy(host, h, (size_t)(colon - h));
-	host[colon - h] = '\0';
-	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
-		return;
-	sa.sin_port = htons((uint16_t)atoi(colon + 1));
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return;
-	/* no Nagle delay; keepalives find a vanished host within ~25 s */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
-	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS) {
-		close(fd);
-		s->link_retry_ms = now + 1000;
+	if (fd < 0) { /* EINVAL: not an address we can link to; retried rarely */
+		s->link_retry_ms = now + (errno == EINVAL ? 60000 : 1000);
 		return;
 	}
+	s->link_retry_ms = now + 60000; /* unless it works or fails sooner */
 	s->link = link_new(fd);
 	s->link_up = 0;
 	snprintf(s->link_to, sizeof(s->link_to), "%s", s->link_address);

@@ -44,6 +44,15 @@
 int link_parse(const void *buf, size_t len, struct batch_record *r, size_t *used, char *err,
 	       size_t errlen);
 
+/* TCP options of every link socket: no Nagle delay; keepalives, so that a
+ * link to a host that vanished is found dead within about 25 s. */
+void link_tune(int fd);
+
+/* Starts a non-blocking connect to "tcp://IPv4:PORT" (not 0.0.0.0) on a
+ * tuned socket: the fd (poll it for writing, then read SO_ERROR), or -1
+ * with errno (EINVAL: not such an address). */
+int link_connect(const char *address);
+
 struct link;
 
 /* Wraps a connected (or connecting) non-blocking stream socket; the link

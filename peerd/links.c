@@ -60,19 +60,6 @@ static struct {
 	uint32_t idx; /* accepted slot, or member id */
 } slots[1 + ACCEPT_MAX + PEERD_MAX_MEMBERS];
 
-/* TCP options of every link socket: no Nagle delay; keepalives, so that a
- * link to a host that vanished is found dead within about 25 s. */
-static void tune_socket(int fd)
-{
-	int one = 1, idle = 10, intvl = 5, cnt = 3;
-
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
-	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
-}
-
 static void retire(struct link **lp)
 {
 	struct link *l = *lp;
@@ -240,7 +227,8 @@ static int queue_header(struct link *l, const Pv__Header *h, zmq_msg_t *payload,
 			zmq_msg_close(payload);
 		return -1;
 	}
-	if ((answer ? link_queue_unbounded(l, buf, n, payload) : link_queue(l, buf, n, payload)) < 0)
+	if ((answer ? link_queue_unbounded(l, buf, n, payload) : link_queue(l, buf, n, payload)) <
+	    0)
 		return -1;
 	if (now)
 		link_flush(l);
@@ -304,24 +292,13 @@ void links_member_address(struct member *m, const char *address)
 
 void links_connect(struct member *m)
 {
-	struct sockaddr_in sa;
 	int fd;
 
 	if (m->link || !m->link_address[0] || listen_fd < 0 || pv_now_ms() < m->link_retry_ms)
 		return;
-	if (parse_tcp(m->link_address, &sa, NULL, 0) < 0 || sa.sin_addr.s_addr == INADDR_ANY) {
-		pv_debug("peer %u: link address %s not usable", m->id, m->link_address);
-		return;
-	}
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = link_connect(m->link_address);
 	if (fd < 0) {
-		pv_warn("peer %u: cannot open a link socket: %m", m->id);
-		return;
-	}
-	tune_socket(fd);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS) {
 		pv_debug("peer %u: link to %s: connect failed: %m", m->id, m->link_address);
-		close(fd);
 		backoff(m);
 		return;
 	}
@@ -365,7 +342,7 @@ static int accept_one(void)
 		close(fd);
 		return 0;
 	}
-	tune_socket(fd);
+	link_tune(fd);
 	acc[i].l = link_new(fd);
 	if (!acc[i].l)
 		return -1;

@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -93,6 +96,54 @@ int link_parse(const void *buf, size_t len, struct batch_record *r, size_t *used
 	r->data_len = dl == BATCH_NO_DATA ? 0 : dl;
 	*used = need;
 	return 1;
+}
+
+void link_tune(int fd)
+{
+	int one = 1, idle = 10, intvl = 5, cnt = 3;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
+int link_connect(const char *address)
+{
+	struct sockaddr_in sa;
+	char host[64], *end;
+	const char *h = address + 6, *colon = strrchr(address, ':');
+	unsigned long port;
+	int fd;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	if (strncmp(address, "tcp://", 6) || !colon || colon < h ||
+	    (size_t)(colon - h) >= sizeof(host))
+		goto bad;
+	memcpy(host, h, (size_t)(colon - h));
+	host[colon - h] = '\0';
+	port = strtoul(colon + 1, &end, 10);
+	if (*end || port == 0 || port > 65535 || inet_pton(AF_INET, host, &sa.sin_addr) != 1 ||
+	    sa.sin_addr.s_addr == htonl(INADDR_ANY))
+		goto bad;
+	sa.sin_port = htons((uint16_t)port);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	link_tune(fd);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+bad:
+	errno = EINVAL;
+	return -1;
 }
 
 struct link *link_new(int fd)
