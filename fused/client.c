@@ -113,9 +113,14 @@ struct part {
 	void *slot;		  /* READ: shared memory slot for the data, or NULL */
 	int shm_sent;		  /* in flight with PV_F_SHM: srv may touch the slot */
 	int on_link;		  /* in flight on srv's link (not its DEALER) */
+	uint64_t map_gen;	  /* READ sent with PV_F_MAP for this mapping, or 0 */
 };
 
 enum shm_state { SHM_NONE, SHM_PENDING, SHM_ON, SHM_REFUSED };
+
+/* A volume's mapping of its server's data file (map.c). */
+enum map_state { MAP_NONE, MAP_PENDING, MAP_ON, MAP_REFUSED };
+#define MAP_RETRY_MS 60000 /* after a refusal or no answer, ask again then */
 
 struct member {
 	uint32_t id;
@@ -129,6 +134,11 @@ struct volume {
 	uint32_t *holders;
 	size_t n_holders;
 	struct server *srv; /* where its requests go */
+	int map_state;	    /* enum map_state */
+	uint32_t map_server; /* member whose data file map is */
+	uint64_t map_gen;    /* unique per mapping made (part.map_gen) */
+	uint64_t map_retry_ms;
+	struct vmap map;
 };
 
 struct open_vol {
@@ -145,6 +155,7 @@ struct client {
 	uint64_t client_id;
 	int shm;   /* offer the shared memory (shm.c) to servers */
 	int links; /* use the servers' links (link.h) */
+	int map;   /* map data files of servers on this host (map.c) */
 	void *zctx;
 	int efd;
 	pthread_t thread;
@@ -177,6 +188,7 @@ struct client {
 	struct part all; /* sentinel of the list of all parts */
 	struct part *waiting;
 	uint64_t next_req_id;
+	uint64_t next_map_gen;
 	uint64_t next_mon_id;
 	uint64_t next_scan_ms;
 	uint64_t last_warn_ms;
@@ -599,6 +611,8 @@ static void part_abandon_slot(struct part *p)
 		p->slot = NULL;
 }
 
+static void map_unanswered(struct client *c, const struct part *p);
+
 static void part_free(struct client *c, struct part *p)
 {
 	struct part **pp;
@@ -608,6 +622,8 @@ static void part_free(struct client *c, struct part *p)
 		shm_slot_put(p->slot);
 	if (p->op == PV_OP_SHM_ATTACH && p->srv && p->srv->shm == SHM_PENDING)
 		p->srv->shm = SHM_NONE; /* unanswered: the next NO_SHM asks again */
+	if (p->op == PV_OP_MAP_VOLUME)
+		map_unanswered(c, p);
 	part_unsend(p);
 	for (pp = &c->hash[p->req_id & (HASH_SIZE - 1)]; *pp; pp = &(*pp)->hnext)
 		if (*pp == p) {
@@ -675,6 +691,7 @@ static void part_wait(struct client *c, struct part *p, uint64_t when)
 }
 
 static void send_ping(struct client *c, struct server *s);
+static void map_read_flags(struct client *c, struct part *p, struct server *s, Pv__Header *h);
 
 /* Sends p to the server its volume is routed to (PING and CATALOG parts:
  * to s). Failures to send park it for a retry; a volume that is gone ends
@@ -717,6 +734,8 @@ static void part_send(struct client *c, struct part *p, struct server *s)
 		h.flags = p->call->flags;
 	if (s->shm == SHM_ON && p->op == PV_OP_READ && p->length >= FUSED_SHM_MIN && !p->slot)
 		p->slot = shm_slot_get(); /* NULL when all are in use: by socket */
+	if (p->op == PV_OP_READ)
+		map_read_flags(c, p, s, &h);
 	if (s->shm == SHM_ON && part_slot(p)) {
 		/* the server takes the data from our memory (WRITE) or puts it
 		 * there (READ) */
@@ -762,12 +781,13 @@ static int send_body(struct client *c, struct server *s, const Pv__Header *h,
 	return server_send(c, s, h, &m, 0);
 }
 
-/* Sends a session request (PING, SHM_ATTACH) with body to s as a part of
- * its own, answered in handle_reply; 0, or -1 (not sent, logged at debug). */
-static int send_session_op(struct client *c, struct server *s, uint32_t op,
+/* Sends a session request (PING, SHM_ATTACH, MAP_VOLUME) about volume (or
+ * NULL) with body (or NULL) to s as a part of its own, answered in
+ * handle_reply; 0, or -1 (not sent, logged at debug). */
+static int send_session_op(struct client *c, struct server *s, uint32_t op, const char *volume,
 			   const ProtobufCMessage *body)
 {
-	struct part *p = part_new(c, op, NULL, NULL, 0, 0, 2 * FUSED_DEAD_MS);
+	struct part *p = part_new(c, op, NULL, volume, 0, 0, 2 * FUSED_DEAD_MS);
 	Pv__Header h;
 
 	if (!p)
@@ -777,7 +797,8 @@ static int send_session_op(struct client *c, struct server *s, uint32_t op,
 	h.req_id = p->req_id;
 	h.client_id = c->client_id;
 	h.catalog_version = c->cat_version;
-	if (send_body(c, s, &h, body) < 0) {
+	h.volume = p->volume;
+	if (body ? send_body(c, s, &h, body) < 0 : server_send(c, s, &h, NULL, 0) < 0) {
 		pv_debug("cannot send %s to %s: %s", wire_op_name(op), s->address,
 			 zmq_strerror(errno));
 		part_free(c, p);
@@ -876,8 +897,115 @@ static void send_attach(struct client *c, struct server *s)
 	a.path = (char *)path;
 	a.token.data = (uint8_t *)token;
 	a.token.len = PV_SHM_TOKEN;
-	if (send_session_op(c, s, PV_OP_SHM_ATTACH, &a.base) == 0)
+	if (send_session_op(c, s, PV_OP_SHM_ATTACH, NULL, &a.base) == 0)
 		s->shm = SHM_PENDING;
+}
+
+/* ---- mapped reads (map.c) --------------------------------------------- */
+
+/* On a READ to s: sets PV_F_MAP when the volume's mapping is of s's data file
+ * and holds the range (s then answers without data what it holds in memory);
+ * asks s for its data file when the volume has no mapping yet. */
+static void map_read_flags(struct client *c, struct part *p, struct server *s, Pv__Header *h)
+{
+	struct volume *v;
+
+	p->map_gen = 0;
+	if (!c->map || s->shm != SHM_ON || !s->member_id || !(v = volume_find(c, p->volume)))
+		return;
+	if (v->map_state == MAP_ON && v->map_server != s->member_id) {
+		/* its requests go to another server now: that file is not it */
+		vmap_close(&v->map);
+		v->map_state = MAP_NONE;
+	}
+	switch (v->map_state) {
+	case MAP_ON:
+		if (vmap_ptr(&v->map, p->offset, p->length)) {
+			h->flags |= PV_F_MAP;
+			h->map_dev = v->map.dev;
+			h->map_ino = v->map.ino;
+			p->map_gen = v->map_gen;
+		}
+		return;
+	case MAP_PENDING:
+		return;
+	case MAP_REFUSED:
+		if (pv_now_ms() < v->map_retry_ms)
+			return;
+		/* fall through */
+	case MAP_NONE:
+		if (send_session_op(c, s, PV_OP_MAP_VOLUME, v->attr.name, NULL) == 0)
+			v->map_state = MAP_PENDING;
+		return;
+	}
+}
+
+/* The answer to MAP_VOLUME: maps the data file it names, or notes the
+ * refusal (asked again after MAP_RETRY_MS). */
+static void map_answered(struct client *c, struct server *s, const struct part *p,
+			 const Pv__Header *h, zmq_msg_t *data, int extra)
+{
+	struct volume *v = volume_find(c, p->volume);
+	Pv__VolumeMap *m = NULL;
+	char err[PATH_MAX + 160] = "";
+
+	if (!v || v->map_state != MAP_PENDING)
+		return;
+	v->map_state = MAP_REFUSED;
+	v->map_retry_ms = pv_now_ms() + MAP_RETRY_MS;
+	if (h->status != PV_ST_OK)
+		snprintf(err, sizeof(err), "%s%s%s", wire_status_name(h->status),
+			 h->message[0] ? ": " : "", h->message);
+	else if (!data || extra ||
+		 !(m = (Pv__VolumeMap *)wire_body_decode(&pv__volume_map__descriptor,
+							 zmq_msg_data(data), zmq_msg_size(data))))
+		snprintf(err, sizeof(err), "its answer does not decode");
+	else if (!h->server_id)
+		snprintf(err, sizeof(err), "its answer names no server");
+	else if (m->volume_id != v->attr.id || m->size != v->attr.size)
+		snprintf(err, sizeof(err),
+			 "its file is of volume id %llu of %llu bytes, the catalog's %llu of "
+			 "%llu bytes",
+			 (unsigned long long)m->volume_id, (unsigned long long)m->size,
+			 (unsigned long long)v->attr.id, (unsigned long long)v->attr.size);
+	else if (vmap_open(&v->map, m->path, m->dev, m->ino, v->attr.size, err, sizeof(err)) ==
+		 0) {
+		v->map_state = MAP_ON;
+		v->map_server = h->server_id;
+		v->map_gen = ++c->next_map_gen;
+	}
+	if (v->map_state == MAP_ON)
+		pv_info("volume %s: READ data held in memory by server %s is copied out of its "
+			"data file, mapped read-only",
+			v->attr.name, s->address);
+	else
+		pv_info("volume %s: READ data of server %s comes through it (its data file is "
+			"not mapped: %s); asked again in %u s",
+			v->attr.name, s->address, err, MAP_RETRY_MS / 1000);
+	if (m)
+		pv__volume_map__free_unpacked(m, NULL);
+}
+
+/* A MAP_VOLUME request ended without an answer: ask again later. */
+static void map_unanswered(struct client *c, const struct part *p)
+{
+	struct volume *v = volume_find(c, p->volume);
+
+	if (v && v->map_state == MAP_PENDING) {
+		v->map_state = MAP_REFUSED;
+		v->map_retry_ms = pv_now_ms() + MAP_RETRY_MS;
+	}
+}
+
+/* The bytes of a READ answered PV_F_MAP, or NULL if the mapping it was sent
+ * for is gone (the READ is then sent again). */
+static const void *map_read_data(struct client *c, const struct part *p)
+{
+	struct volume *v = volume_find(c, p->volume);
+
+	if (!v || !p->map_gen || v->map_state != MAP_ON || v->map_gen != p->map_gen)
+		return NULL;
+	return vmap_ptr(&v->map, p->offset, p->length);
 }
 
 /* ---- catalog ---------------------------------------------------------- */
@@ -979,8 +1107,10 @@ static struct server *other_holder(struct client *c, struct volume *v, struct se
 
 static void vols_free(struct volume *vols, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		free(vols[i].holders);
+		vmap_close(&vols[i].map);
+	}
 	free(vols);
 }
 
@@ -1072,6 +1202,16 @@ static int catalog_apply(struct client *c, struct server *from, const void *buf,
 			v->srv = pick_route(c, from, v->holders, v->n_holders);
 		if (!old || old->srv != v->srv)
 			pv_debug("volume %s: requests go to %s", v->attr.name, v->srv->address);
+		if (old && old->attr.id == v->attr.id && old->attr.size == v->attr.size) {
+			/* the same volume: its mapping goes on (the old is not freed) */
+			v->map_state = old->map_state;
+			v->map_server = old->map_server;
+			v->map_gen = old->map_gen;
+			v->map_retry_ms = old->map_retry_ms;
+			v->map = old->map;
+			memset(&old->map, 0, sizeof(old->map));
+			old->map_state = MAP_NONE;
+		}
 	}
 	vols_free(c->vols, c->n_vols);
 	c->vols = vols;
@@ -1119,7 +1259,7 @@ static void send_ping(struct client *c, struct server *s)
 	}
 	st.n_open_volumes = n;
 	st.open_volumes = names;
-	if (send_session_op(c, s, PV_OP_PING, &st.base) == 0)
+	if (send_session_op(c, s, PV_OP_PING, NULL, &st.base) == 0)
 		s->next_ping_ms = pv_now_ms() + FUSED_PING_MS;
 }
 
@@ -1131,6 +1271,22 @@ static void reply_read(struct client *c, struct part *p, const Pv__Header *h, zm
 	struct call *call = p->call;
 	void *slot = p->slot;
 
+	if (h->flags & PV_F_MAP) {
+		/* the bytes are in the server's data file, which we map */
+		const void *src = data || extra ? NULL : map_read_data(c, p);
+
+		if (!src) {
+			pv_debug("READ of volume %s at %llu answered from a mapping that is gone; "
+				 "sent again",
+				 p->volume, (unsigned long long)p->offset);
+			part_wait(c, p, pv_now_ms());
+			return;
+		}
+		part_free(c, p);
+		fuse_reply_buf(call->req, src, call->length);
+		call_free(call);
+		return;
+	}
 	if (in_shm && !data && !extra && (h->flags & PV_F_SHM)) {
 		/* peerd put the data into our slot */
 		p->slot = NULL;
@@ -1215,6 +1371,11 @@ static void handle_reply(struct client *c, struct server *s, const void *hb, siz
 		if (h->status == PV_ST_OK && h->catalog_version &&
 		    h->catalog_version != c->cat_version)
 			request_catalog(c, CATALOG_TIMEOUT_MS);
+		goto out;
+	}
+	if (p->op == PV_OP_MAP_VOLUME) {
+		map_answered(c, s, p, h, data, extra);
+		part_free(c, p);
 		goto out;
 	}
 	if (p->op == PV_OP_SHM_ATTACH) {
@@ -1993,6 +2154,7 @@ struct client *client_new(const struct client_options *opt)
 	c->next_req_id = 1;
 	c->timeout_ms = (uint64_t)opt->timeout_s * 1000;
 	c->shm = opt->shm;
+	c->map = opt->map;
 	c->links = opt->links;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_condattr_init(&ca);

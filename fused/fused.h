@@ -39,6 +39,7 @@ struct client_options {
 	unsigned timeout_s; /* per-request deadline (--timeout) */
 	int shm;	    /* offer shared memory to servers on this host */
 	int links;	    /* talk to servers on their links (link.h) when they have one */
+	int map;	    /* map data files of servers on this host (map.c) */
 };
 
 /* A volume as the file system shows it (a copy; owned by the caller). */
@@ -122,6 +123,24 @@ void shm_slot_quarantine(void *p);
 void *shm_slot_of(const void *p);
 /* p's offset from the start of the shared memory (p inside it). */
 uint64_t shm_offset(const void *p);
+
+/* map.c */
+
+/* A read-only mapping of one server's data file of one volume. */
+struct vmap {
+	const uint8_t *base; /* NULL: none */
+	uint64_t size;
+	uint64_t dev, ino; /* the file's, as the server named it */
+};
+
+/* Opens path, checks it is the regular file dev/ino of at least size bytes,
+ * and maps size bytes of it read-only. 0, or -1 with err set. */
+int vmap_open(struct vmap *m, const char *path, uint64_t dev, uint64_t ino, uint64_t size,
+	      char *err, size_t errlen);
+/* Unmaps; accepts an empty one. */
+void vmap_close(struct vmap *m);
+/* The bytes at offset, or NULL if the range is not all inside the mapping. */
+const void *vmap_ptr(const struct vmap *m, uint64_t offset, uint64_t length);
 
 /* loop.c */
 

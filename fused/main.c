@@ -41,6 +41,7 @@ struct options {
 	unsigned threads;
 	unsigned shm_slots;
 	int no_links;
+	int no_map;
 	int foreground;
 	int mlock;
 	int debug;
@@ -76,6 +77,10 @@ static void usage(FILE *f)
 		"  -L, --no-links              talk to servers by ZeroMQ only, not on the TCP\n"
 		"                              links they offer (read and written by fused's\n"
 		"                              client thread, no ZeroMQ IO thread: faster)\n"
+		"  -M, --no-map                copy READ data through the server on this host,\n"
+		"                              never out of its data files mapped read-only\n"
+		"                              (mapped: one copy of the data less; off with\n"
+		"                              --mlock, which would lock the whole file)\n"
 		"  -m, --mlock                 lock fused's memory in RAM (mlockall), so that\n"
 		"                              writeback through a loop device on this mount\n"
 		"                              never waits for fused to be paged in\n"
@@ -132,6 +137,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 	    {"mlock", no_argument, NULL, 'm'},
 	    {"shm-slots", required_argument, NULL, 'S'},
 	    {"no-links", no_argument, NULL, 'L'},
+	    {"no-map", no_argument, NULL, 'M'},
 	    {"foreground", no_argument, NULL, 'f'},
 	    {"debug", no_argument, NULL, 'd'},
 	    {"help", no_argument, NULL, 'h'},
@@ -144,7 +150,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 	o->max_background = DEFAULT_MAX_BACKGROUND;
 	o->threads = DEFAULT_THREADS;
 	o->shm_slots = FUSED_SHM_SLOTS;
-	while ((ch = getopt_long(argc, argv, "g:t:b:T:S:Lmfdo:hV", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "g:t:b:T:S:LMmfdo:hV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'g':
 			o->group = optarg;
@@ -168,6 +174,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case 'L':
 			o->no_links = 1;
+			break;
+		case 'M':
+			o->no_map = 1;
 			break;
 		case 'm':
 			o->mlock = 1;
@@ -342,6 +351,8 @@ int main(int argc, char **argv)
 	/* after the fork: servers find it through this process's /proc */
 	copt.shm = o.shm_slots && shm_init(o.shm_slots) == 0;
 	copt.links = !o.no_links;
+	/* mlockall(MCL_FUTURE) would fault in and lock every mapped file whole */
+	copt.map = copt.shm && !o.no_map && !o.mlock;
 	client = client_new(&copt);
 	if (!client)
 		goto out_args;

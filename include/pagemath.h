@@ -33,6 +33,11 @@ static inline uint64_t pv_page_of(uint64_t offset, uint32_t page_size)
 size_t pv_split(uint64_t offset, uint64_t length, uint32_t page_size, struct pv_span *out,
 		size_t max);
 
+/* 1 if [offset, offset+length) is inside the npages pages of owner[] and
+ * every page it touches is owned by self; 0 otherwise (and for length 0). */
+int pv_range_owned(const uint32_t *owner, uint64_t npages, uint32_t page_size, uint64_t offset,
+		   uint64_t length, uint32_t self);
+
 /* Lays npages pages over n servers in proportion to weights, interleaved so
  * that consecutive pages go to different servers (smooth weighted round
  * robin). servers[i] has weights[i] >= 1. Writes owner[0..npages). Same

@@ -49,6 +49,9 @@
 #define PV_F_SHM_LOST                                                                              \
 	0x4u		 /* reply to a PV_F_SHM request: a server may still                        \
 			  * touch the client's memory; never reuse it */
+#define PV_F_MAP                                                                                   \
+	0x8u /* READ from a client: it has the volume's data file mapped                           \
+	      * (map_dev, map_ino); reply: no data, copy it from there */
 #define PV_SHM_TOKEN 16u /* bytes of pv.ShmAttach.token */
 
 /* Operations. Requests and their replies carry the same op. */
@@ -64,6 +67,7 @@ enum pv_op {
 	PV_OP_CATALOG = 16,    /* reply body: pv.Catalog with holders filled in */
 	PV_OP_PING = 17,       /* body: pv.ClientState; reply: catalog_version */
 	PV_OP_SHM_ATTACH = 18, /* body: pv.ShmAttach; OK: PV_F_SHM may be used */
+	PV_OP_MAP_VOLUME = 19, /* volume -> reply body: pv.VolumeMap */
 
 	/* peers: server -> server */
 	PV_OP_HEARTBEAT = 64,	/* body: pv.Heartbeat; reply: OK */

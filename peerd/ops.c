@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "peerd.h"
 
@@ -20,6 +21,7 @@ struct op_row {
 };
 
 static uint64_t bad_frames, batches_in, batch_records_in;
+static uint64_t maps_given; /* MAP_VOLUME answers */
 
 uint64_t ops_bad_frames(void)
 {
@@ -150,6 +152,56 @@ static void op_shm_attach(const uint8_t *ident, size_t ident_len, const Pv__Head
 	}
 }
 
+/* A client on this host (its shared memory is mapped here, so it is) asks
+ * for the volume's data file, to map it and copy READ data out of it itself
+ * (PV_F_MAP in request.c). The path is this process's descriptor under /proc:
+ * it names the very file this server has open, whatever the data directory
+ * is called. */
+static void op_map_volume(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+			  zmq_msg_t *payload)
+{
+	Pv__VolumeMap m = PV__VOLUME_MAP__INIT;
+	struct volume *vol = catalog_volume(h->volume);
+	struct shm_region *r;
+	char path[64];
+
+	if (!vol) {
+		request_reply_status(ident, ident_len, h, PV_ST_NO_VOLUME, "no volume '%s'",
+				     h->volume);
+		return;
+	}
+	r = h->client_id && !h->hops ? shm_get(h->client_id, ident, ident_len) : NULL;
+	if (!r) {
+		request_reply_status(ident, ident_len, h, PV_ST_NO_SHM,
+				     "MAP_VOLUME is for clients on this host whose shared memory "
+				     "server %u has mapped (SHM_ATTACH first)",
+				     srv->cfg.id);
+		return;
+	}
+	shm_put(r);
+	if (vol->fd < 0 && store_open(vol) < 0) {
+		request_reply_status(ident, ident_len, h, PV_ST_IO_ERROR,
+				     "volume %s: data file cannot be opened on server %u",
+				     vol->name, srv->cfg.id);
+		return;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)getpid(), vol->fd);
+	m.path = path;
+	m.dev = vol->dev;
+	m.ino = vol->ino;
+	m.size = vol->size;
+	m.volume_id = vol->id;
+	maps_given++;
+	pv_debug("volume %s: client %016llx maps data file %s", vol->name,
+		 (unsigned long long)h->client_id, path);
+	ops_reply(ident, ident_len, h, PV_ST_OK, NULL, &m.base);
+}
+
+uint64_t ops_maps_given(void)
+{
+	return maps_given;
+}
+
 static void op_heartbeat(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
 			 zmq_msg_t *payload)
 {
@@ -191,6 +243,7 @@ static const struct op_row ops[] = {
     {PV_OP_CATALOG, 0, op_catalog},
     {PV_OP_PING, 0, op_ping},
     {PV_OP_SHM_ATTACH, 0, op_shm_attach},
+    {PV_OP_MAP_VOLUME, 0, op_map_volume},
     {PV_OP_HEARTBEAT, 0, op_heartbeat}, /* checks membership itself */
     {PV_OP_CAT_PREPARE, 1, op_catalog_peer},
     {PV_OP_CAT_COMMIT, 1, op_catalog_peer},

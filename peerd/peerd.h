@@ -57,6 +57,8 @@ struct volume {
 	uint32_t *owner; /* routing table: owner of each page */
 	uint64_t *epoch; /* routing table: epoch of each page */
 	int fd;		 /* data file, -1 when not open */
+	uint64_t dev;	 /* st_dev and st_ino of fd (store_open): what a client */
+	uint64_t ino;	 /* that maps the file names it by (PV_F_MAP) */
 	int inline_io;	 /* store.c: STORE_INLINE_* bits, what may run on the reactor */
 	uint32_t holders[PEERD_MAX_MEMBERS]; /* connection table: owners of >= 1 page, */
 	size_t nholders;		     /* ascending; catalog_routes_changed */
@@ -201,6 +203,8 @@ void request_reply_status(const uint8_t *ident, size_t ident_len, const Pv__Head
 int request_status_from_errno(int err);
 /* Number of requests in progress. */
 uint64_t request_inflight(void);
+/* READs answered PV_F_MAP: the client copied the data out of its mapping. */
+uint64_t request_reads_mapped(void);
 
 /* ops.c */
 /* Dispatches one message that arrived on the ROUTER. */
@@ -220,6 +224,8 @@ int ops_send_body(void *sock, const uint8_t *ident, size_t ident_len, const Pv__
 /* BATCH messages received and records in them. */
 uint64_t ops_batches_received(void);
 uint64_t ops_batch_records_received(void);
+/* MAP_VOLUME answers given (clients that mapped a data file). */
+uint64_t ops_maps_given(void);
 /* Sends a reply to h on the ROUTER: status, optional message and body. */
 void ops_reply(const uint8_t *ident, size_t ident_len, const Pv__Header *h, int status,
 	       const char *msg, const ProtobufCMessage *body);
@@ -266,6 +272,12 @@ int store_can_hold(uint64_t size, char *err, size_t errlen);
 uint64_t store_free(void);
 /* Removes the data of one page (punches it out). */
 int store_punch_page(struct volume *vol, uint64_t page);
+
+/* 1 if every byte of [offset, offset+length) of the open data file is in the
+ * page cache now (cachestat(2)), so that a client copying it out of its own
+ * mapping of the file (PV_F_MAP) neither waits for a disk nor fills a hole;
+ * 0 if not, or if the kernel cannot tell (before Linux 6.5). */
+int store_resident(struct volume *vol, uint64_t offset, uint64_t length);
 
 /* meta.c */
 /* Opens the LMDB environment under the data directory. */

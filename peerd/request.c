@@ -15,6 +15,7 @@
 #include "peerd.h"
 
 static uint64_t inflight;
+static uint64_t reads_mapped; /* READs answered PV_F_MAP */
 
 /* Requests in flight by (client id, request id). A client that lost its
  * connection sends what was in flight again with the same ids; a copy that
@@ -357,6 +358,43 @@ static struct shm_region *shm_check(const uint8_t *ident, size_t ident_len, cons
 	return r;
 }
 
+/* A client's READ it can copy out of its own read-only mapping of the
+ * volume's data file (PV_F_MAP, the file named by map_dev and map_ino): every
+ * byte is on this server and in memory now. Such a READ costs this server no
+ * copy: the answer carries no data. A byte that is not (a hole, a page of
+ * another server, a page a disk must read) takes the ordinary path. */
+static int read_mappable(const struct volume *vol, const Pv__Header *h)
+{
+	if (!(h->flags & PV_F_MAP) || h->op != PV_OP_READ || h->hops || !h->client_id ||
+	    vol->fd < 0 || h->map_ino != vol->ino || h->map_dev != vol->dev ||
+	    !pv_range_owned(vol->owner, vol->npages, vol->page_size, h->offset, h->length,
+			    srv->cfg.id))
+		return 0;
+	return store_resident((struct volume *)vol, h->offset, h->length);
+}
+
+static void reply_mapped(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+			 const struct volume *vol)
+{
+	Pv__Header r;
+
+	reply_header(&r, PV_OP_READ, h->req_id, PV_ST_OK);
+	/* the client's slot (PV_F_SHM), if it lent one, was not touched */
+	r.flags = PV_F_MAP | (h->flags & PV_F_SHM);
+	r.volume = (char *)vol->name;
+	r.offset = h->offset;
+	r.length = h->length;
+	reads_mapped++;
+	if (ops_send(srv->router, ident, ident_len, &r, NULL, batch_supported(h->version)) < 0)
+		pv_debug("volume %s: mapped READ reply req %llu not sent: %m", vol->name,
+			 (unsigned long long)h->req_id);
+}
+
+uint64_t request_reads_mapped(void)
+{
+	return reads_mapped;
+}
+
 void request_start(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *data)
 {
 	struct volume *vol = catalog_volume(h->volume);
@@ -432,6 +470,10 @@ void request_start(const uint8_t *ident, size_t ident_len, const Pv__Header *h, 
 			 vol->name, wire_op_name(h->op), (unsigned long long)h->req_id,
 			 (unsigned long long)h->client_id,
 			 req->sent_ts == h->timestamp ? "newer" : "earlier");
+		goto drop;
+	}
+	if (read_mappable(vol, h)) {
+		reply_mapped(ident, ident_len, h, vol);
 		goto drop;
 	}
 	req = calloc(1, sizeof(*req));

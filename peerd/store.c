@@ -12,6 +12,7 @@
 #include <linux/magic.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -52,6 +53,8 @@ int store_open(struct volume *vol)
 		return -1;
 	}
 	vol->fd = fd;
+	vol->dev = st.st_dev;
+	vol->ino = st.st_ino;
 	vol->inline_io = STORE_INLINE_READ | STORE_INLINE_WRITE;
 	if (fstatfs(fd, &sfs) == 0 && sfs.f_type == TMPFS_MAGIC)
 		vol->inline_io |= STORE_INLINE_MEMORY;
@@ -317,4 +320,44 @@ int store_punch_page(struct volume *vol, uint64_t page)
 		return -1;
 	}
 	return 0;
+}
+
+/* cachestat(2), Linux 6.5; glibc 2.36 has no wrapper and its headers no
+ * number or structs. */
+#ifndef __NR_cachestat
+#define __NR_cachestat 451
+#endif
+struct pv_cachestat_range {
+	uint64_t off;
+	uint64_t len;
+};
+struct pv_cachestat {
+	uint64_t nr_cache;
+	uint64_t nr_dirty;
+	uint64_t nr_writeback;
+	uint64_t nr_evicted;
+	uint64_t nr_recently_evicted;
+};
+
+int store_resident(struct volume *vol, uint64_t offset, uint64_t length)
+{
+	static int unsupported;
+	struct pv_cachestat_range r = {offset, length};
+	struct pv_cachestat cs;
+	long ps = sysconf(_SC_PAGESIZE);
+	uint64_t pages;
+
+	if (unsupported || vol->fd < 0 || !length)
+		return 0;
+	if (syscall(__NR_cachestat, vol->fd, &r, &cs, 0) < 0) {
+		if (errno == ENOSYS) {
+			pv_info("this kernel has no cachestat(2) (Linux 6.5): clients on this "
+				"host get every READ's data from this server, none from their "
+				"mapping of its data files");
+			unsupported = 1;
+		}
+		return 0;
+	}
+	pages = (offset + length - 1) / ps - offset / ps + 1;
+	return cs.nr_cache >= pages;
 }

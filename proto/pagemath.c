@@ -50,3 +50,20 @@ int pv_layout(uint64_t npages, const uint32_t *servers, const uint32_t *weights,
 	}
 	return 0;
 }
+
+int pv_range_owned(const uint32_t *owner, uint64_t npages, uint32_t page_size, uint64_t offset,
+		   uint64_t length, uint32_t self)
+{
+	uint64_t first, last;
+
+	if (!length || !page_size || offset + length < offset)
+		return 0;
+	first = offset / page_size;
+	last = (offset + length - 1) / page_size;
+	if (last >= npages)
+		return 0;
+	for (uint64_t p = first; p <= last; p++)
+		if (owner[p] != self)
+			return 0;
+	return 1;
+}

@@ -22,6 +22,7 @@ static const struct name_row op_names[] = {
     {PV_OP_CATALOG, "CATALOG"},
     {PV_OP_PING, "PING"},
     {PV_OP_SHM_ATTACH, "SHM_ATTACH"},
+    {PV_OP_MAP_VOLUME, "MAP_VOLUME"},
     {PV_OP_HEARTBEAT, "HEARTBEAT"},
     {PV_OP_CAT_PREPARE, "CAT_PREPARE"},
     {PV_OP_CAT_COMMIT, "CAT_COMMIT"},

@@ -3,7 +3,10 @@
 # BAD_REQUEST (or VERSION for another major version), logs it with the
 # peer's address, never crashes or stalls, and keeps serving valid requests;
 # hostile shared memory offers (PV_OP_SHM_ATTACH) are REFUSED with the
-# reason and map nothing, PV_F_SHM without a mapping is NO_SHM; a second
+# reason and map nothing, PV_F_SHM without a mapping is NO_SHM; a data
+# file is named (MAP_VOLUME) only to a client whose memory is mapped, and a
+# READ with PV_F_MAP naming a file that is not the volume's gets the data;
+# a second
 # peerd on the same --data refuses to start (lock).
 . "$(dirname "$0")/common.sh"
 need_bin "$PEERD" "$PEERCTL" "$PVRAW"
@@ -115,6 +118,27 @@ log "ok: shm-memfd good -> $got"
 # (another connection) claiming the same client id gets NO_SHM, not the
 # first client's memory.
 expect_status NO_SHM shm-write-unmapped vol -c "$shm_id"
+
+# Mapped reads (PV_OP_MAP_VOLUME, PV_F_MAP): a client whose memory is not
+# mapped is not told where the data file is; a READ naming a file that is
+# not the volume's data file (a guessed, stale or foreign dev/ino) gets its
+# data by socket, never an answer without data; a client on this host gets
+# the file's /proc path, opens the file it names (same dev and ino), reads
+# the bytes a READ by socket gives out of its own mapping, and a READ naming
+# that file is answered without data.
+expect_status NO_SHM map-volume vol
+expect_status NO_VOLUME map-volume nosuchvolume
+vol_ino=$(stat -c %i "$(data_of 1)/volumes/vol.vol")
+vol_dev=$("$PYTHON" -c 'import os, sys; print(os.stat(sys.argv[1]).st_dev)' "$(data_of 1)/volumes/vol.vol")
+expect_status OK read-map vol 0 4096 "$vol_dev" $((vol_ino + 1))
+expect_status OK read-map vol 0 4096 0 0
+expect_status OUT_OF_RANGE read-map vol $((16 << 20)) 4096 "$vol_dev" "$vol_ino"
+map_id=$(((1 << 62) + 4343))
+got=$("$PVRAW" -t 5000 -s "$SRC" -q -c "$map_id" "$ep" shm-memfd vol map $((8 << 20)) 2>>"$T/pvraw.err" | tr '\n' ' ') || true
+assert_eq "$got" "OK OK SAME MAPPED OK SAME OK " \
+	"shm-memfd map: attach, MAP_VOLUME, the file, a mapped READ, its bytes, another inode"
+peerd_alive 1 || fail "peerd died after the mapped reads"
+log "ok: shm-memfd map -> $got"
 
 # BATCH (protocol 1.1): a valid one does every record (a WRITE and a READ:
 # two answers); a malformed one is refused whole, its valid WRITE not done;

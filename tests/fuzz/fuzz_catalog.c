@@ -1,6 +1,7 @@
 /* fuzz_catalog.c: libFuzzer target for the protobuf bodies a server takes
  * from clients and peers: Catalog, ClientState, CatalogChange,
- * RoutingTable, Heartbeat and Member. Each is decoded from the same input;
+ * RoutingTable, Heartbeat, Member, ShmAttach and VolumeMap (which fused
+ * takes from a server). Each is decoded from the same input;
  * whatever decodes must pass protobuf_c_message_check, encode, decode again
  * and encode to the same bytes, and be freed without a leak. */
 #include <stdint.h>
@@ -24,7 +25,7 @@
 static const ProtobufCMessageDescriptor *const bodies[] = {
     &pv__catalog__descriptor,	    &pv__client_state__descriptor, &pv__catalog_change__descriptor,
     &pv__routing_table__descriptor, &pv__heartbeat__descriptor,	   &pv__member__descriptor,
-    &pv__shm_attach__descriptor,
+    &pv__shm_attach__descriptor,    &pv__volume_map__descriptor,
 };
 
 /* Packs m into a new buffer; sets *len. */

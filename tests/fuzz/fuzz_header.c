@@ -28,7 +28,9 @@ static int same_header(const Pv__Header *a, const Pv__Header *b)
 	       a->status == b->status && a->flags == b->flags && a->timestamp == b->timestamp &&
 	       a->client_id == b->client_id && strcmp(a->message, b->message) == 0 &&
 	       a->server_id == b->server_id && a->catalog_version == b->catalog_version &&
-	       a->new_owner == b->new_owner && a->retry_after_ms == b->retry_after_ms;
+	       a->new_owner == b->new_owner && a->retry_after_ms == b->retry_after_ms &&
+	       a->shm_offset == b->shm_offset && a->map_dev == b->map_dev &&
+	       a->map_ino == b->map_ino;
 }
 
 /* Packs h into a new buffer; sets *len. */

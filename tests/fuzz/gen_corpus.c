@@ -108,6 +108,19 @@ static int headers(void)
 	h.op = PV_OP_HEARTBEAT;
 	h.version = (2u << 16) | 1;
 	rc |= put("header", "heartbeat-v2", &h.base);
+
+	wire_header_init(&h);
+	h.op = PV_OP_READ;
+	h.req_id = 77;
+	h.volume = "vol";
+	h.offset = 1ull << 20;
+	h.length = 1u << 20;
+	h.client_id = 0x1234567890abcdefull;
+	h.flags = PV_F_SHM | PV_F_MAP;
+	h.shm_offset = 65536;
+	h.map_dev = 2049;
+	h.map_ino = 131077;
+	rc |= put("header", "read-mapped", &h.base);
 	return rc;
 }
 
@@ -118,6 +131,7 @@ static int bodies(void)
 	Pv__VolumeInfo v[2] = {PV__VOLUME_INFO__INIT, PV__VOLUME_INFO__INIT};
 	Pv__VolumeInfo *vp[2] = {&v[0], &v[1]};
 	uint32_t servers[] = {1, 2, 3}, holders[] = {1, 3};
+	Pv__VolumeMap vm = PV__VOLUME_MAP__INIT;
 	Pv__Catalog cat = PV__CATALOG__INIT;
 	Pv__CatalogChange cc = PV__CATALOG_CHANGE__INIT;
 	Pv__RoutingTable rt = PV__ROUTING_TABLE__INIT;
@@ -186,6 +200,13 @@ static int bodies(void)
 	rc |= put("catalog", "heartbeat", &hb.base);
 
 	rc |= put("catalog", "member", &m[1].base);
+
+	vm.path = "/proc/4242/fd/17";
+	vm.dev = 2049;
+	vm.ino = 131077;
+	vm.size = 2ull << 30;
+	vm.volume_id = 3;
+	rc |= put("catalog", "volume-map", &vm.base);
 	return rc;
 }
 

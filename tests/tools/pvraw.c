@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -53,7 +54,11 @@ static const char usage_text[] =
 	"                           VARIANT unsealed, badtoken, badsize, othername:\n"
 	"                           prints the attach's status; good: then a round\n"
 	"                           trip at OFFSET of VOL (default 0) and range\n"
-	"                           checks, one line each (see shm_good)\n"
+	"                           checks, one line each (see shm_good); map:\n"
+	"                           MAP_VOLUME and mapped READs at OFFSET (shm_map)\n"
+	"  map-volume VOL           MAP_VOLUME (answered OK only after an attach)\n"
+	"  read-map VOL OFFSET LENGTH DEV INO  READ with PV_F_MAP naming DEV/INO;\n"
+	"                           MAPPED when answered without data\n"
 	"cases (BATCH, protocol 1.1; one status line per record answered):\n"
 	"  batch VOL OFFSET FILE    one BATCH: WRITE of FILE (<= 64 KiB) at OFFSET and\n"
 	"                           a 4 KiB READ at OFFSET + 1 MiB\n"
@@ -217,6 +222,8 @@ static int recv_reply(void *sock, const struct opts *o, const char *outfile)
 				is_batch = 1; /* the records' statuses follow */
 			} else { /* (a refused BATCH is answered as one message) */
 				status = wire_status_name(h->status);
+				if (h->status == PV_ST_OK && (h->flags & PV_F_MAP))
+					status = "MAPPED"; /* no data: in the data file */
 				if (strcmp(status, "UNKNOWN") == 0) {
 					snprintf(statusbuf, sizeof(statusbuf), "STATUS_%d", h->status);
 					status = statusbuf;
@@ -329,14 +336,22 @@ static void send_attach(void *sock, const char *path, uint64_t size, const uint8
 
 /* Sends a request of this client without a data frame: with PV_F_SHM and
  * shm_off when shm is set, and the given hops. */
+/* Sends h, a request of this client, with the next request id. */
+static void send_request(void *sock, Pv__Header *h)
+{
+	uint8_t buf[PV_MAX_HEADER];
+
+	h->req_id = next_req_id++;
+	h->client_id = client_id();
+	send_frame(sock, buf, pack_header(h, buf, sizeof(buf)), 0);
+}
+
 static void send_io(void *sock, uint32_t op, const char *vol, uint64_t off, uint32_t len, int shm,
 		    uint64_t shm_off, uint32_t hops)
 {
-	uint8_t buf[PV_MAX_HEADER];
 	Pv__Header h;
 
 	wire_header_init(&h);
-	h.req_id = next_req_id++;
 	h.op = op;
 	h.volume = (char *)vol;
 	h.offset = off;
@@ -344,8 +359,7 @@ static void send_io(void *sock, uint32_t op, const char *vol, uint64_t off, uint
 	h.flags = shm ? PV_F_SHM : 0;
 	h.shm_offset = shm_off;
 	h.hops = hops;
-	h.client_id = client_id();
-	send_frame(sock, buf, pack_header(&h, buf, sizeof(buf)), 0);
+	send_request(sock, &h);
 }
 
 static void print_same(const void *a, const void *b, size_t len)
@@ -404,6 +418,89 @@ static int shm_good(void *sock, const char *vol, uint64_t off, uint8_t *base, co
 	return rc;
 }
 
+/* A READ of len bytes at off of vol with PV_F_MAP naming file dev/ino. */
+static void send_read_mapped(void *sock, const char *vol, uint64_t off, uint32_t len,
+			     uint64_t dev, uint64_t ino)
+{
+	Pv__Header h;
+
+	wire_header_init(&h);
+	h.op = PV_OP_READ;
+	h.volume = (char *)vol;
+	h.offset = off;
+	h.length = len;
+	h.flags = PV_F_MAP;
+	h.map_dev = dev;
+	h.map_ino = ino;
+	send_request(sock, &h);
+}
+
+static void send_map_volume(void *sock, const char *vol)
+{
+	Pv__Header h;
+
+	wire_header_init(&h);
+	h.op = PV_OP_MAP_VOLUME;
+	h.volume = (char *)vol;
+	send_request(sock, &h);
+}
+
+/* shm-memfd VOL map [OFFSET], after the attach: one line per step, expected
+ *   OK SAME MAPPED OK SAME OK
+ * (MAP_VOLUME answers a path that opens the file it names by dev and ino;
+ * a 4 KiB READ at OFFSET, which the server wrote and holds in memory, with
+ * PV_F_MAP naming that file is answered without data; the bytes at OFFSET
+ * of our mapping are those a READ by socket gives; PV_F_MAP naming another
+ * inode is answered with the data). */
+static int shm_map(void *sock, const char *vol, uint64_t off)
+{
+	Pv__VolumeMap *m = NULL;
+	struct stat st;
+	int rc = 0, fd = -1;
+
+	zmq_msg_close(&last_data);
+	zmq_msg_init(&last_data);
+	keep_data = 1;
+	send_map_volume(sock, vol);
+	rc |= recv_reply(sock, opt, NULL);
+	keep_data = 0;
+	m = pv__volume_map__unpack(NULL, zmq_msg_size(&last_data), zmq_msg_data(&last_data));
+	if (m)
+		fd = open(m->path, O_RDONLY | O_CLOEXEC);
+	if (!m || fd < 0 || fstat(fd, &st) < 0 || (uint64_t)st.st_dev != m->dev ||
+	    (uint64_t)st.st_ino != m->ino || (uint64_t)st.st_size != m->size) {
+		printf("DIFFERENT\n");
+		rc = 1;
+	} else {
+		printf("SAME\n");
+	}
+	if (m && fd >= 0) {
+		uint8_t *map = mmap(NULL, m->size, PROT_READ, MAP_SHARED, fd, 0);
+
+		send_read_mapped(sock, vol, off, 4096, m->dev, m->ino);
+		rc |= recv_reply(sock, opt, NULL);
+		zmq_msg_close(&last_data);
+		zmq_msg_init(&last_data);
+		keep_data = 1;
+		send_io(sock, PV_OP_READ, vol, off, 4096, 0, 0, 0); /* by socket */
+		rc |= recv_reply(sock, opt, NULL);
+		keep_data = 0;
+		if (map != MAP_FAILED && zmq_msg_size(&last_data) == 4096 && off + 4096 <= m->size)
+			print_same(map + off, zmq_msg_data(&last_data), 4096);
+		else
+			printf("DIFFERENT\n");
+		if (map != MAP_FAILED)
+			munmap(map, m->size);
+		send_read_mapped(sock, vol, off, 4096, m->dev, m->ino + 1);
+		rc |= recv_reply(sock, opt, NULL);
+	}
+	if (fd >= 0)
+		close(fd);
+	if (m)
+		pv__volume_map__free_unpacked(m, NULL);
+	return rc;
+}
+
 /* shm-memfd VOL VARIANT [OFFSET]: a memfd named peervol-shm of MEMFD_SIZE bytes,
  * sealed against shrinking and growing, starting with a random token, as
  * fused makes it, offered by its /proc path; each VARIANT but good breaks
@@ -411,6 +508,7 @@ static int shm_good(void *sock, const char *vol, uint64_t off, uint8_t *base, co
  * steps of shm_good). */
 static int shm_memfd(void *sock, const char *vol, const char *variant, uint64_t off)
 {
+	int map = strcmp(variant, "map") == 0;
 	int good = strcmp(variant, "good") == 0;
 	int unsealed = strcmp(variant, "unsealed") == 0;
 	int badtoken = strcmp(variant, "badtoken") == 0;
@@ -420,7 +518,7 @@ static int shm_memfd(void *sock, const char *vol, const char *variant, uint64_t 
 	char path[64];
 	int fd, rc;
 
-	if (!good && !unsealed && !badtoken && !badsize && !othername) {
+	if (!good && !map && !unsealed && !badtoken && !badsize && !othername) {
 		fprintf(stderr, "pvraw: shm-memfd: unknown variant '%s'\n", variant);
 		exit(2);
 	}
@@ -444,6 +542,8 @@ static int shm_memfd(void *sock, const char *vol, const char *variant, uint64_t 
 	rc = recv_reply(sock, opt, NULL);
 	if (good && rc == 0)
 		rc = shm_good(sock, vol, off, base, path, token);
+	if (map && rc == 0)
+		rc = shm_map(sock, vol, off);
 	munmap(base, MEMFD_SIZE);
 	close(fd);
 	return rc;
@@ -639,6 +739,13 @@ static const char *send_case(void *sock, const char *kase, int argc, char **argv
 		h.length = 0;
 		n = pack_header(&h, buf, sizeof(buf));
 		send_frame(sock, buf, n, 0);
+	} else if (strcmp(kase, "map-volume") == 0) {
+		need_args(argc, 1);
+		send_map_volume(sock, argv[0]);
+	} else if (strcmp(kase, "read-map") == 0) {
+		need_args(argc, 5);
+		send_read_mapped(sock, argv[0], parse_u64(argv[1]), (uint32_t)parse_u64(argv[2]),
+				 parse_u64(argv[3]), parse_u64(argv[4]));
 	} else if (strcmp(kase, "trim") == 0) {
 		need_args(argc, 3);
 		h.op = PV_OP_TRIM;

@@ -412,6 +412,35 @@ START_TEST(page_count_and_page_of)
 }
 END_TEST
 
+/* pv_range_owned: whether a READ may be left to the client's mapping of
+ * this server's data file (every byte on this server). */
+START_TEST(range_owned)
+{
+	const uint32_t owner[] = {1, 1, 2, 1, 1, 1};
+	const uint64_t n = sizeof(owner) / sizeof(owner[0]);
+
+	/* inside one page, and across two pages of the same owner */
+	ck_assert_int_eq(pv_range_owned(owner, n, PS, 0, 1, 1), 1);
+	ck_assert_int_eq(pv_range_owned(owner, n, PS, 0, 2 * PS, 1), 1);
+	ck_assert_int_eq(pv_range_owned(owner, n, PS, PS - 512, 1024, 1), 1);
+	/* one byte on another server's page is enough to refuse */
+	ck_assert_int_eq(pv_range_owned(owner, n, PS, PS, PS + 1, 1), 0);
+	ck_assert_int_eq(pv_range_owned(owner, n, PS, 2 * PS - 1, 1, 1), 1);
+	ck_assert_int_eq(pv_range_owned(owner, n, PS, 2 * PS - 1, 2, 1), 0);
+	ck_assert_int_eq(pv_range_owned(owner, n, PS, 2 * PS, PS, 2), 1);
+	ck_assert_int_eq(pv_range_owned(owner, n, PS, 2 * PS, PS, 1), 0);
+	ck_assert_int_eq(pv_range_owned(owner, n, PS, 3 * PS, 3 * PS, 1), 1);
+	/* past the last page, length 0, wrap-around, page size 0 */
+	ck_assert_int_eq(pv_range_owned(owner, n, PS, 3 * PS, 3 * PS + 1, 1), 0);
+	ck_assert_int_eq(pv_range_owned(owner, n, PS, 6 * PS, 1, 1), 0);
+	ck_assert_int_eq(pv_range_owned(owner, n, PS, 0, 0, 1), 0);
+	ck_assert_int_eq(pv_range_owned(owner, n, PS, UINT64_MAX, 2, 1), 0);
+	ck_assert_int_eq(pv_range_owned(owner, n, PS, UINT64_MAX - 1, UINT64_MAX, 1), 0);
+	ck_assert_int_eq(pv_range_owned(owner, n, 0, 0, 1, 1), 0);
+	ck_assert_int_eq(pv_range_owned(owner, 0, PS, 0, 1, 1), 0);
+}
+END_TEST
+
 static Suite *pagemath_suite(void)
 {
 	Suite *s = suite_create("pagemath");
@@ -436,6 +465,7 @@ static Suite *pagemath_suite(void)
 	tcase_add_test(layout, layout_rejects_bad_input);
 	tcase_add_test(layout, layout_large_weights);
 	tcase_add_test(count, page_count_and_page_of);
+	tcase_add_test(count, range_owned);
 	suite_add_tcase(s, split);
 	suite_add_tcase(s, layout);
 	suite_add_tcase(s, count);

@@ -268,8 +268,8 @@ START_TEST(header_ops)
 	static const uint32_t known[] = {
 	    PV_OP_READ,	     PV_OP_WRITE,     PV_OP_FLUSH,	 PV_OP_TRIM,	   PV_OP_CATALOG,
 	    PV_OP_PING,	     PV_OP_HEARTBEAT, PV_OP_CAT_PREPARE, PV_OP_CAT_COMMIT, PV_OP_CAT_ABORT,
-	    PV_OP_CAT_FETCH, PV_OP_ROUTES,    PV_OP_JOIN,	 PV_OP_SHM_ATTACH, PV_OP_BATCH};
-	static const uint32_t unknown[] = {0, 6, 15, 19, 63, 71, 255, 0x10001, UINT32_MAX};
+	    PV_OP_CAT_FETCH, PV_OP_ROUTES,    PV_OP_JOIN,	 PV_OP_SHM_ATTACH, PV_OP_MAP_VOLUME, PV_OP_BATCH};
+	static const uint32_t unknown[] = {0, 6, 15, 20, 63, 71, 255, 0x10001, UINT32_MAX};
 	Pv__Header h;
 
 	wire_header_init(&h);
@@ -390,6 +390,7 @@ START_TEST(op_names)
 	    {PV_OP_CATALOG, "CATALOG"},
 	    {PV_OP_PING, "PING"},
 	    {PV_OP_SHM_ATTACH, "SHM_ATTACH"},
+	    {PV_OP_MAP_VOLUME, "MAP_VOLUME"},
 	    {PV_OP_HEARTBEAT, "HEARTBEAT"},
 	    {PV_OP_CAT_PREPARE, "CAT_PREPARE"},
 	    {PV_OP_CAT_COMMIT, "CAT_COMMIT"},
