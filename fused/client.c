@@ -122,6 +122,10 @@ enum shm_state { SHM_NONE, SHM_PENDING, SHM_ON, SHM_REFUSED };
 enum map_state { MAP_NONE, MAP_PENDING, MAP_ON, MAP_REFUSED };
 #define MAP_RETRY_MS 60000 /* after a refusal or no answer, ask again then */
 
+/* READ answers of this size or more are copied into the kernel by a reply
+ * thread (reply.c); smaller ones on the client thread. */
+#define REPLY_THREAD_MIN (64u << 10)
+
 struct member {
 	uint32_t id;
 	char *address;
@@ -138,7 +142,7 @@ struct volume {
 	uint32_t map_server; /* member whose data file map is */
 	uint64_t map_gen;    /* unique per mapping made (part.map_gen) */
 	uint64_t map_retry_ms;
-	struct vmap map;
+	struct vmap *map;    /* MAP_ON: the mapping (one reference) */
 };
 
 struct open_vol {
@@ -915,15 +919,16 @@ static void map_read_flags(struct client *c, struct part *p, struct server *s, P
 		return;
 	if (v->map_state == MAP_ON && v->map_server != s->member_id) {
 		/* its requests go to another server now: that file is not it */
-		vmap_close(&v->map);
+		vmap_put(v->map);
+		v->map = NULL;
 		v->map_state = MAP_NONE;
 	}
 	switch (v->map_state) {
 	case MAP_ON:
-		if (vmap_ptr(&v->map, p->offset, p->length)) {
+		if (vmap_ptr(v->map, p->offset, p->length)) {
 			h->flags |= PV_F_MAP;
-			h->map_dev = v->map.dev;
-			h->map_ino = v->map.ino;
+			h->map_dev = v->map->dev;
+			h->map_ino = v->map->ino;
 			p->map_gen = v->map_gen;
 		}
 		return;
@@ -968,8 +973,7 @@ static void map_answered(struct client *c, struct server *s, const struct part *
 			 "%llu bytes",
 			 (unsigned long long)m->volume_id, (unsigned long long)m->size,
 			 (unsigned long long)v->attr.id, (unsigned long long)v->attr.size);
-	else if (vmap_open(&v->map, m->path, m->dev, m->ino, v->attr.size, err, sizeof(err)) ==
-		 0) {
+	else if ((v->map = vmap_open(m->path, m->dev, m->ino, v->attr.size, err, sizeof(err)))) {
 		v->map_state = MAP_ON;
 		v->map_server = h->server_id;
 		v->map_gen = ++c->next_map_gen;
@@ -997,15 +1001,22 @@ static void map_unanswered(struct client *c, const struct part *p)
 	}
 }
 
-/* The bytes of a READ answered PV_F_MAP, or NULL if the mapping it was sent
- * for is gone (the READ is then sent again). */
-static const void *map_read_data(struct client *c, const struct part *p)
+/* The bytes of a READ answered PV_F_MAP and their mapping (*m), or NULL if
+ * the mapping it was sent for is gone (the READ is then sent again). */
+static const void *map_read_data(struct client *c, const struct part *p, struct vmap **m)
 {
 	struct volume *v = volume_find(c, p->volume);
 
 	if (!v || !p->map_gen || v->map_state != MAP_ON || v->map_gen != p->map_gen)
 		return NULL;
-	return vmap_ptr(&v->map, p->offset, p->length);
+	*m = v->map;
+	return vmap_ptr(v->map, p->offset, p->length);
+}
+
+/* reply_data's done for an answer out of a mapping. */
+static void map_answer_done(void *m)
+{
+	vmap_put(m);
 }
 
 /* ---- catalog ---------------------------------------------------------- */
@@ -1109,7 +1120,7 @@ static void vols_free(struct volume *vols, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		free(vols[i].holders);
-		vmap_close(&vols[i].map);
+		vmap_put(vols[i].map);
 	}
 	free(vols);
 }
@@ -1209,7 +1220,7 @@ static int catalog_apply(struct client *c, struct server *from, const void *buf,
 			v->map_gen = old->map_gen;
 			v->map_retry_ms = old->map_retry_ms;
 			v->map = old->map;
-			memset(&old->map, 0, sizeof(old->map));
+			old->map = NULL;
 			old->map_state = MAP_NONE;
 		}
 	}
@@ -1273,7 +1284,8 @@ static void reply_read(struct client *c, struct part *p, const Pv__Header *h, zm
 
 	if (h->flags & PV_F_MAP) {
 		/* the bytes are in the server's data file, which we map */
-		const void *src = data || extra ? NULL : map_read_data(c, p);
+		struct vmap *m = NULL;
+		const void *src = data || extra ? NULL : map_read_data(c, p, &m);
 
 		if (!src) {
 			pv_debug("READ of volume %s at %llu answered from a mapping that is gone; "
@@ -1283,16 +1295,20 @@ static void reply_read(struct client *c, struct part *p, const Pv__Header *h, zm
 			return;
 		}
 		part_free(c, p);
-		fuse_reply_buf(call->req, src, call->length);
+		if (call->length >= REPLY_THREAD_MIN) {
+			vmap_get(m); /* the volume may drop it before the copy */
+			reply_data(call->req, src, call->length, map_answer_done, m);
+		} else {
+			fuse_reply_buf(call->req, src, call->length);
+		}
 		call_free(call);
 		return;
 	}
 	if (in_shm && !data && !extra && (h->flags & PV_F_SHM)) {
-		/* peerd put the data into our slot */
+		/* peerd put the data into our slot; free again once answered */
 		p->slot = NULL;
 		part_free(c, p);
-		fuse_reply_buf(call->req, slot, call->length);
-		shm_slot_put(slot);
+		reply_data(call->req, slot, call->length, shm_slot_put, slot);
 		call_free(call);
 		return;
 	}
@@ -2237,6 +2253,7 @@ void client_destroy(struct client **cp)
 		wake(c);
 		pthread_join(c->thread, NULL);
 	}
+	reply_stop(); /* what the client thread queued is answered */
 	while (c->all.next != &c->all) /* only when the thread never ran */
 		part_done(c, c->all.next, EIO);
 	for (struct call *q = c->q_head, *qn; q; q = qn) {

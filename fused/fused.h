@@ -126,21 +126,38 @@ uint64_t shm_offset(const void *p);
 
 /* map.c */
 
-/* A read-only mapping of one server's data file of one volume. */
+/* A read-only mapping of one server's data file of one volume,
+ * reference-counted (any thread may drop the last reference). */
 struct vmap {
-	const uint8_t *base; /* NULL: none */
+	const uint8_t *base;
 	uint64_t size;
 	uint64_t dev, ino; /* the file's, as the server named it */
+	unsigned refs;
 };
 
 /* Opens path, checks it is the regular file dev/ino of at least size bytes,
- * and maps size bytes of it read-only. 0, or -1 with err set. */
-int vmap_open(struct vmap *m, const char *path, uint64_t dev, uint64_t ino, uint64_t size,
-	      char *err, size_t errlen);
-/* Unmaps; accepts an empty one. */
-void vmap_close(struct vmap *m);
-/* The bytes at offset, or NULL if the range is not all inside the mapping. */
+ * and maps size bytes of it read-only: one reference. NULL with err set. */
+struct vmap *vmap_open(const char *path, uint64_t dev, uint64_t ino, uint64_t size, char *err,
+		       size_t errlen);
+/* Takes and drops a reference; the last unmaps. vmap_put accepts NULL. */
+void vmap_get(struct vmap *m);
+void vmap_put(struct vmap *m);
+/* The bytes at offset, or NULL if m is NULL or the range is not all inside
+ * the mapping. */
 const void *vmap_ptr(const struct vmap *m, uint64_t offset, uint64_t length);
+
+/* reply.c */
+
+/* Starts n threads that copy large READ answers into the kernel, so that the
+ * client thread goes on meanwhile (0: every answer on the caller's thread).
+ * 0, or -1 (logged; answers then stay on the caller's thread). */
+int reply_start(unsigned n);
+/* Sends what is queued, then stops the threads. */
+void reply_stop(void);
+/* Answers req with len bytes at data, on a reply thread if there are any,
+ * else at once; then calls done(arg) if done is not NULL (on that thread).
+ * data must stay valid until done. */
+void reply_data(fuse_req_t req, const void *data, size_t len, void (*done)(void *), void *arg);
 
 /* loop.c */
 

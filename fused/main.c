@@ -31,6 +31,7 @@
 #define DEFAULT_TIMEOUT_S      60
 #define DEFAULT_MAX_BACKGROUND 128
 #define DEFAULT_THREADS	       4 /* metadata only: data requests run on the client thread */
+#define DEFAULT_REPLY_THREADS  2 /* copies of large READ answers (reply.c) */
 
 _Static_assert(FUSED_MAX_IO == 1048576, "the max_read mount option below says 1048576");
 
@@ -42,6 +43,7 @@ struct options {
 	unsigned shm_slots;
 	int no_links;
 	int no_map;
+	unsigned reply_threads;
 	int foreground;
 	int mlock;
 	int debug;
@@ -81,6 +83,9 @@ static void usage(FILE *f)
 		"                              never out of its data files mapped read-only\n"
 		"                              (mapped: one copy of the data less; off with\n"
 		"                              --mlock, which would lock the whole file)\n"
+		"  -R, --reply-threads N       threads that copy READ answers of 64 KiB or\n"
+		"                              more into the kernel, beside the client thread\n"
+		"                              (0..64; 0: the client thread does; default %u)\n"
 		"  -m, --mlock                 lock fused's memory in RAM (mlockall), so that\n"
 		"                              writeback through a loop device on this mount\n"
 		"                              never waits for fused to be paged in\n"
@@ -94,7 +99,8 @@ static void usage(FILE *f)
 		"Without -f, fused returns once the mount works and then logs to syslog.\n"
 		"Unmount with 'fusermount3 -u MOUNTPOINT' or 'umount MOUNTPOINT', or send\n"
 		"SIGTERM: requests still outstanding then fail with EIO.\n",
-		DEFAULT_TIMEOUT_S, DEFAULT_MAX_BACKGROUND, DEFAULT_THREADS, FUSED_SHM_SLOTS);
+		DEFAULT_TIMEOUT_S, DEFAULT_MAX_BACKGROUND, DEFAULT_THREADS, FUSED_SHM_SLOTS,
+		DEFAULT_REPLY_THREADS);
 }
 
 static int parse_uint(const char *opt, const char *s, uint64_t min, uint64_t max, unsigned *out)
@@ -138,6 +144,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 	    {"shm-slots", required_argument, NULL, 'S'},
 	    {"no-links", no_argument, NULL, 'L'},
 	    {"no-map", no_argument, NULL, 'M'},
+	    {"reply-threads", required_argument, NULL, 'R'},
 	    {"foreground", no_argument, NULL, 'f'},
 	    {"debug", no_argument, NULL, 'd'},
 	    {"help", no_argument, NULL, 'h'},
@@ -150,7 +157,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 	o->max_background = DEFAULT_MAX_BACKGROUND;
 	o->threads = DEFAULT_THREADS;
 	o->shm_slots = FUSED_SHM_SLOTS;
-	while ((ch = getopt_long(argc, argv, "g:t:b:T:S:LMmfdo:hV", longopts, NULL)) != -1) {
+	o->reply_threads = DEFAULT_REPLY_THREADS;
+	while ((ch = getopt_long(argc, argv, "g:t:b:T:S:LMR:mfdo:hV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'g':
 			o->group = optarg;
@@ -177,6 +185,10 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case 'M':
 			o->no_map = 1;
+			break;
+		case 'R':
+			if (parse_uint("--reply-threads", optarg, 0, 64, &o->reply_threads) < 0)
+				return -1;
 			break;
 		case 'm':
 			o->mlock = 1;
@@ -369,6 +381,8 @@ int main(int argc, char **argv)
 		goto out_session;
 	}
 	mounted = 1;
+	/* before the client thread, which queues answers to them */
+	reply_start(o.reply_threads);
 	if (loop_prepare(se) < 0 || client_start(client) < 0)
 		goto out_session;
 	pv_info("mounted the group's volumes on %s (group %s, timeout %u s, max_background "

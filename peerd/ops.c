@@ -192,8 +192,9 @@ static void op_map_volume(const uint8_t *ident, size_t ident_len, const Pv__Head
 	m.size = vol->size;
 	m.volume_id = vol->id;
 	maps_given++;
-	pv_debug("volume %s: client %016llx maps data file %s", vol->name,
-		 (unsigned long long)h->client_id, path);
+	pv_info("volume %s: client %016llx on this host maps its data file (%s) read-only "
+		"and copies READ data held in memory out of it",
+		vol->name, (unsigned long long)h->client_id, path);
 	ops_reply(ident, ident_len, h, PV_ST_OK, NULL, &m.base);
 }
 
