@@ -1308,7 +1308,12 @@ static void reply_read(struct client *c, struct part *p, const Pv__Header *h, zm
 		/* peerd put the data into our slot; free again once answered */
 		p->slot = NULL;
 		part_free(c, p);
-		reply_data(call->req, slot, call->length, shm_slot_put, slot);
+		if (call->length >= REPLY_THREAD_MIN) {
+			reply_data(call->req, slot, call->length, shm_slot_put, slot);
+		} else {
+			fuse_reply_buf(call->req, slot, call->length);
+			shm_slot_put(slot);
+		}
 		call_free(call);
 		return;
 	}
