@@ -113,18 +113,23 @@ struct part {
 	void *slot;		  /* READ: shared memory slot for the data, or NULL */
 	int shm_sent;		  /* in flight with PV_F_SHM: srv may touch the slot */
 	int on_link;		  /* in flight on srv's link (not its DEALER) */
-	uint64_t map_gen;	  /* READ sent with PV_F_MAP for this mapping, or 0 */
+	struct vmap *map;	  /* READ sent with PV_F_MAP: the mapping it names
+				   * (a reference), or NULL */
 };
 
 enum shm_state { SHM_NONE, SHM_PENDING, SHM_ON, SHM_REFUSED };
 
-/* A volume's mapping of its server's data file (map.c). */
-enum map_state { MAP_NONE, MAP_PENDING, MAP_ON, MAP_REFUSED };
+/* A volume's mapping of its server's data file (map.c): m while mapped,
+ * else where asking for it stands. */
+enum map_state { MAP_NONE, MAP_PENDING, MAP_REFUSED };
 #define MAP_RETRY_MS 60000 /* after a refusal or no answer, ask again then */
 
-/* READ answers of this size or more are copied into the kernel by a reply
- * thread (reply.c); smaller ones on the client thread. */
-#define REPLY_THREAD_MIN (64u << 10)
+struct vol_map {
+	struct vmap *m;	   /* the mapping (one reference), or NULL */
+	uint32_t server;   /* with m: the member whose data file it is */
+	int state;	   /* without m: enum map_state */
+	uint64_t retry_ms; /* MAP_REFUSED: ask again then */
+};
 
 struct member {
 	uint32_t id;
@@ -138,11 +143,7 @@ struct volume {
 	uint32_t *holders;
 	size_t n_holders;
 	struct server *srv; /* where its requests go */
-	int map_state;	    /* enum map_state */
-	uint32_t map_server; /* member whose data file map is */
-	uint64_t map_gen;    /* unique per mapping made (part.map_gen) */
-	uint64_t map_retry_ms;
-	struct vmap *map;    /* MAP_ON: the mapping (one reference) */
+	struct vol_map map;
 };
 
 struct open_vol {
@@ -192,7 +193,6 @@ struct client {
 	struct part all; /* sentinel of the list of all parts */
 	struct part *waiting;
 	uint64_t next_req_id;
-	uint64_t next_map_gen;
 	uint64_t next_mon_id;
 	uint64_t next_scan_ms;
 	uint64_t last_warn_ms;
@@ -628,6 +628,7 @@ static void part_free(struct client *c, struct part *p)
 		p->srv->shm = SHM_NONE; /* unanswered: the next NO_SHM asks again */
 	if (p->op == PV_OP_MAP_VOLUME)
 		map_unanswered(c, p);
+	vmap_put(p->map);
 	part_unsend(p);
 	for (pp = &c->hash[p->req_id & (HASH_SIZE - 1)]; *pp; pp = &(*pp)->hnext)
 		if (*pp == p) {
@@ -695,20 +696,21 @@ static void part_wait(struct client *c, struct part *p, uint64_t when)
 }
 
 static void send_ping(struct client *c, struct server *s);
-static void map_read_flags(struct client *c, struct part *p, struct server *s, Pv__Header *h);
+static void map_read_flags(struct client *c, struct part *p, struct server *s,
+			   struct volume *v, Pv__Header *h);
 
 /* Sends p to the server its volume is routed to (PING and CATALOG parts:
  * to s). Failures to send park it for a retry; a volume that is gone ends
  * it with ENOENT. */
 static void part_send(struct client *c, struct part *p, struct server *s)
 {
+	struct volume *v = NULL;
 	Pv__Header h;
 	zmq_msg_t m;
 	int rc, batch;
 
 	if (p->call) {
-		struct volume *v = volume_find(c, p->volume);
-
+		v = volume_find(c, p->volume);
 		if (!v) {
 			pv_debug("%s of volume %s: no such volume in the catalog",
 				 wire_op_name(p->op), p->volume);
@@ -739,7 +741,7 @@ static void part_send(struct client *c, struct part *p, struct server *s)
 	if (s->shm == SHM_ON && p->op == PV_OP_READ && p->length >= FUSED_SHM_MIN && !p->slot)
 		p->slot = shm_slot_get(); /* NULL when all are in use: by socket */
 	if (p->op == PV_OP_READ)
-		map_read_flags(c, p, s, &h);
+		map_read_flags(c, p, s, v, &h);
 	if (s->shm == SHM_ON && part_slot(p)) {
 		/* the server takes the data from our memory (WRITE) or puts it
 		 * there (READ) */
@@ -907,42 +909,39 @@ static void send_attach(struct client *c, struct server *s)
 
 /* ---- mapped reads (map.c) --------------------------------------------- */
 
-/* On a READ to s: sets PV_F_MAP when the volume's mapping is of s's data file
- * and holds the range (s then answers without data what it holds in memory);
- * asks s for its data file when the volume has no mapping yet. */
-static void map_read_flags(struct client *c, struct part *p, struct server *s, Pv__Header *h)
+/* On a READ of volume v to s: sets PV_F_MAP when v's mapping is of s's data
+ * file and holds the range (s then answers without data what it holds in
+ * memory), the part keeping a reference on it until the answer; asks s for
+ * its data file when v has no mapping yet. */
+static void map_read_flags(struct client *c, struct part *p, struct server *s,
+			   struct volume *v, Pv__Header *h)
 {
-	struct volume *v;
+	struct vol_map *vm = v ? &v->map : NULL;
 
-	p->map_gen = 0;
-	if (!c->map || s->shm != SHM_ON || !s->member_id || !(v = volume_find(c, p->volume)))
+	vmap_put(p->map); /* a re-send names the mapping of now */
+	p->map = NULL;
+	if (!c->map || !v || s->shm != SHM_ON || !s->member_id)
 		return;
-	if (v->map_state == MAP_ON && v->map_server != s->member_id) {
+	if (vm->m && vm->server != s->member_id) {
 		/* its requests go to another server now: that file is not it */
-		vmap_put(v->map);
-		v->map = NULL;
-		v->map_state = MAP_NONE;
+		vmap_put(vm->m);
+		vm->m = NULL;
+		vm->state = MAP_NONE;
 	}
-	switch (v->map_state) {
-	case MAP_ON:
-		if (vmap_ptr(v->map, p->offset, p->length)) {
+	if (vm->m) {
+		if (vmap_ptr(vm->m, p->offset, p->length)) {
 			h->flags |= PV_F_MAP;
-			h->map_dev = v->map->dev;
-			h->map_ino = v->map->ino;
-			p->map_gen = v->map_gen;
+			h->map_dev = vm->m->dev;
+			h->map_ino = vm->m->ino;
+			vmap_get(vm->m);
+			p->map = vm->m;
 		}
 		return;
-	case MAP_PENDING:
-		return;
-	case MAP_REFUSED:
-		if (pv_now_ms() < v->map_retry_ms)
-			return;
-		/* fall through */
-	case MAP_NONE:
-		if (send_session_op(c, s, PV_OP_MAP_VOLUME, v->attr.name, NULL) == 0)
-			v->map_state = MAP_PENDING;
-		return;
 	}
+	if (vm->state == MAP_PENDING || (vm->state == MAP_REFUSED && pv_now_ms() < vm->retry_ms))
+		return;
+	if (send_session_op(c, s, PV_OP_MAP_VOLUME, v->attr.name, NULL) == 0)
+		vm->state = MAP_PENDING;
 }
 
 /* The answer to MAP_VOLUME: maps the data file it names, or notes the
@@ -954,10 +953,10 @@ static void map_answered(struct client *c, struct server *s, const struct part *
 	Pv__VolumeMap *m = NULL;
 	char err[PATH_MAX + 160] = "";
 
-	if (!v || v->map_state != MAP_PENDING)
+	if (!v || v->map.m || v->map.state != MAP_PENDING)
 		return;
-	v->map_state = MAP_REFUSED;
-	v->map_retry_ms = pv_now_ms() + MAP_RETRY_MS;
+	v->map.state = MAP_REFUSED;
+	v->map.retry_ms = pv_now_ms() + MAP_RETRY_MS;
 	if (h->status != PV_ST_OK)
 		snprintf(err, sizeof(err), "%s%s%s", wire_status_name(h->status),
 			 h->message[0] ? ": " : "", h->message);
@@ -973,12 +972,9 @@ static void map_answered(struct client *c, struct server *s, const struct part *
 			 "%llu bytes",
 			 (unsigned long long)m->volume_id, (unsigned long long)m->size,
 			 (unsigned long long)v->attr.id, (unsigned long long)v->attr.size);
-	else if ((v->map = vmap_open(m->path, m->dev, m->ino, v->attr.size, err, sizeof(err)))) {
-		v->map_state = MAP_ON;
-		v->map_server = h->server_id;
-		v->map_gen = ++c->next_map_gen;
-	}
-	if (v->map_state == MAP_ON)
+	else if ((v->map.m = vmap_open(m->path, m->dev, m->ino, v->attr.size, err, sizeof(err))))
+		v->map.server = h->server_id;
+	if (v->map.m)
 		pv_info("volume %s: READ data held in memory by server %s is copied out of its "
 			"data file, mapped read-only",
 			v->attr.name, s->address);
@@ -995,22 +991,10 @@ static void map_unanswered(struct client *c, const struct part *p)
 {
 	struct volume *v = volume_find(c, p->volume);
 
-	if (v && v->map_state == MAP_PENDING) {
-		v->map_state = MAP_REFUSED;
-		v->map_retry_ms = pv_now_ms() + MAP_RETRY_MS;
+	if (v && !v->map.m && v->map.state == MAP_PENDING) {
+		v->map.state = MAP_REFUSED;
+		v->map.retry_ms = pv_now_ms() + MAP_RETRY_MS;
 	}
-}
-
-/* The bytes of a READ answered PV_F_MAP and their mapping (*m), or NULL if
- * the mapping it was sent for is gone (the READ is then sent again). */
-static const void *map_read_data(struct client *c, const struct part *p, struct vmap **m)
-{
-	struct volume *v = volume_find(c, p->volume);
-
-	if (!v || !p->map_gen || v->map_state != MAP_ON || v->map_gen != p->map_gen)
-		return NULL;
-	*m = v->map;
-	return vmap_ptr(v->map, p->offset, p->length);
 }
 
 /* reply_data's done for an answer out of a mapping. */
@@ -1120,7 +1104,7 @@ static void vols_free(struct volume *vols, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		free(vols[i].holders);
-		vmap_put(vols[i].map);
+		vmap_put(vols[i].map.m);
 	}
 	free(vols);
 }
@@ -1215,13 +1199,8 @@ static int catalog_apply(struct client *c, struct server *from, const void *buf,
 			pv_debug("volume %s: requests go to %s", v->attr.name, v->srv->address);
 		if (old && old->attr.id == v->attr.id && old->attr.size == v->attr.size) {
 			/* the same volume: its mapping goes on (the old is not freed) */
-			v->map_state = old->map_state;
-			v->map_server = old->map_server;
-			v->map_gen = old->map_gen;
-			v->map_retry_ms = old->map_retry_ms;
 			v->map = old->map;
-			old->map = NULL;
-			old->map_state = MAP_NONE;
+			memset(&old->map, 0, sizeof(old->map));
 		}
 	}
 	vols_free(c->vols, c->n_vols);
@@ -1283,24 +1262,23 @@ static void reply_read(struct client *c, struct part *p, const Pv__Header *h, zm
 	void *slot = p->slot;
 
 	if (h->flags & PV_F_MAP) {
-		/* the bytes are in the server's data file, which we map */
-		struct vmap *m = NULL;
-		const void *src = data || extra ? NULL : map_read_data(c, p, &m);
+		/* the bytes are in the server's data file, which this READ named
+		 * (the answer says which: a late answer to an earlier copy may
+		 * name another) */
+		struct vmap *m = p->map;
+		const void *src;
 
-		if (!src) {
-			pv_debug("READ of volume %s at %llu answered from a mapping that is gone; "
-				 "sent again",
+		if (data || extra || !m || h->map_dev != m->dev || h->map_ino != m->ino) {
+			pv_debug("READ of volume %s at %llu answered from a mapping it does not "
+				 "name now; sent again",
 				 p->volume, (unsigned long long)p->offset);
 			part_wait(c, p, pv_now_ms());
 			return;
 		}
+		src = vmap_ptr(m, p->offset, p->length); /* inside: checked at sending */
+		p->map = NULL; /* its reference goes with the answer */
 		part_free(c, p);
-		if (call->length >= REPLY_THREAD_MIN) {
-			vmap_get(m); /* the volume may drop it before the copy */
-			reply_data(call->req, src, call->length, map_answer_done, m);
-		} else {
-			fuse_reply_buf(call->req, src, call->length);
-		}
+		reply_data(call->req, src, call->length, map_answer_done, m);
 		call_free(call);
 		return;
 	}
@@ -1308,12 +1286,7 @@ static void reply_read(struct client *c, struct part *p, const Pv__Header *h, zm
 		/* peerd put the data into our slot; free again once answered */
 		p->slot = NULL;
 		part_free(c, p);
-		if (call->length >= REPLY_THREAD_MIN) {
-			reply_data(call->req, slot, call->length, shm_slot_put, slot);
-		} else {
-			fuse_reply_buf(call->req, slot, call->length);
-			shm_slot_put(slot);
-		}
+		reply_data(call->req, slot, call->length, shm_slot_put, slot);
 		call_free(call);
 		return;
 	}

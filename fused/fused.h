@@ -154,9 +154,9 @@ const void *vmap_ptr(const struct vmap *m, uint64_t offset, uint64_t length);
 int reply_start(unsigned n);
 /* Sends what is queued, then stops the threads. */
 void reply_stop(void);
-/* Answers req with len bytes at data, on a reply thread if there are any,
- * else at once; then calls done(arg) if done is not NULL (on that thread).
- * data must stay valid until done. */
+/* Answers req with len bytes at data: on a reply thread if there are any and
+ * len is 64 KiB or more, else at once; then calls done(arg) if done is not
+ * NULL (on the thread that answered). data must stay valid until done. */
 void reply_data(fuse_req_t req, const void *data, size_t len, void (*done)(void *), void *arg);
 
 /* loop.c */

@@ -16,6 +16,10 @@
 #include "fused.h"
 #include "pvlog.h"
 
+/* Answers of this size or more go to a reply thread; smaller ones are
+ * answered at once. */
+#define REPLY_THREAD_MIN (64u << 10)
+
 struct reply_job {
 	struct reply_job *next;
 	fuse_req_t req;
@@ -107,9 +111,9 @@ void reply_stop(void)
 
 void reply_data(fuse_req_t req, const void *data, size_t len, void (*done)(void *), void *arg)
 {
-	struct reply_job *j = nthreads ? malloc(sizeof(*j)) : NULL;
+	struct reply_job *j = nthreads && len >= REPLY_THREAD_MIN ? malloc(sizeof(*j)) : NULL;
 
-	if (!j) { /* no threads (or no memory): answer here */
+	if (!j) { /* small, no threads (or no memory): answer here */
 		answer(req, data, len, done, arg);
 		return;
 	}

@@ -51,7 +51,8 @@
 			  * touch the client's memory; never reuse it */
 #define PV_F_MAP                                                                                   \
 	0x8u /* READ from a client: it has the volume's data file mapped                           \
-	      * (map_dev, map_ino); reply: no data, copy it from there */
+	      * (map_dev, map_ino); reply (same map_dev, map_ino): no data,
+	      * copy it from there */
 #define PV_SHM_TOKEN 16u /* bytes of pv.ShmAttach.token */
 
 /* Operations. Requests and their replies carry the same op. */

@@ -277,7 +277,7 @@ int store_punch_page(struct volume *vol, uint64_t page);
  * page cache now (cachestat(2)), so that a client copying it out of its own
  * mapping of the file (PV_F_MAP) neither waits for a disk nor fills a hole;
  * 0 if not, or if the kernel cannot tell (before Linux 6.5). */
-int store_resident(struct volume *vol, uint64_t offset, uint64_t length);
+int store_resident(const struct volume *vol, uint64_t offset, uint64_t length);
 
 /* meta.c */
 /* Opens the LMDB environment under the data directory. */

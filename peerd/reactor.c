@@ -131,10 +131,11 @@ int reactor_run(int io_fd)
 		/* what this round queued goes out as one message per
 		 * destination (batch.h), and on the peer links */
 		batch_cork_flush(srv->cork);
-		if (forward_fail_unsent())
-			batch_cork_flush(srv->cork); /* their answers */
+		forward_fail_unsent();
 		links_flush();
-		batch_cork_flush(srv->cork); /* answers of parts a failed link failed */
+		/* the answers of parts that were not sent, or that a failed
+		 * link failed */
+		batch_cork_flush(srv->cork);
 		links_reap();
 		nlinks = links_poll_fill(items + n, LINKS_POLL_MAX);
 		rc = zmq_poll(items, n + (int)nlinks, (long)wait);

@@ -370,7 +370,7 @@ static int read_mappable(const struct volume *vol, const Pv__Header *h)
 	    !pv_range_owned(vol->owner, vol->npages, vol->page_size, h->offset, h->length,
 			    srv->cfg.id))
 		return 0;
-	return store_resident((struct volume *)vol, h->offset, h->length);
+	return store_resident(vol, h->offset, h->length);
 }
 
 static void reply_mapped(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
@@ -381,6 +381,8 @@ static void reply_mapped(const uint8_t *ident, size_t ident_len, const Pv__Heade
 	reply_header(&r, PV_OP_READ, h->req_id, PV_ST_OK);
 	/* the client's slot (PV_F_SHM), if it lent one, was not touched */
 	r.flags = PV_F_MAP | (h->flags & PV_F_SHM);
+	r.map_dev = h->map_dev; /* the file the client copies from */
+	r.map_ino = h->map_ino;
 	r.volume = (char *)vol->name;
 	r.offset = h->offset;
 	r.length = h->length;

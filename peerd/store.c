@@ -339,7 +339,7 @@ struct pv_cachestat {
 	uint64_t nr_recently_evicted;
 };
 
-int store_resident(struct volume *vol, uint64_t offset, uint64_t length)
+int store_resident(const struct volume *vol, uint64_t offset, uint64_t length)
 {
 	static int unsupported;
 	struct pv_cachestat_range r = {offset, length};

@@ -103,16 +103,8 @@ umount_fused "$T/nomap"
 log "f: --no-map reads the same bytes, none mapped"
 
 # ---------------------------------------------------------------- g
-cat >"$T/verify.fio" <<EOF
-[global]
-filename=$dev
-direct=1
-ioengine=libaio
-verify=crc32c
-verify_fatal=1
-verify_dump=0
-randrepeat=1
-randseed=77
+fio_job "$T/verify.fio" "$dev" 77
+cat >>"$T/verify.fio" <<EOF
 size=96M
 
 [mixed]
