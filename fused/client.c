@@ -63,6 +63,7 @@ struct call {
 	enum call_kind kind;
 	fuse_req_t req;		      /* NULL for OPEN/CLOSE */
 	char volume[PV_MAX_NAME + 1]; /* "" with FLUSH: every open volume */
+	uint64_t vol_id;	      /* the volume's id when the file was opened */
 	uint64_t offset;
 	uint64_t length;
 	uint32_t flags;
@@ -102,6 +103,7 @@ struct part {
 	uint32_t op;
 	struct call *call; /* NULL for PING and CATALOG */
 	char volume[PV_MAX_NAME + 1];
+	uint64_t vol_id; /* data parts: the id of the volume opened (Header.volume_id) */
 	uint64_t offset;
 	uint32_t length;
 	struct server *srv; /* in flight there; NULL while waiting */
@@ -148,6 +150,7 @@ struct volume {
 
 struct open_vol {
 	char name[PV_MAX_NAME + 1];
+	uint64_t id; /* opened as this volume id (a deleted one's opens stay until released) */
 	unsigned count;
 	struct open_vol *next;
 };
@@ -562,7 +565,7 @@ static struct part *hash_find(struct client *c, uint64_t req_id)
 }
 
 static struct part *part_new(struct client *c, uint32_t op, struct call *call, const char *volume,
-			     uint64_t offset, uint32_t length, uint64_t timeout_ms)
+			     uint64_t vol_id, uint64_t offset, uint32_t length, uint64_t timeout_ms)
 {
 	struct part *p = calloc(1, sizeof(*p));
 	struct part **b;
@@ -575,6 +578,7 @@ static struct part *part_new(struct client *c, uint32_t op, struct call *call, c
 	p->op = op;
 	p->call = call;
 	snprintf(p->volume, sizeof(p->volume), "%s", volume ? volume : "");
+	p->vol_id = vol_id;
 	p->offset = offset;
 	p->length = length;
 	p->deadline_ms = pv_now_ms() + timeout_ms;
@@ -686,6 +690,34 @@ static void part_done(struct client *c, struct part *p, int err)
 		call_finish(call);
 }
 
+/* Ends a data part whose volume is gone from the catalog (v NULL) or is
+ * another volume of the same name (deleted and created again since the file
+ * was opened): the handle is stale, its IO fails (ESTALE; the loop device
+ * reports an I/O error) and never reaches the new volume. */
+static void part_stale(struct client *c, struct part *p, const struct volume *v)
+{
+	if (!p->vol_id) {
+		pv_debug("%s of volume %s: no such volume in the catalog", wire_op_name(p->op),
+			 p->volume);
+		part_done(c, p, ENOENT);
+		return;
+	}
+	if (warn_allowed(c)) {
+		if (v)
+			pv_warn("%s of volume %s at %llu fails: the file was opened on volume id "
+				"%llu, deleted since (volume %s now is id %llu); close and open "
+				"it again",
+				wire_op_name(p->op), p->volume, (unsigned long long)p->offset,
+				(unsigned long long)p->vol_id, p->volume,
+				(unsigned long long)v->attr.id);
+		else
+			pv_warn("%s of volume %s at %llu fails: volume id %llu was deleted",
+				wire_op_name(p->op), p->volume, (unsigned long long)p->offset,
+				(unsigned long long)p->vol_id);
+	}
+	part_done(c, p, ESTALE);
+}
+
 /* Parks p until when (capped at its deadline), then sends it again. */
 static void part_wait(struct client *c, struct part *p, uint64_t when)
 {
@@ -711,10 +743,8 @@ static void part_send(struct client *c, struct part *p, struct server *s)
 
 	if (p->call) {
 		v = volume_find(c, p->volume);
-		if (!v) {
-			pv_debug("%s of volume %s: no such volume in the catalog",
-				 wire_op_name(p->op), p->volume);
-			part_done(c, p, ENOENT);
+		if (!v || (p->vol_id && v->attr.id != p->vol_id)) {
+			part_stale(c, p, v);
 			return;
 		}
 		s = v->srv;
@@ -729,6 +759,7 @@ static void part_send(struct client *c, struct part *p, struct server *s)
 	h.op = p->op;
 	h.req_id = p->req_id;
 	h.volume = p->volume;
+	h.volume_id = p->vol_id; /* a server refuses another volume of this name */
 	h.offset = p->offset;
 	h.length = p->length;
 	h.client_id = c->client_id;
@@ -793,7 +824,7 @@ static int send_body(struct client *c, struct server *s, const Pv__Header *h,
 static int send_session_op(struct client *c, struct server *s, uint32_t op, const char *volume,
 			   const ProtobufCMessage *body)
 {
-	struct part *p = part_new(c, op, NULL, volume, 0, 0, 2 * FUSED_DEAD_MS);
+	struct part *p = part_new(c, op, NULL, volume, 0, 0, 0, 2 * FUSED_DEAD_MS);
 	Pv__Header h;
 
 	if (!p)
@@ -1012,7 +1043,7 @@ static void request_catalog(struct client *c, uint64_t timeout_ms)
 
 	if (c->cat_part || !c->cat_srv)
 		return;
-	p = part_new(c, PV_OP_CATALOG, NULL, NULL, 0, 0, timeout_ms);
+	p = part_new(c, PV_OP_CATALOG, NULL, NULL, 0, 0, 0, timeout_ms);
 	if (!p) {
 		catalog_ended(c, 0);
 		return;
@@ -1244,7 +1275,8 @@ static void send_ping(struct client *c, struct server *s)
 	     o = o->next) {
 		struct volume *v = volume_find(c, o->name);
 
-		if (v && v->srv == s)
+		/* an open of a deleted volume does not hold its successor */
+		if (v && v->srv == s && v->attr.id == o->id)
 			names[n++] = o->name;
 	}
 	st.n_open_volumes = n;
@@ -1445,6 +1477,15 @@ static void handle_reply(struct client *c, struct server *s, const void *hb, siz
 			       h->message);
 		} else if (h->status == PV_ST_NO_VOLUME) {
 			request_catalog(c, CATALOG_TIMEOUT_MS);
+			if (p->vol_id) {
+				/* the volume this file was opened on is gone */
+				e = ESTALE;
+				if (warn_allowed(c))
+					pv_warn("%s of volume %s at %llu via %s: %s",
+						wire_op_name(p->op), p->volume,
+						(unsigned long long)p->offset, s->address,
+						h->message);
+			}
 		} else if (h->status != PV_ST_OUT_OF_RANGE && warn_allowed(c)) {
 			pv_warn("%s of volume %s at %llu via %s: %s%s%s", wire_op_name(p->op),
 				p->volume, (unsigned long long)p->offset, s->address,
@@ -1794,13 +1835,13 @@ static void loop_once(struct client *c, long max_ms)
 
 /* ---- calls from FUSE threads ------------------------------------------ */
 
-static void open_count(struct client *c, const char *name, int delta)
+static void open_count(struct client *c, const char *name, uint64_t id, int delta)
 {
 	struct open_vol **oo, *o;
 	struct volume *v;
 
 	for (oo = &c->opens; *oo; oo = &(*oo)->next)
-		if (strcmp((*oo)->name, name) == 0)
+		if ((*oo)->id == id && strcmp((*oo)->name, name) == 0)
 			break;
 	o = *oo;
 	if (!o && delta > 0) {
@@ -1810,6 +1851,7 @@ static void open_count(struct client *c, const char *name, int delta)
 			return;
 		}
 		snprintf(o->name, sizeof(o->name), "%s", name);
+		o->id = id;
 		*oo = o;
 	}
 	if (!o)
@@ -1836,14 +1878,14 @@ static void call_start(struct client *c, struct call *call)
 	switch (call->kind) {
 	case CALL_OPEN:
 	case CALL_CLOSE:
-		open_count(c, call->volume, call->kind == CALL_OPEN ? 1 : -1);
+		open_count(c, call->volume, call->vol_id, call->kind == CALL_OPEN ? 1 : -1);
 		call_free(call);
 		return;
 	case CALL_READ:
 	case CALL_WRITE:
 		call->parts_left = 1;
 		p = part_new(c, call->kind == CALL_READ ? PV_OP_READ : PV_OP_WRITE, call,
-			     call->volume, call->offset, call->length, c->timeout_ms);
+			     call->volume, call->vol_id, call->offset, call->length, c->timeout_ms);
 		if (!p)
 			break;
 		part_send(c, p, NULL);
@@ -1854,7 +1896,8 @@ static void call_start(struct client *c, struct call *call)
 		for (off = call->offset; off < end; off += FUSED_TRIM_PART) {
 			uint64_t n = end - off < FUSED_TRIM_PART ? end - off : FUSED_TRIM_PART;
 
-			p = part_new(c, PV_OP_TRIM, call, call->volume, off, n, c->timeout_ms);
+			p = part_new(c, PV_OP_TRIM, call, call->volume, call->vol_id, off, n,
+				     c->timeout_ms);
 			if (!p) {
 				call->err = ENOMEM;
 				break;
@@ -1868,7 +1911,8 @@ static void call_start(struct client *c, struct call *call)
 	case CALL_FLUSH:
 		call->parts_left = 1;
 		if (call->volume[0]) {
-			p = part_new(c, PV_OP_FLUSH, call, call->volume, 0, 0, c->timeout_ms);
+			p = part_new(c, PV_OP_FLUSH, call, call->volume, call->vol_id, 0, 0,
+				     c->timeout_ms);
 			if (p) {
 				call->parts_left++;
 				part_send(c, p, NULL);
@@ -1877,7 +1921,8 @@ static void call_start(struct client *c, struct call *call)
 			}
 		} else {
 			for (struct open_vol *o = c->opens; o; o = o->next) {
-				p = part_new(c, PV_OP_FLUSH, call, o->name, 0, 0, c->timeout_ms);
+				p = part_new(c, PV_OP_FLUSH, call, o->name, o->id, 0, 0,
+					     c->timeout_ms);
 				if (!p) {
 					call->err = ENOMEM;
 					break;
@@ -1921,8 +1966,8 @@ static void submit(struct client *c, struct call *call)
 		wake(c);
 }
 
-static struct call *call_new(fuse_req_t req, enum call_kind kind, const char *volume, uint64_t off,
-			     uint64_t len)
+static struct call *call_new(fuse_req_t req, enum call_kind kind, const struct volume_attr *vol,
+			     uint64_t off, uint64_t len)
 {
 	struct call *call = calloc(1, sizeof(*call));
 
@@ -1934,15 +1979,19 @@ static struct call *call_new(fuse_req_t req, enum call_kind kind, const char *vo
 	}
 	call->kind = kind;
 	call->req = req;
-	snprintf(call->volume, sizeof(call->volume), "%s", volume ? volume : "");
+	if (vol) {
+		snprintf(call->volume, sizeof(call->volume), "%s", vol->name);
+		call->vol_id = vol->id;
+	}
 	call->offset = off;
 	call->length = len;
 	return call;
 }
 
-void client_read(struct client *c, fuse_req_t req, const char *volume, uint64_t off, uint32_t len)
+void client_read(struct client *c, fuse_req_t req, const struct volume_attr *vol, uint64_t off,
+		 uint32_t len)
 {
-	struct call *call = call_new(req, CALL_READ, volume, off, len);
+	struct call *call = call_new(req, CALL_READ, vol, off, len);
 
 	if (call)
 		submit(c, call);
@@ -1962,10 +2011,10 @@ static void put_slot(void *data, void *hint)
 	shm_slot_put(hint);
 }
 
-void client_write(struct client *c, fuse_req_t req, const char *volume, uint64_t off,
+void client_write(struct client *c, fuse_req_t req, const struct volume_attr *vol, uint64_t off,
 		  const void *buf, uint32_t len, uint32_t flags)
 {
-	struct call *call = call_new(req, CALL_WRITE, volume, off, len);
+	struct call *call = call_new(req, CALL_WRITE, vol, off, len);
 
 	if (!call)
 		return;
@@ -1997,25 +2046,26 @@ void client_write(struct client *c, fuse_req_t req, const char *volume, uint64_t
 	submit(c, call);
 }
 
-void client_flush(struct client *c, fuse_req_t req, const char *volume)
+void client_flush(struct client *c, fuse_req_t req, const struct volume_attr *vol)
 {
-	struct call *call = call_new(req, CALL_FLUSH, volume, 0, 0);
+	struct call *call = call_new(req, CALL_FLUSH, vol, 0, 0);
 
 	if (call)
 		submit(c, call);
 }
 
-void client_trim(struct client *c, fuse_req_t req, const char *volume, uint64_t off, uint64_t len)
+void client_trim(struct client *c, fuse_req_t req, const struct volume_attr *vol, uint64_t off,
+		 uint64_t len)
 {
-	struct call *call = call_new(req, CALL_TRIM, volume, off, len);
+	struct call *call = call_new(req, CALL_TRIM, vol, off, len);
 
 	if (call)
 		submit(c, call);
 }
 
-void client_volume_opened(struct client *c, const char *volume, int open)
+void client_volume_opened(struct client *c, const struct volume_attr *vol, int open)
 {
-	struct call *call = call_new(NULL, open ? CALL_OPEN : CALL_CLOSE, volume, 0, 0);
+	struct call *call = call_new(NULL, open ? CALL_OPEN : CALL_CLOSE, vol, 0, 0);
 
 	if (call)
 		submit(c, call);

@@ -44,9 +44,8 @@ struct fs_ctx {
 
 /* What open() learnt, kept in fi->fh until release. */
 struct open_file {
-	char name[PV_MAX_NAME + 1];
-	uint64_t size;
-	uint32_t flags; /* PV_F_FUA for O_SYNC/O_DSYNC opens */
+	struct volume_attr vol; /* name, id and size at open: IO goes to this id only */
+	uint32_t flags;		/* PV_F_FUA for O_SYNC/O_DSYNC opens */
 };
 
 /* Directory listing made by opendir, served by readdir, freed by
@@ -338,18 +337,18 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	snprintf(of->name, sizeof(of->name), "%s", v.name);
-	of->size = v.size;
+	of->vol = v;
 	if (fi->flags & O_DSYNC) /* O_SYNC includes O_DSYNC */
 		of->flags = PV_F_FUA;
 	fi->fh = (uintptr_t)of;
 	fi->direct_io = 1; /* no page cache: other mounts' writes are seen */
 	fi->keep_cache = 0;
-	client_volume_opened(fs->client, of->name, 1);
-	pv_debug("open volume %s (flags 0%o)", of->name, fi->flags);
+	client_volume_opened(fs->client, &of->vol, 1);
+	pv_debug("open volume %s id %llu (flags 0%o)", of->vol.name, (unsigned long long)of->vol.id,
+		 fi->flags);
 	if (fuse_reply_open(req, fi) == -ENOENT) {
 		/* the open was interrupted: no release will come */
-		client_volume_opened(fs->client, of->name, 0);
+		client_volume_opened(fs->client, &of->vol, 0);
 		free(of);
 	}
 }
@@ -359,7 +358,7 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct fs_ctx *fs = ctx(req);
 	struct open_file *of = file_of(fi);
 
-	client_volume_opened(fs->client, of->name, 0);
+	client_volume_opened(fs->client, &of->vol, 0);
 	free(of);
 	fuse_reply_err(req, 0);
 }
@@ -375,15 +374,15 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	if ((uint64_t)off >= of->size || size == 0) {
+	if ((uint64_t)off >= of->vol.size || size == 0) {
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
-	if (len > of->size - off)
-		len = of->size - off;
+	if (len > of->vol.size - off)
+		len = of->vol.size - off;
 	if (len > FUSED_MAX_IO)
 		len = FUSED_MAX_IO;
-	client_read(fs->client, req, of->name, off, len);
+	client_read(fs->client, req, &of->vol, off, len);
 }
 
 static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -397,7 +396,7 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	if ((uint64_t)off >= of->size) {
+	if ((uint64_t)off >= of->vol.size) {
 		fuse_reply_err(req, size ? EFBIG : 0);
 		return;
 	}
@@ -405,11 +404,11 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		fuse_reply_write(req, 0);
 		return;
 	}
-	if (len > of->size - off)
-		len = of->size - off; /* short write: the part inside the volume */
+	if (len > of->vol.size - off)
+		len = of->vol.size - off; /* short write: the part inside the volume */
 	if (len > FUSED_MAX_IO)
 		len = FUSED_MAX_IO;
-	client_write(fs->client, req, of->name, off, buf, len, of->flags);
+	client_write(fs->client, req, &of->vol, off, buf, len, of->flags);
 }
 
 static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -419,7 +418,7 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	client_flush(ctx(req)->client, req, file_of(fi)->name);
+	client_flush(ctx(req)->client, req, &file_of(fi)->vol);
 }
 
 static void fs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
@@ -444,17 +443,17 @@ static void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	if (!(mode & FALLOC_FL_KEEP_SIZE) && (off > of->size || len > of->size - off)) {
+	if (!(mode & FALLOC_FL_KEEP_SIZE) && (off > of->vol.size || len > of->vol.size - off)) {
 		fuse_reply_err(req, EFBIG); /* the size of a volume is fixed */
 		return;
 	}
-	if (off >= of->size) {
+	if (off >= of->vol.size) {
 		fuse_reply_err(req, 0);
 		return;
 	}
-	if (len > of->size - off)
-		len = of->size - off;
-	client_trim(ctx(req)->client, req, of->name, off, len);
+	if (len > of->vol.size - off)
+		len = of->vol.size - off;
+	client_trim(ctx(req)->client, req, &of->vol, off, len);
 }
 
 static void fs_statfs(fuse_req_t req, fuse_ino_t ino)

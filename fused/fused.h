@@ -68,27 +68,33 @@ int client_start(struct client *c);
  * Accepts NULL. */
 void client_destroy(struct client **cp);
 
-/* Reads len bytes (<= FUSED_MAX_IO) at off of volume; replies fuse_reply_buf
+/* The data calls name the volume a file was opened on (vol: its name and
+ * id, copied). A volume deleted since, even one created again under the same
+ * name, fails them with ESTALE: a stale handle never reaches another volume. */
+
+/* Reads len bytes (<= FUSED_MAX_IO) at off of vol; replies fuse_reply_buf
  * or fuse_reply_err to req. Any thread. */
-void client_read(struct client *c, fuse_req_t req, const char *volume, uint64_t off, uint32_t len);
+void client_read(struct client *c, fuse_req_t req, const struct volume_attr *vol, uint64_t off,
+		 uint32_t len);
 
 /* Writes len bytes of buf at off (buf's FUSE receive buffer is taken with
  * it when loop_take_buffer allows, else the bytes are copied once); replies fuse_reply_write with
  * len, or fuse_reply_err. flags: PV_F_FUA. Any thread. */
-void client_write(struct client *c, fuse_req_t req, const char *volume, uint64_t off,
+void client_write(struct client *c, fuse_req_t req, const struct volume_attr *vol, uint64_t off,
 		  const void *buf, uint32_t len, uint32_t flags);
 
-/* Makes the volume's acknowledged writes durable; volume NULL: every volume
+/* Makes the volume's acknowledged writes durable; vol NULL: every volume
  * this mount has open. Replies fuse_reply_err (0 on success). Any thread. */
-void client_flush(struct client *c, fuse_req_t req, const char *volume);
+void client_flush(struct client *c, fuse_req_t req, const struct volume_attr *vol);
 
 /* Deallocates len bytes at off (split in parts of FUSED_TRIM_PART); replies
  * fuse_reply_err once all parts are done. Any thread. */
-void client_trim(struct client *c, fuse_req_t req, const char *volume, uint64_t off, uint64_t len);
+void client_trim(struct client *c, fuse_req_t req, const struct volume_attr *vol, uint64_t off,
+		 uint64_t len);
 
-/* Notes that the mount opened (open = 1) or released (0) a file of volume,
+/* Notes that the mount opened (open = 1) or released (0) a file of vol,
  * and tells its server at once. Any thread. */
-void client_volume_opened(struct client *c, const char *volume, int open);
+void client_volume_opened(struct client *c, const struct volume_attr *vol, int open);
 
 /* Refreshes the catalog if it is older than max_age_ms, waiting up to about
  * 2 s for the answer (the old catalog stays on failure). Any thread except

@@ -21,7 +21,7 @@
 #include "peervol.pb-c.h"
 
 #define PV_PROTO_MAJOR	 1
-#define PV_PROTO_MINOR	 1 /* 1.1: BATCH */
+#define PV_PROTO_MINOR	 2 /* 1.1: BATCH; 1.2: Header.volume_id */
 #define PV_PROTO_VERSION ((PV_PROTO_MAJOR << 16) | PV_PROTO_MINOR)
 
 /* Limits: every length is checked against these before anything is
@@ -83,7 +83,7 @@ enum pv_op {
 /* Status codes in reply headers. */
 enum pv_status {
 	PV_ST_OK = 0,
-	PV_ST_NO_VOLUME = 1,	/* no volume of that name */
+	PV_ST_NO_VOLUME = 1,	/* no volume of that name (or of that volume_id) */
 	PV_ST_OUT_OF_RANGE = 2, /* offset/length outside the volume */
 	PV_ST_MOVED = 3,	/* page owned elsewhere: new_owner, epoch */
 	PV_ST_BUSY = 4,		/* try again after retry_after_ms */

@@ -92,6 +92,7 @@ int forward_part(struct request *req, uint32_t owner, uint64_t offset, uint64_t 
 	h.op = req->op;
 	h.req_id = peers_next_id();
 	h.volume = req->vol->name;
+	h.volume_id = req->vol->id; /* the owner refuses a volume recreated meanwhile */
 	h.offset = offset;
 	h.length = (uint32_t)len;
 	h.flags = req->flags & ~PV_F_SHM;

@@ -170,6 +170,8 @@ static void op_map_volume(const uint8_t *ident, size_t ident_len, const Pv__Head
 				     h->volume);
 		return;
 	}
+	if (!request_volume_matches(ident, ident_len, h, vol))
+		return;
 	r = h->client_id && !h->hops ? shm_get(h->client_id, ident, ident_len) : NULL;
 	if (!r) {
 		request_reply_status(ident, ident_len, h, PV_ST_NO_SHM,

@@ -24,6 +24,7 @@
 #define PEERD_TXN_TIMEOUT_MS   5000
 #define PEERD_LOCK_TIMEOUT_MS  10000
 #define PEERD_FWD_RESEND_MS    2000
+#define PEERD_CATALOG_LAG_RETRY_MS 50 /* BUSY: a volume id this server has not learnt yet */
 
 struct peerd_config {
 	uint32_t id;
@@ -199,6 +200,16 @@ void request_part_done(struct request *req, uint64_t buf_off, int status, uint32
 /* Sends an error reply for a header that could not be served. */
 void request_reply_status(const uint8_t *ident, size_t ident_len, const Pv__Header *h, int status,
 			  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Sends a BUSY reply: the client tries again after retry_after_ms. */
+void request_reply_busy(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+			uint64_t retry_after_ms, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* Whether a data request's volume_id names vol (or names none: senders
+ * before protocol 1.2); else replies NO_VOLUME (the sender's handle belongs
+ * to a deleted volume of the same name) or BUSY (this server's catalog lags)
+ * and returns 0. */
+int request_volume_matches(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+			   const struct volume *vol);
 /* Maps an errno to a status code (the only such mapping in peerd). */
 int request_status_from_errno(int err);
 /* Number of requests in progress. */

@@ -77,22 +77,40 @@ static void reply_header(Pv__Header *r, uint32_t op, uint64_t req_id, int status
 	r->catalog_version = srv->version;
 }
 
-void request_reply_status(const uint8_t *ident, size_t ident_len, const Pv__Header *h, int status,
-			  const char *fmt, ...)
+static void reply_status_v(const uint8_t *ident, size_t ident_len, const Pv__Header *h, int status,
+			   uint64_t retry_after_ms, const char *fmt, va_list ap)
 {
 	Pv__Header r;
 	char msg[PV_MAX_MESSAGE];
-	va_list ap;
 
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	reply_header(&r, h ? h->op : 0, h ? h->req_id : 0, status);
 	r.message = msg;
+	r.retry_after_ms = retry_after_ms;
 	if (h)
 		r.volume = h->volume;
 	if (ops_send(srv->router, ident, ident_len, &r, NULL, h && batch_supported(h->version)) < 0)
 		pv_debug("reply to a client failed: %m");
+}
+
+void request_reply_status(const uint8_t *ident, size_t ident_len, const Pv__Header *h, int status,
+			  const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	reply_status_v(ident, ident_len, h, status, 0, fmt, ap);
+	va_end(ap);
+}
+
+void request_reply_busy(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+			uint64_t retry_after_ms, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	reply_status_v(ident, ident_len, h, PV_ST_BUSY, retry_after_ms, fmt, ap);
+	va_end(ap);
 }
 
 static void free_buf(void *data, void *hint)
@@ -397,6 +415,34 @@ uint64_t request_reads_mapped(void)
 	return reads_mapped;
 }
 
+int request_volume_matches(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+			   const struct volume *vol)
+{
+	/* ids are never reused and grow: a larger id is a volume this server
+	 * has not learnt of yet (its catalog lags the client's), a smaller one
+	 * a volume deleted since the client opened it */
+	if (!h->volume_id || h->volume_id == vol->id)
+		return 1;
+	if (h->volume_id > vol->id) {
+		request_reply_busy(ident, ident_len, h, PEERD_CATALOG_LAG_RETRY_MS,
+				   "volume %s id %llu is newer than server %u knows (id %llu); "
+				   "its catalog is catching up",
+				   vol->name, (unsigned long long)h->volume_id, srv->cfg.id,
+				   (unsigned long long)vol->id);
+		return 0;
+	}
+	pv_info("volume %s: refused %s from a stale handle of deleted volume id %llu (volume "
+		"%s is now id %llu)",
+		vol->name, wire_op_name(h->op), (unsigned long long)h->volume_id, vol->name,
+		(unsigned long long)vol->id);
+	request_reply_status(ident, ident_len, h, PV_ST_NO_VOLUME,
+			     "volume %s id %llu was deleted (the volume of that name now is id "
+			     "%llu): close and reopen it",
+			     vol->name, (unsigned long long)h->volume_id,
+			     (unsigned long long)vol->id);
+	return 0;
+}
+
 void request_start(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *data)
 {
 	struct volume *vol = catalog_volume(h->volume);
@@ -410,6 +456,8 @@ void request_start(const uint8_t *ident, size_t ident_len, const Pv__Header *h, 
 				     h->volume);
 		goto drop;
 	}
+	if (!request_volume_matches(ident, ident_len, h, vol))
+		goto drop;
 	if (h->flags & PV_F_SHM) {
 		shm = shm_check(ident, ident_len, h, data, &shm_data);
 		if (!shm)

@@ -165,6 +165,39 @@ assert_eq "$(grep -cx OK "$T/burst11")" 64 "1.1 burst: OK replies"
 (($(grep -c '^BATCH' "$T/burst11") >= 1)) || fail "1.1 burst: no reply was batched"
 log "ok: 64 READs at once: 1.0 answered one by one, 1.1 in $(grep -c '^BATCH' "$T/burst11") BATCH messages"
 
+# Volume ids (protocol 1.2): a request naming the id of a volume deleted
+# since (a stale handle of a host) is NO_VOLUME on every path (socket,
+# BATCH, shared memory, mapped reads, MAP_VOLUME), and changes nothing; an
+# id newer than the server knows is BUSY (its catalog catches up); the
+# right id, or none (senders before 1.2), is served.
+ctl 1 volume create gen 16M >/dev/null
+old_id=$(ctl 1 --json volume show gen | json 'd["id"]')
+ctl 1 volume delete gen >/dev/null
+ctl 1 volume create gen 16M >/dev/null
+gen_id=$(ctl 1 --json volume show gen | json 'd["id"]')
+((gen_id > old_id)) || fail "volume ids: new gen id $gen_id not above the deleted one's $old_id"
+expect_status OK -V "$gen_id" write gen 0 "$T/b8k"
+expect_status OK -V "$gen_id" read gen 0 4096
+expect_status NO_VOLUME -V "$old_id" read gen 0 4096
+expect_status NO_VOLUME -V "$old_id" trim gen 0 8192
+expect_status NO_VOLUME -V "$old_id" flush gen
+expect_status NO_VOLUME -V "$old_id" map-volume gen
+expect_status BUSY -V $((gen_id + 100)) read gen 0 4096
+make_random "$T/stale" 1
+expect_status NO_VOLUME -V "$old_id" write gen 0 "$T/stale"
+head -c 65536 "$T/stale" >"$T/stale.64k"
+got=$("$PVRAW" -t 5000 -s "$SRC" -q -V "$old_id" "$ep" batch gen 0 "$T/stale.64k" 2>>"$T/pvraw.err" | tr '\n' ' ') || true
+assert_eq "$got" "NO_VOLUME NO_VOLUME " "a BATCH of a WRITE and a READ with a stale volume id"
+got=$("$PVRAW" -t 5000 -s "$SRC" -q -V "$old_id" -c $(((1 << 62) + 4444)) "$ep" shm-memfd gen good 0 2>>"$T/pvraw.err" | tr '\n' ' ') || true
+[[ $got == "OK NO_VOLUME"* ]] || fail "shm-memfd with a stale volume id: attach then NO_VOLUME expected, got '$got'"
+gen_ino=$(stat -c %i "$(data_of 1)/volumes/gen.vol")
+gen_dev=$("$PYTHON" -c 'import os, sys; print(os.stat(sys.argv[1]).st_dev)' "$(data_of 1)/volumes/gen.vol")
+expect_status NO_VOLUME -V "$old_id" read-map gen 0 4096 "$gen_dev" "$gen_ino"
+assert_eq "$("$PVRAW" "$ep" read gen 0 8192 "$T/gen.back")" OK "READ of gen after the stale requests"
+cmp -s "$T/gen.back" "$T/b8k" || fail "a request with a stale volume id changed volume gen"
+grep -q "stale handle of deleted volume id $old_id" "$T/peerd1.log" || fail "peerd did not log the stale handle"
+log "ok: volume ids: stale id NO_VOLUME on every path, nothing changed; newer id BUSY"
+
 # 200 random garbage messages: each gets an answer, none crashes the server.
 "$PVRAW" -t 5000 -s "$SRC" -n 200 "$ep" garbage >"$T/garbage.out" 2>>"$T/pvraw.err" ||
 	fail "garbage: not every message was answered: $(sort "$T/garbage.out" | uniq -c | tr '\n' ' ')"
@@ -193,6 +226,6 @@ grep -qi lock "$T/second.log" || fail "second peerd's message does not mention t
 log "second peerd refused (exit $rc): $(head -n 3 "$T/second.log" | tr '\n' ' ')"
 peerd_alive 1 || fail "the first peerd died when a second one tried its --data"
 ctl 1 status >/dev/null || fail "peerctl status fails after the second peerd was refused"
-assert_eq "$(ctl 1 --json volume list | json 'len(d["volumes"])')" 1 "volumes after the refused second peerd"
+assert_eq "$(ctl 1 --json volume list | json 'len(d["volumes"])')" 2 "volumes (vol, gen) after the refused second peerd"
 
 stop_peerd 1

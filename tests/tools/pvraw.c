@@ -29,7 +29,7 @@
 #include "wire.h"
 
 static const char usage_text[] =
-	"usage: pvraw [-t MS] [-n COUNT] [-s SRC_IP] [-c CLIENT_ID] [-q] ENDPOINT CASE [ARGS]\n"
+	"usage: pvraw [-t MS] [-n COUNT] [-s SRC_IP] [-c CLIENT_ID] [-V VOLUME_ID] [-q] ENDPOINT CASE [ARGS]\n"
 	"\n"
 	"Sends COUNT (default 1) messages of one kind to a peerd and prints the\n"
 	"status name of each reply on stdout (NONE if the reply had no header).\n"
@@ -78,6 +78,7 @@ static const char usage_text[] =
 	"  -n COUNT   send the message COUNT times (default 1), one reply each\n"
 	"  -s SRC_IP  connect from this local address (e.g. 127.0.0.9)\n"
 	"  -c ID      client id of the shm-* cases (default random; 0: none)\n"
+	"  -V ID      volume id (Header.volume_id) in every request naming a volume\n"
 	"  -q         print the reply's message text on stderr too\n";
 
 struct opts {
@@ -87,6 +88,7 @@ struct opts {
 	int verbose;
 	uint64_t client_id; /* for the shm-* cases */
 	int client_id_set;  /* -c given (0 too); else a random one */
+	uint64_t volume_id; /* -V: Header.volume_id of every data request */
 };
 
 static uint64_t next_req_id = 1;
@@ -110,7 +112,16 @@ static void send_frame(void *sock, const void *buf, size_t len, int more)
 
 static size_t pack_header(const Pv__Header *h, uint8_t *buf, size_t cap)
 {
-	size_t n = pv__header__get_packed_size(h);
+	Pv__Header with_id;
+	size_t n;
+
+	if (opt && opt->volume_id && h->volume && h->volume[0] && h->op != PV_OP_BATCH) {
+		/* -V: every request naming a volume names its id too */
+		with_id = *h;
+		with_id.volume_id = opt->volume_id;
+		h = &with_id;
+	}
+	n = pv__header__get_packed_size(h);
 
 	if (n > cap) {
 		fprintf(stderr, "pvraw: header of %zu bytes too large\n", n);
@@ -770,7 +781,7 @@ int main(int argc, char **argv)
 	int c, rc = 0, linger = 0;
 
 	opt = &o;
-	while ((c = getopt(argc, argv, "t:n:s:c:qh")) != -1) {
+	while ((c = getopt(argc, argv, "t:n:s:c:V:qh")) != -1) {
 		switch (c) {
 		case 't':
 			o.timeout_ms = (int)parse_u64(optarg);
@@ -784,6 +795,9 @@ int main(int argc, char **argv)
 		case 'c':
 			o.client_id = parse_u64(optarg);
 			o.client_id_set = 1;
+			break;
+		case 'V':
+			o.volume_id = parse_u64(optarg);
 			break;
 		case 'q':
 			o.verbose = 1;
