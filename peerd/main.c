@@ -1,8 +1,10 @@
 /* main.c: peerd's options, start-up and shutdown order.
  *
- * start: options -> data directory lock -> LMDB -> server id check ->
- *        daemonize -> ZeroMQ ROUTER -> catalog (volumes, peers) -> IO
- *        workers -> control socket -> reactor loop
+ * start: options -> (--daemon: fork, the caller waits) -> data directory
+ *        lock -> LMDB -> server id check -> ZeroMQ ROUTER -> links ->
+ *        catalog (volumes, peers) -> IO workers -> control socket ->
+ *        ready (daemon.c: pid file, the caller exits 0, systemd READY=1) ->
+ *        reactor loop
  * stop (SIGTERM/SIGINT): the same in reverse; queued IO finishes first. */
 #include <errno.h>
 #include <fcntl.h>
@@ -48,7 +50,11 @@ static void usage(FILE *f)
 		"                         read and written by the servers' own threads\n"
 		"                         (default 0: any free port, told to the group in\n"
 		"                         heartbeats; off: peers use ZeroMQ only)\n"
-		"  --daemon               run in the background, log to syslog\n"
+		"  --daemon               run in the background, log to syslog; returns once\n"
+		"                         the server is serving (exit 0), or with its\n"
+		"                         reason on stderr and exit 1 when it cannot start\n"
+		"  --pid-file PATH        write the server's pid there once it is serving\n"
+		"                         (removed at exit)\n"
 		"  --debug                log every request\n"
 		"  --help                 this text\n"
 		"  --version              print the version\n"
@@ -76,6 +82,7 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 		O_WORKERS,
 		O_LINK_PORT,
 		O_DAEMON,
+		O_PID_FILE,
 		O_DEBUG,
 		O_HELP,
 		O_VERSION
@@ -90,6 +97,7 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 	    {"workers", required_argument, NULL, O_WORKERS},
 	    {"link-port", required_argument, NULL, O_LINK_PORT},
 	    {"daemon", no_argument, NULL, O_DAEMON},
+	    {"pid-file", required_argument, NULL, O_PID_FILE},
 	    {"debug", no_argument, NULL, O_DEBUG},
 	    {"help", no_argument, NULL, O_HELP},
 	    {"version", no_argument, NULL, O_VERSION},
@@ -165,6 +173,14 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 			break;
 		case O_DAEMON:
 			cfg->daemon = 1;
+			break;
+		case O_PID_FILE:
+			if (!optarg[0] || strlen(optarg) >= sizeof(cfg->pid_file)) {
+				fprintf(stderr, "peerd: --pid-file needs a path (under %zu bytes)\n",
+					sizeof(cfg->pid_file));
+				return -1;
+			}
+			snprintf(cfg->pid_file, sizeof(cfg->pid_file), "%s", optarg);
 			break;
 		case O_DEBUG:
 			cfg->debug = 1;
@@ -295,6 +311,10 @@ int main(int argc, char **argv)
 		return 2;
 	pv_log_level = srv->cfg.debug ? LOG_DEBUG : LOG_INFO;
 	pv_log_open("peerd", srv->cfg.id, 0);
+	/* before anything starts a thread; start-up errors still reach the
+	 * caller's stderr, and its exit status says whether we are serving */
+	if (srv->cfg.daemon && daemon_start() < 0)
+		goto out;
 	srand((unsigned)(getpid() ^ pv_now_ms()));
 
 	if (lock_data_dir() < 0)
@@ -303,13 +323,6 @@ int main(int argc, char **argv)
 		goto out;
 	if (check_server_id() < 0)
 		goto out_meta;
-	if (srv->cfg.daemon) {
-		if (daemon(1, 0) < 0) {
-			pv_err("cannot daemonize: %m");
-			goto out_meta;
-		}
-		pv_log_open("peerd", srv->cfg.id, 1);
-	}
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
@@ -341,9 +354,12 @@ int main(int argc, char **argv)
 	pv_info("serving on %s, data %s, control %s, %d IO threads, catalog version %llu",
 		srv->cfg.listen, srv->cfg.data_dir, srv->cfg.control, srv->cfg.workers,
 		(unsigned long long)srv->version);
+	if (daemon_ready() < 0)
+		goto out_control;
 	rc = reactor_run(io_fd) < 0 ? 1 : 0;
+	daemon_stopping();
 	pv_info("stopping: %llu requests in flight", (unsigned long long)request_inflight());
-
+out_control:
 	control_close();
 out_workers:
 	worker_stop();
@@ -365,6 +381,7 @@ out_zmq:
 out_meta:
 	meta_close();
 out:
+	daemon_end();
 	if (srv->lock_fd >= 0)
 		close(srv->lock_fd);
 	return rc;

@@ -36,6 +36,7 @@ struct peerd_config {
 	int workers;
 	int link_port; /* peer link listener: 0 any free port, -1 off */
 	int daemon;
+	char pid_file[PATH_MAX]; /* --pid-file, or "" */
 	int debug;
 };
 
@@ -178,6 +179,20 @@ extern struct server *srv;
 
 /* main.c */
 /* (options, start-up and shutdown order) */
+
+/* daemon.c */
+/* --daemon: forks; the calling process waits and exits 0 once the server
+ * is serving, or with the child's status when it fails to start (its reason
+ * on the caller's stderr). Before any thread starts. 0 (in the child) or -1. */
+int daemon_start(void);
+/* The server is serving: writes --pid-file, releases a --daemon caller
+ * (stdio to /dev/null, logs to syslog from now on), tells systemd READY=1.
+ * 0, or -1 (the pid file cannot be written: logged). */
+int daemon_ready(void);
+/* Tells systemd the server is stopping. */
+void daemon_stopping(void);
+/* Removes the pid file if it still holds our pid. */
+void daemon_end(void);
 
 /* reactor.c */
 /* Runs the poll loop until a signal stops it; io_fd is the IO workers'

@@ -64,7 +64,7 @@ void pv_log(int prio, const char *fmt, ...)
 	gmtime_r(&ts.tv_sec, &tm);
 	if (log_server)
 		n = snprintf(
-		    line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%u] %s: %s\n",
+		    line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s: server %u: %s: %s\n",
 		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
 		    ts.tv_nsec / 1000000, log_prog, log_server, level_name(prio), msg);
 	else
