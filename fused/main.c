@@ -229,6 +229,85 @@ static int parse_options(int argc, char **argv, struct options *o)
 	return 0;
 }
 
+/* Whether addr is a ZeroMQ endpoint fused can connect to: tcp://HOST:PORT
+ * or ipc://PATH. Says what is wrong on stderr when it is not. */
+static int check_endpoint(const char *addr)
+{
+	const char *port;
+	uint64_t v;
+
+	if (!strncmp(addr, "ipc://", 6) && addr[6])
+		return 0;
+	if (!strncmp(addr, "tcp://", 6) && (port = strrchr(addr + 6, ':')) && port > addr + 6 &&
+	    pv_parse_u64(port + 1, 1, 65535, &v) == 0)
+		return 0;
+	fprintf(stderr,
+		"fused: --group address '%s' is not a ZeroMQ endpoint: give tcp://IP:PORT "
+		"(e.g. tcp://127.0.0.1:%d) or ipc://PATH\n",
+		addr, PV_DEFAULT_PORT);
+	return -1;
+}
+
+/* Undoes /proc/self/mountinfo's escapes (\040 for a space, ...) in place. */
+static void unescape_octal(char *s)
+{
+	char *out = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*out++ = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
+			s += 3;
+		} else {
+			*out++ = *s;
+		}
+	}
+	*out = '\0';
+}
+
+/* Whether path (resolved) may be mounted on: a directory that is not a
+ * mount point already (a second mount would hide the first). Says why not
+ * on stderr. */
+static int check_mountpoint(const char *path)
+{
+	char line[PATH_MAX * 2 + 256], mnt[PATH_MAX], fstype[64];
+	struct stat st;
+	FILE *f;
+	int found = 0;
+
+	if (stat(path, &st) < 0) {
+		fprintf(stderr, "fused: mount point %s: %m\n", path);
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "fused: mount point %s is not a directory: mount on an empty "
+				"directory\n",
+			path);
+		return -1;
+	}
+	f = fopen("/proc/self/mountinfo", "r");
+	if (!f)
+		return 0; /* cannot tell: the kernel decides */
+	while (!found && fgets(line, sizeof(line), f)) {
+		/* id parent major:minor root MOUNTPOINT options ... - FSTYPE ... */
+		const char *dash = strstr(line, " - ");
+
+		if (sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1 || !dash ||
+		    sscanf(dash + 3, "%63s", fstype) != 1)
+			continue;
+		unescape_octal(mnt);
+		found = strcmp(mnt, path) == 0;
+	}
+	fclose(f);
+	if (found) {
+		fprintf(stderr, "fused: %s is already a mount point (%s): unmount it first or "
+				"mount on another directory\n",
+			path, fstype);
+		return -1;
+	}
+	return 0;
+}
+
 /* Splits the --group list into c->group; 0 or -1. */
 static int split_group(char *list, struct client_options *c)
 {
@@ -239,6 +318,8 @@ static int split_group(char *list, struct client_options *c)
 
 		if (!*tok)
 			continue;
+		if (check_endpoint(tok) < 0)
+			return -1;
 		g = realloc(c->group, (c->n_group + 1) * sizeof(*g));
 		if (!g) {
 			fprintf(stderr, "fused: out of memory\n");
@@ -328,6 +409,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "fused: mount point %s: %m\n", o.mountpoint);
 		goto out_opts;
 	}
+	if (check_mountpoint(mountpoint) < 0)
+		goto out_opts;
 	group_copy = strdup(o.group);
 	if (!group_copy || split_group(group_copy, &copt) < 0)
 		goto out_opts;
