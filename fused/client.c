@@ -1159,7 +1159,7 @@ static int catalog_apply(struct client *c, struct server *from, const void *buf,
 	struct volume *vols = NULL;
 	struct volume_attr *pub = NULL;
 	size_t n_members = 0, n_vols = 0;
-	char err[128];
+	char err[PV_MAX_MESSAGE];
 
 	if (!cat) {
 		pv_warn("catalog from %s does not decode", from->address);
@@ -1190,8 +1190,13 @@ static int catalog_apply(struct client *c, struct server *from, const void *buf,
 
 		if (!pv_valid_name(vi->name, err, sizeof(err)) ||
 		    !pv_valid_volume_size(vi->size, UINT64_MAX, err, sizeof(err))) {
-			pv_warn("catalog from %s: volume '%.64s' ignored: %s", from->address,
-				vi->name, err);
+			char shown[PV_ESCAPE_NAME];
+
+			pv_warn("catalog from %s: volume '%s' ignored: %s", from->address,
+				vi->name
+				    ? pv_escape(vi->name, strlen(vi->name), shown, sizeof(shown))
+				    : "",
+				err);
 			continue;
 		}
 		snprintf(v->attr.name, sizeof(v->attr.name), "%s", vi->name);

@@ -299,7 +299,7 @@ static int in_list(struct volume *const *list, size_t n, const struct volume *v)
  * what volume create allows. 1, or 0 with the reason in err. */
 static int catalog_check(const Pv__Catalog *c, char *err, size_t errlen)
 {
-	char why[160];
+	char why[256]; /* pv_valid_name: an escaped name and its reason */
 
 	for (size_t i = 0; i < c->n_volumes; i++) {
 		const Pv__VolumeInfo *vi = c->volumes[i];

@@ -25,6 +25,12 @@
 #define TABLE_COLS  8
 #define FIELD_LEN   512
 
+/* A command-line argument as an error message shows it: escaped by
+ * pv_escape (a control character or a byte that is not UTF-8 never reaches
+ * the terminal as it is), in a buffer that lives to the end of the
+ * enclosing block. */
+#define SHOWN(s) pv_escape((s), strlen(s), (char[PV_ESCAPE_NAME]){0}, PV_ESCAPE_NAME)
+
 struct invocation;
 struct command;
 
@@ -364,8 +370,9 @@ static int parse_command(struct ctl *ctl, const struct command *c, int argc, cha
 			break;
 		}
 		if (k == MAX_OPTS || !c->opts[k].name)
-			return peerctl_usage_error("unknown option '%s' for '%s%s%s'", a, c->name,
-						   c->sub ? " " : "", c->sub ? c->sub : "");
+			return peerctl_usage_error("unknown option '%s' for '%s%s%s'", SHOWN(a),
+						   c->name, c->sub ? " " : "",
+						   c->sub ? c->sub : "");
 	}
 	if (inv->npos < c->min_args || inv->npos > c->max_args) {
 		char line[256];
@@ -402,7 +409,7 @@ int commands_run(struct ctl *ctl, int argc, char **argv)
 		if (rc < 0)
 			return PEERCTL_EXIT_USAGE;
 		if (rc == 0)
-			return peerctl_usage_error("unknown option '%s'", argv[i]);
+			return peerctl_usage_error("unknown option '%s'", SHOWN(argv[i]));
 	}
 	if (i >= argc)
 		return peerctl_usage_error("no command given");
@@ -421,7 +428,7 @@ int commands_run(struct ctl *ctl, int argc, char **argv)
 		}
 	}
 	if (!c && !has_sub)
-		return peerctl_usage_error("unknown command '%s'", argv[i]);
+		return peerctl_usage_error("unknown command '%s'", SHOWN(argv[i]));
 	if (!c) {
 		if (i + 1 < argc && is_help(argv[i + 1])) {
 			group_help(argv[i], stdout);
@@ -429,8 +436,9 @@ int commands_run(struct ctl *ctl, int argc, char **argv)
 		}
 		if (i + 1 >= argc)
 			return peerctl_usage_error("'%s' needs a command (see 'peerctl %s --help')",
-						   argv[i], argv[i]);
-		return peerctl_usage_error("unknown command '%s %s'", argv[i], argv[i + 1]);
+						   SHOWN(argv[i]), SHOWN(argv[i]));
+		return peerctl_usage_error("unknown command '%s %s'", SHOWN(argv[i]),
+					   SHOWN(argv[i + 1]));
 	}
 	rc = parse_command(ctl, c, argc, argv, i + (c->sub ? 2 : 1), &inv);
 	if (rc >= 0)
@@ -439,7 +447,7 @@ int commands_run(struct ctl *ctl, int argc, char **argv)
 	if (timeout_arg) {
 		if (pv_parse_u64(timeout_arg, 1, PEERCTL_MAX_TIMEOUT, &timeout) < 0) {
 			peerctl_error("timeout '%s' is not a whole number of seconds from 1 to %d",
-				      timeout_arg, PEERCTL_MAX_TIMEOUT);
+				      SHOWN(timeout_arg), PEERCTL_MAX_TIMEOUT);
 			return PEERCTL_EXIT_ERROR;
 		}
 		ctl->timeout_s = (unsigned)timeout;
@@ -482,7 +490,7 @@ static int check_volume_size(const char *s, uint64_t *size)
 		return -1;
 	}
 	if (*size > INT64_MAX) {
-		peerctl_error("size '%s' is too large", s);
+		peerctl_error("size '%s' is too large", SHOWN(s));
 		return -1;
 	}
 	if (!pv_valid_volume_size(*size, UINT64_MAX, err, sizeof(err))) {
@@ -501,12 +509,12 @@ static int check_page_size(const char *s, uint64_t *size)
 		return -1;
 	}
 	if (*size == 0 || *size % PV_SECTOR) {
-		peerctl_error("page size '%s' must be a multiple of %u bytes greater than zero", s,
-			      PV_SECTOR);
+		peerctl_error("page size '%s' must be a multiple of %u bytes greater than zero",
+			      SHOWN(s), PV_SECTOR);
 		return -1;
 	}
 	if (*size < PV_MIN_PAGE_SIZE || *size > PV_MAX_PAGE_SIZE) {
-		peerctl_error("page size '%s' is outside %s .. %s", s,
+		peerctl_error("page size '%s' is outside %s .. %s", SHOWN(s),
 			      pv_format_size(PV_MIN_PAGE_SIZE, lo, sizeof(lo)),
 			      pv_format_size(PV_MAX_PAGE_SIZE, hi, sizeof(hi)));
 		return -1;
@@ -534,25 +542,28 @@ static json_t *parse_servers(const char *s)
 		if (n == 0 || n >= sizeof(tok)) {
 			peerctl_error("--servers '%s' must be a comma-separated list of server ids "
 				      "(example: 2,3)",
-				      s);
+				      SHOWN(s));
 			goto fail;
 		}
 		memcpy(tok, p, n);
 		tok[n] = '\0';
 		if (pv_parse_u64(tok, 1, UINT32_MAX, &id) < 0) {
 			peerctl_error(
-			    "--servers '%s': '%s' is not a server id (a positive integer)", s, tok);
+			    "--servers '%s': '%s' is not a server id (a positive integer)",
+			    SHOWN(s), SHOWN(tok));
 			goto fail;
 		}
 		json_array_foreach(ids, k, v)
 		{
 			if ((uint64_t)json_integer_value(v) == id) {
-				peerctl_error("--servers '%s' names server %s twice", s, tok);
+				peerctl_error("--servers '%s' names server %s twice", SHOWN(s),
+					      tok);
 				goto fail;
 			}
 		}
 		if (json_array_size(ids) >= MAX_SERVERS) {
-			peerctl_error("--servers '%s' names more than %d servers", s, MAX_SERVERS);
+			peerctl_error("--servers '%s' names more than %d servers", SHOWN(s),
+				      MAX_SERVERS);
 			goto fail;
 		}
 		json_array_append_new(ids, json_integer((json_int_t)id));
@@ -1149,6 +1160,16 @@ static int do_group_init(struct ctl *ctl, const struct command *c, const struct 
 	return PEERCTL_EXIT_OK;
 }
 
+/* Whether s is printable ASCII without spaces, as an endpoint is (anything
+ * else, a byte that is not UTF-8 included, could not even go into JSON). */
+static int endpoint_chars(const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p <= ' ' || *p >= 0x7f)
+			return 0;
+	return 1;
+}
+
 static int do_group_join(struct ctl *ctl, const struct command *c, const struct invocation *inv)
 {
 	const char *addr = inv->pos[0], *sep = strstr(addr, "://");
@@ -1157,9 +1178,9 @@ static int do_group_join(struct ctl *ctl, const struct command *c, const struct 
 	size_t n;
 	int rc;
 
-	if (!sep || sep == addr || !sep[3] || strpbrk(addr, " \t\n")) {
+	if (!sep || sep == addr || !sep[3] || !endpoint_chars(addr)) {
 		peerctl_error("address '%s' is not a ZeroMQ endpoint (example: tcp://10.0.0.1:%d)",
-			      addr, PV_DEFAULT_PORT);
+			      SHOWN(addr), PV_DEFAULT_PORT);
 		return PEERCTL_EXIT_ERROR;
 	}
 	args = json_pack("{s:s}", "address", addr);

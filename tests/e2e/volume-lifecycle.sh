@@ -91,6 +91,15 @@ bad 1 "character '@'" volume create 'a@b' 1M
 bad 1 "must not start with '\.'" volume create .hidden 1M
 bad 1 "1 to 64 characters" volume create "$(printf 'n%.0s' {1..65})" 1M
 bad 1 "1 to 64 characters" volume create '' 1M
+# a name is echoed escaped (one line, nothing raw), naming the character
+bad 1 "name 'a\\\\u0001b': character U\+0001 at position 2 is not allowed" volume create $'a\x01b' 1M
+bad 1 "name 'a\\\\u000ab': character U\+000A at position 2" volume create $'a\nb' 1M
+bad 1 "name 'caf\\\\u00e9': character U\+00E9 at position 4" volume create $'caf\xc3\xa9' 1M
+bad 1 "name 'caf\\\\xe9': byte 0xE9 at position 4 is not UTF-8" volume create $'caf\xe9' 1M
+bad 1 "name 'x\\\\u001b\[2J': character U\+001B at position 2" volume show $'x\x1b[2J'
+bad 1 "size '99999999999999999999' is too large" volume create big 99999999999999999999
+bad 1 "size '16384P' is too large" volume create big 16384P
+bad 1 "address 'tcp://h\\\\xff:1' is not a ZeroMQ endpoint" group join $'tcp://h\xff:1'
 bad 1 'suffix' volume create sfx 12X
 bad 1 'not a number' volume create nan abc
 bad 1 "(no volume|not found|does not exist|unknown volume).*nope|nope.*(no volume|not found|does not exist|unknown)" volume show nope

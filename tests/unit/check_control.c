@@ -183,7 +183,7 @@ START_TEST(not_a_request)
 	    "{\"cmd\":7}",
 	    "{\"cmd\":null}",
 	    "{\"cmd\":[\"status\"]}",
-	    "{\"cmd\":\"st\\u0000atus\"}", /* NUL inside a string: jansson refuses it */
+	    "{\"cmd\":18446744073709551616}",
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -214,6 +214,10 @@ START_TEST(args_and_unknown_commands)
 	parse_bad("{\"cmd\":\"\"}", NULL, "unknown command ''");
 	parse_bad("{\"cmd\":\"Status\"}", NULL, "unknown command 'Status'");
 	parse_bad("{\"cmd\":\"volume\",\"args\":{}}", NULL, "unknown command 'volume'");
+	/* a command name is echoed escaped; a NUL in it is not the end */
+	parse_bad("{\"cmd\":\"st\\u0000atus\"}", NULL, "unknown command 'st\\u0000atus'");
+	parse_bad("{\"cmd\":\"status\\u0000\"}", NULL, "unknown command 'status\\u0000'");
+	parse_bad("{\"cmd\":\"caf\\u00e9\\n\"}", NULL, "unknown command 'caf\\u00e9\\u000a'");
 	/* a long name is cut to 64 characters in the answer */
 	snprintf(req, sizeof(req), "{\"cmd\":\"%0100d\"}", 0);
 	snprintf(want, sizeof(want), "unknown command '%064d'", 0);
@@ -268,9 +272,7 @@ START_TEST(volume_create_bad)
 	    {CREATE("\"name\":\".v\",\"size\":1024"), "name '.v' must not start with '.' or '-'"},
 	    {CREATE("\"name\":\"-v\",\"size\":0"), "name '-v' must not start with '.' or '-'"},
 	    {CREATE("\"name\":\"a/b\",\"size\":1024"),
-	     "name 'a/b' has character '/'; allowed are A-Z a-z 0-9 . _ -"},
-	    {CREATE("\"name\":\"caf\\u00e9\",\"size\":1024"),
-	     "name 'caf\xc3\xa9' has character '?'; allowed are A-Z a-z 0-9 . _ -"},
+	     "name 'a/b': character '/' at position 2 is not allowed; use only A-Z a-z 0-9 . _ -"},
 	    {CREATE("\"name\":\"v\",\"size\":0"), "volume size must be greater than zero"},
 	    {CREATE("\"name\":\"v\",\"size\":1000"),
 	     "volume size 1000 is not a multiple of 512 bytes"},
@@ -288,6 +290,174 @@ START_TEST(volume_create_bad)
 
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
 		parse_bad(rows[i].req, "volume.create", rows[i].err);
+}
+END_TEST
+
+/* Integers above 2^63 - 1, which jansson cannot hold: the answer names the
+ * argument, the number as written and the maximum. */
+START_TEST(big_numbers)
+{
+#define CREATE(args) "{\"cmd\":\"volume.create\",\"args\":{" args "}}"
+	static const struct {
+		const char *req, *err;
+	} rows[] = {
+	    {CREATE("\"name\":\"v\",\"size\":9223372036854775808"),
+	     "size: 9223372036854775808 is too large (maximum 70368744177664, peerd "
+	     "--max-volume-size)"},
+	    {CREATE("\"name\":\"v\",\"size\":18446744073709551616"),
+	     "size: 18446744073709551616 is too large (maximum 70368744177664, peerd "
+	     "--max-volume-size)"},
+	    {CREATE("\"size\":  18446744073709551616 ,\"name\":\"v\""),
+	     "size: 18446744073709551616 is too large (maximum 70368744177664, peerd "
+	     "--max-volume-size)"},
+	    /* a long number is cut */
+	    {CREATE("\"name\":\"v\",\"size\":12345678901234567890123456789012345678901234567890"),
+	     "size: 123456789012345678901234... (50 digits) is too large (maximum "
+	     "70368744177664, peerd --max-volume-size)"},
+	    /* the key as jansson reads it, escapes and all */
+	    {CREATE("\"name\":\"v\",\"\\u0073ize\":18446744073709551616"),
+	     "size: 18446744073709551616 is too large (maximum 70368744177664, peerd "
+	     "--max-volume-size)"},
+	    {CREATE("\"name\":\"v\",\"size\":1024,\"page_size\":18446744073709551616"),
+	     "page_size: 18446744073709551616 is too large (maximum 1073741824)"},
+	    {CREATE("\"name\":\"v\",\"size\":1024,\"servers\":[2,18446744073709551616]"),
+	     "servers: 18446744073709551616 is too large (maximum 4294967295)"},
+	    /* the first argument in the order of the checks, whatever the text's order */
+	    {CREATE(
+		 "\"page_size\":99999999999999999999,\"name\":\"v\",\"size\":99999999999999999998"),
+	     "size: 99999999999999999998 is too large (maximum 70368744177664, peerd "
+	     "--max-volume-size)"},
+	    {CREATE("\"name\":\"a/b\",\"size\":18446744073709551616"),
+	     "size: 18446744073709551616 is too large (maximum 70368744177664, peerd "
+	     "--max-volume-size)"},
+	    /* too negative and too large reals are not numbers of bytes either */
+	    {CREATE("\"name\":\"v\",\"size\":-99999999999999999999"),
+	     "missing or invalid argument 'size' (a number of bytes)"},
+	    {CREATE("\"name\":\"v\",\"size\":1e999"),
+	     "missing or invalid argument 'size' (a number of bytes)"},
+	    {CREATE("\"name\":\"v\",\"size\":[18446744073709551616]"),
+	     "missing or invalid argument 'size' (a number of bytes)"},
+	    {CREATE("\"name\":\"v\",\"size\":1024,\"servers\":[[18446744073709551616]]"),
+	     "'servers' must be a list of server ids"},
+	    {CREATE("\"name\":\"v\",\"size\":1024,\"servers\":[-18446744073709551616]"),
+	     "'servers' must be a list of server ids"},
+	};
+#undef CREATE
+	char req[1024];
+	size_t n;
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		parse_bad(rows[i].req, "volume.create", rows[i].err);
+
+	/* the request's own checks come first */
+	parse_bad("{\"cmd\":\"nope\",\"args\":{\"size\":18446744073709551616}}", NULL,
+		  "unknown command 'nope'");
+	parse_bad("{\"cmd\":\"status\",\"args\":18446744073709551616}", NULL,
+		  "'args' must be an object");
+	/* where no command looks, a big number is ignored like any other */
+	parse_ok("{\"cmd\":\"status\",\"args\":{\"size\":18446744073709551616}}");
+	parse_ok("{\"x\":99999999999999999999,\"cmd\":\"volume.create\",\"args\":{\"name\":"
+		 "\"v\",\"size\":1024,\"y\":[1e999,-99999999999999999999]}}");
+
+	/* only a whole number is read again: what is not JSON stays refused */
+	parse_bad("{\"cmd\":\"volume.create\",\"args\":{\"name\":\"v\",\"size\":1024,"
+		  "\"x\":99-199999999999999999999}}",
+		  NULL, "request is not a JSON object with a 'cmd'");
+	parse_bad("{\"cmd\":\"status\",\"args\":{\"x\":[true-99999999999999999999]}}", NULL,
+		  "request is not a JSON object with a 'cmd'");
+	parse_bad("{\"cmd\":\"status\",\"args\":{\"x\":99999999999999999999-1}}", NULL,
+		  "request is not a JSON object with a 'cmd'");
+	parse_bad("{\"cmd\":\"status\",\"args\":{\"x\":99999999999999999999x}}", NULL,
+		  "request is not a JSON object with a 'cmd'");
+	parse_ok("{\"cmd\":\"status\",\"args\":{\"x\":[-0.5e999,1E+999,99999999999999999999]}}");
+
+	/* a bounded number of them */
+	n = snprintf(req, sizeof(req), "{\"cmd\":\"status\",\"args\":{\"x\":[1");
+	for (int i = 0; i < 16; i++)
+		n += snprintf(req + n, sizeof(req) - n, ",99999999999999999999");
+	snprintf(req + n, sizeof(req) - n, "]}}");
+	parse_ok(req);
+	snprintf(req + n, sizeof(req) - n, ",1e999]}}");
+	parse_bad(req, NULL, "request has more than 16 numbers too large to read");
+}
+END_TEST
+
+/* A NUL (\u0000) inside a string argument: refused, naming the argument. */
+START_TEST(nul_characters)
+{
+	parse_bad("{\"cmd\":\"volume.create\",\"args\":{\"name\":\"a\\u0000b\",\"size\":1024}}",
+		  "volume.create", "name 'a\\u0000b': contains a NUL character at position 2");
+	parse_bad("{\"cmd\":\"volume.create\",\"args\":{\"name\":\"\\u0000\",\"size\":1024}}",
+		  "volume.create", "name '\\u0000': contains a NUL character at position 1");
+	parse_bad(
+	    "{\"cmd\":\"volume.create\",\"args\":{\"name\":\"\\u00e9\\u0000\",\"size\":1024}}",
+	    "volume.create", "name '\\u00e9\\u0000': contains a NUL character at position 2");
+	parse_bad("{\"cmd\":\"volume.show\",\"args\":{\"name\":\"vol1\\u0000\"}}", "volume.show",
+		  "name 'vol1\\u0000': contains a NUL character at position 5");
+	parse_bad("{\"cmd\":\"volume.delete\",\"args\":{\"name\":\"vol1\\u0000x\"}}",
+		  "volume.delete", "name 'vol1\\u0000x': contains a NUL character at position 5");
+	parse_bad("{\"cmd\":\"group.join\",\"args\":{\"address\":\"tcp://h\\u0000:1\"}}",
+		  "group.join",
+		  "address 'tcp://h\\u0000:1': contains a NUL character at position 8");
+	/* where no command looks, a NUL is ignored like anything else */
+	parse_ok("{\"cmd\":\"status\",\"args\":{\"name\":\"\\u0000\"},\"x\":\"\\u0000\"}");
+	/* jansson takes no NUL in a key */
+	parse_bad("{\"cmd\":\"status\",\"args\":{\"a\\u0000\":1}}", NULL,
+		  "request has a NUL character in an object key");
+}
+END_TEST
+
+/* Names outside [A-Za-z0-9._-]: the answer names the character and its
+ * position and echoes the name escaped, never as '?'. */
+START_TEST(name_characters)
+{
+#define CREATE(name) "{\"cmd\":\"volume.create\",\"args\":{\"name\":\"" name "\",\"size\":1024}}"
+#define USE	     "is not allowed; use only A-Z a-z 0-9 . _ -"
+	static const struct {
+		const char *req, *err;
+	} rows[] = {
+	    {CREATE("caf\\u00e9"), "name 'caf\\u00e9': character U+00E9 at position 4 " USE},
+	    {CREATE("caf\xc3\xa9"), "name 'caf\\u00e9': character U+00E9 at position 4 " USE},
+	    {CREATE("\\u00e9t\\u00e9"),
+	     "name '\\u00e9t\\u00e9': character U+00E9 at position 1 " USE},
+	    {CREATE("ab\\u20ac"), "name 'ab\\u20ac': character U+20AC at position 3 " USE},
+	    {CREATE("x\\ud83d\\ude00"),
+	     "name 'x\\U0001f600': character U+1F600 at position 2 " USE},
+	    {CREATE("a\\u0001b"), "name 'a\\u0001b': character U+0001 at position 2 " USE},
+	    {CREATE("a\\nb"), "name 'a\\u000ab': character U+000A at position 2 " USE},
+	    {CREATE("a\\u001b[31mred"),
+	     "name 'a\\u001b[31mred': character U+001B at position 2 " USE},
+	    {CREATE("a\\u007f"), "name 'a\\u007f': character U+007F at position 2 " USE},
+	    {CREATE("a b"), "name 'a b': character ' ' at position 2 " USE},
+	    {CREATE("it's"), "name 'it\\'s': character U+0027 at position 3 " USE},
+	    {CREATE("a\\\\b"), "name 'a\\\\b': character U+005C at position 2 " USE},
+	    {CREATE(".caf\\u00e9"), "name '.caf\\u00e9' must not start with '.' or '-'"},
+	};
+#undef CREATE
+#undef USE
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		parse_bad(rows[i].req, "volume.create", rows[i].err);
+
+	/* a long name is echoed cut; the position still counts characters */
+	parse_bad(
+	    "{\"cmd\":\"volume.create\",\"args\":{\"name\":\"" /* 40 x e-acute, then '/' */
+	    "\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9"
+	    "\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9"
+	    "\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9"
+	    "\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9/"
+	    "\",\"size\":1024}}",
+	    "volume.create",
+	    "name '\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9"
+	    "\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9...': character U+00E9 at position 1 "
+	    "is not allowed; use only A-Z a-z 0-9 . _ -");
+
+	/* names that cannot exist, and addresses, are echoed escaped too */
+	parse_bad("{\"cmd\":\"volume.show\",\"args\":{\"name\":\"caf\\u00e9\"}}", "volume.show",
+		  "no volume 'caf\\u00e9'");
+	parse_bad("{\"cmd\":\"volume.delete\",\"args\":{\"name\":\"a\\u001b[2J\"}}",
+		  "volume.delete", "no volume 'a\\u001b[2J'");
+	parse_bad("{\"cmd\":\"group.join\",\"args\":{\"address\":\"udp://\\u00e9\\r\"}}",
+		  "group.join", "address 'udp://\\u00e9\\u000d' is not a tcp://HOST:PORT endpoint");
 }
 END_TEST
 
@@ -393,6 +563,9 @@ static Suite *control_suite(void)
 	tcase_add_test(bad, not_a_request);
 	tcase_add_test(bad, args_and_unknown_commands);
 	tcase_add_test(bad, volume_create_bad);
+	tcase_add_test(bad, big_numbers);
+	tcase_add_test(bad, nul_characters);
+	tcase_add_test(bad, name_characters);
 	tcase_add_test(bad, servers_too_many);
 	tcase_add_test(bad, show_delete_join_bad);
 	tcase_add_test(bad, limits_of_the_buffers);

@@ -1,6 +1,7 @@
 /* check_util.c: unit tests for proto/util.c: size parsing and printing,
- * volume and snapshot name validation, volume size validation, number
- * parsing and the two clocks. Pure functions; runs in the C locale. */
+ * volume and snapshot name validation and its messages, escaping text for
+ * messages, volume size validation, number parsing and the two clocks. Pure
+ * functions; runs in the C locale. */
 #include <check.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -241,6 +242,172 @@ START_TEST(valid_name_every_byte)
 }
 END_TEST
 
+/* Escapes the len bytes at s into a buffer of buflen, which must give want
+ * and leave the rest of the buffer alone. */
+static void escape_is(const char *s, size_t len, size_t buflen, const char *want)
+{
+	char buf[256];
+
+	ck_assert_uint_le(buflen, sizeof(buf) - 1);
+	memset(buf, 'z', sizeof(buf));
+	ck_assert_ptr_eq(pv_escape(s, len, buf, buflen), buf);
+	ck_assert_str_eq(buf, want);
+	ck_assert_int_eq(buf[buflen], 'z');
+}
+
+#define ESCAPE_IS(lit, want) escape_is(lit, sizeof(lit) - 1, 200, want)
+
+START_TEST(escape_plain_and_quotes)
+{
+	ESCAPE_IS("", "");
+	ESCAPE_IS("vol1", "vol1");
+	ESCAPE_IS("a b/c@d:e~!\"#$%&()*+,;<=>?[]^`{|}", "a b/c@d:e~!\"#$%&()*+,;<=>?[]^`{|}");
+	ESCAPE_IS("it's", "it\\'s");
+	ESCAPE_IS("a\\b", "a\\\\b");
+	ESCAPE_IS("\\u0041", "\\\\u0041"); /* reads back as what it was */
+	escape_is(NULL, 0, 8, "");
+}
+END_TEST
+
+START_TEST(escape_controls_and_nul)
+{
+	ESCAPE_IS("a\0b", "a\\u0000b");
+	ESCAPE_IS("\0", "\\u0000");
+	ESCAPE_IS("\x01\x1f\x7f", "\\u0001\\u001f\\u007f");
+	ESCAPE_IS("a\nb\tc\rd", "a\\u000ab\\u0009c\\u000dd");
+	ESCAPE_IS("\x1b[2J", "\\u001b[2J"); /* a terminal escape stays inert */
+}
+END_TEST
+
+START_TEST(escape_utf8)
+{
+	ESCAPE_IS("caf\xc3\xa9", "caf\\u00e9");
+	ESCAPE_IS("\xc2\x80", "\\u0080");
+	ESCAPE_IS("\xe2\x82\xac", "\\u20ac");
+	ESCAPE_IS("\xef\xbf\xbf", "\\uffff");
+	ESCAPE_IS("\xf0\x9f\x98\x80!", "\\U0001f600!");
+	ESCAPE_IS("\xf4\x8f\xbf\xbf", "\\U0010ffff");
+}
+END_TEST
+
+START_TEST(escape_invalid_utf8)
+{
+	ESCAPE_IS("\xff", "\\xff");
+	ESCAPE_IS("caf\xe9", "caf\\xe9");		       /* latin-1 */
+	ESCAPE_IS("\xc3", "\\xc3");			       /* cut short */
+	ESCAPE_IS("\xc3x", "\\xc3x");			       /* continuation missing */
+	ESCAPE_IS("\x80\xbf", "\\x80\\xbf");		       /* lone continuations */
+	ESCAPE_IS("\xc0\xaf", "\\xc0\\xaf");		       /* overlong '/' */
+	ESCAPE_IS("\xe0\x80\xaf", "\\xe0\\x80\\xaf");	       /* overlong '/' */
+	ESCAPE_IS("\xed\xa0\x80", "\\xed\\xa0\\x80");	       /* surrogate U+D800 */
+	ESCAPE_IS("\xf4\x90\x80\x80", "\\xf4\\x90\\x80\\x80"); /* above U+10FFFF */
+	ESCAPE_IS("\xf8\x88\x80\x80\x80", "\\xf8\\x88\\x80\\x80\\x80");
+	ESCAPE_IS("\xe2\x82", "\\xe2\\x82"); /* the euro sign cut short */
+}
+END_TEST
+
+START_TEST(escape_cut)
+{
+	char buf[4];
+
+	/* a result that fits exactly is not cut */
+	escape_is("abcdefghi", 9, 10, "abcdefghi");
+	escape_is("abcdefghij", 10, 10, "abcdef...");
+	/* an escape is never split */
+	escape_is("abcde\x01", 6, 10, "abcde...");
+	escape_is("ab\x01", 3, 10, "ab\\u0001");
+	escape_is("ab\x01x", 4, 10, "ab\\u0001x");
+	escape_is("ab\x01xy", 5, 10, "ab...");
+	escape_is("\xc3\xa9\xc3\xa9", 4, 13, "\\u00e9\\u00e9");
+	escape_is("\xc3\xa9\xc3\xa9", 4, 12, "\\u00e9...");
+	escape_is("\xc3\xa9\xc3\xa9\xc3\xa9", 6, 12, "\\u00e9...");
+	/* buffers too small for "..." */
+	escape_is("abcdef", 6, 3, "..");
+	escape_is("abcdef", 6, 1, "");
+	escape_is("ab", 2, 3, "ab");
+	memset(buf, 'z', sizeof(buf));
+	ck_assert_ptr_eq(pv_escape("abc", 3, buf, 0), buf);
+	ck_assert_int_eq(buf[0], 'z');
+}
+END_TEST
+
+/* A name refused with exactly want. */
+static void name_refused(const char *name, const char *want)
+{
+	char err[256];
+
+	memset(err, 'x', sizeof(err));
+	ck_assert_int_eq(pv_valid_name(name, err, sizeof(err)), 0);
+	ck_assert_str_eq(err, want);
+	ck_assert_int_eq(pv_valid_name(name, NULL, 0), 0);
+}
+
+#define USE "is not allowed; use only A-Z a-z 0-9 . _ -"
+
+START_TEST(valid_name_messages)
+{
+	char name[200], want[256];
+
+	name_refused("a/b", "name 'a/b': character '/' at position 2 " USE);
+	name_refused("a b", "name 'a b': character ' ' at position 2 " USE);
+	name_refused("a@b", "name 'a@b': character '@' at position 2 " USE);
+	name_refused("it's", "name 'it\\'s': character U+0027 at position 3 " USE);
+	name_refused("a\\b", "name 'a\\\\b': character U+005C at position 2 " USE);
+	name_refused("caf\xc3\xa9", "name 'caf\\u00e9': character U+00E9 at position 4 " USE);
+	name_refused("\xe2\x82\xac", "name '\\u20ac': character U+20AC at position 1 " USE);
+	name_refused("x\xf0\x9f\x98\x80",
+		     "name 'x\\U0001f600': character U+1F600 at position 2 " USE);
+	name_refused("a\x01"
+		     "b",
+		     "name 'a\\u0001b': character U+0001 at position 2 " USE);
+	name_refused("a\nb", "name 'a\\u000ab': character U+000A at position 2 " USE);
+	name_refused("a\x7f", "name 'a\\u007f': character U+007F at position 2 " USE);
+	name_refused("a\x1b[2J", "name 'a\\u001b[2J': character U+001B at position 2 " USE);
+	/* positions count characters, not bytes */
+	name_refused("ab\xff"
+		     "c",
+		     "name 'ab\\xffc': byte 0xFF at position 3 is not UTF-8; use only "
+		     "A-Z a-z 0-9 . _ -");
+	name_refused("caf\xe9", "name 'caf\\xe9': byte 0xE9 at position 4 is not UTF-8; use only "
+				"A-Z a-z 0-9 . _ -");
+	name_refused(".caf\xc3\xa9", "name '.caf\\u00e9' must not start with '.' or '-'");
+	name_refused("-\x01", "name '-\\u0001' must not start with '.' or '-'");
+	name_refused("", "name must be 1 to 64 characters");
+	/* characters before the length: 40 characters are not "over 64" */
+	name[0] = '\0';
+	for (int i = 0; i < 40; i++)
+		strcat(name, "\xc3\xa9");
+	name_refused(name,
+		     "name '\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9"
+		     "\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9...': character U+00E9 "
+		     "at position 1 " USE);
+	memset(name, 'n', 65);
+	name[65] = '\0';
+	name_refused(name, "name must be 1 to 64 characters");
+	name[3] = '/';
+	snprintf(want, sizeof(want), "name '%s': character '/' at position 4 " USE, name);
+	name_refused(name, want);
+}
+END_TEST
+
+#undef USE
+
+START_TEST(parse_size_escapes)
+{
+	char err[256];
+	uint64_t v;
+
+	ck_assert_int_eq(pv_parse_size("1\x1b[2J", &v, err, sizeof(err)), -1);
+	ck_assert_str_eq(err, "size '1\\u001b[2J' has an unknown suffix (use K, M, G, T, P)");
+	ck_assert_int_eq(pv_parse_size("caf\xc3\xa9", &v, err, sizeof(err)), -1);
+	ck_assert_str_eq(err, "size 'caf\\u00e9' is not a number (examples: 4096, 512K, 2G, 1T)");
+	ck_assert_int_eq(pv_parse_size("99999999999999999999", &v, err, sizeof(err)), -1);
+	ck_assert_str_eq(err, "size '99999999999999999999' is too large");
+	ck_assert_int_eq(pv_parse_size("2Gx\n", &v, err, sizeof(err)), -1);
+	ck_assert_str_eq(err, "size '2Gx\\u000a' has trailing characters");
+}
+END_TEST
+
 START_TEST(valid_volume_size)
 {
 	char err[256];
@@ -313,6 +480,7 @@ static Suite *util_suite(void)
 	Suite *s = suite_create("util");
 	TCase *size = tcase_create("size");
 	TCase *name = tcase_create("name");
+	TCase *escape = tcase_create("escape");
 	TCase *misc = tcase_create("misc");
 
 	tcase_add_test(size, parse_size_plain_and_suffixes);
@@ -321,14 +489,22 @@ static Suite *util_suite(void)
 	tcase_add_test(size, format_size);
 	tcase_add_test(size, format_then_parse);
 	tcase_add_test(size, valid_volume_size);
+	tcase_add_test(size, parse_size_escapes);
 	tcase_add_test(name, valid_name_accepts);
 	tcase_add_test(name, valid_name_length);
 	tcase_add_test(name, valid_name_rejects);
 	tcase_add_test(name, valid_name_every_byte);
+	tcase_add_test(name, valid_name_messages);
+	tcase_add_test(escape, escape_plain_and_quotes);
+	tcase_add_test(escape, escape_controls_and_nul);
+	tcase_add_test(escape, escape_utf8);
+	tcase_add_test(escape, escape_invalid_utf8);
+	tcase_add_test(escape, escape_cut);
 	tcase_add_test(misc, parse_u64);
 	tcase_add_test(misc, clocks);
 	suite_add_tcase(s, size);
 	suite_add_tcase(s, name);
+	suite_add_tcase(s, escape);
 	suite_add_tcase(s, misc);
 	return s;
 }
