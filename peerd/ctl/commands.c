@@ -149,9 +149,10 @@ static const struct command commands[] = {
 	.name = "group",
 	.sub = "init",
 	.args = "",
-	.summary = "start a new group with this server in it",
-	.details = "Makes this server the first member of a new group. Other servers join\n"
-		   "it with 'peerctl group join ADDRESS'.",
+	.summary = "confirm this server is a group of its own, for others to join",
+	.details = "Every new server is a group of one; init confirms it and changes\n"
+		   "nothing (refused once the server has joined or been joined by others).\n"
+		   "Other servers join it with 'peerctl group join ADDRESS'.",
 	.examples = "peerctl group init",
 	.run = do_group_init,
     },
@@ -1325,12 +1326,15 @@ static int do_group_init(struct ctl *ctl, const struct command *c, const struct 
 		if (!strcmp(text_str(m, "state"), "self"))
 			self = m;
 	}
+	/* every server is a group of one from its first start: init changes
+	 * nothing, it says so */
 	if (self)
-		printf("created group %s with this server (id %s, %s) as its first member\n",
-		       text_str(r, "group_id"), num_str(self, "id", b1, sizeof(b1)),
-		       text_str(self, "address"));
+		printf("this server (id %s, %s) is the first and only member of group %s; "
+		       "other servers join it with 'peerctl group join %s'\n",
+		       num_str(self, "id", b1, sizeof(b1)), text_str(self, "address"),
+		       text_str(r, "group_id"), text_str(self, "address"));
 	else
-		printf("created group %s\n", text_str(r, "group_id"));
+		printf("this server is the only member of group %s\n", text_str(r, "group_id"));
 	json_decref(r);
 	return PEERCTL_EXIT_OK;
 }
