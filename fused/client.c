@@ -270,7 +270,8 @@ static void *socket_open(struct client *c, const char *address)
 	    zmq_setsockopt(s, ZMQ_SNDHWM, &zero, sizeof(zero)) < 0 ||
 	    zmq_setsockopt(s, ZMQ_RCVHWM, &zero, sizeof(zero)) < 0 ||
 	    zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof(ivl)) < 0 ||
-	    zmq_setsockopt(s, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof(ivl_max)) < 0) {
+	    zmq_setsockopt(s, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof(ivl_max)) < 0 ||
+	    wire_socket_limit(s) < 0) {
 		pv_err("cannot set socket options for %s: %s", address, zmq_strerror(errno));
 		goto fail;
 	}
