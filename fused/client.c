@@ -75,7 +75,7 @@ struct call {
 };
 
 /* One peerd we talk to. Client thread only. */
-struct server {
+struct conn {
 	char *address;
 	uint32_t member_id;	/* 0 until known */
 	void *sock;		/* DEALER; NULL if it could not be opened */
@@ -94,7 +94,7 @@ struct server {
 	int link_up;		/* connected: everything to it goes there */
 	uint64_t link_retry_ms; /* no new link before then */
 	unsigned link_failures; /* in a row: the retry backs off */
-	struct server *next;
+	struct conn *next;
 };
 
 /* One wire request. Client thread only. */
@@ -106,15 +106,15 @@ struct part {
 	uint64_t vol_id; /* data parts: the id of the volume opened (Header.volume_id) */
 	uint64_t offset;
 	uint32_t length;
-	struct server *srv; /* in flight there; NULL while waiting */
+	struct conn *conn; /* in flight there; NULL while waiting */
 	uint64_t deadline_ms;
 	uint64_t retry_ms;	  /* while waiting: when to send again */
 	struct part *hnext;	  /* hash chain */
 	struct part *prev, *next; /* list of all parts */
 	struct part *wnext;	  /* waiting list */
 	void *slot;		  /* READ: shared memory slot for the data, or NULL */
-	int shm_sent;		  /* in flight with PV_F_SHM: srv may touch the slot */
-	int on_link;		  /* in flight on srv's link (not its DEALER) */
+	int shm_sent;		  /* in flight with PV_F_SHM: conn may touch the slot */
+	int on_link;		  /* in flight on conn's link (not its DEALER) */
 	struct vmap *map;	  /* READ sent with PV_F_MAP: the mapping it names
 				   * (a reference), or NULL */
 };
@@ -140,11 +140,11 @@ struct member {
 };
 
 /* The client thread's view of a catalog volume, with its route. */
-struct volume {
+struct vol_view {
 	struct volume_attr attr;
 	uint32_t *holders;
 	size_t n_holders;
-	struct server *srv; /* where its requests go */
+	struct conn *conn; /* where its requests go */
 	struct vol_map map;
 };
 
@@ -181,15 +181,15 @@ struct client {
 	size_t n_pub;
 
 	/* client thread only */
-	struct server *servers;
-	struct server *cat_srv; /* where catalog requests go */
-	size_t cat_next;	/* next candidate when cat_srv fails */
+	struct conn *conns;
+	struct conn *cat_conn; /* where catalog requests go */
+	size_t cat_next;	/* next candidate when cat_conn fails */
 	int have_catalog;
 	uint64_t cat_version;
 	struct part *cat_part; /* catalog request in flight, or NULL */
 	struct member *members;
 	size_t n_members;
-	struct volume *vols;
+	struct vol_view *vols;
 	size_t n_vols;
 	struct open_vol *opens;
 	struct part *hash[HASH_SIZE];
@@ -287,7 +287,7 @@ fail:
 /* Opens s's DEALER and a monitor that reports when its connection drops
  * (a restarted peerd answers pings again within FUSED_DEAD_MS, but what was
  * in flight on the old connection is lost). 0, or -1 (logged). */
-static int server_open(struct client *c, struct server *s)
+static int conn_open(struct client *c, struct conn *s)
 {
 	char ep[64];
 	int zero = 0;
@@ -310,7 +310,7 @@ static int server_open(struct client *c, struct server *s)
 	return 0;
 }
 
-static void server_close(struct client *c, struct server *s)
+static void conn_close(struct client *c, struct conn *s)
 {
 	if (s->sock)
 		batch_cork_flush_socket(c->cork, s->sock);
@@ -327,7 +327,7 @@ static void server_close(struct client *c, struct server *s)
 }
 
 /* Whether s's connection dropped since the last call (drains the events). */
-static int server_disconnected(struct server *s)
+static int conn_disconnected(struct conn *s)
 {
 	int dropped = 0;
 
@@ -357,8 +357,8 @@ static int server_disconnected(struct server *s)
 	}
 }
 
-static void send_attach(struct client *c, struct server *s);
-static void server_reconnect(struct client *c, struct server *s, uint64_t now, const char *why);
+static void send_attach(struct client *c, struct conn *s);
+static void conn_reconnect(struct client *c, struct conn *s, uint64_t now, const char *why);
 
 /* ---- links (include/link.h) -------------------------------------------- */
 
@@ -369,7 +369,7 @@ static void server_reconnect(struct client *c, struct server *s, uint64_t now, c
 
 /* s's link address as the catalog gives it (a changed one replaces the
  * link at the next scan: this may run inside that link's read). */
-static void server_link_address(struct client *c, struct server *s)
+static void conn_link_address(struct client *c, struct conn *s)
 {
 	const char *addr = "";
 
@@ -386,7 +386,7 @@ static void server_link_address(struct client *c, struct server *s)
 }
 
 /* Starts connecting to s's link address. */
-static void link_start(struct server *s, uint64_t now)
+static void link_start(struct conn *s, uint64_t now)
 {
 	int fd = link_connect(s->link_address);
 
@@ -400,14 +400,14 @@ static void link_start(struct server *s, uint64_t now)
 	snprintf(s->link_to, sizeof(s->link_to), "%s", s->link_address);
 }
 
-static unsigned resend_parts(struct client *c, struct server *s, int link_only);
+static unsigned resend_parts(struct client *c, struct conn *s, int link_only);
 static void request_catalog(struct client *c, uint64_t timeout_ms);
 
 /* s's link failed or is stale (why): closed, tried again later (1, 2, 4
  * ... 64 s: the count is reset only by an answer on a link); what was in
  * flight on it goes again by the DEALER, with the same request ids. The
  * catalog is asked for again: a restarted server listens elsewhere. */
-static void link_lost(struct client *c, struct server *s, const char *why)
+static void link_lost(struct client *c, struct conn *s, const char *why)
 {
 	int was_up = s->link_up;
 	unsigned shift = s->link_failures < 6 ? s->link_failures : 6;
@@ -423,7 +423,7 @@ static void link_lost(struct client *c, struct server *s, const char *why)
 		return;
 	}
 	for (struct part *p = c->all.next; p != &c->all; p = p->next)
-		inflight += p->srv == s && p->on_link;
+		inflight += p->conn == s && p->on_link;
 	if (inflight)
 		pv_warn("server %s: link to %s lost with %u requests on it (%s); they go again "
 			"by ZeroMQ, as everything until the link is up again",
@@ -438,7 +438,7 @@ static void link_lost(struct client *c, struct server *s, const char *why)
 }
 
 /* s's link connect finished (writable): up, or failed. */
-static void link_connected(struct client *c, struct server *s)
+static void link_connected(struct client *c, struct conn *s)
 {
 	int e = 0;
 	socklen_t len = sizeof(e);
@@ -456,7 +456,7 @@ static void link_connected(struct client *c, struct server *s)
 /* Sends h (+ payload, moved) to s: on its link when up (written at the end
  * of the round with what else the round queued when batch, else at once),
  * else by the cork (batched when batch). 0, or -1 with errno. */
-static int server_send(struct client *c, struct server *s, const Pv__Header *h, zmq_msg_t *payload,
+static int conn_send(struct client *c, struct conn *s, const Pv__Header *h, zmq_msg_t *payload,
 		       int batch)
 {
 	uint8_t buf[PV_MAX_HEADER];
@@ -480,11 +480,11 @@ static int server_send(struct client *c, struct server *s, const Pv__Header *h, 
 }
 
 /* The server at address, connected on first use; NULL if that fails. */
-static struct server *server_get(struct client *c, const char *address)
+static struct conn *conn_get(struct client *c, const char *address)
 {
-	struct server *s;
+	struct conn *s;
 
-	for (s = c->servers; s; s = s->next)
+	for (s = c->conns; s; s = s->next)
 		if (strcmp(s->address, address) == 0)
 			return s;
 	s = calloc(1, sizeof(*s));
@@ -493,7 +493,7 @@ static struct server *server_get(struct client *c, const char *address)
 		free(s);
 		return NULL;
 	}
-	if (server_open(c, s) < 0) {
+	if (conn_open(c, s) < 0) {
 		free(s->address);
 		free(s);
 		return NULL;
@@ -501,10 +501,10 @@ static struct server *server_get(struct client *c, const char *address)
 	for (size_t i = 0; i < c->n_members; i++)
 		if (strcmp(c->members[i].address, address) == 0)
 			s->member_id = c->members[i].id;
-	server_link_address(c, s);
+	conn_link_address(c, s);
 	s->last_rx_ms = pv_now_ms();
-	s->next = c->servers;
-	c->servers = s;
+	s->next = c->conns;
+	c->conns = s;
 	pv_debug("connected to %s", address);
 	send_attach(c, s);
 	return s;
@@ -519,7 +519,7 @@ static const struct member *member_find(struct client *c, uint32_t id)
 }
 
 /* The member id of s, from the replies or the catalog's member list. */
-static uint32_t server_member(struct client *c, struct server *s)
+static uint32_t conn_member(struct client *c, struct conn *s)
 {
 	if (!s->member_id)
 		for (size_t i = 0; i < c->n_members; i++)
@@ -528,7 +528,7 @@ static uint32_t server_member(struct client *c, struct server *s)
 	return s->member_id;
 }
 
-static struct volume *volume_find(struct client *c, const char *name)
+static struct vol_view *volume_find(struct client *c, const char *name)
 {
 	for (size_t i = 0; i < c->n_vols; i++)
 		if (strcmp(c->vols[i].attr.name, name) == 0)
@@ -536,20 +536,20 @@ static struct volume *volume_find(struct client *c, const char *name)
 	return NULL;
 }
 
-static int server_in_use(struct client *c, struct server *s)
+static int conn_in_use(struct client *c, struct conn *s)
 {
 	int routed = 0;
 
 	for (size_t i = 0; i < c->n_vols; i++) {
-		if (c->vols[i].srv == s)
+		if (c->vols[i].conn == s)
 			return 1;
-		routed |= c->vols[i].srv != NULL;
+		routed |= c->vols[i].conn != NULL;
 	}
 	/* the catalog server is pinged (to learn of catalog changes) only while
 	 * no volume is routed anywhere: otherwise the pings to the servers in
 	 * use carry the catalog version, and a server holding nothing of ours
 	 * should not count us as its client */
-	return s == c->cat_srv && !routed;
+	return s == c->cat_conn && !routed;
 }
 
 /* ---- parts ------------------------------------------------------------ */
@@ -595,9 +595,9 @@ static struct part *part_new(struct client *c, uint32_t op, struct call *call, c
 /* Takes p off its server (if in flight) without touching the waiting list. */
 static void part_unsend(struct part *p)
 {
-	if (p->srv) {
-		p->srv->outstanding--;
-		p->srv = NULL;
+	if (p->conn) {
+		p->conn->outstanding--;
+		p->conn = NULL;
 	}
 }
 
@@ -628,8 +628,8 @@ static void part_free(struct client *c, struct part *p)
 	part_abandon_slot(p);
 	if (p->slot)
 		shm_slot_put(p->slot);
-	if (p->op == PV_OP_SHM_ATTACH && p->srv && p->srv->shm == SHM_PENDING)
-		p->srv->shm = SHM_NONE; /* unanswered: the next NO_SHM asks again */
+	if (p->op == PV_OP_SHM_ATTACH && p->conn && p->conn->shm == SHM_PENDING)
+		p->conn->shm = SHM_NONE; /* unanswered: the next NO_SHM asks again */
 	if (p->op == PV_OP_MAP_VOLUME)
 		map_unanswered(c, p);
 	vmap_put(p->map);
@@ -694,7 +694,7 @@ static void part_done(struct client *c, struct part *p, int err)
  * another volume of the same name (deleted and created again since the file
  * was opened): the handle is stale, its IO fails (ESTALE; the loop device
  * reports an I/O error) and never reaches the new volume. */
-static void part_stale(struct client *c, struct part *p, const struct volume *v)
+static void part_stale(struct client *c, struct part *p, const struct vol_view *v)
 {
 	if (!p->vol_id) {
 		pv_debug("%s of volume %s: no such volume in the catalog", wire_op_name(p->op),
@@ -727,16 +727,16 @@ static void part_wait(struct client *c, struct part *p, uint64_t when)
 	c->waiting = p;
 }
 
-static void send_ping(struct client *c, struct server *s);
-static void map_read_flags(struct client *c, struct part *p, struct server *s,
-			   struct volume *v, Pv__Header *h);
+static void send_ping(struct client *c, struct conn *s);
+static void map_read_flags(struct client *c, struct part *p, struct conn *s,
+			   struct vol_view *v, Pv__Header *h);
 
 /* Sends p to the server its volume is routed to (PING and CATALOG parts:
  * to s). Failures to send park it for a retry; a volume that is gone ends
  * it with ENOENT. */
-static void part_send(struct client *c, struct part *p, struct server *s)
+static void part_send(struct client *c, struct part *p, struct conn *s)
 {
-	struct volume *v = NULL;
+	struct vol_view *v = NULL;
 	Pv__Header h;
 	zmq_msg_t m;
 	int rc, batch;
@@ -747,7 +747,7 @@ static void part_send(struct client *c, struct part *p, struct server *s)
 			part_stale(c, p, v);
 			return;
 		}
-		s = v->srv;
+		s = v->conn;
 	}
 	if (!s || !s->sock) {
 		part_wait(c, p, pv_now_ms() + FUSED_UNAVAILABLE_MS);
@@ -779,7 +779,7 @@ static void part_send(struct client *c, struct part *p, struct server *s)
 		h.flags |= PV_F_SHM;
 		h.shm_offset = p->op == PV_OP_WRITE ? shm_offset(zmq_msg_data(&p->call->data))
 						    : shm_offset(p->slot);
-		rc = server_send(c, s, &h, NULL, batch);
+		rc = conn_send(c, s, &h, NULL, batch);
 	} else if (p->op == PV_OP_WRITE) {
 		zmq_msg_init(&m);
 		if (zmq_msg_copy(&m, &p->call->data) < 0) { /* shares the buffer */
@@ -788,9 +788,9 @@ static void part_send(struct client *c, struct part *p, struct server *s)
 			part_done(c, p, EIO);
 			return;
 		}
-		rc = server_send(c, s, &h, &m, batch);
+		rc = conn_send(c, s, &h, &m, batch);
 	} else {
-		rc = server_send(c, s, &h, NULL, batch);
+		rc = conn_send(c, s, &h, NULL, batch);
 	}
 	if (rc < 0) {
 		if (warn_allowed(c))
@@ -799,7 +799,7 @@ static void part_send(struct client *c, struct part *p, struct server *s)
 		part_wait(c, p, pv_now_ms() + FUSED_UNAVAILABLE_MS);
 		return;
 	}
-	p->srv = s;
+	p->conn = s;
 	p->on_link = s->link_up;
 	p->shm_sent = (h.flags & PV_F_SHM) != 0;
 	if (s->outstanding++ == 0)
@@ -808,20 +808,20 @@ static void part_send(struct client *c, struct part *p, struct server *s)
 
 /* Sends h with a protobuf body to s, now, after what this round queued for
  * it. */
-static int send_body(struct client *c, struct server *s, const Pv__Header *h,
+static int send_body(struct client *c, struct conn *s, const Pv__Header *h,
 		     const ProtobufCMessage *body)
 {
 	zmq_msg_t m;
 
 	if (wire_body_msg(&m, body) < 0)
 		return -1;
-	return server_send(c, s, h, &m, 0);
+	return conn_send(c, s, h, &m, 0);
 }
 
 /* Sends a session request (PING, SHM_ATTACH, MAP_VOLUME) about volume (or
  * NULL) with body (or NULL) to s as a part of its own, answered in
  * handle_reply; 0, or -1 (not sent, logged at debug). */
-static int send_session_op(struct client *c, struct server *s, uint32_t op, const char *volume,
+static int send_session_op(struct client *c, struct conn *s, uint32_t op, const char *volume,
 			   const ProtobufCMessage *body)
 {
 	struct part *p = part_new(c, op, NULL, volume, 0, 0, 0, 2 * FUSED_DEAD_MS);
@@ -835,13 +835,13 @@ static int send_session_op(struct client *c, struct server *s, uint32_t op, cons
 	h.client_id = c->client_id;
 	h.catalog_version = c->cat_version;
 	h.volume = p->volume;
-	if (body ? send_body(c, s, &h, body) < 0 : server_send(c, s, &h, NULL, 0) < 0) {
+	if (body ? send_body(c, s, &h, body) < 0 : conn_send(c, s, &h, NULL, 0) < 0) {
 		pv_debug("cannot send %s to %s: %s", wire_op_name(op), s->address,
 			 zmq_strerror(errno));
 		part_free(c, p);
 		return -1;
 	}
-	p->srv = s;
+	p->conn = s;
 	p->on_link = s->link_up;
 	if (s->outstanding++ == 0)
 		s->wait_start_ms = pv_now_ms();
@@ -913,7 +913,7 @@ static int address_is_local(const char *address)
 
 /* Offers s our shared memory (PV_OP_SHM_ATTACH) if we have some and s is
  * on this host; the reply sets s->shm. */
-static void send_attach(struct client *c, struct server *s)
+static void send_attach(struct client *c, struct conn *s)
 {
 	Pv__ShmAttach a = PV__SHM_ATTACH__INIT;
 	const uint8_t *token;
@@ -944,8 +944,8 @@ static void send_attach(struct client *c, struct server *s)
  * file and holds the range (s then answers without data what it holds in
  * memory), the part keeping a reference on it until the answer; asks s for
  * its data file when v has no mapping yet. */
-static void map_read_flags(struct client *c, struct part *p, struct server *s,
-			   struct volume *v, Pv__Header *h)
+static void map_read_flags(struct client *c, struct part *p, struct conn *s,
+			   struct vol_view *v, Pv__Header *h)
 {
 	struct vol_map *vm = v ? &v->map : NULL;
 
@@ -977,10 +977,10 @@ static void map_read_flags(struct client *c, struct part *p, struct server *s,
 
 /* The answer to MAP_VOLUME: maps the data file it names, or notes the
  * refusal (asked again after MAP_RETRY_MS). */
-static void map_answered(struct client *c, struct server *s, const struct part *p,
+static void map_answered(struct client *c, struct conn *s, const struct part *p,
 			 const Pv__Header *h, zmq_msg_t *data, int extra)
 {
-	struct volume *v = volume_find(c, p->volume);
+	struct vol_view *v = volume_find(c, p->volume);
 	Pv__VolumeMap *m = NULL;
 	char err[PATH_MAX + 160] = "";
 
@@ -1020,7 +1020,7 @@ static void map_answered(struct client *c, struct server *s, const struct part *
 /* A MAP_VOLUME request ended without an answer: ask again later. */
 static void map_unanswered(struct client *c, const struct part *p)
 {
-	struct volume *v = volume_find(c, p->volume);
+	struct vol_view *v = volume_find(c, p->volume);
 
 	if (v && !v->map.m && v->map.state == MAP_PENDING) {
 		v->map.state = MAP_REFUSED;
@@ -1041,7 +1041,7 @@ static void request_catalog(struct client *c, uint64_t timeout_ms)
 {
 	struct part *p;
 
-	if (c->cat_part || !c->cat_srv)
+	if (c->cat_part || !c->cat_conn)
 		return;
 	p = part_new(c, PV_OP_CATALOG, NULL, NULL, 0, 0, 0, timeout_ms);
 	if (!p) {
@@ -1049,7 +1049,7 @@ static void request_catalog(struct client *c, uint64_t timeout_ms)
 		return;
 	}
 	c->cat_part = p;
-	part_send(c, p, c->cat_srv);
+	part_send(c, p, c->cat_conn);
 }
 
 /* Picks another catalog server: the --group addresses, then the members. */
@@ -1057,18 +1057,18 @@ static void catalog_rotate(struct client *c)
 {
 	size_t n = c->n_group + c->n_members;
 	const char *addr;
-	struct server *s;
+	struct conn *s;
 
 	for (size_t tries = 0; tries < n; tries++) {
 		size_t i = c->cat_next++ % n;
 
 		addr = i < c->n_group ? c->group[i] : c->members[i - c->n_group].address;
-		if (c->cat_srv && strcmp(addr, c->cat_srv->address) == 0)
+		if (c->cat_conn && strcmp(addr, c->cat_conn->address) == 0)
 			continue;
-		s = server_get(c, addr);
+		s = conn_get(c, addr);
 		if (s) {
 			pv_info("asking %s for the catalog from now on", s->address);
-			c->cat_srv = s;
+			c->cat_conn = s;
 			return;
 		}
 	}
@@ -1095,43 +1095,43 @@ static int holds(const uint32_t *holders, size_t n, uint32_t id)
 }
 
 /* The server for a volume with these holders, read from server from. */
-static struct server *pick_route(struct client *c, struct server *from, const uint32_t *holders,
+static struct conn *pick_route(struct client *c, struct conn *from, const uint32_t *holders,
 				 size_t n)
 {
 	const struct member *m;
-	struct server *s;
+	struct conn *s;
 
-	if (n == 0 || holds(holders, n, server_member(c, from)))
+	if (n == 0 || holds(holders, n, conn_member(c, from)))
 		return from;
 	m = member_find(c, holders[c->client_id % n]);
-	if (m && (s = server_get(c, m->address)))
+	if (m && (s = conn_get(c, m->address)))
 		return s;
 	return from;
 }
 
 /* Another holder of v than dead (the next one in its list), or NULL. */
-static struct server *other_holder(struct client *c, struct volume *v, struct server *dead)
+static struct conn *other_holder(struct client *c, struct vol_view *v, struct conn *dead)
 {
 	size_t start = 0;
-	uint32_t dead_id = server_member(c, dead);
+	uint32_t dead_id = conn_member(c, dead);
 
 	for (size_t i = 0; i < v->n_holders; i++)
 		if (v->holders[i] == dead_id)
 			start = i + 1;
 	for (size_t k = 0; k < v->n_holders; k++) {
 		const struct member *m = member_find(c, v->holders[(start + k) % v->n_holders]);
-		struct server *s;
+		struct conn *s;
 
 		if (!m || m->id == dead_id || strcmp(m->address, dead->address) == 0)
 			continue;
-		s = server_get(c, m->address);
+		s = conn_get(c, m->address);
 		if (s)
 			return s;
 	}
 	return NULL;
 }
 
-static void vols_free(struct volume *vols, size_t n)
+static void vols_free(struct vol_view *vols, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		free(vols[i].holders);
@@ -1152,11 +1152,11 @@ static void members_free(struct member *members, size_t n)
 /* Replaces the catalog with the pv.Catalog in buf, answered by from.
  * Returns 0, or -1 (logged) leaving the old catalog. Routes that still work
  * are kept; new ones follow pick_route. */
-static int catalog_apply(struct client *c, struct server *from, const void *buf, size_t len)
+static int catalog_apply(struct client *c, struct conn *from, const void *buf, size_t len)
 {
 	Pv__Catalog *cat = (Pv__Catalog *)wire_body_decode(&pv__catalog__descriptor, buf, len);
 	struct member *members = NULL;
-	struct volume *vols = NULL;
+	struct vol_view *vols = NULL;
 	struct volume_attr *pub = NULL;
 	size_t n_members = 0, n_vols = 0;
 	char err[128];
@@ -1186,7 +1186,7 @@ static int catalog_apply(struct client *c, struct server *from, const void *buf,
 	}
 	for (size_t i = 0; i < cat->n_volumes; i++) {
 		Pv__VolumeInfo *vi = cat->volumes[i];
-		struct volume *v = &vols[n_vols];
+		struct vol_view *v = &vols[n_vols];
 
 		if (!pv_valid_name(vi->name, err, sizeof(err)) ||
 		    !pv_valid_volume_size(vi->size, UINT64_MAX, err, sizeof(err))) {
@@ -1213,21 +1213,21 @@ static int catalog_apply(struct client *c, struct server *from, const void *buf,
 	members_free(c->members, c->n_members);
 	c->members = members;
 	c->n_members = n_members;
-	for (struct server *s = c->servers; s; s = s->next) {
-		server_member(c, s);
-		server_link_address(c, s);
+	for (struct conn *s = c->conns; s; s = s->next) {
+		conn_member(c, s);
+		conn_link_address(c, s);
 	}
 	for (size_t i = 0; i < n_vols; i++) {
-		struct volume *v = &vols[i], *old = volume_find(c, v->attr.name);
+		struct vol_view *v = &vols[i], *old = volume_find(c, v->attr.name);
 
-		if (old && old->attr.id == v->attr.id && old->srv &&
+		if (old && old->attr.id == v->attr.id && old->conn &&
 		    (v->n_holders == 0 ||
-		     holds(v->holders, v->n_holders, server_member(c, old->srv))))
-			v->srv = old->srv; /* keep a working route */
+		     holds(v->holders, v->n_holders, conn_member(c, old->conn))))
+			v->conn = old->conn; /* keep a working route */
 		else
-			v->srv = pick_route(c, from, v->holders, v->n_holders);
-		if (!old || old->srv != v->srv)
-			pv_debug("volume %s: requests go to %s", v->attr.name, v->srv->address);
+			v->conn = pick_route(c, from, v->holders, v->n_holders);
+		if (!old || old->conn != v->conn)
+			pv_debug("volume %s: requests go to %s", v->attr.name, v->conn->address);
 		if (old && old->attr.id == v->attr.id && old->attr.size == v->attr.size) {
 			/* the same volume: its mapping goes on (the old is not freed) */
 			v->map = old->map;
@@ -1263,7 +1263,7 @@ nomem:
 /* ---- pings ------------------------------------------------------------ */
 
 /* Sends a PING with the volumes this mount has open through s. */
-static void send_ping(struct client *c, struct server *s)
+static void send_ping(struct client *c, struct conn *s)
 {
 	Pv__ClientState st = PV__CLIENT_STATE__INIT;
 	char *names[64];
@@ -1273,10 +1273,10 @@ static void send_ping(struct client *c, struct server *s)
 		return;
 	for (struct open_vol *o = c->opens; o && n < sizeof(names) / sizeof(names[0]);
 	     o = o->next) {
-		struct volume *v = volume_find(c, o->name);
+		struct vol_view *v = volume_find(c, o->name);
 
 		/* an open of a deleted volume does not hold its successor */
-		if (v && v->srv == s && v->attr.id == o->id)
+		if (v && v->conn == s && v->attr.id == o->id)
 			names[n++] = o->name;
 	}
 	st.n_open_volumes = n;
@@ -1335,9 +1335,9 @@ static void reply_read(struct client *c, struct part *p, const Pv__Header *h, zm
 	call_free(call);
 }
 
-static void handle_batch(struct client *c, struct server *s, zmq_msg_t *data);
+static void handle_batch(struct client *c, struct conn *s, zmq_msg_t *data);
 
-static void handle_reply(struct client *c, struct server *s, const void *hb, size_t hl,
+static void handle_reply(struct client *c, struct conn *s, const void *hb, size_t hl,
 			 zmq_msg_t *data, int extra, int in_batch)
 {
 	Pv__Header *h;
@@ -1376,7 +1376,7 @@ static void handle_reply(struct client *c, struct server *s, const void *hb, siz
 		goto out;
 	}
 	p = hash_find(c, h->req_id);
-	if (!p || p->srv != s || p->op != h->op) {
+	if (!p || p->conn != s || p->op != h->op) {
 		pv_debug("reply %s #%llu from %s matches nothing in flight; ignored",
 			 wire_op_name(h->op), (unsigned long long)h->req_id, s->address);
 		goto out;
@@ -1448,13 +1448,13 @@ static void handle_reply(struct client *c, struct server *s, const void *hb, siz
 		break;
 	case PV_ST_MOVED: {
 		const struct member *m = member_find(c, h->new_owner);
-		struct volume *v = volume_find(c, p->volume);
-		struct server *to = m ? server_get(c, m->address) : NULL;
+		struct vol_view *v = volume_find(c, p->volume);
+		struct conn *to = m ? conn_get(c, m->address) : NULL;
 
-		if (v && to && v->srv != to) {
+		if (v && to && v->conn != to) {
 			pv_info("volume %s: %s says MOVED, going to %s", v->attr.name, s->address,
 				to->address);
-			v->srv = to;
+			v->conn = to;
 		}
 		request_catalog(c, CATALOG_TIMEOUT_MS);
 		part_wait(c, p, now + 20);
@@ -1500,7 +1500,7 @@ out:
 
 struct batch_ctx {
 	struct client *c;
-	struct server *s;
+	struct conn *s;
 };
 
 static void reply_record(void *arg, const void *hdr, size_t hdr_len, zmq_msg_t *data)
@@ -1512,7 +1512,7 @@ static void reply_record(void *arg, const void *hdr, size_t hdr_len, zmq_msg_t *
 
 /* A BATCH of replies from s: checked whole, then each record handled as a
  * reply of its own. */
-static void handle_batch(struct client *c, struct server *s, zmq_msg_t *data)
+static void handle_batch(struct client *c, struct conn *s, zmq_msg_t *data)
 {
 	struct batch_ctx x = {c, s};
 	char err[256];
@@ -1524,7 +1524,7 @@ static void handle_batch(struct client *c, struct server *s, zmq_msg_t *data)
 }
 
 /* Takes what s has to give: [header][data?][extra frames...]. */
-static void receive(struct client *c, struct server *s)
+static void receive(struct client *c, struct conn *s)
 {
 	for (int n = 0; n < RECV_BATCH; n++) {
 		zmq_msg_t hdr, data, x;
@@ -1569,7 +1569,7 @@ static void link_record(void *arg, const void *hdr, size_t hdr_len, zmq_msg_t *d
 }
 
 /* Takes what s's link has to give. */
-static void link_input(struct client *c, struct server *s)
+static void link_input(struct client *c, struct conn *s)
 {
 	struct batch_ctx x = {c, s};
 	char err[256];
@@ -1587,14 +1587,14 @@ static void link_input(struct client *c, struct server *s)
  * link), with the same request ids; the slots those parts used are never
  * reused (s may still touch them). Session requests (pings, catalog,
  * attach) are failed instead. Returns how many were sent again. */
-static unsigned resend_parts(struct client *c, struct server *s, int link_only)
+static unsigned resend_parts(struct client *c, struct conn *s, int link_only)
 {
 	unsigned resent = 0;
 	struct part *p, *next;
 
 	for (p = c->all.next; p != &c->all; p = next) {
 		next = p->next;
-		if (p->srv != s || (link_only && !p->on_link))
+		if (p->conn != s || (link_only && !p->on_link))
 			continue;
 		part_unsend(p);
 		if (!p->call) { /* pings, catalog and attach requests are not re-sent */
@@ -1608,21 +1608,21 @@ static unsigned resend_parts(struct client *c, struct server *s, int link_only)
 	return resent;
 }
 
-static void server_reconnect(struct client *c, struct server *s, uint64_t now, const char *why)
+static void conn_reconnect(struct client *c, struct conn *s, uint64_t now, const char *why)
 {
 	unsigned inflight = s->outstanding, resent = 0, moved = 0;
 
-	server_close(c, s);
-	server_open(c, s);
+	conn_close(c, s);
+	conn_open(c, s);
 	s->shm = SHM_NONE;
 	s->wait_start_ms = now;
 	s->last_rx_ms = now;
 	for (size_t i = 0; i < c->n_vols; i++) {
-		struct volume *v = &c->vols[i];
-		struct server *alt;
+		struct vol_view *v = &c->vols[i];
+		struct conn *alt;
 
-		if (v->srv == s && (alt = other_holder(c, v, s))) {
-			v->srv = alt;
+		if (v->conn == s && (alt = other_holder(c, v, s))) {
+			v->conn = alt;
 			moved++;
 		}
 	}
@@ -1660,7 +1660,7 @@ static void run_timers(struct client *c, uint64_t now)
 					(unsigned long long)c->timeout_ms / 1000);
 			part_done(c, p, EIO);
 		} else {
-			part_send(c, p, c->cat_srv);
+			part_send(c, p, c->cat_conn);
 		}
 	}
 	if (now < c->next_scan_ms)
@@ -1670,25 +1670,25 @@ static void run_timers(struct client *c, uint64_t now)
 	/* parts in flight past their deadline */
 	for (p = c->all.next; p != &c->all; p = next) {
 		next = p->next;
-		if (!p->srv || now < p->deadline_ms)
+		if (!p->conn || now < p->deadline_ms)
 			continue;
 		if (p->call && warn_allowed(c))
 			pv_warn("%s of volume %s at %llu via %s: no answer within %llu s",
 				wire_op_name(p->op), p->volume, (unsigned long long)p->offset,
-				p->srv->address, (unsigned long long)c->timeout_ms / 1000);
+				p->conn->address, (unsigned long long)c->timeout_ms / 1000);
 		part_done(c, p, EIO);
 	}
 	if (!c->have_catalog)
 		return;
-	for (struct server *s = c->servers; s; s = s->next) {
+	for (struct conn *s = c->conns; s; s = s->next) {
 		uint64_t since =
 		    s->wait_start_ms > s->last_rx_ms ? s->wait_start_ms : s->last_rx_ms;
 
 		/* since may be after now: parts re-sent above (this round)
 		 * started the wait after now was read */
 		if (s->outstanding && since < now && now - since >= FUSED_DEAD_MS)
-			server_reconnect(c, s, now, "nothing back for 3 s");
-		if (now >= s->next_ping_ms && server_in_use(c, s))
+			conn_reconnect(c, s, now, "nothing back for 3 s");
+		if (now >= s->next_ping_ms && conn_in_use(c, s))
 			send_ping(c, s);
 		if (s->link && strcmp(s->link_to, s->link_address) != 0)
 			link_lost(c, s, "the server gives another link address now");
@@ -1705,7 +1705,7 @@ static void flush_sends(struct client *c)
 	struct batch_drop d;
 
 	/* links first: a failed one sends its parts again by the cork */
-	for (struct server *s = c->servers; s; s = s->next)
+	for (struct conn *s = c->conns; s; s = s->next)
 		if (s->link_up && link_pending(s->link) && link_flush(s->link) < 0) {
 			char why[160];
 
@@ -1717,11 +1717,11 @@ static void flush_sends(struct client *c)
 		struct part *p = hash_find(c, d.req_id);
 
 		/* (sent again since, on a new connection: that copy stands) */
-		if (!p || !p->srv || p->srv->sock != d.sock)
+		if (!p || !p->conn || p->conn->sock != d.sock)
 			continue;
 		if (warn_allowed(c))
 			pv_warn("cannot send %s to %s; trying again", wire_op_name(p->op),
-				p->srv->address);
+				p->conn->address);
 		part_unsend(p);
 		p->shm_sent = 0; /* never left: the server did not see the slot */
 		part_wait(c, p, pv_now_ms() + FUSED_UNAVAILABLE_MS);
@@ -1748,7 +1748,7 @@ static long next_timeout(struct client *c, uint64_t now, long max_ms)
 static void loop_once(struct client *c, long max_ms)
 {
 	zmq_pollitem_t items[400];
-	struct server *srvs[400];
+	struct conn *conns[400];
 	int is_link[400];
 	size_t n = 0;
 	uint64_t now = pv_now_ms();
@@ -1759,20 +1759,20 @@ static void loop_once(struct client *c, long max_ms)
 	items[n].fd = c->efd;
 	items[n].events = ZMQ_POLLIN;
 	is_link[n] = 0;
-	srvs[n++] = NULL;
+	conns[n++] = NULL;
 	flush_sends(c); /* before the links' events are chosen: it may drop one */
-	for (struct server *s = c->servers; s && n + 4 <= 400; s = s->next) {
+	for (struct conn *s = c->conns; s && n + 4 <= 400; s = s->next) {
 		if (!s->sock)
 			continue;
 		items[n].socket = s->sock;
 		items[n].events = ZMQ_POLLIN;
 		is_link[n] = 0;
-		srvs[n++] = s;
+		conns[n++] = s;
 		if (s->mon) {
 			items[n].socket = s->mon;
 			items[n].events = ZMQ_POLLIN;
 			is_link[n] = 0;
-			srvs[n++] = s;
+			conns[n++] = s;
 		}
 		if (s->link) {
 			items[n].socket = NULL;
@@ -1781,7 +1781,7 @@ static void loop_once(struct client *c, long max_ms)
 			    !s->link_up ? ZMQ_POLLOUT
 					: ZMQ_POLLIN | (link_pending(s->link) ? ZMQ_POLLOUT : 0);
 			is_link[n] = 1;
-			srvs[n++] = s;
+			conns[n++] = s;
 		}
 	}
 	ffd = loop_fuse_fd();
@@ -1790,7 +1790,7 @@ static void loop_once(struct client *c, long max_ms)
 		items[n].fd = ffd;
 		items[n].events = ZMQ_POLLIN;
 		is_link[n] = 0;
-		srvs[n++] = NULL;
+		conns[n++] = NULL;
 	}
 	rc = zmq_poll(items, n, next_timeout(c, now, max_ms));
 	if (rc < 0) {
@@ -1806,7 +1806,7 @@ static void loop_once(struct client *c, long max_ms)
 		}
 	}
 	for (size_t i = 1; i < n; i++) {
-		struct server *s = srvs[i];
+		struct conn *s = conns[i];
 
 		if (!s) { /* /dev/fuse, last: replies above freed their slots */
 			if (items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)) /* ERR: unmounted */
@@ -1826,9 +1826,9 @@ static void loop_once(struct client *c, long max_ms)
 			continue;
 		} else if (items[i].socket == s->sock) {
 			receive(c, s);
-		} else if (items[i].socket == s->mon && server_disconnected(s) && s->outstanding &&
+		} else if (items[i].socket == s->mon && conn_disconnected(s) && s->outstanding &&
 			   c->have_catalog) {
-			server_reconnect(c, s, pv_now_ms(), "connection lost");
+			conn_reconnect(c, s, pv_now_ms(), "connection lost");
 		}
 	}
 }
@@ -1838,7 +1838,7 @@ static void loop_once(struct client *c, long max_ms)
 static void open_count(struct client *c, const char *name, uint64_t id, int delta)
 {
 	struct open_vol **oo, *o;
-	struct volume *v;
+	struct vol_view *v;
 
 	for (oo = &c->opens; *oo; oo = &(*oo)->next)
 		if ((*oo)->id == id && strcmp((*oo)->name, name) == 0)
@@ -1865,8 +1865,8 @@ static void open_count(struct client *c, const char *name, uint64_t id, int delt
 		free(o);
 	}
 	v = volume_find(c, name);
-	if (v && v->srv)
-		send_ping(c, v->srv);
+	if (v && v->conn)
+		send_ping(c, v->conn);
 }
 
 /* Turns a queued call into parts and sends them. */
@@ -2238,8 +2238,8 @@ struct client *client_new(const struct client_options *opt)
 				 "%s%s", i ? ", " : "", c->group[i]);
 		if (used >= sizeof(addrs))
 			used = sizeof(addrs) - 1;
-		c->cat_srv = server_get(c, c->group[i]);
-		if (!c->cat_srv)
+		c->cat_conn = conn_get(c, c->group[i]);
+		if (!c->cat_conn)
 			continue;
 		request_catalog(c, FUSED_CONNECT_MS);
 		while (c->cat_part && pv_now_ms() < until)
@@ -2255,7 +2255,7 @@ struct client *client_new(const struct client_options *opt)
 		goto fail;
 	}
 	pv_info("catalog version %llu from %s: %zu volumes, %zu members; client id %016llx",
-		(unsigned long long)c->cat_version, c->cat_srv->address, c->n_vols, c->n_members,
+		(unsigned long long)c->cat_version, c->cat_conn->address, c->n_vols, c->n_members,
 		(unsigned long long)c->client_id);
 	return c;
 nomem:
@@ -2268,7 +2268,7 @@ fail:
 void client_destroy(struct client **cp)
 {
 	struct client *c = *cp;
-	struct server *s, *next;
+	struct conn *s, *next;
 
 	if (!c)
 		return;
@@ -2292,9 +2292,9 @@ void client_destroy(struct client **cp)
 	}
 	batch_cork_free(c->cork); /* sends what the last round queued */
 	c->cork = NULL;
-	for (s = c->servers; s; s = next) {
+	for (s = c->conns; s; s = next) {
 		next = s->next;
-		server_close(c, s);
+		conn_close(c, s);
 		free(s->address);
 		free(s);
 	}
