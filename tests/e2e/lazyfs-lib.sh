@@ -16,22 +16,13 @@ declare -A LAZYFS_PID=() # mount point -> pid of its pvlazyfs
 # (unmounted with the fused mounts, before the processes are killed).
 mount_lazyfs()
 {
-	local back=$1 mnt=$2 pid deadline
+	local back=$1 mnt=$2 pid
 	need_bin "$PVLAZYFS"
 	mkdir -p "$back" "$mnt"
 	"$PVLAZYFS" "$back" "$mnt" -f </dev/null >>"$T/lazyfs-$(basename "$mnt").log" 2>&1 &
 	pid=$!
 	LAZYFS_PID[$mnt]=$pid
-	PV_PIDS+=("$pid")
-	pv_record pids "$pid"
-	pv_record fusemounts "$mnt"
-	deadline=$((SECONDS + PV_WAIT))
-	while ((SECONDS < deadline)); do
-		is_mounted "$mnt" && { log "pvlazyfs $back at $mnt (pid $pid)"; return 0; }
-		kill -0 "$pid" 2>/dev/null || fail "pvlazyfs for $mnt exited before the mount was ready"
-		sleep 0.1
-	done
-	fail "pvlazyfs mount $mnt not ready after ${PV_WAIT}s"
+	pv_track_mount "$mnt" "$pid" "pvlazyfs over $back"
 }
 
 # lazy_ctl MOUNT drop|sync: the power cut / a checkpoint.

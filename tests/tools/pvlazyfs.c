@@ -41,8 +41,9 @@
  * fallocate (PUNCH_HOLE|KEEP_SIZE, ZERO_RANGE, plain allocation): the
  * contents and size of regular files.
  *
- * The simpler rule for names: create, mkdir, unlink, rmdir, rename, chmod
- * and utimens are durable at once. ext4 (data=ordered), XFS and btrfs
+ * The simpler rule for names: create, mkdir, unlink, rmdir, rename and
+ * utimens are durable at once (a file whose last name goes takes its undo
+ * state with it). ext4 (data=ordered), XFS and btrfs
  * journal them in order and commit the journal on any fsync, and within a
  * few seconds anyway; a file created and then fsynced keeps its name there
  * in practice, though POSIX asks for an fsync of the directory as well.
@@ -53,12 +54,12 @@
  * fdatasync or an O_DSYNC write are gone after a power cut.
  *
  * Limits: a power cut here loses all unsynced changes and nothing else;
- * real disks may also keep some of them, or tear a write within a sector
- * range: those outcomes are not produced. Through FUSE's page cache an
+ * real disks may also keep some of them, or part of a write (torn):
+ * those outcomes are not produced. Through FUSE's page cache an
  * RWF_DSYNC (FUA) write arrives as a write followed by an fsync of the whole
  * file, so it makes earlier writes to the same file durable too: a test of
- * FUA writes should use a file that gets no other writes. Hard links and
- * symlinks, xattrs and POSIX ACLs are not supported. flock and POSIX locks
+ * FUA writes should use a file that gets no other writes. Hard links,
+ * symlinks, chmod, chown, xattrs and POSIX ACLs are not supported. flock and POSIX locks
  * are left to the kernel (local to this mount). One lock serializes every
  * change; reads run in parallel.
  *
@@ -610,30 +611,6 @@ static int lz_rename(const char *from, const char *to, unsigned int flags)
 	return 0;
 }
 
-static int lz_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
-{
-	char p[PATH_MAX];
-
-	if (is_ctl(path))
-		return 0;
-	if (fi && fi->fh != LZ_CTL_FH)
-		return fchmod(fi->fh, mode) < 0 ? -errno : 0;
-	backing_path(path, p);
-	return chmod(p, mode) < 0 ? -errno : 0;
-}
-
-static int lz_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
-{
-	char p[PATH_MAX];
-
-	if (is_ctl(path))
-		return 0;
-	if (fi && fi->fh != LZ_CTL_FH)
-		return fchown(fi->fh, uid, gid) < 0 ? -errno : 0;
-	backing_path(path, p);
-	return lchown(p, uid, gid) < 0 ? -errno : 0;
-}
-
 static int lz_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
 {
 	char p[PATH_MAX];
@@ -862,8 +839,6 @@ static const struct fuse_operations lz_ops = {
     .unlink = lz_unlink,
     .rmdir = lz_rmdir,
     .rename = lz_rename,
-    .chmod = lz_chmod,
-    .chown = lz_chown,
     .utimens = lz_utimens,
     .truncate = lz_truncate,
     .create = lz_create,
