@@ -7,10 +7,14 @@
 #   phase 1  fio through a loop device (--direct-io=on) over fused writes a
 #            verify pattern with --fsync=16 and --end_fsync=1 (fio skips the
 #            fsync after the very last write: 255 of 256; end_fsync covers
-#            it, so every write is acknowledged before a completed flush); fio --sync=dsync on the fused file of a second volume
-#            (O_DSYNC open -> PV_F_FUA writes -> pwritev2(RWF_DSYNC)); on the
-#            first round also --sync=dsync on a loop device (FUA or a flush
-#            at the block layer)
+#            it, so every write is acknowledged before a completed flush);
+#            fio --sync=dsync on the fused file of a second volume (O_DSYNC
+#            open -> PV_F_FUA writes -> pwritev2(RWF_DSYNC), checked to reach
+#            the data directory as O_DSYNC writes). Once, before the rounds,
+#            --sync=dsync on the loop device too: the loop driver offers no
+#            FUA, so the block layer makes each such write a write and a
+#            flush (the log says how many O_DSYNC writes reached the data
+#            directory: 0 on Linux 6.18)
 #   phase 2  fio writes other data over the phase-1 range, never synced;
 #            pvlazyfs must hold unsynced pages (else the test proves nothing)
 #   crash    kill -9 peerd, then "drop": process and page cache die at the
