@@ -408,7 +408,12 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		len = of->vol.size - off; /* short write: the part inside the volume */
 	if (len > FUSED_MAX_IO)
 		len = FUSED_MAX_IO;
-	client_write(fs->client, req, &of->vol, off, buf, len, of->flags);
+	/* a write is FUA when the file was opened O_DSYNC/O_SYNC, or when this
+	 * write itself is (pwritev2 RWF_DSYNC/RWF_SYNC): the kernel passes the
+	 * write's own flags in fi->flags (fuse_write_flags), and with direct_io
+	 * no fsync follows it */
+	client_write(fs->client, req, &of->vol, off, buf, len,
+		     of->flags | (fi->flags & O_DSYNC ? PV_F_FUA : 0));
 }
 
 static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

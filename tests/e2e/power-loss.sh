@@ -49,6 +49,7 @@ run_peerd 1
 ctl 1 volume create sync 64M >/dev/null
 ctl 1 volume create fua 32M >/dev/null
 ctl 1 volume create fs 256M >/dev/null
+ctl 1 volume create rwf 1M >/dev/null # one RWF_DSYNC write, nothing else
 # routing_of VOL: 'volume show VOL --routing --json' without the live numbers
 # (pages written, bytes allocated, open clients): what LMDB must keep.
 routing_of()
@@ -112,6 +113,22 @@ sed -i 's/^do_verify=0/do_verify=1/' "$T/loop-fua.fio" # for --verify_only at th
 loop_fua_dsync=$(($(lazy_stat "$D1" dsync_writes) - dsync_before))
 log "loop device --sync=dsync: $loop_fua_dsync O_DSYNC writes at pvlazyfs (0: the block layer made it write + flush)"
 
+# A per-write FUA (pwritev2 RWF_DSYNC on a file opened without O_DSYNC, as
+# databases do): durable when acknowledged, read back after the first crash.
+# On a volume of its own: any later fsync of the same data file at pvlazyfs
+# would make it durable anyway.
+"$PYTHON" - "$mnt/rwf" "$T/rwf-block" <<'PYEOF' || fail "pwritev2(RWF_DSYNC) on the fused file failed"
+import mmap, os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_DIRECT)
+buf = mmap.mmap(-1, 65536)
+data = os.urandom(65536)
+buf.write(data)
+assert os.pwritev(fd, [buf], 0, os.RWF_DSYNC) == 65536
+os.close(fd)
+open(sys.argv[2], "wb").write(data)
+PYEOF
+rwf_checked=0
+
 crash_and_restart()
 {
 	kill9_peerd 1
@@ -150,6 +167,12 @@ for ((round = 1; round <= ROUNDS; round++)); do
 	phase1_fua "$seed" 1
 	run_fio "v-sync-$round" "$T/p1-sync.fio" --verify_only
 	run_fio "v-fua-$round" "$T/p1-fua.fio" --verify_only
+	if [ "$rwf_checked" = 0 ]; then
+		cmp <(dd if="$mnt/rwf" bs=64k count=1 iflag=direct status=none) "$T/rwf-block" ||
+			fail "a pwritev2(RWF_DSYNC) write acknowledged before the power cut is lost"
+		rwf_checked=1
+		log "round $round: a pwritev2(RWF_DSYNC) write survived the power cut"
+	fi
 	log "round $round: synced and FUA data intact, unsynced data rolled back, routing unchanged"
 done
 run_fio "v-loop-fua" "$T/loop-fua.fio" --verify_only
