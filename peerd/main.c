@@ -312,7 +312,7 @@ static void raise_fd_limit(void)
 
 static int open_router(void)
 {
-	int linger = 0, hwm = 100000;
+	int linger = 0, hwm = 100000, hb_ivl = PEERD_ZMQ_PING_MS, hb_timeout = PEERD_ZMQ_SILENT_MS;
 
 	srv->router = zmq_socket(srv->zctx, ZMQ_ROUTER);
 	if (!srv->router)
@@ -321,6 +321,12 @@ static int open_router(void)
 	zmq_setsockopt(srv->router, ZMQ_SNDHWM, &hwm, sizeof(hwm));
 	zmq_setsockopt(srv->router, ZMQ_RCVHWM, &hwm, sizeof(hwm));
 	wire_socket_limit(srv->router);
+	/* ZMTP heartbeats: a connection that sends nothing for
+	 * PEERD_ZMQ_SILENT_MS after a PING is dropped, so a peer that announced
+	 * a large frame (libzmq allocates it whole) and stalled gives its memory
+	 * back; libzmq peers (fused, other servers) answer PINGs by themselves */
+	zmq_setsockopt(srv->router, ZMQ_HEARTBEAT_IVL, &hb_ivl, sizeof(hb_ivl));
+	zmq_setsockopt(srv->router, ZMQ_HEARTBEAT_TIMEOUT, &hb_timeout, sizeof(hb_timeout));
 	if (zmq_bind(srv->router, srv->cfg.listen) < 0)
 		goto fail;
 	return 0;

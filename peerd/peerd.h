@@ -25,6 +25,8 @@
 #define PEERD_LOCK_TIMEOUT_MS  10000
 #define PEERD_FWD_RESEND_MS    2000
 #define PEERD_CATALOG_LAG_RETRY_MS 50 /* BUSY: a volume id this server has not learnt yet */
+#define PEERD_ZMQ_PING_MS   2000  /* ZMTP PING to every ZeroMQ peer this often */
+#define PEERD_ZMQ_SILENT_MS 10000 /* and drop one silent this long after a PING */
 
 struct peerd_config {
 	uint32_t id;

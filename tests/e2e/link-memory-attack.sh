@@ -131,6 +131,13 @@ zafter=$(rss_mb)
 ((zafter <= zbase + 16 + ASAN_SLACK / 10)) || fail "ZeroMQ port: RSS ${zbase} -> ${zafter} MB for a refused frame"
 ctl 1 status >/dev/null || fail "peerctl status after the ZeroMQ frame"
 log "ZeroMQ port: a frame announcing 1 GiB: $got, RSS ${zbase} -> ${zafter} MB"
+# a frame within the maximum (8 MiB), 64 KiB of it sent, then silence:
+# ZMTP heartbeats drop the connection (PING every 2 s, 10 s of silence)
+got=$($PYTHON "$STALL" zmtp 127.0.0.1 "$PV_PORT" --size $((8 << 20)) --hold 25)
+[[ $got == CLOSED* ]] || fail "ZeroMQ port: a stalled 8 MiB frame was not dropped within 25 s: $got"
+ctl 1 status >/dev/null || fail "peerctl status after the stalled ZeroMQ frame"
+cmp <(dd if="$T/mnt/vol" bs=1M count=4 iflag=direct status=none) "$T/a" || fail "IO after the stalled ZeroMQ frame"
+log "ZeroMQ port: a stalled 8 MiB frame: $got"
 umount_fused "$T/mnt"
 stop_peerd 1
 log "ok"
