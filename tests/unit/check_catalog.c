@@ -1,8 +1,11 @@
-/* check_catalog.c: unit tests for peerd/catalog.c, the group catalog: the
- * group of one a new data directory forms, volume create as a two-phase
- * commit with no other member (it commits synchronously, no reactor timer),
- * the refusals of volume create, the routing table of a volume spread over
- * weighted members and its persistence in LMDB ("routes"), adopting a newer
+/* check_catalog.c: unit tests for peerd/catalog.c, the group catalog, with
+ * the change protocol (change.c) and volume create (volume_admin.c) it runs
+ * alone: the group of one a new data directory forms, volume create as a
+ * two-phase commit with no other member (it commits synchronously, no
+ * reactor timer), the refusals of volume create (its starter's
+ * catalog_done_fn is then never called), the routing table of a volume
+ * spread over weighted members and its persistence in LMDB ("routes"),
+ * adopting a newer
  * catalog (volumes that go are deleted with their data file, those that stay
  * keep their struct), and the protobuf views (catalog_pb, catalog_pb_copy).
  * Each test gets a fresh data directory under $TMPDIR (or /tmp) with its own
