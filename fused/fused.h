@@ -1,5 +1,6 @@
 /* fused.h: the map of fused, the peervol FUSE client. Lists the cross-file
- * functions under a heading per file.
+ * functions under a heading per file. The client part's own files (client.c,
+ * part.c, conn.c, catalog.c) share client_int.h, the map of that part.
  *
  *   FUSE worker threads                      client thread (client.c)
  *   -------------------                      ------------------------

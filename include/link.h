@@ -37,10 +37,39 @@
  * (PV_MAX_BODY), whichever is larger. */
 #define LINK_DATA_MAX (PV_MAX_BODY > PV_MAX_IO ? PV_MAX_BODY : PV_MAX_IO)
 
+/* Largest frame a peervol socket takes from the network (ZMQ_MAXMSGSIZE,
+ * wire_socket_limit): a record's data (LINK_DATA_MAX: block data or a
+ * body), a BATCH payload (BATCH_BYTES_MAX), a header (PV_MAX_HEADER) or a
+ * routing id (PV_MAX_IDENTITY), whichever is largest. */
+#define PV_MAX2(a, b) ((a) > (b) ? (a) : (b))
+#define PV_MAX_FRAME                                                                               \
+	PV_MAX2(PV_MAX2(LINK_DATA_MAX, BATCH_BYTES_MAX), PV_MAX2(PV_MAX_HEADER, PV_MAX_IDENTITY))
+
+/* Records with more data than this are read straight into a message of
+ * their own, allocated once the header is in: before that, link_admit must
+ * accept the header. Smaller records are read through the link's buffer. */
+#define LINK_ADMIT_MIN (64u << 10)
+
+/* Link memory: what records with more than LINK_ADMIT_MIN bytes of data
+ * hold while they are partly received, over all links of the process
+ * (peerd: --link-memory). The default of peerd; fused sets none. */
+#define LINK_MEM_DEFAULT (256u << 20)
+
+/* Whether a record of data_len bytes with this header may take memory for
+ * its data (only asked for data over LINK_ADMIT_MIN; 0 below it): the
+ * header decodes as a pv.Header (wire_header_decode: version, op, lengths)
+ * and its data is what the op carries: READ and WRITE exactly the header's
+ * length (at most PV_MAX_IO), BATCH at most BATCH_BYTES_MAX, TRIM and FLUSH
+ * none, any other op a body of at most PV_MAX_BODY. Returns 0, or -1 with
+ * the reason in err. Pure: any byte string is safe. */
+int link_admit(const void *hdr, size_t hdr_len, size_t data_len, char *err, size_t errlen);
+
 /* Parses the record at the start of buf: returns 1 with r filled and *used
  * its size in bytes, 0 if buf holds only part of it, or -1 (reason in err)
  * if it is malformed: header of 0 or more than PV_MAX_HEADER bytes, data
- * over LINK_DATA_MAX. Pure: any byte string is safe. */
+ * over LINK_DATA_MAX, or data over LINK_ADMIT_MIN with a header that
+ * link_admit refuses (checked as soon as the header is in, before the
+ * data). Pure: any byte string is safe. */
 int link_parse(const void *buf, size_t len, struct batch_record *r, size_t *used, char *err,
 	       size_t errlen);
 
@@ -97,8 +126,39 @@ size_t link_pending(const struct link *l);
 typedef void (*link_record_fn)(void *arg, const void *hdr, size_t hdr_len, zmq_msg_t *data);
 int link_read(struct link *l, link_record_fn fn, void *arg, char *err, size_t errlen);
 
-/* Counters: records sent and received. */
+/* Counters: records sent and received; bytes received. */
 uint64_t link_sent(const struct link *l);
 uint64_t link_received(const struct link *l);
+uint64_t link_bytes_in(const struct link *l);
+
+/* Sets the bound on link memory of the process (0: none, the default).
+ * A record that would pass it waits, its link not read (link_input_wanted
+ * says 0), until others complete or their links close: the memory held is
+ * always that of records whose senders are still sending, which the event
+ * loop keeps reading, so waiting cannot deadlock; a link that waits too
+ * long is the owner's to close (peerd closes any link stalled mid-record).
+ * Call before links are read. */
+void link_mem_limit(size_t bytes);
+
+/* Link memory held now, by all links of the process; by this link. */
+size_t link_mem_held(void);
+size_t link_mem(const struct link *l);
+
+/* Whether part of a record has been received and not yet delivered. */
+int link_partial(const struct link *l);
+
+/* Whether the link waits for link memory (a record's header is in, the
+ * memory for its data is not free). */
+int link_waiting(const struct link *l);
+
+/* Whether to poll the link for input: 0 while it waits for memory that is
+ * still taken (link_read would read nothing), else 1. */
+int link_input_wanted(const struct link *l);
+
+/* Gives freed heap memory back to the system if a link holding link memory
+ * was destroyed since the last call (pv_tune_malloc keeps up to 256 MiB
+ * otherwise, for IO to reuse). Returns 1 if it trimmed. Call from time to
+ * time (peerd: every second), never on the data path. */
+int link_mem_trim(void);
 
 #endif

@@ -133,6 +133,11 @@ void wire_header_free(Pv__Header *h);
 int wire_send(void *sock, const void *ident, size_t ident_len, const Pv__Header *h,
 	      void *payload_msg /* zmq_msg_t *, may be NULL */);
 
+/* Sets ZMQ_MAXMSGSIZE of a socket that receives from the network to
+ * PV_MAX_FRAME (link.h): ZeroMQ drops a connection that announces a larger
+ * frame before it allocates anything for it. Returns 0, or -1 with errno. */
+int wire_socket_limit(void *sock);
+
 /* Encodes h into buf (PV_MAX_HEADER bytes). Returns its length, or 0 with
  * errno EMSGSIZE if it is longer. */
 size_t wire_header_pack(const Pv__Header *h, uint8_t *buf);

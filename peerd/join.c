@@ -200,7 +200,7 @@ int catalog_join_start(const char *address, catalog_done_fn done, void *arg, cha
 		return -1;
 	join_sock = zmq_socket(srv->zctx, ZMQ_DEALER);
 	if (!join_sock || zmq_setsockopt(join_sock, ZMQ_LINGER, &linger, sizeof(linger)) < 0 ||
-	    zmq_connect(join_sock, address) < 0) {
+	    wire_socket_limit(join_sock) < 0 || zmq_connect(join_sock, address) < 0) {
 		snprintf(err, errlen, "cannot connect to %s: %s", address, zmq_strerror(errno));
 		if (join_sock)
 			zmq_close(join_sock);

@@ -15,7 +15,14 @@
  *
  * A link that fails is retired, not freed, until the next round of the
  * reactor (links_reap): a failure may be found inside a handler that was
- * called by that link's own read. */
+ * called by that link's own read.
+ *
+ * Anyone may connect, before saying who it is; what one connection can
+ * make this server hold is bounded: records are admitted before memory is
+ * taken for their data and that memory is bounded for all links together
+ * (link.h, --link-memory), an address holds at most --link-per-source
+ * links, and a link stalled mid-record (or waiting for link memory) for
+ * LINKS_STALL_MS is closed. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +46,9 @@ struct accepted {
 	struct link *l;
 	uint32_t gen;
 	uint64_t last_rx_ms;
+	uint64_t bytes_in;    /* link_bytes_in when last seen, */
+	uint64_t progress_ms; /* and when it last grew (or nothing was asked) */
+	struct in_addr src;
 	char from[64];
 };
 
@@ -50,7 +60,7 @@ static uint32_t next_gen = 1;
 static struct link **retired;
 static size_t nretired, cap_retired;
 static uint64_t listen_paused_until; /* accept failed for want of fds */
-static uint64_t accept_warned_ms;
+static uint64_t accept_warned_ms, source_warned_ms;
 static uint64_t sent_gone, received_gone; /* counters of links freed */
 
 /* poll slots of this round: what links_poll_fill put where */
@@ -137,6 +147,7 @@ int links_open(void)
 		return 0;
 	}
 	sa.sin_port = htons((uint16_t)srv->cfg.link_port);
+	link_mem_limit(srv->cfg.link_memory);
 	listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (listen_fd < 0)
 		goto fail;
@@ -306,6 +317,16 @@ void links_connect(struct member *m)
 	m->link_up = 0;
 }
 
+/* Accepted links open from the address a. */
+static size_t links_from(struct in_addr a)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < ACCEPT_MAX; i++)
+		n += acc[i].l && acc[i].src.s_addr == a.s_addr;
+	return n;
+}
+
 /* Takes one connection from the listener; 0, or -1 when there is none or
  * taking it failed (the caller stops for this round). */
 static int accept_one(void)
@@ -330,6 +351,16 @@ static int accept_one(void)
 		}
 		return -1;
 	}
+	if (links_from(sa.sin_addr) >= (size_t)srv->cfg.link_per_source) {
+		if (now - source_warned_ms >= 60000) {
+			source_warned_ms = now;
+			pv_warn("peer links: %s holds %d links already (--link-per-source); "
+				"another refused (it uses ZeroMQ)",
+				inet_ntoa(sa.sin_addr), srv->cfg.link_per_source);
+		}
+		close(fd);
+		return 0;
+	}
 	for (i = 0; i < ACCEPT_MAX && acc[i].l; i++)
 		;
 	if (i == ACCEPT_MAX) {
@@ -348,6 +379,9 @@ static int accept_one(void)
 		return -1;
 	acc[i].gen = next_gen++;
 	acc[i].last_rx_ms = now;
+	acc[i].bytes_in = 0;
+	acc[i].progress_ms = now;
+	acc[i].src = sa.sin_addr;
 	snprintf(acc[i].from, sizeof(acc[i].from), "%s:%u", inet_ntoa(sa.sin_addr),
 		 ntohs(sa.sin_port));
 	pv_debug("peer links: link from %s accepted", acc[i].from);
@@ -377,6 +411,12 @@ static void accepted_input(uint32_t idx)
 	if (link_read(acc[idx].l, accepted_record, &x, err, sizeof(err)) < 0) {
 		pv_debug("peer links: link from %s closed: %s", acc[idx].from, err);
 		retire(&acc[idx].l);
+		return;
+	}
+	/* the record handlers may have closed it (links_reply finds it gone) */
+	if (acc[idx].l && link_bytes_in(acc[idx].l) != acc[idx].bytes_in) {
+		acc[idx].bytes_in = link_bytes_in(acc[idx].l);
+		acc[idx].progress_ms = acc[idx].last_rx_ms;
 	}
 }
 
@@ -436,16 +476,24 @@ size_t links_poll_fill(zmq_pollitem_t *items, size_t max)
 		items[n++].events = ZMQ_POLLIN;
 	}
 	for (uint32_t i = 0; i < ACCEPT_MAX && n < max; i++) {
-		if (!acc[i].l)
+		struct link *l = acc[i].l;
+		int paused;
+
+		if (!l)
 			continue;
 		slots[n].kind = SLOT_ACCEPTED;
 		slots[n].idx = i;
 		items[n].socket = NULL;
-		items[n].fd = link_fd(acc[i].l);
+		items[n].fd = link_fd(l);
 		/* answers are never refused: a client that does not read them
-		 * gets no more requests read until they drain */
-		items[n++].events = (link_pending(acc[i].l) < READ_PAUSE ? ZMQ_POLLIN : 0) |
-				    (link_pending(acc[i].l) ? ZMQ_POLLOUT : 0);
+		 * gets no more requests read until they drain; but a record
+		 * holding link memory is read to its end, so that the memory
+		 * held always belongs to records that can complete (link.h) */
+		paused = link_pending(l) >= READ_PAUSE && !link_mem(l);
+		if (paused) /* its stall clock stops: this server stopped it */
+			acc[i].progress_ms = pv_now_ms();
+		items[n++].events = (!paused && link_input_wanted(l) ? ZMQ_POLLIN : 0) |
+				    (link_pending(l) ? ZMQ_POLLOUT : 0);
 	}
 	for (size_t i = 0; i < srv->nmembers && n < max; i++) {
 		struct member *m = &srv->members[i];
@@ -456,9 +504,9 @@ size_t links_poll_fill(zmq_pollitem_t *items, size_t max)
 		slots[n].idx = m->id;
 		items[n].socket = NULL;
 		items[n].fd = link_fd(m->link);
-		items[n++].events = !m->link_up
-					? ZMQ_POLLOUT
-					: ZMQ_POLLIN | (link_pending(m->link) ? ZMQ_POLLOUT : 0);
+		items[n++].events = !m->link_up ? ZMQ_POLLOUT
+						: (link_input_wanted(m->link) ? ZMQ_POLLIN : 0) |
+						      (link_pending(m->link) ? ZMQ_POLLOUT : 0);
 	}
 	return n;
 }
@@ -518,6 +566,43 @@ void links_flush(void)
 		}
 }
 
+/* Closes accepted links stalled mid-record for LINKS_STALL_MS: the sender
+ * stopped (or waits on purpose), or the link waited that long for link
+ * memory (the others hold it; the client falls back to ZeroMQ). Each is
+ * logged once, the first few of a round one by one. */
+static void close_stalled(uint64_t now)
+{
+	size_t closed = 0, mem = 0;
+
+	for (size_t i = 0; i < ACCEPT_MAX; i++) {
+		struct link *l = acc[i].l;
+
+		if (!l)
+			continue;
+		if (!link_partial(l)) {
+			acc[i].progress_ms = now;
+			continue;
+		}
+		if (now - acc[i].progress_ms < LINKS_STALL_MS)
+			continue;
+		if (++closed <= 5 && link_waiting(l))
+			pv_warn("peer links: link from %s closed: it waited %d s for link "
+				"memory (--link-memory, %zu bytes held by records partly "
+				"received); it falls back to ZeroMQ",
+				acc[i].from, LINKS_STALL_MS / 1000, link_mem_held());
+		else if (closed <= 5)
+			pv_warn("peer links: link from %s closed: stalled mid-record, nothing "
+				"received for %d s",
+				acc[i].from, LINKS_STALL_MS / 1000);
+		mem += link_mem(l);
+		retire(&acc[i].l);
+	}
+	if (closed > 5)
+		pv_warn("peer links: %zu more links stalled mid-record closed (%zu in all, "
+			"holding %zu bytes)",
+			closed - 5, closed, mem);
+}
+
 void links_tick(void)
 {
 	uint64_t now = pv_now_ms();
@@ -528,6 +613,11 @@ void links_tick(void)
 				acc[i].from, IDLE_MAX_MS / 1000);
 			retire(&acc[i].l);
 		}
+	close_stalled(now);
+	/* memory of records dropped half-received goes back to the system
+	 * (those of this round when the reactor reaps them; the next tick) */
+	if (link_mem_trim())
+		pv_debug("peer links: memory of records dropped half-received given back");
 }
 
 void links_stats(uint64_t *up, uint64_t *accepted, uint64_t *sent, uint64_t *received)

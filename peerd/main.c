@@ -50,6 +50,11 @@ static void usage(FILE *f)
 		"                         read and written by the servers' own threads\n"
 		"                         (default 0: any free port, told to the group in\n"
 		"                         heartbeats; off: peers use ZeroMQ only)\n"
+		"  --link-memory SIZE     memory that records partly received on links\n"
+		"                         may hold, all links together (default 256M;\n"
+		"                         at least 16M); a record past it waits\n"
+		"  --link-per-source N    links one IP address may hold open (default\n"
+		"                         64, 1..1024); more are refused\n"
 		"  --daemon               run in the background, log to syslog; returns once\n"
 		"                         the server is serving (exit 0), or with its\n"
 		"                         reason on stderr and exit 1 when it cannot start\n"
@@ -81,6 +86,8 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 		O_MAXVOL,
 		O_WORKERS,
 		O_LINK_PORT,
+		O_LINK_MEMORY,
+		O_LINK_PER_SOURCE,
 		O_DAEMON,
 		O_PID_FILE,
 		O_DEBUG,
@@ -96,6 +103,8 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 	    {"max-volume-size", required_argument, NULL, O_MAXVOL},
 	    {"workers", required_argument, NULL, O_WORKERS},
 	    {"link-port", required_argument, NULL, O_LINK_PORT},
+	    {"link-memory", required_argument, NULL, O_LINK_MEMORY},
+	    {"link-per-source", required_argument, NULL, O_LINK_PER_SOURCE},
 	    {"daemon", no_argument, NULL, O_DAEMON},
 	    {"pid-file", required_argument, NULL, O_PID_FILE},
 	    {"debug", no_argument, NULL, O_DEBUG},
@@ -110,6 +119,8 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 	cfg->weight = 1;
 	cfg->workers = 8;
 	cfg->max_volume_size = 64ull << 40;
+	cfg->link_memory = LINK_MEM_DEFAULT;
+	cfg->link_per_source = LINKS_PER_SOURCE_DEFAULT;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case O_ID:
@@ -170,6 +181,28 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 			} else {
 				cfg->link_port = (int)v;
 			}
+			break;
+		case O_LINK_MEMORY:
+			/* one record of the largest size must fit, or it would
+			 * wait for ever */
+			if (pv_parse_size(optarg, &cfg->link_memory, err, sizeof(err)) < 0) {
+				fprintf(stderr, "peerd: --link-memory: %s\n", err);
+				return -1;
+			}
+			if (cfg->link_memory < LINK_DATA_MAX) {
+				fprintf(stderr, "peerd: --link-memory must be at least 16M\n");
+				return -1;
+			}
+			break;
+		case O_LINK_PER_SOURCE:
+			if (pv_parse_u64(optarg, 1, LINKS_ACCEPT_MAX, &v) < 0) {
+				fprintf(stderr,
+					"peerd: --link-per-source must be a number from 1 "
+					"to %d\n",
+					LINKS_ACCEPT_MAX);
+				return -1;
+			}
+			cfg->link_per_source = (int)v;
 			break;
 		case O_DAEMON:
 			cfg->daemon = 1;
@@ -279,8 +312,7 @@ static void raise_fd_limit(void)
 
 static int open_router(void)
 {
-	int linger = 0, hwm = 100000, maxmsg = PV_MAX_BODY + 4096;
-	int64_t maxsize = maxmsg;
+	int linger = 0, hwm = 100000;
 
 	srv->router = zmq_socket(srv->zctx, ZMQ_ROUTER);
 	if (!srv->router)
@@ -288,7 +320,7 @@ static int open_router(void)
 	zmq_setsockopt(srv->router, ZMQ_LINGER, &linger, sizeof(linger));
 	zmq_setsockopt(srv->router, ZMQ_SNDHWM, &hwm, sizeof(hwm));
 	zmq_setsockopt(srv->router, ZMQ_RCVHWM, &hwm, sizeof(hwm));
-	zmq_setsockopt(srv->router, ZMQ_MAXMSGSIZE, &maxsize, sizeof(maxsize));
+	wire_socket_limit(srv->router);
 	if (zmq_bind(srv->router, srv->cfg.listen) < 0)
 		goto fail;
 	return 0;

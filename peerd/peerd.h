@@ -34,7 +34,9 @@ struct peerd_config {
 	uint32_t weight;
 	uint64_t max_volume_size;
 	int workers;
-	int link_port; /* peer link listener: 0 any free port, -1 off */
+	int link_port;	      /* peer link listener: 0 any free port, -1 off */
+	uint64_t link_memory; /* bound on partly received link records (link.h) */
+	int link_per_source;  /* accepted links one IP address may hold */
 	int daemon;
 	char pid_file[PATH_MAX]; /* --pid-file, or "" */
 	int debug;
@@ -488,6 +490,13 @@ void links_member_address(struct member *m, const char *address);
 void links_member_drop(struct member *m, const char *why);
 /* Frees the links closed since the last call (top of each reactor round). */
 void links_reap(void);
+/* Accepted links one IP address may hold (--link-per-source): a host runs
+ * one fused per mount and one peerd, each with one link here; behind NAT,
+ * or in tests where every process connects from 127.0.0.1, there are more. */
+#define LINKS_PER_SOURCE_DEFAULT 64
+/* An accepted link with part of a record in and nothing more for this long
+ * is closed (also one waiting that long for link memory). */
+#define LINKS_STALL_MS 10000
 /* Fills poll items (at most max; LINKS_POLL_MAX is enough for all) for the
  * listener and every link; returns how many. */
 #define LINKS_ACCEPT_MAX 1024 /* links from clients (fused) and peers */

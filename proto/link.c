@@ -5,8 +5,19 @@
  * The receive side reads into one buffer and cuts records out of it (small
  * data is copied out into a message of its own); data over BIG_DATA is read
  * straight into its message once the record's header is in, so block data
- * from a remote host is not copied on the way in either. */
+ * from a remote host is not copied on the way in either.
+ *
+ * That message is allocated before its data arrives, so a sender could make
+ * a server hold memory it never fills: one that stops mid-record. Three
+ * rules bound it. The header must pass link_admit first (a pv.Header whose
+ * lengths agree with the data); the memory held by partly received records
+ * of all links is bounded (link_mem_limit: a record past the bound waits
+ * unread, never taken from another); and whoever owns the links closes one
+ * that stalls mid-record (peerd: links.c). Memory of a record dropped
+ * half-received is given back to the system (link_mem_trim). */
 #include <errno.h>
+#include <malloc.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +36,13 @@
 #define RBUF_START (256u << 10)
 #define READS_MAX  8 /* reads per link_read call */
 #define RECORD_MAX (8 + PV_MAX_HEADER + LINK_DATA_MAX)
-#define BIG_DATA   (64u << 10) /* larger data is read straight into its message */
+#define BIG_DATA   LINK_ADMIT_MIN /* larger data is read straight into its message */
+
+/* Link memory (link.h) of the process. Atomic only so that a program with
+ * links in more than one thread counts right; each link is one thread's. */
+static size_t mem_limit; /* 0: no bound */
+static atomic_size_t mem_held;
+static atomic_int mem_dropped; /* a link holding memory was destroyed */
 
 /* The queue array is grown with realloc and slid with memmove, which moves
  * the zmq_msg_t inside bitwise: libzmq's own zmq_msg_move does no more for
@@ -45,12 +62,13 @@ struct link {
 	size_t pending; /* bytes queued, not written */
 	uint8_t *rbuf;	/* received bytes [roff, rlen) not yet parsed */
 	int big_on;	/* a record with data over BIG_DATA is being read: */
+	int big_wait;	/* its header is in, link memory is not: not read */
 	zmq_msg_t big;	/* its data, big_have bytes of it so far, */
 	size_t big_have;
 	uint8_t big_hdr[PV_MAX_HEADER]; /* and its header */
 	size_t big_hl;
 	size_t rcap, roff, rlen;
-	uint64_t sent, received;
+	uint64_t sent, received, bytes_in;
 };
 
 static uint32_t get_le32(const uint8_t *p)
@@ -64,6 +82,86 @@ static void put_le32(uint8_t *p, uint32_t v)
 	p[1] = (uint8_t)(v >> 8);
 	p[2] = (uint8_t)(v >> 16);
 	p[3] = (uint8_t)(v >> 24);
+}
+
+int link_admit(const void *hdr, size_t hdr_len, size_t data_len, char *err, size_t errlen)
+{
+	Pv__Header *h;
+	char why[200];
+	int rc = -1;
+
+	if (data_len <= LINK_ADMIT_MIN)
+		return 0;
+	if (wire_header_decode(hdr, hdr_len, &h, why, sizeof(why)) != PV_ST_OK) {
+		snprintf(err, errlen, "record with %zu bytes of data: %s", data_len, why);
+		return -1;
+	}
+	switch (h->op) {
+	case PV_OP_READ:
+	case PV_OP_WRITE:
+		if (h->length != data_len)
+			snprintf(err, errlen, "%s of %u bytes with %zu bytes of data",
+				 wire_op_name(h->op), h->length, data_len);
+		else
+			rc = 0;
+		break;
+	case PV_OP_TRIM:
+	case PV_OP_FLUSH:
+		snprintf(err, errlen, "%s with %zu bytes of data (it carries none)",
+			 wire_op_name(h->op), data_len);
+		break;
+	case PV_OP_BATCH:
+		if (data_len > BATCH_BYTES_MAX)
+			snprintf(err, errlen, "BATCH of %zu bytes (at most %u allowed)", data_len,
+				 BATCH_BYTES_MAX);
+		else
+			rc = 0;
+		break;
+	default:
+		if (data_len > PV_MAX_BODY)
+			snprintf(err, errlen, "%s body of %zu bytes (at most %u allowed)",
+				 wire_op_name(h->op), data_len, PV_MAX_BODY);
+		else
+			rc = 0;
+		break;
+	}
+	wire_header_free(h);
+	return rc;
+}
+
+void link_mem_limit(size_t bytes)
+{
+	mem_limit = bytes;
+}
+
+size_t link_mem_held(void)
+{
+	return atomic_load(&mem_held);
+}
+
+/* Takes n bytes of link memory if the bound allows; 1 taken, 0 not. */
+static int mem_take(size_t n)
+{
+	size_t held = atomic_load(&mem_held);
+
+	do {
+		if (mem_limit && (held > mem_limit || n > mem_limit - held))
+			return 0;
+	} while (!atomic_compare_exchange_weak(&mem_held, &held, held + n));
+	return 1;
+}
+
+static void mem_give(size_t n)
+{
+	atomic_fetch_sub(&mem_held, n);
+}
+
+int link_mem_trim(void)
+{
+	if (!atomic_exchange(&mem_dropped, 0))
+		return 0;
+	malloc_trim(0);
+	return 1;
 }
 
 int link_parse(const void *buf, size_t len, struct batch_record *r, size_t *used, char *err,
@@ -87,6 +185,9 @@ int link_parse(const void *buf, size_t len, struct batch_record *r, size_t *used
 			 LINK_DATA_MAX);
 		return -1;
 	}
+	if (dl != BATCH_NO_DATA && dl > LINK_ADMIT_MIN && len >= 8 + (size_t)hl &&
+	    link_admit(p + 8, hl, dl, err, errlen) < 0)
+		return -1;
 	need = 8 + (size_t)hl + (dl == BATCH_NO_DATA ? 0 : dl);
 	if (len < need)
 		return 0;
@@ -175,8 +276,11 @@ void link_destroy(struct link **lp)
 	for (size_t i = l->head; i < l->nsegs; i++)
 		seg_release(&l->segs[i]);
 	free(l->segs);
-	if (l->big_on)
+	if (l->big_on) {
+		mem_give(zmq_msg_size(&l->big));
 		zmq_msg_close(&l->big);
+		atomic_store(&mem_dropped, 1);
+	}
 	free(l->rbuf);
 	if (l->fd >= 0)
 		close(l->fd);
@@ -202,6 +306,37 @@ uint64_t link_sent(const struct link *l)
 uint64_t link_received(const struct link *l)
 {
 	return l->received;
+}
+
+uint64_t link_bytes_in(const struct link *l)
+{
+	return l->bytes_in;
+}
+
+size_t link_mem(const struct link *l)
+{
+	return l->big_on ? zmq_msg_size(&l->big) : 0;
+}
+
+int link_partial(const struct link *l)
+{
+	return l->big_on || l->rlen > l->roff;
+}
+
+int link_waiting(const struct link *l)
+{
+	return l->big_wait;
+}
+
+int link_input_wanted(const struct link *l)
+{
+	size_t held;
+
+	if (!l->big_wait || !mem_limit)
+		return 1;
+	held = atomic_load(&mem_held);
+	return held <= mem_limit &&
+	       get_le32(l->rbuf + l->roff + 4) <= mem_limit - held; /* big_wait: lengths in */
 }
 
 /* A free slot at the end of the queue, or NULL. */
@@ -426,9 +561,11 @@ static size_t record_need(const struct link *l)
 }
 
 /* The unparsed bytes start a record whose data is over BIG_DATA and whose
- * header is all there: its data goes into a message of its own, read
- * straight into it from now on (no copy through the buffer). Returns 0
- * (begun, or not such a record) or -1 (out of memory). */
+ * header is all there (link_parse admitted it): its data goes into a
+ * message of its own, read straight into it from now on (no copy through
+ * the buffer), once link memory allows (else big_wait is set and the link
+ * is not read). Returns 0 (begun, waiting, or not such a record) or -1
+ * (out of memory). */
 static int big_start(struct link *l, char *err, size_t errlen)
 {
 	const uint8_t *p = l->rbuf + l->roff;
@@ -439,9 +576,15 @@ static int big_start(struct link *l, char *err, size_t errlen)
 		return 0;
 	hl = get_le32(p); /* link_parse checked both lengths */
 	dl = get_le32(p + 4);
+	l->big_wait = 0;
 	if (dl == BATCH_NO_DATA || dl <= BIG_DATA || avail < 8 + (size_t)hl)
 		return 0;
+	if (!mem_take(dl)) {
+		l->big_wait = 1;
+		return 0;
+	}
 	if (zmq_msg_init_size(&l->big, dl) < 0) {
+		mem_give(dl);
 		snprintf(err, errlen, "out of memory for a record of %u bytes", dl);
 		return -1;
 	}
@@ -519,7 +662,21 @@ int link_read(struct link *l, link_record_fn fn, void *arg, char *err, size_t er
 	 * bytes would look like the end of the stream) */
 	size_t need = record_need(l);
 
-	for (int i = 0; i < READS_MAX; i++) {
+	if (l->big_wait && big_start(l, err, errlen) < 0)
+		return -1;
+	if (l->big_wait) { /* nothing is read, but a peer gone is seen */
+		uint8_t b;
+		ssize_t n = recv(l->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+			       errno != ENOTSOCK)) {
+			snprintf(err, errlen, "%s while a record waited for link memory",
+				 n == 0 ? "the other side closed the link" : strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
+	for (int i = 0; i < READS_MAX && !l->big_wait; i++) {
 		ssize_t n;
 
 		if (l->big_on) {
@@ -529,10 +686,12 @@ int link_read(struct link *l, link_record_fn fn, void *arg, char *err, size_t er
 				      size - l->big_have, err, errlen);
 			if (n <= 0)
 				return (int)n;
+			l->bytes_in += (size_t)n;
 			l->big_have += (size_t)n;
 			if (l->big_have < size)
 				continue;
 			l->big_on = 0;
+			mem_give(size); /* the message is the receiver's now */
 			l->received++;
 			fn(arg, l->big_hdr, l->big_hl, &l->big);
 			zmq_msg_close(&l->big);
@@ -549,6 +708,7 @@ int link_read(struct link *l, link_record_fn fn, void *arg, char *err, size_t er
 		n = read_some(l->fd, l->rbuf + l->rlen, l->rcap - l->rlen, err, errlen);
 		if (n <= 0)
 			return (int)n;
+		l->bytes_in += (size_t)n;
 		l->rlen += (size_t)n;
 		if (deliver(l, fn, arg, &need, err, errlen) < 0)
 			return -1;

@@ -31,6 +31,13 @@ int pv_parse_size(const char *s, uint64_t *out, char *err, size_t errlen)
 		snprintf(err, errlen, "size '%s' is too large", shown);
 		return -1;
 	}
+	if (*end == '.' || *end == ',') {
+		snprintf(err, errlen,
+			 "size '%s': whole numbers only (write 1536M for 1.5G; suffixes K, M, G, "
+			 "T, P are binary: 1G = 1024M)",
+			 shown);
+		return -1;
+	}
 	if (*end) {
 		const char *u = strchr(units, toupper((unsigned char)*end));
 

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "link.h"
 #include "wire.h"
 
 struct name_row {
@@ -174,6 +175,13 @@ int wire_header_decode(const void *buf, size_t len, Pv__Header **out, char *err,
 bad:
 	wire_header_free(h);
 	return PV_ST_BAD_REQUEST;
+}
+
+int wire_socket_limit(void *sock)
+{
+	int64_t max = PV_MAX_FRAME;
+
+	return zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &max, sizeof(max));
 }
 
 void wire_header_free(Pv__Header *h)

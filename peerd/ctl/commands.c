@@ -41,6 +41,7 @@ struct cmd_option {
 	const char *name; /* long name without "--" */
 	const char *arg;  /* value placeholder; NULL for a flag */
 	const char *help; /* one line */
+	int optional;	  /* the value may be left out; given only as --name=VALUE */
 };
 
 struct command {
@@ -121,10 +122,14 @@ static const struct command commands[] = {
 	.summary = "show one volume",
 	.details = "Shows volume NAME: size, page size, pages written, bytes allocated,\n"
 		   "allowed servers, servers holding pages, open clients.",
-	.opts = {{"routing", NULL,
-		  "also show the routing table (runs of pages with\n"
-		  "their owner and epoch) and the connection table"}},
-	.examples = "peerctl volume show vol1\npeerctl volume show vol1 --routing",
+	.opts = {{"routing", "full",
+		  "also show where the pages are: per owner its\n"
+		  "pages, bytes and runs, and the connection table;\n"
+		  "--routing=full: every run of pages with its owner\n"
+		  "and epoch (--json always has the full table)",
+		  1}},
+	.examples = "peerctl volume show vol1\npeerctl volume show vol1 --routing\n"
+		    "peerctl volume show vol1 --routing=full",
 	.run = do_volume_show,
     },
     {
@@ -144,9 +149,10 @@ static const struct command commands[] = {
 	.name = "group",
 	.sub = "init",
 	.args = "",
-	.summary = "start a new group with this server in it",
-	.details = "Makes this server the first member of a new group. Other servers join\n"
-		   "it with 'peerctl group join ADDRESS'.",
+	.summary = "confirm this server is a group of its own, for others to join",
+	.details = "Every new server is a group of one; init confirms it and changes\n"
+		   "nothing (refused once the server has joined or been joined by others).\n"
+		   "Other servers join it with 'peerctl group join ADDRESS'.",
 	.examples = "peerctl group init",
 	.run = do_group_init,
     },
@@ -184,8 +190,12 @@ static void usage_line(const struct command *c, char *buf, size_t len)
 			    c->sub ? c->sub : "", *c->args ? " " : "", c->args);
 
 	for (int i = 0; i < MAX_OPTS && c->opts[i].name && n < len; i++)
-		n += snprintf(buf + n, len - n, " [--%s%s%s]", c->opts[i].name,
-			      c->opts[i].arg ? " " : "", c->opts[i].arg ? c->opts[i].arg : "");
+		n += snprintf(buf + n, len - n, " [--%s%s%s%s]", c->opts[i].name,
+			      !c->opts[i].arg	    ? ""
+			      : c->opts[i].optional ? "[="
+						    : " ",
+			      c->opts[i].arg ? c->opts[i].arg : "",
+			      c->opts[i].arg && c->opts[i].optional ? "]" : "");
 }
 
 /* Prints text with every line after the first indented by indent. */
@@ -237,8 +247,12 @@ static void command_help(const struct command *c, FILE *f)
 	if (c->opts[0].name) {
 		fprintf(f, "\nOptions:\n");
 		for (int i = 0; i < MAX_OPTS && c->opts[i].name; i++) {
-			snprintf(line, sizeof(line), "--%s%s%s", c->opts[i].name,
-				 c->opts[i].arg ? " " : "", c->opts[i].arg ? c->opts[i].arg : "");
+			snprintf(line, sizeof(line), "--%s%s%s%s", c->opts[i].name,
+				 !c->opts[i].arg	 ? ""
+				 : c->opts[i].optional ? "[="
+						       : " ",
+				 c->opts[i].arg ? c->opts[i].arg : "",
+				 c->opts[i].arg && c->opts[i].optional ? "]" : "");
 			fprintf(f, "  %-18s  ", line);
 			print_indented(f, c->opts[i].help, 22);
 			fputc('\n', f);
@@ -265,6 +279,58 @@ static void group_help(const char *name, FILE *f)
 }
 
 /* ---- command line ---- */
+
+/* Edit distance (insertions, deletions, substitutions, transpositions of
+ * neighbours) between a and b, counted up to 3. */
+static int distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	int d[32][32];
+
+	if (la >= 32 || lb >= 32)
+		return 3;
+	for (size_t i = 0; i <= la; i++)
+		d[i][0] = (int)i;
+	for (size_t j = 0; j <= lb; j++)
+		d[0][j] = (int)j;
+	for (size_t i = 1; i <= la; i++)
+		for (size_t j = 1; j <= lb; j++) {
+			int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+
+			if (d[i - 1][j] + 1 < best)
+				best = d[i - 1][j] + 1;
+			if (d[i][j - 1] + 1 < best)
+				best = d[i][j - 1] + 1;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+			    d[i - 2][j - 2] + 1 < best)
+				best = d[i - 2][j - 2] + 1;
+			d[i][j] = best;
+		}
+	return d[la][lb] < 3 ? d[la][lb] : 3;
+}
+
+/* The command word (group != NULL: the sub-command of group) closest to
+ * word, if a typo away (distance 1, or 2 for words of 5 or more); else
+ * NULL. */
+static const char *closest(const char *group, const char *word)
+{
+	const char *best = NULL;
+	int best_d = strlen(word) >= 5 ? 3 : 2;
+
+	for (size_t k = 0; k < NCOMMANDS; k++) {
+		const char *cand = group ? commands[k].sub : commands[k].name;
+		int d;
+
+		if (!cand || (group && strcmp(commands[k].name, group)))
+			continue;
+		d = distance(word, cand);
+		if (d < best_d) {
+			best_d = d;
+			best = cand;
+		}
+	}
+	return best;
+}
 
 static const char *timeout_arg; /* --timeout as given; checked after parsing */
 
@@ -361,6 +427,8 @@ static int parse_command(struct ctl *ctl, const struct command *c, int argc, cha
 					return peerctl_usage_error("option --%s takes no value",
 								   c->opts[k].name);
 				inv->opt[k] = "";
+			} else if (c->opts[k].optional) {
+				inv->opt[k] = eq ? eq + 1 : "";
 			} else {
 				inv->opt[k] = option_value(a, eq ? eq + 1 : NULL, c->opts[k].arg,
 							   argc, argv, &i);
@@ -427,8 +495,14 @@ int commands_run(struct ctl *ctl, int argc, char **argv)
 			break;
 		}
 	}
-	if (!c && !has_sub)
+	if (!c && !has_sub) {
+		const char *near = closest(NULL, argv[i]);
+
+		if (near)
+			return peerctl_usage_error("unknown command '%s'; did you mean '%s'?",
+						   SHOWN(argv[i]), near);
 		return peerctl_usage_error("unknown command '%s'", SHOWN(argv[i]));
+	}
 	if (!c) {
 		if (i + 1 < argc && is_help(argv[i + 1])) {
 			group_help(argv[i], stdout);
@@ -437,6 +511,10 @@ int commands_run(struct ctl *ctl, int argc, char **argv)
 		if (i + 1 >= argc)
 			return peerctl_usage_error("'%s' needs a command (see 'peerctl %s --help')",
 						   SHOWN(argv[i]), SHOWN(argv[i]));
+		if (closest(argv[i], argv[i + 1]))
+			return peerctl_usage_error("unknown command '%s %s'; did you mean '%s %s'?",
+						   SHOWN(argv[i]), SHOWN(argv[i + 1]), argv[i],
+						   closest(argv[i], argv[i + 1]));
 		return peerctl_usage_error("unknown command '%s %s'", SHOWN(argv[i]),
 					   SHOWN(argv[i + 1]));
 	}
@@ -632,6 +710,16 @@ static void print_row(const struct table *t, const size_t *width, const char *co
 	}
 }
 
+/* Frees the table's rows without printing them. */
+static void table_free(struct table *t)
+{
+	for (size_t r = 0; r < t->nrows * t->ncols; r++)
+		free(t->cells[r]);
+	free(t->cells);
+	t->cells = NULL;
+	t->nrows = t->cap = 0;
+}
+
 /* Prints the table and frees its rows. */
 static void table_flush(struct table *t)
 {
@@ -651,11 +739,7 @@ static void table_flush(struct table *t)
 		print_row(t, width, t->head);
 	for (size_t r = 0; r < t->nrows; r++)
 		print_row(t, width, (const char *const *)&t->cells[r * t->ncols]);
-	for (size_t r = 0; r < t->nrows * t->ncols; r++)
-		free(t->cells[r]);
-	free(t->cells);
-	t->cells = NULL;
-	t->nrows = t->cap = 0;
+	table_free(t);
 }
 
 static int get_u64(json_t *o, const char *key, uint64_t *v)
@@ -906,6 +990,31 @@ out:
 	return ret;
 }
 
+static int by_name(const void *a, const void *b)
+{
+	const char *na = json_string_value(json_object_get(*(json_t *const *)a, "name"));
+	const char *nb = json_string_value(json_object_get(*(json_t *const *)b, "name"));
+
+	return strcmp(na ? na : "", nb ? nb : "");
+}
+
+/* Sorts a JSON array of objects by their "name" in place. */
+static void sort_by_name(json_t *arr)
+{
+	size_t n = json_array_size(arr), i;
+	json_t **items;
+
+	if (n < 2 || !(items = calloc(n, sizeof(*items))))
+		return;
+	for (i = 0; i < n; i++)
+		items[i] = json_incref(json_array_get(arr, i));
+	qsort(items, n, sizeof(*items), by_name);
+	json_array_clear(arr);
+	for (i = 0; i < n; i++)
+		json_array_append_new(arr, items[i]);
+	free(items);
+}
+
 static int do_volume_list(struct ctl *ctl, const struct command *c, const struct invocation *inv)
 {
 	struct table t = {.ncols = 7,
@@ -916,6 +1025,7 @@ static int do_volume_list(struct ctl *ctl, const struct command *c, const struct
 
 	if (peerctl_call(ctl, "volume.list", NULL, &r) < 0)
 		return PEERCTL_EXIT_ERROR;
+	sort_by_name(json_object_get(r, "volumes"));
 	if (ctl->json) {
 		print_json(r);
 		json_decref(r);
@@ -946,7 +1056,64 @@ static int do_volume_list(struct ctl *ctl, const struct command *c, const struct
 	return PEERCTL_EXIT_OK;
 }
 
-static void print_routing(json_t *vol)
+/* Per owner: pages, bytes and runs of the routing table's runs (vol's
+ * "routing"), one row each, ascending by owner. */
+static void print_routing_summary(json_t *vol, json_t *runs)
+{
+	struct table t = {.ncols = 4,
+			  .head = {"OWNER", "PAGES", "BYTES", "RUNS"},
+			  .right = {1, 1, 1, 1}};
+	struct {
+		uint64_t id, pages, runs;
+	} own[64];
+	uint64_t page_size = 0, size = 0, npages, first, last, id;
+	size_t n = 0, i, k;
+	json_t *run;
+
+	get_u64(vol, "page_size", &page_size);
+	get_u64(vol, "size", &size);
+	npages = page_size ? (size + page_size - 1) / page_size : 0;
+	json_array_foreach(runs, i, run)
+	{
+		if (get_u64(run, "first_page", &first) < 0 || get_u64(run, "last_page", &last) < 0 ||
+		    get_u64(run, "owner", &id) < 0 || last < first)
+			continue;
+		for (k = 0; k < n && own[k].id != id; k++)
+			;
+		if (k == n) {
+			if (n == 64)
+				continue;
+			own[n].id = id;
+			own[n].pages = own[n].runs = 0;
+			n++;
+		}
+		own[k].pages += last - first + 1;
+		own[k].runs++;
+	}
+	for (size_t a = 1; a < n; a++) /* ascending by owner */
+		for (size_t b = a; b > 0 && own[b - 1].id > own[b].id; b--) {
+			__typeof__(own[0]) x = own[b];
+
+			own[b] = own[b - 1];
+			own[b - 1] = x;
+		}
+	for (k = 0; k < n; k++) {
+		char ids[32], pages[64], bytes[32], nruns[32];
+		uint64_t b = own[k].pages * page_size;
+
+		if (b > size) /* the last page may be short */
+			b = size;
+		snprintf(ids, sizeof(ids), "%llu", (unsigned long long)own[k].id);
+		snprintf(pages, sizeof(pages), "%llu (%.0f%%)", (unsigned long long)own[k].pages,
+			 npages ? 100.0 * own[k].pages / npages : 0.0);
+		snprintf(nruns, sizeof(nruns), "%llu", (unsigned long long)own[k].runs);
+		table_add(&t, ids, pages, pv_format_size(b, bytes, sizeof(bytes)), nruns);
+	}
+	if (n)
+		table_flush(&t);
+}
+
+static void print_routing(json_t *vol, int full)
 {
 	struct table t = {.ncols = 3, .head = {"PAGES", "OWNER", "EPOCH"}, .right = {0, 1, 1}};
 	json_t *runs = json_object_get(vol, "routing"), *run, *holders;
@@ -982,10 +1149,15 @@ static void print_routing(json_t *vol)
 		}
 	}
 	printf("\n");
-	if (json_array_size(runs))
-		table_flush(&t);
-	else
+	if (!json_array_size(runs)) {
 		printf("routing table: empty\n");
+	} else if (full) {
+		table_flush(&t);
+	} else {
+		table_free(&t);
+		print_routing_summary(vol, runs);
+		printf("(%zu runs of pages; --routing=full lists them)\n", json_array_size(runs));
+	}
 
 	/* The connection table: servers holding at least one page. */
 	holders = json_object_get(vol, "holders");
@@ -1027,10 +1199,14 @@ static int do_volume_show(struct ctl *ctl, const struct command *c, const struct
 					    NULL};
 	struct table kv = {.ncols = 2};
 	char b1[FIELD_LEN], b2[FIELD_LEN];
-	int routing = opt_get(c, inv, "routing") != NULL;
+	const char *routing_opt = opt_get(c, inv, "routing");
+	int routing = routing_opt != NULL, full = routing_opt && !strcmp(routing_opt, "full");
 	json_t *args, *r;
 	uint64_t size;
 
+	if (routing_opt && *routing_opt && !full)
+		return peerctl_usage_error("--routing takes no value or =full, not '%s'",
+					   SHOWN(routing_opt));
 	if (check_name(inv->pos[0]) < 0)
 		return PEERCTL_EXIT_ERROR;
 	args = json_pack("{s:s}", "name", inv->pos[0]);
@@ -1066,7 +1242,7 @@ static int do_volume_show(struct ctl *ctl, const struct command *c, const struct
 	kv_add_rest(&kv, r, known);
 	table_flush(&kv);
 	if (routing)
-		print_routing(r);
+		print_routing(r, full);
 	json_decref(r);
 	return PEERCTL_EXIT_OK;
 }
@@ -1150,12 +1326,15 @@ static int do_group_init(struct ctl *ctl, const struct command *c, const struct 
 		if (!strcmp(text_str(m, "state"), "self"))
 			self = m;
 	}
+	/* every server is a group of one from its first start: init changes
+	 * nothing, it says so */
 	if (self)
-		printf("created group %s with this server (id %s, %s) as its first member\n",
-		       text_str(r, "group_id"), num_str(self, "id", b1, sizeof(b1)),
-		       text_str(self, "address"));
+		printf("this server (id %s, %s) is the first and only member of group %s; "
+		       "other servers join it with 'peerctl group join %s'\n",
+		       num_str(self, "id", b1, sizeof(b1)), text_str(self, "address"),
+		       text_str(r, "group_id"), text_str(self, "address"));
 	else
-		printf("created group %s\n", text_str(r, "group_id"));
+		printf("this server is the only member of group %s\n", text_str(r, "group_id"));
 	json_decref(r);
 	return PEERCTL_EXIT_OK;
 }

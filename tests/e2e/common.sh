@@ -468,7 +468,7 @@ ctl()
 # MOUNT is a mount point. ADDRs are joined with commas for --group.
 mount_fused()
 {
-	local mnt=$1 group="" extra=() deadline pid
+	local mnt=$1 group="" extra=() pid
 	shift
 	need_bin "$FUSED"
 	while [ $# -gt 0 ]; do
@@ -488,16 +488,24 @@ mount_fused()
 		</dev/null >>"$T/$lname.log" 2>&1 &
 	pid=$!
 	FUSED_PID[$mnt]=$pid
+	pv_track_mount "$mnt" "$pid" fused
+}
+
+# pv_track_mount MOUNT PID WHAT: records a FUSE daemon started in the
+# background (PID) and its MOUNT for cleanup, then waits until MOUNT is a
+# mount point; fails if PID exits first or after $PV_WAIT s.
+pv_track_mount()
+{
+	local mnt=$1 pid=$2 what=$3 deadline=$((SECONDS + PV_WAIT))
 	PV_PIDS+=("$pid")
 	pv_record pids "$pid"
 	pv_record fusemounts "$mnt"
-	deadline=$((SECONDS + PV_WAIT))
 	while ((SECONDS < deadline)); do
-		is_mounted "$mnt" && { log "mounted fused at $mnt (pid $pid)"; return 0; }
-		kill -0 "$pid" 2>/dev/null || fail "fused for $mnt exited before the mount was ready"
+		is_mounted "$mnt" && { log "mounted $what at $mnt (pid $pid)"; return 0; }
+		kill -0 "$pid" 2>/dev/null || fail "$what for $mnt exited before the mount was ready"
 		sleep 0.1
 	done
-	fail "fused mount $mnt not ready after ${PV_WAIT}s"
+	fail "$what mount $mnt not ready after ${PV_WAIT}s"
 }
 
 # mount_volume: STYLE.md's name for mount_fused.

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # install-layout: `cmake --install` (into a DESTDIR) puts the programs, man
-# pages, systemd units and /etc/default examples where the units expect
-# them: every path a unit runs or reads exists in the install, for the
-# default prefix and for a distro's /usr; a settings file the
-# administrator changed is kept on the next install.
+# pages, systemd units, /etc/default examples and bash completion where the
+# units and bash expect them: every path a unit runs or reads exists in the
+# install, for the default prefix and for a distro's /usr; a settings file
+# the administrator changed is kept on the next install.
 . "$(dirname "$0")/common.sh"
 need_cmd cmake
 need_bin "$PEERD" "$PEERCTL" "$FUSED"
@@ -34,6 +34,10 @@ check_prefix()
 	for page in peerd.8 peerctl.8 fused.8; do
 		find "$d" -name "$page" | grep -q . || fail "prefix $prefix: man page $page not installed"
 	done
+	comp=$(find "$d" -path '*/bash-completion/completions/peerctl')
+	[ -n "$comp" ] || fail "prefix $prefix: no bash completion for peerctl"
+	got=$(bash -c 'source "$1"; COMP_WORDS=(peerctl volume sh); COMP_CWORD=2; _peerctl; echo "${COMPREPLY[*]}"' _ "$comp")
+	assert_eq "$got" show "completion of 'peerctl volume sh'"
 	# the administrator's settings survive a second install
 	env=$(find "$d" -path '*/default/peerd')
 	echo "PEERD_ID=7 # mine" >"$env"

@@ -46,6 +46,12 @@ check_help "peerd --help" "${PEERD_OPTS[@]}" -- "$PEERD" --help
 check_man peerd/peerd.8 "${PEERD_OPTS[@]:0:9}"
 # peerd rejects what it does not know, with a usage error
 expect_fail_msg "--no-such-option" "$PEERD" --no-such-option
+# the link options (the bounds of issue 18), and their limits
+LINK_OPTS=(--link-port --link-memory --link-per-source)
+check_help "peerd --help (links)" "${LINK_OPTS[@]}" -- "$PEERD" --help
+check_man peerd/peerd.8 "${LINK_OPTS[@]}"
+expect_fail_msg "at least 16M" "$PEERD" --link-memory 1M
+expect_fail_msg "--link-per-source must be" "$PEERD" --link-per-source 0
 
 FUSED_OPTS=(--group --timeout --max-background -f -d)
 check_help "fused --help" "${FUSED_OPTS[@]}" -- "$FUSED" --help

@@ -45,9 +45,15 @@ assert_eq "$(json 'd["routing"][0]["first_page"]' <<<"$v")" 0 "routing first_pag
 assert_eq "$(json 'd["routing"][-1]["last_page"]' <<<"$v")" 15 "routing last_page"
 assert_eq "$(json 'd["routing"][0]["owner"]' <<<"$v")" 1 "routing owner"
 log "routing: $routing"
+human=$(ctl 1 volume show vol1 --routing=full)
+grep -qE '^ *PAGES +OWNER +EPOCH' <<<"$human" || fail "show --routing=full: no PAGES OWNER EPOCH table: $human"
+grep -qE '^ *0-15 +1 ' <<<"$human" || fail "show --routing=full: no '0-15  1' row: $human"
+# the default is a summary per owner: pages (share), bytes, runs
 human=$(ctl 1 volume show vol1 --routing)
-grep -qE '^ *PAGES +OWNER +EPOCH' <<<"$human" || fail "show --routing: no PAGES OWNER EPOCH table: $human"
-grep -qE '^ *0-15 +1 ' <<<"$human" || fail "show --routing: no '0-15  1' row: $human"
+grep -qE '^ *OWNER +PAGES +BYTES +RUNS' <<<"$human" || fail "show --routing: no OWNER PAGES BYTES RUNS summary: $human"
+grep -qE '^ *1 +16 \(100%\) +64(\.0)? MiB +1$' <<<"$human" || fail "show --routing: no '1  16 (100%)  64 MiB  1' row: $human"
+grep -qE 'PAGES +OWNER +EPOCH' <<<"$human" && fail "show --routing printed the full table: $human"
+expect_ctl_error 1 2 "routing takes no value or =full" volume show vol1 --routing=some
 
 # ---------------------------------------------------------------- list
 human=$(ctl 1 volume list)
@@ -56,7 +62,9 @@ grep -qE '^NAME +SIZE +PAGE +PAGES +WRITTEN +SERVERS +OPEN' <<<"$human" ||
 for name in vol1 small.vol_2-x paged maxsize; do
 	grep -qE "^$name " <<<"$human" || fail "volume list: no row for $name: $human"
 done
-names=$(ctl 1 --json volume list | json 'sorted(v["name"] for v in d["volumes"])')
+assert_eq "$(tail -n +2 <<<"$human" | awk '{print $1}' | tr '\n' ' ')" "maxsize paged small.vol_2-x vol1 " "volume list rows sorted by name"
+
+names=$(ctl 1 --json volume list | json '[v["name"] for v in d["volumes"]]')
 assert_eq "$names" '["maxsize", "paged", "small.vol_2-x", "vol1"]' "volume list --json names"
 [ -f "$(data_of 1)/volumes/vol1.vol" ] || fail "no data file $(data_of 1)/volumes/vol1.vol"
 
@@ -107,6 +115,9 @@ bad 1 "(no volume|not found|does not exist|unknown volume).*nope|nope.*(no volum
 bad 1 "(no volume|not found|does not exist|unknown volume).*nope|nope.*(no volume|not found|does not exist|unknown)" volume delete nope --force
 # usage errors: exit 2
 bad 2 'unknown command' frobnicate
+bad 2 "unknown command 'volum'; did you mean 'volume'\?" volum list
+bad 2 "unknown command 'volume lsit'; did you mean 'volume list'\?" volume lsit
+bad 1 "size '1.5G': whole numbers only" volume create dec 1.5G
 bad 2 'argument' volume create onlyname
 bad 2 'unknown option' volume create opt 1M --no-such-option
 # a 64-character name is fine

@@ -3,14 +3,16 @@
  *
  * The input is a stream. link_parse walks it record by record: every
  * answer is within the input and as its length fields declare; a record
- * cut anywhere asks for more; a refusal gives a reason. The same bytes
+ * cut anywhere asks for more; a refusal gives a reason; a record with
+ * more than LINK_ADMIT_MIN bytes of data is refused, as soon as its header
+ * is in, exactly when link_admit refuses that header. The same bytes
  * then go through a socketpair into link_read in pieces of varying size:
  * it delivers exactly the records link_parse found, byte for byte, in
  * order, and fails (with a reason) exactly when link_parse found a
  * malformed record; closing the other end ends the link. Finally the
  * records found are queued on a link of their own (link_queue,
  * link_flush): what it writes is the input up to the end of the last
- * complete record. */
+ * complete record. No link memory is held once the links are gone. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -68,6 +70,20 @@ static void nonblocking_pair(int fds[2])
 		REQUIRE(fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK) == 0);
 }
 
+/* Whether link_admit takes the header of the record at p (its lengths
+ * and header in the input). */
+static int admitted(const uint8_t *p)
+{
+	char err[256];
+	uint32_t hl = le32(p), dl = le32(p + 4);
+	int rc;
+
+	err[0] = 0;
+	rc = link_admit(p + 8, hl, dl == BATCH_NO_DATA ? 0 : dl, err, sizeof(err));
+	REQUIRE(rc == 0 || (rc == -1 && err[0] != 0));
+	return rc == 0;
+}
+
 /* (a) link_parse over the stream. */
 static void parse_all(const uint8_t *in, size_t size, struct found *f)
 {
@@ -89,7 +105,9 @@ static void parse_all(const uint8_t *in, size_t size, struct found *f)
 			hl = le32(in + off);
 			dl = le32(in + off + 4);
 			REQUIRE(hl == 0 || hl > PV_MAX_HEADER ||
-				(dl != BATCH_NO_DATA && dl > LINK_DATA_MAX));
+				(dl != BATCH_NO_DATA && dl > LINK_DATA_MAX) ||
+				(dl != BATCH_NO_DATA && dl > LINK_ADMIT_MIN &&
+				 left >= 8 + (size_t)hl && !admitted(in + off)));
 			f->bad = 1;
 			break;
 		}
@@ -100,6 +118,7 @@ static void parse_all(const uint8_t *in, size_t size, struct found *f)
 				REQUIRE(hl >= 1 && hl <= PV_MAX_HEADER);
 				REQUIRE(dl == BATCH_NO_DATA || dl <= LINK_DATA_MAX);
 				REQUIRE(8 + (size_t)hl + (dl == BATCH_NO_DATA ? 0 : dl) > left);
+				REQUIRE(left < 8 + (size_t)hl || admitted(in + off));
 			}
 			break;
 		}
@@ -117,6 +136,7 @@ static void parse_all(const uint8_t *in, size_t size, struct found *f)
 			REQUIRE(used == 8 + r.hdr_len + r.data_len);
 		}
 		REQUIRE(r.hdr + r.hdr_len <= in + size);
+		REQUIRE(r.data_len <= LINK_ADMIT_MIN || admitted(in + off));
 		REQUIRE(!r.data || r.data + r.data_len <= in + size);
 		/* one byte less is not enough; exactly the record is */
 		REQUIRE(link_parse(in + off, used - 1, &again, &used2, err, sizeof(err)) == 0);
@@ -175,6 +195,7 @@ static void read_all(const uint8_t *in, size_t size, struct found *f)
 	REQUIRE(link_received(l) == f->n);
 	link_destroy(&l);
 	REQUIRE(l == NULL);
+	REQUIRE(link_mem_held() == 0);
 	if (fds[0] >= 0)
 		close(fds[0]);
 }

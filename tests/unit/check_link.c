@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -29,16 +30,39 @@ static void put32(uint8_t *p, uint32_t v)
 	p[3] = (uint8_t)(v >> 24);
 }
 
-/* The header bytes of message id: the id (LE) then a pattern, 4..303
- * bytes long. Returns the length. */
+/* The header bytes of message id: a pv.Header with req_id id and a
+ * message of a pattern, (id * 37) % 300 characters, of op CATALOG (whose
+ * body may be of any size up to PV_MAX_BODY: link_admit takes records of
+ * every size the tests send). Returns the length. */
 static size_t make_hdr(uint8_t *buf, unsigned id)
 {
-	size_t len = 4 + (id * 37u) % 300;
+	Pv__Header h;
+	char msg[301];
+	size_t n = (id * 37u) % 300, len;
 
-	put32(buf, id);
-	for (size_t k = 4; k < len; k++)
-		buf[k] = (uint8_t)(id * 13u + k * 7u);
+	wire_header_init(&h);
+	h.op = PV_OP_CATALOG;
+	h.req_id = id;
+	for (size_t k = 0; k < n; k++)
+		msg[k] = (char)('a' + (id * 13u + k * 7u) % 26);
+	msg[n] = '\0';
+	h.message = msg;
+	len = wire_header_pack(&h, buf);
+	ck_assert_uint_gt(len, 0);
 	return len;
+}
+
+/* A header of op (READ, WRITE, ...) with length len; returns its size. */
+static size_t make_op_hdr(uint8_t *buf, uint32_t op, uint32_t len)
+{
+	Pv__Header h;
+
+	wire_header_init(&h);
+	h.op = op;
+	h.req_id = 1;
+	h.volume = "vol";
+	h.length = len;
+	return wire_header_pack(&h, buf);
 }
 
 static uint8_t data_byte(unsigned id, size_t j)
@@ -305,9 +329,10 @@ START_TEST(parse_truncated_needs_more)
 		ck_assert_uint_eq(used, n);
 	}
 	/* lengths within the limits but the bytes not there yet: wait */
-	put32(buf, 10);
+	put32(buf, (uint32_t)make_hdr(buf + 8, 7));
 	put32(buf + 4, LINK_DATA_MAX);
-	ck_assert_int_eq(link_parse(buf, 8 + 10 + 1000, &r, &used_any, err, sizeof(err)), 0);
+	ck_assert_int_eq(
+	    link_parse(buf, 8 + make_hdr(buf + 8, 7) + 1000, &r, &used_any, err, sizeof(err)), 0);
 }
 END_TEST
 
@@ -1069,6 +1094,255 @@ START_TEST(record_across_calls)
 }
 END_TEST
 
+/* --- what a record may make the receiver hold (link.h: link_admit, link
+ * memory) --- */
+
+/* link_admit: data up to LINK_ADMIT_MIN needs nothing; more needs a header
+ * that decodes, whose op carries data and whose length agrees. */
+START_TEST(admit_rule)
+{
+	uint8_t h[PV_MAX_HEADER];
+	char err[256];
+	const size_t big = 8u << 20;
+	size_t n;
+
+	ck_assert_int_eq(link_admit("junk", 4, LINK_ADMIT_MIN, err, sizeof(err)), 0);
+	err[0] = 0;
+	ck_assert_int_eq(link_admit("junk", 4, LINK_ADMIT_MIN + 1, err, sizeof(err)), -1);
+	ck_assert_msg(err[0] != 0, "no reason");
+	n = make_op_hdr(h, PV_OP_WRITE, (uint32_t)big);
+	ck_assert_int_eq(link_admit(h, n, big, err, sizeof(err)), 0);
+	ck_assert_int_eq(link_admit(h, n, big - 1, err, sizeof(err)), -1);
+	n = make_op_hdr(h, PV_OP_WRITE, 4096);
+	ck_assert_int_eq(link_admit(h, n, big, err, sizeof(err)), -1);
+	n = make_op_hdr(h, PV_OP_WRITE, 0);
+	ck_assert_int_eq(link_admit(h, n, big, err, sizeof(err)), -1);
+	n = make_op_hdr(h, PV_OP_READ, 1u << 20);
+	ck_assert_int_eq(link_admit(h, n, 1u << 20, err, sizeof(err)), 0);
+	ck_assert_int_eq(link_admit(h, n, 2u << 20, err, sizeof(err)), -1);
+	/* over PV_MAX_IO: the header itself is refused */
+	n = make_op_hdr(h, PV_OP_WRITE, PV_MAX_IO + 1);
+	ck_assert_int_eq(link_admit(h, n, PV_MAX_IO + 1, err, sizeof(err)), -1);
+	n = make_op_hdr(h, PV_OP_TRIM, 1u << 20);
+	ck_assert_int_eq(link_admit(h, n, 1u << 20, err, sizeof(err)), -1);
+	n = make_op_hdr(h, PV_OP_FLUSH, 0);
+	ck_assert_int_eq(link_admit(h, n, 1u << 20, err, sizeof(err)), -1);
+	n = make_op_hdr(h, PV_OP_BATCH, 3);
+	ck_assert_int_eq(link_admit(h, n, BATCH_BYTES_MAX, err, sizeof(err)), 0);
+	ck_assert_int_eq(link_admit(h, n, BATCH_BYTES_MAX + 1, err, sizeof(err)), -1);
+	n = make_op_hdr(h, PV_OP_CATALOG, 0);
+	ck_assert_int_eq(link_admit(h, n, PV_MAX_BODY, err, sizeof(err)), 0);
+	/* an unknown op, or another major version: refused */
+	n = make_op_hdr(h, 999, 0);
+	ck_assert_int_eq(link_admit(h, n, 1u << 20, err, sizeof(err)), -1);
+	{
+		Pv__Header v;
+
+		wire_header_init(&v);
+		v.version = (PV_PROTO_MAJOR + 1) << 16;
+		v.op = PV_OP_CATALOG;
+		n = wire_header_pack(&v, h);
+		ck_assert_int_eq(link_admit(h, n, 1u << 20, err, sizeof(err)), -1);
+	}
+}
+END_TEST
+
+/* The 8 length bytes and the header of a record with data_len bytes of data
+ * (none of the data). Returns the size. */
+static size_t put_head(uint8_t *out, const uint8_t *hdr, size_t hl, uint32_t data_len)
+{
+	put32(out, (uint32_t)hl);
+	put32(out + 4, data_len);
+	memcpy(out + 8, hdr, hl);
+	return 8 + hl;
+}
+
+/* A record announcing 8 MiB of data after a header that does not decode, or
+ * whose length disagrees with the data, is refused as soon as the header is
+ * in: link_parse says -1, link_read ends the link without waiting for (or
+ * taking memory for) the data. A good header is admitted and its memory
+ * counted as link memory until the record is delivered. */
+START_TEST(refused_before_allocation)
+{
+	uint8_t raw[8 + PV_MAX_HEADER + 1000], h[PV_MAX_HEADER];
+	const uint32_t big = 8u << 20;
+	struct batch_record r;
+	size_t used, n, hl;
+	char err[256];
+
+	for (int k = 0; k < 4; k++) {
+		struct pair p;
+		size_t nothing[] = {0};
+		struct rx x = {nothing, 0, 0};
+
+		if (k == 0) {
+			memset(h, 0xff, 40); /* field 31, wire type 7: no pv.Header */
+			hl = 40;
+		} else if (k == 1) {
+			hl = make_op_hdr(h, PV_OP_WRITE, 4096); /* says 4 KiB */
+		} else if (k == 2) {
+			hl = make_op_hdr(h, PV_OP_READ, big / 2);
+		} else {
+			hl = make_op_hdr(h, PV_OP_TRIM, big);
+		}
+		n = put_head(raw, h, hl, big);
+		memset(raw + n, 'd', 1000);
+		err[0] = 0;
+		ck_assert_int_eq(link_parse(raw, n, &r, &used, err, sizeof(err)), -1);
+		ck_assert_msg(err[0] != 0, "case %d: no reason", k);
+		pair_open(&p, 0, 0);
+		p.lb = link_new(p.b);
+		write_all(p.a, raw, n + 1000);
+		err[0] = 0;
+		ck_assert_msg(link_read(p.lb, check_record, &x, err, sizeof(err)) == -1,
+			      "case %d: a record of 8 MiB with a bad header was taken", k);
+		ck_assert_msg(err[0] != 0, "case %d: no reason", k);
+		ck_assert_uint_eq(link_mem_held(), 0);
+		ck_assert_uint_eq(x.got, 0);
+		link_destroy(&p.lb);
+		close(p.a);
+	}
+	/* a WRITE of 8 MiB that says so: admitted, its memory held */
+	{
+		struct pair p;
+		size_t nothing[] = {0};
+		struct rx x = {nothing, 0, 0};
+
+		hl = make_op_hdr(h, PV_OP_WRITE, big);
+		n = put_head(raw, h, hl, big);
+		ck_assert_int_eq(link_parse(raw, n, &r, &used, err, sizeof(err)), 0);
+		pair_open(&p, 0, 0);
+		p.lb = link_new(p.b);
+		write_all(p.a, raw, n + 1000);
+		ck_assert_msg(link_read(p.lb, check_record, &x, err, sizeof(err)) == 0, "%s", err);
+		ck_assert_uint_eq(link_mem_held(), big);
+		ck_assert_uint_eq(link_mem(p.lb), big);
+		ck_assert_int_eq(link_partial(p.lb), 1);
+		link_destroy(&p.lb);
+		ck_assert_uint_eq(link_mem_held(), 0);
+		close(p.a);
+	}
+}
+END_TEST
+
+struct count {
+	size_t n, bytes;
+};
+
+static void count_record(void *arg, const void *hdr, size_t hdr_len, zmq_msg_t *data)
+{
+	struct count *c = arg;
+
+	(void)hdr;
+	(void)hdr_len;
+	c->n++;
+	c->bytes += data ? zmq_msg_size(data) : 0;
+}
+
+/* Sends the rest of a record (n bytes) through p while reading it. */
+static void finish(struct pair *p, size_t n, struct count *c)
+{
+	static uint8_t chunk[65536];
+	char err[256];
+
+	memset(chunk, 'z', sizeof(chunk));
+	while (n > 0) {
+		size_t k = n < sizeof(chunk) ? n : sizeof(chunk);
+		ssize_t w = write(p->a, chunk, k);
+
+		if (w > 0)
+			n -= (size_t)w;
+		ck_assert_msg(link_read(p->lb, count_record, c, err, sizeof(err)) == 0, "%s", err);
+	}
+	for (int i = 0; i < 100 && link_partial(p->lb); i++)
+		ck_assert_msg(link_read(p->lb, count_record, c, err, sizeof(err)) == 0, "%s", err);
+}
+
+/* With link memory bounded at 3 MiB, a second record of 2 MiB while one
+ * holds 2 MiB waits: nothing of it is read past its header, link memory
+ * stays at 2 MiB, the link asks not to be polled; when the first record
+ * completes the second goes on and completes. A link holding memory that
+ * is destroyed gives it back (and link_mem_trim trims once); a waiting
+ * link whose peer closes ends with a reason. */
+START_TEST(mem_bound_waits)
+{
+	const uint32_t two = 2u << 20;
+	uint8_t raw[8 + PV_MAX_HEADER], h[PV_MAX_HEADER];
+	struct pair a, b, c;
+	struct count ca = {0, 0}, cb = {0, 0};
+	size_t n, hl = make_op_hdr(h, PV_OP_WRITE, two);
+	char err[256];
+
+	link_mem_limit(3u << 20);
+	n = put_head(raw, h, hl, two);
+	pair_open(&a, 0, 0);
+	a.lb = link_new(a.b);
+	pair_open(&b, 0, 0);
+	b.lb = link_new(b.b);
+	write_all(a.a, raw, n);
+	ck_assert_int_eq(link_read(a.lb, count_record, &ca, err, sizeof(err)), 0);
+	ck_assert_uint_eq(link_mem_held(), two);
+	ck_assert_int_eq(link_input_wanted(a.lb), 1);
+	write_all(b.a, raw, n);
+	ck_assert_int_eq(link_read(b.lb, count_record, &cb, err, sizeof(err)), 0);
+	ck_assert_int_eq(link_waiting(b.lb), 1);
+	write_all(b.a, "0123456789", 10);
+	ck_assert_int_eq(link_input_wanted(b.lb), 0);
+	ck_assert_uint_eq(link_mem(b.lb), 0);
+	ck_assert_uint_eq(link_mem_held(), two);
+	/* called anyway: it reads nothing (the 10 bytes stay in the socket) */
+	ck_assert_int_eq(link_read(b.lb, count_record, &cb, err, sizeof(err)), 0);
+	{
+		int q = 0;
+
+		ck_assert_int_eq(ioctl(b.b, FIONREAD, &q), 0);
+		ck_assert_int_eq(q, 10);
+	}
+	finish(&a, two, &ca);
+	ck_assert_uint_eq(ca.n, 1);
+	ck_assert_uint_eq(ca.bytes, two);
+	ck_assert_uint_eq(link_mem_held(), 0);
+	ck_assert_int_eq(link_input_wanted(b.lb), 1);
+	ck_assert_int_eq(link_read(b.lb, count_record, &cb, err, sizeof(err)), 0);
+	ck_assert_int_eq(link_waiting(b.lb), 0);
+	ck_assert_uint_eq(link_mem_held(), two);
+	finish(&b, two - 10, &cb);
+	ck_assert_uint_eq(cb.n, 1);
+	ck_assert_uint_eq(cb.bytes, two);
+	ck_assert_uint_eq(link_mem_held(), 0);
+	link_mem_trim();
+
+	/* destroyed while holding: given back, trimmed once */
+	pair_open(&c, 0, 0);
+	c.lb = link_new(c.b);
+	write_all(c.a, raw, n);
+	ck_assert_int_eq(link_read(c.lb, count_record, &cb, err, sizeof(err)), 0);
+	ck_assert_uint_eq(link_mem_held(), two);
+	ck_assert_int_eq(link_mem_trim(), 0);
+	link_destroy(&c.lb);
+	ck_assert_uint_eq(link_mem_held(), 0);
+	ck_assert_int_eq(link_mem_trim(), 1);
+	ck_assert_int_eq(link_mem_trim(), 0);
+	close(c.a);
+
+	/* a waiting link whose peer goes away ends */
+	write_all(a.a, raw, n);
+	ck_assert_int_eq(link_read(a.lb, count_record, &ca, err, sizeof(err)), 0);
+	write_all(b.a, raw, n);
+	ck_assert_int_eq(link_read(b.lb, count_record, &cb, err, sizeof(err)), 0);
+	ck_assert_int_eq(link_waiting(b.lb), 1);
+	close(b.a);
+	err[0] = 0;
+	ck_assert_int_eq(link_read(b.lb, count_record, &cb, err, sizeof(err)), -1);
+	ck_assert_msg(err[0] != 0, "no reason");
+	link_destroy(&b.lb);
+	link_destroy(&a.lb);
+	close(a.a);
+	ck_assert_uint_eq(link_mem_held(), 0);
+	link_mem_limit(0);
+}
+END_TEST
+
 static Suite *link_suite(void)
 {
 	Suite *s = suite_create("link");
@@ -1095,6 +1369,9 @@ static Suite *link_suite(void)
 	tcase_add_test(stream, both_directions_and_counters);
 	tcase_add_test(stream, destroy);
 	tcase_add_test(stream, record_across_calls);
+	tcase_add_test(stream, admit_rule);
+	tcase_add_test(stream, refused_before_allocation);
+	tcase_add_test(stream, mem_bound_waits);
 	suite_add_tcase(s, parse);
 	suite_add_tcase(s, stream);
 	return s;

@@ -80,6 +80,18 @@ START_TEST(parse_size_rejects)
 }
 END_TEST
 
+START_TEST(parse_size_decimals_say_whole_numbers)
+{
+	char err[256] = "";
+	uint64_t v = 0;
+
+	ck_assert_int_eq(pv_parse_size("1.5G", &v, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "whole numbers only") && strstr(err, "1536M"), "got: %s", err);
+	ck_assert_int_eq(pv_parse_size("2,5T", &v, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "whole numbers only"), "got: %s", err);
+}
+END_TEST
+
 START_TEST(parse_size_null_and_no_err_buffer)
 {
 	char err[64] = "";
@@ -506,6 +518,7 @@ static Suite *util_suite(void)
 
 	tcase_add_test(size, parse_size_plain_and_suffixes);
 	tcase_add_test(size, parse_size_rejects);
+	tcase_add_test(size, parse_size_decimals_say_whole_numbers);
 	tcase_add_test(size, parse_size_null_and_no_err_buffer);
 	tcase_add_test(size, format_size);
 	tcase_add_test(size, format_then_parse);
