@@ -38,6 +38,10 @@ int pv_valid_name(const char *name, char *err, size_t errlen);
 
 /* Validates a volume size: > 0, multiple of 512, <= max. Same contract. */
 int pv_valid_volume_size(uint64_t size, uint64_t max, char *err, size_t errlen);
+/* Validates a volume's page size: a multiple of PV_SECTOR from
+ * PV_MIN_PAGE_SIZE to PV_MAX_PAGE_SIZE (0, "the default", is the caller's
+ * to replace first). Same contract. */
+int pv_valid_page_size(uint32_t page_size, char *err, size_t errlen);
 
 /* Milliseconds of CLOCK_MONOTONIC. */
 uint64_t pv_now_ms(void);

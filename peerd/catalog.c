@@ -1,18 +1,14 @@
-/* catalog.c: the group catalog (members, volumes, version) and its changes.
- * The committed catalog is kept as a pv.Catalog (the form it has on disk and
- * on the wire) and mirrored into struct member / struct volume for the data
- * path. A change is a two-phase commit run by the server that got the
- * command:
- *
- *   coordinator                      every other member
- *   lock, build version v+1
- *   --CAT_PREPARE(change)-------->   validate, lock
- *   <-------------------OK/refuse-   (BUSY if locked by another change)
- *   all OK:  --CAT_COMMIT------->    persist (LMDB), install, unlock
- *   else:    --CAT_ABORT-------->    unlock; on BUSY the coordinator retries
- *
- * A member that missed a commit sees a higher version in a heartbeat and
- * fetches the catalog (CAT_FETCH). Reactor thread only. */
+/* catalog.c: the group catalog (members, volumes, version) as this server
+ * holds it. The committed catalog is kept as a pv.Catalog (the form it has
+ * on disk and on the wire) and mirrored into struct member / struct volume
+ * for the data path; per volume a cache of the connection table (holders)
+ * and of the pages owned here. Owns: looking volumes and members up;
+ * checking a catalog (catalog_check) and installing it (from LMDB at start,
+ * committed by a change here or by a peer, fetched while catching up);
+ * catching up (CAT_FETCH) when a heartbeat shows a member ahead; routing the
+ * peer messages of the catalog protocols to their files. Not here: the
+ * two-phase change (change.c), joining (join.c), volume create/delete
+ * (volume_admin.c). Reactor thread only. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -20,45 +16,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
 #include "peerd.h"
 
 static Pv__Catalog *committed;
 
-/* coordinator state: one change at a time */
-struct txn {
-	struct catalog_cmd *cmd;
-	Pv__CatalogChange change;
-	Pv__Catalog *proposal;
-	uint64_t txid;
-	uint32_t waiting[PEERD_MAX_MEMBERS];
-	size_t nwaiting;
-	uint32_t participants[PEERD_MAX_MEMBERS];
-	size_t nparticipants;
-	uint32_t unsent[PEERD_MAX_MEMBERS]; /* PREPARE not queued yet: retried */
-	size_t nunsent;
-	int failed;
-	int conflict;
-	char err[PV_MAX_MESSAGE];
-	uint64_t deadline;
-};
-static struct txn *cur;
-static uint64_t txn_counter;
-
-/* participant lock */
-static uint64_t lock_txid;
-static uint64_t lock_until;
-
 /* catch-up */
 static uint64_t fetch_sent_ms;
-
-/* join (this server joining a group) */
-static void *join_sock;
-static uint8_t join_ident[PV_MAX_IDENTITY];
-static size_t join_ident_len;
-static uint64_t join_deadline;
-static char join_addr[256];
 
 /* ---- volumes ---- */
 
@@ -139,11 +102,6 @@ void catalog_routes_changed(struct volume *vol)
 		}
 }
 
-int catalog_locked(void)
-{
-	return lock_txid && pv_now_ms() < lock_until;
-}
-
 /* ---- protobuf helpers ---- */
 
 Pv__Catalog *catalog_pb_copy(const Pv__Catalog *c)
@@ -158,6 +116,11 @@ Pv__Catalog *catalog_pb_copy(const Pv__Catalog *c)
 	copy = pv__catalog__unpack(NULL, n, buf);
 	free(buf);
 	return copy;
+}
+
+const Pv__Catalog *catalog_committed(void)
+{
+	return committed;
 }
 
 void catalog_pb_free(Pv__Catalog *c)
@@ -201,7 +164,7 @@ Pv__Catalog *catalog_pb(int for_client)
 	return c;
 }
 
-static char *xstrdup(const char *s)
+char *catalog_strdup(const char *s)
 {
 	char *d = strdup(s ? s : "");
 
@@ -283,8 +246,6 @@ fail:
 	return NULL;
 }
 
-/* Persists c (and routing tables of new volumes) and makes it the catalog in
- * memory. Takes ownership of c. Returns 0 or -1 (then nothing changed). */
 static int in_list(struct volume *const *list, size_t n, const struct volume *v)
 {
 	for (size_t i = 0; i < n; i++)
@@ -297,7 +258,7 @@ static int in_list(struct volume *const *list, size_t n, const struct volume *v)
  * install: every volume name is a valid name (it becomes a file name under
  * the data directory: no '/', no '..'), unique, and sizes and page sizes are
  * what volume create allows. 1, or 0 with the reason in err. */
-static int catalog_check(const Pv__Catalog *c, char *err, size_t errlen)
+int catalog_check(const Pv__Catalog *c, char *err, size_t errlen)
 {
 	char why[256]; /* pv_valid_name: an escaped name and its reason */
 
@@ -312,8 +273,7 @@ static int catalog_check(const Pv__Catalog *c, char *err, size_t errlen)
 			snprintf(err, errlen, "volume %s: %s", vi->name, why);
 			return 0;
 		}
-		if (vi->page_size % PV_SECTOR || vi->page_size < PV_MIN_PAGE_SIZE ||
-		    vi->page_size > PV_MAX_PAGE_SIZE) {
+		if (!pv_valid_page_size(vi->page_size, NULL, 0)) {
 			snprintf(err, errlen, "volume %s: page size %u out of range", vi->name,
 				 vi->page_size);
 			return 0;
@@ -327,65 +287,30 @@ static int catalog_check(const Pv__Catalog *c, char *err, size_t errlen)
 	return 1;
 }
 
-static int install(Pv__Catalog *c, const char *why)
+/* Writes c, the routing tables of the new volumes and the removal of those
+ * of the removed names in one LMDB transaction. Returns 0 or -1. */
+static int persist(const Pv__Catalog *c, struct volume *const *newvols, size_t nnew,
+		   const char *const *removed, size_t nremoved)
 {
-	char bad[256];
-
-	if (!catalog_check(c, bad, sizeof(bad))) {
-		pv_err("catalog version %llu (%s) refused: %s; keeping version %llu",
-		       (unsigned long long)c->version, why, bad, (unsigned long long)srv->version);
-		catalog_pb_free(c);
-		return -1;
-	}
-	struct volume **list = calloc(c->n_volumes + 1, sizeof(*list));
-	struct volume **newvols = calloc(c->n_volumes + 1, sizeof(*newvols));
-	const char **removed = NULL;
-	size_t n = 0, nnew = 0, nremoved = 0, nold = 0;
-	uint8_t *buf;
-	size_t len;
+	size_t len = pv__catalog__get_packed_size(c);
+	uint8_t *buf = malloc(len ? len : 1);
 	int rc;
 
-	for (struct volume *v = srv->volumes; v; v = v->next)
-		nold++;
-	removed = calloc(nold + 1, sizeof(*removed));
-	if (!list || !newvols || !removed)
-		goto fail;
-	/* the new volume list, reusing the volumes that stay (not relinked yet:
-	 * they are still on the old list) */
-	for (size_t i = 0; i < c->n_volumes; i++) {
-		Pv__VolumeInfo *vi = c->volumes[i];
-		struct volume *v = catalog_volume(vi->name);
-
-		if (v && v->id == vi->id) {
-			volume_get(v);
-		} else {
-			v = volume_from_pb(c, vi);
-			if (!v)
-				goto fail;
-			newvols[nnew++] = v;
-		}
-		list[n++] = v;
-	}
-	for (struct volume *v = srv->volumes; v; v = v->next) {
-		int renamed = 0;
-
-		/* a name deleted and created again: its key now holds the new
-		 * volume's routing table, which must not be deleted */
-		for (size_t i = 0; i < nnew; i++)
-			renamed |= !strcmp(newvols[i]->name, v->name);
-		if (!in_list(list, n, v) && !renamed)
-			removed[nremoved++] = v->name;
-	}
-	len = pv__catalog__get_packed_size(c);
-	buf = malloc(len ? len : 1);
 	if (!buf)
-		goto fail;
+		return -1;
 	pv__catalog__pack(c, buf);
 	rc = meta_put_catalog(buf, len, newvols, nnew, removed, nremoved);
 	free(buf);
-	if (rc < 0)
-		goto fail;
+	return rc;
+}
 
+/* Once c is persisted: makes list (n volumes, which holds the nnew newvols)
+ * the volume list; volumes not in it are deleted with their data file, new
+ * ones this server may hold get their data file opened. Takes the list's
+ * references. */
+static void relink(const Pv__Catalog *c, struct volume **list, size_t n, struct volume **newvols,
+		   size_t nnew)
+{
 	/* committed: drop the old list, link the new one */
 	for (struct volume *v = srv->volumes, *next; v; v = next) {
 		next = v->next;
@@ -413,14 +338,70 @@ static int install(Pv__Catalog *c, const char *why)
 			v->name, (unsigned long long)v->size, (unsigned long long)v->npages,
 			v->page_size, (unsigned long long)c->version);
 	}
+}
+
+/* Makes the volumes of c this server's: reuses those that stay, makes the
+ * new ones, persists c, deletes those gone. Returns 0 or -1 (then nothing
+ * changed). */
+static int install_volumes(const Pv__Catalog *c)
+{
+	struct volume **list = calloc(c->n_volumes + 1, sizeof(*list));
+	struct volume **newvols = calloc(c->n_volumes + 1, sizeof(*newvols));
+	const char **removed = NULL;
+	size_t n = 0, nnew = 0, nremoved = 0, nold = 0;
+	int rc = -1;
+
+	for (struct volume *v = srv->volumes; v; v = v->next)
+		nold++;
+	removed = calloc(nold + 1, sizeof(*removed));
+	if (!list || !newvols || !removed)
+		goto out;
+	/* the new volume list, reusing the volumes that stay (not relinked yet:
+	 * they are still on the old list) */
+	for (size_t i = 0; i < c->n_volumes; i++) {
+		Pv__VolumeInfo *vi = c->volumes[i];
+		struct volume *v = catalog_volume(vi->name);
+
+		if (v && v->id == vi->id) {
+			volume_get(v);
+		} else {
+			v = volume_from_pb(c, vi);
+			if (!v)
+				goto out;
+			newvols[nnew++] = v;
+		}
+		list[n++] = v;
+	}
+	for (struct volume *v = srv->volumes; v; v = v->next) {
+		int renamed = 0;
+
+		/* a name deleted and created again: its key now holds the new
+		 * volume's routing table, which must not be deleted */
+		for (size_t i = 0; i < nnew; i++)
+			renamed |= !strcmp(newvols[i]->name, v->name);
+		if (!in_list(list, n, v) && !renamed)
+			removed[nremoved++] = v->name;
+	}
+	if (persist(c, newvols, nnew, removed, nremoved) < 0)
+		goto out;
+	relink(c, list, n, newvols, nnew);
+	rc = 0;
+out:
+	for (size_t i = 0; rc < 0 && list && i < n; i++)
+		volume_put(&list[i]);
 	free(list);
 	free(newvols);
 	free(removed);
+	return rc;
+}
 
-	/* members: keep sockets and liveness of those that stay */
+/* Makes the members of c this server's, keeping the sockets and liveness of
+ * those that stay; closes those of the members gone. */
+static void install_members(const Pv__Catalog *c)
+{
 	struct member old[PEERD_MAX_MEMBERS];
+	size_t nold = srv->nmembers;
 
-	nold = srv->nmembers;
 	memcpy(old, srv->members, sizeof(old));
 	srv->nmembers = 0;
 	for (size_t i = 0; i < c->n_members && i < PEERD_MAX_MEMBERS; i++) {
@@ -450,6 +431,25 @@ static int install(Pv__Catalog *c, const char *why)
 		if (old[j].last_hb)
 			pv__heartbeat__free_unpacked(old[j].last_hb, NULL);
 	}
+}
+
+int catalog_install(Pv__Catalog **cp, const char *why)
+{
+	Pv__Catalog *c = *cp;
+	char bad[256];
+
+	*cp = NULL;
+	if (!catalog_check(c, bad, sizeof(bad))) {
+		pv_err("catalog version %llu (%s) refused: %s; keeping version %llu",
+		       (unsigned long long)c->version, why, bad, (unsigned long long)srv->version);
+		catalog_pb_free(c);
+		return -1;
+	}
+	if (install_volumes(c) < 0) {
+		catalog_pb_free(c);
+		return -1;
+	}
+	install_members(c);
 	catalog_pb_free(committed);
 	committed = c;
 	srv->version = c->version;
@@ -458,14 +458,6 @@ static int install(Pv__Catalog *c, const char *why)
 		(unsigned long long)c->version, c->n_members, c->n_volumes, why);
 	peers_connect();
 	return 0;
-fail:
-	for (size_t i = 0; list && i < n; i++)
-		volume_put(&list[i]);
-	free(list);
-	free(newvols);
-	free(removed);
-	catalog_pb_free(c);
-	return -1;
 }
 
 int catalog_adopt(const Pv__Catalog *c, const char *why)
@@ -474,7 +466,7 @@ int catalog_adopt(const Pv__Catalog *c, const char *why)
 
 	if (!copy)
 		return -1;
-	return install(copy, why);
+	return catalog_install(&copy, why);
 }
 
 static void random_hex(char *out, size_t bytes)
@@ -522,10 +514,10 @@ int catalog_load(void)
 		pv__member__init(self);
 		random_hex(gid, 16);
 		c->version = 1;
-		c->group_id = xstrdup(gid);
+		c->group_id = catalog_strdup(gid);
 		c->next_volume_id = 1;
 		self->id = srv->cfg.id;
-		self->address = xstrdup(srv->cfg.listen);
+		self->address = catalog_strdup(srv->cfg.listen);
 		self->weight = srv->cfg.weight;
 		self->capacity = store_free();
 		c->members = malloc(sizeof(*c->members));
@@ -535,7 +527,7 @@ int catalog_load(void)
 		c->n_members = 1;
 		pv_info("new data directory: formed group %s of one server", gid);
 	}
-	return install(c, rc == 0 ? "loaded" : "new");
+	return catalog_install(&c, rc == 0 ? "loaded" : "new");
 }
 
 void catalog_free(void)
@@ -557,256 +549,12 @@ void catalog_free(void)
 	srv->nmembers = 0;
 	catalog_pb_free(committed);
 	committed = NULL;
-	if (join_sock)
-		zmq_close(join_sock);
-	join_sock = NULL;
-	if (cur) {
-		catalog_pb_free(cur->proposal);
-		free(cur->cmd->arg);
-		free(cur->cmd);
-		free(cur);
-		cur = NULL;
-	}
+	join_free();
+	change_free();
 }
 
-/* ---- two-phase commit: coordinator ---- */
+/* ---- catching up ---- */
 
-/* Sends a change message to member id. Returns 0, or -1 if it could not be
- * queued (not connected yet, or down). */
-static int send_change(uint32_t id, uint32_t op, const Pv__CatalogChange *ch)
-{
-	struct member *m = catalog_member(id);
-	Pv__Header h;
-
-	if (!m)
-		return -1;
-	wire_header_init(&h);
-	h.op = op;
-	h.req_id = ch->txid;
-	if (peers_send(m, &h, NULL, &ch->base) < 0) {
-		pv_debug("catalog: %s to server %u (%s) not sent yet: %m", wire_op_name(op), id,
-			 m->address);
-		return -1;
-	}
-	return 0;
-}
-
-static void txn_finish(void);
-static void txn_begin(void *arg);
-
-static void txn_retry(void *arg)
-{
-	txn_begin(arg);
-}
-
-static void txn_end(int ok, const char *err)
-{
-	struct txn *t = cur;
-	struct catalog_cmd *cmd = t->cmd;
-
-	cur = NULL;
-	if (lock_txid == t->txid)
-		lock_txid = 0;
-	if (!ok && t->conflict && cmd->attempt < 8) {
-		uint64_t delay = 50 + (uint64_t)(rand() % 200) * cmd->attempt;
-
-		pv_info("catalog change '%s' conflicted with another; retrying in %llu ms",
-			cmd->what, (unsigned long long)delay);
-		catalog_pb_free(t->proposal);
-		free(t);
-		reactor_after(delay, txn_retry, cmd);
-		return;
-	}
-	if (ok)
-		pv_info("catalog change '%s' committed as version %llu", cmd->what,
-			(unsigned long long)srv->version);
-	else
-		pv_warn("catalog change '%s' refused: %s", cmd->what, err);
-	cmd->done(cmd, ok, err);
-	free(cmd);
-	catalog_pb_free(t->proposal);
-	free(t);
-}
-
-static void txn_begin(void *arg)
-{
-	struct catalog_cmd *cmd = arg;
-	struct txn *t;
-	char err[PV_MAX_MESSAGE];
-
-	cmd->attempt++;
-	if (cur || catalog_locked()) {
-		if (cmd->attempt < 100) {
-			reactor_after(50 + rand() % 50, txn_retry, cmd);
-			return;
-		}
-		cmd->done(cmd, 0, "another catalog change is in progress; try again");
-		free(cmd);
-		return;
-	}
-	t = calloc(1, sizeof(*t));
-	if (!t || !(t->proposal = catalog_pb_copy(committed))) {
-		free(t);
-		cmd->done(cmd, 0, "out of memory");
-		free(cmd);
-		return;
-	}
-	t->cmd = cmd;
-	t->proposal->version = committed->version + 1;
-	if (cmd->build(cmd, t->proposal, err, sizeof(err)) < 0) {
-		catalog_pb_free(t->proposal);
-		free(t);
-		pv_info("catalog change '%s' refused: %s", cmd->what, err);
-		cmd->done(cmd, 0, err);
-		free(cmd);
-		return;
-	}
-	cur = t;
-	t->txid = ((uint64_t)srv->cfg.id << 40) | ++txn_counter;
-	pv__catalog_change__init(&t->change);
-	t->change.txid = t->txid;
-	t->change.coordinator = srv->cfg.id;
-	t->change.what = cmd->what;
-	t->change.catalog = t->proposal;
-	t->change.force = cmd->force;
-	lock_txid = t->txid;
-	lock_until = pv_now_ms() + PEERD_LOCK_TIMEOUT_MS;
-	t->deadline = pv_now_ms() + PEERD_TXN_TIMEOUT_MS;
-
-	for (size_t i = 0; i < srv->nmembers; i++) {
-		struct member *m = &srv->members[i];
-
-		if (m->id == srv->cfg.id)
-			continue;
-		if (!m->up && m->last_heard_ms &&
-		    pv_now_ms() - m->last_heard_ms > PEERD_DOWN_AFTER_MS) {
-			snprintf(t->err, sizeof(t->err),
-				 "server %u (%s) is down; a catalog change needs every member; "
-				 "nothing was changed",
-				 m->id, m->address);
-			txn_end(0, t->err);
-			return;
-		}
-		t->participants[t->nparticipants++] = m->id;
-		t->waiting[t->nwaiting++] = m->id;
-	}
-	for (size_t i = 0; i < t->nparticipants; i++)
-		if (send_change(t->participants[i], PV_OP_CAT_PREPARE, &t->change) < 0)
-			t->unsent[t->nunsent++] = t->participants[i];
-	if (t->nwaiting == 0)
-		txn_finish();
-}
-
-static void txn_finish(void)
-{
-	struct txn *t = cur;
-
-	if (t->failed) {
-		for (size_t i = 0; i < t->nparticipants; i++)
-			send_change(t->participants[i], PV_OP_CAT_ABORT, &t->change);
-		txn_end(0, t->err);
-		return;
-	}
-	for (size_t i = 0; i < t->nparticipants; i++)
-		send_change(t->participants[i], PV_OP_CAT_COMMIT, &t->change);
-	/* install takes ownership of the proposal */
-	Pv__Catalog *p = t->proposal;
-
-	t->proposal = NULL;
-	if (install(p, t->cmd->what) < 0) {
-		txn_end(0, "the change was committed by the other members but could not be "
-			   "recorded here; this server will catch up from its peers");
-		return;
-	}
-	txn_end(1, NULL);
-}
-
-/* Called every reactor tick: times out a change waiting for answers, and
- * the join of this server. */
-void catalog_tick(void)
-{
-	/* a member connected a moment ago (e.g. just joined) gets its PREPARE
-	 * as soon as the connection is up */
-	for (size_t i = 0; cur && i < cur->nunsent;) {
-		if (send_change(cur->unsent[i], PV_OP_CAT_PREPARE, &cur->change) == 0)
-			cur->unsent[i] = cur->unsent[--cur->nunsent];
-		else
-			i++;
-	}
-	if (cur && pv_now_ms() > cur->deadline) {
-		char names[256] = "";
-		size_t off = 0;
-
-		for (size_t i = 0; i < cur->nwaiting; i++) {
-			struct member *m = catalog_member(cur->waiting[i]);
-
-			off += snprintf(names + off, sizeof(names) - off, "%sserver %u (%s)",
-					i ? ", " : "", cur->waiting[i], m ? m->address : "?");
-			if (off >= sizeof(names))
-				break;
-		}
-		cur->failed = 1;
-		cur->conflict = 0;
-		snprintf(cur->err, sizeof(cur->err),
-			 "no answer from %s within %d s; a catalog change needs every member; "
-			 "nothing was changed",
-			 names, PEERD_TXN_TIMEOUT_MS / 1000);
-		txn_finish();
-	}
-	if (join_sock && pv_now_ms() > join_deadline) {
-		char msg[400];
-
-		snprintf(msg, sizeof(msg),
-			 "no answer from %s within 10 s; is a peerd listening there?", join_addr);
-		control_reply(join_ident, join_ident_len, 0, NULL, msg);
-		zmq_close(join_sock);
-		join_sock = NULL;
-	}
-}
-
-void catalog_peer_reply(struct member *m, const Pv__Header *h, const void *body, size_t len)
-{
-	if (h->op == PV_OP_CAT_FETCH) {
-		Pv__Catalog *c =
-		    body ? (Pv__Catalog *)wire_body_decode(&pv__catalog__descriptor, body, len)
-			 : NULL;
-
-		fetch_sent_ms = 0;
-		if (c && c->version > srv->version && !strcmp(c->group_id, srv->group_id)) {
-			char why[64];
-
-			snprintf(why, sizeof(why), "caught up from server %u", m->id);
-			catalog_adopt(c, why);
-		}
-		if (c)
-			pv__catalog__free_unpacked(c, NULL);
-		return;
-	}
-	if (h->op != PV_OP_CAT_PREPARE || !cur || h->req_id != cur->txid)
-		return; /* commit/abort acks and late answers */
-	for (size_t i = 0; i < cur->nwaiting; i++) {
-		if (cur->waiting[i] != m->id)
-			continue;
-		cur->waiting[i] = cur->waiting[--cur->nwaiting];
-		if (h->status != PV_ST_OK && !cur->failed) {
-			cur->failed = 1;
-			cur->conflict = h->status == PV_ST_BUSY;
-			snprintf(cur->err, sizeof(cur->err), "server %u refused: %s", m->id,
-				 h->message);
-		}
-		if (cur->nwaiting == 0)
-			txn_finish();
-		return;
-	}
-}
-
-void catalog_change(struct catalog_cmd *cmd)
-{
-	cmd->attempt = 0;
-	txn_begin(cmd);
-}
-
-/* Asks member m for its catalog when it is ahead of us. */
 void catalog_fetch_from(struct member *m)
 {
 	Pv__Header h;
@@ -820,598 +568,50 @@ void catalog_fetch_from(struct member *m)
 	peers_send(m, &h, NULL, NULL);
 }
 
-/* ---- two-phase commit: participant ---- */
-
-static int validate_change(const Pv__CatalogChange *ch, char *err, size_t errlen)
+/* The answer to our CAT_FETCH: adopts the catalog if it is newer. */
+static void fetched(struct member *m, const void *body, size_t len)
 {
-	const Pv__Catalog *c = ch->catalog;
+	Pv__Catalog *c =
+	    body ? (Pv__Catalog *)wire_body_decode(&pv__catalog__descriptor, body, len) : NULL;
 
-	if (!c) {
-		snprintf(err, errlen, "change without a catalog");
-		return PV_ST_BAD_REQUEST;
-	}
-	if (strcmp(c->group_id, srv->group_id)) {
-		snprintf(err, errlen, "server %u is in another group", srv->cfg.id);
-		return PV_ST_REFUSED;
-	}
-	if (c->version <= srv->version) {
-		snprintf(err, errlen, "stale change: server %u is at catalog version %llu",
-			 srv->cfg.id, (unsigned long long)srv->version);
-		return PV_ST_BUSY;
-	}
-	if (c->version > srv->version + 1) {
-		snprintf(err, errlen, "server %u is behind (catalog version %llu) and catching up",
-			 srv->cfg.id, (unsigned long long)srv->version);
-		return PV_ST_BUSY;
-	}
-	if (!catalog_check(c, err, errlen))
-		return PV_ST_BAD_REQUEST;
-	/* new volumes this server may hold must fit in its file system */
-	for (size_t i = 0; i < c->n_volumes; i++) {
-		Pv__VolumeInfo *vi = c->volumes[i];
-		int mine = vi->n_servers == 0;
+	fetch_sent_ms = 0;
+	if (c && c->version > srv->version && !strcmp(c->group_id, srv->group_id)) {
+		char why[64];
 
-		if (catalog_volume(vi->name))
-			continue;
-		for (size_t j = 0; j < vi->n_servers; j++)
-			mine |= vi->servers[j] == srv->cfg.id;
-		if (mine && !store_can_hold(vi->size, err, errlen))
-			return PV_ST_REFUSED;
+		snprintf(why, sizeof(why), "caught up from server %u", m->id);
+		catalog_adopt(c, why);
 	}
-	/* volumes removed by the change must not be open through this server */
-	for (struct volume *v = srv->volumes; v; v = v->next) {
-		int kept = 0;
-		uint32_t open;
-
-		for (size_t i = 0; i < c->n_volumes; i++)
-			kept |= !strcmp(c->volumes[i]->name, v->name) && c->volumes[i]->id == v->id;
-		open = clients_open_count(v->name);
-		if (!kept && open && !ch->force) {
-			snprintf(err, errlen,
-				 "volume %s is open by %u client(s) through server %u; unmount or "
-				 "detach it, or use --force",
-				 v->name, open, srv->cfg.id);
-			return PV_ST_REFUSED;
-		}
-	}
-	return PV_ST_OK;
+	if (c)
+		pv__catalog__free_unpacked(c, NULL);
 }
 
-static void join_done(struct catalog_cmd *cmd, int ok, const char *err)
-{
-	Pv__Header h;
-
-	wire_header_init(&h);
-	h.op = PV_OP_JOIN;
-	h.req_id = *(uint64_t *)cmd->arg;
-	if (ok) {
-		ops_reply(cmd->ident, cmd->ident_len, &h, PV_ST_OK, NULL, &committed->base);
-	} else {
-		ops_reply(cmd->ident, cmd->ident_len, &h, PV_ST_REFUSED, err, NULL);
-	}
-	free(cmd->arg);
-}
-
-static int join_build(struct catalog_cmd *cmd, Pv__Catalog *next, char *err, size_t errlen)
-{
-	Pv__Member *nm = (Pv__Member *)((uint64_t *)cmd->arg + 1);
-	Pv__Member *m;
-	Pv__Member **arr;
-
-	for (size_t i = 0; i < next->n_members; i++) {
-		if (next->members[i]->id == nm->id) {
-			snprintf(err, errlen, "server id %u is already a member (%s)", nm->id,
-				 next->members[i]->address);
-			return -1;
-		}
-		if (!strcmp(next->members[i]->address, nm->address)) {
-			snprintf(err, errlen, "address %s is already used by server %u",
-				 nm->address, next->members[i]->id);
-			return -1;
-		}
-	}
-	if (next->n_members >= PEERD_MAX_MEMBERS) {
-		snprintf(err, errlen, "the group is full (%d members)", PEERD_MAX_MEMBERS);
-		return -1;
-	}
-	m = malloc(sizeof(*m));
-	arr = realloc(next->members, (next->n_members + 1) * sizeof(*arr));
-	if (!m || !arr) {
-		free(m);
-		if (arr)
-			next->members = arr;
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	next->members = arr;
-	pv__member__init(m);
-	m->id = nm->id;
-	m->address = xstrdup(nm->address);
-	m->weight = nm->weight ? nm->weight : 1;
-	m->capacity = nm->capacity;
-	next->members[next->n_members++] = m;
-	return 0;
-}
-
-static void peer_join(const uint8_t *ident, size_t ident_len, const Pv__Header *h, const void *body,
-		      size_t len)
-{
-	Pv__Member *nm =
-	    body ? (Pv__Member *)wire_body_decode(&pv__member__descriptor, body, len) : NULL;
-	struct catalog_cmd *cmd;
-	uint64_t *arg;
-
-	if (!nm || nm->id == 0 || strlen(nm->address) == 0 ||
-	    strlen(nm->address) >= sizeof(((struct member *)0)->address)) {
-		ops_reply(ident, ident_len, h, PV_ST_BAD_REQUEST, "JOIN without a valid member",
-			  NULL);
-		if (nm)
-			pv__member__free_unpacked(nm, NULL);
-		return;
-	}
-	cmd = calloc(1, sizeof(*cmd));
-	arg = calloc(1, sizeof(uint64_t) + sizeof(Pv__Member) + 256);
-	if (!cmd || !arg) {
-		free(cmd);
-		free(arg);
-		pv__member__free_unpacked(nm, NULL);
-		return;
-	}
-	/* arg: request id, then a flat copy of the member */
-	arg[0] = h->req_id;
-	Pv__Member *copy = (Pv__Member *)(arg + 1);
-	char *addr = (char *)(copy + 1);
-
-	pv__member__init(copy);
-	copy->id = nm->id;
-	copy->weight = nm->weight;
-	copy->capacity = nm->capacity;
-	snprintf(addr, 256, "%s", nm->address);
-	copy->address = addr;
-	pv__member__free_unpacked(nm, NULL);
-	cmd->build = join_build;
-	cmd->done = join_done;
-	cmd->arg = arg;
-	if (ident_len)
-		memcpy(cmd->ident, ident, ident_len);
-	cmd->ident_len = ident_len;
-	snprintf(cmd->what, sizeof(cmd->what), "add server %u (%s)", copy->id, copy->address);
-	catalog_change(cmd);
-}
+/* ---- peer messages, to their protocol ---- */
 
 void catalog_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h, const void *body,
 		     size_t len)
 {
-	Pv__CatalogChange *ch;
-	char err[PV_MAX_MESSAGE];
-	int st;
-
 	if (h->op == PV_OP_JOIN) {
-		peer_join(ident, ident_len, h, body, len);
+		join_peer_op(ident, ident_len, h, body, len);
 		return;
 	}
 	if (h->op == PV_OP_CAT_FETCH) {
 		ops_reply(ident, ident_len, h, PV_ST_OK, NULL, &committed->base);
 		return;
 	}
-	ch = body
-		 ? (Pv__CatalogChange *)wire_body_decode(&pv__catalog_change__descriptor, body, len)
-		 : NULL;
-	if (!ch || !ch->catalog) {
-		ops_reply(ident, ident_len, h, PV_ST_BAD_REQUEST, "catalog change does not decode",
-			  NULL);
-		if (ch)
-			pv__catalog_change__free_unpacked(ch, NULL);
+	change_peer_op(ident, ident_len, h, body, len);
+}
+
+void catalog_peer_reply(struct member *m, const Pv__Header *h, const void *body, size_t len)
+{
+	if (h->op == PV_OP_CAT_FETCH) {
+		fetched(m, body, len);
 		return;
 	}
-	switch (h->op) {
-	case PV_OP_CAT_PREPARE:
-		if (catalog_locked() && lock_txid != ch->txid) {
-			snprintf(err, sizeof(err), "server %u is busy with another catalog change",
-				 srv->cfg.id);
-			st = PV_ST_BUSY;
-		} else {
-			st = validate_change(ch, err, sizeof(err));
-		}
-		if (st == PV_ST_OK) {
-			lock_txid = ch->txid;
-			lock_until = pv_now_ms() + PEERD_LOCK_TIMEOUT_MS;
-			err[0] = 0;
-		} else if (ch->catalog->version > srv->version + 1) {
-			struct member *m = catalog_member(h->server_id);
-
-			if (m)
-				catalog_fetch_from(m);
-		}
-		ops_reply(ident, ident_len, h, st, err, NULL);
-		break;
-	case PV_OP_CAT_COMMIT:
-		if (ch->catalog->version == srv->version + 1 &&
-		    !strcmp(ch->catalog->group_id, srv->group_id)) {
-			char why[200];
-
-			snprintf(why, sizeof(why), "%s, by server %u", ch->what, ch->coordinator);
-			catalog_adopt(ch->catalog, why);
-		}
-		if (lock_txid == ch->txid)
-			lock_txid = 0;
-		ops_reply(ident, ident_len, h, PV_ST_OK, NULL, NULL);
-		break;
-	case PV_OP_CAT_ABORT:
-		if (lock_txid == ch->txid)
-			lock_txid = 0;
-		ops_reply(ident, ident_len, h, PV_ST_OK, NULL, NULL);
-		break;
-	}
-	pv__catalog_change__free_unpacked(ch, NULL);
+	change_peer_reply(m, h);
 }
 
-/* ---- this server joining a group ---- */
-
-/* The socket of a join in progress, for the reactor to poll (or NULL). */
-void *catalog_join_socket(void)
+void catalog_tick(void)
 {
-	return join_sock;
-}
-
-/* Starts joining the group at address; the control client is answered when
- * it is done. Returns 0, or -1 with err. */
-int catalog_join_start(const char *address, const uint8_t *ident, size_t ident_len, char *err,
-		       size_t errlen)
-{
-	Pv__Member me = PV__MEMBER__INIT;
-	Pv__Header h;
-	int linger = 0;
-
-	if (join_sock) {
-		snprintf(err, errlen, "a join is already in progress");
-		return -1;
-	}
-	if (srv->nmembers > 1) {
-		snprintf(err, errlen, "this server is already in a group of %zu members",
-			 srv->nmembers);
-		return -1;
-	}
-	if (srv->volumes) {
-		snprintf(err, errlen,
-			 "this server has volumes; only a server without volumes can join a group");
-		return -1;
-	}
-	if (!strcmp(address, srv->cfg.listen)) {
-		snprintf(err, errlen, "%s is this server's own address", address);
-		return -1;
-	}
-	join_sock = zmq_socket(srv->zctx, ZMQ_DEALER);
-	if (!join_sock || zmq_setsockopt(join_sock, ZMQ_LINGER, &linger, sizeof(linger)) < 0 ||
-	    wire_socket_limit(join_sock) < 0 || zmq_connect(join_sock, address) < 0) {
-		snprintf(err, errlen, "cannot connect to %s: %s", address, zmq_strerror(errno));
-		if (join_sock)
-			zmq_close(join_sock);
-		join_sock = NULL;
-		return -1;
-	}
-	memcpy(join_ident, ident, ident_len);
-	join_ident_len = ident_len;
-	join_deadline = pv_now_ms() + 10000;
-	snprintf(join_addr, sizeof(join_addr), "%s", address);
-	me.id = srv->cfg.id;
-	me.address = srv->cfg.listen;
-	me.weight = srv->cfg.weight;
-	me.capacity = store_free();
-	wire_header_init(&h);
-	h.op = PV_OP_JOIN;
-	h.req_id = peers_next_id();
-	h.server_id = srv->cfg.id;
-	if (wire_send_body(join_sock, NULL, 0, &h, &me.base) < 0) {
-		snprintf(err, errlen, "cannot send to %s: %s", address, zmq_strerror(errno));
-		zmq_close(join_sock);
-		join_sock = NULL;
-		return -1;
-	}
-	pv_info("joining the group at %s", address);
-	return 0;
-}
-
-/* Handles the answer on the join socket. */
-void catalog_join_input(void)
-{
-	zmq_msg_t frames[2];
-	size_t n = 0;
-	int more = 1;
-	Pv__Header *h = NULL;
-	char err[256];
-
-	while (more && n < 2) {
-		zmq_msg_init(&frames[n]);
-		if (zmq_msg_recv(&frames[n], join_sock, ZMQ_DONTWAIT) < 0) {
-			zmq_msg_close(&frames[n]);
-			break;
-		}
-		more = zmq_msg_more(&frames[n]);
-		n++;
-	}
-	if (n == 0)
-		return;
-	if (wire_header_decode(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), &h, err,
-			       sizeof(err)) != PV_ST_OK) {
-		char msg[700];
-
-		snprintf(msg, sizeof(msg), "the server at %s answered something unreadable: %s",
-			 join_addr, err);
-		control_reply(join_ident, join_ident_len, 0, NULL, msg);
-	} else if (h->status != PV_ST_OK) {
-		char msg[800];
-
-		snprintf(msg, sizeof(msg), "join refused by %s: %s", join_addr, h->message);
-		control_reply(join_ident, join_ident_len, 0, NULL, msg);
-	} else {
-		Pv__Catalog *c = NULL;
-
-		if (n > 1)
-			c = (Pv__Catalog *)wire_body_decode(&pv__catalog__descriptor,
-							    zmq_msg_data(&frames[1]),
-							    zmq_msg_size(&frames[1]));
-		int rc = -1;
-
-		if (c) {
-			char why[300];
-
-			snprintf(why, sizeof(why), "joined the group at %s", join_addr);
-			rc = catalog_adopt(c, why);
-			pv__catalog__free_unpacked(c, NULL);
-		}
-		if (rc == 0)
-			control_reply(join_ident, join_ident_len, 1, control_group_json(), NULL);
-		else
-			control_reply(join_ident, join_ident_len, 0, NULL,
-				      "joined, but the group's catalog could not be recorded here");
-	}
-	wire_header_free(h);
-	for (size_t i = 0; i < n; i++)
-		zmq_msg_close(&frames[i]);
-	zmq_close(join_sock);
-	join_sock = NULL;
-}
-
-/* ---- volume create and delete ---- */
-
-struct volume_arg {
-	char name[PV_MAX_NAME + 1];
-	uint64_t size;
-	uint32_t page_size;
-	uint32_t servers[PEERD_MAX_MEMBERS];
-	size_t nservers;
-};
-
-/* A catalog command for volume name, answering the control client ident;
- * its arg is a zeroed struct volume_arg with the name set. NULL (with err)
- * if out of memory. */
-static struct catalog_cmd *volume_cmd_new(const char *name, catalog_build_fn build,
-					  catalog_done_fn done, const uint8_t *ident,
-					  size_t ident_len, char *err, size_t errlen)
-{
-	struct catalog_cmd *cmd = calloc(1, sizeof(*cmd));
-	struct volume_arg *a = calloc(1, sizeof(*a));
-
-	if (!cmd || !a) {
-		free(cmd);
-		free(a);
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
-	snprintf(a->name, sizeof(a->name), "%s", name);
-	cmd->build = build;
-	cmd->done = done;
-	cmd->arg = a;
-	if (ident_len)
-		memcpy(cmd->ident, ident, ident_len);
-	cmd->ident_len = ident_len;
-	return cmd;
-}
-
-static int create_build(struct catalog_cmd *cmd, Pv__Catalog *next, char *err, size_t errlen)
-{
-	struct volume_arg *a = cmd->arg;
-	Pv__VolumeInfo *vi, **arr;
-
-	for (size_t i = 0; i < next->n_volumes; i++) {
-		if (!strcmp(next->volumes[i]->name, a->name)) {
-			snprintf(err, errlen, "volume '%s' already exists", a->name);
-			return -1;
-		}
-	}
-	vi = malloc(sizeof(*vi));
-	arr = realloc(next->volumes, (next->n_volumes + 1) * sizeof(*arr));
-	if (arr)
-		next->volumes = arr;
-	if (!vi || !arr || !(vi->servers = malloc(PEERD_MAX_MEMBERS * sizeof(uint32_t)))) {
-		free(vi);
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	uint32_t *servers = vi->servers;
-
-	pv__volume_info__init(vi);
-	vi->servers = servers;
-	vi->name = xstrdup(a->name);
-	vi->id = next->next_volume_id ? next->next_volume_id : 1;
-	next->next_volume_id = vi->id + 1;
-	vi->size = a->size;
-	vi->page_size = a->page_size;
-	vi->created = pv_wall_s();
-	if (a->nservers) {
-		memcpy(vi->servers, a->servers, a->nservers * sizeof(uint32_t));
-		vi->n_servers = a->nservers;
-	} else {
-		for (size_t i = 0; i < next->n_members && i < PEERD_MAX_MEMBERS; i++)
-			vi->servers[i] = next->members[i]->id;
-		vi->n_servers =
-		    next->n_members < PEERD_MAX_MEMBERS ? next->n_members : PEERD_MAX_MEMBERS;
-	}
-	next->volumes[next->n_volumes++] = vi;
-	return 0;
-}
-
-static void create_done(struct catalog_cmd *cmd, int ok, const char *err)
-{
-	struct volume_arg *a = cmd->arg;
-	struct volume *v = ok ? catalog_volume(a->name) : NULL;
-
-	if (v)
-		control_reply(cmd->ident, cmd->ident_len, 1, control_volume_json(v, 0), NULL);
-	else
-		control_reply(cmd->ident, cmd->ident_len, 0, NULL,
-			      err ? err : "volume vanished after its creation");
-	free(a);
-}
-
-int catalog_volume_create(const char *name, uint64_t size, uint32_t page_size,
-			  const uint32_t *servers, size_t nservers, const uint8_t *ident,
-			  size_t ident_len, char *err, size_t errlen)
-{
-	struct catalog_cmd *cmd;
-	struct volume_arg *a;
-	uint64_t free_bytes = 0;
-	int free_known = 1;
-
-	if (!pv_valid_name(name, err, errlen))
-		return -1;
-	if (!pv_valid_volume_size(size, srv->cfg.max_volume_size, err, errlen))
-		return -1;
-	if (page_size == 0)
-		page_size = PV_DEFAULT_PAGE_SIZE;
-	if (page_size % PV_SECTOR || page_size < PV_MIN_PAGE_SIZE || page_size > PV_MAX_PAGE_SIZE) {
-		snprintf(err, errlen,
-			 "page size %u must be a multiple of %u between %u and %u bytes", page_size,
-			 PV_SECTOR, PV_MIN_PAGE_SIZE, PV_MAX_PAGE_SIZE);
-		return -1;
-	}
-	if (catalog_volume(name)) {
-		snprintf(err, errlen, "volume '%s' already exists", name);
-		return -1;
-	}
-	if (nservers > PEERD_MAX_MEMBERS) {
-		snprintf(err, errlen, "too many servers listed");
-		return -1;
-	}
-	for (size_t i = 0; i < nservers; i++) {
-		if (!catalog_member(servers[i])) {
-			snprintf(err, errlen,
-				 "server %u is not a member of the group (see 'peerctl "
-				 "group show')",
-				 servers[i]);
-			return -1;
-		}
-		for (size_t j = 0; j < i; j++) {
-			if (servers[j] == servers[i]) {
-				snprintf(err, errlen, "server %u is listed twice", servers[i]);
-				return -1;
-			}
-		}
-	}
-	/* the servers' free space must hold the whole volume */
-	for (size_t i = 0; i < srv->nmembers; i++) {
-		struct member *m = &srv->members[i];
-		int allowed = nservers == 0;
-
-		for (size_t j = 0; j < nservers; j++)
-			allowed |= servers[j] == m->id;
-		if (!allowed)
-			continue;
-		if (m->id == srv->cfg.id)
-			free_bytes += store_free();
-		else if (m->free)
-			free_bytes += m->free;
-		else if (m->capacity)
-			free_bytes += m->capacity; /* no heartbeat yet: free space at join */
-		else
-			free_known = 0;
-	}
-	if (free_known && size > free_bytes) {
-		char a1[32], a2[32];
-
-		snprintf(err, errlen,
-			 "volume of %s is larger than the free space of its servers (%s)",
-			 pv_format_size(size, a1, sizeof(a1)),
-			 pv_format_size(free_bytes, a2, sizeof(a2)));
-		return -1;
-	}
-	if (!free_known) {
-		snprintf(err, errlen,
-			 "the free space of the volume's servers is not known yet (a server has "
-			 "just started or joined); try again in a few seconds");
-		return -1;
-	}
-	if (!store_can_hold(size, err, errlen))
-		return -1;
-	cmd = volume_cmd_new(name, create_build, create_done, ident, ident_len, err, errlen);
-	if (!cmd)
-		return -1;
-	a = cmd->arg;
-	a->size = size;
-	a->page_size = page_size;
-	if (nservers)
-		memcpy(a->servers, servers, nservers * sizeof(uint32_t));
-	a->nservers = nservers;
-	snprintf(cmd->what, sizeof(cmd->what), "create volume %s of %llu bytes", name,
-		 (unsigned long long)size);
-	catalog_change(cmd);
-	return 0;
-}
-
-static int delete_build(struct catalog_cmd *cmd, Pv__Catalog *next, char *err, size_t errlen)
-{
-	struct volume_arg *a = cmd->arg;
-	uint32_t open;
-
-	for (size_t i = 0; i < next->n_volumes; i++) {
-		if (strcmp(next->volumes[i]->name, a->name))
-			continue;
-		open = clients_open_count(a->name);
-		if (open && !cmd->force) {
-			snprintf(err, errlen,
-				 "volume %s is open by %u client(s) through server %u; unmount or "
-				 "detach it, or use --force",
-				 a->name, open, srv->cfg.id);
-			return -1;
-		}
-		pv__volume_info__free_unpacked(next->volumes[i], NULL);
-		next->volumes[i] = next->volumes[--next->n_volumes];
-		return 0;
-	}
-	snprintf(err, errlen, "no volume '%s'", a->name);
-	return -1;
-}
-
-static void delete_done(struct catalog_cmd *cmd, int ok, const char *err)
-{
-	struct volume_arg *a = cmd->arg;
-
-	if (ok) {
-		json_t *r = json_pack("{s:s}", "name", a->name);
-
-		control_reply(cmd->ident, cmd->ident_len, 1, r, NULL);
-	} else {
-		control_reply(cmd->ident, cmd->ident_len, 0, NULL, err);
-	}
-	free(a);
-}
-
-int catalog_volume_delete(const char *name, int force, const uint8_t *ident, size_t ident_len,
-			  char *err, size_t errlen)
-{
-	struct catalog_cmd *cmd;
-
-	if (!catalog_volume(name)) {
-		snprintf(err, errlen, "no volume '%s'", name);
-		return -1;
-	}
-	cmd = volume_cmd_new(name, delete_build, delete_done, ident, ident_len, err, errlen);
-	if (!cmd)
-		return -1;
-	cmd->force = force;
-	snprintf(cmd->what, sizeof(cmd->what), "delete volume %s%s", name,
-		 force ? " (forced)" : "");
-	catalog_change(cmd);
-	return 0;
+	change_tick();
+	join_tick();
 }

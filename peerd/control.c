@@ -3,8 +3,10 @@
  * one JSON reply frame out. Commands are rows of a table: a parser that
  * checks the arguments (control_parse, pure: no server state, no sockets,
  * fuzzed by tests/fuzz/fuzz_control.c) and a handler that runs the command.
- * Commands that change the catalog answer later, when the two-phase commit
- * is done. Reactor thread only. */
+ * Commands that change the catalog answer later: they hand the catalog code
+ * (volume_admin.c, join.c) a catalog_done_fn and a struct pending, and the
+ * answer is built here when it is called. The only file of peerd that builds
+ * JSON. Reactor thread only. */
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -50,8 +52,10 @@ struct cmd_row {
 
 /* ---- replies ---- */
 
-void control_reply(const uint8_t *ident, size_t ident_len, int ok, void *json_result,
-		   const char *err)
+/* Sends the answer to the control client ident: ok with result (stolen), or
+ * the error. */
+static void control_reply(const uint8_t *ident, size_t ident_len, int ok, json_t *json_result,
+			  const char *err)
 {
 	json_t *r = ok ? json_pack("{s:b,s:o}", "ok", 1, "result",
 				   json_result ? (json_t *)json_result : json_object())
@@ -82,7 +86,8 @@ static json_t *id_array(const uint32_t *ids, size_t n)
 	return a;
 }
 
-void *control_volume_json(struct volume *v, int routing)
+/* JSON of a volume (a new reference). */
+static json_t *volume_json(struct volume *v, int routing)
 {
 	uint32_t holders[PEERD_MAX_MEMBERS];
 	size_t nh = catalog_holders(v, holders, PEERD_MAX_MEMBERS);
@@ -132,7 +137,8 @@ void *control_volume_json(struct volume *v, int routing)
 	return o;
 }
 
-void *control_group_json(void)
+/* JSON of the group (a new reference). */
+static json_t *group_json(void)
 {
 	json_t *members = json_array();
 
@@ -152,6 +158,59 @@ void *control_group_json(void)
 	}
 	return json_pack("{s:s,s:I,s:o}", "group_id", srv->group_id, "catalog_version",
 			 (json_int_t)srv->version, "members", members);
+}
+
+/* ---- answers to commands that end later ---- */
+
+/* A command waiting for its catalog change: whom to answer, about what. */
+struct pending {
+	uint8_t ident[PV_MAX_IDENTITY];
+	size_t ident_len;
+	char name[PV_MAX_NAME + 1]; /* volume.delete: the volume */
+};
+
+static struct pending *pending_new(const uint8_t *ident, size_t ident_len, const char *name,
+				   char *err, size_t errlen)
+{
+	struct pending *p = calloc(1, sizeof(*p));
+
+	if (!p) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	memcpy(p->ident, ident, ident_len);
+	p->ident_len = ident_len;
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	return p;
+}
+
+/* Answers p (result when ok, else err; nobody when err is NULL: peerd is
+ * stopping) and frees it. */
+static void pending_end(struct pending *p, int ok, json_t *result, const char *err)
+{
+	if (ok)
+		control_reply(p->ident, p->ident_len, 1, result, NULL);
+	else if (err)
+		control_reply(p->ident, p->ident_len, 0, NULL, err);
+	free(p);
+}
+
+/* catalog_done_fn of volume.create, volume.delete and group.join */
+static void volume_created(void *arg, int ok, struct volume *vol, const char *err)
+{
+	pending_end(arg, ok, ok ? volume_json(vol, 0) : NULL, err);
+}
+
+static void volume_deleted(void *arg, int ok, struct volume *vol, const char *err)
+{
+	struct pending *p = arg;
+
+	pending_end(p, ok, ok ? json_pack("{s:s}", "name", p->name) : NULL, err);
+}
+
+static void group_joined(void *arg, int ok, struct volume *vol, const char *err)
+{
+	pending_end(arg, ok, ok ? group_json() : NULL, err);
 }
 
 /* ---- argument helpers ---- */
@@ -271,13 +330,8 @@ static int parse_volume_create(const struct args *a, struct control_cmd *c, char
 	if (!pv_valid_name(name, err, errlen) ||
 	    !pv_valid_volume_size(c->size, a->max_volume_size, err, errlen))
 		return -1;
-	if (page_size && (page_size % PV_SECTOR || page_size < PV_MIN_PAGE_SIZE ||
-			  page_size > PV_MAX_PAGE_SIZE)) {
-		snprintf(err, errlen,
-			 "page size %u must be a multiple of %u between %u and %u bytes",
-			 (uint32_t)page_size, PV_SECTOR, PV_MIN_PAGE_SIZE, PV_MAX_PAGE_SIZE);
+	if (page_size && !pv_valid_page_size((uint32_t)page_size, err, errlen))
 		return -1;
-	}
 	c->page_size = (uint32_t)page_size;
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	return 0;
@@ -369,9 +423,15 @@ static int cmd_status(const uint8_t *ident, size_t ident_len, const struct contr
 static int cmd_volume_create(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
 			     json_t **result, char *err, size_t errlen)
 {
-	if (catalog_volume_create(c->name, c->size, c->page_size, c->servers, c->nservers, ident,
-				  ident_len, err, errlen) < 0)
+	struct pending *p = pending_new(ident, ident_len, c->name, err, errlen);
+
+	if (!p)
 		return -1;
+	if (catalog_volume_create(c->name, c->size, c->page_size, c->servers, c->nservers,
+				  volume_created, p, err, errlen) < 0) {
+		free(p);
+		return -1;
+	}
 	return 1;
 }
 
@@ -381,7 +441,7 @@ static int cmd_volume_list(const uint8_t *ident, size_t ident_len, const struct 
 	json_t *a = json_array();
 
 	for (struct volume *v = srv->volumes; v; v = v->next)
-		json_array_append_new(a, control_volume_json(v, 0));
+		json_array_append_new(a, volume_json(v, 0));
 	*result = json_pack("{s:o}", "volumes", a);
 	return 0;
 }
@@ -395,15 +455,21 @@ static int cmd_volume_show(const uint8_t *ident, size_t ident_len, const struct 
 		snprintf(err, errlen, "no volume '%s'", c->name);
 		return -1;
 	}
-	*result = control_volume_json(v, c->routing);
+	*result = volume_json(v, c->routing);
 	return 0;
 }
 
 static int cmd_volume_delete(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
 			     json_t **result, char *err, size_t errlen)
 {
-	if (catalog_volume_delete(c->name, c->force, ident, ident_len, err, errlen) < 0)
+	struct pending *p = pending_new(ident, ident_len, c->name, err, errlen);
+
+	if (!p)
 		return -1;
+	if (catalog_volume_delete(c->name, c->force, volume_deleted, p, err, errlen) < 0) {
+		free(p);
+		return -1;
+	}
 	return 1;
 }
 
@@ -416,22 +482,28 @@ static int cmd_group_init(const uint8_t *ident, size_t ident_len, const struct c
 			 srv->nmembers);
 		return -1;
 	}
-	*result = control_group_json();
+	*result = group_json();
 	return 0;
 }
 
 static int cmd_group_join(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
 			  json_t **result, char *err, size_t errlen)
 {
-	if (catalog_join_start(c->address, ident, ident_len, err, errlen) < 0)
+	struct pending *p = pending_new(ident, ident_len, "", err, errlen);
+
+	if (!p)
 		return -1;
+	if (catalog_join_start(c->address, group_joined, p, err, errlen) < 0) {
+		free(p);
+		return -1;
+	}
 	return 1;
 }
 
 static int cmd_group_show(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
 			  json_t **result, char *err, size_t errlen)
 {
-	*result = control_group_json();
+	*result = group_json();
 	return 0;
 }
 

@@ -141,23 +141,12 @@ struct io_job {
 	struct volume *vol;
 };
 
-/* A catalog change: built by a command, run as a two-phase commit. */
-struct catalog_cmd;
-typedef int (*catalog_build_fn)(struct catalog_cmd *cmd, Pv__Catalog *next, char *err,
-				size_t errlen);
-typedef void (*catalog_done_fn)(struct catalog_cmd *cmd, int ok, const char *err);
-
-struct catalog_cmd {
-	catalog_build_fn build; /* edits a copy of the catalog (version+1 is set) */
-	catalog_done_fn done;	/* called once with the outcome */
-	char what[160];		/* one line for logs */
-	int force;
-	void *arg;			/* command's own state, freed by done */
-	uint8_t ident[PV_MAX_IDENTITY]; /* control client to answer */
-	size_t ident_len;
-	int attempt;
-	uint32_t extra_member; /* join: the new member also takes part */
-};
+/* How a command that changes the catalog (volume create/delete, group
+ * join) tells its starter (control.c) how it ended: called exactly once,
+ * with ok 1 (vol: the volume made by volume create, else NULL), or ok 0 and
+ * the reason in err; with ok 0 and err NULL when peerd stops first (release
+ * arg, answer nobody). The starter owns arg. */
+typedef void (*catalog_done_fn)(void *arg, int ok, struct volume *vol, const char *err);
 
 /* The whole server. One instance, owned by the reactor thread. */
 struct server {
@@ -327,32 +316,40 @@ int meta_put_catalog(const void *cat, size_t cat_len, struct volume *const *vols
 /* catalog.c */
 /* Loads the catalog from LMDB, or makes a group of one. Returns 0 or -1. */
 int catalog_load(void);
-/* Frees every volume and member. */
+/* Frees every volume and member; drops a change or join in progress. */
 void catalog_free(void);
 /* Finds a volume by name (NULL if none). */
 struct volume *catalog_volume(const char *name);
 /* Finds a member by id (NULL if none). */
 struct member *catalog_member(uint32_t id);
 struct member *catalog_self(void);
+/* The committed catalog (owned by catalog.c; valid until the next install). */
+const Pv__Catalog *catalog_committed(void);
 /* Builds the protobuf catalog from memory (free with catalog_pb_free); for
  * a client, with each volume's holders and each member's link address. */
 Pv__Catalog *catalog_pb(int for_client);
 void catalog_pb_free(Pv__Catalog *c);
 /* Deep copy of a protobuf catalog (free with catalog_pb_free). */
 Pv__Catalog *catalog_pb_copy(const Pv__Catalog *c);
-/* Runs a catalog change as a two-phase commit over all members; takes
- * ownership of cmd (freed after cmd->done). */
-void catalog_change(struct catalog_cmd *cmd);
-/* Replaces the whole catalog with a committed one (adopting a group or
- * catching up). Returns 0 or -1. */
+/* A copy of s ("" for NULL) for a field of a pv.Catalog; aborts when out of
+ * memory. */
+char *catalog_strdup(const char *s);
+/* Whether c is a catalog this server can install: valid, unique volume
+ * names, sizes and page sizes volume create allows. 1, or 0 with err. */
+int catalog_check(const Pv__Catalog *c, char *err, size_t errlen);
+/* Checks, persists (with the routing tables of new volumes) and installs
+ * *cp as the committed catalog; takes ownership of *cp and clears it.
+ * Returns 0, or -1 (logged; then nothing changed). */
+int catalog_install(Pv__Catalog **cp, const char *why);
+/* Installs a copy of a committed catalog (adopting a group or catching up).
+ * Returns 0 or -1. */
 int catalog_adopt(const Pv__Catalog *c, const char *why);
-/* Handles the peer ops CAT_PREPARE/COMMIT/ABORT/FETCH/JOIN. */
+/* Handles the peer ops CAT_PREPARE/COMMIT/ABORT/FETCH/JOIN (answers FETCH,
+ * hands the others to change.c and join.c). */
 void catalog_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h, const void *body,
 		     size_t len);
 /* Handles the reply to one of our catalog messages. */
 void catalog_peer_reply(struct member *m, const Pv__Header *h, const void *body, size_t len);
-/* Whether this server currently holds the catalog lock. */
-int catalog_locked(void);
 /* Volume reference counting. */
 void volume_get(struct volume *v);
 void volume_put(struct volume **vp);
@@ -365,21 +362,63 @@ void catalog_routes_changed(struct volume *vol);
 void catalog_tick(void);
 /* Asks member m for its catalog (we are behind it). */
 void catalog_fetch_from(struct member *m);
+
+/* change.c */
+/* A catalog change (see the head of change.c): build edits next, a copy of
+ * the committed catalog at version+1, into the proposed catalog (0, or -1
+ * with err); done hears the outcome exactly once (ok 1; ok 0 with err; ok 0
+ * and err NULL when peerd stops first) and owns arg. */
+typedef int (*change_build_fn)(void *arg, Pv__Catalog *next, char *err, size_t errlen);
+typedef void (*change_done_fn)(void *arg, int ok, const char *err);
+struct change;
+/* A change described by what_fmt (printf: one line for the logs, here and
+ * on the other members); force: volumes it removes may be open. NULL if out
+ * of memory (arg stays the caller's). */
+struct change *change_new(int force, change_build_fn build, change_done_fn done, void *arg,
+			  const char *what_fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Runs the change as a two-phase commit over every member, retrying when
+ * another change is in the way; takes ownership of *chp and clears it. done
+ * may be called before this returns. */
+void change_run(struct change **chp);
+/* Handles CAT_PREPARE/COMMIT/ABORT from a coordinator (participant side). */
+void change_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h, const void *body,
+		    size_t len);
+/* Handles a member's answer to our CAT_PREPARE (other answers are ignored). */
+void change_peer_reply(struct member *m, const Pv__Header *h);
+/* Sends PREPAREs not sent yet; fails a change a member left unanswered. */
+void change_tick(void);
+/* Drops the change in progress (shutdown): done(arg, 0, NULL). */
+void change_free(void);
+/* Whether this server currently holds the catalog lock. */
+int catalog_locked(void);
+
+/* join.c */
+/* Handles JOIN from a server joining the group: adds it by a change and
+ * answers with the committed catalog. */
+void join_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h, const void *body,
+		  size_t len);
 /* The socket of this server's join in progress, for the reactor (or NULL). */
 void *catalog_join_socket(void);
-/* Starts joining the group at address; the control client (ident) is
- * answered when done. Returns 0, or -1 with a reason in err. */
-int catalog_join_start(const char *address, const uint8_t *ident, size_t ident_len, char *err,
+/* Starts joining the group at address; done(arg) is called when it ends
+ * (not if this returns -1). Returns 0, or -1 with a reason in err. */
+int catalog_join_start(const char *address, catalog_done_fn done, void *arg, char *err,
 		       size_t errlen);
 /* Handles the answer on the join socket. */
 void catalog_join_input(void);
-/* Starts a volume create/delete as a catalog change, answering the control
- * client when done. Return 0, or -1 with a reason in err. */
+/* Times out this server's join. */
+void join_tick(void);
+/* Drops this server's join in progress (shutdown): done(arg, 0, NULL, NULL). */
+void join_free(void);
+
+/* volume_admin.c */
+/* Starts a volume create/delete as a catalog change; done(arg) is called
+ * when it ends (not if this returns -1). Return 0, or -1 with a reason in
+ * err. */
 int catalog_volume_create(const char *name, uint64_t size, uint32_t page_size,
-			  const uint32_t *servers, size_t nservers, const uint8_t *ident,
-			  size_t ident_len, char *err, size_t errlen);
-int catalog_volume_delete(const char *name, int force, const uint8_t *ident, size_t ident_len,
+			  const uint32_t *servers, size_t nservers, catalog_done_fn done, void *arg,
 			  char *err, size_t errlen);
+int catalog_volume_delete(const char *name, int force, catalog_done_fn done, void *arg, char *err,
+			  size_t errlen);
 
 /* clients.c */
 /* Records a client's PING (its open volumes). */
@@ -556,13 +595,5 @@ struct control_cmd {
  * NULL. */
 int control_parse(const void *buf, size_t len, uint64_t max_volume_size, struct control_cmd *out,
 		  char *err, size_t errlen);
-/* Sends the final answer of a deferred command: ok with result (stolen),
- * or the error. */
-void control_reply(const uint8_t *ident, size_t ident_len, int ok, void *json_result,
-		   const char *err);
-/* JSON of a volume (json_t *, new reference). */
-void *control_volume_json(struct volume *v, int routing);
-/* JSON of the group (json_t *, new reference). */
-void *control_group_json(void);
 
 #endif

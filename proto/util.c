@@ -233,6 +233,18 @@ int pv_valid_volume_size(uint64_t size, uint64_t max, char *err, size_t errlen)
 	return 1;
 }
 
+int pv_valid_page_size(uint32_t page_size, char *err, size_t errlen)
+{
+	if (page_size % PV_SECTOR || page_size < PV_MIN_PAGE_SIZE || page_size > PV_MAX_PAGE_SIZE) {
+		if (err)
+			snprintf(err, errlen,
+				 "page size %u must be a multiple of %u between %u and %u bytes",
+				 page_size, PV_SECTOR, PV_MIN_PAGE_SIZE, PV_MAX_PAGE_SIZE);
+		return 0;
+	}
+	return 1;
+}
+
 uint64_t pv_now_ms(void)
 {
 	struct timespec ts;

@@ -1,14 +1,17 @@
-/* check_catalog.c: unit tests for peerd/catalog.c, the group catalog: the
- * group of one a new data directory forms, volume create as a two-phase
- * commit with no other member (it commits synchronously, no reactor timer),
- * the refusals of volume create, the routing table of a volume spread over
- * weighted members and its persistence in LMDB ("routes"), adopting a newer
+/* check_catalog.c: unit tests for peerd/catalog.c, the group catalog, with
+ * the change protocol (change.c) and volume create (volume_admin.c) it runs
+ * alone: the group of one a new data directory forms, volume create as a
+ * two-phase commit with no other member (it commits synchronously, no
+ * reactor timer), the refusals of volume create (its starter's
+ * catalog_done_fn is then never called), the routing table of a volume
+ * spread over weighted members and its persistence in LMDB ("routes"),
+ * adopting a newer
  * catalog (volumes that go are deleted with their data file, those that stay
  * keep their struct), and the protobuf views (catalog_pb, catalog_pb_copy).
  * Each test gets a fresh data directory under $TMPDIR (or /tmp) with its own
  * LMDB environment; the global srv of peerd is a stub set up here, with a
- * ZeroMQ context for the peer sockets but no control socket (control_reply
- * then fails to send, which is harmless). */
+ * ZeroMQ context for the peer sockets but no control socket: the end of a
+ * command goes to the test's catalog_done_fn (hear). */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -29,8 +32,24 @@ static char dir[256];
 /* "no servers listed": the control socket always passes its array, never
  * NULL (memcpy of a NULL source is undefined even for 0 bytes) */
 static const uint32_t none[1];
-/* the routing id of a control client (its answer goes nowhere here) */
-static const uint8_t ident[] = {0, 1, 2, 3, 4};
+
+/* What the starter of a volume command heard (its catalog_done_fn). */
+struct heard {
+	int calls;
+	int ok;
+	struct volume *vol;
+	char err[PV_MAX_MESSAGE];
+};
+
+static void hear(void *arg, int ok, struct volume *vol, const char *err)
+{
+	struct heard *h = arg;
+
+	h->calls++;
+	h->ok = ok;
+	h->vol = vol;
+	snprintf(h->err, sizeof(h->err), "%s", err ? err : "");
+}
 
 static void setup(void)
 {
@@ -224,11 +243,15 @@ START_TEST(volume_create_alone)
 	struct stat st;
 	Pv__Catalog *c;
 	uint32_t holders[PEERD_MAX_MEMBERS];
+	struct heard heard = {0};
 
 	ck_assert_int_eq(catalog_volume_create("alpha", (uint64_t)NPAGES * PAGE, PAGE, none, 0,
-					       ident, sizeof(ident), err, sizeof(err)),
+					       hear, &heard, err, sizeof(err)),
 			 0);
 	ck_assert_str_eq(err, "");
+	ck_assert_int_eq(heard.calls, 1);
+	ck_assert_int_eq(heard.ok, 1);
+	ck_assert_ptr_eq(heard.vol, catalog_volume("alpha"));
 	ck_assert_int_eq(catalog_locked(), 0);
 	/* committed synchronously: no other member, no reactor timer */
 	ck_assert_uint_eq(srv->version, 2);
@@ -262,9 +285,11 @@ START_TEST(volume_create_alone)
 	catalog_pb_free(c);
 
 	/* a second volume gets the next id */
-	ck_assert_int_eq(catalog_volume_create("beta", (uint64_t)4 * PAGE, PAGE, none, 0, ident,
-					       sizeof(ident), err, sizeof(err)),
+	ck_assert_int_eq(catalog_volume_create("beta", (uint64_t)4 * PAGE, PAGE, none, 0, hear,
+					       &heard, err, sizeof(err)),
 			 0);
+	ck_assert_int_eq(heard.calls, 2);
+	ck_assert_int_eq(heard.ok, 1);
 	ck_assert_uint_eq(srv->version, 3);
 	ck_assert_ptr_nonnull(catalog_volume("beta"));
 	ck_assert_uint_eq(catalog_volume("beta")->id, 2);
@@ -279,13 +304,15 @@ static void refused(const char *name, uint64_t size, uint32_t page_size, const u
 	char err[PV_MAX_MESSAGE] = "";
 	uint64_t version = srv->version;
 	size_t nvols = 0;
+	struct heard heard = {0};
 	Pv__Catalog *c;
 
 	for (struct volume *v = srv->volumes; v; v = v->next)
 		nvols++;
-	ck_assert_msg(catalog_volume_create(name, size, page_size, servers, nservers, ident,
-					    sizeof(ident), err, sizeof(err)) == -1,
+	ck_assert_msg(catalog_volume_create(name, size, page_size, servers, nservers, hear, &heard,
+					    err, sizeof(err)) == -1,
 		      "%s: accepted", what);
+	ck_assert_msg(heard.calls == 0, "%s: refused, and its done called", what);
 	ck_assert_msg(err[0] != 0, "%s: refused without a reason", what);
 	ck_assert_msg(srv->version == version, "%s: catalog version %llu -> %llu", what,
 		      (unsigned long long)version, (unsigned long long)srv->version);
@@ -303,10 +330,10 @@ START_TEST(volume_create_refusals)
 	const uint32_t unknown[] = {1, 7};
 	const uint32_t twice[] = {1, 1};
 	const uint64_t size = (uint64_t)NPAGES * PAGE;
+	struct heard heard = {0};
 
-	ck_assert_int_eq(catalog_volume_create("alpha", size, PAGE, none, 0, ident, sizeof(ident),
-					       err, sizeof(err)),
-			 0);
+	ck_assert_int_eq(
+	    catalog_volume_create("alpha", size, PAGE, none, 0, hear, &heard, err, sizeof(err)), 0);
 	ck_assert_uint_eq(srv->version, 2);
 
 	memset(longname, 'x', sizeof(longname) - 1);
@@ -328,9 +355,11 @@ START_TEST(volume_create_refusals)
 	ck_assert_ptr_null(catalog_volume("bad/name"));
 
 	/* and a valid one still goes through afterwards */
-	ck_assert_int_eq(catalog_volume_create("gamma", size, PAGE, twice, 1, ident, sizeof(ident),
-					       err, sizeof(err)),
-			 0);
+	ck_assert_int_eq(
+	    catalog_volume_create("gamma", size, PAGE, twice, 1, hear, &heard, err, sizeof(err)),
+	    0);
+	ck_assert_int_eq(heard.calls, 2);
+	ck_assert_int_eq(heard.ok, 1);
 	ck_assert_uint_eq(srv->version, 3);
 	ck_assert_ptr_nonnull(catalog_volume("gamma"));
 }

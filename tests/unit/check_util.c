@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "util.h"
+#include "wire.h"
 
 /* Parses s, which must succeed with the value want. */
 static void parse_ok(const char *s, uint64_t want)
@@ -471,6 +472,26 @@ START_TEST(parse_u64)
 }
 END_TEST
 
+START_TEST(valid_page_size)
+{
+	char err[256];
+
+	ck_assert_int_eq(pv_valid_page_size(0, err, sizeof(err)), 0);
+	ck_assert_str_eq(err, "page size 0 must be a multiple of 512 between 65536 and "
+			      "1073741824 bytes");
+	ck_assert_int_eq(pv_valid_page_size(PV_MIN_PAGE_SIZE - PV_SECTOR, err, sizeof(err)), 0);
+	ck_assert_int_eq(pv_valid_page_size(PV_MIN_PAGE_SIZE + 1, err, sizeof(err)), 0);
+	ck_assert_str_eq(err, "page size 65537 must be a multiple of 512 between 65536 and "
+			      "1073741824 bytes");
+	ck_assert_int_eq(pv_valid_page_size(PV_MAX_PAGE_SIZE + PV_SECTOR, NULL, 0), 0);
+	ck_assert_int_eq(pv_valid_page_size(UINT32_MAX, NULL, 0), 0);
+	ck_assert_int_eq(pv_valid_page_size(PV_MIN_PAGE_SIZE, err, sizeof(err)), 1);
+	ck_assert_int_eq(pv_valid_page_size(PV_MIN_PAGE_SIZE + PV_SECTOR, NULL, 0), 1);
+	ck_assert_int_eq(pv_valid_page_size(PV_DEFAULT_PAGE_SIZE, NULL, 0), 1);
+	ck_assert_int_eq(pv_valid_page_size(PV_MAX_PAGE_SIZE, err, sizeof(err)), 1);
+}
+END_TEST
+
 START_TEST(clocks)
 {
 	struct timespec pause = {0, 20 * 1000 * 1000};
@@ -502,6 +523,7 @@ static Suite *util_suite(void)
 	tcase_add_test(size, format_size);
 	tcase_add_test(size, format_then_parse);
 	tcase_add_test(size, valid_volume_size);
+	tcase_add_test(size, valid_page_size);
 	tcase_add_test(size, parse_size_escapes);
 	tcase_add_test(name, valid_name_accepts);
 	tcase_add_test(name, valid_name_length);

@@ -1,0 +1,312 @@
+/* join.c: joining a group, from both ends. This server joining (group join
+ * ADDR): a DEALER to a member of the group sends JOIN with this server as a
+ * pv.Member, waits up to 10 s for the committed catalog and adopts it.
+ * A member getting JOIN: adds the new server by a catalog change (change.c)
+ * over the existing members and answers with the committed catalog:
+ *
+ *   new server                 member (coordinator)        other members
+ *   --JOIN(member)---------->  change: add the member
+ *                              --CAT_PREPARE/COMMIT------>
+ *   <-----OK(catalog)-------
+ *   adopt the catalog
+ *
+ * The command's starter (control.c) hears the end through its
+ * catalog_done_fn; nothing here builds its answer. Reactor thread only. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "peerd.h"
+
+/* this server joining a group */
+static void *join_sock;
+static catalog_done_fn join_done;
+static void *join_arg;
+static uint64_t join_deadline;
+static char join_addr[256];
+
+/* ---- a member adding a server that joins ---- */
+
+/* The change that adds a server: the JOIN to answer and the new member. */
+struct join_arg {
+	uint8_t ident[PV_MAX_IDENTITY]; /* the joining server's DEALER */
+	size_t ident_len;
+	uint64_t req_id; /* of its JOIN */
+	uint32_t id;
+	uint32_t weight;
+	uint64_t capacity;
+	char address[256];
+};
+
+static int add_build(void *arg, Pv__Catalog *next, char *err, size_t errlen)
+{
+	struct join_arg *nm = arg;
+	Pv__Member *m;
+	Pv__Member **arr;
+
+	for (size_t i = 0; i < next->n_members; i++) {
+		if (next->members[i]->id == nm->id) {
+			snprintf(err, errlen, "server id %u is already a member (%s)", nm->id,
+				 next->members[i]->address);
+			return -1;
+		}
+		if (!strcmp(next->members[i]->address, nm->address)) {
+			snprintf(err, errlen, "address %s is already used by server %u",
+				 nm->address, next->members[i]->id);
+			return -1;
+		}
+	}
+	if (next->n_members >= PEERD_MAX_MEMBERS) {
+		snprintf(err, errlen, "the group is full (%d members)", PEERD_MAX_MEMBERS);
+		return -1;
+	}
+	m = malloc(sizeof(*m));
+	arr = realloc(next->members, (next->n_members + 1) * sizeof(*arr));
+	if (!m || !arr) {
+		free(m);
+		if (arr)
+			next->members = arr;
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	next->members = arr;
+	pv__member__init(m);
+	m->id = nm->id;
+	m->address = catalog_strdup(nm->address);
+	m->weight = nm->weight ? nm->weight : 1;
+	m->capacity = nm->capacity;
+	next->members[next->n_members++] = m;
+	return 0;
+}
+
+static void add_done(void *arg, int ok, const char *err)
+{
+	struct join_arg *a = arg;
+	Pv__Header h;
+
+	if (!ok && !err) { /* peerd is stopping */
+		free(a);
+		return;
+	}
+	wire_header_init(&h);
+	h.op = PV_OP_JOIN;
+	h.req_id = a->req_id;
+	if (ok) {
+		ops_reply(a->ident, a->ident_len, &h, PV_ST_OK, NULL, &catalog_committed()->base);
+	} else {
+		ops_reply(a->ident, a->ident_len, &h, PV_ST_REFUSED, err, NULL);
+	}
+	free(a);
+}
+
+/* The change's arg for member nm, whose JOIN h came from ident. NULL if out
+ * of memory. */
+static struct join_arg *join_arg_new(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+				     const Pv__Member *nm)
+{
+	struct join_arg *a = calloc(1, sizeof(*a));
+
+	if (a) {
+		if (ident_len)
+			memcpy(a->ident, ident, ident_len);
+		a->ident_len = ident_len;
+		a->req_id = h->req_id;
+		a->id = nm->id;
+		a->weight = nm->weight;
+		a->capacity = nm->capacity;
+		snprintf(a->address, sizeof(a->address), "%s", nm->address);
+	}
+	return a;
+}
+
+void join_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h, const void *body,
+		  size_t len)
+{
+	Pv__Member *nm =
+	    body ? (Pv__Member *)wire_body_decode(&pv__member__descriptor, body, len) : NULL;
+	struct join_arg *a;
+	struct change *ch;
+
+	if (!nm || nm->id == 0 || strlen(nm->address) == 0 ||
+	    strlen(nm->address) >= sizeof(((struct member *)0)->address)) {
+		ops_reply(ident, ident_len, h, PV_ST_BAD_REQUEST, "JOIN without a valid member",
+			  NULL);
+		if (nm)
+			pv__member__free_unpacked(nm, NULL);
+		return;
+	}
+	a = join_arg_new(ident, ident_len, h, nm);
+	pv__member__free_unpacked(nm, NULL);
+	if (!a)
+		return;
+	ch = change_new(0, add_build, add_done, a, "add server %u (%s)", a->id, a->address);
+	if (!ch) {
+		free(a);
+		return;
+	}
+	change_run(&ch);
+}
+
+/* ---- this server joining a group ---- */
+
+void *catalog_join_socket(void)
+{
+	return join_sock;
+}
+
+/* Tells the command's starter the outcome and closes the join socket. */
+static void join_end(int ok, const char *err)
+{
+	join_done(join_arg, ok, NULL, err);
+	join_done = NULL;
+	join_arg = NULL;
+	zmq_close(join_sock);
+	join_sock = NULL;
+}
+
+/* Refusals before anything is sent: 0, or -1 with err. */
+static int join_refused(const char *address, char *err, size_t errlen)
+{
+	if (join_sock) {
+		snprintf(err, errlen, "a join is already in progress");
+		return -1;
+	}
+	if (srv->nmembers > 1) {
+		snprintf(err, errlen, "this server is already in a group of %zu members",
+			 srv->nmembers);
+		return -1;
+	}
+	if (srv->volumes) {
+		snprintf(err, errlen,
+			 "this server has volumes; only a server without volumes can join a group");
+		return -1;
+	}
+	if (!strcmp(address, srv->cfg.listen)) {
+		snprintf(err, errlen, "%s is this server's own address", address);
+		return -1;
+	}
+	return 0;
+}
+
+int catalog_join_start(const char *address, catalog_done_fn done, void *arg, char *err,
+		       size_t errlen)
+{
+	Pv__Member me = PV__MEMBER__INIT;
+	Pv__Header h;
+	int linger = 0;
+
+	if (join_refused(address, err, errlen) < 0)
+		return -1;
+	join_sock = zmq_socket(srv->zctx, ZMQ_DEALER);
+	if (!join_sock || zmq_setsockopt(join_sock, ZMQ_LINGER, &linger, sizeof(linger)) < 0 ||
+	    wire_socket_limit(join_sock) < 0 || zmq_connect(join_sock, address) < 0) {
+		snprintf(err, errlen, "cannot connect to %s: %s", address, zmq_strerror(errno));
+		if (join_sock)
+			zmq_close(join_sock);
+		join_sock = NULL;
+		return -1;
+	}
+	join_deadline = pv_now_ms() + 10000;
+	snprintf(join_addr, sizeof(join_addr), "%s", address);
+	me.id = srv->cfg.id;
+	me.address = srv->cfg.listen;
+	me.weight = srv->cfg.weight;
+	me.capacity = store_free();
+	wire_header_init(&h);
+	h.op = PV_OP_JOIN;
+	h.req_id = peers_next_id();
+	h.server_id = srv->cfg.id;
+	if (wire_send_body(join_sock, NULL, 0, &h, &me.base) < 0) {
+		snprintf(err, errlen, "cannot send to %s: %s", address, zmq_strerror(errno));
+		zmq_close(join_sock);
+		join_sock = NULL;
+		return -1;
+	}
+	join_done = done;
+	join_arg = arg;
+	pv_info("joining the group at %s", address);
+	return 0;
+}
+
+/* The member's answer (header, and the catalog when OK): adopts the
+ * catalog and ends the join. */
+static void join_answer(zmq_msg_t *frames, size_t n)
+{
+	Pv__Header *h = NULL;
+	char err[256];
+
+	if (wire_header_decode(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), &h, err,
+			       sizeof(err)) != PV_ST_OK) {
+		char msg[700];
+
+		snprintf(msg, sizeof(msg), "the server at %s answered something unreadable: %s",
+			 join_addr, err);
+		join_end(0, msg);
+	} else if (h->status != PV_ST_OK) {
+		char msg[800];
+
+		snprintf(msg, sizeof(msg), "join refused by %s: %s", join_addr, h->message);
+		join_end(0, msg);
+	} else {
+		Pv__Catalog *c = NULL;
+
+		if (n > 1)
+			c = (Pv__Catalog *)wire_body_decode(&pv__catalog__descriptor,
+							    zmq_msg_data(&frames[1]),
+							    zmq_msg_size(&frames[1]));
+		int rc = -1;
+
+		if (c) {
+			char why[300];
+
+			snprintf(why, sizeof(why), "joined the group at %s", join_addr);
+			rc = catalog_adopt(c, why);
+			pv__catalog__free_unpacked(c, NULL);
+		}
+		if (rc == 0)
+			join_end(1, NULL);
+		else
+			join_end(0, "joined, but the group's catalog could not be recorded here");
+	}
+	wire_header_free(h);
+}
+
+void catalog_join_input(void)
+{
+	zmq_msg_t frames[2];
+	size_t n = 0;
+	int more = 1;
+
+	while (more && n < 2) {
+		zmq_msg_init(&frames[n]);
+		if (zmq_msg_recv(&frames[n], join_sock, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&frames[n]);
+			break;
+		}
+		more = zmq_msg_more(&frames[n]);
+		n++;
+	}
+	if (n == 0)
+		return;
+	join_answer(frames, n);
+	for (size_t i = 0; i < n; i++)
+		zmq_msg_close(&frames[i]);
+}
+
+void join_tick(void)
+{
+	if (join_sock && pv_now_ms() > join_deadline) {
+		char msg[400];
+
+		snprintf(msg, sizeof(msg),
+			 "no answer from %s within 10 s; is a peerd listening there?", join_addr);
+		join_end(0, msg);
+	}
+}
+
+void join_free(void)
+{
+	if (join_sock)
+		join_end(0, NULL); /* peerd is stopping: nobody is answered */
+}

@@ -1,0 +1,270 @@
+/* volume_admin.c: volume create and delete. Checks a command against the
+ * catalog and the servers' free space, then runs it as a catalog change
+ * (change.c): its build adds or removes the volume in the next catalog, its
+ * done tells the command's starter (control.c, through its catalog_done_fn)
+ * how it ended. Every member installs the volume, and computes its initial
+ * routing table, when the change commits (catalog.c). Nothing here builds
+ * the answer to the client. Reactor thread only. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "peerd.h"
+
+/* A volume command, the arg of its change. */
+struct volume_arg {
+	char name[PV_MAX_NAME + 1];
+	uint64_t size;
+	uint32_t page_size;
+	uint32_t servers[PEERD_MAX_MEMBERS];
+	size_t nservers;
+	int force;
+	catalog_done_fn done; /* the starter's */
+	void *done_arg;
+};
+
+/* A zeroed volume command for name, answering done(done_arg). NULL (with
+ * err) if out of memory. */
+static struct volume_arg *volume_arg_new(const char *name, catalog_done_fn done, void *done_arg,
+					 char *err, size_t errlen)
+{
+	struct volume_arg *a = calloc(1, sizeof(*a));
+
+	if (!a) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	snprintf(a->name, sizeof(a->name), "%s", name);
+	a->done = done;
+	a->done_arg = done_arg;
+	return a;
+}
+
+/* Runs the change ch made for a (which it takes: freed by done, or here if
+ * ch is NULL, out of memory). Returns 0, or -1 with err. */
+static int volume_change(struct volume_arg *a, struct change *ch, char *err, size_t errlen)
+{
+	if (!ch) {
+		free(a);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	change_run(&ch);
+	return 0;
+}
+
+/* ---- create ---- */
+
+static int create_build(void *arg, Pv__Catalog *next, char *err, size_t errlen)
+{
+	struct volume_arg *a = arg;
+	Pv__VolumeInfo *vi, **arr;
+
+	for (size_t i = 0; i < next->n_volumes; i++) {
+		if (!strcmp(next->volumes[i]->name, a->name)) {
+			snprintf(err, errlen, "volume '%s' already exists", a->name);
+			return -1;
+		}
+	}
+	vi = malloc(sizeof(*vi));
+	arr = realloc(next->volumes, (next->n_volumes + 1) * sizeof(*arr));
+	if (arr)
+		next->volumes = arr;
+	if (!vi || !arr || !(vi->servers = malloc(PEERD_MAX_MEMBERS * sizeof(uint32_t)))) {
+		free(vi);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	uint32_t *servers = vi->servers;
+
+	pv__volume_info__init(vi);
+	vi->servers = servers;
+	vi->name = catalog_strdup(a->name);
+	vi->id = next->next_volume_id ? next->next_volume_id : 1;
+	next->next_volume_id = vi->id + 1;
+	vi->size = a->size;
+	vi->page_size = a->page_size;
+	vi->created = pv_wall_s();
+	if (a->nservers) {
+		memcpy(vi->servers, a->servers, a->nservers * sizeof(uint32_t));
+		vi->n_servers = a->nservers;
+	} else {
+		for (size_t i = 0; i < next->n_members && i < PEERD_MAX_MEMBERS; i++)
+			vi->servers[i] = next->members[i]->id;
+		vi->n_servers =
+		    next->n_members < PEERD_MAX_MEMBERS ? next->n_members : PEERD_MAX_MEMBERS;
+	}
+	next->volumes[next->n_volumes++] = vi;
+	return 0;
+}
+
+static void create_done(void *arg, int ok, const char *err)
+{
+	struct volume_arg *a = arg;
+	struct volume *v = ok ? catalog_volume(a->name) : NULL;
+
+	if (ok && !v) {
+		ok = 0;
+		err = "volume vanished after its creation";
+	}
+	a->done(a->done_arg, ok, v, err);
+	free(a);
+}
+
+/* Whether the servers (none listed: every member) have the free space of a
+ * volume of size bytes, as their heartbeats tell. 1, or 0 with err. */
+static int servers_can_hold(uint64_t size, const uint32_t *servers, size_t nservers, char *err,
+			    size_t errlen)
+{
+	uint64_t free_bytes = 0;
+	int free_known = 1;
+
+	for (size_t i = 0; i < srv->nmembers; i++) {
+		struct member *m = &srv->members[i];
+		int allowed = nservers == 0;
+
+		for (size_t j = 0; j < nservers; j++)
+			allowed |= servers[j] == m->id;
+		if (!allowed)
+			continue;
+		if (m->id == srv->cfg.id)
+			free_bytes += store_free();
+		else if (m->free)
+			free_bytes += m->free;
+		else if (m->capacity)
+			free_bytes += m->capacity; /* no heartbeat yet: free space at join */
+		else
+			free_known = 0;
+	}
+	if (free_known && size > free_bytes) {
+		char a1[32], a2[32];
+
+		snprintf(err, errlen,
+			 "volume of %s is larger than the free space of its servers (%s)",
+			 pv_format_size(size, a1, sizeof(a1)),
+			 pv_format_size(free_bytes, a2, sizeof(a2)));
+		return 0;
+	}
+	if (!free_known) {
+		snprintf(err, errlen,
+			 "the free space of the volume's servers is not known yet (a server has "
+			 "just started or joined); try again in a few seconds");
+		return 0;
+	}
+	return 1;
+}
+
+/* Whether the listed servers are distinct members. 1, or 0 with err. */
+static int servers_valid(const uint32_t *servers, size_t nservers, char *err, size_t errlen)
+{
+	if (nservers > PEERD_MAX_MEMBERS) {
+		snprintf(err, errlen, "too many servers listed");
+		return 0;
+	}
+	for (size_t i = 0; i < nservers; i++) {
+		if (!catalog_member(servers[i])) {
+			snprintf(err, errlen,
+				 "server %u is not a member of the group (see 'peerctl "
+				 "group show')",
+				 servers[i]);
+			return 0;
+		}
+		for (size_t j = 0; j < i; j++) {
+			if (servers[j] == servers[i]) {
+				snprintf(err, errlen, "server %u is listed twice", servers[i]);
+				return 0;
+			}
+		}
+	}
+	return 1;
+}
+
+int catalog_volume_create(const char *name, uint64_t size, uint32_t page_size,
+			  const uint32_t *servers, size_t nservers, catalog_done_fn done,
+			  void *done_arg, char *err, size_t errlen)
+{
+	struct volume_arg *a;
+
+	if (!pv_valid_name(name, err, errlen))
+		return -1;
+	if (!pv_valid_volume_size(size, srv->cfg.max_volume_size, err, errlen))
+		return -1;
+	if (page_size == 0)
+		page_size = PV_DEFAULT_PAGE_SIZE;
+	if (!pv_valid_page_size(page_size, err, errlen))
+		return -1;
+	if (catalog_volume(name)) {
+		snprintf(err, errlen, "volume '%s' already exists", name);
+		return -1;
+	}
+	if (!servers_valid(servers, nservers, err, errlen) ||
+	    !servers_can_hold(size, servers, nservers, err, errlen) ||
+	    !store_can_hold(size, err, errlen))
+		return -1;
+	a = volume_arg_new(name, done, done_arg, err, errlen);
+	if (!a)
+		return -1;
+	a->size = size;
+	a->page_size = page_size;
+	if (nservers)
+		memcpy(a->servers, servers, nservers * sizeof(uint32_t));
+	a->nservers = nservers;
+	return volume_change(a,
+			     change_new(0, create_build, create_done, a,
+					"create volume %s of %llu bytes", name,
+					(unsigned long long)size),
+			     err, errlen);
+}
+
+/* ---- delete ---- */
+
+static int delete_build(void *arg, Pv__Catalog *next, char *err, size_t errlen)
+{
+	struct volume_arg *a = arg;
+	uint32_t open;
+
+	for (size_t i = 0; i < next->n_volumes; i++) {
+		if (strcmp(next->volumes[i]->name, a->name))
+			continue;
+		open = clients_open_count(a->name);
+		if (open && !a->force) {
+			snprintf(err, errlen,
+				 "volume %s is open by %u client(s) through server %u; unmount or "
+				 "detach it, or use --force",
+				 a->name, open, srv->cfg.id);
+			return -1;
+		}
+		pv__volume_info__free_unpacked(next->volumes[i], NULL);
+		next->volumes[i] = next->volumes[--next->n_volumes];
+		return 0;
+	}
+	snprintf(err, errlen, "no volume '%s'", a->name);
+	return -1;
+}
+
+static void delete_done(void *arg, int ok, const char *err)
+{
+	struct volume_arg *a = arg;
+
+	a->done(a->done_arg, ok, NULL, err);
+	free(a);
+}
+
+int catalog_volume_delete(const char *name, int force, catalog_done_fn done, void *done_arg,
+			  char *err, size_t errlen)
+{
+	struct volume_arg *a;
+
+	if (!catalog_volume(name)) {
+		snprintf(err, errlen, "no volume '%s'", name);
+		return -1;
+	}
+	a = volume_arg_new(name, done, done_arg, err, errlen);
+	if (!a)
+		return -1;
+	a->force = force;
+	return volume_change(a,
+			     change_new(force, delete_build, delete_done, a, "delete volume %s%s",
+					name, force ? " (forced)" : ""),
+			     err, errlen);
+}
