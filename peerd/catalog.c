@@ -583,7 +583,7 @@ static int send_change(uint32_t id, uint32_t op, const Pv__CatalogChange *ch)
 	wire_header_init(&h);
 	h.op = op;
 	h.req_id = ch->txid;
-	if (peers_send(m, &h, NULL, &ch->base) < 0) {
+	if (reply_send_member(m, &h, NULL, &ch->base) < 0) {
 		pv_debug("catalog: %s to server %u (%s) not sent yet: %m", wire_op_name(op), id,
 			 m->address);
 		return -1;
@@ -817,7 +817,7 @@ void catalog_fetch_from(struct member *m)
 	wire_header_init(&h);
 	h.op = PV_OP_CAT_FETCH;
 	h.req_id = peers_next_id();
-	peers_send(m, &h, NULL, NULL);
+	reply_send_member(m, &h, NULL, NULL);
 }
 
 /* ---- two-phase commit: participant ---- */
@@ -880,14 +880,16 @@ static int validate_change(const Pv__CatalogChange *ch, char *err, size_t errlen
 static void join_done(struct catalog_cmd *cmd, int ok, const char *err)
 {
 	Pv__Header h;
+	struct origin to;
 
+	reply_origin(&to, cmd->ident, cmd->ident_len);
 	wire_header_init(&h);
 	h.op = PV_OP_JOIN;
 	h.req_id = *(uint64_t *)cmd->arg;
 	if (ok) {
-		ops_reply(cmd->ident, cmd->ident_len, &h, PV_ST_OK, NULL, &committed->base);
+		reply_body(&to, &h, PV_ST_OK, NULL, &committed->base);
 	} else {
-		ops_reply(cmd->ident, cmd->ident_len, &h, PV_ST_REFUSED, err, NULL);
+		reply_body(&to, &h, PV_ST_REFUSED, err, NULL);
 	}
 	free(cmd->arg);
 }
@@ -933,8 +935,7 @@ static int join_build(struct catalog_cmd *cmd, Pv__Catalog *next, char *err, siz
 	return 0;
 }
 
-static void peer_join(const uint8_t *ident, size_t ident_len, const Pv__Header *h, const void *body,
-		      size_t len)
+static void peer_join(const struct origin *from, const Pv__Header *h, const void *body, size_t len)
 {
 	Pv__Member *nm =
 	    body ? (Pv__Member *)wire_body_decode(&pv__member__descriptor, body, len) : NULL;
@@ -943,8 +944,7 @@ static void peer_join(const uint8_t *ident, size_t ident_len, const Pv__Header *
 
 	if (!nm || nm->id == 0 || strlen(nm->address) == 0 ||
 	    strlen(nm->address) >= sizeof(((struct member *)0)->address)) {
-		ops_reply(ident, ident_len, h, PV_ST_BAD_REQUEST, "JOIN without a valid member",
-			  NULL);
+		reply_body(from, h, PV_ST_BAD_REQUEST, "JOIN without a valid member", NULL);
 		if (nm)
 			pv__member__free_unpacked(nm, NULL);
 		return;
@@ -972,34 +972,32 @@ static void peer_join(const uint8_t *ident, size_t ident_len, const Pv__Header *
 	cmd->build = join_build;
 	cmd->done = join_done;
 	cmd->arg = arg;
-	if (ident_len)
-		memcpy(cmd->ident, ident, ident_len);
-	cmd->ident_len = ident_len;
+	if (from->len)
+		memcpy(cmd->ident, from->ident, from->len);
+	cmd->ident_len = from->len;
 	snprintf(cmd->what, sizeof(cmd->what), "add server %u (%s)", copy->id, copy->address);
 	catalog_change(cmd);
 }
 
-void catalog_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h, const void *body,
-		     size_t len)
+void catalog_peer_op(const struct origin *from, const Pv__Header *h, const void *body, size_t len)
 {
 	Pv__CatalogChange *ch;
 	char err[PV_MAX_MESSAGE];
 	int st;
 
 	if (h->op == PV_OP_JOIN) {
-		peer_join(ident, ident_len, h, body, len);
+		peer_join(from, h, body, len);
 		return;
 	}
 	if (h->op == PV_OP_CAT_FETCH) {
-		ops_reply(ident, ident_len, h, PV_ST_OK, NULL, &committed->base);
+		reply_body(from, h, PV_ST_OK, NULL, &committed->base);
 		return;
 	}
 	ch = body
 		 ? (Pv__CatalogChange *)wire_body_decode(&pv__catalog_change__descriptor, body, len)
 		 : NULL;
 	if (!ch || !ch->catalog) {
-		ops_reply(ident, ident_len, h, PV_ST_BAD_REQUEST, "catalog change does not decode",
-			  NULL);
+		reply_body(from, h, PV_ST_BAD_REQUEST, "catalog change does not decode", NULL);
 		if (ch)
 			pv__catalog_change__free_unpacked(ch, NULL);
 		return;
@@ -1023,7 +1021,7 @@ void catalog_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h
 			if (m)
 				catalog_fetch_from(m);
 		}
-		ops_reply(ident, ident_len, h, st, err, NULL);
+		reply_body(from, h, st, err, NULL);
 		break;
 	case PV_OP_CAT_COMMIT:
 		if (ch->catalog->version == srv->version + 1 &&
@@ -1035,12 +1033,12 @@ void catalog_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h
 		}
 		if (lock_txid == ch->txid)
 			lock_txid = 0;
-		ops_reply(ident, ident_len, h, PV_ST_OK, NULL, NULL);
+		reply_body(from, h, PV_ST_OK, NULL, NULL);
 		break;
 	case PV_OP_CAT_ABORT:
 		if (lock_txid == ch->txid)
 			lock_txid = 0;
-		ops_reply(ident, ident_len, h, PV_ST_OK, NULL, NULL);
+		reply_body(from, h, PV_ST_OK, NULL, NULL);
 		break;
 	}
 	pv__catalog_change__free_unpacked(ch, NULL);
