@@ -565,7 +565,7 @@ void catalog_fetch_from(struct member *m)
 	wire_header_init(&h);
 	h.op = PV_OP_CAT_FETCH;
 	h.req_id = peers_next_id();
-	peers_send(m, &h, NULL, NULL);
+	reply_send_member(m, &h, NULL, NULL);
 }
 
 /* The answer to our CAT_FETCH: adopts the catalog if it is newer. */
@@ -587,18 +587,18 @@ static void fetched(struct member *m, const void *body, size_t len)
 
 /* ---- peer messages, to their protocol ---- */
 
-void catalog_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h, const void *body,
+void catalog_peer_op(const struct origin *from, const Pv__Header *h, const void *body,
 		     size_t len)
 {
 	if (h->op == PV_OP_JOIN) {
-		join_peer_op(ident, ident_len, h, body, len);
+		join_peer_op(from, h, body, len);
 		return;
 	}
 	if (h->op == PV_OP_CAT_FETCH) {
-		ops_reply(ident, ident_len, h, PV_ST_OK, NULL, &committed->base);
+		reply_body(from, h, PV_ST_OK, NULL, &committed->base);
 		return;
 	}
-	change_peer_op(ident, ident_len, h, body, len);
+	change_peer_op(from, h, body, len);
 }
 
 void catalog_peer_reply(struct member *m, const Pv__Header *h, const void *body, size_t len)

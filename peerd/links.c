@@ -10,7 +10,7 @@
  * An accepted link stands for a ROUTER connection: it has an identity
  * (LINK_IDENT_LEN bytes: 0x00, slot, generation), which ZeroMQ never
  * gives (its own are 5 bytes) and a client cannot choose (ZeroMQ refuses
- * identities that start with 0x00). ops_send sends to such an identity
+ * identities that start with 0x00). reply.c sends to such an identity
  * here, so every handler answers a link as it answers a ZeroMQ peer.
  *
  * A link that fails is retired, not freed, until the next round of the

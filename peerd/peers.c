@@ -52,38 +52,6 @@ int peers_via_link(const struct member *m)
 	return m->link && m->link_up;
 }
 
-int peers_send(struct member *m, Pv__Header *h, zmq_msg_t *payload, const ProtobufCMessage *body)
-{
-	/* small data requests of a round travel together (BATCH, or one write
-	 * on a link); anything else goes at once */
-	int small =
-	    !body && h->length < BATCH_IO_MAX && (h->op == PV_OP_READ || h->op == PV_OP_WRITE);
-
-	if (peers_via_link(m)) {
-		zmq_msg_t msg;
-
-		h->server_id = srv->cfg.id;
-		h->catalog_version = srv->version;
-		if (body) {
-			if (wire_body_msg(&msg, body) < 0)
-				return -1;
-			payload = &msg;
-		}
-		return links_send(m, h, payload, !small);
-	}
-	if (!m->sock) {
-		if (payload)
-			zmq_msg_close(payload);
-		errno = ENOTCONN;
-		return -1;
-	}
-	h->server_id = srv->cfg.id;
-	h->catalog_version = srv->version;
-	if (body)
-		return ops_send_body(m->sock, NULL, 0, h, body);
-	return ops_send(m->sock, NULL, 0, h, payload, small && batch_supported(m->proto_version));
-}
-
 void peers_tick(void)
 {
 	Pv__Heartbeat hb = PV__HEARTBEAT__INIT;
@@ -138,28 +106,25 @@ void peers_tick(void)
 		wire_header_init(&h);
 		h.op = PV_OP_HEARTBEAT;
 		h.req_id = peers_next_id();
-		if (peers_send(m, &h, NULL, &hb.base) < 0 && errno != EAGAIN)
+		if (reply_send_member(m, &h, NULL, &hb.base) < 0 && errno != EAGAIN)
 			pv_debug("peer %u: heartbeat not sent: %m", m->id);
 	}
 }
 
-void peers_heartbeat(const uint8_t *ident, size_t ident_len, const Pv__Header *h, const void *body,
-		     size_t len)
+void peers_heartbeat(const struct origin *from, const Pv__Header *h, const void *body, size_t len)
 {
 	struct member *m = catalog_member(h->server_id);
 	Pv__Heartbeat *hb;
 
 	if (!m || m->id == srv->cfg.id) {
-		request_reply_status(ident, ident_len, h, PV_ST_REFUSED,
-				     "server %u is not a member of group %s", h->server_id,
-				     srv->group_id);
+		reply_status(from, h, PV_ST_REFUSED, "server %u is not a member of group %s",
+			     h->server_id, srv->group_id);
 		pv_warn("heartbeat from server %u refused: not a member", h->server_id);
 		return;
 	}
 	hb = body ? (Pv__Heartbeat *)wire_body_decode(&pv__heartbeat__descriptor, body, len) : NULL;
 	if (!hb) {
-		request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
-				     "heartbeat body does not decode");
+		reply_status(from, h, PV_ST_BAD_REQUEST, "heartbeat body does not decode");
 		return;
 	}
 	if (!m->up)
