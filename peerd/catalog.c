@@ -610,7 +610,7 @@ void catalog_peer_reply(struct member *m, const Pv__Header *h, const void *body,
 	change_peer_reply(m, h);
 }
 
-void catalog_tick(void)
+void catalog_tick(void *arg)
 {
 	change_tick();
 	join_tick();

@@ -833,7 +833,7 @@ void control_close(void)
 	srv->control = NULL;
 }
 
-void control_input(void)
+void control_input(void *arg)
 {
 	for (int k = 0; k < 64; k++) {
 		zmq_msg_t frames[4];

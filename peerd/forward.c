@@ -211,7 +211,7 @@ size_t forward_fail_unsent(void)
 	return n;
 }
 
-void forward_tick(void)
+void forward_tick(void *arg)
 {
 	uint64_t now = pv_now_ms();
 	struct member *m;

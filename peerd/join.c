@@ -147,9 +147,13 @@ void join_peer_op(const struct origin *from, const Pv__Header *h, const void *bo
 
 /* ---- this server joining a group ---- */
 
-void *catalog_join_socket(void)
+size_t join_poll_fill(zmq_pollitem_t *items, size_t max, void *arg)
 {
-	return join_sock;
+	if (!join_sock || !max)
+		return 0;
+	items[0].socket = join_sock;
+	items[0].events = ZMQ_POLLIN;
+	return 1;
 }
 
 /* Tells the command's starter the outcome and closes the join socket. */
@@ -269,11 +273,14 @@ static void join_answer(zmq_msg_t *frames, size_t n)
 	wire_header_free(h);
 }
 
-void catalog_join_input(void)
+void join_poll_done(const zmq_pollitem_t *items, size_t n_items, void *arg)
 {
 	zmq_msg_t frames[2];
 	size_t n = 0;
 	int more = 1;
+
+	if (!n_items || !(items[0].revents & ZMQ_POLLIN) || items[0].socket != join_sock)
+		return;
 
 	while (more && n < 2) {
 		zmq_msg_init(&frames[n]);

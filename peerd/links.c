@@ -463,7 +463,7 @@ static void member_writable(struct member *m)
 	pv_info("peer %u: link to %s up; messages to it go there", m->id, m->link_address);
 }
 
-size_t links_poll_fill(zmq_pollitem_t *items, size_t max)
+size_t links_poll_fill(zmq_pollitem_t *items, size_t max, void *arg)
 {
 	size_t n = 0;
 
@@ -511,7 +511,7 @@ size_t links_poll_fill(zmq_pollitem_t *items, size_t max)
 	return n;
 }
 
-void links_poll_done(const zmq_pollitem_t *items, size_t n)
+void links_poll_done(const zmq_pollitem_t *items, size_t n, void *arg)
 {
 	for (size_t i = 0; i < n; i++) {
 		short ev = items[i].revents;
@@ -603,7 +603,7 @@ static void close_stalled(uint64_t now)
 			closed - 5, closed, mem);
 }
 
-void links_tick(void)
+void links_tick(void *arg)
 {
 	uint64_t now = pv_now_ms();
 

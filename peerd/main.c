@@ -335,6 +335,28 @@ fail:
 	return -1;
 }
 
+/* What the reactor polls and runs, in the order it runs them when several
+ * are ready in one round: completed disk IO first, then new requests,
+ * admin commands, links, the join in progress, replies from members; then
+ * the periodic work. A new module adds its line here. */
+static int register_reactor(int io_fd)
+{
+	if (reactor_add_fd(io_fd, worker_input, NULL) < 0 ||
+	    reactor_add_socket(srv->router, ops_router_input, NULL) < 0 ||
+	    reactor_add_socket(srv->control, control_input, NULL) < 0 ||
+	    reactor_add_poller(LINKS_POLL_MAX, links_poll_fill, links_poll_done, NULL) < 0 ||
+	    reactor_add_poller(1, join_poll_fill, join_poll_done, NULL) < 0 ||
+	    reactor_add_poller(PEERD_MAX_MEMBERS, peers_poll_fill, peers_poll_done, NULL) < 0 ||
+	    reactor_every(PEERD_TICK_MS, catalog_tick, NULL) < 0 ||
+	    reactor_every(PEERD_TICK_MS, forward_tick, NULL) < 0 ||
+	    reactor_every(PEERD_HEARTBEAT_MS, peers_tick, NULL) < 0 ||
+	    reactor_every(PEERD_HEARTBEAT_MS, links_tick, NULL) < 0 ||
+	    reactor_every(PEERD_HEARTBEAT_MS, clients_expire, NULL) < 0 ||
+	    reactor_every(PEERD_HEARTBEAT_MS, shm_expire, NULL) < 0)
+		return -1;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static struct server server;
@@ -389,15 +411,18 @@ int main(int argc, char **argv)
 		goto out_catalog;
 	if (control_open() < 0)
 		goto out_workers;
+	if (register_reactor(io_fd) < 0)
+		goto out_control;
 	pv_info("serving on %s, data %s, control %s, %d IO threads, catalog version %llu",
 		srv->cfg.listen, srv->cfg.data_dir, srv->cfg.control, srv->cfg.workers,
 		(unsigned long long)srv->version);
 	if (daemon_ready() < 0)
 		goto out_control;
-	rc = reactor_run(io_fd) < 0 ? 1 : 0;
+	rc = reactor_run() < 0 ? 1 : 0;
 	daemon_stopping();
 	pv_info("stopping: %llu requests in flight", (unsigned long long)request_inflight());
 out_control:
+	reactor_clear();
 	control_close();
 out_workers:
 	worker_stop();

@@ -313,3 +313,46 @@ void ops_dispatch(const uint8_t *ident, size_t ident_len, zmq_msg_t *frames, siz
 	dispatch_one(&from, &frames[0], zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]),
 		     nframes > 1 ? &frames[1] : NULL, 0);
 }
+
+/* Receives one message from the ROUTER: identity then up to 3 frames (more
+ * are read and dropped; dispatch refuses them). Returns 0, or -1 if none. */
+static int router_one(void)
+{
+	zmq_msg_t ident, frames[3];
+	size_t n = 0, total = 0;
+	int more;
+
+	zmq_msg_init(&ident);
+	if (zmq_msg_recv(&ident, srv->router, ZMQ_DONTWAIT) < 0) {
+		zmq_msg_close(&ident);
+		return -1;
+	}
+	more = zmq_msg_more(&ident);
+	while (more) {
+		zmq_msg_t *f = &frames[n < 3 ? n : 2];
+
+		if (n >= 3)
+			zmq_msg_close(f);
+		zmq_msg_init(f);
+		if (zmq_msg_recv(f, srv->router, 0) < 0) {
+			zmq_msg_close(f);
+			break;
+		}
+		more = zmq_msg_more(f);
+		if (n < 3)
+			n++;
+		total++;
+	}
+	if (n > 0 && zmq_msg_size(&ident) <= PV_MAX_IDENTITY)
+		ops_dispatch(zmq_msg_data(&ident), zmq_msg_size(&ident), frames, total);
+	for (size_t i = 0; i < n; i++)
+		zmq_msg_close(&frames[i]);
+	zmq_msg_close(&ident);
+	return 0;
+}
+
+void ops_router_input(void *arg)
+{
+	for (int i = 0; i < PEERD_RECV_BATCH && router_one() == 0; i++)
+		;
+}

@@ -22,6 +22,8 @@
 
 #define PEERD_MAX_MEMBERS      64
 #define PEERD_HEARTBEAT_MS     1000
+#define PEERD_TICK_MS          100 /* catalog and forwarding timeouts run this often */
+#define PEERD_RECV_BATCH       256 /* messages read from one socket per round */
 #define PEERD_DOWN_AFTER_MS    3000
 #define PEERD_CLIENT_EXPIRE_MS 10000
 #define PEERD_TXN_TIMEOUT_MS   5000
@@ -203,9 +205,27 @@ void daemon_stopping(void);
 void daemon_end(void);
 
 /* reactor.c */
-/* Runs the poll loop until a signal stops it; io_fd is the IO workers'
- * eventfd. Returns 0 or -1. */
-int reactor_run(int io_fd);
+/* Work the reactor runs: a registered source's input is ready, or a timer
+ * is due. */
+typedef void (*reactor_fn)(void *arg);
+/* Runs the poll loop until a signal stops it. Returns 0 or -1. */
+int reactor_run(void);
+/* Registers a ZeroMQ socket or an fd polled for input every round: fn(arg)
+ * when it is readable. Sources run in the order registered. 0, or -1
+ * (logged: a build limit). */
+int reactor_add_socket(void *sock, reactor_fn fn, void *arg);
+int reactor_add_fd(int fd, reactor_fn fn, void *arg);
+/* Registers sources that change from round to round (a DEALER per member,
+ * the links, the join socket): fill(items, max, arg) puts up to max poll
+ * items in before each poll; done(items, n, arg) gets them back with their
+ * revents. 0, or -1 (logged). */
+int reactor_add_poller(size_t max, size_t (*fill)(zmq_pollitem_t *items, size_t max, void *arg),
+		       void (*done)(const zmq_pollitem_t *items, size_t n, void *arg), void *arg);
+/* Registers fn(arg) to run every ms milliseconds (first in the first
+ * round). 0, or -1 (logged). */
+int reactor_every(uint64_t ms, reactor_fn fn, void *arg);
+/* Forgets every registration and timer (after the loop ended). */
+void reactor_clear(void);
 /* Asks the loop to stop (signal-safe). */
 void reactor_stop(void);
 /* Registers a timer callback to run once, after ms milliseconds. */
@@ -274,6 +294,9 @@ uint64_t request_inflight(void);
 uint64_t request_reads_mapped(void);
 
 /* ops.c */
+/* Reads what the ROUTER has (up to PEERD_RECV_BATCH messages) and dispatches
+ * it: the reactor's callback for the ROUTER. */
+void ops_router_input(void *arg);
 /* Dispatches one message that arrived on the ROUTER. */
 void ops_dispatch(const uint8_t *ident, size_t ident_len, zmq_msg_t *frames, size_t nframes);
 /* Dispatches one message that arrived on an accepted peer link. */
@@ -294,6 +317,8 @@ int worker_start(int n);
 void worker_submit(struct io_job *job);
 /* Drains completed jobs, calling request_io_done for each. */
 void worker_drain(void);
+/* worker_drain as the reactor's callback for the workers' eventfd. */
+void worker_input(void *arg);
 /* Stops and joins the IO threads. */
 void worker_stop(void);
 
@@ -394,7 +419,7 @@ size_t catalog_holders(const struct volume *vol, uint32_t *out, size_t max);
 /* Recomputes vol's holders and owned_here after its owner[] changed. */
 void catalog_routes_changed(struct volume *vol);
 /* Times out a change waiting for answers and a join in progress. */
-void catalog_tick(void);
+void catalog_tick(void *arg);
 /* Asks member m for its catalog (we are behind it). */
 void catalog_fetch_from(struct member *m);
 
@@ -432,14 +457,14 @@ int catalog_locked(void);
  * answers with the committed catalog. */
 void join_peer_op(const struct origin *from, const Pv__Header *h, const void *body,
 		  size_t len);
-/* The socket of this server's join in progress, for the reactor (or NULL). */
-void *catalog_join_socket(void);
+/* The reactor's poller of the socket of this server's join in progress
+ * (none when there is no join). */
+size_t join_poll_fill(zmq_pollitem_t *items, size_t max, void *arg);
+void join_poll_done(const zmq_pollitem_t *items, size_t n, void *arg);
 /* Starts joining the group at address; done(arg) is called when it ends
  * (not if this returns -1). Returns 0, or -1 with a reason in err. */
 int catalog_join_start(const char *address, catalog_done_fn done, void *arg, char *err,
 		       size_t errlen);
-/* Handles the answer on the join socket. */
-void catalog_join_input(void);
 /* Times out this server's join. */
 void join_tick(void);
 /* Drops this server's join in progress (shutdown): done(arg, 0, NULL, NULL). */
@@ -463,7 +488,7 @@ uint32_t clients_open_count(const char *volume);
 /* Number of clients seen recently. */
 uint32_t clients_count(void);
 /* Drops clients not seen for PEERD_CLIENT_EXPIRE_MS. */
-void clients_expire(void);
+void clients_expire(void *arg);
 void clients_free(void);
 
 /* shm.c */
@@ -496,7 +521,7 @@ void shm_put(struct shm_region *r);
 /* The address of [offset, offset + len) in r, or NULL if outside it. */
 uint8_t *shm_ptr(const struct shm_region *r, uint64_t offset, uint64_t len);
 /* Unmaps regions unused for a minute (once a second). */
-void shm_expire(void);
+void shm_expire(void *arg);
 /* Clients whose shared memory is mapped (status). */
 unsigned shm_count(void);
 void shm_free_all(void);
@@ -538,13 +563,13 @@ void links_reap(void);
  * listener and every link; returns how many. */
 #define LINKS_ACCEPT_MAX 1024 /* links from clients (fused) and peers */
 #define LINKS_POLL_MAX	 (1 + LINKS_ACCEPT_MAX + PEERD_MAX_MEMBERS)
-size_t links_poll_fill(zmq_pollitem_t *items, size_t max);
+size_t links_poll_fill(zmq_pollitem_t *items, size_t max, void *arg);
 /* Handles the events of the items links_poll_fill filled. */
-void links_poll_done(const zmq_pollitem_t *items, size_t n);
+void links_poll_done(const zmq_pollitem_t *items, size_t n, void *arg);
 /* Writes what every link has queued (before the reactor waits). */
 void links_flush(void);
 /* Closes accepted links silent for 10 minutes (once a second). */
-void links_tick(void);
+void links_tick(void *arg);
 /* Outgoing links up, accepted links, records sent and received on all. */
 void links_stats(uint64_t *up, uint64_t *accepted, uint64_t *sent, uint64_t *received);
 
@@ -552,9 +577,12 @@ void links_stats(uint64_t *up, uint64_t *accepted, uint64_t *sent, uint64_t *rec
 /* Connects DEALERs to every other member (idempotent). */
 int peers_connect(void);
 /* Sends a heartbeat to every member; marks silent ones down. */
-void peers_tick(void);
+void peers_tick(void *arg);
 /* Handles a message arriving on member m's DEALER (a reply to us). */
 void peers_input(struct member *m);
+/* The reactor's poller of the members' DEALERs (reactor_add_poller). */
+size_t peers_poll_fill(zmq_pollitem_t *items, size_t max, void *arg);
+void peers_poll_done(const zmq_pollitem_t *items, size_t n, void *arg);
 /* Handles one reply from m as header bytes and data (from its link). */
 void peers_reply_record(struct member *m, const void *hdr, size_t hdr_len, zmq_msg_t *data);
 /* Whether messages to m go by its link now (for forward.c). */
@@ -573,7 +601,7 @@ int forward_part(struct request *req, uint32_t owner, uint64_t offset, uint64_t 
 int forward_reply(struct member *m, const Pv__Header *h, zmq_msg_t *data);
 /* Fails (UNAVAILABLE) the parts without an answer within
  * PEERD_FWD_TIMEOUT_MS; drops a silent link they were sent on. */
-void forward_tick(void);
+void forward_tick(void *arg);
 /* Fails (UNAVAILABLE) the parts the cork could not send to their owner
  * (batch_cork_next_drop); after each flush. Returns how many. */
 size_t forward_fail_unsent(void);
@@ -589,7 +617,7 @@ void forward_abort_all(void);
 int control_open(void);
 void control_close(void);
 /* Handles one message on the control socket. */
-void control_input(void);
+void control_input(void *arg);
 /* The control commands (docs/control-protocol.md). */
 enum control_op {
 	CONTROL_STATUS,

@@ -52,7 +52,7 @@ int peers_via_link(const struct member *m)
 	return m->link && m->link_up;
 }
 
-void peers_tick(void)
+void peers_tick(void *arg)
 {
 	Pv__Heartbeat hb = PV__HEARTBEAT__INIT;
 	Pv__VolumeStat stats[256], *statp[256];
@@ -214,6 +214,50 @@ static void reply_batch(struct member *m, zmq_msg_t *payload)
 	if (batch_each(payload, reply_record, m, err, sizeof(err)) < 0)
 		pv_warn("peer %u (%s): BATCH of replies %s: %s", m->id, m->address,
 			"not (all) taken; their requests time out", err);
+}
+
+/* What peers_poll_fill polled: the member behind each item, and the catalog
+ * version then (a catalog change rebuilds the member table: its DEALERs
+ * are polled again next round). */
+static struct member *polled[PEERD_MAX_MEMBERS];
+static uint64_t polled_version;
+static size_t polled_nmembers;
+
+size_t peers_poll_fill(zmq_pollitem_t *items, size_t max, void *arg)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < srv->nmembers && n < max; i++) {
+		if (!srv->members[i].sock)
+			continue;
+		polled[n] = &srv->members[i];
+		items[n].socket = srv->members[i].sock;
+		items[n++].events = ZMQ_POLLIN;
+	}
+	polled_version = srv->version;
+	polled_nmembers = srv->nmembers;
+	return n;
+}
+
+void peers_poll_done(const zmq_pollitem_t *items, size_t n, void *arg)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (srv->version != polled_version || srv->nmembers != polled_nmembers)
+			return; /* the member table was rebuilt */
+		if (!(items[i].revents & ZMQ_POLLIN))
+			continue;
+		for (int k = 0; k < PEERD_RECV_BATCH; k++) {
+			int events = 0;
+			size_t sz = sizeof(events);
+
+			peers_input(polled[i]);
+			if (srv->version != polled_version)
+				return;
+			if (zmq_getsockopt(polled[i]->sock, ZMQ_EVENTS, &events, &sz) < 0 ||
+			    !(events & ZMQ_POLLIN))
+				break;
+		}
+	}
 }
 
 void peers_input(struct member *m)

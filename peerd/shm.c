@@ -293,7 +293,7 @@ uint8_t *shm_ptr(const struct shm_region *r, uint64_t offset, uint64_t len)
 	return r->base + offset;
 }
 
-void shm_expire(void)
+void shm_expire(void *arg)
 {
 	uint64_t now = pv_now_ms();
 	struct shm_region *r, *next;
