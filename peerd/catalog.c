@@ -527,7 +527,11 @@ int catalog_load(void)
 		c->n_members = 1;
 		pv_info("new data directory: formed group %s of one server", gid);
 	}
-	return catalog_install(&c, rc == 0 ? "loaded" : "new");
+	if (catalog_install(&c, rc == 0 ? "loaded" : "new") < 0)
+		return -1;
+	if (rc == 0)
+		store_sweep(); /* a failure is logged; the volumes are served anyway */
+	return 0;
 }
 
 void catalog_free(void)

@@ -329,6 +329,10 @@ int store_open(struct volume *vol);
 void store_close(struct volume *vol);
 /* Unlinks the data file of a deleted volume. */
 int store_remove(const char *name);
+/* Moves data files of volumes the catalog does not have (a delete whose
+ * file removal a crash cut short) to DATA/orphans/, at start. 0 or -1
+ * (logged). */
+int store_sweep(void);
 /* Jobs up to this size are first tried on the reactor without blocking. */
 #define STORE_INLINE_MAX    (256u << 10)
 #define STORE_INLINE_READ   0x1 /* preadv2(RWF_NOWAIT) works on the file */
