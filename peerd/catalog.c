@@ -141,7 +141,7 @@ Pv__Catalog *catalog_pb(int for_client)
 
 		if (!m)
 			continue;
-		if (m->id == srv->cfg.id && links_address(self, sizeof(self)) == 0)
+		if (m->id == srv->cfg.id && linkset_address(self, sizeof(self)) == 0)
 			link = strdup(self);
 		else if (m->id != srv->cfg.id && m->link_address[0])
 			link = strdup(m->link_address);
@@ -427,7 +427,7 @@ static void install_members(const Pv__Catalog *c)
 			batch_cork_flush_socket(srv->cork, old[j].sock);
 			zmq_close(old[j].sock);
 		}
-		links_member_drop(&old[j], NULL); /* no longer a member */
+		linkset_member_drop(&old[j], NULL); /* no longer a member */
 		if (old[j].last_hb)
 			pv__heartbeat__free_unpacked(old[j].last_hb, NULL);
 	}

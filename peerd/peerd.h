@@ -93,7 +93,7 @@ struct member {
 	Pv__Heartbeat *last_hb;	     /* last heartbeat body, owned */
 	uint32_t proto_version;	     /* of its last reply; 0 until one came */
 	char link_address[64];	     /* its peer link listener, from its heartbeats */
-	struct link *link;	     /* outgoing peer link (links.c), or NULL */
+	struct link *link;	     /* outgoing peer link (linkset.c), or NULL */
 	int link_up;		     /* link connected: everything to it goes there */
 	unsigned link_failures;	     /* in a row, since its last answer on a link */
 	uint64_t link_retry_ms;	     /* no new link to it before then */
@@ -530,52 +530,52 @@ void shm_expire(void *arg);
 unsigned shm_count(void);
 void shm_free_all(void);
 
-/* links.c */
+/* linkset.c */
 /* Opens the peer link listener (unless --link-port off). Returns 0 or -1. */
-int links_open(void);
+int linkset_open(void);
 /* Sends what is queued, closes every link and the listener. */
-void links_close(void);
+void linkset_close(void);
 /* The address other members connect to ("tcp://IP:PORT"); 0, or -1 if
  * this server takes no links. */
-int links_address(char *out, size_t len);
+int linkset_address(char *out, size_t len);
 /* Whether ident names an accepted link (not a ZeroMQ connection). */
-int links_is_ident(const uint8_t *ident, size_t len);
+int linkset_is_ident(const uint8_t *ident, size_t len);
 /* Queues h (+ payload, moved) on the accepted link ident, and with now
  * writes it at once (a large request's answer: the sender starts on it
  * while this server works on the next); -1 if the link is gone. */
-int links_reply(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *payload,
+int linkset_reply(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *payload,
 		int now);
 /* Queues h (+ payload, moved) on m's link (m->link_up), written at once
  * with now. Returns 0 or -1. */
-int links_send(struct member *m, const Pv__Header *h, zmq_msg_t *payload, int now);
+int linkset_send(struct member *m, const Pv__Header *h, zmq_msg_t *payload, int now);
 /* Starts connecting to m's advertised link address (if none is open). */
-void links_connect(struct member *m);
+void linkset_connect(struct member *m);
 /* Records m's advertised address; a changed one closes the old link. */
-void links_member_address(struct member *m, const char *address);
+void linkset_member_address(struct member *m, const char *address);
 /* Closes m's link (why: logged, or NULL); forwarded parts sent on it fail. */
-void links_member_drop(struct member *m, const char *why);
+void linkset_member_drop(struct member *m, const char *why);
 /* Frees the links closed since the last call (top of each reactor round). */
-void links_reap(void);
+void linkset_reap(void);
 /* Accepted links one IP address may hold (--link-per-source): a host runs
  * one fused per mount and one peerd, each with one link here; behind NAT,
  * or in tests where every process connects from 127.0.0.1, there are more. */
-#define LINKS_PER_SOURCE_DEFAULT 64
+#define LINKSET_PER_SOURCE_DEFAULT 64
 /* An accepted link with part of a record in and nothing more for this long
  * is closed (also one waiting that long for link memory). */
-#define LINKS_STALL_MS 10000
-/* Fills poll items (at most max; LINKS_POLL_MAX is enough for all) for the
+#define LINKSET_STALL_MS 10000
+/* Fills poll items (at most max; LINKSET_POLL_MAX is enough for all) for the
  * listener and every link; returns how many. */
-#define LINKS_ACCEPT_MAX 1024 /* links from clients (fused) and peers */
-#define LINKS_POLL_MAX	 (1 + LINKS_ACCEPT_MAX + PEERD_MAX_MEMBERS)
-size_t links_poll_fill(zmq_pollitem_t *items, size_t max, void *arg);
-/* Handles the events of the items links_poll_fill filled. */
-void links_poll_done(const zmq_pollitem_t *items, size_t n, void *arg);
+#define LINKSET_ACCEPT_MAX 1024 /* links from clients (fused) and peers */
+#define LINKSET_POLL_MAX	 (1 + LINKSET_ACCEPT_MAX + PEERD_MAX_MEMBERS)
+size_t linkset_poll_fill(zmq_pollitem_t *items, size_t max, void *arg);
+/* Handles the events of the items linkset_poll_fill filled. */
+void linkset_poll_done(const zmq_pollitem_t *items, size_t n, void *arg);
 /* Writes what every link has queued (before the reactor waits). */
-void links_flush(void);
+void linkset_flush(void);
 /* Closes accepted links silent for 10 minutes (once a second). */
-void links_tick(void *arg);
+void linkset_tick(void *arg);
 /* Outgoing links up, accepted links, records sent and received on all. */
-void links_stats(uint64_t *up, uint64_t *accepted, uint64_t *sent, uint64_t *received);
+void linkset_stats(uint64_t *up, uint64_t *accepted, uint64_t *sent, uint64_t *received);
 
 /* peers.c */
 /* Connects DEALERs to every other member (idempotent). */
