@@ -240,6 +240,8 @@ static int catalog_apply(struct client *c, struct conn *from, const void *buf, s
 		v->attr.id = vi->id;
 		v->attr.size = vi->size;
 		v->attr.page_size = vi->page_size;
+		v->attr.created = vi->created;
+		v->attr.allocated = vi->allocated;
 		if (vi->n_holders) {
 			v->holders = malloc(vi->n_holders * sizeof(*v->holders));
 			if (!v->holders)

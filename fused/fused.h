@@ -49,6 +49,8 @@ struct volume_attr {
 	uint64_t id;
 	uint64_t size;
 	uint32_t page_size;
+	uint64_t created;   /* unix seconds (the file's times) */
+	uint64_t allocated; /* bytes stored over the group (st_blocks) */
 };
 
 struct client;

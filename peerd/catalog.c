@@ -129,6 +129,27 @@ void catalog_pb_free(Pv__Catalog *c)
 		pv__catalog__free_unpacked(c, NULL);
 }
 
+void catalog_volume_usage(struct volume *v, uint64_t *written, uint64_t *bytes, uint32_t *open)
+{
+	store_stat(v, &v->written, &v->bytes);
+	*written = v->written;
+	*bytes = v->bytes;
+	*open = clients_open_count(v->name);
+	for (size_t i = 0; i < srv->nmembers; i++) {
+		Pv__Heartbeat *hb = srv->members[i].last_hb;
+
+		if (srv->members[i].id == srv->cfg.id || !hb)
+			continue;
+		for (size_t j = 0; j < hb->n_volumes; j++) {
+			if (strcmp(hb->volumes[j]->name, v->name))
+				continue;
+			*written += hb->volumes[j]->pages_written;
+			*bytes += hb->volumes[j]->bytes;
+			*open += hb->volumes[j]->open_clients;
+		}
+	}
+}
+
 Pv__Catalog *catalog_pb(int for_client)
 {
 	Pv__Catalog *c = catalog_pb_copy(committed);
@@ -160,6 +181,12 @@ Pv__Catalog *catalog_pb(int for_client)
 		if (!vi->holders)
 			continue;
 		vi->n_holders = catalog_holders(v, vi->holders, PEERD_MAX_MEMBERS);
+		{
+			uint64_t written;
+			uint32_t open;
+
+			catalog_volume_usage(v, &written, &vi->allocated, &open);
+		}
 	}
 	return c;
 }

@@ -392,6 +392,10 @@ struct member *catalog_self(void);
 const Pv__Catalog *catalog_committed(void);
 /* Builds the protobuf catalog from memory (free with catalog_pb_free); for
  * a client, with each volume's holders and each member's link address. */
+/* The group-wide usage of v: pages written, bytes allocated and clients
+ * that have it open, summed over this server and the members' last
+ * heartbeats. */
+void catalog_volume_usage(struct volume *v, uint64_t *written, uint64_t *bytes, uint32_t *open);
 Pv__Catalog *catalog_pb(int for_client);
 void catalog_pb_free(Pv__Catalog *c);
 /* Deep copy of a protobuf catalog (free with catalog_pb_free). */
