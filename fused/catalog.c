@@ -1,6 +1,6 @@
 /* catalog.c: fused's view of the catalog: the volumes with their routes
  * (the server each one's requests go to), the members, the published list
- * the FUSE threads read, the volumes' mapping state (map.c holds the
+ * the FUSE threads read, the volumes' mapping state (vmap.c holds the
  * mappings), and fetching the catalog (CATALOG requests, rotating to
  * another server when one fails). Sockets are conn.c's.
  *

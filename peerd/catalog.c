@@ -141,7 +141,7 @@ Pv__Catalog *catalog_pb(int for_client)
 
 		if (!m)
 			continue;
-		if (m->id == srv->cfg.id && links_address(self, sizeof(self)) == 0)
+		if (m->id == srv->cfg.id && linkset_address(self, sizeof(self)) == 0)
 			link = strdup(self);
 		else if (m->id != srv->cfg.id && m->link_address[0])
 			link = strdup(m->link_address);
@@ -427,7 +427,7 @@ static void install_members(const Pv__Catalog *c)
 			batch_cork_flush_socket(srv->cork, old[j].sock);
 			zmq_close(old[j].sock);
 		}
-		links_member_drop(&old[j], NULL); /* no longer a member */
+		linkset_member_drop(&old[j], NULL); /* no longer a member */
 		if (old[j].last_hb)
 			pv__heartbeat__free_unpacked(old[j].last_hb, NULL);
 	}
@@ -527,7 +527,11 @@ int catalog_load(void)
 		c->n_members = 1;
 		pv_info("new data directory: formed group %s of one server", gid);
 	}
-	return catalog_install(&c, rc == 0 ? "loaded" : "new");
+	if (catalog_install(&c, rc == 0 ? "loaded" : "new") < 0)
+		return -1;
+	if (rc == 0)
+		store_sweep(); /* a failure is logged; the volumes are served anyway */
+	return 0;
 }
 
 void catalog_free(void)
@@ -565,7 +569,7 @@ void catalog_fetch_from(struct member *m)
 	wire_header_init(&h);
 	h.op = PV_OP_CAT_FETCH;
 	h.req_id = peers_next_id();
-	peers_send(m, &h, NULL, NULL);
+	reply_send_member(m, &h, NULL, NULL);
 }
 
 /* The answer to our CAT_FETCH: adopts the catalog if it is newer. */
@@ -587,18 +591,18 @@ static void fetched(struct member *m, const void *body, size_t len)
 
 /* ---- peer messages, to their protocol ---- */
 
-void catalog_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h, const void *body,
+void catalog_peer_op(const struct origin *from, const Pv__Header *h, const void *body,
 		     size_t len)
 {
 	if (h->op == PV_OP_JOIN) {
-		join_peer_op(ident, ident_len, h, body, len);
+		join_peer_op(from, h, body, len);
 		return;
 	}
 	if (h->op == PV_OP_CAT_FETCH) {
-		ops_reply(ident, ident_len, h, PV_ST_OK, NULL, &committed->base);
+		reply_body(from, h, PV_ST_OK, NULL, &committed->base);
 		return;
 	}
-	change_peer_op(ident, ident_len, h, body, len);
+	change_peer_op(from, h, body, len);
 }
 
 void catalog_peer_reply(struct member *m, const Pv__Header *h, const void *body, size_t len)
@@ -610,7 +614,7 @@ void catalog_peer_reply(struct member *m, const Pv__Header *h, const void *body,
 	change_peer_reply(m, h);
 }
 
-void catalog_tick(void)
+void catalog_tick(void *arg)
 {
 	change_tick();
 	join_tick();

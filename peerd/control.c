@@ -396,8 +396,8 @@ static int cmd_status(const uint8_t *ident, size_t ident_len, const struct contr
 	uint64_t links_up, links_in, link_sent, link_received;
 	char link_addr[64] = "";
 
-	links_stats(&links_up, &links_in, &link_sent, &link_received);
-	if (links_address(link_addr, sizeof(link_addr)) < 0)
+	linkset_stats(&links_up, &links_in, &link_sent, &link_received);
+	if (linkset_address(link_addr, sizeof(link_addr)) < 0)
 		link_addr[0] = '\0';
 	*result = json_pack(
 	    "{s:i,s:s,s:s,s:I,s:s,s:I,s:s,s:I,s:I,s:I,s:i,s:i,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:I,s:I,"
@@ -834,7 +834,7 @@ void control_close(void)
 	srv->control = NULL;
 }
 
-void control_input(void)
+void control_input(void *arg)
 {
 	for (int k = 0; k < 64; k++) {
 		zmq_msg_t frames[4];
