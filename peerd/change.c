@@ -126,6 +126,39 @@ static int send_change(uint32_t id, uint32_t op, const Pv__CatalogChange *msg)
 static void txn_finish(void);
 static void txn_begin(void *arg);
 
+/* Whether the new volumes of c that this server may hold fit in its file
+ * system (which is not full). 1, or 0 with err. */
+static int new_volumes_fit(const Pv__Catalog *c, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < c->n_volumes; i++) {
+		Pv__VolumeInfo *vi = c->volumes[i];
+		int mine = vi->n_servers == 0;
+
+		if (catalog_volume(vi->name))
+			continue;
+		for (size_t j = 0; j < vi->n_servers; j++)
+			mine |= vi->servers[j] == srv->cfg.id;
+		if (mine && !store_can_hold(vi->size, err, errlen))
+			return 0;
+	}
+	return 1;
+}
+
+/* Whether catalog c only removes from the committed one (a volume delete):
+ * such a change frees disk space, and must go through on a full disk. */
+static int only_deletes(const Pv__Catalog *c)
+{
+	if (c->n_members > srv->nmembers)
+		return 0;
+	for (size_t i = 0; i < c->n_volumes; i++) {
+		const struct volume *v = catalog_volume(c->volumes[i]->name);
+
+		if (!v || v->id != c->volumes[i]->id)
+			return 0;
+	}
+	return 1;
+}
+
 static void txn_retry(void *arg)
 {
 	txn_begin(arg);
@@ -182,7 +215,9 @@ static void txn_begin(void *arg)
 	}
 	t->ch = ch;
 	t->proposal->version = catalog_committed()->version + 1;
-	if (ch->build(ch->arg, t->proposal, err, sizeof(err)) < 0) {
+	if (ch->build(ch->arg, t->proposal, err, sizeof(err)) < 0 ||
+	    !new_volumes_fit(t->proposal, err, sizeof(err)) ||
+	    meta_reserve(only_deletes(t->proposal), err, sizeof(err)) < 0) {
 		catalog_pb_free(t->proposal);
 		free(t);
 		pv_info("catalog change '%s' refused: %s", ch->what, err);
@@ -343,18 +378,11 @@ static int validate_change(const Pv__CatalogChange *ch, char *err, size_t errlen
 	}
 	if (!catalog_check(c, err, errlen))
 		return PV_ST_BAD_REQUEST;
-	/* new volumes this server may hold must fit in its file system */
-	for (size_t i = 0; i < c->n_volumes; i++) {
-		Pv__VolumeInfo *vi = c->volumes[i];
-		int mine = vi->n_servers == 0;
-
-		if (catalog_volume(vi->name))
-			continue;
-		for (size_t j = 0; j < vi->n_servers; j++)
-			mine |= vi->servers[j] == srv->cfg.id;
-		if (mine && !store_can_hold(vi->size, err, errlen))
-			return PV_ST_REFUSED;
-	}
+	/* the commit must not fail here for want of disk space */
+	if (meta_reserve(only_deletes(c), err, errlen) < 0)
+		return PV_ST_NO_SPACE;
+	if (!new_volumes_fit(c, err, errlen))
+		return PV_ST_REFUSED;
 	/* volumes removed by the change must not be open through this server */
 	for (struct volume *v = srv->volumes; v; v = v->next) {
 		int kept = 0;

@@ -386,7 +386,7 @@ static int cmd_status(const uint8_t *ident, size_t ident_len, const struct contr
 		link_addr[0] = '\0';
 	*result = json_pack(
 	    "{s:i,s:s,s:s,s:I,s:s,s:I,s:s,s:I,s:I,s:I,s:i,s:i,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:I,s:I,"
-	    "s:I,s:I,s:I}",
+	    "s:I,s:I,s:I,s:I,s:b}",
 	    "server_id", (int)srv->cfg.id, "address", srv->cfg.listen, "version", PV_VERSION_STRING,
 	    "catalog_version", (json_int_t)srv->version, "group_id", srv->group_id, "uptime_s",
 	    (json_int_t)((pv_now_ms() - srv->started_ms) / 1000), "data_dir", srv->cfg.data_dir,
@@ -401,7 +401,8 @@ static int cmd_status(const uint8_t *ident, size_t ident_len, const struct contr
 	    "peer_links_up", (json_int_t)links_up, "peer_links_accepted", (json_int_t)links_in,
 	    "link_records_sent", (json_int_t)link_sent, "link_records_received",
 	    (json_int_t)link_received, "data_files_mapped", (json_int_t)ops_maps_given(),
-	    "reads_mapped", (json_int_t)request_reads_mapped());
+	    "reads_mapped", (json_int_t)request_reads_mapped(), "data_free",
+	    (json_int_t)store_free(), "disk_full", store_disk_full());
 	return 0;
 }
 

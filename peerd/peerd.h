@@ -77,6 +77,10 @@ struct volume {
 	uint64_t *written_map;		     /* bit per page: holds data here (store.c) */
 	uint64_t written;		     /* cached stats (store_stat), refreshed by peers.c */
 	uint64_t bytes;
+	uint64_t err_logged_ms; /* store.c: when an IO failure was last logged */
+	uint64_t err_unlogged;	/* store.c: failures since then, not logged */
+	int no_space;		/* store.c: a write failed for want of space */
+	int flush_err;		/* store.c: errno of a failed FLUSH; later FLUSHes fail too */
 };
 
 /* A member of the group as this server knows it. */
@@ -346,11 +350,19 @@ void store_do(struct io_job *job);
 /* Allocated bytes and the number of pages that hold data here, from the
  * page map (no disk scan). Returns 0 or -1. */
 int store_stat(struct volume *vol, uint64_t *pages_written, uint64_t *bytes);
-/* Updates the page map after a completed job: a write marks its pages, a
- * trim probes them again (one SEEK_DATA per page). */
-void store_note_done(struct volume *vol, const struct io_job *job);
+/* After a job completed (reactor): updates the page map (a write marks its
+ * pages, a trim or a failed write probes them again); logs a failure once
+ * per volume per minute (no space: which volume, which server, what to do)
+ * and a recovery; a FLUSH after a failed one fails with its errno
+ * (job->err), as the kernel reports a lost write back only once. */
+void store_note_done(struct volume *vol, struct io_job *job);
+/* 1 while this server's data file system is full: a write failed for want
+ * of space and less than STORE_LOW_FREE is free. */
+int store_disk_full(void);
+#define STORE_LOW_FREE (8ull << 20)
 /* Whether this server's file system can hold a volume file of size bytes
- * (a sparse probe file). Returns 1, or 0 with a reason in err. */
+ * (a sparse probe file) and is not full (store_disk_full). Returns 1, or 0
+ * with a reason in err. */
 int store_can_hold(uint64_t size, char *err, size_t errlen);
 /* Free bytes in the data directory. */
 uint64_t store_free(void);
@@ -377,6 +389,14 @@ int meta_put(const char *db, const char *key, const void *val, size_t len);
  * transaction; deletes the routing tables of removed names. */
 int meta_put_catalog(const void *cat, size_t cat_len, struct volume *const *vols, size_t nvols,
 		     const char *const *removed, size_t nremoved);
+/* Makes sure the next catalog commit finds disk space: preallocates
+ * META_RESERVE bytes past the end of the LMDB file (kept preallocated after
+ * every commit), or, for a change that frees space (frees: only deletes),
+ * META_RESERVE_MIN of what is left of that on a full disk. A catalog change
+ * is refused (not half-applied) when this fails. 0, or -1 with err. */
+int meta_reserve(int frees, char *err, size_t errlen);
+#define META_RESERVE	 (1u << 20)
+#define META_RESERVE_MIN (64u << 10)
 
 /* catalog.c */
 /* Loads the catalog from LMDB, or makes a group of one. Returns 0 or -1. */
