@@ -43,12 +43,15 @@
  *
  * PEERD_TEST_HOOKS (environment; for the tests in tests/e2e only, never in
  * production) is a list of hooks separated by ',':
- *   stop-after-prepare=TEXT  the coordinator of the first change whose
- *                            description contains TEXT stops itself
- *                            (SIGSTOP) right after sending its PREPAREs
+ *   stall-before-commit=TEXT the coordinator of the first change whose
+ *                            description contains TEXT, once every member
+ *                            accepted its PREPARE, stalls its decision for
+ *                            the lock time + 2 s (the rest of the server
+ *                            runs on: heartbeats, other members' PREPAREs),
+ *                            as a coordinator paused between the answers
+ *                            and its COMMIT
  *   drop-commit=ID           the first COMMIT to server ID is not sent (it
  *                            is resent) */
-#include <signal.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -180,16 +183,30 @@ static const char *hook(const char *name, char *val, size_t len)
 	return NULL;
 }
 
-static void hook_stop_after_prepare(const struct change *ch)
+static void txn_finish(void);
+
+static void stalled_finish(void *arg)
+{
+	(void)arg;
+	if (cur)
+		txn_finish();
+}
+
+/* Whether the stall-before-commit hook takes cur's decision: later. */
+static int hook_stall_before_commit(void)
 {
 	static int done;
 	char text[160];
 
-	if (done || !hook("stop-after-prepare", text, sizeof(text)) || !strstr(ch->what, text))
-		return;
+	if (done || cur->failed || !hook("stall-before-commit", text, sizeof(text)) ||
+	    !strstr(cur->ch->what, text))
+		return 0;
 	done = 1;
-	pv_warn("test hook: stopping after the PREPAREs of '%s'", ch->what);
-	raise(SIGSTOP);
+	pv_warn("test hook: stalling the decision on '%s' for %d ms", cur->ch->what,
+		PEERD_LOCK_TIMEOUT_MS + 2000);
+	cur->deadline = UINT64_MAX;
+	reactor_after(PEERD_LOCK_TIMEOUT_MS + 2000, stalled_finish, NULL);
+	return 1;
 }
 
 static int hook_drop_commit(uint32_t id)
@@ -367,8 +384,6 @@ static void commit_answered(struct member *m, const Pv__Header *h)
 		resend_free();
 }
 
-static void txn_finish(void);
-
 static void txn_free(struct txn *t)
 {
 	catalog_pb_free(t->proposal);
@@ -478,7 +493,6 @@ static void txn_begin(struct change *ch)
 	for (size_t i = 0; i < t->nparticipants; i++)
 		if (send_change(t->participants[i], PV_OP_CAT_PREPARE, &t->msg) < 0)
 			t->unsent[t->nunsent++] = t->participants[i];
-	hook_stop_after_prepare(ch);
 	if (t->nwaiting == 0)
 		txn_finish();
 }
@@ -488,6 +502,8 @@ static void txn_finish(void)
 	struct txn *t = cur;
 	Pv__Catalog *proposal;
 
+	if (hook_stall_before_commit())
+		return;
 	if (!t->failed && !change_may_commit(t->prepared_ms, pv_now_ms())) {
 		/* stalled: the participants' locks may have expired, and they
 		 * may have prepared (even committed) another change since */
