@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # catalog-nemesis: the group catalog stays one catalog under faults (issue
-# 12). Three servers; for PV_NEMESIS_ROUNDS rounds (default 5, about 60 s:
+# 12). Three servers; for PV_NEMESIS_ROUNDS rounds (default 4, about 60-90 s:
 # the CI run), three catalog changes at once through random servers (volume
 # create of a new name, or delete of a volume created earlier) while a
 # nemesis, at a random moment 0-0.6 s after they start (before, during or
@@ -23,7 +23,7 @@
 . "$(dirname "$0")/group-lib.sh"
 need_bin "$PEERD" "$PEERCTL"
 
-ROUNDS=${PV_NEMESIS_ROUNDS:-5}
+ROUNDS=${PV_NEMESIS_ROUNDS:-4}
 SEED=${PV_NEMESIS_SEED:-$$}
 RANDOM=$SEED
 log "nemesis: $ROUNDS rounds, seed $SEED (PV_NEMESIS_SEED to repeat)"
