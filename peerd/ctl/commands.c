@@ -264,7 +264,7 @@ static void command_help(const struct command *c, FILE *f)
 		fprintf(f, "\nOptions:\n");
 		for (int i = 0; i < MAX_OPTS && c->opts[i].name; i++) {
 			snprintf(line, sizeof(line), "--%s%s%s%s", c->opts[i].name,
-				 !c->opts[i].arg	 ? ""
+				 !c->opts[i].arg       ? ""
 				 : c->opts[i].optional ? "[="
 						       : " ",
 				 c->opts[i].arg ? c->opts[i].arg : "",
@@ -927,12 +927,29 @@ static void print_json(json_t *result)
 	free(text);
 }
 
+/* "VERSION (hash HHHHHHHHHHHH)" of an object with catalog_version and
+ * catalog_hash (the hash's first 12 digits; "!" after a diverged one). */
+static const char *catalog_str(json_t *o, char *buf, size_t len)
+{
+	char v[32];
+	const char *hash = text_str(o, "catalog_hash");
+
+	num_str(o, "catalog_version", v, sizeof(v));
+	if (!*hash || !strcmp(hash, "-"))
+		snprintf(buf, len, "%s", v);
+	else
+		snprintf(buf, len, "%s (hash %.12s)%s", v, hash,
+			 json_is_true(json_object_get(o, "catalog_diverged")) ? " !" : "");
+	return buf;
+}
+
 /* ---- handlers ---- */
 
 static int do_status(struct ctl *ctl, const struct command *c, const struct invocation *inv)
 {
-	static const char *const known[] = {"server_id", "address",  "version",	 "catalog_version",
-					    "group_id",	 "uptime_s", "data_dir", NULL};
+	static const char *const known[] = {"server_id",       "address",      "version",
+					    "catalog_version", "group_id",     "uptime_s",
+					    "data_dir",	       "catalog_hash", NULL};
 	struct table kv = {.ncols = 2};
 	char b1[FIELD_LEN], b2[FIELD_LEN];
 	json_t *r;
@@ -952,7 +969,7 @@ static int do_status(struct ctl *ctl, const struct command *c, const struct invo
 	kv_add(&kv, "group",
 	       strcmp(group, "-") ? group
 				  : "none (use 'peerctl group init' or 'peerctl group join')");
-	kv_add(&kv, "catalog version", num_str(r, "catalog_version", b1, sizeof(b1)));
+	kv_add(&kv, "catalog version", catalog_str(r, b1, sizeof(b1)));
 	kv_add(&kv, "uptime", duration_str(r, "uptime_s", b1, sizeof(b1)));
 	kv_add(&kv, "data dir", text_str(r, "data_dir"));
 	kv_add_rest(&kv, r, known);
@@ -1133,9 +1150,8 @@ static int do_volume_list(struct ctl *ctl, const struct command *c, const struct
  * "routing"), one row each, ascending by owner. */
 static void print_routing_summary(json_t *vol, json_t *runs)
 {
-	struct table t = {.ncols = 4,
-			  .head = {"OWNER", "PAGES", "BYTES", "RUNS"},
-			  .right = {1, 1, 1, 1}};
+	struct table t = {
+	    .ncols = 4, .head = {"OWNER", "PAGES", "BYTES", "RUNS"}, .right = {1, 1, 1, 1}};
 	struct {
 		uint64_t id, pages, runs;
 	} own[64];
@@ -1148,8 +1164,9 @@ static void print_routing_summary(json_t *vol, json_t *runs)
 	npages = page_size ? (size + page_size - 1) / page_size : 0;
 	json_array_foreach(runs, i, run)
 	{
-		if (get_u64(run, "first_page", &first) < 0 || get_u64(run, "last_page", &last) < 0 ||
-		    get_u64(run, "owner", &id) < 0 || last < first)
+		if (get_u64(run, "first_page", &first) < 0 ||
+		    get_u64(run, "last_page", &last) < 0 || get_u64(run, "owner", &id) < 0 ||
+		    last < first)
 			continue;
 		for (k = 0; k < n && own[k].id != id; k++)
 			;
@@ -1342,12 +1359,13 @@ static int do_volume_delete(struct ctl *ctl, const struct command *c, const stru
 	return PEERCTL_EXIT_OK;
 }
 
-/* Prints a group object: "group ID, catalog version N" and the members. */
+/* Prints a group object: "group ID, catalog version N (hash H)" and the
+ * members, each with the catalog version and hash it holds. */
 static void print_group(json_t *g)
 {
-	struct table t = {.ncols = 6,
-			  .head = {"ID", "ADDRESS", "WEIGHT", "STATE", "PAGES", "BYTES"},
-			  .right = {1, 0, 1, 0, 1, 1}};
+	struct table t = {.ncols = 7,
+			  .head = {"ID", "ADDRESS", "WEIGHT", "STATE", "PAGES", "BYTES", "CATALOG"},
+			  .right = {1, 0, 1, 0, 1, 1, 0}};
 	json_t *members = json_object_get(g, "members"), *m;
 	char b1[64];
 	size_t i;
@@ -1357,15 +1375,20 @@ static void print_group(json_t *g)
 		       "ADDRESS')\n");
 	else
 		printf("group %s, catalog version %s\n", text_str(g, "group_id"),
-		       num_str(g, "catalog_version", b1, sizeof(b1)));
+		       catalog_str(g, b1, sizeof(b1)));
+	if (json_is_true(json_object_get(g, "catalog_diverged")))
+		printf("CATALOG DIVERGED: members hold different catalogs under one version "
+		       "(marked '!'); catalog changes are refused until an administrator "
+		       "resolves it (see peerd(8), --resync-catalog)\n");
 	json_array_foreach(members, i, m)
 	{
-		char id[32], weight[32], pages[32], bytes[32];
+		char id[32], weight[32], pages[32], bytes[32], cat[FIELD_LEN];
 
 		table_add(&t, num_str(m, "id", id, sizeof(id)), text_str(m, "address"),
 			  num_str(m, "weight", weight, sizeof(weight)), text_str(m, "state"),
 			  num_str(m, "pages", pages, sizeof(pages)),
-			  size_str(m, "bytes", bytes, sizeof(bytes)));
+			  size_str(m, "bytes", bytes, sizeof(bytes)),
+			  catalog_str(m, cat, sizeof(cat)));
 	}
 	if (json_array_size(members))
 		table_flush(&t);
