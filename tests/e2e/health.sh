@@ -4,7 +4,9 @@
 # member that is down is named, and so is every volume with pages on it,
 # with the share that cannot be reached; 'volume list' shows such a volume
 # as degraded in its STATE column; all is well again once the member is
-# back. The JSON form carries the same.
+# back; a volume larger than the free space is created (volumes are thin)
+# and shown as overcommitted (HEALTH_WARN, 3). The JSON form carries the
+# same.
 . "$(dirname "$0")/common.sh"
 . "$(dirname "$0")/group-lib.sh"
 need_bin "$PEERD" "$PEERCTL"
@@ -18,6 +20,19 @@ assert_eq "$rc" 0 "health exit status with every member up ($(cat "$T/h.out"))"
 assert_eq "$(head -n 1 "$T/h.out")" HEALTH_OK "health of a group with every member up"
 grep -q "space: 80.0 MiB provisioned in 2 volumes" "$T/h.out" || fail "health: no space line: $(cat "$T/h.out")"
 assert_eq "$(ctl 1 volume list | awk '$1 == "spread" { print $NF }')" ok "STATE of spread with all up"
+
+# volumes are thin: one larger than all the group has free is created,
+# logged and shown as overcommitted (HEALTH_WARN), and deleted again
+room=$(ctl 1 group show --json | json "sum(m['free'] + m['bytes'] for m in d['members'])")
+big=$(((room / (1 << 30) + 8) * 2))G
+ctl 2 volume create thin "$big" >/dev/null || fail "a thin volume of $big, over the group's free space, was refused"
+ctl 1 health >"$T/h.out" && rc=0 || rc=$?
+assert_eq "$rc" 3 "health exit status when overcommitted ($(cat "$T/h.out"))"
+assert_eq "$(head -n 1 "$T/h.out")" HEALTH_WARN "health when overcommitted"
+grep -q "overcommitted: the volumes provision" "$T/h.out" || fail "health does not say overcommitted: $(cat "$T/h.out")"
+grep -q "volume thin .* overcommitted" "$T/peerd2.log" || fail "server 2 did not log the overcommitment"
+ctl 1 volume delete thin >/dev/null
+ctl 1 health >/dev/null || fail "health not OK after the thin volume was deleted"
 
 routing_json 1 spread "$T/routing.json"
 pages2=$(json "sum(r['last_page'] - r['first_page'] + 1 for r in d['routing'] if r['owner'] == 2)" <"$T/routing.json")
