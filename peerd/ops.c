@@ -60,6 +60,12 @@ int ops_send_body(void *sock, const uint8_t *ident, size_t ident_len, const Pv__
 
 static void op_data(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *payload)
 {
+	if (remove_self_state()) { /* removed from the group: its data is stale */
+		request_reply_status(ident, ident_len, h, PV_ST_REFUSED, "%s", remove_self_state());
+		if (payload)
+			zmq_msg_close(payload);
+		return;
+	}
 	request_start(ident, ident_len, h, payload);
 }
 
@@ -336,8 +342,10 @@ static void dispatch_one(const uint8_t *ident, size_t ident_len, zmq_msg_t *firs
 			continue;
 		if (ops[i].members_only &&
 		    (!catalog_member(h->server_id) || h->server_id == srv->cfg.id)) {
-			snprintf(err, sizeof(err), "%s from server %u, which is not a member",
-				 wire_op_name(h->op), h->server_id);
+			char why[200];
+
+			remove_not_member(h->server_id, why, sizeof(why)); /* maybe removed */
+			snprintf(err, sizeof(err), "%s refused: %s", wire_op_name(h->op), why);
 			refuse(ident, ident_len, first, h, PV_ST_REFUSED, err);
 			break;
 		}

@@ -266,6 +266,7 @@ static void start_ranged(struct request *req)
 						     : IO_TRIM;
 	uint32_t self = srv->cfg.id;
 	uint64_t pos = 0;
+	char lost[300];
 
 	/* hold one pending count while parts are being issued */
 	req->pending = 1;
@@ -289,6 +290,10 @@ static void start_ranged(struct request *req)
 		}
 		if (owner == self) {
 			submit_local(req, kind, off, end - pos, pos);
+		} else if (remove_lost_page(owner, lost, sizeof(lost))) {
+			req->pending++;
+			part_done(req, PV_ST_IO_ERROR, "volume %s page %llu is lost: %s", vol->name,
+				  (unsigned long long)page, lost);
 		} else if (req->hops >= PV_MAX_HOPS) {
 			req->pending++;
 			req->moved_to = owner;
@@ -316,8 +321,8 @@ static void start_flush(struct request *req)
 	submit_local(req, IO_FLUSH, 0, 0, 0);
 	if (req->hops == 0) {
 		for (size_t i = 0; i < n; i++) {
-			if (holders[i] == srv->cfg.id)
-				continue;
+			if (holders[i] == srv->cfg.id || remove_record(holders[i]))
+				continue; /* a server gone: nothing of it to flush */
 			req->pending++;
 			if (forward_part(req, holders[i], 0, 0, 0) < 0)
 				part_done(req, PV_ST_UNAVAILABLE,
