@@ -34,6 +34,9 @@
 struct invocation;
 struct command;
 
+/* A command that takes exactly one positional argument, shown as a. */
+#define ONE_ARG(a) .args = (a), .min_args = 1, .max_args = 1
+
 /* Runs a parsed command; returns the exit code. */
 typedef int (*command_fn)(struct ctl *ctl, const struct command *cmd, const struct invocation *inv);
 
@@ -71,6 +74,7 @@ static int do_volume_delete(struct ctl *, const struct command *, const struct i
 static int do_group_init(struct ctl *, const struct command *, const struct invocation *);
 static int do_group_join(struct ctl *, const struct command *, const struct invocation *);
 static int do_group_show(struct ctl *, const struct command *, const struct invocation *);
+static int do_group_remove(struct ctl *, const struct command *, const struct invocation *);
 
 static const struct command commands[] = {
     {
@@ -116,9 +120,7 @@ static const struct command commands[] = {
     {
 	.name = "volume",
 	.sub = "show",
-	.args = "NAME",
-	.min_args = 1,
-	.max_args = 1,
+	ONE_ARG("NAME"),
 	.summary = "show one volume",
 	.details = "Shows volume NAME: size, page size, pages written, bytes allocated,\n"
 		   "allowed servers, servers holding pages, open clients.",
@@ -135,9 +137,7 @@ static const struct command commands[] = {
     {
 	.name = "volume",
 	.sub = "delete",
-	.args = "NAME",
-	.min_args = 1,
-	.max_args = 1,
+	ONE_ARG("NAME"),
 	.summary = "delete a volume and its data",
 	.details = "Deletes volume NAME and its data on every server. peerd refuses while\n"
 		   "clients have the volume open, unless --force is given.",
@@ -159,12 +159,13 @@ static const struct command commands[] = {
     {
 	.name = "group",
 	.sub = "join",
-	.args = "ADDRESS",
-	.min_args = 1,
-	.max_args = 1,
+	ONE_ARG("ADDRESS"),
 	.summary = "join the group of the member at ADDRESS",
 	.details = "Joins this server to an existing group. ADDRESS is the ZeroMQ endpoint\n"
-		   "of any member (its peerd --listen address).",
+		   "of any member (its peerd --listen address). peerd waits for the group's\n"
+		   "answer up to --timeout less 2 s. Safe to retry: if the answer was lost\n"
+		   "(timeout, restart), the same command again finishes the join; a server\n"
+		   "already in the group at ADDRESS succeeds and changes nothing.",
 	.examples = "peerctl -s /run/peervol/peerd.sock group join tcp://10.0.0.1:7100",
 	.run = do_group_join,
     },
@@ -177,6 +178,35 @@ static const struct command commands[] = {
 		   "after 3 s without a heartbeat), pages owned and bytes stored.",
 	.examples = "peerctl group show",
 	.run = do_group_show,
+    },
+    {
+	.name = "group",
+	.sub = "remove",
+	ONE_ARG("ID"),
+	.summary = "remove a member that is down for good (its pages are lost)",
+	.details = "Removes server ID, which is down and will not come back, so that\n"
+		   "catalog changes work again with the other members. Refused while it is\n"
+		   "up or answers heartbeats. Without --force it prints what would be lost\n"
+		   "(the pages it owned, per volume: there is no second copy) and changes\n"
+		   "nothing. Afterwards reads and writes of those pages fail with an I/O\n"
+		   "error naming the removed server (delete the volume, or restore it from\n"
+		   "a backup); the removed server is refused by every member if it comes\n"
+		   "back, and shows state 'removed' in its status.",
+	.opts = {{"force", NULL, "remove it, losing the pages it owned"}},
+	.examples = "peerctl group remove 3\npeerctl group remove 3 --force",
+	.run = do_group_remove,
+    },
+    {
+	.name = "group",
+	.sub = "leave",
+	ONE_ARG("ID"),
+	.summary = "take a member that owns no pages out of the group",
+	.details = "Server ID, which is up and owns no pages, leaves the group: it is told\n"
+		   "and becomes a group of one again (it may join a group later). Refused\n"
+		   "while it owns pages (moving them off, migration, comes in a later\n"
+		   "release); a server that is down for good: 'group remove ID --force'.",
+	.examples = "peerctl group leave 4",
+	.run = do_group_remove,
     },
 };
 
@@ -248,7 +278,7 @@ static void command_help(const struct command *c, FILE *f)
 		fprintf(f, "\nOptions:\n");
 		for (int i = 0; i < MAX_OPTS && c->opts[i].name; i++) {
 			snprintf(line, sizeof(line), "--%s%s%s%s", c->opts[i].name,
-				 !c->opts[i].arg	 ? ""
+				 !c->opts[i].arg       ? ""
 				 : c->opts[i].optional ? "[="
 						       : " ",
 				 c->opts[i].arg ? c->opts[i].arg : "",
@@ -1060,9 +1090,8 @@ static int do_volume_list(struct ctl *ctl, const struct command *c, const struct
  * "routing"), one row each, ascending by owner. */
 static void print_routing_summary(json_t *vol, json_t *runs)
 {
-	struct table t = {.ncols = 4,
-			  .head = {"OWNER", "PAGES", "BYTES", "RUNS"},
-			  .right = {1, 1, 1, 1}};
+	struct table t = {
+	    .ncols = 4, .head = {"OWNER", "PAGES", "BYTES", "RUNS"}, .right = {1, 1, 1, 1}};
 	struct {
 		uint64_t id, pages, runs;
 	} own[64];
@@ -1075,8 +1104,9 @@ static void print_routing_summary(json_t *vol, json_t *runs)
 	npages = page_size ? (size + page_size - 1) / page_size : 0;
 	json_array_foreach(runs, i, run)
 	{
-		if (get_u64(run, "first_page", &first) < 0 || get_u64(run, "last_page", &last) < 0 ||
-		    get_u64(run, "owner", &id) < 0 || last < first)
+		if (get_u64(run, "first_page", &first) < 0 ||
+		    get_u64(run, "last_page", &last) < 0 || get_u64(run, "owner", &id) < 0 ||
+		    last < first)
 			continue;
 		for (k = 0; k < n && own[k].id != id; k++)
 			;
@@ -1362,7 +1392,9 @@ static int do_group_join(struct ctl *ctl, const struct command *c, const struct 
 			      SHOWN(addr), PV_DEFAULT_PORT);
 		return PEERCTL_EXIT_ERROR;
 	}
-	args = json_pack("{s:s}", "address", addr);
+	/* peerd waits a little less than we do, so its answer reaches us */
+	args = json_pack("{s:s,s:i}", "address", addr, "timeout",
+			 ctl->timeout_s > 3 ? (int)ctl->timeout_s - 2 : 1);
 	if (!args) {
 		peerctl_error("out of memory");
 		return PEERCTL_EXIT_ERROR;
@@ -1391,5 +1423,41 @@ static int do_group_show(struct ctl *ctl, const struct command *c, const struct 
 		print_group(r);
 		json_decref(r);
 	}
+	return PEERCTL_EXIT_OK;
+}
+
+/* group remove ID [--force] and group leave ID */
+static int do_group_remove(struct ctl *ctl, const struct command *c, const struct invocation *inv)
+{
+	int leave = !strcmp(c->sub, "leave");
+	char *end;
+	unsigned long id = strtoul(inv->pos[0], &end, 10);
+	json_t *args, *r, *lost, *l;
+	char b1[32];
+	size_t i;
+
+	if (!*inv->pos[0] || *end || inv->pos[0][0] == '-' || id == 0 || id > UINT32_MAX) {
+		peerctl_error("'%s' is not a server id (a positive integer)", SHOWN(inv->pos[0]));
+		return PEERCTL_EXIT_ERROR;
+	}
+	args = json_pack("{s:I}", "id", (json_int_t)id);
+	if (args && !leave && opt_get(c, inv, "force"))
+		json_object_set_new(args, "force", json_true());
+	if (!args || group_call(ctl, leave ? "group.leave" : "group.remove", args, &r) < 0) {
+		json_decref(args);
+		return PEERCTL_EXIT_ERROR;
+	}
+	json_decref(args);
+	if (!r)
+		return PEERCTL_EXIT_OK;
+	printf("server %lu %s the group (catalog version %s)\n", id,
+	       leave ? "left" : "removed from", num_str(r, "catalog_version", b1, sizeof(b1)));
+	lost = json_object_get(r, "lost");
+	json_array_foreach(lost, i, l)
+	{
+		printf("lost: volume %s, %s pages\n", text_str(l, "volume"),
+		       num_str(l, "pages", b1, sizeof(b1)));
+	}
+	json_decref(r);
 	return PEERCTL_EXIT_OK;
 }
