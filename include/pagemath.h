@@ -1,18 +1,19 @@
-/* pagemath.h: how a byte range of a volume maps onto pages, and how pages are
- * first laid out over servers. Pure functions (proto/pagemath.c), unit
- * tested in tests/unit/check_pagemath.c. */
+/* pagemath.h: how a byte range of a volume maps onto pages and their owners,
+ * and how pages are first laid out over servers. Pure functions
+ * (proto/pagemath.c), unit tested in tests/unit/check_pagemath.c. */
 #ifndef PV_PAGEMATH_H
 #define PV_PAGEMATH_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-/* One page-sized piece of a request. */
+/* One run of a request: bytes of it that go to one owner as one part. */
 struct pv_span {
-	uint64_t page;	  /* page index in the volume */
+	uint64_t page;	  /* page of its first byte */
 	uint64_t offset;  /* byte offset in the volume */
-	uint64_t length;  /* bytes, never crossing a page boundary */
-	uint64_t buf_off; /* offset of this span in the request's buffer */
+	uint64_t length;  /* bytes */
+	uint64_t buf_off; /* offset of this run in the request's buffer */
+	uint32_t owner;	  /* owner of its pages (owner[page]) */
 };
 
 /* Number of pages of a volume of size bytes (the last may be partial). */
@@ -21,17 +22,17 @@ static inline uint64_t pv_page_count(uint64_t size, uint32_t page_size)
 	return size / page_size + (size % page_size != 0);
 }
 
-/* Page holding byte offset. */
-static inline uint64_t pv_page_of(uint64_t offset, uint32_t page_size)
-{
-	return offset / page_size;
-}
-
-/* Splits [offset, offset+length) at page boundaries into at most max spans.
- * Returns the number of spans the range needs (may exceed max: then only max
- * were written). length 0 gives 0 spans. */
-size_t pv_split(uint64_t offset, uint64_t length, uint32_t page_size, struct pv_span *out,
-		size_t max);
+/* The run of [offset, offset+length) that starts pos bytes into it
+ * (pos < length), by the routing table owner[] (which covers every page of
+ * the range): the run extends over the following pages with the same owner.
+ * The pages of self make one run however many there are (one local job);
+ * another owner's run ends at the end of its page (a forwarded part stays
+ * within one page). The request path walks a range with it:
+ *   for (pos = 0; pos < length; pos += s.length)
+ *           s = pv_span_at(owner, page_size, offset, length, pos, self);
+ * Pure. */
+struct pv_span pv_span_at(const uint32_t *owner, uint32_t page_size, uint64_t offset,
+			  uint64_t length, uint64_t pos, uint32_t self);
 
 /* 1 if [offset, offset+length) is inside the npages pages of owner[] and
  * every page it touches is owned by self; 0 otherwise (and for length 0). */

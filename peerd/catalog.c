@@ -129,6 +129,27 @@ void catalog_pb_free(Pv__Catalog *c)
 		pv__catalog__free_unpacked(c, NULL);
 }
 
+void catalog_volume_usage(struct volume *v, uint64_t *written, uint64_t *bytes, uint32_t *open)
+{
+	store_stat(v, &v->written, &v->bytes);
+	*written = v->written;
+	*bytes = v->bytes;
+	*open = clients_open_count(v->name);
+	for (size_t i = 0; i < srv->nmembers; i++) {
+		Pv__Heartbeat *hb = srv->members[i].last_hb;
+
+		if (srv->members[i].id == srv->cfg.id || !hb)
+			continue;
+		for (size_t j = 0; j < hb->n_volumes; j++) {
+			if (strcmp(hb->volumes[j]->name, v->name))
+				continue;
+			*written += hb->volumes[j]->pages_written;
+			*bytes += hb->volumes[j]->bytes;
+			*open += hb->volumes[j]->open_clients;
+		}
+	}
+}
+
 Pv__Catalog *catalog_pb(int for_client)
 {
 	Pv__Catalog *c = catalog_pb_copy(committed);
@@ -141,7 +162,7 @@ Pv__Catalog *catalog_pb(int for_client)
 
 		if (!m)
 			continue;
-		if (m->id == srv->cfg.id && links_address(self, sizeof(self)) == 0)
+		if (m->id == srv->cfg.id && linkset_address(self, sizeof(self)) == 0)
 			link = strdup(self);
 		else if (m->id != srv->cfg.id && m->link_address[0])
 			link = strdup(m->link_address);
@@ -160,6 +181,12 @@ Pv__Catalog *catalog_pb(int for_client)
 		if (!vi->holders)
 			continue;
 		vi->n_holders = catalog_holders(v, vi->holders, PEERD_MAX_MEMBERS);
+		{
+			uint64_t written;
+			uint32_t open;
+
+			catalog_volume_usage(v, &written, &vi->allocated, &open);
+		}
 	}
 	return c;
 }
@@ -431,7 +458,7 @@ static void install_members(const Pv__Catalog *c)
 			batch_cork_flush_socket(srv->cork, old[j].sock);
 			zmq_close(old[j].sock);
 		}
-		links_member_drop(&old[j], NULL); /* no longer a member */
+		linkset_member_drop(&old[j], NULL); /* no longer a member */
 		if (old[j].last_hb)
 			pv__heartbeat__free_unpacked(old[j].last_hb, NULL);
 	}
@@ -548,7 +575,11 @@ int catalog_load(void)
 			return -1;
 	}
 	remove_load();
-	return catalog_install(&c, rc == 0 ? "loaded" : "new");
+	if (catalog_install(&c, rc == 0 ? "loaded" : "new") < 0)
+		return -1;
+	if (rc == 0)
+		store_sweep(); /* a failure is logged; the volumes are served anyway */
+	return 0;
 }
 
 void catalog_free(void)
@@ -586,7 +617,7 @@ void catalog_fetch_from(struct member *m)
 	wire_header_init(&h);
 	h.op = PV_OP_CAT_FETCH;
 	h.req_id = peers_next_id();
-	peers_send(m, &h, NULL, NULL);
+	reply_send_member(m, &h, NULL, NULL);
 }
 
 /* The answer to our CAT_FETCH: adopts the catalog if it is newer. */
@@ -608,18 +639,18 @@ static void fetched(struct member *m, const void *body, size_t len)
 
 /* ---- peer messages, to their protocol ---- */
 
-void catalog_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h, const void *body,
+void catalog_peer_op(const struct origin *from, const Pv__Header *h, const void *body,
 		     size_t len)
 {
 	if (h->op == PV_OP_JOIN) {
-		join_peer_op(ident, ident_len, h, body, len);
+		join_peer_op(from, h, body, len);
 		return;
 	}
 	if (h->op == PV_OP_CAT_FETCH) {
-		ops_reply(ident, ident_len, h, PV_ST_OK, NULL, &committed->base);
+		reply_body(from, h, PV_ST_OK, NULL, &committed->base);
 		return;
 	}
-	change_peer_op(ident, ident_len, h, body, len);
+	change_peer_op(from, h, body, len);
 }
 
 void catalog_peer_reply(struct member *m, const Pv__Header *h, const void *body, size_t len)
@@ -631,7 +662,7 @@ void catalog_peer_reply(struct member *m, const Pv__Header *h, const void *body,
 	change_peer_reply(m, h);
 }
 
-void catalog_tick(void)
+void catalog_tick(void *arg)
 {
 	change_tick();
 	join_tick();

@@ -123,7 +123,7 @@ static int send_change(uint32_t id, uint32_t op, const Pv__CatalogChange *msg)
 	wire_header_init(&h);
 	h.op = op;
 	h.req_id = msg->txid;
-	if (peers_send(m, &h, NULL, &msg->base) < 0) {
+	if (reply_send_member(m, &h, NULL, &msg->base) < 0) {
 		pv_debug("catalog: %s to server %u (%s) not sent yet: %m", wire_op_name(op), id,
 			 m->address);
 		return -1;
@@ -386,7 +386,7 @@ static int validate_change(const Pv__CatalogChange *ch, char *err, size_t errlen
 }
 
 /* CAT_PREPARE: validate and lock, or refuse (and catch up if behind). */
-static void prepare(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+static void prepare(const struct origin *from, const Pv__Header *h,
 		    const Pv__CatalogChange *ch)
 {
 	char err[PV_MAX_MESSAGE];
@@ -409,10 +409,10 @@ static void prepare(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
 		if (m)
 			catalog_fetch_from(m);
 	}
-	ops_reply(ident, ident_len, h, st, err, NULL);
+	reply_body(from, h, st, err, NULL);
 }
 
-void change_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h, const void *body,
+void change_peer_op(const struct origin *from, const Pv__Header *h, const void *body,
 		    size_t len)
 {
 	Pv__CatalogChange *ch;
@@ -421,7 +421,7 @@ void change_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
 		 ? (Pv__CatalogChange *)wire_body_decode(&pv__catalog_change__descriptor, body, len)
 		 : NULL;
 	if (!ch || !ch->catalog) {
-		ops_reply(ident, ident_len, h, PV_ST_BAD_REQUEST, "catalog change does not decode",
+		reply_body(from, h, PV_ST_BAD_REQUEST, "catalog change does not decode",
 			  NULL);
 		if (ch)
 			pv__catalog_change__free_unpacked(ch, NULL);
@@ -429,7 +429,7 @@ void change_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
 	}
 	switch (h->op) {
 	case PV_OP_CAT_PREPARE:
-		prepare(ident, ident_len, h, ch);
+		prepare(from, h, ch);
 		break;
 	case PV_OP_CAT_COMMIT:
 		if (ch->catalog->version == srv->version + 1 &&
@@ -441,12 +441,12 @@ void change_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
 		}
 		if (lock_txid == ch->txid)
 			lock_txid = 0;
-		ops_reply(ident, ident_len, h, PV_ST_OK, NULL, NULL);
+		reply_body(from, h, PV_ST_OK, NULL, NULL);
 		break;
 	case PV_OP_CAT_ABORT:
 		if (lock_txid == ch->txid)
 			lock_txid = 0;
-		ops_reply(ident, ident_len, h, PV_ST_OK, NULL, NULL);
+		reply_body(from, h, PV_ST_OK, NULL, NULL);
 		break;
 	}
 	pv__catalog_change__free_unpacked(ch, NULL);

@@ -89,7 +89,7 @@ uint32_t clients_count(void)
 	return n;
 }
 
-void clients_expire(void)
+void clients_expire(void *arg)
 {
 	uint64_t now = pv_now_ms();
 

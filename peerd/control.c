@@ -92,25 +92,10 @@ static json_t *volume_json(struct volume *v, int routing)
 	uint32_t holders[PEERD_MAX_MEMBERS];
 	size_t nh = catalog_holders(v, holders, PEERD_MAX_MEMBERS);
 	uint64_t written = 0, bytes = 0;
-	uint32_t open = clients_open_count(v->name);
+	uint32_t open;
 	json_t *o;
 
-	store_stat(v, &v->written, &v->bytes);
-	written = v->written;
-	bytes = v->bytes;
-	for (size_t i = 0; i < srv->nmembers; i++) {
-		Pv__Heartbeat *hb = srv->members[i].last_hb;
-
-		if (srv->members[i].id == srv->cfg.id || !hb)
-			continue;
-		for (size_t j = 0; j < hb->n_volumes; j++) {
-			if (strcmp(hb->volumes[j]->name, v->name))
-				continue;
-			written += hb->volumes[j]->pages_written;
-			bytes += hb->volumes[j]->bytes;
-			open += hb->volumes[j]->open_clients;
-		}
-	}
+	catalog_volume_usage(v, &written, &bytes, &open);
 	o = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:i,s:I}", "name", v->name, "id",
 		      (json_int_t)v->id, "size", (json_int_t)v->size, "page_size",
 		      (json_int_t)v->page_size, "pages", (json_int_t)v->npages, "pages_written",
@@ -486,8 +471,8 @@ static int cmd_status(const uint8_t *ident, size_t ident_len, const struct contr
 	uint64_t links_up, links_in, link_sent, link_received;
 	char link_addr[64] = "";
 
-	links_stats(&links_up, &links_in, &link_sent, &link_received);
-	if (links_address(link_addr, sizeof(link_addr)) < 0)
+	linkset_stats(&links_up, &links_in, &link_sent, &link_received);
+	if (linkset_address(link_addr, sizeof(link_addr)) < 0)
 		link_addr[0] = '\0';
 	*result = json_pack(
 	    "{s:i,s:s,s:s,s:I,s:s,s:I,s:s,s:I,s:I,s:I,s:i,s:i,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:I,s:I,"
@@ -948,7 +933,7 @@ void control_close(void)
 	srv->control = NULL;
 }
 
-void control_input(void)
+void control_input(void *arg)
 {
 	for (int k = 0; k < 64; k++) {
 		zmq_msg_t frames[4];

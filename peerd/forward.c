@@ -9,11 +9,8 @@
 
 #include "peerd.h"
 
-#define FWD_BUCKETS	     4096
-#define PEERD_FWD_TIMEOUT_MS 5000
-
 struct fwd {
-	struct fwd *next;  /* hash chain */
+	UT_hash_handle hh; /* table by id (uthash) */
 	struct fwd *older; /* age list */
 	struct fwd *newer;
 	uint64_t id;
@@ -24,10 +21,10 @@ struct fwd {
 	uint64_t buf_off;
 	uint64_t sent_ms;
 	int shm;      /* sent as an offset in the client's shared memory */
-	int via_link; /* sent on the owner's peer link (links.c) */
+	int via_link; /* sent on the owner's peer link (linkset.c) */
 };
 
-static struct fwd *table[FWD_BUCKETS];
+static struct fwd *table;
 static struct fwd *oldest, *newest;
 static uint64_t count;
 
@@ -36,12 +33,13 @@ uint64_t forward_inflight(void)
 	return count;
 }
 
-static void link_fwd(struct fwd *f)
+/* Puts f in the table and at the young end of the age list. Returns 0, or
+ * -1 without memory for the table (f is in neither). */
+static int link_fwd(struct fwd *f)
 {
-	struct fwd **b = &table[f->id % FWD_BUCKETS];
-
-	f->next = *b;
-	*b = f;
+	HASH_ADD(hh, table, id, sizeof(f->id), f);
+	if (!f->hh.tbl)
+		return -1;
 	f->older = newest;
 	f->newer = NULL;
 	if (newest)
@@ -50,28 +48,27 @@ static void link_fwd(struct fwd *f)
 		oldest = f;
 	newest = f;
 	count++;
+	return 0;
 }
 
 static struct fwd *unlink_fwd(uint64_t id)
 {
-	for (struct fwd **fp = &table[id % FWD_BUCKETS]; *fp; fp = &(*fp)->next) {
-		struct fwd *f = *fp;
+	struct fwd *f;
 
-		if (f->id != id)
-			continue;
-		*fp = f->next;
-		if (f->older)
-			f->older->newer = f->newer;
-		else
-			oldest = f->newer;
-		if (f->newer)
-			f->newer->older = f->older;
-		else
-			newest = f->older;
-		count--;
-		return f;
-	}
-	return NULL;
+	HASH_FIND(hh, table, &id, sizeof(id), f);
+	if (!f)
+		return NULL;
+	HASH_DELETE(hh, table, f);
+	if (f->older)
+		f->older->newer = f->newer;
+	else
+		oldest = f->newer;
+	if (f->newer)
+		f->newer->older = f->older;
+	else
+		newest = f->older;
+	count--;
+	return f;
 }
 
 int forward_part(struct request *req, uint32_t owner, uint64_t offset, uint64_t len,
@@ -123,7 +120,7 @@ int forward_part(struct request *req, uint32_t owner, uint64_t offset, uint64_t 
 		memcpy(zmq_msg_data(&payload), (uint8_t *)zmq_msg_data(&req->data) + buf_off, len);
 	}
 	f->via_link = peers_via_link(m);
-	if (peers_send(m, &h, with_data ? &payload : NULL, NULL) < 0) {
+	if (reply_send_member(m, &h, with_data ? &payload : NULL, NULL) < 0) {
 		pv_debug("volume %s: part at %llu for server %u not sent: %m", req->vol->name,
 			 (unsigned long long)offset, owner);
 		free(f);
@@ -136,7 +133,15 @@ int forward_part(struct request *req, uint32_t owner, uint64_t offset, uint64_t 
 	f->length = len;
 	f->buf_off = buf_off;
 	f->sent_ms = pv_now_ms();
-	link_fwd(f);
+	if (link_fwd(f) < 0) {
+		/* sent, but its answer could not be matched: failed now like a
+		 * part without an answer (the owner may still use the memory) */
+		pv_err("volume %s: out of memory for a part sent to server %u", req->vol->name,
+		       owner);
+		req->shm_lost |= f->shm;
+		free(f);
+		return -1;
+	}
 	return 0;
 }
 
@@ -206,7 +211,7 @@ size_t forward_fail_unsent(void)
 	return n;
 }
 
-void forward_tick(void)
+void forward_tick(void *arg)
 {
 	uint64_t now = pv_now_ms();
 	struct member *m;
@@ -224,7 +229,7 @@ void forward_tick(void)
 		if (f->via_link && (m = catalog_member(f->owner)) && m->link_up)
 			/* connected but silent (e.g. its side never took the
 			 * connection): ZeroMQ until a new link works */
-			links_member_drop(m, "no answer on it within 5 s");
+			linkset_member_drop(m, "no answer on it within 5 s");
 		free(f);
 	}
 }

@@ -42,8 +42,7 @@ static uint64_t join_retried_ms; /* last retry after a stranger's heartbeat */
 
 /* The change that adds a server: the JOIN to answer and the new member. */
 struct join_arg {
-	uint8_t ident[PV_MAX_IDENTITY]; /* the joining server's DEALER */
-	size_t ident_len;
+	struct origin from; /* the joining server's connection */
 	uint64_t req_id; /* of its JOIN */
 	uint32_t id;
 	uint32_t weight;
@@ -133,24 +132,22 @@ static void add_done(void *arg, int ok, const char *err)
 			pv_info("server %u (%s) asked to join again: already a member; answered "
 				"with catalog version %llu",
 				a->id, a->address, (unsigned long long)srv->version);
-		ops_reply(a->ident, a->ident_len, &h, PV_ST_OK, NULL, &catalog_committed()->base);
+		reply_body(&a->from, &h, PV_ST_OK, NULL, &catalog_committed()->base);
 	} else {
-		ops_reply(a->ident, a->ident_len, &h, PV_ST_REFUSED, err, NULL);
+		reply_body(&a->from, &h, PV_ST_REFUSED, err, NULL);
 	}
 	free(a);
 }
 
-/* The change's arg for member nm, whose JOIN h came from ident. NULL if out
+/* The change's arg for member nm, whose JOIN h came from from. NULL if out
  * of memory. */
-static struct join_arg *join_arg_new(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+static struct join_arg *join_arg_new(const struct origin *from, const Pv__Header *h,
 				     const Pv__Member *nm)
 {
 	struct join_arg *a = calloc(1, sizeof(*a));
 
 	if (a) {
-		if (ident_len)
-			memcpy(a->ident, ident, ident_len);
-		a->ident_len = ident_len;
+		a->from = *from;
 		a->req_id = h->req_id;
 		a->id = nm->id;
 		a->weight = nm->weight;
@@ -160,7 +157,7 @@ static struct join_arg *join_arg_new(const uint8_t *ident, size_t ident_len, con
 	return a;
 }
 
-void join_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h, const void *body,
+void join_peer_op(const struct origin *from, const Pv__Header *h, const void *body,
 		  size_t len)
 {
 	Pv__Member *nm =
@@ -170,13 +167,13 @@ void join_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h, c
 
 	if (!nm || nm->id == 0 || strlen(nm->address) == 0 ||
 	    strlen(nm->address) >= sizeof(((struct member *)0)->address)) {
-		ops_reply(ident, ident_len, h, PV_ST_BAD_REQUEST, "JOIN without a valid member",
+		reply_body(from, h, PV_ST_BAD_REQUEST, "JOIN without a valid member",
 			  NULL);
 		if (nm)
 			pv__member__free_unpacked(nm, NULL);
 		return;
 	}
-	a = join_arg_new(ident, ident_len, h, nm);
+	a = join_arg_new(from, h, nm);
 	pv__member__free_unpacked(nm, NULL);
 	if (!a)
 		return;
@@ -195,9 +192,13 @@ void join_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h, c
 
 /* ---- this server joining a group ---- */
 
-void *catalog_join_socket(void)
+size_t join_poll_fill(zmq_pollitem_t *items, size_t max, void *arg)
 {
-	return join_sock;
+	if (!join_sock || !max)
+		return 0;
+	items[0].socket = join_sock;
+	items[0].events = ZMQ_POLLIN;
+	return 1;
 }
 
 /* Tells the command's starter the outcome and closes the join socket. */
@@ -367,11 +368,14 @@ static void join_answer(zmq_msg_t *frames, size_t n)
 	wire_header_free(h);
 }
 
-void catalog_join_input(void)
+void join_poll_done(const zmq_pollitem_t *items, size_t n_items, void *arg)
 {
 	zmq_msg_t frames[2];
 	size_t n = 0;
 	int more = 1;
+
+	if (!n_items || !(items[0].revents & ZMQ_POLLIN) || items[0].socket != join_sock)
+		return;
 
 	while (more && n < 2) {
 		zmq_msg_init(&frames[n]);

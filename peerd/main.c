@@ -120,7 +120,7 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 	cfg->workers = 8;
 	cfg->max_volume_size = 64ull << 40;
 	cfg->link_memory = LINK_MEM_DEFAULT;
-	cfg->link_per_source = LINKS_PER_SOURCE_DEFAULT;
+	cfg->link_per_source = LINKSET_PER_SOURCE_DEFAULT;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case O_ID:
@@ -195,11 +195,11 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 			}
 			break;
 		case O_LINK_PER_SOURCE:
-			if (pv_parse_u64(optarg, 1, LINKS_ACCEPT_MAX, &v) < 0) {
+			if (pv_parse_u64(optarg, 1, LINKSET_ACCEPT_MAX, &v) < 0) {
 				fprintf(stderr,
 					"peerd: --link-per-source must be a number from 1 "
 					"to %d\n",
-					LINKS_ACCEPT_MAX);
+					LINKSET_ACCEPT_MAX);
 				return -1;
 			}
 			cfg->link_per_source = (int)v;
@@ -297,7 +297,7 @@ static int check_server_id(void)
 	return 0;
 }
 
-/* Every client and peer link is a descriptor (up to LINKS_ACCEPT_MAX of
+/* Every client and peer link is a descriptor (up to LINKSET_ACCEPT_MAX of
  * them, besides ZeroMQ's and the data files): the soft limit goes up to
  * the hard one, as far as the administrator allows. */
 static void raise_fd_limit(void)
@@ -333,6 +333,28 @@ static int open_router(void)
 fail:
 	pv_err("cannot listen on %s: %s", srv->cfg.listen, zmq_strerror(errno));
 	return -1;
+}
+
+/* What the reactor polls and runs, in the order it runs them when several
+ * are ready in one round: completed disk IO first, then new requests,
+ * admin commands, links, the join in progress, replies from members; then
+ * the periodic work. A new module adds its line here. */
+static int register_reactor(int io_fd)
+{
+	if (reactor_add_fd(io_fd, worker_input, NULL) < 0 ||
+	    reactor_add_socket(srv->router, ops_router_input, NULL) < 0 ||
+	    reactor_add_socket(srv->control, control_input, NULL) < 0 ||
+	    reactor_add_poller(LINKSET_POLL_MAX, linkset_poll_fill, linkset_poll_done, NULL) < 0 ||
+	    reactor_add_poller(1, join_poll_fill, join_poll_done, NULL) < 0 ||
+	    reactor_add_poller(PEERD_MAX_MEMBERS, peers_poll_fill, peers_poll_done, NULL) < 0 ||
+	    reactor_every(PEERD_TICK_MS, catalog_tick, NULL) < 0 ||
+	    reactor_every(PEERD_TICK_MS, forward_tick, NULL) < 0 ||
+	    reactor_every(PEERD_HEARTBEAT_MS, peers_tick, NULL) < 0 ||
+	    reactor_every(PEERD_HEARTBEAT_MS, linkset_tick, NULL) < 0 ||
+	    reactor_every(PEERD_HEARTBEAT_MS, clients_expire, NULL) < 0 ||
+	    reactor_every(PEERD_HEARTBEAT_MS, shm_expire, NULL) < 0)
+		return -1;
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -380,7 +402,7 @@ int main(int argc, char **argv)
 	}
 	if (open_router() < 0)
 		goto out_zmq;
-	if (links_open() < 0)
+	if (linkset_open() < 0)
 		goto out_zmq;
 	if (catalog_load() < 0)
 		goto out_links;
@@ -389,27 +411,30 @@ int main(int argc, char **argv)
 		goto out_catalog;
 	if (control_open() < 0)
 		goto out_workers;
+	if (register_reactor(io_fd) < 0)
+		goto out_control;
 	pv_info("serving on %s, data %s, control %s, %d IO threads, catalog version %llu",
 		srv->cfg.listen, srv->cfg.data_dir, srv->cfg.control, srv->cfg.workers,
 		(unsigned long long)srv->version);
 	if (daemon_ready() < 0)
 		goto out_control;
-	rc = reactor_run(io_fd) < 0 ? 1 : 0;
+	rc = reactor_run() < 0 ? 1 : 0;
 	daemon_stopping();
 	pv_info("stopping: %llu requests in flight", (unsigned long long)request_inflight());
 out_control:
+	reactor_clear();
 	control_close();
 out_workers:
 	worker_stop();
 	worker_drain();
 out_catalog:
 	forward_abort_all();
-	links_close();
+	linkset_close();
 	clients_free();
 	shm_free_all();
 	catalog_free();
 out_links:
-	links_close(); /* again after catalog_free: the listener only */
+	linkset_close(); /* again after catalog_free: the listener only */
 out_zmq:
 	batch_cork_free(srv->cork); /* sends what the last round queued */
 	srv->cork = NULL;

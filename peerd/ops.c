@@ -1,8 +1,10 @@
 /* ops.c: the table from opcode to handler for everything that arrives on
- * the ROUTER socket, from clients and from peers. Adding an operation is one
- * row plus its function. Decodes and validates the header first: a
- * malformed frame is answered BAD_REQUEST (or VERSION), counted and logged
- * with the sender's address, and changes nothing. Reactor thread only. */
+ * the ROUTER socket or an accepted link, from clients and from peers.
+ * Adding an operation is one row plus its function. Decodes and validates
+ * the header first: a malformed frame is answered BAD_REQUEST (or VERSION),
+ * counted and logged with the sender's address, and changes nothing. Who
+ * sent a message travels as a struct origin; every answer goes through
+ * reply.c. Reactor thread only. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,8 +13,7 @@
 
 #include "peerd.h"
 
-typedef void (*op_fn)(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
-		      zmq_msg_t *payload);
+typedef void (*op_fn)(const struct origin *from, const Pv__Header *h, zmq_msg_t *payload);
 
 struct op_row {
 	uint32_t op;
@@ -38,71 +39,30 @@ uint64_t ops_batch_records_received(void)
 	return batch_records_in;
 }
 
-int ops_send(void *sock, const uint8_t *ident, size_t ident_len, const Pv__Header *h,
-	     zmq_msg_t *payload, int may_batch)
-{
-	if (sock == srv->router && links_is_ident(ident, ident_len))
-		return links_reply(ident, ident_len, h, payload, !may_batch);
-	if (!srv->cork) /* start-up or shutdown */
-		return wire_send(sock, ident, ident_len, h, payload);
-	return batch_cork_send(srv->cork, sock, ident, ident_len, h, payload, may_batch);
-}
-
-int ops_send_body(void *sock, const uint8_t *ident, size_t ident_len, const Pv__Header *h,
-		  const ProtobufCMessage *body)
-{
-	zmq_msg_t msg;
-
-	if (wire_body_msg(&msg, body) < 0)
-		return -1;
-	return ops_send(sock, ident, ident_len, h, &msg, 0);
-}
-
-static void op_data(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *payload)
+static void op_data(const struct origin *from, const Pv__Header *h, zmq_msg_t *payload)
 {
 	if (remove_self_state()) { /* removed from the group: its data is stale */
-		request_reply_status(ident, ident_len, h, PV_ST_REFUSED, "%s", remove_self_state());
+		reply_status(from, h, PV_ST_REFUSED, "%s", remove_self_state());
 		if (payload)
 			zmq_msg_close(payload);
 		return;
 	}
-	request_start(ident, ident_len, h, payload);
+	request_start(from, h, payload);
 }
 
-void ops_reply(const uint8_t *ident, size_t ident_len, const Pv__Header *h, int status,
-	       const char *msg, const ProtobufCMessage *body)
-{
-	Pv__Header r;
-
-	wire_header_init(&r);
-	r.op = h ? h->op : 0;
-	r.req_id = h ? h->req_id : 0;
-	r.status = status;
-	r.server_id = srv->cfg.id;
-	r.catalog_version = srv->version;
-	r.message = (char *)(msg ? msg : "");
-	if (h)
-		r.volume = h->volume;
-	if (body)
-		ops_send_body(srv->router, ident, ident_len, &r, body);
-	else
-		ops_send(srv->router, ident, ident_len, &r, NULL, 0);
-}
-
-static void op_catalog(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
-		       zmq_msg_t *payload)
+static void op_catalog(const struct origin *from, const Pv__Header *h, zmq_msg_t *payload)
 {
 	Pv__Catalog *c = catalog_pb(1);
 
 	if (!c) {
-		request_reply_status(ident, ident_len, h, PV_ST_BUSY, "server out of memory");
+		reply_status(from, h, PV_ST_BUSY, "server out of memory");
 		return;
 	}
-	ops_reply(ident, ident_len, h, PV_ST_OK, NULL, &c->base);
+	reply_body(from, h, PV_ST_OK, NULL, &c->base);
 	catalog_pb_free(c);
 }
 
-static void op_ping(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *payload)
+static void op_ping(const struct origin *from, const Pv__Header *h, zmq_msg_t *payload)
 {
 	Pv__ClientState *st = NULL;
 
@@ -110,8 +70,7 @@ static void op_ping(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
 		st = (Pv__ClientState *)wire_body_decode(
 		    &pv__client_state__descriptor, zmq_msg_data(payload), zmq_msg_size(payload));
 		if (!st) {
-			request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
-					     "PING body does not decode");
+			reply_status(from, h, PV_ST_BAD_REQUEST, "PING body does not decode");
 			return;
 		}
 	}
@@ -119,11 +78,10 @@ static void op_ping(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
 		clients_ping(h->client_id, st);
 	if (st)
 		pv__client_state__free_unpacked(st, NULL);
-	ops_reply(ident, ident_len, h, PV_ST_OK, NULL, NULL);
+	reply_body(from, h, PV_ST_OK, NULL, NULL);
 }
 
-static void op_shm_attach(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
-			  zmq_msg_t *payload)
+static void op_shm_attach(const struct origin *from, const Pv__Header *h, zmq_msg_t *payload)
 {
 	Pv__ShmAttach *a = NULL;
 	char err[PV_MAX_MESSAGE] = "";
@@ -133,28 +91,23 @@ static void op_shm_attach(const uint8_t *ident, size_t ident_len, const Pv__Head
 		a = (Pv__ShmAttach *)wire_body_decode(&pv__shm_attach__descriptor,
 						      zmq_msg_data(payload), zmq_msg_size(payload));
 	if (!a) {
-		request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
-				     "SHM_ATTACH body missing or does not decode");
+		reply_status(from, h, PV_ST_BAD_REQUEST,
+			     "SHM_ATTACH body missing or does not decode");
 		return;
 	}
 	/* peers send their own id; fused sends none */
-	st = shm_attach(h->client_id, ident, ident_len, h->server_id != 0, a, err, sizeof(err));
+	st = shm_attach(h->client_id, from, h->server_id != 0, a, err, sizeof(err));
 	if (st != PV_ST_OK)
 		pv_debug("client %016llx: shared memory refused: %s",
 			 (unsigned long long)h->client_id, err);
 	pv__shm_attach__free_unpacked(a, NULL);
 	{
-		Pv__Header r; /* ops_reply's, with the client id: a peer asked for it */
+		Pv__Header r; /* with the client id: a peer asked for it */
 
-		wire_header_init(&r);
-		r.op = h->op;
-		r.req_id = h->req_id;
-		r.status = st;
-		r.server_id = srv->cfg.id;
-		r.catalog_version = srv->version;
+		reply_header(&r, h->op, h->req_id, st);
 		r.client_id = h->client_id;
 		r.message = err;
-		ops_send(srv->router, ident, ident_len, &r, NULL, 0);
+		reply_send(from, &r, NULL, 0);
 	}
 }
 
@@ -163,8 +116,7 @@ static void op_shm_attach(const uint8_t *ident, size_t ident_len, const Pv__Head
  * (PV_F_MAP in request.c). The path is this process's descriptor under /proc:
  * it names the very file this server has open, whatever the data directory
  * is called. */
-static void op_map_volume(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
-			  zmq_msg_t *payload)
+static void op_map_volume(const struct origin *from, const Pv__Header *h, zmq_msg_t *payload)
 {
 	Pv__VolumeMap m = PV__VOLUME_MAP__INIT;
 	struct volume *vol = catalog_volume(h->volume);
@@ -172,25 +124,24 @@ static void op_map_volume(const uint8_t *ident, size_t ident_len, const Pv__Head
 	char path[64];
 
 	if (!vol) {
-		request_reply_status(ident, ident_len, h, PV_ST_NO_VOLUME, "no volume '%s'",
-				     h->volume);
+		reply_status(from, h, PV_ST_NO_VOLUME, "no volume '%s'", h->volume);
 		return;
 	}
-	if (!request_volume_matches(ident, ident_len, h, vol))
+	if (!request_volume_matches(from, h, vol))
 		return;
-	r = h->client_id && !h->hops ? shm_get(h->client_id, ident, ident_len) : NULL;
+	r = h->client_id && !h->hops ? shm_get(h->client_id, from) : NULL;
 	if (!r) {
-		request_reply_status(ident, ident_len, h, PV_ST_NO_SHM,
-				     "MAP_VOLUME is for clients on this host whose shared memory "
-				     "server %u has mapped (SHM_ATTACH first)",
-				     srv->cfg.id);
+		reply_status(from, h, PV_ST_NO_SHM,
+			     "MAP_VOLUME is for clients on this host whose shared memory "
+			     "server %u has mapped (SHM_ATTACH first)",
+			     srv->cfg.id);
 		return;
 	}
 	shm_put(r);
 	if (vol->fd < 0 && store_open(vol) < 0) {
-		request_reply_status(ident, ident_len, h, PV_ST_IO_ERROR,
-				     "volume %s: data file cannot be opened on server %u",
-				     vol->name, srv->cfg.id);
+		reply_status(from, h, PV_ST_IO_ERROR,
+			     "volume %s: data file cannot be opened on server %u", vol->name,
+			     srv->cfg.id);
 		return;
 	}
 	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)getpid(), vol->fd);
@@ -203,7 +154,7 @@ static void op_map_volume(const uint8_t *ident, size_t ident_len, const Pv__Head
 	pv_info("volume %s: client %016llx on this host maps its data file (%s) read-only "
 		"and copies READ data held in memory out of it",
 		vol->name, (unsigned long long)h->client_id, path);
-	ops_reply(ident, ident_len, h, PV_ST_OK, NULL, &m.base);
+	reply_body(from, h, PV_ST_OK, NULL, &m.base);
 }
 
 uint64_t ops_maps_given(void)
@@ -211,29 +162,25 @@ uint64_t ops_maps_given(void)
 	return maps_given;
 }
 
-static void op_heartbeat(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
-			 zmq_msg_t *payload)
+static void op_heartbeat(const struct origin *from, const Pv__Header *h, zmq_msg_t *payload)
 {
-	peers_heartbeat(ident, ident_len, h, payload ? zmq_msg_data(payload) : NULL,
+	peers_heartbeat(from, h, payload ? zmq_msg_data(payload) : NULL,
 			payload ? zmq_msg_size(payload) : 0);
 }
 
-static void op_catalog_peer(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
-			    zmq_msg_t *payload)
+static void op_catalog_peer(const struct origin *from, const Pv__Header *h, zmq_msg_t *payload)
 {
-	catalog_peer_op(ident, ident_len, h, payload ? zmq_msg_data(payload) : NULL,
+	catalog_peer_op(from, h, payload ? zmq_msg_data(payload) : NULL,
 			payload ? zmq_msg_size(payload) : 0);
 }
 
-static void op_routes(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
-		      zmq_msg_t *payload)
+static void op_routes(const struct origin *from, const Pv__Header *h, zmq_msg_t *payload)
 {
 	struct volume *v = catalog_volume(h->volume);
 	Pv__RoutingTable rt = PV__ROUTING_TABLE__INIT;
 
 	if (!v) {
-		request_reply_status(ident, ident_len, h, PV_ST_NO_VOLUME, "no volume '%s'",
-				     h->volume);
+		reply_status(from, h, PV_ST_NO_VOLUME, "no volume '%s'", h->volume);
 		return;
 	}
 	rt.volume = v->name;
@@ -241,7 +188,7 @@ static void op_routes(const uint8_t *ident, size_t ident_len, const Pv__Header *
 	rt.owner = v->owner;
 	rt.n_epoch = v->npages;
 	rt.epoch = v->epoch;
-	ops_reply(ident, ident_len, h, PV_ST_OK, NULL, &rt.base);
+	reply_body(from, h, PV_ST_OK, NULL, &rt.base);
 }
 
 static const struct op_row ops[] = {
@@ -262,8 +209,8 @@ static const struct op_row ops[] = {
     {PV_OP_ROUTES, 0, op_routes},
 };
 
-static void refuse(const uint8_t *ident, size_t ident_len, zmq_msg_t *first, const Pv__Header *h,
-		   int status, const char *why)
+static void refuse(const struct origin *from, zmq_msg_t *first, const Pv__Header *h, int status,
+		   const char *why)
 {
 	const char *addr = first ? zmq_msg_gets(first, "Peer-Address") : "a peer link";
 
@@ -272,18 +219,17 @@ static void refuse(const uint8_t *ident, size_t ident_len, zmq_msg_t *first, con
 		pv_warn("refused a message from %s: %s (%s; %llu refused so far)",
 			addr ? addr : "a local peer", why, wire_status_name(status),
 			(unsigned long long)bad_frames);
-	request_reply_status(ident, ident_len, h, status, "%s", why);
+	reply_status(from, h, status, "%s", why);
 }
 
 /* Acts on one message [header][payload?] whose header frame is hdr;
  * first is the frame it came in (for the sender's address in logs). */
-static void dispatch_one(const uint8_t *ident, size_t ident_len, zmq_msg_t *first, const void *hdr,
+static void dispatch_one(const struct origin *from, zmq_msg_t *first, const void *hdr,
 			 size_t hdr_len, zmq_msg_t *payload, int in_batch);
 
 /* Where a BATCH's records came from, for dispatch_record. */
 struct batch_ctx {
-	const uint8_t *ident;
-	size_t ident_len;
+	const struct origin *from;
 	zmq_msg_t *first;
 };
 
@@ -291,21 +237,21 @@ static void dispatch_record(void *arg, const void *hdr, size_t hdr_len, zmq_msg_
 {
 	struct batch_ctx *x = arg;
 
-	dispatch_one(x->ident, x->ident_len, x->first, hdr, hdr_len, data, 1);
+	dispatch_one(x->from, x->first, hdr, hdr_len, data, 1);
 }
 
 /* A BATCH: checked whole first (a malformed one is refused and nothing in
  * it is done), then every record handled as its own message. */
-static void dispatch_batch(const uint8_t *ident, size_t ident_len, zmq_msg_t *first,
-			   const Pv__Header *h, zmq_msg_t *payload)
+static void dispatch_batch(const struct origin *from, zmq_msg_t *first, const Pv__Header *h,
+			   zmq_msg_t *payload)
 {
-	struct batch_ctx x = {ident, ident_len, first};
+	struct batch_ctx x = {from, first};
 	char err[256], why[300];
 	int n = batch_each(payload, dispatch_record, &x, err, sizeof(err));
 
 	if (n == -1) {
 		snprintf(why, sizeof(why), "malformed BATCH: %s", err);
-		refuse(ident, ident_len, first, h, PV_ST_BAD_REQUEST, why);
+		refuse(from, first, h, PV_ST_BAD_REQUEST, why);
 		return;
 	}
 	if (n == -2) {
@@ -316,7 +262,7 @@ static void dispatch_batch(const uint8_t *ident, size_t ident_len, zmq_msg_t *fi
 	batch_records_in += n;
 }
 
-static void dispatch_one(const uint8_t *ident, size_t ident_len, zmq_msg_t *first, const void *hdr,
+static void dispatch_one(const struct origin *from, zmq_msg_t *first, const void *hdr,
 			 size_t hdr_len, zmq_msg_t *payload, int in_batch)
 {
 	Pv__Header *h = NULL;
@@ -325,15 +271,14 @@ static void dispatch_one(const uint8_t *ident, size_t ident_len, zmq_msg_t *firs
 
 	st = wire_header_decode(hdr, hdr_len, &h, err, sizeof(err));
 	if (st != PV_ST_OK) {
-		refuse(ident, ident_len, first, NULL, st, err);
+		refuse(from, first, NULL, st, err);
 		return;
 	}
 	if (h->op == PV_OP_BATCH) {
 		if (in_batch)
-			refuse(ident, ident_len, first, h, PV_ST_BAD_REQUEST,
-			       "BATCH inside a BATCH");
+			refuse(from, first, h, PV_ST_BAD_REQUEST, "BATCH inside a BATCH");
 		else
-			dispatch_batch(ident, ident_len, first, h, payload);
+			dispatch_batch(from, first, h, payload);
 		wire_header_free(h);
 		return;
 	}
@@ -346,10 +291,10 @@ static void dispatch_one(const uint8_t *ident, size_t ident_len, zmq_msg_t *firs
 
 			remove_not_member(h->server_id, why, sizeof(why)); /* maybe removed */
 			snprintf(err, sizeof(err), "%s refused: %s", wire_op_name(h->op), why);
-			refuse(ident, ident_len, first, h, PV_ST_REFUSED, err);
+			refuse(from, first, h, PV_ST_REFUSED, err);
 			break;
 		}
-		ops[i].fn(ident, ident_len, h, payload);
+		ops[i].fn(from, h, payload);
 		break;
 	}
 	wire_header_free(h);
@@ -358,16 +303,64 @@ static void dispatch_one(const uint8_t *ident, size_t ident_len, zmq_msg_t *firs
 void ops_dispatch_record(const uint8_t *ident, size_t ident_len, const void *hdr, size_t hdr_len,
 			 zmq_msg_t *payload)
 {
-	dispatch_one(ident, ident_len, NULL, hdr, hdr_len, payload, 0);
+	struct origin from;
+
+	reply_origin(&from, ident, ident_len);
+	dispatch_one(&from, NULL, hdr, hdr_len, payload, 0);
 }
 
 void ops_dispatch(const uint8_t *ident, size_t ident_len, zmq_msg_t *frames, size_t nframes)
 {
+	struct origin from;
+
+	reply_origin(&from, ident, ident_len);
 	if (nframes > 2) {
-		refuse(ident, ident_len, &frames[0], NULL, PV_ST_BAD_REQUEST,
-		       "message of more than 2 frames");
+		refuse(&from, &frames[0], NULL, PV_ST_BAD_REQUEST, "message of more than 2 frames");
 		return;
 	}
-	dispatch_one(ident, ident_len, &frames[0], zmq_msg_data(&frames[0]),
-		     zmq_msg_size(&frames[0]), nframes > 1 ? &frames[1] : NULL, 0);
+	dispatch_one(&from, &frames[0], zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]),
+		     nframes > 1 ? &frames[1] : NULL, 0);
+}
+
+/* Receives one message from the ROUTER: identity then up to 3 frames (more
+ * are read and dropped; dispatch refuses them). Returns 0, or -1 if none. */
+static int router_one(void)
+{
+	zmq_msg_t ident, frames[3];
+	size_t n = 0, total = 0;
+	int more;
+
+	zmq_msg_init(&ident);
+	if (zmq_msg_recv(&ident, srv->router, ZMQ_DONTWAIT) < 0) {
+		zmq_msg_close(&ident);
+		return -1;
+	}
+	more = zmq_msg_more(&ident);
+	while (more) {
+		zmq_msg_t *f = &frames[n < 3 ? n : 2];
+
+		if (n >= 3)
+			zmq_msg_close(f);
+		zmq_msg_init(f);
+		if (zmq_msg_recv(f, srv->router, 0) < 0) {
+			zmq_msg_close(f);
+			break;
+		}
+		more = zmq_msg_more(f);
+		if (n < 3)
+			n++;
+		total++;
+	}
+	if (n > 0 && zmq_msg_size(&ident) <= PV_MAX_IDENTITY)
+		ops_dispatch(zmq_msg_data(&ident), zmq_msg_size(&ident), frames, total);
+	for (size_t i = 0; i < n; i++)
+		zmq_msg_close(&frames[i]);
+	zmq_msg_close(&ident);
+	return 0;
+}
+
+void ops_router_input(void *arg)
+{
+	for (int i = 0; i < PEERD_RECV_BATCH && router_one() == 0; i++)
+		;
 }

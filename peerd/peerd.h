@@ -10,6 +10,9 @@
 #include <stdint.h>
 #include <zmq.h>
 
+#define HASH_NONFATAL_OOM 1 /* uthash: an add without memory leaves the item out (hh.tbl NULL) */
+#include <uthash.h>
+
 #include "batch.h"
 #include "link.h"
 #include "pagemath.h"
@@ -19,12 +22,14 @@
 
 #define PEERD_MAX_MEMBERS      64
 #define PEERD_HEARTBEAT_MS     1000
+#define PEERD_TICK_MS          100 /* catalog and forwarding timeouts run this often */
+#define PEERD_RECV_BATCH       256 /* messages read from one socket per round */
 #define PEERD_DOWN_AFTER_MS    3000
 #define PEERD_CLIENT_EXPIRE_MS 10000
 #define PEERD_TXN_TIMEOUT_MS   5000
 #define PEERD_LOCK_TIMEOUT_MS  10000
-#define PEERD_JOIN_WAIT_S      25 /* a joiner waits for its answer (group.join "timeout") */
-#define PEERD_FWD_RESEND_MS    2000
+#define PEERD_JOIN_WAIT_S	   25 /* a joiner waits for its answer (group.join "timeout") */
+#define PEERD_FWD_TIMEOUT_MS	   5000 /* a forwarded part without an answer fails UNAVAILABLE */
 #define PEERD_CATALOG_LAG_RETRY_MS 50 /* BUSY: a volume id this server has not learnt yet */
 #define PEERD_ZMQ_PING_MS   2000  /* ZMTP PING to every ZeroMQ peer this often */
 #define PEERD_ZMQ_SILENT_MS 10000 /* and drop one silent this long after a PING */
@@ -89,29 +94,41 @@ struct member {
 	Pv__Heartbeat *last_hb;	     /* last heartbeat body, owned */
 	uint32_t proto_version;	     /* of its last reply; 0 until one came */
 	char link_address[64];	     /* its peer link listener, from its heartbeats */
-	struct link *link;	     /* outgoing peer link (links.c), or NULL */
+	struct link *link;	     /* outgoing peer link (linkset.c), or NULL */
 	int link_up;		     /* link connected: everything to it goes there */
 	unsigned link_failures;	     /* in a row, since its last answer on a link */
 	uint64_t link_retry_ms;	     /* no new link to it before then */
 };
 
+/* Who sent a message that arrived on the ROUTER or an accepted link, and
+ * so where its reply goes (reply.c): the routing id (an accepted link's is
+ * 9 bytes starting 0x00, which ZeroMQ never gives) and the transport. */
+enum origin_via { ORIGIN_ROUTER, ORIGIN_LINK };
+
+struct origin {
+	enum origin_via via;
+	size_t len;
+	uint8_t ident[PV_MAX_IDENTITY];
+};
+
 /* A data request (READ/WRITE/FLUSH/TRIM) from a client or a peer, from
- * arrival to reply. Reference counted; reactor thread only. */
+ * arrival to reply. Created by request_start, freed when its last part is
+ * done (pending reaches 0); reactor thread only. */
 struct request {
-	struct request *hnext; /* in-flight table chain (request.c) */
-	int refs;
+	UT_hash_handle hh;	/* in-flight table (request.c), key: client_id, req_id */
+	int in_table;		/* in it now (as the newest request of its key) */
+	struct request *shadow; /* older request of the same key, out of the table */
 	uint32_t op;
-	uint64_t req_id;
+	uint64_t client_id;
+	uint64_t req_id; /* right after client_id: the two are the table's key */
 	uint64_t offset;
 	uint64_t length;
 	uint32_t flags;
 	uint32_t hops;
-	uint64_t client_id;
 	uint64_t sent_ts; /* the sender's clock when it sent this copy (Header.timestamp) */
 	int batch_reply;  /* the sender speaks 1.1: the reply may be batched */
 	struct volume *vol;
-	uint8_t ident[PV_MAX_IDENTITY]; /* who asked (ROUTER routing id) */
-	size_t ident_len;
+	struct origin from; /* who asked: the reply goes there */
 	zmq_msg_t data; /* WRITE payload */
 	int has_data;
 	uint8_t *buf;		/* READ result, length bytes (malloc'd, or in shm) */
@@ -189,35 +206,86 @@ void daemon_stopping(void);
 void daemon_end(void);
 
 /* reactor.c */
-/* Runs the poll loop until a signal stops it; io_fd is the IO workers'
- * eventfd. Returns 0 or -1. */
-int reactor_run(int io_fd);
+/* Work the reactor runs: a registered source's input is ready, or a timer
+ * is due. */
+typedef void (*reactor_fn)(void *arg);
+/* Runs the poll loop until a signal stops it. Returns 0 or -1. */
+int reactor_run(void);
+/* Registers a ZeroMQ socket or an fd polled for input every round: fn(arg)
+ * when it is readable. Sources run in the order registered. 0, or -1
+ * (logged: a build limit). */
+int reactor_add_socket(void *sock, reactor_fn fn, void *arg);
+int reactor_add_fd(int fd, reactor_fn fn, void *arg);
+/* Registers sources that change from round to round (a DEALER per member,
+ * the links, the join socket): fill(items, max, arg) puts up to max poll
+ * items in before each poll; done(items, n, arg) gets them back with their
+ * revents. 0, or -1 (logged). */
+int reactor_add_poller(size_t max, size_t (*fill)(zmq_pollitem_t *items, size_t max, void *arg),
+		       void (*done)(const zmq_pollitem_t *items, size_t n, void *arg), void *arg);
+/* Registers fn(arg) to run every ms milliseconds (first in the first
+ * round). 0, or -1 (logged). */
+int reactor_every(uint64_t ms, reactor_fn fn, void *arg);
+/* Forgets every registration and timer (after the loop ended). */
+void reactor_clear(void);
 /* Asks the loop to stop (signal-safe). */
 void reactor_stop(void);
 /* Registers a timer callback to run once, after ms milliseconds. */
 void reactor_after(uint64_t ms, void (*fn)(void *), void *arg);
 
+/* reply.c */
+/* An origin for a message from ident (an accepted link's identity, or a
+ * ROUTER routing id of at most PV_MAX_IDENTITY bytes). */
+void reply_origin(struct origin *o, const uint8_t *ident, size_t ident_len);
+/* The one initialiser of reply headers: op, req_id, status, this server's
+ * id and catalog version; the caller fills the rest. */
+void reply_header(Pv__Header *r, uint32_t op, uint64_t req_id, int status);
+/* Sends the reply header r, with data (moved, closed; or NULL), to whoever
+ * asked: on its link, or on the ROUTER; with may_batch at the end of the
+ * round with the rest (BATCH or one link write), else now. Returns 0 or -1. */
+int reply_send(const struct origin *to, const Pv__Header *r, zmq_msg_t *data, int may_batch);
+/* Replies status to h (NULL: a header that did not decode) with a message;
+ * batched when the sender speaks 1.1. */
+void reply_status(const struct origin *to, const Pv__Header *h, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Replies BUSY: the client tries again after retry_after_ms. */
+void reply_busy(const struct origin *to, const Pv__Header *h, uint64_t retry_after_ms,
+		const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Replies status to h with msg (or none) and a protobuf body (or none),
+ * sent at once, never batched. */
+void reply_body(const struct origin *to, const Pv__Header *h, int status, const char *msg,
+		const ProtobufCMessage *body);
+/* Sends a message to member m, on its link when it is up, else its DEALER:
+ * header (req_id chosen by caller; server id and catalog version filled
+ * here) and optional payload (moved) or body. Small READs and WRITEs wait
+ * for the end of the round. Returns 0 or -1 (errno ENOTCONN: no way to m). */
+int reply_send_member(struct member *m, Pv__Header *h, zmq_msg_t *payload,
+		      const ProtobufCMessage *body);
+
 /* request.c */
 /* Starts a data request from a decoded header; takes ownership of *data
  * (WRITE payload). Replies itself, now or later. */
-void request_start(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *data);
+void request_start(const struct origin *from, const Pv__Header *h, zmq_msg_t *data);
+/* Checks a data request's frames (pure): shared memory only for a client's
+ * READ/WRITE without data and at most PV_MAX_IO; a WRITE's data frame
+ * present, of h->length (0: any) and at most PV_MAX_IO; no data frame on
+ * anything else. Returns PV_ST_OK and the request's length in *length
+ * (a WRITE's: its data frame's), or a status with the client's message. */
+int request_check_frame(const Pv__Header *h, int has_data, uint64_t data_len, uint64_t *length,
+			char *msg, size_t msglen);
+/* Checks that [h->offset, +length) lies in the volume (pure; FLUSH has no
+ * range). Returns PV_ST_OK, or PV_ST_OUT_OF_RANGE with the message. */
+int request_check_range(const Pv__Header *h, uint64_t length, const char *volume,
+			uint64_t volume_size, char *msg, size_t msglen);
 /* Completes one IO job (called on the reactor by worker completion). */
 void request_io_done(struct io_job *job);
 /* Completes one forwarded part with the owner's answer. */
 void request_part_done(struct request *req, uint64_t buf_off, int status, uint32_t new_owner,
 		       zmq_msg_t *data, const char *message);
-/* Sends an error reply for a header that could not be served. */
-void request_reply_status(const uint8_t *ident, size_t ident_len, const Pv__Header *h, int status,
-			  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-/* Sends a BUSY reply: the client tries again after retry_after_ms. */
-void request_reply_busy(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
-			uint64_t retry_after_ms, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
 /* Whether a data request's volume_id names vol (or names none: senders
  * before protocol 1.2); else replies NO_VOLUME (the sender's handle belongs
  * to a deleted volume of the same name) or BUSY (this server's catalog lags)
  * and returns 0. */
-int request_volume_matches(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
+int request_volume_matches(const struct origin *from, const Pv__Header *h,
 			   const struct volume *vol);
 /* Maps an errno to a status code (the only such mapping in peerd). */
 int request_status_from_errno(int err);
@@ -227,28 +295,19 @@ uint64_t request_inflight(void);
 uint64_t request_reads_mapped(void);
 
 /* ops.c */
+/* Reads what the ROUTER has (up to PEERD_RECV_BATCH messages) and dispatches
+ * it: the reactor's callback for the ROUTER. */
+void ops_router_input(void *arg);
 /* Dispatches one message that arrived on the ROUTER. */
 void ops_dispatch(const uint8_t *ident, size_t ident_len, zmq_msg_t *frames, size_t nframes);
 /* Dispatches one message that arrived on an accepted peer link. */
 void ops_dispatch_record(const uint8_t *ident, size_t ident_len, const void *hdr, size_t hdr_len,
 			 zmq_msg_t *payload);
-/* Every message the reactor sends on the ROUTER or a peer's DEALER goes
- * through here: with may_batch it joins this round's BATCH for that
- * destination (batch.h), otherwise it goes now, after what is queued for
- * the destination. payload is moved (closed) as by wire_send. */
-int ops_send(void *sock, const uint8_t *ident, size_t ident_len, const Pv__Header *h,
-	     zmq_msg_t *payload, int may_batch);
-/* ops_send of a protobuf body (never batched). */
-int ops_send_body(void *sock, const uint8_t *ident, size_t ident_len, const Pv__Header *h,
-		  const ProtobufCMessage *body);
 /* BATCH messages received and records in them. */
 uint64_t ops_batches_received(void);
 uint64_t ops_batch_records_received(void);
 /* MAP_VOLUME answers given (clients that mapped a data file). */
 uint64_t ops_maps_given(void);
-/* Sends a reply to h on the ROUTER: status, optional message and body. */
-void ops_reply(const uint8_t *ident, size_t ident_len, const Pv__Header *h, int status,
-	       const char *msg, const ProtobufCMessage *body);
 /* Counters of malformed frames refused. */
 uint64_t ops_bad_frames(void);
 
@@ -259,6 +318,8 @@ int worker_start(int n);
 void worker_submit(struct io_job *job);
 /* Drains completed jobs, calling request_io_done for each. */
 void worker_drain(void);
+/* worker_drain as the reactor's callback for the workers' eventfd. */
+void worker_input(void *arg);
 /* Stops and joins the IO threads. */
 void worker_stop(void);
 
@@ -269,6 +330,10 @@ int store_open(struct volume *vol);
 void store_close(struct volume *vol);
 /* Unlinks the data file of a deleted volume. */
 int store_remove(const char *name);
+/* Moves data files of volumes the catalog does not have (a delete whose
+ * file removal a crash cut short) to DATA/orphans/, at start. 0 or -1
+ * (logged). */
+int store_sweep(void);
 /* Jobs up to this size are first tried on the reactor without blocking. */
 #define STORE_INLINE_MAX    (256u << 10)
 #define STORE_INLINE_READ   0x1 /* preadv2(RWF_NOWAIT) works on the file */
@@ -328,6 +393,10 @@ struct member *catalog_self(void);
 const Pv__Catalog *catalog_committed(void);
 /* Builds the protobuf catalog from memory (free with catalog_pb_free); for
  * a client, with each volume's holders and each member's link address. */
+/* The group-wide usage of v: pages written, bytes allocated and clients
+ * that have it open, summed over this server and the members' last
+ * heartbeats. */
+void catalog_volume_usage(struct volume *v, uint64_t *written, uint64_t *bytes, uint32_t *open);
 Pv__Catalog *catalog_pb(int for_client);
 void catalog_pb_free(Pv__Catalog *c);
 /* Deep copy of a protobuf catalog (free with catalog_pb_free). */
@@ -347,8 +416,7 @@ int catalog_install(Pv__Catalog **cp, const char *why);
 int catalog_adopt(const Pv__Catalog *c, const char *why);
 /* Handles the peer ops CAT_PREPARE/COMMIT/ABORT/FETCH/JOIN (answers FETCH,
  * hands the others to change.c and join.c). */
-void catalog_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h, const void *body,
-		     size_t len);
+void catalog_peer_op(const struct origin *from, const Pv__Header *h, const void *body, size_t len);
 /* Handles the reply to one of our catalog messages. */
 void catalog_peer_reply(struct member *m, const Pv__Header *h, const void *body, size_t len);
 /* Volume reference counting. */
@@ -360,7 +428,7 @@ size_t catalog_holders(const struct volume *vol, uint32_t *out, size_t max);
 /* Recomputes vol's holders and owned_here after its owner[] changed. */
 void catalog_routes_changed(struct volume *vol);
 /* Times out a change waiting for answers and a join in progress. */
-void catalog_tick(void);
+void catalog_tick(void *arg);
 /* Asks member m for its catalog (we are behind it). */
 void catalog_fetch_from(struct member *m);
 /* A new catalog of a group of one (this server), with a fresh group id;
@@ -388,7 +456,7 @@ void change_run(struct change **chp);
  * not waited for (group remove of a member that is down). */
 void change_exclude(struct change *ch, uint32_t id);
 /* Handles CAT_PREPARE/COMMIT/ABORT from a coordinator (participant side). */
-void change_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h, const void *body,
+void change_peer_op(const struct origin *from, const Pv__Header *h, const void *body,
 		    size_t len);
 /* Handles a member's answer to our CAT_PREPARE (other answers are ignored). */
 void change_peer_reply(struct member *m, const Pv__Header *h);
@@ -402,10 +470,12 @@ int catalog_locked(void);
 /* join.c */
 /* Handles JOIN from a server joining the group: adds it by a change and
  * answers with the committed catalog. */
-void join_peer_op(const uint8_t *ident, size_t ident_len, const Pv__Header *h, const void *body,
+void join_peer_op(const struct origin *from, const Pv__Header *h, const void *body,
 		  size_t len);
-/* The socket of this server's join in progress, for the reactor (or NULL). */
-void *catalog_join_socket(void);
+/* The reactor's poller of the socket of this server's join in progress
+ * (none when there is no join). */
+size_t join_poll_fill(zmq_pollitem_t *items, size_t max, void *arg);
+void join_poll_done(const zmq_pollitem_t *items, size_t n, void *arg);
 /* Starts joining the group at address, waiting up to timeout_s for the
  * answer; done(arg) is called when it ends (not if this returns -1; at once
  * if this server is already in the group at address). Returns 0, or -1 with
@@ -415,8 +485,6 @@ int catalog_join_start(const char *address, unsigned timeout_s, catalog_done_fn 
 /* A member of another group heartbeats to us, a group of one: if our last
  * join got no answer, asks again (the group may list us). */
 void join_heard_stranger(uint32_t id);
-/* Handles the answer on the join socket. */
-void catalog_join_input(void);
 /* Times out this server's join. */
 void join_tick(void);
 /* Drops this server's join in progress (shutdown): done(arg, 0, NULL, NULL). */
@@ -458,7 +526,7 @@ void remove_load(void);
 int remove_gone(Pv__Catalog **cp, const char *why);
 /* Answers a heartbeat from a server that is not a member: REFUSED, with the
  * catalog when it was removed or left. */
-void remove_heartbeat_refuse(const uint8_t *ident, size_t ident_len, const Pv__Header *h);
+void remove_heartbeat_refuse(const struct origin *from, const Pv__Header *h);
 /* A member refused our heartbeat: if its catalog (body) shows this server
  * removed, enters the removed state; left, becomes a group of one. */
 void remove_heartbeat_refused(struct member *m, const Pv__Header *h, const void *body, size_t len);
@@ -480,7 +548,7 @@ uint32_t clients_open_count(const char *volume);
 /* Number of clients seen recently. */
 uint32_t clients_count(void);
 /* Drops clients not seen for PEERD_CLIENT_EXPIRE_MS. */
-void clients_expire(void);
+void clients_expire(void *arg);
 void clients_free(void);
 
 /* shm.c */
@@ -489,8 +557,8 @@ struct shm_region;
 int shm_path_valid(const char *path);
 /* Maps the shared memory client_id offers (see shm.c for the checks);
  * PV_ST_OK, or a status with the reason in err. */
-int shm_attach(uint64_t client_id, const uint8_t *ident, size_t ident_len, int via_peer,
-	       const Pv__ShmAttach *a, char *err, size_t errlen);
+int shm_attach(uint64_t client_id, const struct origin *from, int via_peer, const Pv__ShmAttach *a,
+	       char *err, size_t errlen);
 /* Whether r was attached by a peer (forwarded parts, hops 1) rather than by
  * the client itself (hops 0). */
 int shm_via_peer(const struct shm_region *r);
@@ -504,84 +572,83 @@ void shm_peer_forget(uint64_t client_id, uint32_t member);
 /* The path to member changed (a link came up or went): every client's
  * memory is offered to it again with the next part. */
 void shm_peer_reset(uint32_t member);
-/* The region of client_id, attached over the connection ident, with a
+/* The region of client_id, attached over the connection from, with a
  * reference for one request; NULL if there is none (or it is another
  * connection's). */
-struct shm_region *shm_get(uint64_t client_id, const uint8_t *ident, size_t ident_len);
+struct shm_region *shm_get(uint64_t client_id, const struct origin *from);
 /* Drops a reference from shm_get; accepts NULL. */
 void shm_put(struct shm_region *r);
 /* The address of [offset, offset + len) in r, or NULL if outside it. */
 uint8_t *shm_ptr(const struct shm_region *r, uint64_t offset, uint64_t len);
 /* Unmaps regions unused for a minute (once a second). */
-void shm_expire(void);
+void shm_expire(void *arg);
 /* Clients whose shared memory is mapped (status). */
 unsigned shm_count(void);
 void shm_free_all(void);
 
-/* links.c */
+/* linkset.c */
 /* Opens the peer link listener (unless --link-port off). Returns 0 or -1. */
-int links_open(void);
+int linkset_open(void);
 /* Sends what is queued, closes every link and the listener. */
-void links_close(void);
+void linkset_close(void);
 /* The address other members connect to ("tcp://IP:PORT"); 0, or -1 if
  * this server takes no links. */
-int links_address(char *out, size_t len);
+int linkset_address(char *out, size_t len);
 /* Whether ident names an accepted link (not a ZeroMQ connection). */
-int links_is_ident(const uint8_t *ident, size_t len);
+int linkset_is_ident(const uint8_t *ident, size_t len);
 /* Queues h (+ payload, moved) on the accepted link ident, and with now
  * writes it at once (a large request's answer: the sender starts on it
  * while this server works on the next); -1 if the link is gone. */
-int links_reply(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *payload,
+int linkset_reply(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *payload,
 		int now);
 /* Queues h (+ payload, moved) on m's link (m->link_up), written at once
  * with now. Returns 0 or -1. */
-int links_send(struct member *m, const Pv__Header *h, zmq_msg_t *payload, int now);
+int linkset_send(struct member *m, const Pv__Header *h, zmq_msg_t *payload, int now);
 /* Starts connecting to m's advertised link address (if none is open). */
-void links_connect(struct member *m);
+void linkset_connect(struct member *m);
 /* Records m's advertised address; a changed one closes the old link. */
-void links_member_address(struct member *m, const char *address);
+void linkset_member_address(struct member *m, const char *address);
 /* Closes m's link (why: logged, or NULL); forwarded parts sent on it fail. */
-void links_member_drop(struct member *m, const char *why);
+void linkset_member_drop(struct member *m, const char *why);
 /* Frees the links closed since the last call (top of each reactor round). */
-void links_reap(void);
+void linkset_reap(void);
 /* Accepted links one IP address may hold (--link-per-source): a host runs
  * one fused per mount and one peerd, each with one link here; behind NAT,
  * or in tests where every process connects from 127.0.0.1, there are more. */
-#define LINKS_PER_SOURCE_DEFAULT 64
+#define LINKSET_PER_SOURCE_DEFAULT 64
 /* An accepted link with part of a record in and nothing more for this long
  * is closed (also one waiting that long for link memory). */
-#define LINKS_STALL_MS 10000
-/* Fills poll items (at most max; LINKS_POLL_MAX is enough for all) for the
+#define LINKSET_STALL_MS 10000
+/* Fills poll items (at most max; LINKSET_POLL_MAX is enough for all) for the
  * listener and every link; returns how many. */
-#define LINKS_ACCEPT_MAX 1024 /* links from clients (fused) and peers */
-#define LINKS_POLL_MAX	 (1 + LINKS_ACCEPT_MAX + PEERD_MAX_MEMBERS)
-size_t links_poll_fill(zmq_pollitem_t *items, size_t max);
-/* Handles the events of the items links_poll_fill filled. */
-void links_poll_done(const zmq_pollitem_t *items, size_t n);
+#define LINKSET_ACCEPT_MAX 1024 /* links from clients (fused) and peers */
+#define LINKSET_POLL_MAX	 (1 + LINKSET_ACCEPT_MAX + PEERD_MAX_MEMBERS)
+size_t linkset_poll_fill(zmq_pollitem_t *items, size_t max, void *arg);
+/* Handles the events of the items linkset_poll_fill filled. */
+void linkset_poll_done(const zmq_pollitem_t *items, size_t n, void *arg);
 /* Writes what every link has queued (before the reactor waits). */
-void links_flush(void);
+void linkset_flush(void);
 /* Closes accepted links silent for 10 minutes (once a second). */
-void links_tick(void);
+void linkset_tick(void *arg);
 /* Outgoing links up, accepted links, records sent and received on all. */
-void links_stats(uint64_t *up, uint64_t *accepted, uint64_t *sent, uint64_t *received);
+void linkset_stats(uint64_t *up, uint64_t *accepted, uint64_t *sent, uint64_t *received);
 
 /* peers.c */
 /* Connects DEALERs to every other member (idempotent). */
 int peers_connect(void);
 /* Sends a heartbeat to every member; marks silent ones down. */
-void peers_tick(void);
+void peers_tick(void *arg);
 /* Handles a message arriving on member m's DEALER (a reply to us). */
 void peers_input(struct member *m);
+/* The reactor's poller of the members' DEALERs (reactor_add_poller). */
+size_t peers_poll_fill(zmq_pollitem_t *items, size_t max, void *arg);
+void peers_poll_done(const zmq_pollitem_t *items, size_t n, void *arg);
 /* Handles one reply from m as header bytes and data (from its link). */
 void peers_reply_record(struct member *m, const void *hdr, size_t hdr_len, zmq_msg_t *data);
 /* Whether messages to m go by its link now (for forward.c). */
 int peers_via_link(const struct member *m);
 /* Handles a heartbeat from a peer (on the ROUTER). */
-void peers_heartbeat(const uint8_t *ident, size_t ident_len, const Pv__Header *h, const void *body,
-		     size_t len);
-/* Sends a message to member m: header (req_id chosen by caller) and
- * optional payload or body. Returns 0 or -1. */
-int peers_send(struct member *m, Pv__Header *h, zmq_msg_t *payload, const ProtobufCMessage *body);
+void peers_heartbeat(const struct origin *from, const Pv__Header *h, const void *body, size_t len);
 /* Next request id for messages to peers. */
 uint64_t peers_next_id(void);
 
@@ -592,8 +659,9 @@ int forward_part(struct request *req, uint32_t owner, uint64_t offset, uint64_t 
 		 uint64_t buf_off);
 /* Handles a reply to a forwarded part; returns 1 if it was one. */
 int forward_reply(struct member *m, const Pv__Header *h, zmq_msg_t *data);
-/* Re-sends parts outstanding too long (after a peer restart). */
-void forward_tick(void);
+/* Fails (UNAVAILABLE) the parts without an answer within
+ * PEERD_FWD_TIMEOUT_MS; drops a silent link they were sent on. */
+void forward_tick(void *arg);
 /* Fails (UNAVAILABLE) the parts the cork could not send to their owner
  * (batch_cork_next_drop); after each flush. Returns how many. */
 size_t forward_fail_unsent(void);
@@ -609,7 +677,7 @@ void forward_abort_all(void);
 int control_open(void);
 void control_close(void);
 /* Handles one message on the control socket. */
-void control_input(void);
+void control_input(void *arg);
 /* The control commands (docs/control-protocol.md). */
 enum control_op {
 	CONTROL_STATUS,

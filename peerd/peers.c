@@ -52,39 +52,7 @@ int peers_via_link(const struct member *m)
 	return m->link && m->link_up;
 }
 
-int peers_send(struct member *m, Pv__Header *h, zmq_msg_t *payload, const ProtobufCMessage *body)
-{
-	/* small data requests of a round travel together (BATCH, or one write
-	 * on a link); anything else goes at once */
-	int small =
-	    !body && h->length < BATCH_IO_MAX && (h->op == PV_OP_READ || h->op == PV_OP_WRITE);
-
-	if (peers_via_link(m)) {
-		zmq_msg_t msg;
-
-		h->server_id = srv->cfg.id;
-		h->catalog_version = srv->version;
-		if (body) {
-			if (wire_body_msg(&msg, body) < 0)
-				return -1;
-			payload = &msg;
-		}
-		return links_send(m, h, payload, !small);
-	}
-	if (!m->sock) {
-		if (payload)
-			zmq_msg_close(payload);
-		errno = ENOTCONN;
-		return -1;
-	}
-	h->server_id = srv->cfg.id;
-	h->catalog_version = srv->version;
-	if (body)
-		return ops_send_body(m->sock, NULL, 0, h, body);
-	return ops_send(m->sock, NULL, 0, h, payload, small && batch_supported(m->proto_version));
-}
-
-void peers_tick(void)
+void peers_tick(void *arg)
 {
 	Pv__Heartbeat hb = PV__HEARTBEAT__INIT;
 	Pv__VolumeStat stats[256], *statp[256];
@@ -113,7 +81,7 @@ void peers_tick(void)
 	hb.free = store_free();
 	hb.n_volumes = n;
 	hb.volumes = statp;
-	if (links_address(link, sizeof(link)) == 0)
+	if (linkset_address(link, sizeof(link)) == 0)
 		hb.link = link;
 	for (size_t i = 0; i < srv->nmembers; i++) {
 		struct member *m = &srv->members[i];
@@ -131,32 +99,30 @@ void peers_tick(void)
 			pv_warn("peer %u (%s) is down: no heartbeat for %d s; its pages wait for "
 				"it",
 				m->id, m->address, PEERD_DOWN_AFTER_MS / 1000);
-			links_member_drop(m, "the member is down");
+			linkset_member_drop(m, "the member is down");
 		}
 		if (m->up)
-			links_connect(m);
+			linkset_connect(m);
 		wire_header_init(&h);
 		h.op = PV_OP_HEARTBEAT;
 		h.req_id = peers_next_id();
-		if (peers_send(m, &h, NULL, &hb.base) < 0 && errno != EAGAIN)
+		if (reply_send_member(m, &h, NULL, &hb.base) < 0 && errno != EAGAIN)
 			pv_debug("peer %u: heartbeat not sent: %m", m->id);
 	}
 }
 
-void peers_heartbeat(const uint8_t *ident, size_t ident_len, const Pv__Header *h, const void *body,
-		     size_t len)
+void peers_heartbeat(const struct origin *from, const Pv__Header *h, const void *body, size_t len)
 {
 	struct member *m = catalog_member(h->server_id);
 	Pv__Heartbeat *hb;
 
 	if (!m || m->id == srv->cfg.id) {
-		remove_heartbeat_refuse(ident, ident_len, h); /* removed, left, stranger */
+		remove_heartbeat_refuse(from, h); /* removed, left, stranger */
 		return;
 	}
 	hb = body ? (Pv__Heartbeat *)wire_body_decode(&pv__heartbeat__descriptor, body, len) : NULL;
 	if (!hb) {
-		request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
-				     "heartbeat body does not decode");
+		reply_status(from, h, PV_ST_BAD_REQUEST, "heartbeat body does not decode");
 		return;
 	}
 	if (!m->up)
@@ -171,7 +137,7 @@ void peers_heartbeat(const uint8_t *ident, size_t ident_len, const Pv__Header *h
 	if (m->last_hb)
 		pv__heartbeat__free_unpacked(m->last_hb, NULL);
 	m->last_hb = hb;
-	links_member_address(m, hb->link ? hb->link : "");
+	linkset_member_address(m, hb->link ? hb->link : "");
 	if (hb->catalog_version > srv->version)
 		catalog_fetch_from(m);
 }
@@ -251,6 +217,50 @@ static void reply_batch(struct member *m, zmq_msg_t *payload)
 	if (batch_each(payload, reply_record, m, err, sizeof(err)) < 0)
 		pv_warn("peer %u (%s): BATCH of replies %s: %s", m->id, m->address,
 			"not (all) taken; their requests time out", err);
+}
+
+/* What peers_poll_fill polled: the member behind each item, and the catalog
+ * version then (a catalog change rebuilds the member table: its DEALERs
+ * are polled again next round). */
+static struct member *polled[PEERD_MAX_MEMBERS];
+static uint64_t polled_version;
+static size_t polled_nmembers;
+
+size_t peers_poll_fill(zmq_pollitem_t *items, size_t max, void *arg)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < srv->nmembers && n < max; i++) {
+		if (!srv->members[i].sock)
+			continue;
+		polled[n] = &srv->members[i];
+		items[n].socket = srv->members[i].sock;
+		items[n++].events = ZMQ_POLLIN;
+	}
+	polled_version = srv->version;
+	polled_nmembers = srv->nmembers;
+	return n;
+}
+
+void peers_poll_done(const zmq_pollitem_t *items, size_t n, void *arg)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (srv->version != polled_version || srv->nmembers != polled_nmembers)
+			return; /* the member table was rebuilt */
+		if (!(items[i].revents & ZMQ_POLLIN))
+			continue;
+		for (int k = 0; k < PEERD_RECV_BATCH; k++) {
+			int events = 0;
+			size_t sz = sizeof(events);
+
+			peers_input(polled[i]);
+			if (srv->version != polled_version)
+				return;
+			if (zmq_getsockopt(polled[i]->sock, ZMQ_EVENTS, &events, &sz) < 0 ||
+			    !(events & ZMQ_POLLIN))
+				break;
+		}
+	}
 }
 
 void peers_input(struct member *m)

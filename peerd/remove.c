@@ -182,7 +182,7 @@ int remove_gone(Pv__Catalog **cp, const char *why)
 	return catalog_install(&one, "left the group");
 }
 
-void remove_heartbeat_refuse(const uint8_t *ident, size_t ident_len, const Pv__Header *h)
+void remove_heartbeat_refuse(const struct origin *from, const Pv__Header *h)
 {
 	static uint64_t logged_ms;
 	static uint32_t logged_id;
@@ -197,7 +197,7 @@ void remove_heartbeat_refuse(const uint8_t *ident, size_t ident_len, const Pv__H
 	}
 	/* the catalog goes with the refusal, so that the removed server can
 	 * check it is removed rather than take our word */
-	ops_reply(ident, ident_len, h, PV_ST_REFUSED, err, r ? &catalog_committed()->base : NULL);
+	reply_body(from, h, PV_ST_REFUSED, err, r ? &catalog_committed()->base : NULL);
 	if (!r && h->server_id != srv->cfg.id)
 		join_heard_stranger(h->server_id);
 }

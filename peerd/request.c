@@ -1,6 +1,8 @@
-/* request.c: a data request's life: validate, split by page, serve the
- * pages this server owns through the IO workers, forward the others to their
- * owners, gather the parts and send one reply. Reactor thread only.
+/* request.c: a data request's life: validate (the pure checks
+ * request_check_frame and request_check_range, then shared memory and the
+ * data file), split into runs by owner (pv_span_at), serve the pages this
+ * server owns through the IO workers, forward the others to their owners,
+ * gather the parts and send one reply (reply.c). Reactor thread only.
  *
  *   client --READ--> [validate] --split by page--+--> local part --> worker
  *                                                 +--> remote part --> forward
@@ -20,28 +22,59 @@ static uint64_t reads_mapped; /* READs answered PV_F_MAP */
 /* Requests in flight by (client id, request id). A client that lost its
  * connection sends what was in flight again with the same ids; a copy that
  * meets its original still running is not run twice: the reply goes to
- * the new connection instead. */
-#define INFLIGHT_BUCKETS 4096
-static struct request *by_id[INFLIGHT_BUCKETS];
+ * the new connection instead. The table (uthash, keyed by the adjacent
+ * fields client_id and req_id) holds the newest request of each key; an
+ * older one with the same key (a copy that could not join it) waits on its
+ * shadow list and comes back when the newer ends. */
+static struct request *by_id;
 
-static struct request **bucket(uint64_t client_id, uint64_t req_id)
-{
-	return &by_id[(client_id * 31 + req_id) % INFLIGHT_BUCKETS];
-}
+#define INFLIGHT_KEY_LEN (2 * sizeof(uint64_t))
+_Static_assert(offsetof(struct request, req_id) ==
+		   offsetof(struct request, client_id) + sizeof(uint64_t),
+	       "the in-flight key is client_id followed by req_id");
 
 static struct request *inflight_find(uint64_t client_id, uint64_t req_id)
 {
-	for (struct request *r = *bucket(client_id, req_id); r; r = r->hnext)
-		if (r->client_id == client_id && r->req_id == req_id)
-			return r;
-	return NULL;
+	const uint64_t key[2] = {client_id, req_id};
+	struct request *r;
+
+	HASH_FIND(hh, by_id, key, INFLIGHT_KEY_LEN, r);
+	return r;
+}
+
+/* Puts req in the table as the newest of its key. Without memory for the
+ * table it stays out (no copy will join it). */
+static void inflight_add(struct request *req)
+{
+	struct request *newer = inflight_find(req->client_id, req->req_id);
+
+	if (newer) {
+		HASH_DELETE(hh, by_id, newer);
+		newer->in_table = 0;
+		req->shadow = newer;
+	}
+	HASH_ADD_KEYPTR(hh, by_id, &req->client_id, INFLIGHT_KEY_LEN, req);
+	req->in_table = req->hh.tbl != NULL;
+	if (!req->in_table && newer) {
+		req->shadow = NULL;
+		inflight_add(newer); /* it keeps its place */
+	}
 }
 
 static void inflight_remove(struct request *req)
 {
-	for (struct request **rp = bucket(req->client_id, req->req_id); *rp; rp = &(*rp)->hnext) {
+	struct request *head = inflight_find(req->client_id, req->req_id);
+
+	if (req->in_table) {
+		HASH_DELETE(hh, by_id, req);
+		req->in_table = 0;
+		if (req->shadow)
+			inflight_add(req->shadow); /* the next newest of its key */
+		return;
+	}
+	for (struct request **rp = head ? &head->shadow : NULL; rp && *rp; rp = &(*rp)->shadow) {
 		if (*rp == req) {
-			*rp = req->hnext;
+			*rp = req->shadow;
 			return;
 		}
 	}
@@ -65,52 +98,6 @@ int request_status_from_errno(int err)
 	default:
 		return PV_ST_IO_ERROR;
 	}
-}
-
-static void reply_header(Pv__Header *r, uint32_t op, uint64_t req_id, int status)
-{
-	wire_header_init(r);
-	r->op = op;
-	r->req_id = req_id;
-	r->status = status;
-	r->server_id = srv->cfg.id;
-	r->catalog_version = srv->version;
-}
-
-static void reply_status_v(const uint8_t *ident, size_t ident_len, const Pv__Header *h, int status,
-			   uint64_t retry_after_ms, const char *fmt, va_list ap)
-{
-	Pv__Header r;
-	char msg[PV_MAX_MESSAGE];
-
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	reply_header(&r, h ? h->op : 0, h ? h->req_id : 0, status);
-	r.message = msg;
-	r.retry_after_ms = retry_after_ms;
-	if (h)
-		r.volume = h->volume;
-	if (ops_send(srv->router, ident, ident_len, &r, NULL, h && batch_supported(h->version)) < 0)
-		pv_debug("reply to a client failed: %m");
-}
-
-void request_reply_status(const uint8_t *ident, size_t ident_len, const Pv__Header *h, int status,
-			  const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	reply_status_v(ident, ident_len, h, status, 0, fmt, ap);
-	va_end(ap);
-}
-
-void request_reply_busy(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
-			uint64_t retry_after_ms, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	reply_status_v(ident, ident_len, h, PV_ST_BUSY, retry_after_ms, fmt, ap);
-	va_end(ap);
 }
 
 static void free_buf(void *data, void *hint)
@@ -164,8 +151,8 @@ static void request_finish(struct request *req)
 		}
 		req->buf = NULL; /* now owned by the message */
 	}
-	if (ops_send(srv->router, req->ident, req->ident_len, &r, with_data ? &out : NULL,
-		     req->batch_reply && req->length < BATCH_IO_MAX) < 0)
+	if (reply_send(&req->from, &r, with_data ? &out : NULL,
+		       req->batch_reply && req->length < BATCH_IO_MAX) < 0)
 		pv_debug("volume %s: reply %s req %llu not sent: %m", req->vol->name,
 			 wire_op_name(req->op), (unsigned long long)req->req_id);
 	request_free(req);
@@ -255,59 +242,42 @@ void request_part_done(struct request *req, uint64_t buf_off, int status, uint32
 	part_done(req, status, "%s", message ? message : "");
 }
 
-/* Splits a READ/WRITE/TRIM over pages: consecutive local spans become one
- * job, each remote span one forwarded part. Returns 0, or -1 after replying
- * MOVED (hop limit). */
+/* Splits a READ/WRITE/TRIM into runs by owner (pv_span_at): consecutive
+ * local pages become one job, each remote page one forwarded part; a remote
+ * page past the hop limit is answered MOVED. */
 static void start_ranged(struct request *req)
 {
 	struct volume *vol = req->vol;
 	enum io_kind kind = req->op == PV_OP_READ    ? IO_READ
 			    : req->op == PV_OP_WRITE ? IO_WRITE
 						     : IO_TRIM;
-	uint32_t self = srv->cfg.id;
-	uint64_t pos = 0;
+	struct pv_span s;
 	char lost[300];
 
 	/* hold one pending count while parts are being issued */
 	req->pending = 1;
-	while (pos < req->length) {
-		uint64_t off = req->offset + pos;
-		uint64_t page = off / vol->page_size;
-		uint32_t owner = vol->owner[page];
-		uint64_t end = pos;
-
-		/* extend over following pages with the same owner */
-		while (end < req->length) {
-			uint64_t o = req->offset + end;
-			uint64_t p = o / vol->page_size;
-			uint64_t in_page = vol->page_size - o % vol->page_size;
-
-			if (vol->owner[p] != owner)
-				break;
-			end += in_page < req->length - end ? in_page : req->length - end;
-			if (owner != self)
-				break; /* forwarded parts stay within one page */
-		}
-		if (owner == self) {
-			submit_local(req, kind, off, end - pos, pos);
-		} else if (remove_lost_page(owner, lost, sizeof(lost))) {
+	for (uint64_t pos = 0; pos < req->length; pos += s.length) {
+		s = pv_span_at(vol->owner, vol->page_size, req->offset, req->length, pos,
+			       srv->cfg.id);
+		if (s.owner == srv->cfg.id) {
+			submit_local(req, kind, s.offset, s.length, s.buf_off);
+		} else if (remove_lost_page(s.owner, lost, sizeof(lost))) {
 			req->pending++;
 			part_done(req, PV_ST_IO_ERROR, "volume %s page %llu is lost: %s", vol->name,
-				  (unsigned long long)page, lost);
+				  (unsigned long long)s.page, lost);
 		} else if (req->hops >= PV_MAX_HOPS) {
 			req->pending++;
-			req->moved_to = owner;
+			req->moved_to = s.owner;
 			part_done(req, PV_ST_MOVED,
 				  "volume %s page %llu is owned by server %u (hop limit reached)",
-				  vol->name, (unsigned long long)page, owner);
+				  vol->name, (unsigned long long)s.page, s.owner);
 		} else {
 			req->pending++;
-			if (forward_part(req, owner, off, end - pos, pos) < 0)
+			if (forward_part(req, s.owner, s.offset, s.length, s.buf_off) < 0)
 				part_done(req, PV_ST_UNAVAILABLE,
 					  "volume %s page %llu: owner server %u is not reachable",
-					  vol->name, (unsigned long long)page, owner);
+					  vol->name, (unsigned long long)s.page, s.owner);
 		}
-		pos = end;
 	}
 	part_done(req, PV_ST_OK, "%s", "");
 }
@@ -333,48 +303,85 @@ static void start_flush(struct request *req)
 	part_done(req, PV_ST_OK, "%s", "");
 }
 
-/* A PV_F_SHM request: the client's region and the address of its data
- * there, or NULL after replying. */
-static struct shm_region *shm_check(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
-				    const zmq_msg_t *data, uint8_t **where)
+int request_check_frame(const Pv__Header *h, int has_data, uint64_t data_len, uint64_t *length,
+			char *msg, size_t msglen)
 {
-	struct shm_region *r;
+	*length = h->length;
+	if (h->flags & PV_F_SHM) {
+		if ((h->op != PV_OP_READ && h->op != PV_OP_WRITE) || h->hops > 1 || !h->client_id ||
+		    has_data) {
+			snprintf(msg, msglen,
+				 "shared memory only carries a client's READ or WRITE, without "
+				 "a data frame");
+			return PV_ST_BAD_REQUEST;
+		}
+		if (h->length > PV_MAX_IO) {
+			snprintf(msg, msglen, "%s of %u bytes over the maximum %u",
+				 wire_op_name(h->op), h->length, PV_MAX_IO);
+			return PV_ST_BAD_REQUEST;
+		}
+	} else if (h->op == PV_OP_WRITE) {
+		if (!has_data) {
+			snprintf(msg, msglen, "WRITE without a data frame");
+			return PV_ST_BAD_REQUEST;
+		}
+		*length = data_len;
+		if (h->length && h->length != data_len) {
+			snprintf(msg, msglen, "WRITE length %u but data frame of %llu bytes",
+				 h->length, (unsigned long long)data_len);
+			return PV_ST_BAD_REQUEST;
+		}
+		if (data_len > PV_MAX_IO) {
+			snprintf(msg, msglen, "WRITE of %llu bytes over the maximum %u",
+				 (unsigned long long)data_len, PV_MAX_IO);
+			return PV_ST_BAD_REQUEST;
+		}
+	} else if (has_data) {
+		snprintf(msg, msglen, "%s takes no data frame", wire_op_name(h->op));
+		return PV_ST_BAD_REQUEST;
+	}
+	return PV_ST_OK;
+}
 
-	if ((h->op != PV_OP_READ && h->op != PV_OP_WRITE) || h->hops > 1 || !h->client_id || data) {
-		request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
-				     "shared memory only carries a client's READ or WRITE, without "
-				     "a data frame");
-		return NULL;
+int request_check_range(const Pv__Header *h, uint64_t length, const char *volume,
+			uint64_t volume_size, char *msg, size_t msglen)
+{
+	if (h->op != PV_OP_FLUSH && (h->offset > volume_size || length > volume_size - h->offset)) {
+		snprintf(msg, msglen, "%s at %llu+%llu is past the end of volume %s (%llu bytes)",
+			 wire_op_name(h->op), (unsigned long long)h->offset,
+			 (unsigned long long)length, volume, (unsigned long long)volume_size);
+		return PV_ST_OUT_OF_RANGE;
 	}
-	if (h->length > PV_MAX_IO) {
-		request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
-				     "%s of %u bytes over the maximum %u", wire_op_name(h->op),
-				     h->length, PV_MAX_IO);
-		return NULL;
-	}
-	r = shm_get(h->client_id, ident, ident_len);
+	return PV_ST_OK;
+}
+
+/* A PV_F_SHM request that request_check_frame passed: the client's region
+ * and the address of its data there, or NULL after replying. */
+static struct shm_region *shm_check(const struct origin *from, const Pv__Header *h, uint8_t **where)
+{
+	struct shm_region *r = shm_get(h->client_id, from);
+
 	if (!r) {
-		request_reply_status(
-		    ident, ident_len, h, PV_ST_NO_SHM,
-		    "no shared memory of client %016llx is mapped on server %u for "
-		    "this connection",
-		    (unsigned long long)h->client_id, srv->cfg.id);
+		reply_status(from, h, PV_ST_NO_SHM,
+			     "no shared memory of client %016llx is mapped on server %u for "
+			     "this connection",
+			     (unsigned long long)h->client_id, srv->cfg.id);
 		return NULL;
 	}
 	if (shm_via_peer(r) != (h->hops == 1)) {
 		/* a client's own offer serves its requests, a peer's offer the
 		 * parts that peer forwards, and nothing else */
-		request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
-				     "shared memory offered %s used by a request with hops %u",
-				     shm_via_peer(r) ? "by a peer" : "by the client", h->hops);
+		reply_status(from, h, PV_ST_BAD_REQUEST,
+			     "shared memory offered %s used by a request with hops %u",
+			     shm_via_peer(r) ? "by a peer" : "by the client", h->hops);
 		shm_put(r);
 		return NULL;
 	}
 	*where = shm_ptr(r, h->shm_offset, h->length);
 	if (!*where) {
-		request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
-				     "shared memory range %llu+%u outside the client's region",
-				     (unsigned long long)h->shm_offset, h->length);
+		reply_status(from, h, PV_ST_BAD_REQUEST,
+			     "shared memory range %llu+%u outside the client's region",
+			     (unsigned long long)h->shm_offset, h->length);
 		shm_put(r);
 		return NULL;
 	}
@@ -396,8 +403,7 @@ static int read_mappable(const struct volume *vol, const Pv__Header *h)
 	return store_resident(vol, h->offset, h->length);
 }
 
-static void reply_mapped(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
-			 const struct volume *vol)
+static void reply_mapped(const struct origin *from, const Pv__Header *h, const struct volume *vol)
 {
 	Pv__Header r;
 
@@ -410,7 +416,7 @@ static void reply_mapped(const uint8_t *ident, size_t ident_len, const Pv__Heade
 	r.offset = h->offset;
 	r.length = h->length;
 	reads_mapped++;
-	if (ops_send(srv->router, ident, ident_len, &r, NULL, batch_supported(h->version)) < 0)
+	if (reply_send(from, &r, NULL, batch_supported(h->version)) < 0)
 		pv_debug("volume %s: mapped READ reply req %llu not sent: %m", vol->name,
 			 (unsigned long long)h->req_id);
 }
@@ -420,8 +426,7 @@ uint64_t request_reads_mapped(void)
 	return reads_mapped;
 }
 
-int request_volume_matches(const uint8_t *ident, size_t ident_len, const Pv__Header *h,
-			   const struct volume *vol)
+int request_volume_matches(const struct origin *from, const Pv__Header *h, const struct volume *vol)
 {
 	/* ids are never reused and grow: a larger id is a volume this server
 	 * has not learnt of yet (its catalog lags the client's), a smaller one
@@ -429,152 +434,159 @@ int request_volume_matches(const uint8_t *ident, size_t ident_len, const Pv__Hea
 	if (!h->volume_id || h->volume_id == vol->id)
 		return 1;
 	if (h->volume_id > vol->id) {
-		request_reply_busy(ident, ident_len, h, PEERD_CATALOG_LAG_RETRY_MS,
-				   "volume %s id %llu is newer than server %u knows (id %llu); "
-				   "its catalog is catching up",
-				   vol->name, (unsigned long long)h->volume_id, srv->cfg.id,
-				   (unsigned long long)vol->id);
+		reply_busy(from, h, PEERD_CATALOG_LAG_RETRY_MS,
+			   "volume %s id %llu is newer than server %u knows (id %llu); "
+			   "its catalog is catching up",
+			   vol->name, (unsigned long long)h->volume_id, srv->cfg.id,
+			   (unsigned long long)vol->id);
 		return 0;
 	}
 	pv_info("volume %s: refused %s from a stale handle of deleted volume id %llu (volume "
 		"%s is now id %llu)",
 		vol->name, wire_op_name(h->op), (unsigned long long)h->volume_id, vol->name,
 		(unsigned long long)vol->id);
-	request_reply_status(ident, ident_len, h, PV_ST_NO_VOLUME,
-			     "volume %s id %llu was deleted (the volume of that name now is id "
-			     "%llu): close and reopen it",
-			     vol->name, (unsigned long long)h->volume_id,
-			     (unsigned long long)vol->id);
+	reply_status(from, h, PV_ST_NO_VOLUME,
+		     "volume %s id %llu was deleted (the volume of that name now is id "
+		     "%llu): close and reopen it",
+		     vol->name, (unsigned long long)h->volume_id, (unsigned long long)vol->id);
 	return 0;
 }
 
-void request_start(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *data)
-{
-	struct volume *vol = catalog_volume(h->volume);
-	struct shm_region *shm = NULL;
-	uint8_t *shm_data = NULL;
-	struct request *req;
-	uint64_t length = h->length;
+/* Where a request that passed validate gets its data. */
+struct checked {
+	struct volume *vol;
+	uint64_t length;	/* of a WRITE, its data frame's */
+	struct shm_region *shm; /* PV_F_SHM: a reference on the client's region */
+	uint8_t *shm_data;	/* ... and its data there */
+};
 
-	if (!vol) {
-		request_reply_status(ident, ident_len, h, PV_ST_NO_VOLUME, "no volume '%s'",
-				     h->volume);
-		goto drop;
+/* Checks a data request before anything is done: its volume, the volume's
+ * id, its frames, its shared memory, its range, the data file. Returns 0,
+ * or -1 after replying (c->shm is then NULL). */
+static int validate(const struct origin *from, const Pv__Header *h, const zmq_msg_t *data,
+		    struct checked *c)
+{
+	char msg[PV_MAX_MESSAGE];
+	int st;
+
+	c->vol = catalog_volume(h->volume);
+	c->shm = NULL;
+	if (!c->vol) {
+		reply_status(from, h, PV_ST_NO_VOLUME, "no volume '%s'", h->volume);
+		return -1;
 	}
-	if (!request_volume_matches(ident, ident_len, h, vol))
-		goto drop;
-	if (h->flags & PV_F_SHM) {
-		shm = shm_check(ident, ident_len, h, data, &shm_data);
-		if (!shm)
-			goto drop;
-	} else if (h->op == PV_OP_WRITE) {
-		if (!data) {
-			request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
-					     "WRITE without a data frame");
-			return;
-		}
-		length = zmq_msg_size(data);
-		if (h->length && h->length != length) {
-			request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
-					     "WRITE length %u but data frame of %llu bytes",
-					     h->length, (unsigned long long)length);
-			goto drop;
-		}
-		if (length > PV_MAX_IO) {
-			request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
-					     "WRITE of %llu bytes over the maximum %u",
-					     (unsigned long long)length, PV_MAX_IO);
-			goto drop;
-		}
-	} else if (data) {
-		request_reply_status(ident, ident_len, h, PV_ST_BAD_REQUEST,
-				     "%s takes no data frame", wire_op_name(h->op));
-		goto drop;
+	if (!request_volume_matches(from, h, c->vol))
+		return -1;
+	st = request_check_frame(h, data != NULL, data ? zmq_msg_size(data) : 0, &c->length, msg,
+				 sizeof(msg));
+	if (st == PV_ST_OK && (h->flags & PV_F_SHM) && !(c->shm = shm_check(from, h, &c->shm_data)))
+		return -1;
+	if (st == PV_ST_OK)
+		st =
+		    request_check_range(h, c->length, c->vol->name, c->vol->size, msg, sizeof(msg));
+	if (st == PV_ST_OK && c->vol->fd < 0 && store_open(c->vol) < 0) {
+		st = PV_ST_IO_ERROR;
+		snprintf(msg, sizeof(msg), "volume %s: data file cannot be opened on server %u",
+			 c->vol->name, srv->cfg.id);
 	}
-	if (h->op != PV_OP_FLUSH && (h->offset > vol->size || length > vol->size - h->offset)) {
-		request_reply_status(ident, ident_len, h, PV_ST_OUT_OF_RANGE,
-				     "%s at %llu+%llu is past the end of volume %s (%llu bytes)",
-				     wire_op_name(h->op), (unsigned long long)h->offset,
-				     (unsigned long long)length, vol->name,
-				     (unsigned long long)vol->size);
-		goto drop;
+	if (st == PV_ST_OK)
+		return 0;
+	reply_status(from, h, st, "%s", msg);
+	shm_put(c->shm);
+	c->shm = NULL;
+	return -1;
+}
+
+/* A client's copy of a request still running here (sent again on a new
+ * connection): joins it and returns 1 (the reply goes to the connection
+ * the client sent on last), else 0. Only requests straight from a client:
+ * forwarded parts carry the forwarding server's request ids. */
+static int join_running(const struct origin *from, const Pv__Header *h, const struct checked *c)
+{
+	struct request *req;
+
+	if (!h->client_id || h->hops != 0 || !(req = inflight_find(h->client_id, h->req_id)) ||
+	    req->op != h->op || req->offset != h->offset ||
+	    /* a READ's reply must carry its data the way this copy asks */
+	    (h->op != PV_OP_WRITE && !req->shm != !c->shm))
+		return 0;
+	/* copies may arrive in any order (one per connection): the answer
+	 * goes to the one the client sent last (its clock in timestamp),
+	 * never back to an older connection */
+	if (h->timestamp >= req->sent_ts) {
+		req->from = *from;
+		req->sent_ts = h->timestamp;
+		req->batch_reply = batch_supported(h->version);
 	}
-	if (vol->fd < 0 && store_open(vol) < 0) {
-		request_reply_status(ident, ident_len, h, PV_ST_IO_ERROR,
-				     "volume %s: data file cannot be opened on server %u",
-				     vol->name, srv->cfg.id);
-		goto drop;
-	}
-	/* only requests straight from a client: forwarded parts carry the
-	 * forwarding server's request ids */
-	if (h->client_id && h->hops == 0 && (req = inflight_find(h->client_id, h->req_id)) &&
-	    req->op == h->op && req->offset == h->offset &&
-	    (h->op == PV_OP_WRITE || !req->shm == !shm)) {
-		/* (a READ's reply must carry its data the way this copy asks) */
-		/* copies may arrive in any order (one per connection): the
-		 * answer goes to the one the client sent last (its clock in
-		 * timestamp), never back to an older connection */
-		if (h->timestamp >= req->sent_ts) {
-			memcpy(req->ident, ident, ident_len);
-			req->ident_len = ident_len;
-			req->sent_ts = h->timestamp;
-			req->batch_reply = batch_supported(h->version);
-		}
-		pv_debug("volume %s: %s req %llu of client %016llx sent again while running; "
-			 "answering the %s copy",
-			 vol->name, wire_op_name(h->op), (unsigned long long)h->req_id,
-			 (unsigned long long)h->client_id,
-			 req->sent_ts == h->timestamp ? "newer" : "earlier");
-		goto drop;
-	}
-	if (read_mappable(vol, h)) {
-		reply_mapped(ident, ident_len, h, vol);
-		goto drop;
-	}
-	req = calloc(1, sizeof(*req));
-	if (!req) {
-		request_reply_status(ident, ident_len, h, PV_ST_BUSY, "server out of memory");
-		goto drop;
-	}
+	pv_debug("volume %s: %s req %llu of client %016llx sent again while running; "
+		 "answering the %s copy",
+		 c->vol->name, wire_op_name(h->op), (unsigned long long)h->req_id,
+		 (unsigned long long)h->client_id,
+		 req->sent_ts == h->timestamp ? "newer" : "earlier");
+	return 1;
+}
+
+/* A request for a checked header; takes c's shm reference and *data (moved)
+ * when it returns one. NULL without memory (nothing taken). */
+static struct request *request_new(const struct origin *from, const Pv__Header *h,
+				   struct checked *c, zmq_msg_t *data)
+{
+	struct request *req = calloc(1, sizeof(*req));
+
+	if (!req)
+		return NULL;
 	inflight++;
 	req->op = h->op;
 	req->req_id = h->req_id;
 	req->offset = h->offset;
-	req->length = h->op == PV_OP_FLUSH ? 0 : length;
+	req->length = h->op == PV_OP_FLUSH ? 0 : c->length;
 	req->flags = h->flags;
 	req->hops = h->hops;
 	req->client_id = h->client_id;
 	req->sent_ts = h->timestamp;
 	req->batch_reply = batch_supported(h->version);
-	volume_get(vol);
-	req->vol = vol;
-	memcpy(req->ident, ident, ident_len);
-	req->ident_len = ident_len;
-	if (req->client_id && req->hops == 0) {
-		struct request **b = bucket(req->client_id, req->req_id);
-
-		req->hnext = *b;
-		*b = req;
-	}
-	req->shm = shm;
+	volume_get(c->vol);
+	req->vol = c->vol;
+	req->from = *from;
+	if (req->client_id && req->hops == 0)
+		inflight_add(req);
+	req->shm = c->shm;
 	req->shm_offset = h->shm_offset;
-	shm = NULL; /* the request holds the reference now */
+	c->shm = NULL; /* the request holds the reference now */
 	if (data) {
 		zmq_msg_init(&req->data);
 		zmq_msg_move(&req->data, data);
 		req->has_data = 1;
 	} else if (req->shm && req->op == PV_OP_WRITE) {
 		/* the client's memory as a message that frees nothing */
-		zmq_msg_init_data(&req->data, shm_data, length, NULL, NULL);
+		zmq_msg_init_data(&req->data, c->shm_data, c->length, NULL, NULL);
 		req->has_data = 1;
 	}
+	return req;
+}
+
+void request_start(const struct origin *from, const Pv__Header *h, zmq_msg_t *data)
+{
+	struct checked c;
+	struct request *req;
+
+	if (validate(from, h, data, &c) < 0 || join_running(from, h, &c))
+		goto drop;
+	if (read_mappable(c.vol, h)) {
+		reply_mapped(from, h, c.vol);
+		goto drop;
+	}
+	req = request_new(from, h, &c, data);
+	if (!req) {
+		reply_status(from, h, PV_ST_BUSY, "server out of memory");
+		goto drop;
+	}
 	if (req->shm && req->op == PV_OP_READ) {
-		req->buf = shm_data;
+		req->buf = c.shm_data;
 	} else if (req->op == PV_OP_READ && req->length) {
 		req->buf = malloc(req->length);
 		if (!req->buf) {
-			request_reply_status(ident, ident_len, h, PV_ST_BUSY,
-					     "server out of memory");
+			reply_status(from, h, PV_ST_BUSY, "server out of memory");
 			request_free(req);
 			return;
 		}
@@ -585,7 +597,7 @@ void request_start(const uint8_t *ident, size_t ident_len, const Pv__Header *h, 
 		start_ranged(req);
 	return;
 drop:
-	shm_put(shm);
+	shm_put(c.shm);
 	if (data)
 		zmq_msg_close(data);
 }

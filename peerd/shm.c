@@ -229,10 +229,10 @@ static void set_ident(struct shm_region *r, const uint8_t *ident, size_t ident_l
 	r->ident_len = ident_len;
 }
 
-int shm_attach(uint64_t client_id, const uint8_t *ident, size_t ident_len, int via_peer,
-	       const Pv__ShmAttach *a, char *err, size_t errlen)
+int shm_attach(uint64_t client_id, const struct origin *from, int via_peer, const Pv__ShmAttach *a,
+	       char *err, size_t errlen)
 {
-	struct shm_region *old = region_of(client_id, via_peer, ident, ident_len), *r;
+	struct shm_region *old = region_of(client_id, via_peer, from->ident, from->len), *r;
 
 	if (!client_id) {
 		snprintf(err, errlen, "no client id");
@@ -241,7 +241,7 @@ int shm_attach(uint64_t client_id, const uint8_t *ident, size_t ident_len, int v
 	if (old && old->size == a->size && a->token.len == PV_SHM_TOKEN &&
 	    memcmp(old->token, a->token.data, PV_SHM_TOKEN) == 0) {
 		old->last_ms = pv_now_ms(); /* the same memory again (a reconnect) */
-		set_ident(old, ident, ident_len);
+		set_ident(old, from->ident, from->len);
 		return PV_ST_OK;
 	}
 	if (!old && n_regions >= SHM_MAX_REGIONS) {
@@ -254,7 +254,7 @@ int shm_attach(uint64_t client_id, const uint8_t *ident, size_t ident_len, int v
 	if (old)
 		region_detach(old); /* unmapped when its last request ends */
 	r->client_id = client_id;
-	set_ident(r, ident, ident_len);
+	set_ident(r, from->ident, from->len);
 	r->via_peer = via_peer;
 	snprintf(r->path, sizeof(r->path), "%s", a->path);
 	r->attached = 1;
@@ -268,9 +268,9 @@ int shm_attach(uint64_t client_id, const uint8_t *ident, size_t ident_len, int v
 	return PV_ST_OK;
 }
 
-struct shm_region *shm_get(uint64_t client_id, const uint8_t *ident, size_t ident_len)
+struct shm_region *shm_get(uint64_t client_id, const struct origin *from)
 {
-	struct shm_region *r = region_find(client_id, ident, ident_len);
+	struct shm_region *r = region_find(client_id, from->ident, from->len);
 
 	if (!r)
 		return NULL;
@@ -293,7 +293,7 @@ uint8_t *shm_ptr(const struct shm_region *r, uint64_t offset, uint64_t len)
 	return r->base + offset;
 }
 
-void shm_expire(void)
+void shm_expire(void *arg)
 {
 	uint64_t now = pv_now_ms();
 	struct shm_region *r, *next;
@@ -345,7 +345,7 @@ int shm_peer_usable(struct shm_region *r, struct member *m)
 	h.op = PV_OP_SHM_ATTACH;
 	h.req_id = peers_next_id();
 	h.client_id = r->client_id;
-	if (peers_send(m, &h, NULL, &a.base) == 0)
+	if (reply_send_member(m, &h, NULL, &a.base) == 0)
 		*st = PEER_PENDING; /* this part goes with its data */
 	return 0;
 }

@@ -3,6 +3,7 @@
  * volume offset, so unwritten space and pages owned elsewhere cost no disk,
  * TRIM punches holes and a hole reads as zeros. store_do runs on IO worker
  * threads (one job at a time, no shared state); the rest on the reactor. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "peerd.h"
@@ -23,6 +25,33 @@ static int map_build(struct volume *vol);
 static void volume_path(const char *name, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s/volumes/%s.vol", srv->cfg.data_dir, name);
+}
+
+/* dir/name in a static buffer. */
+static const char *path_of(const char *dir, const char *name)
+{
+	static char buf[PATH_MAX + 300];
+
+	snprintf(buf, sizeof(buf), "%s/%s", dir, name);
+	return buf;
+}
+
+/* Makes the entries of DATA/volumes durable (a file created or removed
+ * there survives a power cut as it is now). 0 or -1 (logged). */
+static int sync_volumes_dir(void)
+{
+	char path[PATH_MAX + 16];
+	int fd, rc = 0;
+
+	snprintf(path, sizeof(path), "%s/volumes", srv->cfg.data_dir);
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0) {
+		pv_err("cannot sync directory %s: %m; check the disk", path);
+		rc = -1;
+	}
+	if (fd >= 0)
+		close(fd);
+	return rc;
 }
 
 int store_open(struct volume *vol)
@@ -40,7 +69,15 @@ int store_open(struct volume *vol)
 		return -1;
 	}
 	volume_path(vol->name, path, sizeof(path));
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
+		/* a new data file: its name is durable before any data is */
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd >= 0 && sync_volumes_dir() < 0) {
+			close(fd);
+			return -1;
+		}
+	}
 	if (fd < 0) {
 		pv_err("volume %s: cannot open data file %s: %m", vol->name, path);
 		return -1;
@@ -83,7 +120,58 @@ int store_remove(const char *name)
 		pv_err("volume %s: cannot remove data file %s: %m", name, path);
 		return -1;
 	}
-	return 0;
+	/* durable now: a volume created later under this name must never find
+	 * the old file again after a power cut */
+	return sync_volumes_dir();
+}
+
+int store_sweep(void)
+{
+	char path[PATH_MAX + 16], aside[PATH_MAX + 16];
+	struct dirent *e;
+	int removed = 0;
+	DIR *d;
+
+	snprintf(aside, sizeof(aside), "%s/orphans", srv->cfg.data_dir);
+	snprintf(path, sizeof(path), "%s/volumes", srv->cfg.data_dir);
+	d = opendir(path);
+	if (!d)
+		return errno == ENOENT ? 0 : (pv_err("cannot read %s: %m", path), -1);
+	while ((e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+		char name[PV_MAX_NAME + 1];
+
+		if (len <= 4 || strcmp(e->d_name + len - 4, ".vol") || len - 4 > PV_MAX_NAME)
+			continue;
+		memcpy(name, e->d_name, len - 4);
+		name[len - 4] = '\0';
+		char to[PATH_MAX + 160];
+
+		if (catalog_volume(name))
+			continue;
+		/* a volume deleted just before a crash (its file was not removed
+		 * yet): a volume created later under the name must never see it.
+		 * Moved aside, not removed: a data file is never destroyed on a
+		 * guess */
+		snprintf(to, sizeof(to), "%s/%s.%llu", aside, e->d_name,
+			 (unsigned long long)time(NULL));
+		if ((mkdir(aside, 0700) < 0 && errno != EEXIST) ||
+		    rename(path_of(path, e->d_name), to) < 0) {
+			pv_err(
+			    "cannot move %s/%s, the data file of a volume not in the catalog, to "
+			    "%s: %m; move it away by hand before creating a volume named %s",
+			    path, e->d_name, aside, name);
+			continue;
+		}
+		pv_warn(
+		    "moved %s/%s to %s: it is the data file of volume %s, which is not in the "
+		    "catalog (deleted just before this server stopped?); remove it once you are "
+		    "sure it holds nothing you need",
+		    path, e->d_name, to, name);
+		removed++;
+	}
+	closedir(d);
+	return removed ? sync_volumes_dir() : 0;
 }
 
 static int do_read(struct io_job *job)

@@ -95,6 +95,11 @@ void worker_submit(struct io_job *job)
 	pthread_mutex_unlock(&qlock);
 }
 
+void worker_input(void *arg)
+{
+	worker_drain();
+}
+
 void worker_drain(void)
 {
 	struct io_job *list;

@@ -1,27 +1,27 @@
-/* pagemath.c: page splitting and initial page layout (see pagemath.h). */
+/* pagemath.c: a range's runs by owner and the initial page layout (see
+ * pagemath.h). Pure; unit tested in tests/unit/check_pagemath.c. */
 #include "pagemath.h"
 
-size_t pv_split(uint64_t offset, uint64_t length, uint32_t page_size, struct pv_span *out,
-		size_t max)
+struct pv_span pv_span_at(const uint32_t *owner, uint32_t page_size, uint64_t offset,
+			  uint64_t length, uint64_t pos, uint32_t self)
 {
-	size_t n = 0;
-	uint64_t done = 0;
+	struct pv_span s = {.offset = offset + pos, .buf_off = pos};
+	uint64_t end = pos;
 
-	while (done < length) {
-		uint64_t off = offset + done;
-		uint64_t in_page = page_size - off % page_size;
-		uint64_t len = length - done < in_page ? length - done : in_page;
+	s.page = s.offset / page_size;
+	s.owner = owner[s.page];
+	while (end < length) {
+		uint64_t o = offset + end;
+		uint64_t in_page = page_size - o % page_size;
 
-		if (n < max) {
-			out[n].page = off / page_size;
-			out[n].offset = off;
-			out[n].length = len;
-			out[n].buf_off = done;
-		}
-		n++;
-		done += len;
+		if (owner[o / page_size] != s.owner)
+			break;
+		end += in_page < length - end ? in_page : length - end;
+		if (s.owner != self)
+			break; /* forwarded parts stay within one page */
 	}
-	return n;
+	s.length = end - pos;
+	return s;
 }
 
 int pv_layout(uint64_t npages, const uint32_t *servers, const uint32_t *weights, size_t n,

@@ -129,7 +129,7 @@ wait_status()
 }
 
 # wait_links_up N COUNT [SECONDS]: until server N has COUNT outgoing peer
-# links up (links.c).
+# links up (linkset.c).
 wait_links_up()
 {
 	wait_status "$1" peer_links_up "$2" "${3:-15}"

@@ -1,6 +1,7 @@
-/* check_pagemath.c: unit tests for proto/pagemath.c: how a byte range is
- * split at page boundaries (pv_split), how pages are first laid out over
- * servers (pv_layout), and the page count/index helpers of pagemath.h.
+/* check_pagemath.c: unit tests for proto/pagemath.c: how a byte range
+ * becomes runs by owner (pv_span_at), how pages are first laid out over
+ * servers (pv_layout), which ranges are all on one server (pv_range_owned)
+ * and the page count of pagemath.h.
  * Pure functions: no files, no sockets. */
 #include <check.h>
 #include <stdint.h>
@@ -11,204 +12,232 @@
 
 #define PS	 4096u	    /* page size used by most cases */
 #define BIG_PS	 (4u << 20) /* the default page size */
-#define SENTINEL 0xa5a5a5a5a5a5a5a5ull
+#define SELF	 1u	    /* this server in the owner tables below */
+#define MAXPAGES 64
 
-static void fill_sentinel(struct pv_span *s, size_t n)
+/* An owner table of MAXPAGES pages, every page owned by server o. */
+static void owners_all(uint32_t *owner, uint32_t o)
 {
-	for (size_t i = 0; i < n; i++)
-		s[i].page = s[i].offset = s[i].length = s[i].buf_off = SENTINEL;
+	for (size_t i = 0; i < MAXPAGES; i++)
+		owner[i] = o;
 }
 
-static void expect_span(const struct pv_span *s, uint64_t page, uint64_t offset, uint64_t length,
-			uint64_t buf_off)
+/* Walks [offset, offset+length) with pv_span_at as the request path does;
+ * writes at most max runs to out and returns how many there were. */
+static size_t walk(const uint32_t *owner, uint32_t ps, uint64_t offset, uint64_t length,
+		   struct pv_span *out, size_t max)
 {
-	ck_assert_uint_eq(s->page, page);
-	ck_assert_uint_eq(s->offset, offset);
-	ck_assert_uint_eq(s->length, length);
-	ck_assert_uint_eq(s->buf_off, buf_off);
+	size_t n = 0;
+
+	for (uint64_t pos = 0; pos < length; n++) {
+		struct pv_span s = pv_span_at(owner, ps, offset, length, pos, SELF);
+
+		if (s.length == 0)
+			ck_abort_msg("span_at(%llu, %llu, pos %llu) is empty",
+				     (unsigned long long)offset, (unsigned long long)length,
+				     (unsigned long long)pos);
+		if (n < max)
+			out[n] = s;
+		pos += s.length;
+	}
+	return n;
 }
 
-/* Checks every property a split must have: spans are contiguous, cover
- * exactly [offset, offset+length), never cross a page boundary, name their
- * page, and their buffer offsets follow the lengths. Check reports each
- * ck_assert to its parent process, so the many random cases test quietly
- * and only a violation calls into Check. */
+/* Checks every property a walk must have: runs are contiguous, cover
+ * exactly [offset, offset+length), name their first page and its owner,
+ * hold pages of that one owner, never cross a page boundary unless local,
+ * and no two local runs touch (they would have been one). Check reports
+ * each ck_assert to its parent process, so the many random cases test
+ * quietly and only a violation calls into Check. */
 #define INVARIANT(cond)                                                                            \
 	do {                                                                                       \
 		if (!(cond))                                                                       \
-			ck_abort_msg("split(%llu, %llu, %u) span %zu of %zu: %s",                  \
+			ck_abort_msg("walk(%llu, %llu, %u) run %zu of %zu: %s",                    \
 				     (unsigned long long)offset, (unsigned long long)length, ps,   \
 				     i, n, #cond);                                                 \
 	} while (0)
 
-static void check_split_invariants(uint64_t offset, uint64_t length, uint32_t ps,
-				   const struct pv_span *s, size_t n)
+static void check_invariants(const uint32_t *owner, uint64_t offset, uint64_t length, uint32_t ps,
+			     const struct pv_span *s, size_t n)
 {
 	uint64_t sum = 0;
-	uint64_t first = offset / ps, last = (offset + length - 1) / ps;
 	size_t i = 0;
 
-	INVARIANT(n == (length ? last - first + 1 : 0));
+	INVARIANT(n > 0 || length == 0);
 	for (i = 0; i < n; i++) {
+		uint64_t last = (s[i].offset + s[i].length - 1) / ps;
+
 		INVARIANT(s[i].length > 0);
-		INVARIANT(s[i].length <= ps);
 		INVARIANT(s[i].offset == offset + sum);
 		INVARIANT(s[i].buf_off == sum);
 		INVARIANT(s[i].page == s[i].offset / ps);
-		INVARIANT(s[i].page == first + i);
-		/* does not cross into the next page */
-		INVARIANT((s[i].offset + s[i].length - 1) / ps == s[i].page);
-		/* every span but the first starts at a page boundary */
-		INVARIANT(i == 0 || s[i].offset % ps == 0);
+		INVARIANT(s[i].owner == owner[s[i].page]);
+		for (uint64_t p = s[i].page; p <= last; p++)
+			INVARIANT(owner[p] == s[i].owner);
+		/* a forwarded part stays within its page */
+		INVARIANT(s[i].owner == SELF || last == s[i].page);
+		/* a local run takes every following local page */
+		INVARIANT(i == 0 || s[i].owner != SELF || s[i - 1].owner != SELF);
 		sum += s[i].length;
 	}
 	INVARIANT(sum == length);
 }
 
-START_TEST(split_within_one_page)
+/* A range over an owner table and the runs it must become. owners gives
+ * the owners of the first pages, one digit each; later pages are owned by
+ * rest. */
+struct walk_case {
+	const char *what;
+	uint32_t ps;
+	const char *owners;
+	uint32_t rest;
+	uint64_t offset, length;
+	size_t n;
+	struct pv_span runs[6]; /* page, offset, length, buf_off, owner */
+};
+
+static const struct walk_case walks[] = {
+    /* every page elsewhere: one run per page touched */
+    {"inside one page", PS, "", 2, 100, 200, 1, {{0, 100, 200, 0, 2}}},
+    {"a whole page", PS, "", 2, 3 * PS, PS, 1, {{3, 3 * PS, PS, 0, 2}}},
+    {"the last byte of a page", PS, "", 2, PS - 1, 1, 1, {{0, PS - 1, 1, 0, 2}}},
+    {"across a boundary", PS, "", 2, 4000, 200, 2, {{0, 4000, 96, 0, 2}, {1, 4096, 104, 96, 2}}},
+    {"two bytes on a boundary", PS, "", 2, PS - 1, 2, 2, {{0, PS - 1, 1, 0, 2}, {1, PS, 1, 1, 2}}},
+    {"many pages",
+     PS,
+     "",
+     2,
+     1000,
+     5 * PS,
+     6,
+     {{0, 1000, PS - 1000, 0, 2},
+      {1, PS, PS, PS - 1000, 2},
+      {2, 2 * PS, PS, 2 * PS - 1000, 2},
+      {3, 3 * PS, PS, 3 * PS - 1000, 2},
+      {4, 4 * PS, PS, 4 * PS - 1000, 2},
+      {5, 5 * PS, 1000, 5 * PS - 1000, 2}}},
+    {"from mid-page to a boundary",
+     PS,
+     "",
+     2,
+     PS / 2,
+     PS + PS / 2,
+     2,
+     {{0, PS / 2, PS / 2, 0, 2}, {1, PS, PS, PS / 2, 2}}},
+    {"a partial last page",
+     PS,
+     "",
+     2,
+     2 * PS,
+     PS + 10,
+     2,
+     {{2, 2 * PS, PS, 0, 2}, {3, 3 * PS, 10, PS, 2}}},
+    /* pages here make one run, one local job, however many */
+    {"local pages merge", PS, "", SELF, 1000, 5 * PS, 1, {{0, 1000, 5 * PS, 0, SELF}}},
+    {"every page here", PS, "", SELF, 0, MAXPAGES *PS, 1, {{0, 0, MAXPAGES *PS, 0, SELF}}},
+    {"local, inside one page", PS, "", SELF, 7 * PS + 3, 10, 1, {{7, 7 * PS + 3, 10, 0, SELF}}},
+    /* owners change: local stretches merge, remote pages stay apart, even
+     * two neighbours of the same remote owner */
+    {"mixed owners",
+     PS,
+     "112213111",
+     0,
+     100,
+     9 * PS - 200,
+     6,
+     {{0, 100, 2 * PS - 100, 0, SELF},
+      {2, 2 * PS, PS, 2 * PS - 100, 2},
+      {3, 3 * PS, PS, 3 * PS - 100, 2},
+      {4, 4 * PS, PS, 4 * PS - 100, SELF},
+      {5, 5 * PS, PS, 5 * PS - 100, 3},
+      {6, 6 * PS, 3 * PS - 100, 6 * PS - 100, SELF}}},
+    {"from a remote page into a local one",
+     PS,
+     "112213111",
+     0,
+     3 * PS + 5,
+     PS + 10,
+     2,
+     {{3, 3 * PS + 5, PS - 5, 0, 2}, {4, 4 * PS, 15, PS - 5, SELF}}},
+    /* a page size that is a multiple of 512 but not a power of two */
+    {"odd page size",
+     1536,
+     "",
+     2,
+     1000,
+     4000,
+     4,
+     {{0, 1000, 536, 0, 2},
+      {1, 1536, 1536, 536, 2},
+      {2, 3072, 1536, 2072, 2},
+      {3, 4608, 392, 3608, 2}}},
+    {"odd page size, local middle",
+     1536,
+     "2112",
+     2,
+     1000,
+     4000,
+     3,
+     {{0, 1000, 536, 0, 2}, {1, 1536, 3072, 536, SELF}, {3, 4608, 392, 3608, 2}}},
+    {"the default page size",
+     BIG_PS,
+     "",
+     2,
+     BIG_PS - 7,
+     2 * BIG_PS,
+     3,
+     {{0, BIG_PS - 7, 7, 0, 2},
+      {1, BIG_PS, BIG_PS, 7, 2},
+      {2, 2 * BIG_PS, BIG_PS - 7, BIG_PS + 7, 2}}},
+};
+
+START_TEST(walk_cases)
 {
-	struct pv_span s[4];
+	const struct walk_case *c = &walks[_i];
+	uint32_t owner[MAXPAGES];
+	struct pv_span s[MAXPAGES];
+	size_t n;
 
-	fill_sentinel(s, 4);
-	ck_assert_uint_eq(pv_split(100, 200, PS, s, 4), 1);
-	expect_span(&s[0], 0, 100, 200, 0);
-	ck_assert_uint_eq(s[1].page, SENTINEL);
+	owners_all(owner, c->rest);
+	for (size_t p = 0; c->owners[p]; p++)
+		owner[p] = (uint32_t)(c->owners[p] - '0');
+	n = walk(owner, c->ps, c->offset, c->length, s, MAXPAGES);
+	ck_assert_msg(n == c->n, "%s: %zu runs, not %zu", c->what, n, c->n);
+	for (size_t i = 0; i < n; i++) {
+		const struct pv_span *r = &c->runs[i];
 
-	/* a whole page from its start is one span */
-	ck_assert_uint_eq(pv_split(3 * PS, PS, PS, s, 4), 1);
-	expect_span(&s[0], 3, 3 * PS, PS, 0);
-
-	/* the last byte of a page */
-	ck_assert_uint_eq(pv_split(PS - 1, 1, PS, s, 4), 1);
-	expect_span(&s[0], 0, PS - 1, 1, 0);
+		ck_assert_msg(
+		    s[i].page == r->page && s[i].offset == r->offset && s[i].length == r->length &&
+			s[i].buf_off == r->buf_off && s[i].owner == r->owner,
+		    "%s: run %zu is page %llu, %llu+%llu at %llu of server %u", c->what, i,
+		    (unsigned long long)s[i].page, (unsigned long long)s[i].offset,
+		    (unsigned long long)s[i].length, (unsigned long long)s[i].buf_off, s[i].owner);
+	}
+	check_invariants(owner, c->offset, c->length, c->ps, s, n);
 }
 END_TEST
 
-START_TEST(split_crossing_one_boundary)
+/* pv_span_at from a position inside the range (the walk's later steps). */
+START_TEST(span_at_inside)
 {
-	struct pv_span s[4];
+	uint32_t owner[MAXPAGES] = {SELF, SELF, 2, 2, SELF, 3, SELF, SELF, SELF};
+	struct pv_span s = pv_span_at(owner, PS, 100, 9 * PS - 200, 4 * PS - 100, SELF);
 
-	fill_sentinel(s, 4);
-	ck_assert_uint_eq(pv_split(4000, 200, PS, s, 4), 2);
-	expect_span(&s[0], 0, 4000, 96, 0);
-	expect_span(&s[1], 1, 4096, 104, 96);
-	ck_assert_uint_eq(s[2].page, SENTINEL);
-
-	/* two bytes straddling the boundary */
-	ck_assert_uint_eq(pv_split(PS - 1, 2, PS, s, 4), 2);
-	expect_span(&s[0], 0, PS - 1, 1, 0);
-	expect_span(&s[1], 1, PS, 1, 1);
+	ck_assert_uint_eq(s.page, 4);
+	ck_assert_uint_eq(s.offset, 4 * PS);
+	ck_assert_uint_eq(s.length, PS);
+	ck_assert_uint_eq(s.buf_off, 4 * PS - 100);
+	ck_assert_uint_eq(s.owner, SELF);
 }
 END_TEST
 
-START_TEST(split_crossing_many_boundaries)
-{
-	struct pv_span s[8];
-
-	fill_sentinel(s, 8);
-	ck_assert_uint_eq(pv_split(1000, 5 * PS, PS, s, 8), 6);
-	expect_span(&s[0], 0, 1000, PS - 1000, 0);
-	for (int i = 1; i < 5; i++)
-		expect_span(&s[i], i, (uint64_t)i * PS, PS, (uint64_t)i * PS - 1000);
-	expect_span(&s[5], 5, 5 * PS, 1000, 5 * PS - 1000);
-	ck_assert_uint_eq(s[6].page, SENTINEL);
-	check_split_invariants(1000, 5 * PS, PS, s, 6);
-}
-END_TEST
-
-START_TEST(split_exactly_at_boundaries)
-{
-	struct pv_span s[4];
-
-	fill_sentinel(s, 4);
-	ck_assert_uint_eq(pv_split(PS, 2 * PS, PS, s, 4), 2);
-	expect_span(&s[0], 1, PS, PS, 0);
-	expect_span(&s[1], 2, 2 * PS, PS, PS);
-	ck_assert_uint_eq(s[2].page, SENTINEL);
-
-	/* ends exactly at a boundary from mid-page */
-	ck_assert_uint_eq(pv_split(PS / 2, PS + PS / 2, PS, s, 4), 2);
-	expect_span(&s[0], 0, PS / 2, PS / 2, 0);
-	expect_span(&s[1], 1, PS, PS, PS / 2);
-}
-END_TEST
-
-START_TEST(split_length_zero)
-{
-	struct pv_span s[2];
-
-	fill_sentinel(s, 2);
-	ck_assert_uint_eq(pv_split(12345, 0, PS, s, 2), 0);
-	ck_assert_uint_eq(s[0].page, SENTINEL);
-	ck_assert_uint_eq(s[0].length, SENTINEL);
-	/* out may be NULL when nothing is to be written */
-	ck_assert_uint_eq(pv_split(0, 0, PS, NULL, 0), 0);
-}
-END_TEST
-
-START_TEST(split_partial_last_page)
-{
-	struct pv_span s[4];
-
-	fill_sentinel(s, 4);
-	ck_assert_uint_eq(pv_split(2 * PS, PS + 10, PS, s, 4), 2);
-	expect_span(&s[0], 2, 2 * PS, PS, 0);
-	expect_span(&s[1], 3, 3 * PS, 10, PS);
-}
-END_TEST
-
-START_TEST(split_max_truncates)
-{
-	struct pv_span s[4];
-
-	fill_sentinel(s, 4);
-	/* needs 5 spans, room for 2: returns 5, writes only 2 */
-	ck_assert_uint_eq(pv_split(100, 4 * PS, PS, s, 2), 5);
-	expect_span(&s[0], 0, 100, PS - 100, 0);
-	expect_span(&s[1], 1, PS, PS, PS - 100);
-	ck_assert_uint_eq(s[2].page, SENTINEL);
-	ck_assert_uint_eq(s[2].offset, SENTINEL);
-	ck_assert_uint_eq(s[2].length, SENTINEL);
-	ck_assert_uint_eq(s[2].buf_off, SENTINEL);
-
-	/* max 0: only counts */
-	ck_assert_uint_eq(pv_split(100, 4 * PS, PS, NULL, 0), 5);
-	/* exactly enough room */
-	fill_sentinel(s, 4);
-	ck_assert_uint_eq(pv_split(0, 3 * PS, PS, s, 3), 3);
-	expect_span(&s[2], 2, 2 * PS, PS, 2 * PS);
-	ck_assert_uint_eq(s[3].page, SENTINEL);
-}
-END_TEST
-
-START_TEST(split_large_offsets_and_odd_page_size)
-{
-	struct pv_span s[8];
-	uint64_t off = (1ull << 50) + 77;
-
-	/* default page size far into a large volume */
-	ck_assert_uint_eq(pv_split(off, 2 * BIG_PS, BIG_PS, s, 8), 3);
-	check_split_invariants(off, 2 * BIG_PS, BIG_PS, s, 3);
-	ck_assert_uint_eq(s[0].page, off / BIG_PS);
-
-	/* a page size that is a multiple of 512 but not a power of two */
-	ck_assert_uint_eq(pv_split(1000, 4000, 1536, s, 8), 4);
-	expect_span(&s[0], 0, 1000, 536, 0);
-	expect_span(&s[1], 1, 1536, 1536, 536);
-	expect_span(&s[2], 2, 3072, 1536, 2072);
-	expect_span(&s[3], 3, 4608, 392, 3608);
-
-	/* the range that ends at the last byte of the address space */
-	ck_assert_uint_eq(pv_split(UINT64_MAX - PS, PS + 1, PS, s, 8), 2);
-	check_split_invariants(UINT64_MAX - PS, PS + 1, PS, s, 2);
-}
-END_TEST
-
-/* Many pseudo-random ranges (fixed seed): the properties hold for all. */
-START_TEST(split_invariants_random)
+/* Many pseudo-random ranges over random owner tables (fixed seed): the
+ * properties hold for all. */
+START_TEST(invariants_random)
 {
 	static const uint32_t sizes[] = {512, 1536, 4096, 65536, 4u << 20};
-	struct pv_span s[64];
+	uint32_t owner[MAXPAGES];
+	struct pv_span s[MAXPAGES];
 	uint64_t x = 88172645463325252ull;
 
 	for (int i = 0; i < 20000; i++) {
@@ -218,13 +247,12 @@ START_TEST(split_invariants_random)
 
 		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 		ps = sizes[x % 5];
-		off = (x >> 8) % (1ull << 40);
-		len = (x >> 3) % (40ull * ps) + 1;
-		n = pv_split(off, len, ps, s, 64);
-		if (n > 64)
-			ck_abort_msg("split(%llu, %llu, %u) needs %zu spans",
-				     (unsigned long long)off, (unsigned long long)len, ps, n);
-		check_split_invariants(off, len, ps, s, n);
+		for (size_t p = 0; p < MAXPAGES; p++)
+			owner[p] = (uint32_t)(x >> (p % 60)) % 3 + 1; /* SELF, 2 or 3 */
+		off = (x >> 8) % (32ull * ps);
+		len = (x >> 3) % (32ull * ps) + 1;
+		n = walk(owner, ps, off, len, s, MAXPAGES);
+		check_invariants(owner, off, len, ps, s, n);
 	}
 }
 END_TEST
@@ -391,7 +419,7 @@ START_TEST(layout_large_weights)
 }
 END_TEST
 
-START_TEST(page_count_and_page_of)
+START_TEST(page_count)
 {
 	ck_assert_uint_eq(pv_page_count(0, PS), 0);
 	ck_assert_uint_eq(pv_page_count(1, PS), 1);
@@ -401,14 +429,6 @@ START_TEST(page_count_and_page_of)
 	ck_assert_uint_eq(pv_page_count(10ull << 30, BIG_PS), 2560);
 	ck_assert_uint_eq(pv_page_count((10ull << 30) + 512, BIG_PS), 2561);
 	ck_assert_uint_eq(pv_page_count(1ull << 60, BIG_PS), 1ull << 38);
-
-	ck_assert_uint_eq(pv_page_of(0, PS), 0);
-	ck_assert_uint_eq(pv_page_of(PS - 1, PS), 0);
-	ck_assert_uint_eq(pv_page_of(PS, PS), 1);
-	ck_assert_uint_eq(pv_page_of(5 * PS + 7, PS), 5);
-	ck_assert_uint_eq(pv_page_of(UINT64_MAX, BIG_PS), UINT64_MAX / BIG_PS);
-	ck_assert_uint_eq(pv_page_of(1000, 1536), 0);
-	ck_assert_uint_eq(pv_page_of(1536, 1536), 1);
 }
 END_TEST
 
@@ -448,15 +468,9 @@ static Suite *pagemath_suite(void)
 	TCase *layout = tcase_create("layout");
 	TCase *count = tcase_create("count");
 
-	tcase_add_test(split, split_within_one_page);
-	tcase_add_test(split, split_crossing_one_boundary);
-	tcase_add_test(split, split_crossing_many_boundaries);
-	tcase_add_test(split, split_exactly_at_boundaries);
-	tcase_add_test(split, split_length_zero);
-	tcase_add_test(split, split_partial_last_page);
-	tcase_add_test(split, split_max_truncates);
-	tcase_add_test(split, split_large_offsets_and_odd_page_size);
-	tcase_add_test(split, split_invariants_random);
+	tcase_add_loop_test(split, walk_cases, 0, sizeof(walks) / sizeof(walks[0]));
+	tcase_add_test(split, span_at_inside);
+	tcase_add_test(split, invariants_random);
 	tcase_add_test(layout, layout_single_server);
 	tcase_add_test(layout, layout_equal_weights_interleave);
 	tcase_add_test(layout, layout_weighted_proportions);
@@ -464,7 +478,7 @@ static Suite *pagemath_suite(void)
 	tcase_add_test(layout, layout_deterministic);
 	tcase_add_test(layout, layout_rejects_bad_input);
 	tcase_add_test(layout, layout_large_weights);
-	tcase_add_test(count, page_count_and_page_of);
+	tcase_add_test(count, page_count);
 	tcase_add_test(count, range_owned);
 	suite_add_tcase(s, split);
 	suite_add_tcase(s, layout);
