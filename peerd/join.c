@@ -268,7 +268,9 @@ int catalog_join_start(const char *address, unsigned timeout_s, catalog_done_fn 
 		join_sock = NULL;
 		return -1;
 	}
-	join_wait_s = timeout_s ? timeout_s : PEERD_JOIN_WAIT_S;
+	/* peerctl's --timeout less its margin, capped: a member's change takes
+	 * less (PEERD_TXN_TIMEOUT_MS per attempt) and a lost answer is retried */
+	join_wait_s = timeout_s && timeout_s < PEERD_JOIN_WAIT_S ? timeout_s : PEERD_JOIN_WAIT_S;
 	join_deadline = pv_now_ms() + (uint64_t)join_wait_s * 1000;
 	snprintf(join_addr, sizeof(join_addr), "%s", address);
 	me.id = srv->cfg.id;

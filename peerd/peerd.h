@@ -28,7 +28,7 @@
 #define PEERD_CLIENT_EXPIRE_MS 10000
 #define PEERD_TXN_TIMEOUT_MS   5000
 #define PEERD_LOCK_TIMEOUT_MS  10000
-#define PEERD_JOIN_WAIT_S	   25 /* a joiner waits for its answer (group.join "timeout") */
+#define PEERD_JOIN_WAIT_S	   25 /* most a joiner waits for its answer */
 #define PEERD_FWD_TIMEOUT_MS	   5000 /* a forwarded part without an answer fails UNAVAILABLE */
 #define PEERD_CATALOG_LAG_RETRY_MS 50 /* BUSY: a volume id this server has not learnt yet */
 #define PEERD_ZMQ_PING_MS   2000  /* ZMTP PING to every ZeroMQ peer this often */

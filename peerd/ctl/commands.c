@@ -163,9 +163,10 @@ static const struct command commands[] = {
 	.summary = "join the group of the member at ADDRESS",
 	.details = "Joins this server to an existing group. ADDRESS is the ZeroMQ endpoint\n"
 		   "of any member (its peerd --listen address). peerd waits for the group's\n"
-		   "answer up to --timeout less 2 s. Safe to retry: if the answer was lost\n"
-		   "(timeout, restart), the same command again finishes the join; a server\n"
-		   "already in the group at ADDRESS succeeds and changes nothing.",
+		   "answer up to --timeout less 2 s, at most 25 s. Safe to retry: if the\n"
+		   "answer was lost (timeout, restart), the same command again finishes the\n"
+		   "join; a server already in the group at ADDRESS succeeds and changes\n"
+		   "nothing.",
 	.examples = "peerctl -s /run/peervol/peerd.sock group join tcp://10.0.0.1:7100",
 	.run = do_group_join,
     },
