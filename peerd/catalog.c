@@ -5,12 +5,15 @@
  * and of the pages owned here. Owns: looking volumes and members up;
  * checking a catalog (catalog_check) and installing it (from LMDB at start,
  * committed by a change here or by a peer, fetched while catching up);
- * catching up (CAT_FETCH) when a heartbeat shows a member ahead; routing the
+ * catching up (CAT_FETCH) when a heartbeat shows a member ahead; the
+ * catalog's hash and finding a member that holds another catalog under the
+ * same version (divergence, with --resync-catalog to repair it); routing the
  * peer messages of the catalog protocols to their files. Not here: the
  * two-phase change (change.c), joining (join.c), volume create/delete
  * (volume_admin.c). Reactor thread only. */
 #include <errno.h>
 #include <fcntl.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +25,8 @@ static Pv__Catalog *committed;
 
 /* catch-up */
 static uint64_t fetch_sent_ms;
+/* divergence: last logged */
+static uint64_t diverged_logged_ms;
 
 /* ---- volumes ---- */
 
@@ -464,6 +469,27 @@ static void install_members(const Pv__Catalog *c)
 	}
 }
 
+void catalog_hash(const Pv__Catalog *c, uint8_t *out)
+{
+	size_t n = pv__catalog__get_packed_size(c);
+	uint8_t small[4096], *buf = n <= sizeof(small) ? small : malloc(n);
+
+	if (!buf)
+		abort(); /* a catalog's size; out of memory here is fatal */
+	pv__catalog__pack(c, buf);
+	crypto_generichash(out, PEERD_CATALOG_HASH_LEN, buf, n, NULL, 0);
+	if (buf != small)
+		free(buf);
+}
+
+char *catalog_hash_hex(const uint8_t *hash, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		sprintf(out + 2 * i, "%02x", hash[i]);
+	out[2 * n] = 0;
+	return out;
+}
+
 int catalog_install(Pv__Catalog **cp, const char *why)
 {
 	Pv__Catalog *c = *cp;
@@ -490,9 +516,15 @@ int catalog_install(Pv__Catalog **cp, const char *why)
 	catalog_pb_free(committed);
 	committed = c;
 	srv->version = c->version;
+	catalog_hash(c, srv->catalog_hash);
 	snprintf(srv->group_id, sizeof(srv->group_id), "%s", c->group_id);
-	pv_info("catalog version %llu installed: %zu members, %zu volumes (%s)",
-		(unsigned long long)c->version, c->n_members, c->n_volumes, why);
+	{
+		char hex[17];
+
+		pv_info("catalog version %llu (hash %s) installed: %zu members, %zu volumes (%s)",
+			(unsigned long long)c->version, catalog_hash_hex(srv->catalog_hash, 8, hex),
+			c->n_members, c->n_volumes, why);
+	}
 	peers_connect();
 	return 0;
 }
@@ -560,6 +592,10 @@ int catalog_load(void)
 
 	if (rc < 0)
 		return -1;
+	if (sodium_init() < 0) {
+		pv_err("libsodium does not initialize");
+		return -1;
+	}
 	if (rc == 0) {
 		c = pv__catalog__unpack(NULL, len, buf);
 		free(buf);
@@ -627,14 +663,93 @@ static void fetched(struct member *m, const void *body, size_t len)
 	    body ? (Pv__Catalog *)wire_body_decode(&pv__catalog__descriptor, body, len) : NULL;
 
 	fetch_sent_ms = 0;
-	if (c && c->version > srv->version && !strcmp(c->group_id, srv->group_id)) {
-		char why[64];
+	if (c && !strcmp(c->group_id, srv->group_id)) {
+		uint8_t hash[PEERD_CATALOG_HASH_LEN];
+		int resync;
+		char why[96];
 
-		snprintf(why, sizeof(why), "caught up from server %u", m->id);
-		catalog_adopt(c, why);
+		catalog_hash(c, hash);
+		resync = srv->cfg.resync_catalog && c->version >= srv->version &&
+			 memcmp(hash, srv->catalog_hash, sizeof(hash));
+		if (c->version > srv->version || resync) {
+			snprintf(why, sizeof(why), "%s server %u",
+				 resync ? "--resync-catalog: replaced by the catalog of"
+					: "caught up from",
+				 m->id);
+			if (catalog_adopt(c, why) == 0 && resync)
+				srv->cfg.resync_catalog = 0;
+		}
 	}
 	if (c)
 		pv__catalog__free_unpacked(c, NULL);
+}
+
+/* ---- divergence: two catalogs under one version ---- */
+
+/* srv->catalog_diverged from the members' flags; logs the divergence with
+ * m (once a minute). */
+static void diverged_update(const struct member *m)
+{
+	int any = 0;
+
+	for (size_t i = 0; i < srv->nmembers; i++)
+		any |= srv->members[i].catalog_diverged;
+	if (!any && srv->catalog_diverged)
+		pv_warn("catalog: every member agrees with this server's catalog version %llu "
+			"again; catalog changes are possible again",
+			(unsigned long long)srv->version);
+	srv->catalog_diverged = any;
+	if (m && m->catalog_diverged &&
+	    (!diverged_logged_ms || pv_now_ms() - diverged_logged_ms >= PEERD_DIVERGED_LOG_MS)) {
+		char mine[2 * PEERD_CATALOG_HASH_LEN + 1], theirs[2 * PEERD_CATALOG_HASH_LEN + 1];
+
+		diverged_logged_ms = pv_now_ms();
+		pv_err(
+		    "CATALOG DIVERGED: server %u holds catalog version %llu hash %s, but server %u "
+		    "(%s) holds version %llu hash %s; catalog changes are refused until an "
+		    "administrator resolves it (restart the member(s) in the minority with "
+		    "--resync-catalog; docs/architecture.md, 'Catalog and membership')",
+		    srv->cfg.id, (unsigned long long)srv->version,
+		    catalog_hash_hex(srv->catalog_hash, PEERD_CATALOG_HASH_LEN, mine), m->id,
+		    m->address, (unsigned long long)m->catalog_version,
+		    catalog_hash_hex(m->catalog_hash, PEERD_CATALOG_HASH_LEN, theirs));
+	}
+}
+
+void catalog_peer_seen(struct member *m)
+{
+	int same_version = m->catalog_version == srv->version;
+	int differs = m->has_catalog_hash &&
+		      memcmp(m->catalog_hash, srv->catalog_hash, PEERD_CATALOG_HASH_LEN);
+
+	if (m->catalog_version > srv->version ||
+	    (srv->cfg.resync_catalog && same_version && differs)) {
+		catalog_fetch_from(m);
+		return;
+	}
+	if (!same_version || !m->has_catalog_hash)
+		return; /* nothing to compare (a member behind catches up) */
+	if (!differs && srv->cfg.resync_catalog) {
+		pv_info("--resync-catalog: server %u holds the same catalog (version %llu); "
+			"nothing to replace",
+			m->id, (unsigned long long)srv->version);
+		srv->cfg.resync_catalog = 0;
+	}
+	m->catalog_diverged = differs;
+	diverged_update(m);
+}
+
+void catalog_diverged_with(uint32_t id, uint64_t version, const uint8_t *hash)
+{
+	struct member *m = catalog_member(id);
+
+	if (!m || version != srv->version)
+		return;
+	m->catalog_version = version;
+	memcpy(m->catalog_hash, hash, PEERD_CATALOG_HASH_LEN);
+	m->has_catalog_hash = 1;
+	m->catalog_diverged = 1;
+	diverged_update(m);
 }
 
 /* ---- peer messages, to their protocol ---- */

@@ -145,14 +145,29 @@ static json_t *group_json(void)
 		for (struct volume *v = srv->volumes; v; v = v->next)
 			for (uint64_t p = 0; p < v->npages; p++)
 				pages += v->owner[p] == m->id;
-		json_array_append_new(members,
-				      json_pack("{s:i,s:s,s:i,s:s,s:I,s:I,s:I}", "id", (int)m->id,
-						"address", m->address, "weight", (int)m->weight,
-						"state", state, "pages", (json_int_t)pages, "bytes",
-						(json_int_t)m->bytes, "free", (json_int_t)m->free));
+		int self = m->id == srv->cfg.id;
+		char hash[2 * PEERD_CATALOG_HASH_LEN + 1] = "";
+
+		if (self || m->has_catalog_hash)
+			catalog_hash_hex(self ? srv->catalog_hash : m->catalog_hash,
+					 PEERD_CATALOG_HASH_LEN, hash);
+		json_array_append_new(
+		    members,
+		    json_pack("{s:i,s:s,s:i,s:s,s:I,s:I,s:I,s:I,s:s,s:b}", "id", (int)m->id,
+			      "address", m->address, "weight", (int)m->weight, "state", state,
+			      "pages", (json_int_t)pages, "bytes", (json_int_t)m->bytes, "free",
+			      (json_int_t)m->free, "catalog_version",
+			      (json_int_t)(self ? srv->version : m->catalog_version),
+			      "catalog_hash", hash, "catalog_diverged", m->catalog_diverged));
 	}
-	g = json_pack("{s:s,s:I,s:o}", "group_id", srv->group_id, "catalog_version",
-		      (json_int_t)srv->version, "members", members);
+	{
+		char hash[2 * PEERD_CATALOG_HASH_LEN + 1];
+
+		g = json_pack("{s:s,s:I,s:s,s:b,s:o}", "group_id", srv->group_id, "catalog_version",
+			      (json_int_t)srv->version, "catalog_hash",
+			      catalog_hash_hex(srv->catalog_hash, PEERD_CATALOG_HASH_LEN, hash),
+			      "catalog_diverged", srv->catalog_diverged, "members", members);
+	}
 	/* servers gone: left, or removed with their pages lost */
 	for (size_t i = 0; c && i < c->n_removed; i++)
 		json_array_append_new(removed,
@@ -476,7 +491,7 @@ static int cmd_status(const uint8_t *ident, size_t ident_len, const struct contr
 		link_addr[0] = '\0';
 	*result = json_pack(
 	    "{s:i,s:s,s:s,s:I,s:s,s:I,s:s,s:I,s:I,s:I,s:i,s:i,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:I,s:I,"
-	    "s:I,s:I,s:I}",
+	    "s:I,s:I,s:I,s:I,s:b}",
 	    "server_id", (int)srv->cfg.id, "address", srv->cfg.listen, "version", PV_VERSION_STRING,
 	    "catalog_version", (json_int_t)srv->version, "group_id", srv->group_id, "uptime_s",
 	    (json_int_t)((pv_now_ms() - srv->started_ms) / 1000), "data_dir", srv->cfg.data_dir,
@@ -491,7 +506,17 @@ static int cmd_status(const uint8_t *ident, size_t ident_len, const struct contr
 	    "peer_links_up", (json_int_t)links_up, "peer_links_accepted", (json_int_t)links_in,
 	    "link_records_sent", (json_int_t)link_sent, "link_records_received",
 	    (json_int_t)link_received, "data_files_mapped", (json_int_t)ops_maps_given(),
-	    "reads_mapped", (json_int_t)request_reads_mapped());
+	    "reads_mapped", (json_int_t)request_reads_mapped(), "data_free",
+	    (json_int_t)store_free(), "disk_full", store_disk_full());
+	if (*result) {
+		char hash[2 * PEERD_CATALOG_HASH_LEN + 1];
+
+		json_object_set_new(
+		    *result, "catalog_hash",
+		    json_string(catalog_hash_hex(srv->catalog_hash, PEERD_CATALOG_HASH_LEN, hash)));
+		json_object_set_new(*result, "catalog_diverged",
+				    json_boolean(srv->catalog_diverged));
+	}
 	/* membership: "member", or "removed" with why (remove.c) */
 	json_object_set_new(*result, "state",
 			    json_string(remove_self_state() ? "removed" : "member"));

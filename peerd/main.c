@@ -60,6 +60,9 @@ static void usage(FILE *f)
 		"                         reason on stderr and exit 1 when it cannot start\n"
 		"  --pid-file PATH        write the server's pid there once it is serving\n"
 		"                         (removed at exit)\n"
+		"  --resync-catalog       replace this server's catalog with the one its\n"
+		"                         peers hold under the same or a newer version\n"
+		"                         (repairs a divergence: docs/architecture.md)\n"
 		"  --debug                log every request\n"
 		"  --help                 this text\n"
 		"  --version              print the version\n"
@@ -91,6 +94,7 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 		O_DAEMON,
 		O_PID_FILE,
 		O_DEBUG,
+		O_RESYNC,
 		O_HELP,
 		O_VERSION
 	};
@@ -108,6 +112,7 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 	    {"daemon", no_argument, NULL, O_DAEMON},
 	    {"pid-file", required_argument, NULL, O_PID_FILE},
 	    {"debug", no_argument, NULL, O_DEBUG},
+	    {"resync-catalog", no_argument, NULL, O_RESYNC},
 	    {"help", no_argument, NULL, O_HELP},
 	    {"version", no_argument, NULL, O_VERSION},
 	    {NULL, 0, NULL, 0},
@@ -209,7 +214,8 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 			break;
 		case O_PID_FILE:
 			if (!optarg[0] || strlen(optarg) >= sizeof(cfg->pid_file)) {
-				fprintf(stderr, "peerd: --pid-file needs a path (under %zu bytes)\n",
+				fprintf(stderr,
+					"peerd: --pid-file needs a path (under %zu bytes)\n",
 					sizeof(cfg->pid_file));
 				return -1;
 			}
@@ -217,6 +223,9 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 			break;
 		case O_DEBUG:
 			cfg->debug = 1;
+			break;
+		case O_RESYNC:
+			cfg->resync_catalog = 1;
 			break;
 		case O_HELP:
 		case 'h':

@@ -76,6 +76,8 @@ void peers_tick(void *arg)
 	}
 	hb.server_id = srv->cfg.id;
 	hb.catalog_version = srv->version;
+	hb.catalog_hash.data = srv->catalog_hash;
+	hb.catalog_hash.len = sizeof(srv->catalog_hash);
 	hb.pages = pages;
 	hb.bytes = bytes;
 	hb.free = store_free();
@@ -138,8 +140,10 @@ void peers_heartbeat(const struct origin *from, const Pv__Header *h, const void 
 		pv__heartbeat__free_unpacked(m->last_hb, NULL);
 	m->last_hb = hb;
 	linkset_member_address(m, hb->link ? hb->link : "");
-	if (hb->catalog_version > srv->version)
-		catalog_fetch_from(m);
+	m->has_catalog_hash = hb->catalog_hash.len == sizeof(m->catalog_hash);
+	if (m->has_catalog_hash)
+		memcpy(m->catalog_hash, hb->catalog_hash.data, sizeof(m->catalog_hash));
+	catalog_peer_seen(m);
 }
 
 /* One reply from m (a record of a BATCH, or a message of its own). */

@@ -412,7 +412,15 @@ static int leave_refused(const struct member *m, uint64_t n, const char *pages, 
 			 m->id, (unsigned long long)n, pages);
 		return -1;
 	}
-	if (m->id != srv->cfg.id && !m->up) {
+	if (m->id == srv->cfg.id) {
+		/* its commit would replace this server's catalog before the others
+		 * have theirs: let another member run the change */
+		snprintf(err, errlen,
+			 "server %u is this server; run 'group leave %u' on another member", m->id,
+			 m->id);
+		return -1;
+	}
+	if (!m->up) {
 		snprintf(err, errlen,
 			 "server %u (%s) is down; a server leaves while it is up (it is told); "
 			 "one that is down for good: 'peerctl group remove %u --force'",

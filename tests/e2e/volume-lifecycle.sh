@@ -57,7 +57,7 @@ expect_ctl_error 1 2 "routing takes no value or =full" volume show vol1 --routin
 
 # ---------------------------------------------------------------- list
 human=$(ctl 1 volume list)
-grep -qE '^NAME +SIZE +PAGE +PAGES +WRITTEN +SERVERS +OPEN' <<<"$human" ||
+grep -qE '^NAME +SIZE +PAGE +PAGES +WRITTEN +SERVERS +OPEN +STATE' <<<"$human" ||
 	fail "volume list: no header line: $human"
 for name in vol1 small.vol_2-x paged maxsize; do
 	grep -qE "^$name " <<<"$human" || fail "volume list: no row for $name: $human"
