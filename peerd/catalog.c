@@ -261,6 +261,10 @@ static struct volume *volume_from_pb(const Pv__Catalog *c, const Pv__VolumeInfo 
 		for (size_t j = 0; j < c->n_members; j++)
 			if (c->members[j]->id == v->servers[i])
 				weights[i] = c->members[j]->weight ? c->members[j]->weight : 1;
+		/* a server gone keeps its pages (lost, or none if it left) */
+		for (size_t j = 0; j < c->n_removed; j++)
+			if (c->removed[j]->id == v->servers[i])
+				weights[i] = c->removed[j]->weight ? c->removed[j]->weight : 1;
 	}
 	if (v->nservers == 0) {
 		v->servers[0] = srv->cfg.id;
@@ -498,6 +502,12 @@ int catalog_install(Pv__Catalog **cp, const char *why)
 		catalog_pb_free(c);
 		return -1;
 	}
+	for (size_t i = 0; i <= c->n_members; i++) {
+		if (i == c->n_members)
+			return remove_gone(&c, why); /* this server left or was removed */
+		if (c->members[i]->id == srv->cfg.id)
+			break;
+	}
 	if (install_volumes(c) < 0) {
 		catalog_pb_free(c);
 		return -1;
@@ -543,6 +553,36 @@ static void random_hex(char *out, size_t bytes)
 		sprintf(out + 2 * i, "%02x", raw[i]);
 }
 
+Pv__Catalog *catalog_group_of_one(void)
+{
+	Pv__Member *self = malloc(sizeof(*self));
+	Pv__Catalog *c = malloc(sizeof(*c));
+	Pv__Member **list = malloc(sizeof(*list));
+	char gid[33];
+
+	if (!c || !self || !list) {
+		free(self);
+		free(c);
+		free(list);
+		return NULL;
+	}
+	pv__catalog__init(c);
+	pv__member__init(self);
+	random_hex(gid, 16);
+	c->version = 1;
+	c->group_id = catalog_strdup(gid);
+	c->next_volume_id = 1;
+	self->id = srv->cfg.id;
+	self->address = catalog_strdup(srv->cfg.listen);
+	self->weight = srv->cfg.weight;
+	self->capacity = store_free();
+	list[0] = self;
+	c->members = list;
+	c->n_members = 1;
+	pv_info("formed group %s of one server", gid);
+	return c;
+}
+
 int catalog_load(void)
 {
 	void *buf;
@@ -566,30 +606,11 @@ int catalog_load(void)
 			return -1;
 		}
 	} else {
-		/* a new server: a group of one */
-		Pv__Member *self = malloc(sizeof(*self));
-		char gid[33];
-
-		c = malloc(sizeof(*c));
-		if (!c || !self)
+		c = catalog_group_of_one(); /* a new server */
+		if (!c)
 			return -1;
-		pv__catalog__init(c);
-		pv__member__init(self);
-		random_hex(gid, 16);
-		c->version = 1;
-		c->group_id = catalog_strdup(gid);
-		c->next_volume_id = 1;
-		self->id = srv->cfg.id;
-		self->address = catalog_strdup(srv->cfg.listen);
-		self->weight = srv->cfg.weight;
-		self->capacity = store_free();
-		c->members = malloc(sizeof(*c->members));
-		if (!c->members)
-			return -1;
-		c->members[0] = self;
-		c->n_members = 1;
-		pv_info("new data directory: formed group %s of one server", gid);
 	}
+	remove_load();
 	if (catalog_install(&c, rc == 0 ? "loaded" : "new") < 0)
 		return -1;
 	if (rc == 0)

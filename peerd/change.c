@@ -15,8 +15,10 @@
  *                          change unfinished (release arg, answer nobody).
  *                          done owns arg.
  *
- * Volume create/delete (volume_admin.c) and adding a member (join.c) are
- * such changes; snapshots and group remove/leave are meant to be.
+ * Volume create/delete (volume_admin.c), adding a member (join.c) and
+ * removing one (remove.c) are such changes; snapshots are meant to be. A
+ * change may leave one member out (change_exclude: removing a member that is
+ * down); every other member takes part.
  *
  *   coordinator                      every other member
  *   lock, build version v+1
@@ -70,6 +72,7 @@ struct change {
 	char what[160]; /* one line for logs and for the other members */
 	int force;	/* volumes the change removes may be open */
 	struct change_tries tries;
+	uint32_t excluded; /* a member left out (group remove), or 0 */
 };
 
 /* coordinator state: one attempt of one change at a time */
@@ -237,6 +240,11 @@ struct change *change_new(int force, change_build_fn build, change_done_fn done,
 	vsnprintf(ch->what, sizeof(ch->what), what_fmt, ap);
 	va_end(ap);
 	return ch;
+}
+
+void change_exclude(struct change *ch, uint32_t id)
+{
+	ch->excluded = id;
 }
 
 /* Tells the change's caller the outcome and frees the change. */
@@ -511,7 +519,7 @@ static void txn_begin(struct change *ch)
 	for (size_t i = 0; i < srv->nmembers; i++) {
 		struct member *m = &srv->members[i];
 
-		if (m->id == srv->cfg.id)
+		if (m->id == srv->cfg.id || m->id == ch->excluded)
 			continue;
 		if (!m->up && m->last_heard_ms &&
 		    pv_now_ms() - m->last_heard_ms > PEERD_DOWN_AFTER_MS) {
@@ -728,6 +736,9 @@ static int validate_change(const Pv__CatalogChange *ch, char *err, size_t errlen
 	if (meta_reserve(only_deletes(c), err, errlen) < 0)
 		return PV_ST_NO_SPACE;
 	if (!new_volumes_fit(c, err, errlen))
+		return PV_ST_REFUSED;
+	/* members the change removes: down, or leaving without pages */
+	if (remove_validate(c, err, errlen) != PV_ST_OK)
 		return PV_ST_REFUSED;
 	/* volumes removed by the change must not be open through this server */
 	for (struct volume *v = srv->volumes; v; v = v->next) {

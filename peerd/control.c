@@ -102,6 +102,15 @@ static json_t *volume_json(struct volume *v, int routing)
 		      (json_int_t)written, "bytes_allocated", (json_int_t)bytes, "servers",
 		      id_array(v->servers, v->nservers), "holders", id_array(holders, nh),
 		      "open_clients", (int)open, "created", (json_int_t)v->created);
+	if (o) { /* pages whose owner was removed: lost (remove.c) */
+		uint64_t lost = 0;
+		const Pv__Catalog *c = catalog_committed();
+
+		for (size_t i = 0; c && i < c->n_removed; i++)
+			if (!c->removed[i]->left)
+				lost += remove_lost_pages(v->owner, v->npages, c->removed[i]->id);
+		json_object_set_new(o, "pages_lost", json_integer((json_int_t)lost));
+	}
 	if (o && routing) {
 		json_t *runs = json_array();
 		uint64_t first = 0;
@@ -125,7 +134,8 @@ static json_t *volume_json(struct volume *v, int routing)
 /* JSON of the group (a new reference). */
 static json_t *group_json(void)
 {
-	json_t *members = json_array();
+	json_t *members = json_array(), *removed = json_array(), *g;
+	const Pv__Catalog *c = catalog_committed();
 
 	for (size_t i = 0; i < srv->nmembers; i++) {
 		struct member *m = &srv->members[i];
@@ -153,11 +163,20 @@ static json_t *group_json(void)
 	{
 		char hash[2 * PEERD_CATALOG_HASH_LEN + 1];
 
-		return json_pack("{s:s,s:I,s:s,s:b,s:o}", "group_id", srv->group_id,
-				 "catalog_version", (json_int_t)srv->version, "catalog_hash",
-				 catalog_hash_hex(srv->catalog_hash, PEERD_CATALOG_HASH_LEN, hash),
-				 "catalog_diverged", srv->catalog_diverged, "members", members);
+		g = json_pack("{s:s,s:I,s:s,s:b,s:o}", "group_id", srv->group_id, "catalog_version",
+			      (json_int_t)srv->version, "catalog_hash",
+			      catalog_hash_hex(srv->catalog_hash, PEERD_CATALOG_HASH_LEN, hash),
+			      "catalog_diverged", srv->catalog_diverged, "members", members);
 	}
+	/* servers gone: left, or removed with their pages lost */
+	for (size_t i = 0; c && i < c->n_removed; i++)
+		json_array_append_new(removed,
+				      json_pack("{s:i,s:s,s:I,s:s}", "id", (int)c->removed[i]->id,
+						"address", c->removed[i]->address, "version",
+						(json_int_t)c->removed[i]->version, "how",
+						c->removed[i]->left ? "left" : "removed"));
+	json_object_set_new(g, "removed", removed);
+	return g;
 }
 
 /* ---- answers to commands that end later ---- */
@@ -211,6 +230,37 @@ static void volume_deleted(void *arg, int ok, struct volume *vol, const char *er
 static void group_joined(void *arg, int ok, struct volume *vol, const char *err)
 {
 	pending_end(arg, ok, ok ? group_json() : NULL, err);
+}
+
+/* JSON of what member id owned: [{"volume", "pages"}...] (a new reference). */
+static json_t *pages_of(uint32_t id)
+{
+	json_t *a = json_array();
+
+	for (struct volume *v = srv->volumes; v; v = v->next) {
+		uint64_t n = remove_lost_pages(v->owner, v->npages, id);
+
+		if (n)
+			json_array_append_new(
+			    a, json_pack("{s:s,s:I}", "volume", v->name, "pages", (json_int_t)n));
+	}
+	return a;
+}
+
+/* catalog_done_fn of group.remove and group.leave; p->name holds the id */
+static void member_removed(void *arg, int ok, struct volume *vol, const char *err)
+{
+	struct pending *p = arg;
+	uint32_t id = (uint32_t)strtoul(p->name, NULL, 10);
+	const Pv__RemovedMember *r = remove_record(id);
+
+	pending_end(p, ok,
+		    ok ? json_pack("{s:i,s:s,s:I,s:o}", "id", (int)id, "address",
+				   r ? r->address : "", "catalog_version",
+				   (json_int_t)(r ? r->version : srv->version), "lost",
+				   r && !r->left ? pages_of(id) : json_array())
+		       : NULL,
+		    err);
 }
 
 /* ---- argument helpers ---- */
@@ -372,13 +422,53 @@ static int parse_volume_delete(const struct args *a, struct control_cmd *c, char
 	return 0;
 }
 
+/* A positive integer argument up to max, or absent (0) when optional;
+ * what: how to name the values ("a server id"). */
+static int arg_count(const struct args *a, const char *key, int required, uint64_t max,
+		     const char *what, uint64_t *out, char *err, size_t errlen)
+{
+	json_t *v = json_object_get(a->obj, key);
+	const struct big_number *big = big_at(a, key, -1);
+
+	*out = 0;
+	if (!v && !required)
+		return 0;
+	if (big && json_is_integer(v) && json_integer_value(v) == 0) {
+		snprintf(err, errlen, "%s: %s is too large (maximum %llu)", key, big->digits,
+			 (unsigned long long)max);
+		return -1;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) <= 0 ||
+	    (uint64_t)json_integer_value(v) > max) {
+		snprintf(err, errlen, "missing or invalid argument '%s' (%s, 1 to %llu)", key, what,
+			 (unsigned long long)max);
+		return -1;
+	}
+	*out = (uint64_t)json_integer_value(v);
+	return 0;
+}
+
+static int parse_member(const struct args *a, struct control_cmd *c, char *err, size_t errlen)
+{
+	uint64_t id;
+
+	if (arg_count(a, "id", 1, UINT32_MAX, "a server id", &id, err, errlen) < 0)
+		return -1;
+	c->id = (uint32_t)id;
+	c->force = json_is_true(json_object_get(a->obj, "force"));
+	return 0;
+}
+
 static int parse_group_join(const struct args *a, struct control_cmd *c, char *err, size_t errlen)
 {
 	char shown[CONTROL_MAX_ADDRESS + PV_ESCAPE_NAME];
 	const char *address;
+	uint64_t timeout;
 
-	if (arg_string(a, "address", &address, err, errlen) < 0)
+	if (arg_string(a, "address", &address, err, errlen) < 0 ||
+	    arg_count(a, "timeout", 0, CONTROL_MAX_TIMEOUT, "seconds", &timeout, err, errlen) < 0)
 		return -1;
+	c->timeout = (unsigned)timeout;
 	if (strncmp(address, "tcp://", 6) || strlen(address) > CONTROL_MAX_ADDRESS) {
 		snprintf(err, errlen, "address '%s' is not a tcp://HOST:PORT endpoint",
 			 pv_escape(address, strlen(address), shown, sizeof(shown)));
@@ -427,6 +517,11 @@ static int cmd_status(const uint8_t *ident, size_t ident_len, const struct contr
 		json_object_set_new(*result, "catalog_diverged",
 				    json_boolean(srv->catalog_diverged));
 	}
+	/* membership: "member", or "removed" with why (remove.c) */
+	json_object_set_new(*result, "state",
+			    json_string(remove_self_state() ? "removed" : "member"));
+	if (remove_self_state())
+		json_object_set_new(*result, "removed", json_string(remove_self_state()));
 	return 0;
 }
 
@@ -503,7 +598,7 @@ static int cmd_group_join(const uint8_t *ident, size_t ident_len, const struct c
 
 	if (!p)
 		return -1;
-	if (catalog_join_start(c->address, group_joined, p, err, errlen) < 0) {
+	if (catalog_join_start(c->address, c->timeout, group_joined, p, err, errlen) < 0) {
 		free(p);
 		return -1;
 	}
@@ -517,6 +612,24 @@ static int cmd_group_show(const uint8_t *ident, size_t ident_len, const struct c
 	return 0;
 }
 
+static int cmd_group_remove(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
+			    json_t **result, char *err, size_t errlen)
+{
+	char id[16];
+	struct pending *p;
+
+	snprintf(id, sizeof(id), "%u", c->id);
+	p = pending_new(ident, ident_len, id, err, errlen);
+	if (!p)
+		return -1;
+	if (catalog_member_remove(c->id, c->op == CONTROL_GROUP_LEAVE, c->force, member_removed, p,
+				  err, errlen) < 0) {
+		free(p);
+		return -1;
+	}
+	return 1;
+}
+
 static const struct cmd_row commands[CONTROL_NCMDS] = {
     [CONTROL_STATUS] = {"status", NULL, cmd_status},
     [CONTROL_VOLUME_CREATE] = {"volume.create", parse_volume_create, cmd_volume_create},
@@ -526,6 +639,8 @@ static const struct cmd_row commands[CONTROL_NCMDS] = {
     [CONTROL_GROUP_INIT] = {"group.init", NULL, cmd_group_init},
     [CONTROL_GROUP_JOIN] = {"group.join", parse_group_join, cmd_group_join},
     [CONTROL_GROUP_SHOW] = {"group.show", NULL, cmd_group_show},
+    [CONTROL_GROUP_REMOVE] = {"group.remove", parse_member, cmd_group_remove},
+    [CONTROL_GROUP_LEAVE] = {"group.leave", parse_member, cmd_group_remove},
 };
 
 /* ---- decoding a request (pure) ---- */
@@ -888,7 +1003,15 @@ void control_input(void *arg)
 			control_reply(ident, ident_len, 0, NULL, err);
 			goto next;
 		}
-		rc = commands[cmd.op].fn(ident, ident_len, &cmd, &result, err, sizeof(err));
+		if (remove_self_state() && cmd.op != CONTROL_STATUS &&
+		    cmd.op != CONTROL_GROUP_SHOW && cmd.op != CONTROL_VOLUME_LIST &&
+		    cmd.op != CONTROL_VOLUME_SHOW) {
+			snprintf(err, sizeof(err), "%s; this server no longer serves the group",
+				 remove_self_state());
+			rc = -1;
+		} else {
+			rc = commands[cmd.op].fn(ident, ident_len, &cmd, &result, err, sizeof(err));
+		}
 		if (rc == 0) {
 			control_reply(ident, ident_len, 1, result, NULL);
 		} else if (rc < 0) {

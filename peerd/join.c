@@ -1,8 +1,9 @@
 /* join.c: joining a group, from both ends. This server joining (group join
  * ADDR): a DEALER to a member of the group sends JOIN with this server as a
- * pv.Member, waits up to 10 s for the committed catalog and adopts it.
- * A member getting JOIN: adds the new server by a catalog change (change.c)
- * over the existing members and answers with the committed catalog:
+ * pv.Member, waits (peerctl's --timeout, less a margin) for the committed
+ * catalog and adopts it. A member getting JOIN: adds the new server by a
+ * catalog change (change.c) over the existing members and answers with the
+ * committed catalog:
  *
  *   new server                 member (coordinator)        other members
  *   --JOIN(member)---------->  change: add the member
@@ -10,8 +11,17 @@
  *   <-----OK(catalog)-------
  *   adopt the catalog
  *
- * The command's starter (control.c) hears the end through its
- * catalog_done_fn; nothing here builds its answer. Reactor thread only. */
+ * A join is safe to retry: the answer may be lost (the joiner stopped or
+ * timed out while the change ran), and then the group lists a server that
+ * still believes it is alone. A JOIN from a server already a member with
+ * the same id and address is answered with the committed catalog, changing
+ * nothing. The joiner records the address it sent JOIN to (LMDB, config
+ * "join") until it has an answer; while it is a group of one without
+ * volumes, a heartbeat from a server of another group that lists it makes
+ * it send the same JOIN again (join_heard_stranger): it only ever asks the
+ * group its admin named. The command's starter (control.c) hears the end
+ * through its catalog_done_fn; nothing here builds its answer. Reactor
+ * thread only. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +34,9 @@ static void *join_sock;
 static catalog_done_fn join_done;
 static void *join_arg;
 static uint64_t join_deadline;
+static unsigned join_wait_s;
 static char join_addr[256];
+static uint64_t join_retried_ms; /* last retry after a stranger's heartbeat */
 
 /* ---- a member adding a server that joins ---- */
 
@@ -36,6 +48,7 @@ struct join_arg {
 	uint32_t weight;
 	uint64_t capacity;
 	char address[256];
+	int already; /* a member with that id and address: answer the catalog */
 };
 
 static int add_build(void *arg, Pv__Catalog *next, char *err, size_t errlen)
@@ -44,7 +57,22 @@ static int add_build(void *arg, Pv__Catalog *next, char *err, size_t errlen)
 	Pv__Member *m;
 	Pv__Member **arr;
 
+	const Pv__RemovedMember *gone = remove_find(next, nm->id);
+
+	if (gone && !gone->left) {
+		snprintf(err, errlen,
+			 "server id %u was removed from the group at catalog version %llu (its "
+			 "pages were lost); a new server joins with a new id",
+			 nm->id, (unsigned long long)gone->version);
+		return -1;
+	}
 	for (size_t i = 0; i < next->n_members; i++) {
+		if (next->members[i]->id == nm->id &&
+		    !strcmp(next->members[i]->address, nm->address)) {
+			nm->already = 1; /* a retried JOIN whose answer was lost */
+			snprintf(err, errlen, "server %u is already a member", nm->id);
+			return -1;
+		}
 		if (next->members[i]->id == nm->id) {
 			snprintf(err, errlen, "server id %u is already a member (%s)", nm->id,
 				 next->members[i]->address);
@@ -76,6 +104,14 @@ static int add_build(void *arg, Pv__Catalog *next, char *err, size_t errlen)
 	m->weight = nm->weight ? nm->weight : 1;
 	m->capacity = nm->capacity;
 	next->members[next->n_members++] = m;
+	/* a server that left (owning no pages) may come back */
+	for (size_t i = 0; gone && i < next->n_removed; i++) {
+		if (next->removed[i] != gone)
+			continue;
+		pv__removed_member__free_unpacked(next->removed[i], NULL);
+		next->removed[i] = next->removed[--next->n_removed];
+		break;
+	}
 	return 0;
 }
 
@@ -91,7 +127,11 @@ static void add_done(void *arg, int ok, const char *err)
 	wire_header_init(&h);
 	h.op = PV_OP_JOIN;
 	h.req_id = a->req_id;
-	if (ok) {
+	if (ok || a->already) {
+		if (a->already)
+			pv_info("server %u (%s) asked to join again: already a member; answered "
+				"with catalog version %llu",
+				a->id, a->address, (unsigned long long)srv->version);
 		reply_body(&a->from, &h, PV_ST_OK, NULL, &catalog_committed()->base);
 	} else {
 		reply_body(&a->from, &h, PV_ST_REFUSED, err, NULL);
@@ -137,6 +177,11 @@ void join_peer_op(const struct origin *from, const Pv__Header *h, const void *bo
 	pv__member__free_unpacked(nm, NULL);
 	if (!a)
 		return;
+	if (catalog_member(a->id) && !strcmp(catalog_member(a->id)->address, a->address)) {
+		a->already = 1; /* answered without a change: it may be unable to run */
+		add_done(a, 0, "already a member");
+		return;
+	}
 	ch = change_new(0, add_build, add_done, a, "add server %u (%s)", a->id, a->address);
 	if (!ch) {
 		free(a);
@@ -166,14 +211,22 @@ static void join_end(int ok, const char *err)
 	join_sock = NULL;
 }
 
-/* Refusals before anything is sent: 0, or -1 with err. */
+/* Refusals before anything is sent: 0, -1 with err, or 1: this server is
+ * already in the group at address (a retried join: nothing to do). */
 static int join_refused(const char *address, char *err, size_t errlen)
 {
 	if (join_sock) {
 		snprintf(err, errlen, "a join is already in progress");
 		return -1;
 	}
+	if (!strcmp(address, srv->cfg.listen)) {
+		snprintf(err, errlen, "%s is this server's own address", address);
+		return -1;
+	}
 	if (srv->nmembers > 1) {
+		for (size_t i = 0; i < srv->nmembers; i++)
+			if (!strcmp(srv->members[i].address, address))
+				return 1;
 		snprintf(err, errlen, "this server is already in a group of %zu members",
 			 srv->nmembers);
 		return -1;
@@ -183,22 +236,29 @@ static int join_refused(const char *address, char *err, size_t errlen)
 			 "this server has volumes; only a server without volumes can join a group");
 		return -1;
 	}
-	if (!strcmp(address, srv->cfg.listen)) {
-		snprintf(err, errlen, "%s is this server's own address", address);
-		return -1;
-	}
 	return 0;
 }
 
-int catalog_join_start(const char *address, catalog_done_fn done, void *arg, char *err,
-		       size_t errlen)
+int catalog_join_start(const char *address, unsigned timeout_s, catalog_done_fn done, void *arg,
+		       char *err, size_t errlen)
 {
 	Pv__Member me = PV__MEMBER__INIT;
 	Pv__Header h;
 	int linger = 0;
+	int rc = join_refused(address, err, errlen);
 
-	if (join_refused(address, err, errlen) < 0)
+	if (rc < 0)
 		return -1;
+	if (rc > 0) {
+		pv_info("group join %s: already a member of that group (catalog version %llu)",
+			address, (unsigned long long)srv->version);
+		done(arg, 1, NULL, NULL);
+		return 0;
+	}
+	if (remove_self_state()) {
+		snprintf(err, errlen, "%s", remove_self_state());
+		return -1;
+	}
 	join_sock = zmq_socket(srv->zctx, ZMQ_DEALER);
 	if (!join_sock || zmq_setsockopt(join_sock, ZMQ_LINGER, &linger, sizeof(linger)) < 0 ||
 	    wire_socket_limit(join_sock) < 0 || zmq_connect(join_sock, address) < 0) {
@@ -208,7 +268,10 @@ int catalog_join_start(const char *address, catalog_done_fn done, void *arg, cha
 		join_sock = NULL;
 		return -1;
 	}
-	join_deadline = pv_now_ms() + 10000;
+	/* peerctl's --timeout less its margin, capped: a member's change takes
+	 * less (PEERD_TXN_TIMEOUT_MS per attempt) and a lost answer is retried */
+	join_wait_s = timeout_s && timeout_s < PEERD_JOIN_WAIT_S ? timeout_s : PEERD_JOIN_WAIT_S;
+	join_deadline = pv_now_ms() + (uint64_t)join_wait_s * 1000;
 	snprintf(join_addr, sizeof(join_addr), "%s", address);
 	me.id = srv->cfg.id;
 	me.address = srv->cfg.listen;
@@ -226,8 +289,41 @@ int catalog_join_start(const char *address, catalog_done_fn done, void *arg, cha
 	}
 	join_done = done;
 	join_arg = arg;
+	/* until an answer comes: the group may add us and the answer be lost */
+	meta_put("config", "join", address, strlen(address));
 	pv_info("joining the group at %s", address);
 	return 0;
+}
+
+/* The end of a join this server retried by itself. */
+static void retried(void *arg, int ok, struct volume *vol, const char *err)
+{
+	if (ok)
+		pv_info("join retried: now a member of group %s (catalog version %llu)",
+			srv->group_id, (unsigned long long)srv->version);
+	else if (err)
+		pv_warn("join retried: %s", err);
+}
+
+void join_heard_stranger(uint32_t id)
+{
+	char address[256], err[PV_MAX_MESSAGE];
+	void *buf;
+	size_t len;
+
+	if (join_sock || srv->nmembers > 1 || srv->volumes || remove_self_state() ||
+	    (join_retried_ms && pv_now_ms() - join_retried_ms < 5000))
+		return;
+	if (meta_get("config", "join", &buf, &len) != 0)
+		return;
+	snprintf(address, sizeof(address), "%.*s", (int)len, (char *)buf);
+	free(buf);
+	join_retried_ms = pv_now_ms();
+	pv_info("server %u of another group heartbeats to us and our join of %s got no answer: "
+		"asking again",
+		id, address);
+	if (catalog_join_start(address, 0, retried, NULL, err, sizeof(err)) < 0)
+		pv_warn("join retry: %s", err);
 }
 
 /* The member's answer (header, and the catalog when OK): adopts the
@@ -237,6 +333,7 @@ static void join_answer(zmq_msg_t *frames, size_t n)
 	Pv__Header *h = NULL;
 	char err[256];
 
+	meta_put("config", "join", NULL, 0); /* answered: nothing to retry */
 	if (wire_header_decode(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), &h, err,
 			       sizeof(err)) != PV_ST_OK) {
 		char msg[700];
@@ -301,10 +398,13 @@ void join_poll_done(const zmq_pollitem_t *items, size_t n_items, void *arg)
 void join_tick(void)
 {
 	if (join_sock && pv_now_ms() > join_deadline) {
-		char msg[400];
+		char msg[PV_MAX_MESSAGE];
 
 		snprintf(msg, sizeof(msg),
-			 "no answer from %s within 10 s; is a peerd listening there?", join_addr);
+			 "no answer from %s within %u s; is a peerd listening there? If the group "
+			 "was busy, the join may still complete: running the same 'group join' "
+			 "again is safe",
+			 join_addr, join_wait_s);
 		join_end(0, msg);
 	}
 }

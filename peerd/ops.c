@@ -41,6 +41,12 @@ uint64_t ops_batch_records_received(void)
 
 static void op_data(const struct origin *from, const Pv__Header *h, zmq_msg_t *payload)
 {
+	if (remove_self_state()) { /* removed from the group: its data is stale */
+		reply_status(from, h, PV_ST_REFUSED, "%s", remove_self_state());
+		if (payload)
+			zmq_msg_close(payload);
+		return;
+	}
 	request_start(from, h, payload);
 }
 
@@ -281,8 +287,10 @@ static void dispatch_one(const struct origin *from, zmq_msg_t *first, const void
 			continue;
 		if (ops[i].members_only &&
 		    (!catalog_member(h->server_id) || h->server_id == srv->cfg.id)) {
-			snprintf(err, sizeof(err), "%s from server %u, which is not a member",
-				 wire_op_name(h->op), h->server_id);
+			char why[200];
+
+			remove_not_member(h->server_id, why, sizeof(why)); /* maybe removed */
+			snprintf(err, sizeof(err), "%s refused: %s", wire_op_name(h->op), why);
 			refuse(from, first, h, PV_ST_REFUSED, err);
 			break;
 		}

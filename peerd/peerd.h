@@ -28,6 +28,7 @@
 #define PEERD_CLIENT_EXPIRE_MS 10000
 #define PEERD_TXN_TIMEOUT_MS   5000
 #define PEERD_LOCK_TIMEOUT_MS  10000
+#define PEERD_JOIN_WAIT_S	   25 /* most a joiner waits for its answer */
 /* A coordinator commits only within PEERD_LOCK_TIMEOUT_MS minus this of
  * sending its PREPAREs, so that its COMMIT reaches every participant while
  * the participant's lock (taken after that moment) still holds (change.c). */
@@ -464,6 +465,9 @@ void catalog_routes_changed(struct volume *vol);
 void catalog_tick(void *arg);
 /* Asks member m for its catalog (we are behind it). */
 void catalog_fetch_from(struct member *m);
+/* A new catalog of a group of one (this server), with a fresh group id;
+ * NULL if out of memory. */
+Pv__Catalog *catalog_group_of_one(void);
 /* The hash of c's protobuf encoding (BLAKE2b-256, libsodium): two catalogs
  * are the same iff their hashes are. Into out (PEERD_CATALOG_HASH_LEN). */
 void catalog_hash(const Pv__Catalog *c, uint8_t *out);
@@ -495,6 +499,9 @@ struct change *change_new(int force, change_build_fn build, change_done_fn done,
  * another change is in the way; takes ownership of *chp and clears it. done
  * may be called before this returns. */
 void change_run(struct change **chp);
+/* Leaves member id out of the change: it gets no message and its answer is
+ * not waited for (group remove of a member that is down). */
+void change_exclude(struct change *ch, uint32_t id);
 /* Handles CAT_PREPARE/COMMIT/ABORT from a coordinator (participant side). */
 void change_peer_op(const struct origin *from, const Pv__Header *h, const void *body,
 		    size_t len);
@@ -554,10 +561,15 @@ void join_peer_op(const struct origin *from, const Pv__Header *h, const void *bo
  * (none when there is no join). */
 size_t join_poll_fill(zmq_pollitem_t *items, size_t max, void *arg);
 void join_poll_done(const zmq_pollitem_t *items, size_t n, void *arg);
-/* Starts joining the group at address; done(arg) is called when it ends
- * (not if this returns -1). Returns 0, or -1 with a reason in err. */
-int catalog_join_start(const char *address, catalog_done_fn done, void *arg, char *err,
-		       size_t errlen);
+/* Starts joining the group at address, waiting up to timeout_s for the
+ * answer; done(arg) is called when it ends (not if this returns -1; at once
+ * if this server is already in the group at address). Returns 0, or -1 with
+ * a reason in err. */
+int catalog_join_start(const char *address, unsigned timeout_s, catalog_done_fn done, void *arg,
+		       char *err, size_t errlen);
+/* A member of another group heartbeats to us, a group of one: if our last
+ * join got no answer, asks again (the group may list us). */
+void join_heard_stranger(uint32_t id);
 /* Times out this server's join. */
 void join_tick(void);
 /* Drops this server's join in progress (shutdown): done(arg, 0, NULL, NULL). */
@@ -572,6 +584,46 @@ int catalog_volume_create(const char *name, uint64_t size, uint32_t page_size,
 			  char *err, size_t errlen);
 int catalog_volume_delete(const char *name, int force, catalog_done_fn done, void *arg, char *err,
 			  size_t errlen);
+
+/* remove.c */
+/* Pages of owner[npages] owned by server id (pure). */
+uint64_t remove_lost_pages(const uint32_t *owner, uint64_t npages, uint32_t id);
+/* The record of server id in c's removed list, or NULL (pure). */
+const Pv__RemovedMember *remove_find(const Pv__Catalog *c, uint32_t id);
+/* Takes member id out of next (a catalog being built at its new version)
+ * and records it as left (left 1) or removed (pure). 0, or -1 with err. */
+int remove_build_next(Pv__Catalog *next, uint32_t id, int left, char *err, size_t errlen);
+/* The committed catalog's record of server id, or NULL. */
+const Pv__RemovedMember *remove_record(uint32_t id);
+/* Why server id, not a member, is refused (removed at V, left at V, or not
+ * a member), into err. */
+void remove_not_member(uint32_t id, char *err, size_t errlen);
+/* Whether a page owned by owner is lost (owner removed); 1 with the reason
+ * in why, or 0. */
+int remove_lost_page(uint32_t owner, char *why, size_t whylen);
+/* Why this server does not serve (it was removed), or NULL while it does. */
+const char *remove_self_state(void);
+/* Reads the removed state recorded in LMDB (at start). */
+void remove_load(void);
+/* catalog_install of a catalog *cp that does not list this server: having
+ * left, installs a group of one instead; removed, enters the removed state
+ * and installs nothing (-1). Takes *cp. */
+int remove_gone(Pv__Catalog **cp, const char *why);
+/* Answers a heartbeat from a server that is not a member: REFUSED, with the
+ * catalog when it was removed or left. */
+void remove_heartbeat_refuse(const struct origin *from, const Pv__Header *h);
+/* A member refused our heartbeat: if its catalog (body) shows this server
+ * removed, enters the removed state; left, becomes a group of one. */
+void remove_heartbeat_refused(struct member *m, const Pv__Header *h, const void *body, size_t len);
+/* Participant's check of a change that removes members (change.c):
+ * PV_ST_OK, or PV_ST_REFUSED with err (a removed member is up here; this
+ * server leaves but owns pages). */
+int remove_validate(const Pv__Catalog *next, char *err, size_t errlen);
+/* group remove ID (force: --force) or, with leave, group leave ID, as a
+ * catalog change; done(arg) when it ends (not if this returns -1). 0, or -1
+ * with err. */
+int catalog_member_remove(uint32_t id, int leave, int force, catalog_done_fn done, void *done_arg,
+			  char *err, size_t errlen);
 
 /* clients.c */
 /* Records a client's PING (its open volumes). */
@@ -721,6 +773,8 @@ enum control_op {
 	CONTROL_GROUP_INIT,
 	CONTROL_GROUP_JOIN,
 	CONTROL_GROUP_SHOW,
+	CONTROL_GROUP_REMOVE,
+	CONTROL_GROUP_LEAVE,
 	CONTROL_NCMDS
 };
 #define CONTROL_MAX_ADDRESS 200 /* group.join address length */
@@ -738,9 +792,12 @@ struct control_cmd {
 	uint32_t servers[PEERD_MAX_MEMBERS]; /* volume.create: ids > 0; none: all */
 	size_t nservers;
 	int routing;			       /* volume.show: 0/1 */
-	int force;			       /* volume.delete: 0/1 */
+	int force;			       /* volume.delete, group.remove: 0/1 */
 	char address[CONTROL_MAX_ADDRESS + 1]; /* group.join: "tcp://..." */
+	unsigned timeout;		       /* group.join: seconds to wait, 0 default */
+	uint32_t id;			       /* group.remove/leave: a server id > 0 */
 };
+#define CONTROL_MAX_TIMEOUT 3600 /* group.join "timeout", seconds */
 /* Decodes one request frame (JSON) into out, checking its arguments; volume
  * sizes up to max_volume_size. Pure: no server state, sockets or disk.
  * Returns 0, or -1 with the error text the client gets in err (errlen > 0);

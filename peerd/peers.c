@@ -119,9 +119,7 @@ void peers_heartbeat(const struct origin *from, const Pv__Header *h, const void 
 	Pv__Heartbeat *hb;
 
 	if (!m || m->id == srv->cfg.id) {
-		reply_status(from, h, PV_ST_REFUSED, "server %u is not a member of group %s",
-			     h->server_id, srv->group_id);
-		pv_warn("heartbeat from server %u refused: not a member", h->server_id);
+		remove_heartbeat_refuse(from, h); /* removed, left, stranger */
 		return;
 	}
 	hb = body ? (Pv__Heartbeat *)wire_body_decode(&pv__heartbeat__descriptor, body, len) : NULL;
@@ -167,6 +165,11 @@ static void reply_one(struct member *m, const Pv__Header *h, zmq_msg_t *payload)
 	case PV_OP_CAT_FETCH:
 		catalog_peer_reply(m, h, payload ? zmq_msg_data(payload) : NULL,
 				   payload ? zmq_msg_size(payload) : 0);
+		break;
+	case PV_OP_HEARTBEAT: /* answered only when refused: are we removed? */
+		if (h->status == PV_ST_REFUSED)
+			remove_heartbeat_refused(m, h, payload ? zmq_msg_data(payload) : NULL,
+						 payload ? zmq_msg_size(payload) : 0);
 		break;
 	default:
 		if (h->status == PV_ST_REFUSED)

@@ -247,6 +247,7 @@ static void start_ranged(struct request *req)
 			    : req->op == PV_OP_WRITE ? IO_WRITE
 						     : IO_TRIM;
 	struct pv_span s;
+	char lost[300];
 
 	/* hold one pending count while parts are being issued */
 	req->pending = 1;
@@ -255,6 +256,10 @@ static void start_ranged(struct request *req)
 			       srv->cfg.id);
 		if (s.owner == srv->cfg.id) {
 			submit_local(req, kind, s.offset, s.length, s.buf_off);
+		} else if (remove_lost_page(s.owner, lost, sizeof(lost))) {
+			req->pending++;
+			part_done(req, PV_ST_IO_ERROR, "volume %s page %llu is lost: %s", vol->name,
+				  (unsigned long long)s.page, lost);
 		} else if (req->hops >= PV_MAX_HOPS) {
 			req->pending++;
 			req->moved_to = s.owner;
@@ -281,8 +286,8 @@ static void start_flush(struct request *req)
 	submit_local(req, IO_FLUSH, 0, 0, 0);
 	if (req->hops == 0) {
 		for (size_t i = 0; i < n; i++) {
-			if (holders[i] == srv->cfg.id)
-				continue;
+			if (holders[i] == srv->cfg.id || remove_record(holders[i]))
+				continue; /* a server gone: nothing of it to flush */
 			req->pending++;
 			if (forward_part(req, holders[i], 0, 0, 0) < 0)
 				part_done(req, PV_ST_UNAVAILABLE,

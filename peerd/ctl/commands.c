@@ -34,6 +34,9 @@
 struct invocation;
 struct command;
 
+/* A command that takes exactly one positional argument, shown as a. */
+#define ONE_ARG(a) .args = (a), .min_args = 1, .max_args = 1
+
 /* Runs a parsed command; returns the exit code. */
 typedef int (*command_fn)(struct ctl *ctl, const struct command *cmd, const struct invocation *inv);
 
@@ -71,6 +74,7 @@ static int do_volume_delete(struct ctl *, const struct command *, const struct i
 static int do_group_init(struct ctl *, const struct command *, const struct invocation *);
 static int do_group_join(struct ctl *, const struct command *, const struct invocation *);
 static int do_group_show(struct ctl *, const struct command *, const struct invocation *);
+static int do_group_remove(struct ctl *, const struct command *, const struct invocation *);
 static int do_health(struct ctl *, const struct command *, const struct invocation *);
 
 static const struct command commands[] = {
@@ -132,9 +136,7 @@ static const struct command commands[] = {
     {
 	.name = "volume",
 	.sub = "show",
-	.args = "NAME",
-	.min_args = 1,
-	.max_args = 1,
+	ONE_ARG("NAME"),
 	.summary = "show one volume",
 	.details = "Shows volume NAME: size, page size, pages written, bytes allocated,\n"
 		   "allowed servers, servers holding pages, open clients.",
@@ -151,9 +153,7 @@ static const struct command commands[] = {
     {
 	.name = "volume",
 	.sub = "delete",
-	.args = "NAME",
-	.min_args = 1,
-	.max_args = 1,
+	ONE_ARG("NAME"),
 	.summary = "delete a volume and its data",
 	.details = "Deletes volume NAME and its data on every server. peerd refuses while\n"
 		   "clients have the volume open, unless --force is given.",
@@ -175,12 +175,14 @@ static const struct command commands[] = {
     {
 	.name = "group",
 	.sub = "join",
-	.args = "ADDRESS",
-	.min_args = 1,
-	.max_args = 1,
+	ONE_ARG("ADDRESS"),
 	.summary = "join the group of the member at ADDRESS",
 	.details = "Joins this server to an existing group. ADDRESS is the ZeroMQ endpoint\n"
-		   "of any member (its peerd --listen address).",
+		   "of any member (its peerd --listen address). peerd waits for the group's\n"
+		   "answer up to --timeout less 2 s, at most 25 s. Safe to retry: if the\n"
+		   "answer was lost (timeout, restart), the same command again finishes the\n"
+		   "join; a server already in the group at ADDRESS succeeds and changes\n"
+		   "nothing.",
 	.examples = "peerctl -s /run/peervol/peerd.sock group join tcp://10.0.0.1:7100",
 	.run = do_group_join,
     },
@@ -193,6 +195,35 @@ static const struct command commands[] = {
 		   "after 3 s without a heartbeat), pages owned and bytes stored.",
 	.examples = "peerctl group show",
 	.run = do_group_show,
+    },
+    {
+	.name = "group",
+	.sub = "remove",
+	ONE_ARG("ID"),
+	.summary = "remove a member that is down for good (its pages are lost)",
+	.details = "Removes server ID, which is down and will not come back, so that\n"
+		   "catalog changes work again with the other members. Refused while it is\n"
+		   "up or answers heartbeats. Without --force it prints what would be lost\n"
+		   "(the pages it owned, per volume: there is no second copy) and changes\n"
+		   "nothing. Afterwards reads and writes of those pages fail with an I/O\n"
+		   "error naming the removed server (delete the volume, or restore it from\n"
+		   "a backup); the removed server is refused by every member if it comes\n"
+		   "back, and shows state 'removed' in its status.",
+	.opts = {{"force", NULL, "remove it, losing the pages it owned"}},
+	.examples = "peerctl group remove 3\npeerctl group remove 3 --force",
+	.run = do_group_remove,
+    },
+    {
+	.name = "group",
+	.sub = "leave",
+	ONE_ARG("ID"),
+	.summary = "take a member that owns no pages out of the group",
+	.details = "Server ID, which is up and owns no pages, leaves the group: it is told\n"
+		   "and becomes a group of one again (it may join a group later). Refused\n"
+		   "while it owns pages (moving them off, migration, comes in a later\n"
+		   "release); a server that is down for good: 'group remove ID --force'.",
+	.examples = "peerctl group leave 4",
+	.run = do_group_remove,
     },
 };
 
@@ -1458,7 +1489,9 @@ static int do_group_join(struct ctl *ctl, const struct command *c, const struct 
 			      SHOWN(addr), PV_DEFAULT_PORT);
 		return PEERCTL_EXIT_ERROR;
 	}
-	args = json_pack("{s:s}", "address", addr);
+	/* peerd waits a little less than we do, so its answer reaches us */
+	args = json_pack("{s:s,s:i}", "address", addr, "timeout",
+			 ctl->timeout_s > 3 ? (int)ctl->timeout_s - 2 : 1);
 	if (!args) {
 		peerctl_error("out of memory");
 		return PEERCTL_EXIT_ERROR;
@@ -1490,6 +1523,42 @@ static int do_group_show(struct ctl *ctl, const struct command *c, const struct 
 	return PEERCTL_EXIT_OK;
 }
 
+/* group remove ID [--force] and group leave ID */
+static int do_group_remove(struct ctl *ctl, const struct command *c, const struct invocation *inv)
+{
+	int leave = !strcmp(c->sub, "leave");
+	char *end;
+	unsigned long id = strtoul(inv->pos[0], &end, 10);
+	json_t *args, *r, *lost, *l;
+	char b1[32];
+	size_t i;
+
+	if (!*inv->pos[0] || *end || inv->pos[0][0] == '-' || id == 0 || id > UINT32_MAX) {
+		peerctl_error("'%s' is not a server id (a positive integer)", SHOWN(inv->pos[0]));
+		return PEERCTL_EXIT_ERROR;
+	}
+	args = json_pack("{s:I}", "id", (json_int_t)id);
+	if (args && !leave && opt_get(c, inv, "force"))
+		json_object_set_new(args, "force", json_true());
+	if (!args || group_call(ctl, leave ? "group.leave" : "group.remove", args, &r) < 0) {
+		json_decref(args);
+		return PEERCTL_EXIT_ERROR;
+	}
+	json_decref(args);
+	if (!r)
+		return PEERCTL_EXIT_OK;
+	printf("server %lu %s the group (catalog version %s)\n", id,
+	       leave ? "left" : "removed from", num_str(r, "catalog_version", b1, sizeof(b1)));
+	lost = json_object_get(r, "lost");
+	json_array_foreach(lost, i, l)
+	{
+		printf("lost: volume %s, %s pages\n", text_str(l, "volume"),
+		       num_str(l, "pages", b1, sizeof(b1)));
+	}
+	json_decref(r);
+	return PEERCTL_EXIT_OK;
+}
+
 /* ---- health ---- */
 
 #define HEALTH_OK   0
@@ -1516,9 +1585,9 @@ static void health_add(struct health *h, int level, const char *fmt, ...)
 	va_end(ap);
 	if (level > h->level)
 		h->level = level;
-	json_array_append_new(h->checks, json_pack("{s:s,s:s}", "severity",
-						   level == HEALTH_ERR ? "error" : "warning",
-						   "message", msg));
+	json_array_append_new(h->checks,
+			      json_pack("{s:s,s:s}", "severity",
+					level == HEALTH_ERR ? "error" : "warning", "message", msg));
 }
 
 /* Pages of volume name on members that are down, out of *total. */
@@ -1538,8 +1607,9 @@ static int unreachable_pages(struct ctl *ctl, const char *name, json_t *group, u
 	{
 		uint64_t first, last, owner;
 
-		if (get_u64(run, "first_page", &first) < 0 || get_u64(run, "last_page", &last) < 0 ||
-		    get_u64(run, "owner", &owner) < 0 || last < first)
+		if (get_u64(run, "first_page", &first) < 0 ||
+		    get_u64(run, "last_page", &last) < 0 || get_u64(run, "owner", &owner) < 0 ||
+		    last < first)
 			continue;
 		*total += last - first + 1;
 		if (member_down(group, owner))
@@ -1603,11 +1673,12 @@ static int do_health(struct ctl *ctl, const struct command *c, const struct invo
 		if (!strcmp(volume_state(v, group, state, sizeof(state)), "ok") ||
 		    unreachable_pages(ctl, text_str(v, "name"), group, &lost, &total) < 0 || !lost)
 			continue;
-		health_add(&h, HEALTH_ERR,
-			   "volume %s: %llu of its %llu pages (%.0f%%) are on servers that are down "
-			   "and cannot be read or written",
-			   text_str(v, "name"), (unsigned long long)lost, (unsigned long long)total,
-			   100.0 * lost / total);
+		health_add(
+		    &h, HEALTH_ERR,
+		    "volume %s: %llu of its %llu pages (%.0f%%) are on servers that are down "
+		    "and cannot be read or written",
+		    text_str(v, "name"), (unsigned long long)lost, (unsigned long long)total,
+		    100.0 * lost / total);
 	}
 	if (provisioned > stored + free_up)
 		health_add(&h, HEALTH_WARN,
@@ -1626,8 +1697,7 @@ static int do_health(struct ctl *ctl, const struct command *c, const struct invo
 		json_t *chk;
 
 		printf("%s\n", health_names[h.level]);
-		json_array_foreach(h.checks, i, chk)
-			printf("  %s\n", text_str(chk, "message"));
+		json_array_foreach(h.checks, i, chk) printf("  %s\n", text_str(chk, "message"));
 		printf("space: %s provisioned in %zu volumes, %s stored, %s free on the servers "
 		       "that are up\n",
 		       pv_format_size(provisioned, b1, sizeof(b1)),
@@ -1638,7 +1708,7 @@ static int do_health(struct ctl *ctl, const struct command *c, const struct invo
 	json_decref(out);
 	json_decref(vols);
 	json_decref(group);
-	return h.level == HEALTH_OK	 ? PEERCTL_EXIT_OK
+	return h.level == HEALTH_OK	? PEERCTL_EXIT_OK
 	       : h.level == HEALTH_WARN ? PEERCTL_EXIT_HEALTH_WARN
-					 : PEERCTL_EXIT_HEALTH_ERR;
+					: PEERCTL_EXIT_HEALTH_ERR;
 }

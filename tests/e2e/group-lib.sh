@@ -98,6 +98,17 @@ print(json.dumps(out, sort_keys=True))
 EOF
 }
 
+# same_catalog N...: every listed server holds the first one's catalog
+# (catalog_view).
+same_catalog()
+{
+	local first=$1 v n
+	v=$(catalog_view "$first")
+	for n in "${@:2}"; do
+		assert_eq "$(catalog_view "$n")" "$v" "server $n's catalog vs server $first's"
+	done
+}
+
 # status_field N FIELD: one field of server N's 'status --json'.
 status_field()
 {

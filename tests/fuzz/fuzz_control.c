@@ -39,6 +39,8 @@ static const char *const names[CONTROL_NCMDS] = {
     [CONTROL_GROUP_INIT] = "group.init",
     [CONTROL_GROUP_JOIN] = "group.join",
     [CONTROL_GROUP_SHOW] = "group.show",
+    [CONTROL_GROUP_REMOVE] = "group.remove",
+    [CONTROL_GROUP_LEAVE] = "group.leave",
 };
 
 /* Whether a string field is empty (its termination is checked apart). */
@@ -59,6 +61,9 @@ static void check_command(const struct control_cmd *c, const uint8_t *data, size
 	REQUIRE(c->routing == 0 || c->routing == 1);
 	REQUIRE(c->force == 0 || c->force == 1);
 	REQUIRE(c->nservers <= PEERD_MAX_MEMBERS);
+	REQUIRE(c->timeout <= CONTROL_MAX_TIMEOUT);
+	REQUIRE(c->op == CONTROL_GROUP_JOIN || c->timeout == 0);
+	REQUIRE((c->op == CONTROL_GROUP_REMOVE || c->op == CONTROL_GROUP_LEAVE) == (c->id > 0));
 
 	switch (c->op) {
 	case CONTROL_VOLUME_CREATE:
@@ -84,6 +89,11 @@ static void check_command(const struct control_cmd *c, const uint8_t *data, size
 		REQUIRE(strlen(c->address) <= CONTROL_MAX_ADDRESS);
 		REQUIRE(empty(c->name) && c->size == 0 && c->page_size == 0 && c->nservers == 0);
 		REQUIRE(!c->routing && !c->force);
+		break;
+	case CONTROL_GROUP_REMOVE:
+	case CONTROL_GROUP_LEAVE:
+		REQUIRE(empty(c->name) && empty(c->address) && c->size == 0 && c->page_size == 0);
+		REQUIRE(c->nservers == 0 && !c->routing);
 		break;
 	default: /* no arguments */
 		REQUIRE(empty(c->name) && empty(c->address) && c->size == 0 && c->page_size == 0);

@@ -167,6 +167,39 @@ START_TEST(group_join_good)
 }
 END_TEST
 
+START_TEST(group_remove_leave)
+{
+	struct control_cmd c;
+
+	c = parse_ok("{\"cmd\":\"group.remove\",\"args\":{\"id\":3}}");
+	ck_assert_int_eq(c.op, CONTROL_GROUP_REMOVE);
+	ck_assert_uint_eq(c.id, 3);
+	ck_assert_int_eq(c.force, 0);
+	c = parse_ok("{\"cmd\":\"group.remove\",\"args\":{\"id\":4294967295,\"force\":true}}");
+	ck_assert_uint_eq(c.id, UINT32_MAX);
+	ck_assert_int_eq(c.force, 1);
+	c = parse_ok("{\"cmd\":\"group.leave\",\"args\":{\"id\":1,\"force\":1}}");
+	ck_assert_int_eq(c.op, CONTROL_GROUP_LEAVE);
+	ck_assert_int_eq(c.force, 0); /* only true means yes */
+	c = parse_ok(
+	    "{\"cmd\":\"group.join\",\"args\":{\"address\":\"tcp://a:1\",\"timeout\":28}}");
+	ck_assert_uint_eq(c.timeout, 28);
+
+	parse_bad("{\"cmd\":\"group.remove\"}", "group.remove",
+		  "missing or invalid argument 'id' (a server id, 1 to 4294967295)");
+	parse_bad("{\"cmd\":\"group.leave\",\"args\":{\"id\":0}}", "group.leave",
+		  "missing or invalid argument 'id' (a server id, 1 to 4294967295)");
+	parse_bad("{\"cmd\":\"group.leave\",\"args\":{\"id\":\"3\"}}", "group.leave",
+		  "missing or invalid argument 'id' (a server id, 1 to 4294967295)");
+	parse_bad("{\"cmd\":\"group.remove\",\"args\":{\"id\":4294967296}}", "group.remove",
+		  "missing or invalid argument 'id' (a server id, 1 to 4294967295)");
+	parse_bad("{\"cmd\":\"group.remove\",\"args\":{\"id\":99999999999999999999}}",
+		  "group.remove", "id: 99999999999999999999 is too large (maximum 4294967295)");
+	parse_bad("{\"cmd\":\"group.join\",\"args\":{\"address\":\"tcp://a:1\",\"timeout\":0}}",
+		  "group.join", "missing or invalid argument 'timeout' (seconds, 1 to 3600)");
+}
+END_TEST
+
 START_TEST(not_a_request)
 {
 	static const char *const bad[] = {
@@ -569,6 +602,7 @@ static Suite *control_suite(void)
 	tcase_add_test(bad, servers_too_many);
 	tcase_add_test(bad, show_delete_join_bad);
 	tcase_add_test(bad, limits_of_the_buffers);
+	tcase_add_test(bad, group_remove_leave);
 	suite_add_tcase(s, good);
 	suite_add_tcase(s, bad);
 	return s;
