@@ -42,10 +42,16 @@ typedef int (*command_fn)(struct ctl *ctl, const struct command *cmd, const stru
 
 struct cmd_option {
 	const char *name; /* long name without "--" */
-	const char *arg;  /* value placeholder; NULL for a flag */
+	const char *arg;  /* value placeholder; NULL for a flag; "=VALUE": the value
+			   * may be left out and is given only as --name=VALUE */
 	const char *help; /* one line */
-	int optional;	  /* the value may be left out; given only as --name=VALUE */
 };
+
+/* Whether option o's value may be left out (its placeholder is "=VALUE"). */
+static int opt_optional(const struct cmd_option *o)
+{
+	return o->arg && o->arg[0] == '=';
+}
 
 struct command {
 	const char *name;
@@ -140,12 +146,11 @@ static const struct command commands[] = {
 	.summary = "show one volume",
 	.details = "Shows volume NAME: size, page size, pages written, bytes allocated,\n"
 		   "allowed servers, servers holding pages, open clients.",
-	.opts = {{"routing", "full",
+	.opts = {{"routing", "=full",
 		  "also show where the pages are: per owner its\n"
 		  "pages, bytes and runs, and the connection table;\n"
 		  "--routing=full: every run of pages with its owner\n"
-		  "and epoch (--json always has the full table)",
-		  1}},
+		  "and epoch (--json always has the full table)"}},
 	.examples = "peerctl volume show vol1\npeerctl volume show vol1 --routing\n"
 		    "peerctl volume show vol1 --routing=full",
 	.run = do_volume_show,
@@ -239,10 +244,10 @@ static void usage_line(const struct command *c, char *buf, size_t len)
 	for (int i = 0; i < MAX_OPTS && c->opts[i].name && n < len; i++)
 		n += snprintf(buf + n, len - n, " [--%s%s%s%s]", c->opts[i].name,
 			      !c->opts[i].arg	    ? ""
-			      : c->opts[i].optional ? "[="
+			      : opt_optional(&c->opts[i]) ? "["
 						    : " ",
 			      c->opts[i].arg ? c->opts[i].arg : "",
-			      c->opts[i].arg && c->opts[i].optional ? "]" : "");
+			      opt_optional(&c->opts[i]) ? "]" : "");
 }
 
 /* Prints text with every line after the first indented by indent. */
@@ -296,10 +301,10 @@ static void command_help(const struct command *c, FILE *f)
 		for (int i = 0; i < MAX_OPTS && c->opts[i].name; i++) {
 			snprintf(line, sizeof(line), "--%s%s%s%s", c->opts[i].name,
 				 !c->opts[i].arg       ? ""
-				 : c->opts[i].optional ? "[="
+				 : opt_optional(&c->opts[i]) ? "["
 						       : " ",
 				 c->opts[i].arg ? c->opts[i].arg : "",
-				 c->opts[i].arg && c->opts[i].optional ? "]" : "");
+				 opt_optional(&c->opts[i]) ? "]" : "");
 			fprintf(f, "  %-18s  ", line);
 			print_indented(f, c->opts[i].help, 22);
 			fputc('\n', f);
@@ -474,7 +479,7 @@ static int parse_command(struct ctl *ctl, const struct command *c, int argc, cha
 					return peerctl_usage_error("option --%s takes no value",
 								   c->opts[k].name);
 				inv->opt[k] = "";
-			} else if (c->opts[k].optional) {
+			} else if (opt_optional(&c->opts[k])) {
 				inv->opt[k] = eq ? eq + 1 : "";
 			} else {
 				inv->opt[k] = option_value(a, eq ? eq + 1 : NULL, c->opts[k].arg,

@@ -1,4 +1,4 @@
-/* fuzz_control.c: libFuzzer target for control_parse (peerd/control.c), the
+/* fuzz_control.c: libFuzzer target for control_parse (peerd/control_parse.c), the
  * decoder of the JSON requests peerd takes on its control socket. Any byte
  * string must give a command or be refused with a message, never crash or
  * leak. A command must satisfy every limit struct control_cmd promises

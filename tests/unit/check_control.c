@@ -1,4 +1,4 @@
-/* check_control.c: unit tests for control_parse (peerd/control.c), the
+/* check_control.c: unit tests for control_parse (peerd/control_parse.c), the
  * decoder of the control socket's JSON requests: the shape of each command
  * peerctl sends, and the refusals with the exact text the client gets back
  * ({"ok": false, "error": ...}). control_parse is pure, so the global srv of
