@@ -1,6 +1,6 @@
 /* catalog.c: fused's view of the catalog: the volumes with their routes
  * (the server each one's requests go to), the members, the published list
- * the FUSE threads read, the volumes' mapping state (map.c holds the
+ * the FUSE threads read, the volumes' mapping state (vmap.c holds the
  * mappings), and fetching the catalog (CATALOG requests, rotating to
  * another server when one fails). Sockets are conn.c's.
  *
@@ -240,6 +240,8 @@ static int catalog_apply(struct client *c, struct conn *from, const void *buf, s
 		v->attr.id = vi->id;
 		v->attr.size = vi->size;
 		v->attr.page_size = vi->page_size;
+		v->attr.created = vi->created;
+		v->attr.allocated = vi->allocated;
 		if (vi->n_holders) {
 			v->holders = malloc(vi->n_holders * sizeof(*v->holders));
 			if (!v->holders)

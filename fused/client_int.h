@@ -89,7 +89,7 @@ struct part {
 
 enum shm_state { SHM_NONE, SHM_PENDING, SHM_ON, SHM_REFUSED };
 
-/* A volume's mapping of its server's data file (map.c): m while mapped,
+/* A volume's mapping of its server's data file (vmap.c): m while mapped,
  * else where asking for it stands. */
 enum map_state { MAP_NONE, MAP_PENDING, MAP_REFUSED };
 
@@ -130,7 +130,7 @@ struct client {
 	uint64_t client_id;
 	int shm;   /* offer the shared memory (shm.c) to servers */
 	int links; /* use the servers' links (link.h) */
-	int map;   /* map data files of servers on this host (map.c) */
+	int map;   /* map data files of servers on this host (vmap.c) */
 	void *zctx;
 	int efd;
 	pthread_t thread;

@@ -127,7 +127,10 @@ static void volume_stat(struct fs_ctx *fs, const struct volume_attr *v, uint64_t
 	st->st_gid = fs->gid;
 	st->st_size = v->size;
 	st->st_blksize = v->page_size ? v->page_size : STATFS_BSIZE;
-	st->st_blocks = v->size / 512;
+	/* what the volume takes (thin: written and not trimmed), as ls -s and
+	 * du show a sparse file; its times: its creation */
+	st->st_blocks = (v->allocated + 511) / 512;
+	st->st_mtim.tv_sec = st->st_ctim.tv_sec = st->st_atim.tv_sec = (time_t)v->created;
 }
 
 static void root_stat(struct fs_ctx *fs, struct stat *st)

@@ -40,7 +40,7 @@ struct client_options {
 	unsigned timeout_s; /* per-request deadline (--timeout) */
 	int shm;	    /* offer shared memory to servers on this host */
 	int links;	    /* talk to servers on their links (link.h) when they have one */
-	int map;	    /* map data files of servers on this host (map.c) */
+	int map;	    /* map data files of servers on this host (vmap.c) */
 };
 
 /* A volume as the file system shows it (a copy; owned by the caller). */
@@ -49,6 +49,8 @@ struct volume_attr {
 	uint64_t id;
 	uint64_t size;
 	uint32_t page_size;
+	uint64_t created;   /* unix seconds (the file's times) */
+	uint64_t allocated; /* bytes stored over the group (st_blocks) */
 };
 
 struct client;
@@ -131,7 +133,7 @@ void *shm_slot_of(const void *p);
 /* p's offset from the start of the shared memory (p inside it). */
 uint64_t shm_offset(const void *p);
 
-/* map.c */
+/* vmap.c */
 
 /* A read-only mapping of one server's data file of one volume,
  * reference-counted (any thread may drop the last reference). */

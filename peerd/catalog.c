@@ -5,12 +5,15 @@
  * and of the pages owned here. Owns: looking volumes and members up;
  * checking a catalog (catalog_check) and installing it (from LMDB at start,
  * committed by a change here or by a peer, fetched while catching up);
- * catching up (CAT_FETCH) when a heartbeat shows a member ahead; routing the
+ * catching up (CAT_FETCH) when a heartbeat shows a member ahead; the
+ * catalog's hash and finding a member that holds another catalog under the
+ * same version (divergence, with --resync-catalog to repair it); routing the
  * peer messages of the catalog protocols to their files. Not here: the
  * two-phase change (change.c), joining (join.c), volume create/delete
  * (volume_admin.c). Reactor thread only. */
 #include <errno.h>
 #include <fcntl.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +25,8 @@ static Pv__Catalog *committed;
 
 /* catch-up */
 static uint64_t fetch_sent_ms;
+/* divergence: last logged */
+static uint64_t diverged_logged_ms;
 
 /* ---- volumes ---- */
 
@@ -129,6 +134,27 @@ void catalog_pb_free(Pv__Catalog *c)
 		pv__catalog__free_unpacked(c, NULL);
 }
 
+void catalog_volume_usage(struct volume *v, uint64_t *written, uint64_t *bytes, uint32_t *open)
+{
+	store_stat(v, &v->written, &v->bytes);
+	*written = v->written;
+	*bytes = v->bytes;
+	*open = clients_open_count(v->name);
+	for (size_t i = 0; i < srv->nmembers; i++) {
+		Pv__Heartbeat *hb = srv->members[i].last_hb;
+
+		if (srv->members[i].id == srv->cfg.id || !hb)
+			continue;
+		for (size_t j = 0; j < hb->n_volumes; j++) {
+			if (strcmp(hb->volumes[j]->name, v->name))
+				continue;
+			*written += hb->volumes[j]->pages_written;
+			*bytes += hb->volumes[j]->bytes;
+			*open += hb->volumes[j]->open_clients;
+		}
+	}
+}
+
 Pv__Catalog *catalog_pb(int for_client)
 {
 	Pv__Catalog *c = catalog_pb_copy(committed);
@@ -141,7 +167,7 @@ Pv__Catalog *catalog_pb(int for_client)
 
 		if (!m)
 			continue;
-		if (m->id == srv->cfg.id && links_address(self, sizeof(self)) == 0)
+		if (m->id == srv->cfg.id && linkset_address(self, sizeof(self)) == 0)
 			link = strdup(self);
 		else if (m->id != srv->cfg.id && m->link_address[0])
 			link = strdup(m->link_address);
@@ -160,6 +186,12 @@ Pv__Catalog *catalog_pb(int for_client)
 		if (!vi->holders)
 			continue;
 		vi->n_holders = catalog_holders(v, vi->holders, PEERD_MAX_MEMBERS);
+		{
+			uint64_t written;
+			uint32_t open;
+
+			catalog_volume_usage(v, &written, &vi->allocated, &open);
+		}
 	}
 	return c;
 }
@@ -427,10 +459,31 @@ static void install_members(const Pv__Catalog *c)
 			batch_cork_flush_socket(srv->cork, old[j].sock);
 			zmq_close(old[j].sock);
 		}
-		links_member_drop(&old[j], NULL); /* no longer a member */
+		linkset_member_drop(&old[j], NULL); /* no longer a member */
 		if (old[j].last_hb)
 			pv__heartbeat__free_unpacked(old[j].last_hb, NULL);
 	}
+}
+
+void catalog_hash(const Pv__Catalog *c, uint8_t *out)
+{
+	size_t n = pv__catalog__get_packed_size(c);
+	uint8_t small[4096], *buf = n <= sizeof(small) ? small : malloc(n);
+
+	if (!buf)
+		abort(); /* a catalog's size; out of memory here is fatal */
+	pv__catalog__pack(c, buf);
+	crypto_generichash(out, PEERD_CATALOG_HASH_LEN, buf, n, NULL, 0);
+	if (buf != small)
+		free(buf);
+}
+
+char *catalog_hash_hex(const uint8_t *hash, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		sprintf(out + 2 * i, "%02x", hash[i]);
+	out[2 * n] = 0;
+	return out;
 }
 
 int catalog_install(Pv__Catalog **cp, const char *why)
@@ -453,9 +506,15 @@ int catalog_install(Pv__Catalog **cp, const char *why)
 	catalog_pb_free(committed);
 	committed = c;
 	srv->version = c->version;
+	catalog_hash(c, srv->catalog_hash);
 	snprintf(srv->group_id, sizeof(srv->group_id), "%s", c->group_id);
-	pv_info("catalog version %llu installed: %zu members, %zu volumes (%s)",
-		(unsigned long long)c->version, c->n_members, c->n_volumes, why);
+	{
+		char hex[17];
+
+		pv_info("catalog version %llu (hash %s) installed: %zu members, %zu volumes (%s)",
+			(unsigned long long)c->version, catalog_hash_hex(srv->catalog_hash, 8, hex),
+			c->n_members, c->n_volumes, why);
+	}
 	peers_connect();
 	return 0;
 }
@@ -493,6 +552,10 @@ int catalog_load(void)
 
 	if (rc < 0)
 		return -1;
+	if (sodium_init() < 0) {
+		pv_err("libsodium does not initialize");
+		return -1;
+	}
 	if (rc == 0) {
 		c = pv__catalog__unpack(NULL, len, buf);
 		free(buf);
@@ -527,7 +590,11 @@ int catalog_load(void)
 		c->n_members = 1;
 		pv_info("new data directory: formed group %s of one server", gid);
 	}
-	return catalog_install(&c, rc == 0 ? "loaded" : "new");
+	if (catalog_install(&c, rc == 0 ? "loaded" : "new") < 0)
+		return -1;
+	if (rc == 0)
+		store_sweep(); /* a failure is logged; the volumes are served anyway */
+	return 0;
 }
 
 void catalog_free(void)
@@ -575,14 +642,93 @@ static void fetched(struct member *m, const void *body, size_t len)
 	    body ? (Pv__Catalog *)wire_body_decode(&pv__catalog__descriptor, body, len) : NULL;
 
 	fetch_sent_ms = 0;
-	if (c && c->version > srv->version && !strcmp(c->group_id, srv->group_id)) {
-		char why[64];
+	if (c && !strcmp(c->group_id, srv->group_id)) {
+		uint8_t hash[PEERD_CATALOG_HASH_LEN];
+		int resync;
+		char why[96];
 
-		snprintf(why, sizeof(why), "caught up from server %u", m->id);
-		catalog_adopt(c, why);
+		catalog_hash(c, hash);
+		resync = srv->cfg.resync_catalog && c->version >= srv->version &&
+			 memcmp(hash, srv->catalog_hash, sizeof(hash));
+		if (c->version > srv->version || resync) {
+			snprintf(why, sizeof(why), "%s server %u",
+				 resync ? "--resync-catalog: replaced by the catalog of"
+					: "caught up from",
+				 m->id);
+			if (catalog_adopt(c, why) == 0 && resync)
+				srv->cfg.resync_catalog = 0;
+		}
 	}
 	if (c)
 		pv__catalog__free_unpacked(c, NULL);
+}
+
+/* ---- divergence: two catalogs under one version ---- */
+
+/* srv->catalog_diverged from the members' flags; logs the divergence with
+ * m (once a minute). */
+static void diverged_update(const struct member *m)
+{
+	int any = 0;
+
+	for (size_t i = 0; i < srv->nmembers; i++)
+		any |= srv->members[i].catalog_diverged;
+	if (!any && srv->catalog_diverged)
+		pv_warn("catalog: every member agrees with this server's catalog version %llu "
+			"again; catalog changes are possible again",
+			(unsigned long long)srv->version);
+	srv->catalog_diverged = any;
+	if (m && m->catalog_diverged &&
+	    (!diverged_logged_ms || pv_now_ms() - diverged_logged_ms >= PEERD_DIVERGED_LOG_MS)) {
+		char mine[2 * PEERD_CATALOG_HASH_LEN + 1], theirs[2 * PEERD_CATALOG_HASH_LEN + 1];
+
+		diverged_logged_ms = pv_now_ms();
+		pv_err(
+		    "CATALOG DIVERGED: server %u holds catalog version %llu hash %s, but server %u "
+		    "(%s) holds version %llu hash %s; catalog changes are refused until an "
+		    "administrator resolves it (restart the member(s) in the minority with "
+		    "--resync-catalog; docs/architecture.md, 'Catalog and membership')",
+		    srv->cfg.id, (unsigned long long)srv->version,
+		    catalog_hash_hex(srv->catalog_hash, PEERD_CATALOG_HASH_LEN, mine), m->id,
+		    m->address, (unsigned long long)m->catalog_version,
+		    catalog_hash_hex(m->catalog_hash, PEERD_CATALOG_HASH_LEN, theirs));
+	}
+}
+
+void catalog_peer_seen(struct member *m)
+{
+	int same_version = m->catalog_version == srv->version;
+	int differs = m->has_catalog_hash &&
+		      memcmp(m->catalog_hash, srv->catalog_hash, PEERD_CATALOG_HASH_LEN);
+
+	if (m->catalog_version > srv->version ||
+	    (srv->cfg.resync_catalog && same_version && differs)) {
+		catalog_fetch_from(m);
+		return;
+	}
+	if (!same_version || !m->has_catalog_hash)
+		return; /* nothing to compare (a member behind catches up) */
+	if (!differs && srv->cfg.resync_catalog) {
+		pv_info("--resync-catalog: server %u holds the same catalog (version %llu); "
+			"nothing to replace",
+			m->id, (unsigned long long)srv->version);
+		srv->cfg.resync_catalog = 0;
+	}
+	m->catalog_diverged = differs;
+	diverged_update(m);
+}
+
+void catalog_diverged_with(uint32_t id, uint64_t version, const uint8_t *hash)
+{
+	struct member *m = catalog_member(id);
+
+	if (!m || version != srv->version)
+		return;
+	m->catalog_version = version;
+	memcpy(m->catalog_hash, hash, PEERD_CATALOG_HASH_LEN);
+	m->has_catalog_hash = 1;
+	m->catalog_diverged = 1;
+	diverged_update(m);
 }
 
 /* ---- peer messages, to their protocol ---- */

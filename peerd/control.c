@@ -92,25 +92,10 @@ static json_t *volume_json(struct volume *v, int routing)
 	uint32_t holders[PEERD_MAX_MEMBERS];
 	size_t nh = catalog_holders(v, holders, PEERD_MAX_MEMBERS);
 	uint64_t written = 0, bytes = 0;
-	uint32_t open = clients_open_count(v->name);
+	uint32_t open;
 	json_t *o;
 
-	store_stat(v, &v->written, &v->bytes);
-	written = v->written;
-	bytes = v->bytes;
-	for (size_t i = 0; i < srv->nmembers; i++) {
-		Pv__Heartbeat *hb = srv->members[i].last_hb;
-
-		if (srv->members[i].id == srv->cfg.id || !hb)
-			continue;
-		for (size_t j = 0; j < hb->n_volumes; j++) {
-			if (strcmp(hb->volumes[j]->name, v->name))
-				continue;
-			written += hb->volumes[j]->pages_written;
-			bytes += hb->volumes[j]->bytes;
-			open += hb->volumes[j]->open_clients;
-		}
-	}
+	catalog_volume_usage(v, &written, &bytes, &open);
 	o = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:i,s:I}", "name", v->name, "id",
 		      (json_int_t)v->id, "size", (json_int_t)v->size, "page_size",
 		      (json_int_t)v->page_size, "pages", (json_int_t)v->npages, "pages_written",
@@ -150,14 +135,29 @@ static json_t *group_json(void)
 		for (struct volume *v = srv->volumes; v; v = v->next)
 			for (uint64_t p = 0; p < v->npages; p++)
 				pages += v->owner[p] == m->id;
-		json_array_append_new(members,
-				      json_pack("{s:i,s:s,s:i,s:s,s:I,s:I,s:I}", "id", (int)m->id,
-						"address", m->address, "weight", (int)m->weight,
-						"state", state, "pages", (json_int_t)pages, "bytes",
-						(json_int_t)m->bytes, "free", (json_int_t)m->free));
+		int self = m->id == srv->cfg.id;
+		char hash[2 * PEERD_CATALOG_HASH_LEN + 1] = "";
+
+		if (self || m->has_catalog_hash)
+			catalog_hash_hex(self ? srv->catalog_hash : m->catalog_hash,
+					 PEERD_CATALOG_HASH_LEN, hash);
+		json_array_append_new(
+		    members,
+		    json_pack("{s:i,s:s,s:i,s:s,s:I,s:I,s:I,s:I,s:s,s:b}", "id", (int)m->id,
+			      "address", m->address, "weight", (int)m->weight, "state", state,
+			      "pages", (json_int_t)pages, "bytes", (json_int_t)m->bytes, "free",
+			      (json_int_t)m->free, "catalog_version",
+			      (json_int_t)(self ? srv->version : m->catalog_version),
+			      "catalog_hash", hash, "catalog_diverged", m->catalog_diverged));
 	}
-	return json_pack("{s:s,s:I,s:o}", "group_id", srv->group_id, "catalog_version",
-			 (json_int_t)srv->version, "members", members);
+	{
+		char hash[2 * PEERD_CATALOG_HASH_LEN + 1];
+
+		return json_pack("{s:s,s:I,s:s,s:b,s:o}", "group_id", srv->group_id,
+				 "catalog_version", (json_int_t)srv->version, "catalog_hash",
+				 catalog_hash_hex(srv->catalog_hash, PEERD_CATALOG_HASH_LEN, hash),
+				 "catalog_diverged", srv->catalog_diverged, "members", members);
+	}
 }
 
 /* ---- answers to commands that end later ---- */
@@ -396,12 +396,12 @@ static int cmd_status(const uint8_t *ident, size_t ident_len, const struct contr
 	uint64_t links_up, links_in, link_sent, link_received;
 	char link_addr[64] = "";
 
-	links_stats(&links_up, &links_in, &link_sent, &link_received);
-	if (links_address(link_addr, sizeof(link_addr)) < 0)
+	linkset_stats(&links_up, &links_in, &link_sent, &link_received);
+	if (linkset_address(link_addr, sizeof(link_addr)) < 0)
 		link_addr[0] = '\0';
 	*result = json_pack(
 	    "{s:i,s:s,s:s,s:I,s:s,s:I,s:s,s:I,s:I,s:I,s:i,s:i,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:I,s:I,"
-	    "s:I,s:I,s:I}",
+	    "s:I,s:I,s:I,s:I,s:b}",
 	    "server_id", (int)srv->cfg.id, "address", srv->cfg.listen, "version", PV_VERSION_STRING,
 	    "catalog_version", (json_int_t)srv->version, "group_id", srv->group_id, "uptime_s",
 	    (json_int_t)((pv_now_ms() - srv->started_ms) / 1000), "data_dir", srv->cfg.data_dir,
@@ -416,7 +416,17 @@ static int cmd_status(const uint8_t *ident, size_t ident_len, const struct contr
 	    "peer_links_up", (json_int_t)links_up, "peer_links_accepted", (json_int_t)links_in,
 	    "link_records_sent", (json_int_t)link_sent, "link_records_received",
 	    (json_int_t)link_received, "data_files_mapped", (json_int_t)ops_maps_given(),
-	    "reads_mapped", (json_int_t)request_reads_mapped());
+	    "reads_mapped", (json_int_t)request_reads_mapped(), "data_free",
+	    (json_int_t)store_free(), "disk_full", store_disk_full());
+	if (*result) {
+		char hash[2 * PEERD_CATALOG_HASH_LEN + 1];
+
+		json_object_set_new(
+		    *result, "catalog_hash",
+		    json_string(catalog_hash_hex(srv->catalog_hash, PEERD_CATALOG_HASH_LEN, hash)));
+		json_object_set_new(*result, "catalog_diverged",
+				    json_boolean(srv->catalog_diverged));
+	}
 	return 0;
 }
 

@@ -21,7 +21,7 @@ struct fwd {
 	uint64_t buf_off;
 	uint64_t sent_ms;
 	int shm;      /* sent as an offset in the client's shared memory */
-	int via_link; /* sent on the owner's peer link (links.c) */
+	int via_link; /* sent on the owner's peer link (linkset.c) */
 };
 
 static struct fwd *table;
@@ -232,7 +232,7 @@ void forward_tick(void *arg)
 		if (f->via_link && (m = catalog_member(f->owner)) && m->link_up)
 			/* connected but silent (e.g. its side never took the
 			 * connection): ZeroMQ until a new link works */
-			links_member_drop(m, "no answer on it within 5 s");
+			linkset_member_drop(m, "no answer on it within 5 s");
 		free(f);
 	}
 }

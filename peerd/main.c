@@ -60,6 +60,9 @@ static void usage(FILE *f)
 		"                         reason on stderr and exit 1 when it cannot start\n"
 		"  --pid-file PATH        write the server's pid there once it is serving\n"
 		"                         (removed at exit)\n"
+		"  --resync-catalog       replace this server's catalog with the one its\n"
+		"                         peers hold under the same or a newer version\n"
+		"                         (repairs a divergence: docs/architecture.md)\n"
 		"  --debug                log every request\n"
 		"  --help                 this text\n"
 		"  --version              print the version\n"
@@ -91,6 +94,7 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 		O_DAEMON,
 		O_PID_FILE,
 		O_DEBUG,
+		O_RESYNC,
 		O_HELP,
 		O_VERSION
 	};
@@ -108,6 +112,7 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 	    {"daemon", no_argument, NULL, O_DAEMON},
 	    {"pid-file", required_argument, NULL, O_PID_FILE},
 	    {"debug", no_argument, NULL, O_DEBUG},
+	    {"resync-catalog", no_argument, NULL, O_RESYNC},
 	    {"help", no_argument, NULL, O_HELP},
 	    {"version", no_argument, NULL, O_VERSION},
 	    {NULL, 0, NULL, 0},
@@ -120,7 +125,7 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 	cfg->workers = 8;
 	cfg->max_volume_size = 64ull << 40;
 	cfg->link_memory = LINK_MEM_DEFAULT;
-	cfg->link_per_source = LINKS_PER_SOURCE_DEFAULT;
+	cfg->link_per_source = LINKSET_PER_SOURCE_DEFAULT;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case O_ID:
@@ -195,11 +200,11 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 			}
 			break;
 		case O_LINK_PER_SOURCE:
-			if (pv_parse_u64(optarg, 1, LINKS_ACCEPT_MAX, &v) < 0) {
+			if (pv_parse_u64(optarg, 1, LINKSET_ACCEPT_MAX, &v) < 0) {
 				fprintf(stderr,
 					"peerd: --link-per-source must be a number from 1 "
 					"to %d\n",
-					LINKS_ACCEPT_MAX);
+					LINKSET_ACCEPT_MAX);
 				return -1;
 			}
 			cfg->link_per_source = (int)v;
@@ -209,7 +214,8 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 			break;
 		case O_PID_FILE:
 			if (!optarg[0] || strlen(optarg) >= sizeof(cfg->pid_file)) {
-				fprintf(stderr, "peerd: --pid-file needs a path (under %zu bytes)\n",
+				fprintf(stderr,
+					"peerd: --pid-file needs a path (under %zu bytes)\n",
 					sizeof(cfg->pid_file));
 				return -1;
 			}
@@ -217,6 +223,9 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 			break;
 		case O_DEBUG:
 			cfg->debug = 1;
+			break;
+		case O_RESYNC:
+			cfg->resync_catalog = 1;
 			break;
 		case O_HELP:
 		case 'h':
@@ -297,7 +306,7 @@ static int check_server_id(void)
 	return 0;
 }
 
-/* Every client and peer link is a descriptor (up to LINKS_ACCEPT_MAX of
+/* Every client and peer link is a descriptor (up to LINKSET_ACCEPT_MAX of
  * them, besides ZeroMQ's and the data files): the soft limit goes up to
  * the hard one, as far as the administrator allows. */
 static void raise_fd_limit(void)
@@ -344,13 +353,13 @@ static int register_reactor(int io_fd)
 	if (reactor_add_fd(io_fd, worker_input, NULL) < 0 ||
 	    reactor_add_socket(srv->router, ops_router_input, NULL) < 0 ||
 	    reactor_add_socket(srv->control, control_input, NULL) < 0 ||
-	    reactor_add_poller(LINKS_POLL_MAX, links_poll_fill, links_poll_done, NULL) < 0 ||
+	    reactor_add_poller(LINKSET_POLL_MAX, linkset_poll_fill, linkset_poll_done, NULL) < 0 ||
 	    reactor_add_poller(1, join_poll_fill, join_poll_done, NULL) < 0 ||
 	    reactor_add_poller(PEERD_MAX_MEMBERS, peers_poll_fill, peers_poll_done, NULL) < 0 ||
 	    reactor_every(PEERD_TICK_MS, catalog_tick, NULL) < 0 ||
 	    reactor_every(PEERD_TICK_MS, forward_tick, NULL) < 0 ||
 	    reactor_every(PEERD_HEARTBEAT_MS, peers_tick, NULL) < 0 ||
-	    reactor_every(PEERD_HEARTBEAT_MS, links_tick, NULL) < 0 ||
+	    reactor_every(PEERD_HEARTBEAT_MS, linkset_tick, NULL) < 0 ||
 	    reactor_every(PEERD_HEARTBEAT_MS, clients_expire, NULL) < 0 ||
 	    reactor_every(PEERD_HEARTBEAT_MS, shm_expire, NULL) < 0)
 		return -1;
@@ -402,7 +411,7 @@ int main(int argc, char **argv)
 	}
 	if (open_router() < 0)
 		goto out_zmq;
-	if (links_open() < 0)
+	if (linkset_open() < 0)
 		goto out_zmq;
 	if (catalog_load() < 0)
 		goto out_links;
@@ -429,12 +438,12 @@ out_workers:
 	worker_drain();
 out_catalog:
 	forward_abort_all();
-	links_close();
+	linkset_close();
 	clients_free();
 	shm_free_all();
 	catalog_free();
 out_links:
-	links_close(); /* again after catalog_free: the listener only */
+	linkset_close(); /* again after catalog_free: the listener only */
 out_zmq:
 	batch_cork_free(srv->cork); /* sends what the last round queued */
 	srv->cork = NULL;

@@ -5,6 +5,7 @@
  *   "routes"  : volume name -> encoded pv.RoutingTable
  * Every update is one write transaction. Reactor thread only. */
 #include <errno.h>
+#include <fcntl.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,22 @@
 #include "peerd.h"
 
 static MDB_env *env;
+
+/* Allocates len bytes past the last page of the LMDB file (KEEP_SIZE: LMDB
+ * sees no change). LMDB writes new pages there, growing the file: a commit
+ * writes into space allocated before it. 0, or an errno. */
+static int preallocate(off_t len)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	off_t end;
+	int fd;
+
+	if (mdb_env_info(env, &info) || mdb_env_stat(env, &st) || mdb_env_get_fd(env, &fd))
+		return EIO;
+	end = (off_t)(info.me_last_pgno + 1) * st.ms_psize;
+	return fallocate(fd, FALLOC_FL_KEEP_SIZE, end, len) == 0 ? 0 : errno;
+}
 
 int meta_open(const char *data_dir)
 {
@@ -39,6 +56,7 @@ int meta_open(const char *data_dir)
 		env = NULL;
 		return -1;
 	}
+	preallocate(META_RESERVE); /* meta_reserve: room for catalog changes */
 	return 0;
 }
 
@@ -105,18 +123,34 @@ static int put_one(MDB_txn *txn, const char *db, const char *key, const void *va
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* What an admin can do about a failed write (rc from LMDB). */
+static const char *advice(int rc)
+{
+	if (rc == ENOSPC || rc == EDQUOT)
+		return " (the data directory's file system is full: free space there)";
+	if (rc == MDB_MAP_FULL)
+		return " (the metadata database reached its 4 GiB map size)";
+	return "";
+}
+
 int meta_put(const char *db, const char *key, const void *val, size_t len)
 {
 	MDB_txn *txn;
 	int rc;
 
 	rc = mdb_txn_begin(env, NULL, 0, &txn);
+	if (rc)
+		goto fail;
+	rc = put_one(txn, db, key, val, len);
+	if (rc) {
+		mdb_txn_abort(txn);
+		goto fail;
+	}
+	rc = mdb_txn_commit(txn); /* on failure, the transaction is freed */
 	if (!rc)
-		rc = put_one(txn, db, key, val, len);
-	if (!rc)
-		return mdb_txn_commit(txn) ? -1 : 0;
-	pv_err("metadata write of %s/%s failed: %s", db, key, mdb_strerror(rc));
-	mdb_txn_abort(txn);
+		return 0;
+fail:
+	pv_err("metadata write of %s/%s failed: %s%s", db, key, mdb_strerror(rc), advice(rc));
 	return -1;
 }
 
@@ -162,10 +196,34 @@ int meta_put_catalog(const void *cat, size_t cat_len, struct volume *const *vols
 		goto fail;
 	}
 	rc = mdb_txn_commit(txn);
+	if (!rc) {
+		preallocate(META_RESERVE); /* for the next change; may fail on a full disk */
+		return 0;
+	}
+fail:
+	pv_err("metadata write of the catalog failed: %s%s; the change is not recorded here",
+	       mdb_strerror(rc), advice(rc));
+	return -1;
+}
+
+int meta_reserve(int frees, char *err, size_t errlen)
+{
+	int rc = preallocate(META_RESERVE);
+
+	/* space allocated before (meta_open, every commit) needs no new
+	 * blocks: a change that frees space (deletes) still fits on a full
+	 * disk in what is left of it */
+	if ((rc == ENOSPC || rc == EDQUOT) && frees)
+		rc = preallocate(META_RESERVE_MIN);
+	if (rc == EOPNOTSUPP) /* no preallocation here: free space is all we know */
+		rc = store_free() >= META_RESERVE ? 0 : ENOSPC;
 	if (!rc)
 		return 0;
-fail:
-	pv_err("metadata write of the catalog failed: %s; the change is not recorded here",
-	       mdb_strerror(rc));
+	snprintf(err, errlen,
+		 "server %u cannot record a catalog change: %s in %s%s; nothing was changed",
+		 srv->cfg.id, rc == ENOSPC ? "no space left" : strerror(rc), srv->cfg.data_dir,
+		 rc == ENOSPC || rc == EDQUOT
+		     ? " (its file system is full: free space there, or delete a volume)"
+		     : "");
 	return -1;
 }

@@ -28,6 +28,14 @@
 #define PEERD_CLIENT_EXPIRE_MS 10000
 #define PEERD_TXN_TIMEOUT_MS   5000
 #define PEERD_LOCK_TIMEOUT_MS  10000
+/* A coordinator commits only within PEERD_LOCK_TIMEOUT_MS minus this of
+ * sending its PREPAREs, so that its COMMIT reaches every participant while
+ * the participant's lock (taken after that moment) still holds (change.c). */
+#define PEERD_LOCK_MARGIN_MS	   3000
+#define PEERD_COMMIT_RESEND_MS	   500	 /* COMMIT not acknowledged: sent again after */
+#define PEERD_COMMIT_RESENDS	   3	 /* ... this many times at most */
+#define PEERD_CATALOG_HASH_LEN	   32	 /* BLAKE2b-256 of the catalog (catalog_hash) */
+#define PEERD_DIVERGED_LOG_MS	   60000 /* a catalog divergence is logged this often */
 #define PEERD_FWD_TIMEOUT_MS	   5000 /* a forwarded part without an answer fails UNAVAILABLE */
 #define PEERD_CATALOG_LAG_RETRY_MS 50 /* BUSY: a volume id this server has not learnt yet */
 #define PEERD_ZMQ_PING_MS   2000  /* ZMTP PING to every ZeroMQ peer this often */
@@ -52,6 +60,7 @@ struct peerd_config {
 	int daemon;
 	char pid_file[PATH_MAX]; /* --pid-file, or "" */
 	int debug;
+	int resync_catalog; /* --resync-catalog: take the peers' catalog (catalog.c) */
 };
 
 /* A volume as this server knows it: catalog entry, routing table and, when
@@ -82,6 +91,10 @@ struct volume {
 	uint64_t *written_map;		     /* bit per page: holds data here (store.c) */
 	uint64_t written;		     /* cached stats (store_stat), refreshed by peers.c */
 	uint64_t bytes;
+	uint64_t err_logged_ms; /* store.c: when an IO failure was last logged */
+	uint64_t err_unlogged;	/* store.c: failures since then, not logged */
+	int no_space;		/* store.c: a write failed for want of space */
+	int flush_err;		/* store.c: errno of a failed FLUSH; later FLUSHes fail too */
 };
 
 /* A member of the group as this server knows it. */
@@ -94,11 +107,14 @@ struct member {
 	uint64_t last_heard_ms;
 	int up;
 	uint64_t catalog_version;
+	uint8_t catalog_hash[PEERD_CATALOG_HASH_LEN]; /* of that version, from its heartbeats */
+	int has_catalog_hash;			      /* it sent one */
+	int catalog_diverged;	     /* same version as ours, another hash (catalog.c) */
 	uint64_t pages, bytes, free; /* from its heartbeats */
 	Pv__Heartbeat *last_hb;	     /* last heartbeat body, owned */
 	uint32_t proto_version;	     /* of its last reply; 0 until one came */
 	char link_address[64];	     /* its peer link listener, from its heartbeats */
-	struct link *link;	     /* outgoing peer link (links.c), or NULL */
+	struct link *link;	     /* outgoing peer link (linkset.c), or NULL */
 	int link_up;		     /* link connected: everything to it goes there */
 	unsigned link_failures;	     /* in a row, since its last answer on a link */
 	uint64_t link_retry_ms;	     /* no new link to it before then */
@@ -187,6 +203,8 @@ struct server {
 
 	/* catalog */
 	uint64_t version;
+	uint8_t catalog_hash[PEERD_CATALOG_HASH_LEN]; /* of the committed catalog */
+	int catalog_diverged; /* some member holds another catalog of our version */
 	char group_id[40];
 	struct member members[PEERD_MAX_MEMBERS];
 	size_t nmembers;
@@ -338,6 +356,10 @@ int store_open(struct volume *vol);
 void store_close(struct volume *vol);
 /* Unlinks the data file of a deleted volume. */
 int store_remove(const char *name);
+/* Moves data files of volumes the catalog does not have (a delete whose
+ * file removal a crash cut short) to DATA/orphans/, at start. 0 or -1
+ * (logged). */
+int store_sweep(void);
 /* Jobs up to this size are first tried on the reactor without blocking. */
 #define STORE_INLINE_MAX    (256u << 10)
 #define STORE_INLINE_READ   0x1 /* preadv2(RWF_NOWAIT) works on the file */
@@ -351,11 +373,19 @@ void store_do(struct io_job *job);
 /* Allocated bytes and the number of pages that hold data here, from the
  * page map (no disk scan). Returns 0 or -1. */
 int store_stat(struct volume *vol, uint64_t *pages_written, uint64_t *bytes);
-/* Updates the page map after a completed job: a write marks its pages, a
- * trim probes them again (one SEEK_DATA per page). */
-void store_note_done(struct volume *vol, const struct io_job *job);
+/* After a job completed (reactor): updates the page map (a write marks its
+ * pages, a trim or a failed write probes them again); logs a failure once
+ * per volume per minute (no space: which volume, which server, what to do)
+ * and a recovery; a FLUSH after a failed one fails with its errno
+ * (job->err), as the kernel reports a lost write back only once. */
+void store_note_done(struct volume *vol, struct io_job *job);
+/* 1 while this server's data file system is full: a write failed for want
+ * of space and less than STORE_LOW_FREE is free. */
+int store_disk_full(void);
+#define STORE_LOW_FREE (8ull << 20)
 /* Whether this server's file system can hold a volume file of size bytes
- * (a sparse probe file). Returns 1, or 0 with a reason in err. */
+ * (a sparse probe file) and is not full (store_disk_full). Returns 1, or 0
+ * with a reason in err. */
 int store_can_hold(uint64_t size, char *err, size_t errlen);
 /* Free bytes in the data directory. */
 uint64_t store_free(void);
@@ -382,6 +412,14 @@ int meta_put(const char *db, const char *key, const void *val, size_t len);
  * transaction; deletes the routing tables of removed names. */
 int meta_put_catalog(const void *cat, size_t cat_len, struct volume *const *vols, size_t nvols,
 		     const char *const *removed, size_t nremoved);
+/* Makes sure the next catalog commit finds disk space: preallocates
+ * META_RESERVE bytes past the end of the LMDB file (kept preallocated after
+ * every commit), or, for a change that frees space (frees: only deletes),
+ * META_RESERVE_MIN of what is left of that on a full disk. A catalog change
+ * is refused (not half-applied) when this fails. 0, or -1 with err. */
+int meta_reserve(int frees, char *err, size_t errlen);
+#define META_RESERVE	 (1u << 20)
+#define META_RESERVE_MIN (64u << 10)
 
 /* catalog.c */
 /* Loads the catalog from LMDB, or makes a group of one. Returns 0 or -1. */
@@ -397,6 +435,10 @@ struct member *catalog_self(void);
 const Pv__Catalog *catalog_committed(void);
 /* Builds the protobuf catalog from memory (free with catalog_pb_free); for
  * a client, with each volume's holders and each member's link address. */
+/* The group-wide usage of v: pages written, bytes allocated and clients
+ * that have it open, summed over this server and the members' last
+ * heartbeats. */
+void catalog_volume_usage(struct volume *v, uint64_t *written, uint64_t *bytes, uint32_t *open);
 Pv__Catalog *catalog_pb(int for_client);
 void catalog_pb_free(Pv__Catalog *c);
 /* Deep copy of a protobuf catalog (free with catalog_pb_free). */
@@ -431,6 +473,19 @@ void catalog_routes_changed(struct volume *vol);
 void catalog_tick(void *arg);
 /* Asks member m for its catalog (we are behind it). */
 void catalog_fetch_from(struct member *m);
+/* The hash of c's protobuf encoding (BLAKE2b-256, libsodium): two catalogs
+ * are the same iff their hashes are. Into out (PEERD_CATALOG_HASH_LEN). */
+void catalog_hash(const Pv__Catalog *c, uint8_t *out);
+/* The first n bytes of hash in hex into out (2n + 1 bytes); returns out. */
+char *catalog_hash_hex(const uint8_t *hash, size_t n, char *out);
+/* Member m told us its catalog version and hash (heartbeat, already stored
+ * in m): catches up if it is ahead; if it holds another catalog under our
+ * version, marks the divergence (m->catalog_diverged, srv->catalog_diverged)
+ * and logs it loudly once a minute; clears it when they agree again. */
+void catalog_peer_seen(struct member *m);
+/* Marks member id as holding another catalog than ours under version
+ * (found by a change's base hash); logs like catalog_peer_seen. */
+void catalog_diverged_with(uint32_t id, uint64_t version, const uint8_t *hash);
 
 /* change.c */
 /* A catalog change (see the head of change.c): build edits next, a copy of
@@ -452,14 +507,52 @@ void change_run(struct change **chp);
 /* Handles CAT_PREPARE/COMMIT/ABORT from a coordinator (participant side). */
 void change_peer_op(const struct origin *from, const Pv__Header *h, const void *body,
 		    size_t len);
-/* Handles a member's answer to our CAT_PREPARE (other answers are ignored). */
+/* Handles a member's answer to our CAT_PREPARE or CAT_COMMIT. */
 void change_peer_reply(struct member *m, const Pv__Header *h);
 /* Sends PREPAREs not sent yet; fails a change a member left unanswered. */
 void change_tick(void);
-/* Drops the change in progress (shutdown): done(arg, 0, NULL). */
+/* Drops the change in progress and those waiting to retry (shutdown):
+ * done(arg, 0, NULL) for each. */
 void change_free(void);
 /* Whether this server currently holds the catalog lock. */
 int catalog_locked(void);
+
+/* The decisions of the protocol, pure so that they are unit-tested. */
+/* A participant's lock: the transaction it holds prepared, until when. */
+struct change_lock {
+	uint64_t txid; /* 0: none */
+	uint64_t until_ms;
+};
+enum change_verdict {
+	CHANGE_APPLY,	      /* install the COMMIT's catalog */
+	CHANGE_HAVE_IT,	      /* already installed (a resent COMMIT, or caught up) */
+	CHANGE_NOT_PREPARED,  /* not the transaction this server holds prepared */
+	CHANGE_LOCK_EXPIRED,  /* it was, but the lock expired before the COMMIT */
+	CHANGE_WRONG_VERSION, /* not version + 1 */
+};
+/* What a participant at my_version (catalog hash my_hash) with lock lk does
+ * with a COMMIT of txid carrying a catalog of version (hash) at now_ms. */
+enum change_verdict change_commit_verdict(const struct change_lock *lk, uint64_t now_ms,
+					  uint64_t my_version, const uint8_t *my_hash,
+					  uint64_t txid, uint64_t version, const uint8_t *hash);
+/* Whether a coordinator that sent its PREPAREs at prepared_ms may still
+ * commit at now_ms: before PEERD_LOCK_TIMEOUT_MS - PEERD_LOCK_MARGIN_MS. */
+int change_may_commit(uint64_t prepared_ms, uint64_t now_ms);
+/* The tries of one change: waits for a busy server, retries after a
+ * conflict; separate budgets. */
+struct change_tries {
+	unsigned busy_waits;
+	unsigned conflicts;
+};
+#define CHANGE_MAX_BUSY_WAITS 300 /* ~50-100 ms each: longer than a lock */
+#define CHANGE_MAX_CONFLICTS  8
+/* Counts one more wait (conflict 0: this server busy; 1: a member answered
+ * BUSY) and returns the delay before the next try in ms, or -1 when that
+ * budget is spent. r is a random number. */
+int64_t change_retry_delay(struct change_tries *t, int conflict, unsigned r);
+/* A new transaction id: random, never 0, so that one from before a restart
+ * is never reused. */
+uint64_t change_new_txid(void);
 
 /* join.c */
 /* Handles JOIN from a server joining the group: adds it by a change and
@@ -549,52 +642,52 @@ void shm_expire(void *arg);
 unsigned shm_count(void);
 void shm_free_all(void);
 
-/* links.c */
+/* linkset.c */
 /* Opens the peer link listener (unless --link-port off). Returns 0 or -1. */
-int links_open(void);
+int linkset_open(void);
 /* Sends what is queued, closes every link and the listener. */
-void links_close(void);
+void linkset_close(void);
 /* The address other members connect to ("tcp://IP:PORT"); 0, or -1 if
  * this server takes no links. */
-int links_address(char *out, size_t len);
+int linkset_address(char *out, size_t len);
 /* Whether ident names an accepted link (not a ZeroMQ connection). */
-int links_is_ident(const uint8_t *ident, size_t len);
+int linkset_is_ident(const uint8_t *ident, size_t len);
 /* Queues h (+ payload, moved) on the accepted link ident, and with now
  * writes it at once (a large request's answer: the sender starts on it
  * while this server works on the next); -1 if the link is gone. */
-int links_reply(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *payload,
+int linkset_reply(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *payload,
 		int now);
 /* Queues h (+ payload, moved) on m's link (m->link_up), written at once
  * with now. Returns 0 or -1. */
-int links_send(struct member *m, const Pv__Header *h, zmq_msg_t *payload, int now);
+int linkset_send(struct member *m, const Pv__Header *h, zmq_msg_t *payload, int now);
 /* Starts connecting to m's advertised link address (if none is open). */
-void links_connect(struct member *m);
+void linkset_connect(struct member *m);
 /* Records m's advertised address; a changed one closes the old link. */
-void links_member_address(struct member *m, const char *address);
+void linkset_member_address(struct member *m, const char *address);
 /* Closes m's link (why: logged, or NULL); forwarded parts sent on it fail. */
-void links_member_drop(struct member *m, const char *why);
+void linkset_member_drop(struct member *m, const char *why);
 /* Frees the links closed since the last call (top of each reactor round). */
-void links_reap(void);
+void linkset_reap(void);
 /* Accepted links one IP address may hold (--link-per-source): a host runs
  * one fused per mount and one peerd, each with one link here; behind NAT,
  * or in tests where every process connects from 127.0.0.1, there are more. */
-#define LINKS_PER_SOURCE_DEFAULT 64
+#define LINKSET_PER_SOURCE_DEFAULT 64
 /* An accepted link with part of a record in and nothing more for this long
  * is closed (also one waiting that long for link memory). */
-#define LINKS_STALL_MS 10000
-/* Fills poll items (at most max; LINKS_POLL_MAX is enough for all) for the
+#define LINKSET_STALL_MS 10000
+/* Fills poll items (at most max; LINKSET_POLL_MAX is enough for all) for the
  * listener and every link; returns how many. */
-#define LINKS_ACCEPT_MAX 1024 /* links from clients (fused) and peers */
-#define LINKS_POLL_MAX	 (1 + LINKS_ACCEPT_MAX + PEERD_MAX_MEMBERS)
-size_t links_poll_fill(zmq_pollitem_t *items, size_t max, void *arg);
-/* Handles the events of the items links_poll_fill filled. */
-void links_poll_done(const zmq_pollitem_t *items, size_t n, void *arg);
+#define LINKSET_ACCEPT_MAX 1024 /* links from clients (fused) and peers */
+#define LINKSET_POLL_MAX	 (1 + LINKSET_ACCEPT_MAX + PEERD_MAX_MEMBERS)
+size_t linkset_poll_fill(zmq_pollitem_t *items, size_t max, void *arg);
+/* Handles the events of the items linkset_poll_fill filled. */
+void linkset_poll_done(const zmq_pollitem_t *items, size_t n, void *arg);
 /* Writes what every link has queued (before the reactor waits). */
-void links_flush(void);
+void linkset_flush(void);
 /* Closes accepted links silent for 10 minutes (once a second). */
-void links_tick(void *arg);
+void linkset_tick(void *arg);
 /* Outgoing links up, accepted links, records sent and received on all. */
-void links_stats(uint64_t *up, uint64_t *accepted, uint64_t *sent, uint64_t *received);
+void linkset_stats(uint64_t *up, uint64_t *accepted, uint64_t *sent, uint64_t *received);
 
 /* peers.c */
 /* Connects DEALERs to every other member (idempotent). */

@@ -76,12 +76,14 @@ void peers_tick(void *arg)
 	}
 	hb.server_id = srv->cfg.id;
 	hb.catalog_version = srv->version;
+	hb.catalog_hash.data = srv->catalog_hash;
+	hb.catalog_hash.len = sizeof(srv->catalog_hash);
 	hb.pages = pages;
 	hb.bytes = bytes;
 	hb.free = store_free();
 	hb.n_volumes = n;
 	hb.volumes = statp;
-	if (links_address(link, sizeof(link)) == 0)
+	if (linkset_address(link, sizeof(link)) == 0)
 		hb.link = link;
 	for (size_t i = 0; i < srv->nmembers; i++) {
 		struct member *m = &srv->members[i];
@@ -99,10 +101,10 @@ void peers_tick(void *arg)
 			pv_warn("peer %u (%s) is down: no heartbeat for %d s; its pages wait for "
 				"it",
 				m->id, m->address, PEERD_DOWN_AFTER_MS / 1000);
-			links_member_drop(m, "the member is down");
+			linkset_member_drop(m, "the member is down");
 		}
 		if (m->up)
-			links_connect(m);
+			linkset_connect(m);
 		wire_header_init(&h);
 		h.op = PV_OP_HEARTBEAT;
 		h.req_id = peers_next_id();
@@ -139,9 +141,11 @@ void peers_heartbeat(const struct origin *from, const Pv__Header *h, const void 
 	if (m->last_hb)
 		pv__heartbeat__free_unpacked(m->last_hb, NULL);
 	m->last_hb = hb;
-	links_member_address(m, hb->link ? hb->link : "");
-	if (hb->catalog_version > srv->version)
-		catalog_fetch_from(m);
+	linkset_member_address(m, hb->link ? hb->link : "");
+	m->has_catalog_hash = hb->catalog_hash.len == sizeof(m->catalog_hash);
+	if (m->has_catalog_hash)
+		memcpy(m->catalog_hash, hb->catalog_hash.data, sizeof(m->catalog_hash));
+	catalog_peer_seen(m);
 }
 
 /* One reply from m (a record of a BATCH, or a message of its own). */

@@ -22,7 +22,7 @@
 #define MAX_TIMERS  256
 #define MAX_SOURCES 16 /* sockets, fds and pollers */
 #define MAX_EVERY   16
-#define MAX_ITEMS   (MAX_SOURCES + PEERD_MAX_MEMBERS + LINKS_POLL_MAX)
+#define MAX_ITEMS   (MAX_SOURCES + PEERD_MAX_MEMBERS + LINKSET_POLL_MAX)
 
 struct timer {
 	uint64_t due;
@@ -152,9 +152,9 @@ static void flush_round(void)
 {
 	batch_cork_flush(srv->cork);
 	forward_fail_unsent();
-	links_flush();
+	linkset_flush();
 	batch_cork_flush(srv->cork);
-	links_reap();
+	linkset_reap();
 }
 
 /* Fills items with every source's items; returns how many. */

@@ -38,9 +38,9 @@ static int transport_send(const struct route *to, const Pv__Header *h, zmq_msg_t
 {
 	switch (to->via) {
 	case TO_ACCEPTED_LINK:
-		return links_reply(to->ident, to->ident_len, h, payload, !may_batch);
+		return linkset_reply(to->ident, to->ident_len, h, payload, !may_batch);
 	case TO_MEMBER_LINK:
-		return links_send(to->m, h, payload, !may_batch);
+		return linkset_send(to->m, h, payload, !may_batch);
 	case TO_SOCKET:
 		break;
 	}
@@ -56,7 +56,7 @@ void reply_origin(struct origin *o, const uint8_t *ident, size_t ident_len)
 		ident_len = sizeof(o->ident);
 	memcpy(o->ident, ident, ident_len);
 	o->len = ident_len;
-	o->via = links_is_ident(ident, ident_len) ? ORIGIN_LINK : ORIGIN_ROUTER;
+	o->via = linkset_is_ident(ident, ident_len) ? ORIGIN_LINK : ORIGIN_ROUTER;
 }
 
 void reply_header(Pv__Header *r, uint32_t op, uint64_t req_id, int status)

@@ -208,13 +208,8 @@ void request_io_done(struct io_job *job)
 {
 	struct request *req = job->req;
 
-	store_note_done(req->vol, job);
+	store_note_done(req->vol, job); /* logs a failure (once a minute per volume) */
 	if (job->err) {
-		errno = job->err;
-		pv_err("volume %s: %s of %llu bytes at offset %llu failed: %m; check the disk "
-		       "under %s",
-		       req->vol->name, wire_op_name(req->op), (unsigned long long)job->length,
-		       (unsigned long long)job->offset, srv->cfg.data_dir);
 		part_done(req, request_status_from_errno(job->err), "%s on server %u: %s",
 			  wire_op_name(req->op), srv->cfg.id, strerror(job->err));
 	} else {

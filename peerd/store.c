@@ -3,6 +3,7 @@
  * volume offset, so unwritten space and pages owned elsewhere cost no disk,
  * TRIM punches holes and a hole reads as zeros. store_do runs on IO worker
  * threads (one job at a time, no shared state); the rest on the reactor. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -14,15 +15,46 @@
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "peerd.h"
 
 static int map_build(struct volume *vol);
 
+/* A volume's IO failures are logged at most once a minute. */
+#define STORE_LOG_EVERY_MS 60000
+
 static void volume_path(const char *name, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s/volumes/%s.vol", srv->cfg.data_dir, name);
+}
+
+/* dir/name in a static buffer. */
+static const char *path_of(const char *dir, const char *name)
+{
+	static char buf[PATH_MAX + 300];
+
+	snprintf(buf, sizeof(buf), "%s/%s", dir, name);
+	return buf;
+}
+
+/* Makes the entries of DATA/volumes durable (a file created or removed
+ * there survives a power cut as it is now). 0 or -1 (logged). */
+static int sync_volumes_dir(void)
+{
+	char path[PATH_MAX + 16];
+	int fd, rc = 0;
+
+	snprintf(path, sizeof(path), "%s/volumes", srv->cfg.data_dir);
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0) {
+		pv_err("cannot sync directory %s: %m; check the disk", path);
+		rc = -1;
+	}
+	if (fd >= 0)
+		close(fd);
+	return rc;
 }
 
 int store_open(struct volume *vol)
@@ -40,7 +72,15 @@ int store_open(struct volume *vol)
 		return -1;
 	}
 	volume_path(vol->name, path, sizeof(path));
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
+		/* a new data file: its name is durable before any data is */
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd >= 0 && sync_volumes_dir() < 0) {
+			close(fd);
+			return -1;
+		}
+	}
 	if (fd < 0) {
 		pv_err("volume %s: cannot open data file %s: %m", vol->name, path);
 		return -1;
@@ -53,6 +93,7 @@ int store_open(struct volume *vol)
 		return -1;
 	}
 	vol->fd = fd;
+	vol->flush_err = 0; /* a new file description: the kernel reports anew */
 	vol->dev = st.st_dev;
 	vol->ino = st.st_ino;
 	vol->inline_io = STORE_INLINE_READ | STORE_INLINE_WRITE;
@@ -83,7 +124,58 @@ int store_remove(const char *name)
 		pv_err("volume %s: cannot remove data file %s: %m", name, path);
 		return -1;
 	}
-	return 0;
+	/* durable now: a volume created later under this name must never find
+	 * the old file again after a power cut */
+	return sync_volumes_dir();
+}
+
+int store_sweep(void)
+{
+	char path[PATH_MAX + 16], aside[PATH_MAX + 16];
+	struct dirent *e;
+	int removed = 0;
+	DIR *d;
+
+	snprintf(aside, sizeof(aside), "%s/orphans", srv->cfg.data_dir);
+	snprintf(path, sizeof(path), "%s/volumes", srv->cfg.data_dir);
+	d = opendir(path);
+	if (!d)
+		return errno == ENOENT ? 0 : (pv_err("cannot read %s: %m", path), -1);
+	while ((e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+		char name[PV_MAX_NAME + 1];
+
+		if (len <= 4 || strcmp(e->d_name + len - 4, ".vol") || len - 4 > PV_MAX_NAME)
+			continue;
+		memcpy(name, e->d_name, len - 4);
+		name[len - 4] = '\0';
+		char to[PATH_MAX + 160];
+
+		if (catalog_volume(name))
+			continue;
+		/* a volume deleted just before a crash (its file was not removed
+		 * yet): a volume created later under the name must never see it.
+		 * Moved aside, not removed: a data file is never destroyed on a
+		 * guess */
+		snprintf(to, sizeof(to), "%s/%s.%llu", aside, e->d_name,
+			 (unsigned long long)time(NULL));
+		if ((mkdir(aside, 0700) < 0 && errno != EEXIST) ||
+		    rename(path_of(path, e->d_name), to) < 0) {
+			pv_err(
+			    "cannot move %s/%s, the data file of a volume not in the catalog, to "
+			    "%s: %m; move it away by hand before creating a volume named %s",
+			    path, e->d_name, aside, name);
+			continue;
+		}
+		pv_warn(
+		    "moved %s/%s to %s: it is the data file of volume %s, which is not in the "
+		    "catalog (deleted just before this server stopped?); remove it once you are "
+		    "sure it holds nothing you need",
+		    path, e->d_name, to, name);
+		removed++;
+	}
+	closedir(d);
+	return removed ? sync_volumes_dir() : 0;
 }
 
 static int do_read(struct io_job *job)
@@ -233,17 +325,116 @@ static int map_build(struct volume *vol)
 	return 0;
 }
 
-void store_note_done(struct volume *vol, const struct io_job *job)
+static const char *kind_name(enum io_kind kind)
+{
+	switch (kind) {
+	case IO_READ:
+		return "READ";
+	case IO_WRITE:
+		return "WRITE";
+	case IO_TRIM:
+		return "TRIM";
+	case IO_FLUSH:
+		return "FLUSH";
+	}
+	return "?";
+}
+
+/* A write failed for want of space and STORE_LOW_FREE has not been free
+ * since (store_disk_full). Reactor only. */
+static int no_space_seen;
+
+/* Logs a failed job of vol: the first in a minute, with the count of those
+ * left unlogged since the last one (a full disk fails every write). */
+static void log_failure(struct volume *vol, const struct io_job *job)
+{
+	uint64_t now = pv_now_ms();
+	char more[80] = "", freebuf[32];
+	int err = job->err;
+
+	if (vol->err_logged_ms && now - vol->err_logged_ms < STORE_LOG_EVERY_MS) {
+		vol->err_unlogged++;
+		return;
+	}
+	if (vol->err_unlogged)
+		snprintf(more, sizeof(more), " (and %llu other failures in the last minute)",
+			 (unsigned long long)vol->err_unlogged);
+	vol->err_logged_ms = now;
+	vol->err_unlogged = 0;
+	if (err == ENOSPC || err == EDQUOT) {
+		pv_format_size(store_free(), freebuf, sizeof(freebuf));
+		pv_err("volume %s, server %u: no space left on %s (%s free): %s of %llu bytes at "
+		       "offset %llu failed%s. Writes to the pages this server holds fail with "
+		       "NO_SPACE (the clients see ENOSPC or an I/O error) until space is freed; "
+		       "reads and everything written before are unaffected. Free space on that "
+		       "file system: delete other files there, trim unused blocks of the "
+		       "volumes (fstrim on the hosts), or delete a volume",
+		       vol->name, srv->cfg.id, srv->cfg.data_dir, freebuf, kind_name(job->kind),
+		       (unsigned long long)job->length, (unsigned long long)job->offset, more);
+		return;
+	}
+	errno = err;
+	pv_err("volume %s, server %u: %s of %llu bytes at offset %llu failed: %m%s; check the disk "
+	       "under %s",
+	       vol->name, srv->cfg.id, kind_name(job->kind), (unsigned long long)job->length,
+	       (unsigned long long)job->offset, more, srv->cfg.data_dir);
+}
+
+/* A FLUSH that failed may have lost writes it was to make durable, and the
+ * kernel reports that once per file: every later FLUSH of vol fails too, so
+ * that no client is told its data is safe (until the file is opened again,
+ * at the next start). */
+static void note_flush(struct volume *vol, struct io_job *job)
+{
+	if (!job->err) {
+		job->err = vol->flush_err;
+		return;
+	}
+	if (vol->flush_err)
+		return;
+	vol->flush_err = job->err;
+	errno = job->err;
+	pv_err("volume %s, server %u: FLUSH (fdatasync of %s/volumes/%s.vol) failed: %m; writes "
+	       "acknowledged before may not be on disk. Every later FLUSH of this volume here "
+	       "fails too until peerd is restarted: check that disk, free space on it if it "
+	       "is full, then restart peerd and check the file systems on the volume (fsck)",
+	       vol->name, srv->cfg.id, srv->cfg.data_dir, vol->name);
+}
+
+void store_note_done(struct volume *vol, struct io_job *job)
 {
 	uint64_t first, last;
 
-	if (!vol->written_map || job->err || !job->length ||
-	    (job->kind != IO_WRITE && job->kind != IO_TRIM))
+	if (job->kind == IO_FLUSH)
+		note_flush(vol, job);
+	if (job->err) {
+		if (job->err == ENOSPC || job->err == EDQUOT) {
+			vol->no_space = 1;
+			no_space_seen = 1;
+		}
+		log_failure(vol, job);
+	} else if (job->kind == IO_WRITE && vol->no_space && store_free() >= STORE_LOW_FREE) {
+		char freebuf[32];
+
+		vol->no_space = 0;
+		pv_info("volume %s, server %u: writes succeed again (%s free on %s)", vol->name,
+			srv->cfg.id, pv_format_size(store_free(), freebuf, sizeof(freebuf)),
+			srv->cfg.data_dir);
+	}
+	if (!vol->written_map || !job->length || (job->kind != IO_WRITE && job->kind != IO_TRIM))
 		return;
 	first = job->offset / vol->page_size;
 	last = (job->offset + job->length - 1) / vol->page_size;
+	/* a failed write may have written (and allocated) part of its range */
 	for (uint64_t p = first; p <= last && p < vol->npages; p++)
-		map_set(vol, p, job->kind == IO_WRITE ? 1 : page_has_data(vol, p));
+		map_set(vol, p, job->kind == IO_WRITE && !job->err ? 1 : page_has_data(vol, p));
+}
+
+int store_disk_full(void)
+{
+	if (no_space_seen && store_free() >= STORE_LOW_FREE)
+		no_space_seen = 0;
+	return no_space_seen;
 }
 
 int store_stat(struct volume *vol, uint64_t *pages_written, uint64_t *bytes)
@@ -269,6 +460,16 @@ int store_can_hold(uint64_t size, char *err, size_t errlen)
 	char path[PATH_MAX + 32];
 	int fd, rc = 0;
 
+	if (store_disk_full()) {
+		char freebuf[32];
+
+		snprintf(err, errlen,
+			 "server %u's data file system is full (%s free in %s; writes to its "
+			 "pages fail): free space there first",
+			 srv->cfg.id, pv_format_size(store_free(), freebuf, sizeof(freebuf)),
+			 srv->cfg.data_dir);
+		return 0;
+	}
 	snprintf(path, sizeof(path), "%s/volumes", srv->cfg.data_dir);
 	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
 		snprintf(err, errlen, "server %u cannot create %s: %s", srv->cfg.id, path,

@@ -1,5 +1,5 @@
 /* volume_admin.c: volume create and delete. Checks a command against the
- * catalog and the servers' free space, then runs it as a catalog change
+ * catalog and the servers' data file systems, then runs it as a catalog change
  * (change.c): its build adds or removes the volume in the next catalog, its
  * done tells the command's starter (control.c, through its catalog_done_fn)
  * how it ended. Every member installs the volume, and computes its initial
@@ -98,6 +98,8 @@ static int create_build(void *arg, Pv__Catalog *next, char *err, size_t errlen)
 	return 0;
 }
 
+static void note_overcommit(const char *name, uint64_t size);
+
 static void create_done(void *arg, int ok, const char *err)
 {
 	struct volume_arg *a = arg;
@@ -107,51 +109,36 @@ static void create_done(void *arg, int ok, const char *err)
 		ok = 0;
 		err = "volume vanished after its creation";
 	}
+	if (ok)
+		note_overcommit(a->name, a->size);
 	a->done(a->done_arg, ok, v, err);
 	free(a);
 }
 
-/* Whether the servers (none listed: every member) have the free space of a
- * volume of size bytes, as their heartbeats tell. 1, or 0 with err. */
-static int servers_can_hold(uint64_t size, const uint32_t *servers, size_t nservers, char *err,
-			    size_t errlen)
+/* Volumes are thin (as in Ceph RBD): a volume takes space as it is
+ * written, and the group may provision more than its servers have free.
+ * Creating one that overcommits the servers it may live on is allowed and
+ * logged (peerctl health shows it too); a server whose disk is full refuses
+ * new volumes in the change itself (store_can_hold). */
+static void note_overcommit(const char *name, uint64_t size)
 {
-	uint64_t free_bytes = 0;
-	int free_known = 1;
+	uint64_t room = 0, provisioned = 0;
+	char a1[32], a2[32], a3[32];
 
 	for (size_t i = 0; i < srv->nmembers; i++) {
-		struct member *m = &srv->members[i];
-		int allowed = nservers == 0;
+		const struct member *m = &srv->members[i];
 
-		for (size_t j = 0; j < nservers; j++)
-			allowed |= servers[j] == m->id;
-		if (!allowed)
-			continue;
-		if (m->id == srv->cfg.id)
-			free_bytes += store_free();
-		else if (m->free)
-			free_bytes += m->free;
-		else if (m->capacity)
-			free_bytes += m->capacity; /* no heartbeat yet: free space at join */
-		else
-			free_known = 0;
+		room += m->bytes + (m->id == srv->cfg.id ? store_free() : m->free);
 	}
-	if (free_known && size > free_bytes) {
-		char a1[32], a2[32];
-
-		snprintf(err, errlen,
-			 "volume of %s is larger than the free space of its servers (%s)",
-			 pv_format_size(size, a1, sizeof(a1)),
-			 pv_format_size(free_bytes, a2, sizeof(a2)));
-		return 0;
-	}
-	if (!free_known) {
-		snprintf(err, errlen,
-			 "the free space of the volume's servers is not known yet (a server has "
-			 "just started or joined); try again in a few seconds");
-		return 0;
-	}
-	return 1;
+	for (struct volume *v = srv->volumes; v; v = v->next)
+		provisioned += v->size;
+	if (provisioned > room)
+		pv_warn("volume %s (%s) created: the group's volumes now provision %s, more than "
+			"its servers have stored and free (%s): overcommitted (volumes are thin; "
+			"writes fail on a server whose disk fills); watch 'peerctl health'",
+			name, pv_format_size(size, a1, sizeof(a1)),
+			pv_format_size(provisioned, a2, sizeof(a2)),
+			pv_format_size(room, a3, sizeof(a3)));
 }
 
 /* Whether the listed servers are distinct members. 1, or 0 with err. */
@@ -198,7 +185,6 @@ int catalog_volume_create(const char *name, uint64_t size, uint32_t page_size,
 		return -1;
 	}
 	if (!servers_valid(servers, nservers, err, errlen) ||
-	    !servers_can_hold(size, servers, nservers, err, errlen) ||
 	    !store_can_hold(size, err, errlen))
 		return -1;
 	a = volume_arg_new(name, done, done_arg, err, errlen);

@@ -13,7 +13,7 @@
  * lengths agree with the data); the memory held by partly received records
  * of all links is bounded (link_mem_limit: a record past the bound waits
  * unread, never taken from another); and whoever owns the links closes one
- * that stalls mid-record (peerd: links.c). Memory of a record dropped
+ * that stalls mid-record (peerd: linkset.c). Memory of a record dropped
  * half-received is given back to the system (link_mem_trim). */
 #include <errno.h>
 #include <malloc.h>

@@ -71,8 +71,24 @@ static int do_volume_delete(struct ctl *, const struct command *, const struct i
 static int do_group_init(struct ctl *, const struct command *, const struct invocation *);
 static int do_group_join(struct ctl *, const struct command *, const struct invocation *);
 static int do_group_show(struct ctl *, const struct command *, const struct invocation *);
+static int do_health(struct ctl *, const struct command *, const struct invocation *);
 
 static const struct command commands[] = {
+    {
+	.name = "health",
+	.args = "",
+	.summary = "is the group healthy? members down, volumes unreachable, space",
+	.details = "One line HEALTH_OK, HEALTH_WARN or HEALTH_ERR, then one line per\n"
+		   "problem: members down (their pages cannot be read or written), each\n"
+		   "volume with pages on a member that is down (the share of it that is\n"
+		   "unreachable), and space: what the volumes provision against what the\n"
+		   "servers have free (volumes are thin: provisioning more than is free is\n"
+		   "allowed, and warned about), and servers almost full.\n"
+		   "Exit status: 0 HEALTH_OK, 3 HEALTH_WARN, 4 HEALTH_ERR (1: no answer).",
+	.examples = "peerctl health\npeerctl health --json\n"
+		    "peerctl health >/dev/null || echo 'look at the group'",
+	.run = do_health,
+    },
     {
 	.name = "status",
 	.args = "",
@@ -248,7 +264,7 @@ static void command_help(const struct command *c, FILE *f)
 		fprintf(f, "\nOptions:\n");
 		for (int i = 0; i < MAX_OPTS && c->opts[i].name; i++) {
 			snprintf(line, sizeof(line), "--%s%s%s%s", c->opts[i].name,
-				 !c->opts[i].arg	 ? ""
+				 !c->opts[i].arg       ? ""
 				 : c->opts[i].optional ? "[="
 						       : " ",
 				 c->opts[i].arg ? c->opts[i].arg : "",
@@ -911,12 +927,29 @@ static void print_json(json_t *result)
 	free(text);
 }
 
+/* "VERSION (hash HHHHHHHHHHHH)" of an object with catalog_version and
+ * catalog_hash (the hash's first 12 digits; "!" after a diverged one). */
+static const char *catalog_str(json_t *o, char *buf, size_t len)
+{
+	char v[32];
+	const char *hash = text_str(o, "catalog_hash");
+
+	num_str(o, "catalog_version", v, sizeof(v));
+	if (!*hash || !strcmp(hash, "-"))
+		snprintf(buf, len, "%s", v);
+	else
+		snprintf(buf, len, "%s (hash %.12s)%s", v, hash,
+			 json_is_true(json_object_get(o, "catalog_diverged")) ? " !" : "");
+	return buf;
+}
+
 /* ---- handlers ---- */
 
 static int do_status(struct ctl *ctl, const struct command *c, const struct invocation *inv)
 {
-	static const char *const known[] = {"server_id", "address",  "version",	 "catalog_version",
-					    "group_id",	 "uptime_s", "data_dir", NULL};
+	static const char *const known[] = {"server_id",       "address",      "version",
+					    "catalog_version", "group_id",     "uptime_s",
+					    "data_dir",	       "catalog_hash", NULL};
 	struct table kv = {.ncols = 2};
 	char b1[FIELD_LEN], b2[FIELD_LEN];
 	json_t *r;
@@ -936,7 +969,7 @@ static int do_status(struct ctl *ctl, const struct command *c, const struct invo
 	kv_add(&kv, "group",
 	       strcmp(group, "-") ? group
 				  : "none (use 'peerctl group init' or 'peerctl group join')");
-	kv_add(&kv, "catalog version", num_str(r, "catalog_version", b1, sizeof(b1)));
+	kv_add(&kv, "catalog version", catalog_str(r, b1, sizeof(b1)));
 	kv_add(&kv, "uptime", duration_str(r, "uptime_s", b1, sizeof(b1)));
 	kv_add(&kv, "data dir", text_str(r, "data_dir"));
 	kv_add_rest(&kv, r, known);
@@ -990,6 +1023,54 @@ out:
 	return ret;
 }
 
+/* The member of group (a group.show result) with id, or NULL. */
+static json_t *group_member(json_t *group, uint64_t id)
+{
+	json_t *m;
+	size_t i;
+
+	json_array_foreach(json_object_get(group, "members"), i, m)
+	{
+		json_t *j = json_object_get(m, "id");
+
+		if (json_is_integer(j) && (uint64_t)json_integer_value(j) == id)
+			return m;
+	}
+	return NULL;
+}
+
+/* Whether member id of group is down (a member not in the group counts as
+ * down: its pages are out of reach). */
+static int member_down(json_t *group, uint64_t id)
+{
+	json_t *m = group_member(group, id);
+	const char *state = m ? json_string_value(json_object_get(m, "state")) : NULL;
+
+	return !state || !strcmp(state, "down");
+}
+
+/* A volume's state from its holders (servers owning >= 1 page) and the
+ * group's member states: "ok", or "degraded: server 2 down". */
+static const char *volume_state(json_t *vol, json_t *group, char *buf, size_t len)
+{
+	json_t *h;
+	size_t i, n = 0;
+
+	snprintf(buf, len, "ok");
+	json_array_foreach(json_object_get(vol, "holders"), i, h)
+	{
+		if (!json_is_integer(h) || !member_down(group, (uint64_t)json_integer_value(h)))
+			continue;
+		n += snprintf(buf + n, len - n, "%s%lld", n ? "," : "degraded: server ",
+			      (long long)json_integer_value(h));
+		if (n >= len)
+			break;
+	}
+	if (n && n + 6 < len)
+		snprintf(buf + n, len - n, " down");
+	return buf;
+}
+
 static int by_name(const void *a, const void *b)
 {
 	const char *na = json_string_value(json_object_get(*(json_t *const *)a, "name"));
@@ -1017,14 +1098,19 @@ static void sort_by_name(json_t *arr)
 
 static int do_volume_list(struct ctl *ctl, const struct command *c, const struct invocation *inv)
 {
-	struct table t = {.ncols = 7,
-			  .head = {"NAME", "SIZE", "PAGE", "PAGES", "WRITTEN", "SERVERS", "OPEN"},
-			  .right = {0, 1, 1, 1, 1, 0, 1}};
-	json_t *r, *vols, *v;
+	struct table t = {
+	    .ncols = 8,
+	    .head = {"NAME", "SIZE", "PAGE", "PAGES", "WRITTEN", "SERVERS", "OPEN", "STATE"},
+	    .right = {0, 1, 1, 1, 1, 0, 1, 0}};
+	json_t *r, *vols, *v, *group = NULL;
 	size_t i;
 
 	if (peerctl_call(ctl, "volume.list", NULL, &r) < 0)
 		return PEERCTL_EXIT_ERROR;
+	if (!ctl->json && peerctl_call(ctl, "group.show", NULL, &group) < 0) {
+		json_decref(r);
+		return PEERCTL_EXIT_ERROR;
+	}
 	sort_by_name(json_object_get(r, "volumes"));
 	if (ctl->json) {
 		print_json(r);
@@ -1041,17 +1127,21 @@ static int do_volume_list(struct ctl *ctl, const struct command *c, const struct
 	{
 		char size[32], page[32], pages[32], written[32], servers[FIELD_LEN], open[32];
 
+		char state[64];
+
 		table_add(&t, text_str(v, "name"), size_str(v, "size", size, sizeof(size)),
 			  size_str(v, "page_size", page, sizeof(page)),
 			  num_str(v, "pages", pages, sizeof(pages)),
 			  num_str(v, "pages_written", written, sizeof(written)),
 			  ids_str(json_object_get(v, "servers"), "all", servers, sizeof(servers)),
-			  num_str(v, "open_clients", open, sizeof(open)));
+			  num_str(v, "open_clients", open, sizeof(open)),
+			  volume_state(v, group, state, sizeof(state)));
 	}
 	if (json_array_size(vols))
 		table_flush(&t);
 	else
 		printf("no volumes\n");
+	json_decref(group);
 	json_decref(r);
 	return PEERCTL_EXIT_OK;
 }
@@ -1060,9 +1150,8 @@ static int do_volume_list(struct ctl *ctl, const struct command *c, const struct
  * "routing"), one row each, ascending by owner. */
 static void print_routing_summary(json_t *vol, json_t *runs)
 {
-	struct table t = {.ncols = 4,
-			  .head = {"OWNER", "PAGES", "BYTES", "RUNS"},
-			  .right = {1, 1, 1, 1}};
+	struct table t = {
+	    .ncols = 4, .head = {"OWNER", "PAGES", "BYTES", "RUNS"}, .right = {1, 1, 1, 1}};
 	struct {
 		uint64_t id, pages, runs;
 	} own[64];
@@ -1075,8 +1164,9 @@ static void print_routing_summary(json_t *vol, json_t *runs)
 	npages = page_size ? (size + page_size - 1) / page_size : 0;
 	json_array_foreach(runs, i, run)
 	{
-		if (get_u64(run, "first_page", &first) < 0 || get_u64(run, "last_page", &last) < 0 ||
-		    get_u64(run, "owner", &id) < 0 || last < first)
+		if (get_u64(run, "first_page", &first) < 0 ||
+		    get_u64(run, "last_page", &last) < 0 || get_u64(run, "owner", &id) < 0 ||
+		    last < first)
 			continue;
 		for (k = 0; k < n && own[k].id != id; k++)
 			;
@@ -1269,12 +1359,13 @@ static int do_volume_delete(struct ctl *ctl, const struct command *c, const stru
 	return PEERCTL_EXIT_OK;
 }
 
-/* Prints a group object: "group ID, catalog version N" and the members. */
+/* Prints a group object: "group ID, catalog version N (hash H)" and the
+ * members, each with the catalog version and hash it holds. */
 static void print_group(json_t *g)
 {
-	struct table t = {.ncols = 6,
-			  .head = {"ID", "ADDRESS", "WEIGHT", "STATE", "PAGES", "BYTES"},
-			  .right = {1, 0, 1, 0, 1, 1}};
+	struct table t = {.ncols = 7,
+			  .head = {"ID", "ADDRESS", "WEIGHT", "STATE", "PAGES", "BYTES", "CATALOG"},
+			  .right = {1, 0, 1, 0, 1, 1, 0}};
 	json_t *members = json_object_get(g, "members"), *m;
 	char b1[64];
 	size_t i;
@@ -1284,15 +1375,20 @@ static void print_group(json_t *g)
 		       "ADDRESS')\n");
 	else
 		printf("group %s, catalog version %s\n", text_str(g, "group_id"),
-		       num_str(g, "catalog_version", b1, sizeof(b1)));
+		       catalog_str(g, b1, sizeof(b1)));
+	if (json_is_true(json_object_get(g, "catalog_diverged")))
+		printf("CATALOG DIVERGED: members hold different catalogs under one version "
+		       "(marked '!'); catalog changes are refused until an administrator "
+		       "resolves it (see peerd(8), --resync-catalog)\n");
 	json_array_foreach(members, i, m)
 	{
-		char id[32], weight[32], pages[32], bytes[32];
+		char id[32], weight[32], pages[32], bytes[32], cat[FIELD_LEN];
 
 		table_add(&t, num_str(m, "id", id, sizeof(id)), text_str(m, "address"),
 			  num_str(m, "weight", weight, sizeof(weight)), text_str(m, "state"),
 			  num_str(m, "pages", pages, sizeof(pages)),
-			  size_str(m, "bytes", bytes, sizeof(bytes)));
+			  size_str(m, "bytes", bytes, sizeof(bytes)),
+			  catalog_str(m, cat, sizeof(cat)));
 	}
 	if (json_array_size(members))
 		table_flush(&t);
@@ -1392,4 +1488,157 @@ static int do_group_show(struct ctl *ctl, const struct command *c, const struct 
 		json_decref(r);
 	}
 	return PEERCTL_EXIT_OK;
+}
+
+/* ---- health ---- */
+
+#define HEALTH_OK   0
+#define HEALTH_WARN 1
+#define HEALTH_ERR  2
+
+static const char *const health_names[] = {"HEALTH_OK", "HEALTH_WARN", "HEALTH_ERR"};
+
+struct health {
+	int level;
+	json_t *checks; /* [{"severity", "message"}] */
+};
+
+static void health_add(struct health *h, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void health_add(struct health *h, int level, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (level > h->level)
+		h->level = level;
+	json_array_append_new(h->checks, json_pack("{s:s,s:s}", "severity",
+						   level == HEALTH_ERR ? "error" : "warning",
+						   "message", msg));
+}
+
+/* Pages of volume name on members that are down, out of *total. */
+static int unreachable_pages(struct ctl *ctl, const char *name, json_t *group, uint64_t *lost,
+			     uint64_t *total)
+{
+	json_t *args = json_pack("{s:s,s:b}", "name", name, "routing", 1), *r, *run;
+	size_t i;
+
+	*lost = *total = 0;
+	if (!args || peerctl_call(ctl, "volume.show", args, &r) < 0) {
+		json_decref(args);
+		return -1;
+	}
+	json_decref(args);
+	json_array_foreach(json_object_get(r, "routing"), i, run)
+	{
+		uint64_t first, last, owner;
+
+		if (get_u64(run, "first_page", &first) < 0 || get_u64(run, "last_page", &last) < 0 ||
+		    get_u64(run, "owner", &owner) < 0 || last < first)
+			continue;
+		*total += last - first + 1;
+		if (member_down(group, owner))
+			*lost += last - first + 1;
+	}
+	json_decref(r);
+	return 0;
+}
+
+static void health_members(struct health *h, json_t *group, uint64_t *free_up, uint64_t *stored)
+{
+	json_t *m;
+	size_t i;
+
+	*free_up = *stored = 0;
+	json_array_foreach(json_object_get(group, "members"), i, m)
+	{
+		uint64_t id = 0, free = 0, bytes = 0;
+		char b1[32];
+
+		get_u64(m, "id", &id);
+		get_u64(m, "free", &free);
+		get_u64(m, "bytes", &bytes);
+		*stored += bytes;
+		if (member_down(group, id)) {
+			health_add(h, HEALTH_ERR,
+				   "server %llu (%s) is down: its pages cannot be read or written",
+				   (unsigned long long)id, text_str(m, "address"));
+			continue;
+		}
+		*free_up += free;
+		if (free < (1ull << 30) && free < (bytes + free) / 20)
+			health_add(h, HEALTH_WARN, "server %llu is almost full: %s free",
+				   (unsigned long long)id, pv_format_size(free, b1, sizeof(b1)));
+	}
+}
+
+static int do_health(struct ctl *ctl, const struct command *c, const struct invocation *inv)
+{
+	struct health h = {.checks = json_array()};
+	json_t *group, *vols, *v, *out;
+	uint64_t free_up, stored, provisioned = 0;
+	char b1[32], b2[32], b3[32];
+	size_t i;
+
+	if (peerctl_call(ctl, "group.show", NULL, &group) < 0)
+		return PEERCTL_EXIT_ERROR;
+	if (peerctl_call(ctl, "volume.list", NULL, &vols) < 0) {
+		json_decref(group);
+		return PEERCTL_EXIT_ERROR;
+	}
+	health_members(&h, group, &free_up, &stored);
+	sort_by_name(json_object_get(vols, "volumes"));
+	json_array_foreach(json_object_get(vols, "volumes"), i, v)
+	{
+		uint64_t size = 0, lost, total;
+		char state[64];
+
+		get_u64(v, "size", &size);
+		provisioned += size;
+		if (!strcmp(volume_state(v, group, state, sizeof(state)), "ok") ||
+		    unreachable_pages(ctl, text_str(v, "name"), group, &lost, &total) < 0 || !lost)
+			continue;
+		health_add(&h, HEALTH_ERR,
+			   "volume %s: %llu of its %llu pages (%.0f%%) are on servers that are down "
+			   "and cannot be read or written",
+			   text_str(v, "name"), (unsigned long long)lost, (unsigned long long)total,
+			   100.0 * lost / total);
+	}
+	if (provisioned > stored + free_up)
+		health_add(&h, HEALTH_WARN,
+			   "overcommitted: the volumes provision %s, more than the %s stored plus "
+			   "the %s free on the servers that are up (volumes are thin: writes fail "
+			   "when a server fills up; add servers or free space)",
+			   pv_format_size(provisioned, b1, sizeof(b1)),
+			   pv_format_size(stored, b2, sizeof(b2)),
+			   pv_format_size(free_up, b3, sizeof(b3)));
+	out = json_pack("{s:s,s:o,s:I,s:I,s:I}", "status", health_names[h.level], "checks",
+			h.checks, "provisioned", (json_int_t)provisioned, "stored",
+			(json_int_t)stored, "free", (json_int_t)free_up);
+	if (ctl->json) {
+		print_json(out);
+	} else {
+		json_t *chk;
+
+		printf("%s\n", health_names[h.level]);
+		json_array_foreach(h.checks, i, chk)
+			printf("  %s\n", text_str(chk, "message"));
+		printf("space: %s provisioned in %zu volumes, %s stored, %s free on the servers "
+		       "that are up\n",
+		       pv_format_size(provisioned, b1, sizeof(b1)),
+		       json_array_size(json_object_get(vols, "volumes")),
+		       pv_format_size(stored, b2, sizeof(b2)),
+		       pv_format_size(free_up, b3, sizeof(b3)));
+	}
+	json_decref(out);
+	json_decref(vols);
+	json_decref(group);
+	return h.level == HEALTH_OK	 ? PEERCTL_EXIT_OK
+	       : h.level == HEALTH_WARN ? PEERCTL_EXIT_HEALTH_WARN
+					 : PEERCTL_EXIT_HEALTH_ERR;
 }

@@ -15,6 +15,8 @@
 #define PEERCTL_EXIT_OK	   0
 #define PEERCTL_EXIT_ERROR 1 /* bad value, no answer, refused by peerd */
 #define PEERCTL_EXIT_USAGE 2 /* unknown command or option, wrong arguments */
+#define PEERCTL_EXIT_HEALTH_WARN 3 /* health: HEALTH_WARN */
+#define PEERCTL_EXIT_HEALTH_ERR	 4 /* health: HEALTH_ERR */
 
 /* Global options, valid before or after the command. */
 struct ctl {

@@ -118,7 +118,7 @@ wait_status()
 }
 
 # wait_links_up N COUNT [SECONDS]: until server N has COUNT outgoing peer
-# links up (links.c).
+# links up (linkset.c).
 wait_links_up()
 {
 	wait_status "$1" peer_links_up "$2" "${3:-15}"
@@ -323,4 +323,45 @@ offset=128M
 size=120M
 rate=8m
 FIO
+}
+
+# catalog_state N: "VERSION HASH" of server N's committed catalog (group
+# show --json); empty if N does not answer.
+catalog_state()
+{
+	ctl "$1" group show --json 2>/dev/null |
+		json "'%s %s' % (d['catalog_version'], d.get('catalog_hash') or '-')" 2>/dev/null || true
+}
+
+# wait_catalogs_agree SECONDS N...: until every listed server holds the same
+# catalog (version and hash, and the same catalog_view); fails otherwise.
+wait_catalogs_agree()
+{
+	local deadline=$((SECONDS + $1)) n first states
+	shift
+	while :; do
+		states="" first=""
+		for n in "$@"; do
+			states+="$n: $(catalog_state "$n"); "
+		done
+		if python3 - "$states" <<'PY'; then
+import sys
+s = [x.split(":", 1)[1].split() for x in sys.argv[1].rstrip("; ").split("; ")]
+sys.exit(0 if all(len(x) == 2 for x in s) and len({tuple(x) for x in s}) == 1 else 1)
+PY
+			first=$(catalog_view "$1")
+			for n in "${@:2}"; do
+				[ "$(catalog_view "$n")" = "$first" ] || first=""
+			done
+			[ -n "$first" ] && { log "catalogs agree: $states"; return 0; }
+		fi
+		((SECONDS < deadline)) || fail "catalogs do not agree: $states"
+		sleep 0.5
+	done
+}
+
+# proc_state PID: the state letter of a process (T: stopped), or empty.
+proc_state()
+{
+	awk '{ sub(/.*\) /, ""); print substr($0, 1, 1) }' "/proc/$1/stat" 2>/dev/null || true
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # volume-appears: the mount follows the catalog without a remount: a volume
-# created after mounting appears (with its size), a deleted one disappears;
+# created after mounting appears (with its size, its creation time and the
+# space it takes as st_blocks), a deleted one disappears;
 # deleting a volume that fused has open (a loop device holds it) is refused
 # with a clear message and changes nothing, and succeeds with --force or
 # once the loop device is gone.
@@ -25,6 +26,17 @@ make_random "$T/x" 1
 dd if="$T/x" of="$T/mnt/later" bs=1M oflag=direct conv=notrunc status=none
 cmp <(dd if="$T/mnt/later" bs=1M count=1 iflag=direct status=none) "$T/x" || fail "IO to the new volume failed"
 log "a volume created after mounting appeared and works"
+# its times are its creation, its blocks what it takes (thin): 1 MiB written
+created=$(ctl 1 --json volume show later | json 'd["created"]')
+assert_eq "$(stat -c %Y "$T/mnt/later")" "$created" "mtime of the volume file (its creation)"
+blocks=0
+for _ in $(seq 1 30); do # the holders' usage comes with their heartbeats
+	blocks=$(stat -c %b "$T/mnt/later")
+	[ "$blocks" = 2048 ] && break
+	sleep 0.3
+done
+assert_eq "$blocks" 2048 "st_blocks of a 24 MiB volume with 1 MiB written"
+assert_eq "$(stat -c %b "$T/mnt/first")" 0 "st_blocks of a volume never written"
 
 # ---------------------------------------------------------------- disappears
 ctl 1 volume delete later >/dev/null

@@ -11,7 +11,10 @@
  * Each test gets a fresh data directory under $TMPDIR (or /tmp) with its own
  * LMDB environment; the global srv of peerd is a stub set up here, with a
  * ZeroMQ context for the peer sockets but no control socket: the end of a
- * command goes to the test's catalog_done_fn (hear). */
+ * command goes to the test's catalog_done_fn (hear). The decisions of the
+ * change protocol (change.c: what a participant does with a COMMIT, until
+ * when a coordinator may commit, the retry budgets, transaction ids unique
+ * across restarts) are pure functions, tested in a case of their own. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "peerd.h"
@@ -755,6 +759,230 @@ START_TEST(same_name_new_id)
 }
 END_TEST
 
+/* A group of two (this server, 1, and server 2, which never answers), at
+ * version 2. */
+static void adopt_pair(void)
+{
+	struct cat_builder b;
+
+	cb_init(&b, 2);
+	cb_member(&b, 1, 1);
+	cb_member(&b, 2, 1);
+	ck_assert_int_eq(catalog_adopt(&b.c, "test pair"), 0);
+	ck_assert_uint_eq(srv->nmembers, 2);
+}
+
+/* defect 7: a change waiting to try again (this server busy with another)
+ * hears its end when peerd stops, as the one in progress does */
+START_TEST(shutdown_ends_waiting_changes)
+{
+	char err[PV_MAX_MESSAGE] = "";
+	struct heard first = {0}, second = {0};
+
+	adopt_pair();
+	/* server 2 never answers: the first change waits for it */
+	ck_assert_int_eq(catalog_volume_create("first", (uint64_t)NPAGES * PAGE, PAGE, none, 0,
+					       hear, &first, err, sizeof(err)),
+			 0);
+	ck_assert_int_eq(first.calls, 0);
+	ck_assert_int_eq(catalog_locked(), 1);
+	/* the second finds this server busy and waits to try again */
+	ck_assert_int_eq(catalog_volume_create("second", (uint64_t)NPAGES * PAGE, PAGE, none, 0,
+					       hear, &second, err, sizeof(err)),
+			 0);
+	ck_assert_int_eq(second.calls, 0);
+	catalog_free();
+	ck_assert_int_eq(first.calls, 1);
+	ck_assert_int_eq(first.ok, 0);
+	ck_assert_int_eq(second.calls, 1);
+	ck_assert_int_eq(second.ok, 0);
+}
+END_TEST
+
+/* The catalog hash: the same content gives the same hash (also after a
+ * restart), another content another; srv holds the committed one's. */
+START_TEST(catalog_hash_by_content)
+{
+	uint8_t h1[PEERD_CATALOG_HASH_LEN], h2[PEERD_CATALOG_HASH_LEN];
+	uint8_t before[PEERD_CATALOG_HASH_LEN];
+	Pv__Catalog *copy;
+	char hex[2 * PEERD_CATALOG_HASH_LEN + 1];
+
+	catalog_hash(catalog_committed(), h1);
+	ck_assert_mem_eq(h1, srv->catalog_hash, sizeof(h1));
+	copy = catalog_pb_copy(catalog_committed());
+	ck_assert_ptr_nonnull(copy);
+	catalog_hash(copy, h2);
+	ck_assert_mem_eq(h1, h2, sizeof(h1));
+	copy->next_volume_id++;
+	catalog_hash(copy, h2);
+	ck_assert_mem_ne(h1, h2, sizeof(h1));
+	catalog_pb_free(copy);
+	ck_assert_uint_eq(strlen(catalog_hash_hex(h1, PEERD_CATALOG_HASH_LEN, hex)), 64);
+
+	adopt_pair();
+	ck_assert_mem_ne(h1, srv->catalog_hash, sizeof(h1));
+	memcpy(before, srv->catalog_hash, sizeof(before));
+	reload();
+	ck_assert_mem_eq(before, srv->catalog_hash, sizeof(before));
+}
+END_TEST
+
+/* A member that shows another hash under our version: divergence, flagged
+ * and refusing changes; the same hash again clears it. */
+START_TEST(divergence_found_and_cleared)
+{
+	char err[PV_MAX_MESSAGE] = "";
+	struct heard heard = {0};
+	struct member *m;
+
+	adopt_pair();
+	m = catalog_member(2);
+	ck_assert_ptr_nonnull(m);
+	m->catalog_version = srv->version;
+	m->has_catalog_hash = 1;
+	memcpy(m->catalog_hash, srv->catalog_hash, sizeof(m->catalog_hash));
+	catalog_peer_seen(m);
+	ck_assert_int_eq(srv->catalog_diverged, 0);
+	m->catalog_hash[0] ^= 1;
+	catalog_peer_seen(m);
+	ck_assert_int_eq(m->catalog_diverged, 1);
+	ck_assert_int_eq(srv->catalog_diverged, 1);
+	ck_assert_int_eq(catalog_volume_create("gamma", (uint64_t)NPAGES * PAGE, PAGE, none, 0,
+					       hear, &heard, err, sizeof(err)),
+			 0);
+	ck_assert_int_eq(heard.calls, 1);
+	ck_assert_int_eq(heard.ok, 0);
+	ck_assert_ptr_nonnull(strstr(heard.err, "different catalogs"));
+	ck_assert_int_eq(catalog_locked(), 0);
+	/* a member at another version is not compared */
+	m->catalog_version = srv->version - 1;
+	catalog_peer_seen(m);
+	ck_assert_int_eq(srv->catalog_diverged, 1);
+	m->catalog_version = srv->version;
+	m->catalog_hash[0] ^= 1;
+	catalog_peer_seen(m);
+	ck_assert_int_eq(srv->catalog_diverged, 0);
+}
+END_TEST
+
+/* ---- the decisions of change.c (pure) ---- */
+
+static const uint8_t hash_a[PEERD_CATALOG_HASH_LEN] = {0xaa};
+static const uint8_t hash_b[PEERD_CATALOG_HASH_LEN] = {0xbb};
+
+/* What a participant does with a COMMIT: only the transaction it holds
+ * prepared (defect 1: it applied any COMMIT of version + 1), only while its
+ * lock holds; a resent COMMIT of what it installed is answered OK (defect
+ * 2), one of another catalog under its version is not applied. */
+START_TEST(commit_verdicts)
+{
+	static const struct change_lock held = {.txid = 77, .until_ms = 10000}, none = {0};
+	static const struct {
+		const struct change_lock *lk;
+		uint64_t now, my_version;
+		const uint8_t *my_hash;
+		uint64_t txid, version;
+		enum change_verdict want;
+	} cases[] = {
+	    {&held, 5000, 5, hash_a, 77, 6, CHANGE_APPLY},
+	    {&held, 5000, 5, hash_a, 78, 6, CHANGE_NOT_PREPARED},
+	    {&none, 5000, 5, hash_a, 78, 6, CHANGE_NOT_PREPARED},
+	    {&none, 5000, 5, hash_a, 0, 6, CHANGE_NOT_PREPARED},
+	    {&held, 10000, 5, hash_a, 77, 6, CHANGE_LOCK_EXPIRED},
+	    {&held, 20000, 5, hash_a, 77, 6, CHANGE_LOCK_EXPIRED},
+	    {&none, 5000, 6, hash_b, 77, 6, CHANGE_HAVE_IT},
+	    {&none, 5000, 6, hash_a, 77, 6, CHANGE_NOT_PREPARED},
+	    {&held, 5000, 6, hash_a, 77, 6, CHANGE_WRONG_VERSION},
+	    {&held, 5000, 5, hash_a, 77, 7, CHANGE_WRONG_VERSION},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		ck_assert_msg(change_commit_verdict(cases[i].lk, cases[i].now, cases[i].my_version,
+						    cases[i].my_hash, cases[i].txid,
+						    cases[i].version, hash_b) == cases[i].want,
+			      "case %zu", i);
+}
+END_TEST
+
+/* defect 1: a coordinator that stalled past its lock must not commit; the
+ * margin keeps its decision well inside the participants' lock */
+START_TEST(coordinator_commits_only_within_its_lock)
+{
+	uint64_t t0 = 1000000;
+	uint64_t last = PEERD_LOCK_TIMEOUT_MS - PEERD_LOCK_MARGIN_MS;
+
+	ck_assert_int_gt(PEERD_LOCK_MARGIN_MS, 0);
+	ck_assert_int_lt(PEERD_TXN_TIMEOUT_MS, PEERD_LOCK_TIMEOUT_MS - PEERD_LOCK_MARGIN_MS);
+	ck_assert_int_eq(change_may_commit(t0, t0), 1);
+	ck_assert_int_eq(change_may_commit(t0, t0 + last - 1), 1);
+	ck_assert_int_eq(change_may_commit(t0, t0 + last), 0);
+	ck_assert_int_eq(change_may_commit(t0, t0 + 15000), 0);
+}
+END_TEST
+
+/* defect 4: waiting for a busy server does not use up the conflict
+ * retries, and the reverse */
+START_TEST(retry_budgets_are_separate)
+{
+	struct change_tries t = {0};
+
+	for (int i = 0; i < 20; i++)
+		ck_assert_int_ge(change_retry_delay(&t, 0, (unsigned)i), 50);
+	for (int i = 0; i < CHANGE_MAX_CONFLICTS; i++)
+		ck_assert_int_ge(change_retry_delay(&t, 1, (unsigned)i), 50);
+	ck_assert_int_eq(change_retry_delay(&t, 1, 0), -1);
+	/* busy waits go on after the conflicts are spent */
+	ck_assert_int_ge(change_retry_delay(&t, 0, 0), 50);
+	t.busy_waits = CHANGE_MAX_BUSY_WAITS;
+	ck_assert_int_eq(change_retry_delay(&t, 0, 0), -1);
+	/* a busy wait covers a participant's whole lock */
+	ck_assert_int_ge((int64_t)CHANGE_MAX_BUSY_WAITS * 50, PEERD_LOCK_TIMEOUT_MS);
+}
+END_TEST
+
+/* The first txid of a process started afresh, as a restarted peerd. */
+static uint64_t first_txid_of_new_process(void)
+{
+	int fd[2];
+	pid_t pid;
+	uint64_t id = 0;
+	int st;
+
+	ck_assert_int_eq(pipe(fd), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		uint64_t mine = change_new_txid();
+
+		_exit(write(fd[1], &mine, sizeof(mine)) == sizeof(mine) ? 0 : 1);
+	}
+	close(fd[1]);
+	ck_assert_int_eq(read(fd[0], &id, sizeof(id)), sizeof(id));
+	close(fd[0]);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	return id;
+}
+
+/* defect 5: a restarted coordinator must not reuse the txid of a lock a
+ * participant still holds */
+START_TEST(txids_unique_across_restarts)
+{
+	uint64_t a = first_txid_of_new_process(), b = first_txid_of_new_process();
+	uint64_t seen[256];
+
+	ck_assert_uint_ne(a, 0);
+	ck_assert_uint_ne(b, 0);
+	ck_assert_uint_ne(a, b);
+	for (size_t i = 0; i < 256; i++) {
+		seen[i] = change_new_txid();
+		ck_assert_uint_ne(seen[i], 0);
+		for (size_t j = 0; j < i; j++)
+			ck_assert_uint_ne(seen[i], seen[j]);
+	}
+}
+END_TEST
+
 static Suite *catalog_suite(void)
 {
 	Suite *s = suite_create("catalog");
@@ -770,6 +998,15 @@ static Suite *catalog_suite(void)
 	tcase_add_test(tc, adopt_newer_version);
 	tcase_add_test(tc, pb_holders_and_copy);
 	tcase_add_test(tc, same_name_new_id);
+	tcase_add_test(tc, shutdown_ends_waiting_changes);
+	tcase_add_test(tc, catalog_hash_by_content);
+	tcase_add_test(tc, divergence_found_and_cleared);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("change decisions");
+	tcase_add_test(tc, commit_verdicts);
+	tcase_add_test(tc, coordinator_commits_only_within_its_lock);
+	tcase_add_test(tc, retry_budgets_are_separate);
+	tcase_add_test(tc, txids_unique_across_restarts);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,5 +1,5 @@
 /* check_fused_map.c: unit tests for fused's mappings of a server's data
- * files (fused/map.c). fused replies to the kernel out of such a mapping, so
+ * files (fused/vmap.c). fused replies to the kernel out of such a mapping, so
  * it must be the very file the server named and hold the whole volume:
  *   - the file the path opens must have the device and inode the server
  *     named (another file, e.g. in another mount namespace, is refused);

@@ -295,6 +295,52 @@ START_TEST(free_space)
 }
 END_TEST
 
+/* A FLUSH that failed may have lost writes: later FLUSHes of the volume
+ * fail with the same errno (the kernel reports it once), until the file is
+ * opened again. */
+START_TEST(failed_flush_sticks)
+{
+	struct io_job job;
+
+	ck_assert_int_eq(store_open(&vol), 0);
+	memset(&job, 0, sizeof(job));
+	job.kind = IO_FLUSH;
+	job.fd = vol.fd;
+	job.err = EIO; /* as a worker's fdatasync would report it */
+	store_note_done(&vol, &job);
+	ck_assert_int_eq(job.err, EIO);
+	ck_assert_int_eq(run(IO_FLUSH, 0, 0, NULL, 0), EIO);
+	store_close(&vol);
+	ck_assert_int_eq(store_open(&vol), 0);
+	ck_assert_int_eq(run(IO_FLUSH, 0, 0, NULL, 0), 0);
+}
+END_TEST
+
+/* A write that failed for want of space marks the volume; one that
+ * succeeds with space free again clears it. */
+START_TEST(no_space_marks_volume)
+{
+	struct io_job job;
+	uint8_t *buf = pattern(PAGE, 3);
+
+	ck_assert_int_eq(store_open(&vol), 0);
+	memset(&job, 0, sizeof(job));
+	job.kind = IO_WRITE;
+	job.fd = vol.fd;
+	job.length = PAGE;
+	job.err = ENOSPC;
+	store_note_done(&vol, &job);
+	ck_assert_int_eq(vol.no_space, 1);
+	ck_assert_uint_eq(pages_written(), 0); /* nothing was written */
+	if (store_free() >= STORE_LOW_FREE) {
+		ck_assert_int_eq(store_disk_full(), 0);
+		ck_assert_int_eq(run(IO_WRITE, 0, PAGE, buf, 0), 0);
+		ck_assert_int_eq(vol.no_space, 0);
+	}
+	free(buf);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
 	Suite *s = suite_create("store");
@@ -310,6 +356,8 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, read_past_end_is_zeros);
 	tcase_add_test(tc, remove_data_file);
 	tcase_add_test(tc, free_space);
+	tcase_add_test(tc, failed_flush_sticks);
+	tcase_add_test(tc, no_space_marks_volume);
 	suite_add_tcase(s, tc);
 	return s;
 }

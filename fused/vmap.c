@@ -1,4 +1,4 @@
-/* map.c: read-only mappings of a server's data files. A server on this host
+/* vmap.c: read-only mappings of a server's data files. A server on this host
  * names the data file of a volume (PV_OP_MAP_VOLUME: /proc/PID/fd/N, dev,
  * ino); fused maps it, and the server answers a READ whose bytes it holds in
  * memory with PV_F_MAP and no data: fused replies to the kernel straight from

@@ -1,28 +1,25 @@
-/* links.c: this server's peer links (include/link.h): a TCP listener other
- * members connect to, the links accepted on it (peers' requests arrive
- * there and their replies go back the same way) and one outgoing link per
- * member that advertises a link address in its heartbeats. Once a member's
- * outgoing link is up, everything this server sends to it goes there
- * instead of the ZeroMQ DEALER; the DEALER stays for the time before and
- * after (a member without links, or a link that failed, is reached as
- * before). Reactor thread only.
- *
+/* linkset.c: this server's set of links (one link's record stream is
+ * proto/link.c, include/link.h): a TCP listener other members connect to,
+ * the links accepted on it (peers' requests arrive there and their replies
+ * go back the same way) and one outgoing link per member that advertises a
+ * link address in its heartbeats. Once a member's outgoing link is up,
+ * everything this server sends to it goes there instead of the ZeroMQ
+ * DEALER; the DEALER stays for the time before and after (a member without
+ * links, or a link that failed, is reached as before). Reactor thread only.
  * An accepted link stands for a ROUTER connection: it has an identity
- * (LINK_IDENT_LEN bytes: 0x00, slot, generation), which ZeroMQ never
- * gives (its own are 5 bytes) and a client cannot choose (ZeroMQ refuses
- * identities that start with 0x00). reply.c sends to such an identity
- * here, so every handler answers a link as it answers a ZeroMQ peer.
- *
- * A link that fails is retired, not freed, until the next round of the
- * reactor (links_reap): a failure may be found inside a handler that was
- * called by that link's own read.
- *
- * Anyone may connect, before saying who it is; what one connection can
- * make this server hold is bounded: records are admitted before memory is
- * taken for their data and that memory is bounded for all links together
- * (link.h, --link-memory), an address holds at most --link-per-source
- * links, and a link stalled mid-record (or waiting for link memory) for
- * LINKS_STALL_MS is closed. */
+ * (LINK_IDENT_LEN bytes: 0x00, slot, generation), which ZeroMQ never gives
+ * (its own are 5 bytes) and a client cannot choose (ZeroMQ refuses
+ * identities that start with 0x00). reply.c sends to such an identity here,
+ * so every handler answers a link as it answers a ZeroMQ peer.  A link that
+ * fails is retired, not freed, until the next round of the reactor
+ * (linkset_reap): a failure may be found inside a handler that was called by
+ * that link's own read.  Anyone may connect, before saying who it is; what
+ * one connection can make this server hold is bounded: records are admitted
+ * before memory is taken for their data and that memory is bounded for all
+ * links together (link.h, --link-memory), an address holds at most --link-
+ * per-source links, and a link stalled mid-record (or waiting for link
+ * memory) for LINKSET_STALL_MS is closed.
+ */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -37,7 +34,7 @@
 #include "link.h"
 #include "peerd.h"
 
-#define ACCEPT_MAX     LINKS_ACCEPT_MAX
+#define ACCEPT_MAX     LINKSET_ACCEPT_MAX
 #define LINK_IDENT_LEN 9
 #define READ_PAUSE     (16u << 20)  /* an accepted link with this much queued is not read */
 #define IDLE_MAX_MS    (600 * 1000) /* an accepted link silent this long is closed */
@@ -63,7 +60,7 @@ static uint64_t listen_paused_until; /* accept failed for want of fds */
 static uint64_t accept_warned_ms, source_warned_ms;
 static uint64_t sent_gone, received_gone; /* counters of links freed */
 
-/* poll slots of this round: what links_poll_fill put where */
+/* poll slots of this round: what linkset_poll_fill put where */
 enum slot_kind { SLOT_LISTEN, SLOT_ACCEPTED, SLOT_MEMBER };
 static struct {
 	enum slot_kind kind;
@@ -93,7 +90,7 @@ static void retire(struct link **lp)
 	retired[nretired++] = l;
 }
 
-void links_reap(void)
+void linkset_reap(void)
 {
 	for (size_t i = 0; i < nretired; i++)
 		link_destroy(&retired[i]);
@@ -133,7 +130,7 @@ static int parse_tcp(const char *addr, struct sockaddr_in *sa, char *host, size_
 	return 0;
 }
 
-int links_open(void)
+int linkset_open(void)
 {
 	struct sockaddr_in sa;
 	socklen_t len = sizeof(sa);
@@ -170,7 +167,7 @@ fail:
 	return -1;
 }
 
-int links_address(char *out, size_t len)
+int linkset_address(char *out, size_t len)
 {
 	struct member *self = catalog_self();
 	struct sockaddr_in sa;
@@ -187,7 +184,7 @@ int links_address(char *out, size_t len)
 	return 0;
 }
 
-void links_close(void)
+void linkset_close(void)
 {
 	for (size_t i = 0; i < ACCEPT_MAX; i++)
 		if (acc[i].l) {
@@ -195,8 +192,8 @@ void links_close(void)
 			link_destroy(&acc[i].l);
 		}
 	for (size_t i = 0; i < srv->nmembers; i++)
-		links_member_drop(&srv->members[i], NULL);
-	links_reap();
+		linkset_member_drop(&srv->members[i], NULL);
+	linkset_reap();
 	if (listen_fd >= 0)
 		close(listen_fd);
 	listen_fd = -1;
@@ -205,7 +202,7 @@ void links_close(void)
 	cap_retired = 0;
 }
 
-int links_is_ident(const uint8_t *ident, size_t len)
+int linkset_is_ident(const uint8_t *ident, size_t len)
 {
 	return len == LINK_IDENT_LEN && ident[0] == 0;
 }
@@ -214,7 +211,7 @@ static struct accepted *accepted_of(const uint8_t *ident, size_t len)
 {
 	uint32_t idx, gen;
 
-	if (!links_is_ident(ident, len))
+	if (!linkset_is_ident(ident, len))
 		return NULL;
 	memcpy(&idx, ident + 1, 4);
 	memcpy(&gen, ident + 5, 4);
@@ -224,8 +221,8 @@ static struct accepted *accepted_of(const uint8_t *ident, size_t len)
 }
 
 /* Queues h (+ payload); an answer past the queue's bound too (the link is
- * then not read until it drains: links_poll_fill). With now, writes what is
- * queued at once (a failure there is found again by links_flush, which
+ * then not read until it drains: linkset_poll_fill). With now, writes what is
+ * queued at once (a failure there is found again by linkset_flush, which
  * closes the link). */
 static int queue_header(struct link *l, const Pv__Header *h, zmq_msg_t *payload, int now,
 			int answer)
@@ -246,7 +243,7 @@ static int queue_header(struct link *l, const Pv__Header *h, zmq_msg_t *payload,
 	return 0;
 }
 
-int links_reply(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *payload,
+int linkset_reply(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *payload,
 		int now)
 {
 	struct accepted *a = accepted_of(ident, ident_len);
@@ -261,7 +258,7 @@ int links_reply(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq
 	return queue_header(a->l, h, payload, now, 1);
 }
 
-int links_send(struct member *m, const Pv__Header *h, zmq_msg_t *payload, int now)
+int linkset_send(struct member *m, const Pv__Header *h, zmq_msg_t *payload, int now)
 {
 	return queue_header(m->link, h, payload, now, 0);
 }
@@ -275,7 +272,7 @@ static void backoff(struct member *m)
 	m->link_retry_ms = pv_now_ms() + (1000u << shift);
 }
 
-void links_member_drop(struct member *m, const char *why)
+void linkset_member_drop(struct member *m, const char *why)
 {
 	if (!m->link)
 		return;
@@ -293,15 +290,15 @@ void links_member_drop(struct member *m, const char *why)
 		backoff(m);
 }
 
-void links_member_address(struct member *m, const char *address)
+void linkset_member_address(struct member *m, const char *address)
 {
 	if (!strcmp(m->link_address, address))
 		return;
-	links_member_drop(m, m->link ? "it advertises a new address" : NULL);
+	linkset_member_drop(m, m->link ? "it advertises a new address" : NULL);
 	snprintf(m->link_address, sizeof(m->link_address), "%s", address);
 }
 
-void links_connect(struct member *m)
+void linkset_connect(struct member *m)
 {
 	int fd;
 
@@ -318,7 +315,7 @@ void links_connect(struct member *m)
 }
 
 /* Accepted links open from the address a. */
-static size_t links_from(struct in_addr a)
+static size_t linkset_from(struct in_addr a)
 {
 	size_t n = 0;
 
@@ -351,7 +348,7 @@ static int accept_one(void)
 		}
 		return -1;
 	}
-	if (links_from(sa.sin_addr) >= (size_t)srv->cfg.link_per_source) {
+	if (linkset_from(sa.sin_addr) >= (size_t)srv->cfg.link_per_source) {
 		if (now - source_warned_ms >= 60000) {
 			source_warned_ms = now;
 			pv_warn("peer links: %s holds %d links already (--link-per-source); "
@@ -413,7 +410,7 @@ static void accepted_input(uint32_t idx)
 		retire(&acc[idx].l);
 		return;
 	}
-	/* the record handlers may have closed it (links_reply finds it gone) */
+	/* the record handlers may have closed it (linkset_reply finds it gone) */
 	if (acc[idx].l && link_bytes_in(acc[idx].l) != acc[idx].bytes_in) {
 		acc[idx].bytes_in = link_bytes_in(acc[idx].l);
 		acc[idx].progress_ms = acc[idx].last_rx_ms;
@@ -440,7 +437,7 @@ static void member_input(struct member *m)
 		 * whoever holds l now loses it */
 		for (size_t i = 0; i < srv->nmembers; i++)
 			if (srv->members[i].link == l)
-				links_member_drop(&srv->members[i], err);
+				linkset_member_drop(&srv->members[i], err);
 	}
 }
 
@@ -463,7 +460,7 @@ static void member_writable(struct member *m)
 	pv_info("peer %u: link to %s up; messages to it go there", m->id, m->link_address);
 }
 
-size_t links_poll_fill(zmq_pollitem_t *items, size_t max, void *arg)
+size_t linkset_poll_fill(zmq_pollitem_t *items, size_t max, void *arg)
 {
 	size_t n = 0;
 
@@ -511,7 +508,7 @@ size_t links_poll_fill(zmq_pollitem_t *items, size_t max, void *arg)
 	return n;
 }
 
-void links_poll_done(const zmq_pollitem_t *items, size_t n, void *arg)
+void linkset_poll_done(const zmq_pollitem_t *items, size_t n, void *arg)
 {
 	for (size_t i = 0; i < n; i++) {
 		short ev = items[i].revents;
@@ -545,7 +542,7 @@ void links_poll_done(const zmq_pollitem_t *items, size_t n, void *arg)
 	}
 }
 
-void links_flush(void)
+void linkset_flush(void)
 {
 	/* members first: a failed one fails its parts, whose answers to
 	 * clients on links then go out below */
@@ -556,7 +553,7 @@ void links_flush(void)
 			char why[128];
 
 			snprintf(why, sizeof(why), "send failed: %s", strerror(errno));
-			links_member_drop(m, why);
+			linkset_member_drop(m, why);
 		}
 	}
 	for (size_t i = 0; i < ACCEPT_MAX; i++)
@@ -566,7 +563,7 @@ void links_flush(void)
 		}
 }
 
-/* Closes accepted links stalled mid-record for LINKS_STALL_MS: the sender
+/* Closes accepted links stalled mid-record for LINKSET_STALL_MS: the sender
  * stopped (or waits on purpose), or the link waited that long for link
  * memory (the others hold it; the client falls back to ZeroMQ). Each is
  * logged once, the first few of a round one by one. */
@@ -583,17 +580,17 @@ static void close_stalled(uint64_t now)
 			acc[i].progress_ms = now;
 			continue;
 		}
-		if (now - acc[i].progress_ms < LINKS_STALL_MS)
+		if (now - acc[i].progress_ms < LINKSET_STALL_MS)
 			continue;
 		if (++closed <= 5 && link_waiting(l))
 			pv_warn("peer links: link from %s closed: it waited %d s for link "
 				"memory (--link-memory, %zu bytes held by records partly "
 				"received); it falls back to ZeroMQ",
-				acc[i].from, LINKS_STALL_MS / 1000, link_mem_held());
+				acc[i].from, LINKSET_STALL_MS / 1000, link_mem_held());
 		else if (closed <= 5)
 			pv_warn("peer links: link from %s closed: stalled mid-record, nothing "
 				"received for %d s",
-				acc[i].from, LINKS_STALL_MS / 1000);
+				acc[i].from, LINKSET_STALL_MS / 1000);
 		mem += link_mem(l);
 		retire(&acc[i].l);
 	}
@@ -603,7 +600,7 @@ static void close_stalled(uint64_t now)
 			closed - 5, closed, mem);
 }
 
-void links_tick(void *arg)
+void linkset_tick(void *arg)
 {
 	uint64_t now = pv_now_ms();
 
@@ -620,7 +617,7 @@ void links_tick(void *arg)
 		pv_debug("peer links: memory of records dropped half-received given back");
 }
 
-void links_stats(uint64_t *up, uint64_t *accepted, uint64_t *sent, uint64_t *received)
+void linkset_stats(uint64_t *up, uint64_t *accepted, uint64_t *sent, uint64_t *received)
 {
 	*up = *accepted = 0;
 	*sent = sent_gone;
