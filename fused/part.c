@@ -217,6 +217,16 @@ static void part_stale(struct client *c, struct part *p, const struct vol_view *
 	part_done(c, p, ESTALE);
 }
 
+/* This client's low-water mark (Header.client_done_below): every request
+ * with a smaller id was answered and is never sent again, so a server that
+ * meets a late copy of one (a stalled server that wakes with it) refuses
+ * it. Request ids grow and parts join the list of all parts at its end, so
+ * its head is the oldest part still outstanding. */
+static uint64_t done_below(const struct client *c)
+{
+	return c->all.next != &c->all ? c->all.next->req_id : c->next_req_id;
+}
+
 /* Parks p until when (capped at its deadline), then sends it again. */
 void part_wait(struct client *c, struct part *p, uint64_t when)
 {
@@ -258,6 +268,7 @@ void part_send(struct client *c, struct part *p, struct conn *s)
 	h.offset = p->offset;
 	h.length = p->length;
 	h.client_id = c->client_id;
+	h.client_done_below = done_below(c);
 	h.catalog_version = c->cat_version;
 	/* this client's clock: a server that meets two copies of one request
 	 * (a re-send on a new connection) answers the later one */
@@ -328,6 +339,7 @@ int part_session(struct client *c, struct conn *s, uint32_t op, const char *volu
 	h.op = op;
 	h.req_id = p->req_id;
 	h.client_id = c->client_id;
+	h.client_done_below = done_below(c);
 	h.catalog_version = c->cat_version;
 	h.volume = p->volume;
 	if (body ? send_body(c, s, &h, body) < 0 : conn_send(c, s, &h, NULL, 0) < 0) {

@@ -21,7 +21,7 @@
 #include "peervol.pb-c.h"
 
 #define PV_PROTO_MAJOR	 1
-#define PV_PROTO_MINOR	 2 /* 1.1: BATCH; 1.2: Header.volume_id */
+#define PV_PROTO_MINOR	 3 /* 1.1: BATCH; 1.2: Header.volume_id; 1.3: late copies */
 #define PV_PROTO_VERSION ((PV_PROTO_MAJOR << 16) | PV_PROTO_MINOR)
 
 /* Limits: every length is checked against these before anything is
@@ -92,7 +92,8 @@ enum pv_status {
 	PV_ST_VERSION = 7,	/* protocol major version differs */
 	PV_ST_NO_SPACE = 8,	/* the server's disk is full */
 	PV_ST_UNAVAILABLE = 9,	/* the page's owner is down; retry */
-	PV_ST_REFUSED = 10,	/* refused: not a member, conflict, in use */
+	PV_ST_REFUSED = 10,	/* refused: not a member, conflict, in use, a
+				 * late copy of a request already answered */
 	PV_ST_NO_SHM = 11,	/* PV_F_SHM but no shared memory of this client
 				 * is mapped: attach again or send the data */
 	PV_ST__COUNT

@@ -1,11 +1,25 @@
-/* clients.c: the fused clients this server has heard from and the volumes
- * each has open (from their PINGs). Used to refuse deleting a volume that
- * is in use. A client not heard from for PEERD_CLIENT_EXPIRE_MS is
- * forgotten. Reactor thread only. */
+/* clients.c: the fused clients this server has heard from: the volumes
+ * each has open (from their PINGs), used to refuse deleting a volume that
+ * is in use, and each client's low-water mark (Header.client_done_below:
+ * its requests below it were answered), used to refuse a late copy of a
+ * WRITE or TRIM (request.c). A client not heard from for
+ * PEERD_CLIENT_EXPIRE_MS drops off the first list, its mark after
+ * PEERD_MARK_EXPIRE_MS. Reactor thread only. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "peerd.h"
+
+/* A client's low-water mark, by client id (uthash). */
+struct mark {
+	UT_hash_handle hh;
+	uint64_t client_id;
+	uint64_t done_below; /* the largest Header.client_done_below seen */
+	uint64_t seen_ms;    /* when it was last renewed */
+};
+
+static struct mark *marks;
+static uint64_t marks_full_logged_ms;
 
 struct client {
 	struct client *next;
@@ -89,9 +103,67 @@ uint32_t clients_count(void)
 	return n;
 }
 
+int clients_is_late(uint64_t client_req, uint64_t done_below)
+{
+	/* 0 is no value (senders before 1.3, or peers' own requests) */
+	return client_req && done_below && client_req < done_below;
+}
+
+uint64_t clients_done_below(uint64_t client_id, uint64_t done_below, uint64_t now_ms)
+{
+	struct mark *m;
+
+	HASH_FIND(hh, marks, &client_id, sizeof(client_id), m);
+	if (m) {
+		m->seen_ms = now_ms;
+		if (done_below > m->done_below)
+			m->done_below = done_below;
+		return m->done_below;
+	}
+	if (!client_id || !done_below)
+		return done_below;
+	if (HASH_COUNT(marks) >= PEERD_MARKS_MAX || !(m = calloc(1, sizeof(*m)))) {
+		if (now_ms - marks_full_logged_ms >= 60000 || !marks_full_logged_ms) {
+			marks_full_logged_ms = now_ms;
+			pv_warn("client %016llx: no room to remember its answered requests (%u "
+				"clients known); late copies of its writes are not recognized "
+				"until some expire",
+				(unsigned long long)client_id, HASH_COUNT(marks));
+		}
+		return done_below;
+	}
+	m->client_id = client_id;
+	m->done_below = done_below;
+	m->seen_ms = now_ms;
+	HASH_ADD(hh, marks, client_id, sizeof(m->client_id), m);
+	if (!m->hh.tbl)
+		free(m); /* no memory for the table: not recorded */
+	return done_below;
+}
+
+void clients_marks_expire(uint64_t now_ms)
+{
+	struct mark *m, *tmp;
+
+	HASH_ITER(hh, marks, m, tmp)
+	{
+		if (now_ms > m->seen_ms && now_ms - m->seen_ms > PEERD_MARK_EXPIRE_MS) {
+			HASH_DELETE(hh, marks, m);
+			free(m);
+		}
+	}
+}
+
+unsigned clients_marks_count(void)
+{
+	return HASH_COUNT(marks);
+}
+
 void clients_expire(void *arg)
 {
 	uint64_t now = pv_now_ms();
+
+	clients_marks_expire(now);
 
 	for (struct client **cp = &clients; *cp;) {
 		struct client *c = *cp;
@@ -109,6 +181,13 @@ void clients_expire(void *arg)
 
 void clients_free(void)
 {
+	struct mark *m, *tmp;
+
+	HASH_ITER(hh, marks, m, tmp)
+	{
+		HASH_DELETE(hh, marks, m);
+		free(m);
+	}
 	while (clients) {
 		struct client *next = clients->next;
 

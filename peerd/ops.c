@@ -74,8 +74,11 @@ static void op_ping(const struct origin *from, const Pv__Header *h, zmq_msg_t *p
 			return;
 		}
 	}
-	if (h->client_id)
+	if (h->client_id) {
 		clients_ping(h->client_id, st);
+		/* an idle client's answered requests, for late copies */
+		clients_done_below(h->client_id, h->client_done_below, pv_now_ms());
+	}
 	if (st)
 		pv__client_state__free_unpacked(st, NULL);
 	reply_body(from, h, PV_ST_OK, NULL, NULL);

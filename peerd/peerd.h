@@ -42,6 +42,11 @@
 #define PEERD_ZMQ_PING_MS   2000  /* ZMTP PING to every ZeroMQ peer this often */
 #define PEERD_ZMQ_SILENT_MS 10000 /* and drop one silent this long after a PING */
 
+/* Clients' low-water marks (late copies, clients.c): kept this long after
+ * the last request that renewed one, for at most this many clients. */
+#define PEERD_MARK_EXPIRE_MS 3600000
+#define PEERD_MARKS_MAX	     65536
+
 struct peerd_config {
 	uint32_t id;
 	char listen[256];
@@ -137,6 +142,10 @@ struct request {
 	uint32_t op;
 	uint64_t client_id;
 	uint64_t req_id; /* right after client_id: the two are the table's key */
+	uint64_t client_req;	    /* the client's own req_id for it (a forwarded
+				     * part's Header.client_req_id; 0: unknown) */
+	uint64_t client_done_below; /* the client's low-water mark, the largest known
+				     * here; both go on with forwarded parts */
 	uint64_t offset;
 	uint64_t length;
 	uint32_t flags;
@@ -632,8 +641,22 @@ void clients_ping(uint64_t client_id, const Pv__ClientState *st);
 uint32_t clients_open_count(const char *volume);
 /* Number of clients seen recently. */
 uint32_t clients_count(void);
-/* Drops clients not seen for PEERD_CLIENT_EXPIRE_MS. */
+/* Drops clients not seen for PEERD_CLIENT_EXPIRE_MS, and low-water marks
+ * not renewed for PEERD_MARK_EXPIRE_MS (clients_marks_expire). */
 void clients_expire(void *arg);
+/* Whether a copy of the client's request client_req is late: the client
+ * had its answer when it said done_below (all its requests below it are
+ * answered). Never for 0 in either (unknown: senders before 1.3). Pure. */
+int clients_is_late(uint64_t client_req, uint64_t done_below);
+/* Records done_below (Header.client_done_below) for client_id at now_ms
+ * and returns the largest one seen from it (done_below itself when it is
+ * not recorded: client 0, value 0, table full). One hash lookup. */
+uint64_t clients_done_below(uint64_t client_id, uint64_t done_below, uint64_t now_ms);
+/* Drops the low-water marks not renewed within PEERD_MARK_EXPIRE_MS of
+ * now_ms. */
+void clients_marks_expire(uint64_t now_ms);
+/* Low-water marks kept. */
+unsigned clients_marks_count(void);
 void clients_free(void);
 
 /* shm.c */

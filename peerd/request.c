@@ -18,6 +18,8 @@
 
 static uint64_t inflight;
 static uint64_t reads_mapped; /* READs answered PV_F_MAP */
+static uint64_t late_logged_ms; /* late copies: one log line a second */
+static unsigned late_unlogged;
 
 /* Requests in flight by (client id, request id). A client that lost its
  * connection sends what was in flight again with the same ids; a copy that
@@ -453,11 +455,62 @@ struct checked {
 	uint64_t length;	/* of a WRITE, its data frame's */
 	struct shm_region *shm; /* PV_F_SHM: a reference on the client's region */
 	uint8_t *shm_data;	/* ... and its data there */
+	uint64_t done_below;	/* the client's low-water mark, the largest known */
 };
 
+/* A late copy: a client's WRITE or TRIM that the client was answered for
+ * already (its request id is below the client's low-water mark). A server
+ * that stalled with a copy in its socket wakes and sends it on after the
+ * client re-sent the request elsewhere, was answered, and wrote newer data
+ * to the same blocks: applied, it would overwrite them. Records the mark
+ * the request carries (one hash lookup; WRITE, TRIM and FLUSH, never READ)
+ * and puts the largest known in c->done_below. Returns 1 after refusing,
+ * else 0. Nothing of the request's data (frame or shared memory) has been
+ * touched yet. */
+static int late_copy(const struct origin *from, const Pv__Header *h, struct checked *c)
+{
+	/* a forwarded part's req_id is its forwarder's */
+	uint64_t client_req = h->hops ? h->client_req_id : h->req_id;
+	uint64_t now;
+
+	c->done_below = h->client_done_below;
+	if (!h->client_id || h->op == PV_OP_READ)
+		return 0;
+	now = pv_now_ms();
+	c->done_below = clients_done_below(h->client_id, h->client_done_below, now);
+	if (h->op == PV_OP_FLUSH || !clients_is_late(client_req, c->done_below))
+		return 0;
+	if (now - late_logged_ms >= 1000) {
+		char via[48] = "", more[64] = "";
+
+		if (h->hops)
+			snprintf(via, sizeof(via), ", forwarded by server %u", h->server_id);
+		if (late_unlogged)
+			snprintf(more, sizeof(more), " (%u more refused since the last line)",
+				 late_unlogged);
+		pv_info("volume %s: refused a late copy of %s req %llu of client %016llx at "
+			"%llu+%llu%s: the client was answered for it (its requests below %llu "
+			"are done); not applied%s",
+			c->vol->name, wire_op_name(h->op), (unsigned long long)client_req,
+			(unsigned long long)h->client_id, (unsigned long long)h->offset,
+			(unsigned long long)c->length, via, (unsigned long long)c->done_below,
+			more);
+		late_logged_ms = now;
+		late_unlogged = 0;
+	} else {
+		late_unlogged++;
+	}
+	reply_status(from, h, PV_ST_REFUSED,
+		     "late copy of request %llu of client %016llx: the client was answered "
+		     "already; not applied",
+		     (unsigned long long)client_req, (unsigned long long)h->client_id);
+	return 1;
+}
+
 /* Checks a data request before anything is done: its volume, the volume's
- * id, its frames, its shared memory, its range, the data file. Returns 0,
- * or -1 after replying (c->shm is then NULL). */
+ * id, its frames, its shared memory, its range, the data file, and that it
+ * is not a late copy. Returns 0, or -1 after replying (c->shm is then
+ * NULL). */
 static int validate(const struct origin *from, const Pv__Header *h, const zmq_msg_t *data,
 		    struct checked *c)
 {
@@ -484,9 +537,10 @@ static int validate(const struct origin *from, const Pv__Header *h, const zmq_ms
 		snprintf(msg, sizeof(msg), "volume %s: data file cannot be opened on server %u",
 			 c->vol->name, srv->cfg.id);
 	}
-	if (st == PV_ST_OK)
+	if (st == PV_ST_OK && !late_copy(from, h, c))
 		return 0;
-	reply_status(from, h, st, "%s", msg);
+	if (st != PV_ST_OK)
+		reply_status(from, h, st, "%s", msg);
 	shm_put(c->shm);
 	c->shm = NULL;
 	return -1;
@@ -538,6 +592,8 @@ static struct request *request_new(const struct origin *from, const Pv__Header *
 	req->flags = h->flags;
 	req->hops = h->hops;
 	req->client_id = h->client_id;
+	req->client_req = h->hops ? h->client_req_id : h->req_id;
+	req->client_done_below = c->done_below;
 	req->sent_ts = h->timestamp;
 	req->batch_reply = batch_supported(h->version);
 	volume_get(c->vol);
