@@ -95,6 +95,20 @@ static json_t *volume_json(struct volume *v, int routing)
 				lost += remove_lost_pages(v->owner, v->npages, c->removed[i]->id);
 		json_object_set_new(o, "pages_lost", json_integer((json_int_t)lost));
 	}
+	if (o) { /* the clients that have it open through this server */
+		uint64_t ids[64];
+		const char *hosts[64];
+		size_t n = clients_open_by(v->name, ids, hosts, 64);
+		json_t *by = json_array();
+		char hex[17];
+
+		for (size_t i = 0; i < n; i++) {
+			snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)ids[i]);
+			json_array_append_new(by, json_pack("{s:s,s:s,s:i}", "client", hex, "host",
+							    hosts[i], "server", (int)srv->cfg.id));
+		}
+		json_object_set_new(o, "open_by", by);
+	}
 	if (o && routing) {
 		json_t *runs = json_array();
 		uint64_t first = 0;

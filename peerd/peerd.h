@@ -641,6 +641,10 @@ int catalog_member_remove(uint32_t id, int leave, int force, catalog_done_fn don
 void clients_ping(uint64_t client_id, const Pv__ClientState *st);
 /* Number of clients with vol open through this server, seen recently. */
 uint32_t clients_open_count(const char *volume);
+/* The clients with volume open through this server, seen recently: up to
+ * max of their ids and host names (escaped; "" if not sent; valid until the
+ * next clients_ping or clients_expire). Returns how many. */
+size_t clients_open_by(const char *volume, uint64_t *ids, const char **hosts, size_t max);
 /* Number of clients seen recently. */
 uint32_t clients_count(void);
 /* Drops clients not seen for PEERD_CLIENT_EXPIRE_MS, and low-water marks

@@ -1311,6 +1311,24 @@ static void print_routing(json_t *vol, int full)
 		printf("connection table: no server holds a page\n");
 }
 
+/* volume show's "open by": "host1 (client 1a2b...), ..." for the clients
+ * that have the volume open through the server asked; "-" for none. */
+static const char *open_by_str(json_t *by, char *buf, size_t len)
+{
+	size_t i, n = 0;
+	json_t *e;
+
+	buf[0] = '\0';
+	json_array_foreach(by, i, e)
+	{
+		n += (size_t)snprintf(buf + n, len - n, "%s%s (client %s)", i ? ", " : "",
+				      text_str(e, "host"), text_str(e, "client"));
+		if (n >= len)
+			break;
+	}
+	return buf[0] ? buf : "-";
+}
+
 static int do_volume_show(struct ctl *ctl, const struct command *c, const struct invocation *inv)
 {
 	static const char *const known[] = {"name",
@@ -1323,6 +1341,7 @@ static int do_volume_show(struct ctl *ctl, const struct command *c, const struct
 					    "servers",
 					    "holders",
 					    "open_clients",
+					    "open_by",
 					    "created",
 					    "routing",
 					    NULL};
@@ -1369,6 +1388,7 @@ static int do_volume_show(struct ctl *ctl, const struct command *c, const struct
 	kv_add(&kv, "servers", ids_str(json_object_get(r, "servers"), "all", b1, sizeof(b1)));
 	kv_add(&kv, "holders", ids_str(json_object_get(r, "holders"), "none", b1, sizeof(b1)));
 	kv_add(&kv, "open clients", num_str(r, "open_clients", b1, sizeof(b1)));
+	kv_add(&kv, "open by", open_by_str(json_object_get(r, "open_by"), b1, sizeof(b1)));
 	kv_add(&kv, "created", time_str(r, "created", b1, sizeof(b1)));
 	kv_add_rest(&kv, r, known);
 	table_flush(&kv);
