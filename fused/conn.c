@@ -408,11 +408,15 @@ void conn_attach_answered(struct client *c, struct conn *s, struct part *p, cons
 void conn_ping(struct client *c, struct conn *s)
 {
 	Pv__ClientState st = PV__CLIENT_STATE__INIT;
+	static char host[256];
 	char *names[64];
 	size_t n = 0;
 
 	if (!s->sock)
 		return;
+	if (!host[0] && gethostname(host, sizeof(host) - 1) < 0)
+		host[0] = '\0';
+	st.host = host;
 	for (struct open_vol *o = c->opens; o && n < sizeof(names) / sizeof(names[0]);
 	     o = o->next) {
 		struct vol_view *v = catalog_volume(c, o->name);

@@ -25,6 +25,7 @@ struct client {
 	struct client *next;
 	uint64_t id;
 	uint64_t last_seen_ms;
+	char host[PV_ESCAPE_NAME]; /* ClientState.host, escaped (pv_escape) */
 	char **open;
 	size_t nopen;
 };
@@ -57,6 +58,8 @@ void clients_ping(uint64_t client_id, const Pv__ClientState *st)
 		pv_info("client %016llx connected", (unsigned long long)client_id);
 	}
 	c->last_seen_ms = pv_now_ms();
+	if (st && st->host)
+		pv_escape(st->host, strlen(st->host), c->host, sizeof(c->host));
 	for (size_t i = 0; i < c->nopen; i++)
 		free(c->open[i]);
 	free(c->open);
@@ -86,6 +89,25 @@ uint32_t clients_open_count(const char *volume)
 		for (size_t i = 0; i < c->nopen; i++) {
 			if (!strcmp(c->open[i], volume)) {
 				n++;
+				break;
+			}
+		}
+	}
+	return n;
+}
+
+size_t clients_open_by(const char *volume, uint64_t *ids, const char **hosts, size_t max)
+{
+	uint64_t now = pv_now_ms();
+	size_t n = 0;
+
+	for (struct client *c = clients; c && n < max; c = c->next) {
+		if (now - c->last_seen_ms > PEERD_CLIENT_EXPIRE_MS)
+			continue;
+		for (size_t i = 0; i < c->nopen; i++) {
+			if (!strcmp(c->open[i], volume)) {
+				ids[n] = c->id;
+				hosts[n++] = c->host;
 				break;
 			}
 		}

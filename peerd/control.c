@@ -19,20 +19,31 @@
 #include "peerd.h"
 
 /* Runs a checked command: returns 0 (answer now: *result), 1 (answered
- * later) or -1 (err). */
+ * later), or with err: -ENOENT (no such volume or member), -EEXIST (the
+ * name is taken) or -1. */
 typedef int (*cmd_fn)(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
 		      json_t **result, char *err, size_t errlen);
 
 /* ---- replies ---- */
 
+/* The reply's "code" for a refusal of kind why (an errno: ENOENT, EEXIST),
+ * or NULL: none. */
+static const char *error_code(int why)
+{
+	return why == ENOENT ? "not_found" : why == EEXIST ? "exists" : NULL;
+}
+
 /* Sends the answer to the control client ident: ok with result (stolen), or
- * the error. */
+ * the error, of kind why (error_code). */
 static void control_reply(const uint8_t *ident, size_t ident_len, int ok, json_t *json_result,
-			  const char *err)
+			  int why, const char *err)
 {
 	json_t *r = ok ? json_pack("{s:b,s:o}", "ok", 1, "result",
 				   json_result ? (json_t *)json_result : json_object())
 		       : json_pack("{s:b,s:s}", "ok", 0, "error", err ? err : "failed");
+
+	if (r && !ok && error_code(why))
+		json_object_set_new(r, "code", json_string(error_code(why)));
 	char *text = r ? json_dumps(r, JSON_COMPACT) : NULL;
 
 	if (!text) {
@@ -83,6 +94,20 @@ static json_t *volume_json(struct volume *v, int routing)
 			if (!c->removed[i]->left)
 				lost += remove_lost_pages(v->owner, v->npages, c->removed[i]->id);
 		json_object_set_new(o, "pages_lost", json_integer((json_int_t)lost));
+	}
+	if (o) { /* the clients that have it open through this server */
+		uint64_t ids[64];
+		const char *hosts[64];
+		size_t n = clients_open_by(v->name, ids, hosts, 64);
+		json_t *by = json_array();
+		char hex[17];
+
+		for (size_t i = 0; i < n; i++) {
+			snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)ids[i]);
+			json_array_append_new(by, json_pack("{s:s,s:s,s:i}", "client", hex, "host",
+							    hosts[i], "server", (int)srv->cfg.id));
+		}
+		json_object_set_new(o, "open_by", by);
 	}
 	if (o && routing) {
 		json_t *runs = json_array();
@@ -176,33 +201,33 @@ static struct pending *pending_new(const uint8_t *ident, size_t ident_len, const
 	return p;
 }
 
-/* Answers p (result when ok, else err; nobody when err is NULL: peerd is
+/* Answers p (result when ok, else err of kind why; nobody when err is NULL: peerd is
  * stopping) and frees it. */
-static void pending_end(struct pending *p, int ok, json_t *result, const char *err)
+static void pending_end(struct pending *p, int ok, json_t *result, int why, const char *err)
 {
 	if (ok)
-		control_reply(p->ident, p->ident_len, 1, result, NULL);
+		control_reply(p->ident, p->ident_len, 1, result, 0, NULL);
 	else if (err)
-		control_reply(p->ident, p->ident_len, 0, NULL, err);
+		control_reply(p->ident, p->ident_len, 0, NULL, why, err);
 	free(p);
 }
 
 /* catalog_done_fn of volume.create, volume.delete and group.join */
-static void volume_created(void *arg, int ok, struct volume *vol, const char *err)
+static void volume_created(void *arg, int ok, struct volume *vol, int why, const char *err)
 {
-	pending_end(arg, ok, ok ? volume_json(vol, 0) : NULL, err);
+	pending_end(arg, ok, ok ? volume_json(vol, 0) : NULL, why, err);
 }
 
-static void volume_deleted(void *arg, int ok, struct volume *vol, const char *err)
+static void volume_deleted(void *arg, int ok, struct volume *vol, int why, const char *err)
 {
 	struct pending *p = arg;
 
-	pending_end(p, ok, ok ? json_pack("{s:s}", "name", p->name) : NULL, err);
+	pending_end(p, ok, ok ? json_pack("{s:s}", "name", p->name) : NULL, why, err);
 }
 
-static void group_joined(void *arg, int ok, struct volume *vol, const char *err)
+static void group_joined(void *arg, int ok, struct volume *vol, int why, const char *err)
 {
-	pending_end(arg, ok, ok ? group_json() : NULL, err);
+	pending_end(arg, ok, ok ? group_json() : NULL, why, err);
 }
 
 /* JSON of what member id owned: [{"volume", "pages"}...] (a new reference). */
@@ -221,7 +246,7 @@ static json_t *pages_of(uint32_t id)
 }
 
 /* catalog_done_fn of group.remove and group.leave; p->name holds the id */
-static void member_removed(void *arg, int ok, struct volume *vol, const char *err)
+static void member_removed(void *arg, int ok, struct volume *vol, int why, const char *err)
 {
 	struct pending *p = arg;
 	uint32_t id = (uint32_t)strtoul(p->name, NULL, 10);
@@ -233,7 +258,7 @@ static void member_removed(void *arg, int ok, struct volume *vol, const char *er
 				   (json_int_t)(r ? r->version : srv->version), "lost",
 				   r && !r->left ? pages_of(id) : json_array())
 		       : NULL,
-		    err);
+		    why, err);
 }
 
 /* ---- commands ---- */
@@ -290,10 +315,12 @@ static int cmd_volume_create(const uint8_t *ident, size_t ident_len, const struc
 
 	if (!p)
 		return -1;
-	if (catalog_volume_create(c->name, c->size, c->page_size, c->servers, c->nservers,
-				  volume_created, p, err, errlen) < 0) {
+	int rc = catalog_volume_create(c->name, c->size, c->page_size, c->servers, c->nservers,
+				       volume_created, p, err, errlen);
+
+	if (rc < 0) {
 		free(p);
-		return -1;
+		return rc;
 	}
 	return 1;
 }
@@ -316,7 +343,7 @@ static int cmd_volume_show(const uint8_t *ident, size_t ident_len, const struct 
 
 	if (!v) {
 		snprintf(err, errlen, "no volume '%s'", c->name);
-		return -1;
+		return -ENOENT;
 	}
 	*result = volume_json(v, c->routing);
 	return 0;
@@ -329,9 +356,11 @@ static int cmd_volume_delete(const uint8_t *ident, size_t ident_len, const struc
 
 	if (!p)
 		return -1;
-	if (catalog_volume_delete(c->name, c->force, volume_deleted, p, err, errlen) < 0) {
+	int rc = catalog_volume_delete(c->name, c->force, volume_deleted, p, err, errlen);
+
+	if (rc < 0) {
 		free(p);
-		return -1;
+		return rc;
 	}
 	return 1;
 }
@@ -375,15 +404,17 @@ static int cmd_group_remove(const uint8_t *ident, size_t ident_len, const struct
 {
 	char id[16];
 	struct pending *p;
+	int rc;
 
 	snprintf(id, sizeof(id), "%u", c->id);
 	p = pending_new(ident, ident_len, id, err, errlen);
 	if (!p)
 		return -1;
-	if (catalog_member_remove(c->id, c->op == CONTROL_GROUP_LEAVE, c->force, member_removed, p,
-				  err, errlen) < 0) {
+	rc = catalog_member_remove(c->id, c->op == CONTROL_GROUP_LEAVE, c->force, member_removed, p,
+				   err, errlen);
+	if (rc < 0) {
 		free(p);
-		return -1;
+		return rc;
 	}
 	return 1;
 }
@@ -514,7 +545,7 @@ void control_input(void *arg)
 				  srv->cfg.max_volume_size, &cmd, err, sizeof(err)) < 0) {
 			if (cmd.cmd) /* a known command with bad arguments */
 				pv_info("control: %s refused: %s", cmd.cmd, err);
-			control_reply(ident, ident_len, 0, NULL, err);
+			control_reply(ident, ident_len, 0, NULL, 0, err);
 			goto next;
 		}
 		if (remove_self_state() && cmd.op != CONTROL_STATUS &&
@@ -527,10 +558,10 @@ void control_input(void *arg)
 			rc = handlers[cmd.op](ident, ident_len, &cmd, &result, err, sizeof(err));
 		}
 		if (rc == 0) {
-			control_reply(ident, ident_len, 1, result, NULL);
+			control_reply(ident, ident_len, 1, result, 0, NULL);
 		} else if (rc < 0) {
 			pv_info("control: %s refused: %s", cmd.cmd, err);
-			control_reply(ident, ident_len, 0, NULL, err);
+			control_reply(ident, ident_len, 0, NULL, -rc, err);
 		}
 	next:
 		for (size_t j = 0; j < n; j++)

@@ -204,7 +204,7 @@ size_t join_poll_fill(zmq_pollitem_t *items, size_t max, void *arg)
 /* Tells the command's starter the outcome and closes the join socket. */
 static void join_end(int ok, const char *err)
 {
-	join_done(join_arg, ok, NULL, err);
+	join_done(join_arg, ok, NULL, 0, err);
 	join_done = NULL;
 	join_arg = NULL;
 	zmq_close(join_sock);
@@ -252,7 +252,7 @@ int catalog_join_start(const char *address, unsigned timeout_s, catalog_done_fn 
 	if (rc > 0) {
 		pv_info("group join %s: already a member of that group (catalog version %llu)",
 			address, (unsigned long long)srv->version);
-		done(arg, 1, NULL, NULL);
+		done(arg, 1, NULL, 0, NULL);
 		return 0;
 	}
 	if (remove_self_state()) {
@@ -296,7 +296,7 @@ int catalog_join_start(const char *address, unsigned timeout_s, catalog_done_fn 
 }
 
 /* The end of a join this server retried by itself. */
-static void retried(void *arg, int ok, struct volume *vol, const char *err)
+static void retried(void *arg, int ok, struct volume *vol, int why, const char *err)
 {
 	if (ok)
 		pv_info("join retried: now a member of group %s (catalog version %llu)",

@@ -187,9 +187,10 @@ struct io_job {
 /* How a command that changes the catalog (volume create/delete, group
  * join) tells its starter (control.c) how it ended: called exactly once,
  * with ok 1 (vol: the volume made by volume create, else NULL), or ok 0 and
- * the reason in err; with ok 0 and err NULL when peerd stops first (release
- * arg, answer nobody). The starter owns arg. */
-typedef void (*catalog_done_fn)(void *arg, int ok, struct volume *vol, const char *err);
+ * the reason in err, and its kind in why (ENOENT: no such volume or member,
+ * EEXIST: the name is taken, else 0); with ok 0 and err NULL when peerd
+ * stops first (release arg, answer nobody). The starter owns arg. */
+typedef void (*catalog_done_fn)(void *arg, int ok, struct volume *vol, int why, const char *err);
 
 /* The whole server. One instance, owned by the reactor thread. */
 struct server {
@@ -586,8 +587,9 @@ void join_free(void);
 
 /* volume_admin.c */
 /* Starts a volume create/delete as a catalog change; done(arg) is called
- * when it ends (not if this returns -1). Return 0, or -1 with a reason in
- * err. */
+ * when it ends (not if this returns < 0). Return 0, or with a reason in
+ * err: -EEXIST (create: the name is taken), -ENOENT (delete: no such
+ * volume) or -1. */
 int catalog_volume_create(const char *name, uint64_t size, uint32_t page_size,
 			  const uint32_t *servers, size_t nservers, catalog_done_fn done, void *arg,
 			  char *err, size_t errlen);
@@ -629,8 +631,8 @@ void remove_heartbeat_refused(struct member *m, const Pv__Header *h, const void 
  * server leaves but owns pages). */
 int remove_validate(const Pv__Catalog *next, char *err, size_t errlen);
 /* group remove ID (force: --force) or, with leave, group leave ID, as a
- * catalog change; done(arg) when it ends (not if this returns -1). 0, or -1
- * with err. */
+ * catalog change; done(arg) when it ends (not if this returns < 0). 0, or
+ * -ENOENT (ID is not a member) or -1, with err. */
 int catalog_member_remove(uint32_t id, int leave, int force, catalog_done_fn done, void *done_arg,
 			  char *err, size_t errlen);
 
@@ -639,6 +641,10 @@ int catalog_member_remove(uint32_t id, int leave, int force, catalog_done_fn don
 void clients_ping(uint64_t client_id, const Pv__ClientState *st);
 /* Number of clients with vol open through this server, seen recently. */
 uint32_t clients_open_count(const char *volume);
+/* The clients with volume open through this server, seen recently: up to
+ * max of their ids and host names (escaped; "" if not sent; valid until the
+ * next clients_ping or clients_expire). Returns how many. */
+size_t clients_open_by(const char *volume, uint64_t *ids, const char **hosts, size_t max);
 /* Number of clients seen recently. */
 uint32_t clients_count(void);
 /* Drops clients not seen for PEERD_CLIENT_EXPIRE_MS, and low-water marks

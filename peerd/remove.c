@@ -11,6 +11,7 @@
  * log), for good (recorded in LMDB). Docs: docs/architecture.md, "Removing a
  * member". The pure parts (remove_build_next, remove_lost_pages) are unit
  * tested. Reactor thread only. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -341,7 +342,7 @@ static void remove_done(void *arg, int ok, const char *err)
 {
 	struct remove_arg *a = arg;
 
-	a->done(a->done_arg, ok, NULL, err);
+	a->done(a->done_arg, ok, NULL, 0, err);
 	free(a);
 }
 
@@ -439,7 +440,7 @@ int catalog_member_remove(uint32_t id, int leave, int force, catalog_done_fn don
 
 	if (!m) {
 		remove_not_member(id, err, errlen);
-		return -1;
+		return -ENOENT;
 	}
 	n = pages_owned(id, pages, sizeof(pages));
 	if (leave ? leave_refused(m, n, pages, err, errlen)

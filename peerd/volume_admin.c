@@ -5,6 +5,7 @@
  * how it ended. Every member installs the volume, and computes its initial
  * routing table, when the change commits (catalog.c). Nothing here builds
  * the answer to the client. Reactor thread only. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@ struct volume_arg {
 	uint32_t servers[PEERD_MAX_MEMBERS];
 	size_t nservers;
 	int force;
+	int why;	      /* the kind of a refusal in build: ENOENT, EEXIST or 0 */
 	catalog_done_fn done; /* the starter's */
 	void *done_arg;
 };
@@ -63,6 +65,7 @@ static int create_build(void *arg, Pv__Catalog *next, char *err, size_t errlen)
 	for (size_t i = 0; i < next->n_volumes; i++) {
 		if (!strcmp(next->volumes[i]->name, a->name)) {
 			snprintf(err, errlen, "volume '%s' already exists", a->name);
+			a->why = EEXIST;
 			return -1;
 		}
 	}
@@ -111,7 +114,7 @@ static void create_done(void *arg, int ok, const char *err)
 	}
 	if (ok)
 		note_overcommit(a->name, a->size);
-	a->done(a->done_arg, ok, v, err);
+	a->done(a->done_arg, ok, v, ok ? 0 : a->why, err);
 	free(a);
 }
 
@@ -182,7 +185,7 @@ int catalog_volume_create(const char *name, uint64_t size, uint32_t page_size,
 		return -1;
 	if (catalog_volume(name)) {
 		snprintf(err, errlen, "volume '%s' already exists", name);
-		return -1;
+		return -EEXIST;
 	}
 	if (!servers_valid(servers, nservers, err, errlen) ||
 	    !store_can_hold(size, err, errlen))
@@ -225,6 +228,7 @@ static int delete_build(void *arg, Pv__Catalog *next, char *err, size_t errlen)
 		return 0;
 	}
 	snprintf(err, errlen, "no volume '%s'", a->name);
+	a->why = ENOENT;
 	return -1;
 }
 
@@ -232,7 +236,7 @@ static void delete_done(void *arg, int ok, const char *err)
 {
 	struct volume_arg *a = arg;
 
-	a->done(a->done_arg, ok, NULL, err);
+	a->done(a->done_arg, ok, NULL, ok ? 0 : a->why, err);
 	free(a);
 }
 
@@ -243,7 +247,7 @@ int catalog_volume_delete(const char *name, int force, catalog_done_fn done, voi
 
 	if (!catalog_volume(name)) {
 		snprintf(err, errlen, "no volume '%s'", name);
-		return -1;
+		return -ENOENT;
 	}
 	a = volume_arg_new(name, done, done_arg, err, errlen);
 	if (!a)

@@ -1021,7 +1021,7 @@ static int do_volume_create(struct ctl *ctl, const struct command *c, const stru
 	uint64_t size, page_size = PV_DEFAULT_PAGE_SIZE, pages;
 	char b1[64], b2[64];
 	json_t *args, *servers = NULL, *r;
-	int ret = PEERCTL_EXIT_ERROR;
+	int ret = PEERCTL_EXIT_ERROR, rc;
 
 	if (check_name(name) < 0 || check_volume_size(inv->pos[1], &size) < 0)
 		return PEERCTL_EXIT_ERROR;
@@ -1039,8 +1039,11 @@ static int do_volume_create(struct ctl *ctl, const struct command *c, const stru
 		json_object_set_new(args, "page_size", json_integer((json_int_t)page_size));
 	if (servers)
 		json_object_set_new(args, "servers", servers);
-	if (peerctl_call(ctl, "volume.create", args, &r) < 0)
+	rc = peerctl_call(ctl, "volume.create", args, &r);
+	if (rc < 0) {
+		ret = -rc;
 		goto out;
+	}
 	if (ctl->json) {
 		print_json(r);
 	} else {
@@ -1308,6 +1311,24 @@ static void print_routing(json_t *vol, int full)
 		printf("connection table: no server holds a page\n");
 }
 
+/* volume show's "open by": "host1 (client 1a2b...), ..." for the clients
+ * that have the volume open through the server asked; "-" for none. */
+static const char *open_by_str(json_t *by, char *buf, size_t len)
+{
+	size_t i, n = 0;
+	json_t *e;
+
+	buf[0] = '\0';
+	json_array_foreach(by, i, e)
+	{
+		n += (size_t)snprintf(buf + n, len - n, "%s%s (client %s)", i ? ", " : "",
+				      text_str(e, "host"), text_str(e, "client"));
+		if (n >= len)
+			break;
+	}
+	return buf[0] ? buf : "-";
+}
+
 static int do_volume_show(struct ctl *ctl, const struct command *c, const struct invocation *inv)
 {
 	static const char *const known[] = {"name",
@@ -1320,6 +1341,7 @@ static int do_volume_show(struct ctl *ctl, const struct command *c, const struct
 					    "servers",
 					    "holders",
 					    "open_clients",
+					    "open_by",
 					    "created",
 					    "routing",
 					    NULL};
@@ -1329,6 +1351,7 @@ static int do_volume_show(struct ctl *ctl, const struct command *c, const struct
 	int routing = routing_opt != NULL, full = routing_opt && !strcmp(routing_opt, "full");
 	json_t *args, *r;
 	uint64_t size;
+	int rc;
 
 	if (routing_opt && *routing_opt && !full)
 		return peerctl_usage_error("--routing takes no value or =full, not '%s'",
@@ -1338,9 +1361,10 @@ static int do_volume_show(struct ctl *ctl, const struct command *c, const struct
 	args = json_pack("{s:s}", "name", inv->pos[0]);
 	if (args && routing)
 		json_object_set_new(args, "routing", json_true());
-	if (!args || peerctl_call(ctl, "volume.show", args, &r) < 0) {
+	rc = args ? peerctl_call(ctl, "volume.show", args, &r) : -PEERCTL_EXIT_ERROR;
+	if (rc < 0) {
 		json_decref(args);
-		return PEERCTL_EXIT_ERROR;
+		return -rc;
 	}
 	json_decref(args);
 	if (ctl->json) {
@@ -1364,6 +1388,7 @@ static int do_volume_show(struct ctl *ctl, const struct command *c, const struct
 	kv_add(&kv, "servers", ids_str(json_object_get(r, "servers"), "all", b1, sizeof(b1)));
 	kv_add(&kv, "holders", ids_str(json_object_get(r, "holders"), "none", b1, sizeof(b1)));
 	kv_add(&kv, "open clients", num_str(r, "open_clients", b1, sizeof(b1)));
+	kv_add(&kv, "open by", open_by_str(json_object_get(r, "open_by"), b1, sizeof(b1)));
 	kv_add(&kv, "created", time_str(r, "created", b1, sizeof(b1)));
 	kv_add_rest(&kv, r, known);
 	table_flush(&kv);
@@ -1376,15 +1401,17 @@ static int do_volume_show(struct ctl *ctl, const struct command *c, const struct
 static int do_volume_delete(struct ctl *ctl, const struct command *c, const struct invocation *inv)
 {
 	json_t *args, *r;
+	int rc;
 
 	if (check_name(inv->pos[0]) < 0)
 		return PEERCTL_EXIT_ERROR;
 	args = json_pack("{s:s}", "name", inv->pos[0]);
 	if (args && opt_get(c, inv, "force"))
 		json_object_set_new(args, "force", json_true());
-	if (!args || peerctl_call(ctl, "volume.delete", args, &r) < 0) {
+	rc = args ? peerctl_call(ctl, "volume.delete", args, &r) : -PEERCTL_EXIT_ERROR;
+	if (rc < 0) {
 		json_decref(args);
-		return PEERCTL_EXIT_ERROR;
+		return -rc;
 	}
 	json_decref(args);
 	if (ctl->json)
@@ -1430,10 +1457,14 @@ static void print_group(json_t *g)
 		table_flush(&t);
 }
 
+/* peerctl_call, printing the result with --json: 0, or minus the exit
+ * status. */
 static int group_call(struct ctl *ctl, const char *cmd, json_t *args, json_t **r)
 {
-	if (peerctl_call(ctl, cmd, args, r) < 0)
-		return -1;
+	int rc = peerctl_call(ctl, cmd, args, r);
+
+	if (rc < 0)
+		return rc;
 	if (ctl->json) {
 		print_json(*r);
 		json_decref(*r);
@@ -1537,6 +1568,7 @@ static int do_group_remove(struct ctl *ctl, const struct command *c, const struc
 	json_t *args, *r, *lost, *l;
 	char b1[32];
 	size_t i;
+	int rc;
 
 	if (!*inv->pos[0] || *end || inv->pos[0][0] == '-' || id == 0 || id > UINT32_MAX) {
 		peerctl_error("'%s' is not a server id (a positive integer)", SHOWN(inv->pos[0]));
@@ -1545,9 +1577,11 @@ static int do_group_remove(struct ctl *ctl, const struct command *c, const struc
 	args = json_pack("{s:I}", "id", (json_int_t)id);
 	if (args && !leave && opt_get(c, inv, "force"))
 		json_object_set_new(args, "force", json_true());
-	if (!args || group_call(ctl, leave ? "group.leave" : "group.remove", args, &r) < 0) {
+	rc = args ? group_call(ctl, leave ? "group.leave" : "group.remove", args, &r)
+		  : -PEERCTL_EXIT_ERROR;
+	if (rc < 0) {
 		json_decref(args);
-		return PEERCTL_EXIT_ERROR;
+		return -rc;
 	}
 	json_decref(args);
 	if (!r)

@@ -5,7 +5,7 @@
  *
  *   peerctl REQ  --- {"cmd":..., "args":{...}} --->  peerd ROUTER (control.c)
  *                <-- {"ok":true,"result":...}  ----
- *                    {"ok":false,"error":"..."}
+ *                    {"ok":false,"error":"...","code":"not_found"}
  */
 #include <errno.h>
 #include <poll.h>
@@ -199,7 +199,8 @@ out_ctx:
 	return ret;
 }
 
-/* Checks the reply envelope; returns 0 and the result, or -1 after printing. */
+/* Checks the reply envelope; returns 0 and the result, or after printing
+ * minus the exit status (peerctl_call). */
 static int parse_reply(const struct ctl *ctl, const char *text, size_t len, json_t **result)
 {
 	json_error_t jerr;
@@ -217,11 +218,17 @@ static int parse_reply(const struct ctl *ctl, const char *text, size_t len, json
 		goto out;
 	}
 	if (json_is_false(ok)) {
+		const char *code = json_string_value(json_object_get(reply, "code"));
+
 		error = json_object_get(reply, "error");
 		if (json_is_string(error) && json_string_length(error) > 0)
 			peerctl_error("%s", json_string_value(error));
 		else
 			peerctl_error("peerd refused the request without saying why");
+		if (code && !strcmp(code, "not_found"))
+			ret = -PEERCTL_EXIT_NOT_FOUND;
+		else if (code && !strcmp(code, "exists"))
+			ret = -PEERCTL_EXIT_EXISTS;
 		goto out;
 	}
 	res = json_object_get(reply, "result");

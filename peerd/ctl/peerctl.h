@@ -17,6 +17,8 @@
 #define PEERCTL_EXIT_USAGE 2 /* unknown command or option, wrong arguments */
 #define PEERCTL_EXIT_HEALTH_WARN 3 /* health: HEALTH_WARN */
 #define PEERCTL_EXIT_HEALTH_ERR	 4 /* health: HEALTH_ERR */
+#define PEERCTL_EXIT_NOT_FOUND	 5 /* peerd: no such volume or server ("code":"not_found") */
+#define PEERCTL_EXIT_EXISTS	 6 /* peerd: the volume name is taken ("code":"exists") */
 
 /* Global options, valid before or after the command. */
 struct ctl {
@@ -36,8 +38,10 @@ int peerctl_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2
 
 /* Sends {"cmd": cmd, "args": args} to peerd and waits for the reply. args
  * may be NULL and stays the caller's. Returns 0 and the reply's result in
- * *result (the caller's reference), or -1 after printing why (no socket, no
- * answer, malformed reply, or peerd's error message). */
+ * *result (the caller's reference), or after printing why (no socket, no
+ * answer, malformed reply, or peerd's error message) minus the exit status
+ * for it: -PEERCTL_EXIT_NOT_FOUND or -PEERCTL_EXIT_EXISTS when peerd's reply
+ * has that "code", else -PEERCTL_EXIT_ERROR (-1). */
 int peerctl_call(const struct ctl *ctl, const char *cmd, json_t *args, json_t **result);
 
 /* commands.c */

@@ -11,7 +11,7 @@ ctl 1 volume create vol 64M --servers 1,2 >/dev/null
 v_before=$(catalog_view 1)
 
 expect_ctl_error 2 1 "server 1 owns 8 pages .*later release" group leave 1
-expect_ctl_error 1 1 "not a member" group leave 9
+expect_ctl_error 1 5 "not a member" group leave 9
 assert_eq "$(catalog_view 1)" "$v_before" "catalog after refused leaves"
 
 gid=$(status_field 1 group_id)

@@ -61,5 +61,15 @@ for _ in $(seq 1 60); do
 	[ "$opened" = 2 ] && break
 	sleep 0.5
 done
+# and each is named: its client id and host (the server it talks to lists it)
+by=$(ctl 1 --json volume show shared |
+	json 'sorted((len(e["client"]), e["host"], e["server"]) for e in d["open_by"])')
+ids=$(ctl 1 --json volume show shared | json 'len(set(e["client"] for e in d["open_by"]))')
+human=$(ctl 1 volume show shared | grep '^open by:' || true)
 exec {fd1}<&- {fd2}<&-
 assert_eq "$opened" 2 "open_clients with the volume open in two mounts"
+host=$(hostname)
+assert_eq "$by" "[[16, \"$host\", 1], [16, \"$host\", 1]]" "open_by with the volume open in two mounts"
+assert_eq "$ids" 2 "two distinct client ids in open_by"
+echo "$human" | grep -Eq "^open by: +$host \(client [0-9a-f]{16}\), $host \(client [0-9a-f]{16}\)$" ||
+	fail "volume show's open by line: '$human'"

@@ -90,9 +90,9 @@ bad 1 'multiple of 512' volume create odd 1000
 bad 1 'multiple of 512' volume create odd2 513
 bad 1 'larger than the maximum' volume create huge 2G
 bad 1 'larger than the maximum' volume create huge2 1073742336
-bad 1 'already exists' volume create vol1 64M
-bad 1 'already exists' volume create vol1 128M
-bad 1 'already exists' --json volume create vol1 64M
+bad 6 'already exists' volume create vol1 64M
+bad 6 'already exists' volume create vol1 128M
+bad 6 'already exists' --json volume create vol1 64M
 bad 1 "character '/'" volume create bad/name 1M
 bad 1 "character ' '" volume create 'bad name' 1M
 bad 1 "character '@'" volume create 'a@b' 1M
@@ -110,9 +110,9 @@ bad 1 "size '16384P' is too large" volume create big 16384P
 bad 1 "address 'tcp://h\\\\xff:1' is not a ZeroMQ endpoint" group join $'tcp://h\xff:1'
 bad 1 'suffix' volume create sfx 12X
 bad 1 'not a number' volume create nan abc
-bad 1 "(no volume|not found|does not exist|unknown volume).*nope|nope.*(no volume|not found|does not exist|unknown)" volume show nope
-bad 1 "(no volume|not found|does not exist|unknown volume).*nope|nope.*(no volume|not found|does not exist|unknown)" volume delete nope
-bad 1 "(no volume|not found|does not exist|unknown volume).*nope|nope.*(no volume|not found|does not exist|unknown)" volume delete nope --force
+bad 5 "(no volume|not found|does not exist|unknown volume).*nope|nope.*(no volume|not found|does not exist|unknown)" volume show nope
+bad 5 "(no volume|not found|does not exist|unknown volume).*nope|nope.*(no volume|not found|does not exist|unknown)" volume delete nope
+bad 5 "(no volume|not found|does not exist|unknown volume).*nope|nope.*(no volume|not found|does not exist|unknown)" volume delete nope --force
 # usage errors: exit 2
 bad 2 'unknown command' frobnicate
 bad 2 "unknown command 'volum'; did you mean 'volume'\?" volum list
@@ -158,7 +158,7 @@ assert_eq "$(json 'd["name"]' <<<"$out")" paged "delete --json name"
 names=$(ctl 1 --json volume list | json 'sorted(v["name"] for v in d["volumes"])')
 assert_eq "$names" '["maxsize", "small.vol_2-x"]' "volume list after deletes"
 [ -e "$(data_of 1)/volumes/vol1.vol" ] && fail "data file of deleted vol1 still there"
-expect_ctl_error 1 1 'vol1' volume show vol1
+expect_ctl_error 1 5 'vol1' volume show vol1
 # the name can be used again, and the new volume starts empty with a new id
 v=$(ctl 1 --json volume create vol1 32M)
 assert_eq "$(json 'd["size"]' <<<"$v")" 33554432 "re-created vol1 size"

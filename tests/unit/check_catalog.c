@@ -42,16 +42,18 @@ struct heard {
 	int calls;
 	int ok;
 	struct volume *vol;
+	int why;
 	char err[PV_MAX_MESSAGE];
 };
 
-static void hear(void *arg, int ok, struct volume *vol, const char *err)
+static void hear(void *arg, int ok, struct volume *vol, int why, const char *err)
 {
 	struct heard *h = arg;
 
 	h->calls++;
 	h->ok = ok;
 	h->vol = vol;
+	h->why = why;
 	snprintf(h->err, sizeof(h->err), "%s", err ? err : "");
 }
 
@@ -296,6 +298,16 @@ START_TEST(volume_create_alone)
 	ck_assert_int_eq(heard.ok, 1);
 	ck_assert_uint_eq(srv->version, 3);
 	ck_assert_ptr_nonnull(catalog_volume("beta"));
+
+	/* a taken name is refused as such (EEXIST), a missing one as ENOENT */
+	ck_assert_int_eq(catalog_volume_create("beta", (uint64_t)4 * PAGE, PAGE, none, 0, hear,
+					       &heard, err, sizeof(err)),
+			 -EEXIST);
+	ck_assert_str_eq(err, "volume 'beta' already exists");
+	ck_assert_int_eq(catalog_volume_delete("nope", 0, hear, &heard, err, sizeof(err)), -ENOENT);
+	ck_assert_str_eq(err, "no volume 'nope'");
+	ck_assert_int_eq(heard.calls, 2);
+	err[0] = '\0';
 	ck_assert_uint_eq(catalog_volume("beta")->id, 2);
 	ck_assert_ptr_eq(catalog_volume("alpha"), v);
 }
@@ -314,7 +326,7 @@ static void refused(const char *name, uint64_t size, uint32_t page_size, const u
 	for (struct volume *v = srv->volumes; v; v = v->next)
 		nvols++;
 	ck_assert_msg(catalog_volume_create(name, size, page_size, servers, nservers, hear, &heard,
-					    err, sizeof(err)) == -1,
+					    err, sizeof(err)) < 0,
 		      "%s: accepted", what);
 	ck_assert_msg(heard.calls == 0, "%s: refused, and its done called", what);
 	ck_assert_msg(err[0] != 0, "%s: refused without a reason", what);
