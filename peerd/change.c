@@ -683,6 +683,7 @@ void change_free(void)
 		retry_queue = ch->next;
 		change_end(ch, 0, NULL);
 	}
+	memset(&lock, 0, sizeof(lock)); /* nothing holds it any more */
 }
 
 /* ---- participant ---- */
