@@ -32,7 +32,7 @@ view()
 {
 	catalog_view "$1"
 	ctl "$1" volume show vol --routing --json |
-		json '{k: v for k, v in d.items() if k not in ("pages_written", "bytes_allocated", "open_clients")}'
+		json '{k: v for k, v in d.items() if k not in ("pages_written", "bytes_allocated", "open_clients", "open_by")}'
 }
 for n in 1 2 3; do view "$n" >"$T/view$n.before"; done
 
