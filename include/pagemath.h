@@ -47,4 +47,31 @@ int pv_range_owned(const uint32_t *owner, uint64_t npages, uint32_t page_size, u
 int pv_layout(uint64_t npages, const uint32_t *servers, const uint32_t *weights, size_t n,
 	      uint32_t *owner);
 
+/* Page migration (peerd/migrate.c): a page moves from its source A to its
+ * target B piece by piece (the seed's Table 2). With piece k in transit,
+ * where piece p of the page is served: */
+enum pv_piece_at {
+	PV_PIECE_SOURCE, /* p > k: not copied yet, at A only */
+	PV_PIECE_BOTH,	 /* p == k: read at A; written at A and at B (dual write) */
+	PV_PIECE_TARGET, /* p < k: copied, read and written at B only */
+};
+/* Where piece p is served while piece k is in transit (k = npieces: every
+ * piece copied, the page is switching). Pure. */
+static inline enum pv_piece_at pv_piece_at(uint32_t p, uint32_t k)
+{
+	return p < k ? PV_PIECE_TARGET : p == k ? PV_PIECE_BOTH : PV_PIECE_SOURCE;
+}
+
+/* Routing entries merge by epoch: 1 if an entry of epoch replaces one of
+ * cur (a higher epoch wins, never a lower or equal one). Pure. */
+static inline int pv_route_newer(uint64_t cur, uint64_t epoch)
+{
+	return epoch > cur;
+}
+
+/* Splits npages over n servers in proportion to weights (largest
+ * remainder; ties go to the earlier server), into out[0..n). Weights of 0
+ * get nothing; if every weight is 0, out is all 0. Pure. */
+void pv_apportion(uint64_t npages, const uint32_t *weights, size_t n, uint64_t *out);
+
 #endif

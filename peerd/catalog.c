@@ -78,26 +78,19 @@ size_t catalog_holders(const struct volume *vol, uint32_t *out, size_t max)
 	return n;
 }
 
-void catalog_routes_changed(struct volume *vol)
+/* holders[] (ascending, so every server lists them alike) from the owned
+ * counts. */
+static void holders_from_counts(struct volume *vol)
 {
-	uint32_t last = 0;
-
 	vol->nholders = 0;
 	vol->owned_here = 0;
-	for (uint64_t p = 0; p < vol->npages; p++) {
-		uint32_t id = vol->owner[p];
-		size_t i;
-
-		vol->owned_here += id == srv->cfg.id;
-		if (p > 0 && id == last)
+	for (size_t i = 0; i < vol->nowned; i++) {
+		if (!vol->owned_count[i])
 			continue;
-		last = id;
-		for (i = 0; i < vol->nholders && vol->holders[i] != id; i++)
-			;
-		if (i == vol->nholders && i < PEERD_MAX_MEMBERS)
-			vol->holders[vol->nholders++] = id;
+		if (vol->owned_ids[i] == srv->cfg.id)
+			vol->owned_here = vol->owned_count[i];
+		vol->holders[vol->nholders++] = vol->owned_ids[i];
 	}
-	/* ascending, so every server lists them alike */
 	for (size_t i = 1; i < vol->nholders; i++)
 		for (size_t k = i; k > 0 && vol->holders[k - 1] > vol->holders[k]; k--) {
 			uint32_t t = vol->holders[k];
@@ -105,6 +98,57 @@ void catalog_routes_changed(struct volume *vol)
 			vol->holders[k] = vol->holders[k - 1];
 			vol->holders[k - 1] = t;
 		}
+}
+
+/* The slot of server id in vol's owned counts (added if new), or -1. */
+static int owned_slot(struct volume *vol, uint32_t id)
+{
+	for (size_t i = 0; i < vol->nowned; i++)
+		if (vol->owned_ids[i] == id)
+			return (int)i;
+	for (size_t i = 0; i < vol->nowned; i++)
+		if (!vol->owned_count[i]) {
+			vol->owned_ids[i] = id;
+			return (int)i;
+		}
+	if (vol->nowned == PEERD_MAX_MEMBERS)
+		return -1;
+	vol->owned_ids[vol->nowned] = id;
+	vol->owned_count[vol->nowned] = 0;
+	return (int)vol->nowned++;
+}
+
+void catalog_routes_changed(struct volume *vol)
+{
+	uint32_t last = 0;
+	int slot = -1;
+
+	vol->nowned = 0;
+	for (uint64_t p = 0; p < vol->npages; p++) {
+		uint32_t id = vol->owner[p];
+
+		if (slot < 0 || id != last) {
+			slot = owned_slot(vol, id);
+			last = id;
+		}
+		if (slot >= 0)
+			vol->owned_count[slot]++;
+	}
+	holders_from_counts(vol);
+}
+
+void catalog_route_set(struct volume *vol, uint64_t page, uint32_t owner, uint32_t epoch)
+{
+	int from = owned_slot(vol, vol->owner[page]);
+	int to = owned_slot(vol, owner);
+
+	if (from >= 0 && vol->owned_count[from])
+		vol->owned_count[from]--;
+	if (to >= 0)
+		vol->owned_count[to]++;
+	vol->owner[page] = owner;
+	vol->epoch[page] = epoch;
+	holders_from_counts(vol);
 }
 
 /* ---- protobuf helpers ---- */
@@ -210,7 +254,8 @@ char *catalog_strdup(const char *s)
 static struct volume *volume_from_pb(const Pv__Catalog *c, const Pv__VolumeInfo *vi)
 {
 	struct volume *v = calloc(1, sizeof(*v));
-	uint32_t weights[PEERD_MAX_MEMBERS];
+	uint32_t weights[PEERD_MAX_MEMBERS], layout[PEERD_MAX_MEMBERS];
+	size_t nlayout;
 	void *rt_buf = NULL;
 	size_t rt_len = 0;
 
@@ -224,10 +269,11 @@ static struct volume *volume_from_pb(const Pv__Catalog *c, const Pv__VolumeInfo 
 	v->page_size = vi->page_size;
 	v->npages = pv_page_count(vi->size, vi->page_size);
 	v->created = vi->created;
+	v->balance_gen = vi->balance_gen;
 	v->nservers = vi->n_servers < PEERD_MAX_MEMBERS ? vi->n_servers : PEERD_MAX_MEMBERS;
 	memcpy(v->servers, vi->servers, v->nservers * sizeof(uint32_t));
 	v->owner = calloc(v->npages, sizeof(uint32_t));
-	v->epoch = calloc(v->npages, sizeof(uint64_t));
+	v->epoch = calloc(v->npages, sizeof(uint32_t));
 	if (!v->owner || !v->epoch)
 		goto fail;
 
@@ -236,9 +282,12 @@ static struct volume *volume_from_pb(const Pv__Catalog *c, const Pv__VolumeInfo 
 		Pv__RoutingTable *rt = pv__routing_table__unpack(NULL, rt_len, rt_buf);
 
 		if (rt && rt->volume_id == v->id && rt->n_owner == v->npages &&
-		    rt->n_epoch == v->npages) {
+		    (rt->n_epoch == v->npages || rt->n_epoch == 0)) {
+			/* the initial layout as stored at creation; entries of pages
+			 * moved since are applied over it (migrate_load) */
 			memcpy(v->owner, rt->owner, v->npages * sizeof(uint32_t));
-			memcpy(v->epoch, rt->epoch, v->npages * sizeof(uint64_t));
+			for (uint64_t p = 0; p < rt->n_epoch; p++)
+				v->epoch[p] = (uint32_t)rt->epoch[p];
 			pv__routing_table__free_unpacked(rt, NULL);
 			free(rt_buf);
 			catalog_routes_changed(v);
@@ -256,22 +305,40 @@ static struct volume *volume_from_pb(const Pv__Catalog *c, const Pv__VolumeInfo 
 			pv__routing_table__free_unpacked(rt, NULL);
 		free(rt_buf);
 	}
-	for (size_t i = 0; i < v->nservers; i++) {
-		weights[i] = 1;
-		for (size_t j = 0; j < c->n_members; j++)
-			if (c->members[j]->id == v->servers[i])
-				weights[i] = c->members[j]->weight ? c->members[j]->weight : 1;
-		/* a server gone keeps its pages (lost, or none if it left) */
-		for (size_t j = 0; j < c->n_removed; j++)
-			if (c->removed[j]->id == v->servers[i])
-				weights[i] = c->removed[j]->weight ? c->removed[j]->weight : 1;
+	if (vi->n_layout_servers && vi->n_layout_servers == vi->n_layout_weights &&
+	    vi->n_layout_servers <= PEERD_MAX_MEMBERS) {
+		/* frozen at creation (or before the first set-servers/set-weight):
+		 * the same layout whatever the members' weights are now */
+		nlayout = vi->n_layout_servers;
+		memcpy(layout, vi->layout_servers, nlayout * sizeof(uint32_t));
+		for (size_t i = 0; i < nlayout; i++)
+			weights[i] = vi->layout_weights[i] ? vi->layout_weights[i] : 1;
+	} else {
+		nlayout = v->nservers;
+		memcpy(layout, v->servers, nlayout * sizeof(uint32_t));
+		for (size_t i = 0; i < nlayout; i++) {
+			weights[i] = 1;
+			for (size_t j = 0; j < c->n_members; j++)
+				if (c->members[j]->id == layout[i])
+					weights[i] =
+					    c->members[j]->weight ? c->members[j]->weight : 1;
+			/* a server gone keeps its pages (lost, or none if it left) */
+			for (size_t j = 0; j < c->n_removed; j++)
+				if (c->removed[j]->id == layout[i])
+					weights[i] =
+					    c->removed[j]->weight ? c->removed[j]->weight : 1;
+		}
 	}
 	if (v->nservers == 0) {
 		v->servers[0] = srv->cfg.id;
 		v->nservers = 1;
+	}
+	if (nlayout == 0) {
+		layout[0] = srv->cfg.id;
+		nlayout = 1;
 		weights[0] = 1;
 	}
-	if (pv_layout(v->npages, v->servers, weights, v->nservers, v->owner) < 0)
+	if (pv_layout(v->npages, layout, weights, nlayout, v->owner) < 0)
 		goto fail;
 	catalog_routes_changed(v);
 	return v;
@@ -754,8 +821,7 @@ void catalog_diverged_with(uint32_t id, uint64_t version, const uint8_t *hash)
 
 /* ---- peer messages, to their protocol ---- */
 
-void catalog_peer_op(const struct origin *from, const Pv__Header *h, const void *body,
-		     size_t len)
+void catalog_peer_op(const struct origin *from, const Pv__Header *h, const void *body, size_t len)
 {
 	if (h->op == PV_OP_JOIN) {
 		join_peer_op(from, h, body, len);

@@ -172,19 +172,14 @@ int forward_reply(struct member *m, const Pv__Header *h, zmq_msg_t *data)
 			part = data;
 		}
 	}
-	if (status == PV_ST_MOVED && h->new_owner && h->new_owner != srv->cfg.id &&
-	    catalog_member(h->new_owner)) {
-		/* update the routing hint; the client's retry goes to the owner.
-		 * A hint naming this server is not taken: ownership of a page
-		 * comes here only by the migration handshake, never by hearsay,
-		 * or this server would serve data it does not have. */
+	if (status == PV_ST_MOVED && h->new_owner && catalog_member(h->new_owner)) {
+		/* a newer routing entry (merged by epoch); the client's retry
+		 * goes to the owner. One naming this server is not taken
+		 * (migrate_route_learn): ownership of a page comes here only by
+		 * the migration handshake, never by hearsay. */
 		struct volume *vol = f->req->vol;
-		uint64_t page = f->offset / vol->page_size;
 
-		vol->owner[page] = h->new_owner;
-		if (h->epoch > vol->epoch[page])
-			vol->epoch[page] = h->epoch;
-		catalog_routes_changed(vol);
+		migrate_route_learn(vol, f->offset / vol->page_size, h->new_owner, h->epoch);
 	}
 	request_part_done(f->req, f->buf_off, status, h->new_owner, part, h->message);
 	free(f);

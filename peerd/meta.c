@@ -165,8 +165,8 @@ static int put_routes(MDB_txn *txn, const struct volume *v)
 	rt.volume_id = v->id;
 	rt.n_owner = v->npages;
 	rt.owner = v->owner;
-	rt.n_epoch = v->npages;
-	rt.epoch = v->epoch;
+	/* the initial layout: every epoch 0 (none stored); pages moved later
+	 * have entries of their own ("route_pages", meta_put_route) */
 	n = pv__routing_table__get_packed_size(&rt);
 	buf = malloc(n ? n : 1);
 	if (!buf)

@@ -177,21 +177,10 @@ static void op_catalog_peer(const struct origin *from, const Pv__Header *h, zmq_
 			payload ? zmq_msg_size(payload) : 0);
 }
 
-static void op_routes(const struct origin *from, const Pv__Header *h, zmq_msg_t *payload)
+static void op_migrate_peer(const struct origin *from, const Pv__Header *h, zmq_msg_t *payload)
 {
-	struct volume *v = catalog_volume(h->volume);
-	Pv__RoutingTable rt = PV__ROUTING_TABLE__INIT;
-
-	if (!v) {
-		reply_status(from, h, PV_ST_NO_VOLUME, "no volume '%s'", h->volume);
-		return;
-	}
-	rt.volume = v->name;
-	rt.n_owner = v->npages;
-	rt.owner = v->owner;
-	rt.n_epoch = v->npages;
-	rt.epoch = v->epoch;
-	reply_body(from, h, PV_ST_OK, NULL, &rt.base);
+	migrate_peer_op(from, h, payload ? zmq_msg_data(payload) : NULL,
+			payload ? zmq_msg_size(payload) : 0);
 }
 
 static const struct op_row ops[] = {
@@ -209,7 +198,12 @@ static const struct op_row ops[] = {
     {PV_OP_CAT_ABORT, 1, op_catalog_peer},
     {PV_OP_CAT_FETCH, 1, op_catalog_peer},
     {PV_OP_JOIN, 0, op_catalog_peer},
-    {PV_OP_ROUTES, 0, op_routes},
+    {PV_OP_ROUTES, 1, op_migrate_peer},
+    {PV_OP_ROUTE_UPDATE, 1, op_migrate_peer},
+    {PV_OP_MIG_BEGIN, 1, op_migrate_peer},
+    {PV_OP_MIG_SWITCH, 1, op_migrate_peer},
+    {PV_OP_MIG_REQUEST, 1, op_migrate_peer},
+    {PV_OP_MIG_ABORT, 1, op_migrate_peer},
 };
 
 static void refuse(const struct origin *from, zmq_msg_t *first, const Pv__Header *h, int status,

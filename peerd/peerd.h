@@ -81,7 +81,14 @@ struct volume {
 	uint32_t servers[PEERD_MAX_MEMBERS]; /* allowed servers */
 	size_t nservers;
 	uint32_t *owner; /* routing table: owner of each page */
-	uint64_t *epoch; /* routing table: epoch of each page */
+	uint32_t *epoch; /* routing table: epoch of each page (0: initial layout;
+			  * each move +1; 8 bytes per page with owner) */
+	uint64_t owned_count[PEERD_MAX_MEMBERS]; /* pages owned by holders_ids[i] */
+	uint32_t owned_ids[PEERD_MAX_MEMBERS];	 /* ... (catalog_route_set keeps */
+	size_t nowned;				 /* them: O(1) per moved page) */
+	uint64_t balance_gen;	    /* VolumeInfo.balance_gen (placement.c) */
+	uint64_t balanced_gen;	    /* placement.c: this server holds its share as of */
+	struct mig_out *migrating;  /* migrate.c: this server's moves of its pages */
 	int fd;		 /* data file, -1 when not open */
 	uint64_t dev;	 /* st_dev and st_ino of fd (store_open): what a client */
 	uint64_t ino;	 /* that maps the file names it by (PV_F_MAP) */
@@ -104,7 +111,8 @@ struct member {
 	char address[256];
 	uint32_t weight;
 	uint64_t capacity;
-	void *sock; /* DEALER to its ROUTER; NULL for self */
+	int draining; /* server evacuate: its pages move off it (Member.draining) */
+	void *sock;   /* DEALER to its ROUTER; NULL for self */
 	uint64_t last_heard_ms;
 	int up;
 	uint64_t catalog_version;
@@ -471,6 +479,10 @@ void volume_put(struct volume **vp);
 size_t catalog_holders(const struct volume *vol, uint32_t *out, size_t max);
 /* Recomputes vol's holders and owned_here after its owner[] changed. */
 void catalog_routes_changed(struct volume *vol);
+/* Sets page's routing entry to (owner, epoch) in memory, keeping the
+ * connection table and the pages owned here (O(1)); the caller persists
+ * it (migrate.c). */
+void catalog_route_set(struct volume *vol, uint64_t page, uint32_t owner, uint32_t epoch);
 /* Times out a change waiting for answers and a join in progress. */
 void catalog_tick(void *arg);
 /* Asks member m for its catalog (we are behind it). */
@@ -785,6 +797,101 @@ uint64_t forward_inflight(void);
 void forward_link_lost(uint32_t member);
 /* Fails every part in flight (shutdown). */
 void forward_abort_all(void);
+
+/* migrate.c: moving a page from this server (its owner, A) to another (B),
+ * piece by piece, while clients read and write it; and the target's side.
+ * docs/architecture.md, "Page migration". */
+enum mig_state {
+	MIG_QUEUED = 0,	   /* out: waiting for its turn (one move out at a time) */
+	MIG_BEGIN = 1,	   /* out: asking the target to prepare */
+	MIG_COPYING = 2,   /* out: copying piece Migration.piece */
+	MIG_SWITCHING = 3, /* out: every piece copied, the target takes the page */
+	MIG_SWITCHED = 4,  /* out: the target owns it; punching it out here */
+	MIG_IN = 5,	   /* in: this server is the target */
+};
+/* A move as peerctl migrations shows it. */
+struct migrate_info {
+	char volume[PV_MAX_NAME + 1];
+	uint64_t volume_id;
+	uint64_t page;
+	uint32_t from, to;
+	uint32_t piece_size, pieces;
+	uint32_t piece;	   /* in transit (pieces: switching) */
+	enum mig_state state;
+	uint64_t started;  /* unix seconds */
+	uint64_t bytes_copied;
+	uint32_t rate_kbps; /* recent copy rate */
+	char stuck[160];    /* why it makes no progress now, or "" */
+};
+#define MIGRATE_PIECE_DEFAULT (1u << 20) /* or the page, if smaller */
+#define MIGRATE_MBPS_DEFAULT  100	 /* MB/s of moves out of one server */
+/* The state's name ("copying"). */
+const char *migrate_state_name(enum mig_state s);
+/* Loads this server's moves from LMDB (both roles): before anything is
+ * served, as copied pieces may exist only at the target. 0 or -1. */
+int migrate_load(void);
+/* Once a second: starts queued moves, resumes stalled ones, punches. */
+void migrate_tick(void *arg);
+/* Starts (or queues) moving page of vol, owned here, to server to, in
+ * pieces of piece_size bytes (0: the default). 0, or -1 with the reason
+ * (not owned here, already moving, to not a member / down / not allowed /
+ * the owner, ...) in err: nothing changed. */
+int migrate_start(struct volume *vol, uint64_t page, uint32_t to, uint32_t piece_size, char *err,
+		  size_t errlen);
+/* The answer to a page.move at this server: called once. */
+typedef void (*migrate_done_fn)(void *arg, int ok, const char *err);
+/* page.move: asks the owner of each page of [first, last] of volume (this
+ * server or another, MIG_REQUEST) to move it to to. done(arg) once every
+ * owner accepted (ok 1) or one refused (ok 0, err: the first reason); not
+ * if this returns -1 (err). Pages that already sit on to are skipped. */
+int migrate_request(const char *volume, uint64_t first, uint64_t last, uint32_t to,
+		    uint32_t piece_size, migrate_done_fn done, void *arg, char *err, size_t errlen);
+/* Moves out of this server, queued or running. */
+unsigned migrate_out_count(void);
+/* Moves in the group (this server's, and those members announced in their
+ * last heartbeats), at most max into out. */
+size_t migrate_list(struct migrate_info *out, size_t max);
+/* Whether page of vol is moving out of this server or into it: 1 with its
+ * state (info may be NULL), else 0. */
+int migrate_page_state(const struct volume *vol, uint64_t page, struct migrate_info *info);
+/* The moves of this server for its heartbeat (n_migrations, migrations:
+ * freed by migrate_heartbeat_free). */
+void migrate_heartbeat_fill(Pv__Heartbeat *hb);
+void migrate_heartbeat_free(Pv__Heartbeat *hb);
+/* Peer messages (ops.c) and their replies (peers.c). */
+void migrate_peer_op(const struct origin *from, const Pv__Header *h, const void *body, size_t len);
+void migrate_peer_reply(struct member *m, const Pv__Header *h, const void *body, size_t len);
+/* A routing entry heard (ROUTE_UPDATE, a ROUTES answer, MOVED): taken if
+ * its epoch is newer than the one held for the page (pv_route_newer), and
+ * then persisted (batched, once per tick). A page never becomes this
+ * server's by hearsay: only the migration handshake gives it one. Returns
+ * 1 if taken. */
+int migrate_route_learn(struct volume *vol, uint64_t page, uint32_t owner, uint64_t epoch);
+/* Fetches the routing entries of every volume from every member (at start
+ * and when a member comes back). */
+void migrate_routes_fetch(struct member *m);
+/* Frees every move (shutdown; records stay in LMDB). */
+void migrate_free(void);
+
+/* placement.c: where pages should be (server evacuate, volume set-servers,
+ * group set-weight) and the moves that get them there; the group's
+ * migration settings. */
+/* Catalog changes; done(arg) when each ends (not if it returns < 0): 0, or
+ * -ENOENT (no such volume / member) or -1, with the reason in err. */
+int catalog_volume_set_servers(const char *name, const uint32_t *servers, size_t n,
+			       catalog_done_fn done, void *arg, char *err, size_t errlen);
+int catalog_member_set_weight(uint32_t id, uint32_t weight, catalog_done_fn done, void *arg,
+			      char *err, size_t errlen);
+int catalog_member_drain(uint32_t id, int on, catalog_done_fn done, void *arg, char *err,
+			 size_t errlen);
+/* max_mbps < 0 / paused < 0: unchanged. */
+int catalog_migrate_settings(int64_t max_mbps, int paused, catalog_done_fn done, void *arg,
+			     char *err, size_t errlen);
+/* Once a second: if a page owned here should be elsewhere (its server is
+ * draining or not allowed for the volume, or the volume's balance_gen asks
+ * for weight shares and this server holds more than its share), starts one
+ * move (migrate_start) when no move out of this server runs. */
+void placement_tick(void *arg);
 
 /* control.c */
 /* Binds the control socket. Returns 0 or -1. */

@@ -67,3 +67,42 @@ int pv_range_owned(const uint32_t *owner, uint64_t npages, uint32_t page_size, u
 			return 0;
 	return 1;
 }
+
+void pv_apportion(uint64_t npages, const uint32_t *weights, size_t n, uint64_t *out)
+{
+	uint64_t total = 0, given = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		total += weights[i];
+		out[i] = 0;
+	}
+	if (!total)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		/* floor(npages * w / total), exact for any npages */
+		out[i] = (uint64_t)((unsigned __int128)npages * weights[i] / total);
+		given += out[i];
+	}
+	/* fewer than n pages are left: one each to the largest remainders
+	 * (npages * w mod total), ties to the earlier server */
+	for (; given < npages; given++) {
+		size_t best = n;
+		uint64_t best_rem = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			uint64_t rem = (uint64_t)((unsigned __int128)npages * weights[i] % total);
+			uint64_t floor_i =
+			    (uint64_t)((unsigned __int128)npages * weights[i] / total);
+
+			if (!weights[i] || out[i] > floor_i)
+				continue; /* none, or already given its extra page */
+			if (best == n || rem > best_rem) {
+				best = i;
+				best_rem = rem;
+			}
+		}
+		if (best == n)
+			break;
+		out[best]++;
+	}
+}

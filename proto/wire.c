@@ -31,6 +31,11 @@ static const struct name_row op_names[] = {
     {PV_OP_CAT_FETCH, "CAT_FETCH"},
     {PV_OP_ROUTES, "ROUTES"},
     {PV_OP_JOIN, "JOIN"},
+    {PV_OP_ROUTE_UPDATE, "ROUTE_UPDATE"},
+    {PV_OP_MIG_BEGIN, "MIG_BEGIN"},
+    {PV_OP_MIG_SWITCH, "MIG_SWITCH"},
+    {PV_OP_MIG_REQUEST, "MIG_REQUEST"},
+    {PV_OP_MIG_ABORT, "MIG_ABORT"},
 };
 
 static const char *const status_names[PV_ST__COUNT] = {

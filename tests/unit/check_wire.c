@@ -268,8 +268,9 @@ START_TEST(header_ops)
 	static const uint32_t known[] = {
 	    PV_OP_READ,	     PV_OP_WRITE,     PV_OP_FLUSH,	 PV_OP_TRIM,	   PV_OP_CATALOG,
 	    PV_OP_PING,	     PV_OP_HEARTBEAT, PV_OP_CAT_PREPARE, PV_OP_CAT_COMMIT, PV_OP_CAT_ABORT,
-	    PV_OP_CAT_FETCH, PV_OP_ROUTES,    PV_OP_JOIN,	 PV_OP_SHM_ATTACH, PV_OP_MAP_VOLUME, PV_OP_BATCH};
-	static const uint32_t unknown[] = {0, 6, 15, 20, 63, 71, 255, 0x10001, UINT32_MAX};
+	    PV_OP_CAT_FETCH, PV_OP_ROUTES,    PV_OP_JOIN,	 PV_OP_SHM_ATTACH, PV_OP_MAP_VOLUME, PV_OP_BATCH,
+	    PV_OP_ROUTE_UPDATE, PV_OP_MIG_BEGIN, PV_OP_MIG_SWITCH, PV_OP_MIG_REQUEST, PV_OP_MIG_ABORT};
+	static const uint32_t unknown[] = {0, 6, 15, 20, 63, 76, 255, 0x10001, UINT32_MAX};
 	Pv__Header h;
 
 	wire_header_init(&h);
@@ -398,6 +399,11 @@ START_TEST(op_names)
 	    {PV_OP_CAT_FETCH, "CAT_FETCH"},
 	    {PV_OP_ROUTES, "ROUTES"},
 	    {PV_OP_JOIN, "JOIN"},
+	    {PV_OP_ROUTE_UPDATE, "ROUTE_UPDATE"},
+	    {PV_OP_MIG_BEGIN, "MIG_BEGIN"},
+	    {PV_OP_MIG_SWITCH, "MIG_SWITCH"},
+	    {PV_OP_MIG_REQUEST, "MIG_REQUEST"},
+	    {PV_OP_MIG_ABORT, "MIG_ABORT"},
 	};
 	int known = 0;
 
