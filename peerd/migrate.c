@@ -12,6 +12,28 @@ const char *migrate_state_name(enum mig_state s)
 	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "unknown";
 }
 
+enum mig_route migrate_route(enum mig_state st, uint32_t p, uint32_t k, uint32_t op)
+{
+	switch (st) {
+	case MIG_QUEUED:
+	case MIG_BEGIN:
+		return MIG_ROUTE_LOCAL; /* nothing copied yet */
+	case MIG_COPYING:
+		switch (pv_piece_at(p, k)) {
+		case PV_PIECE_SOURCE:
+			return MIG_ROUTE_LOCAL;
+		case PV_PIECE_BOTH:
+			return op == PV_OP_READ ? MIG_ROUTE_LOCAL : MIG_ROUTE_BOTH;
+		case PV_PIECE_TARGET:
+			return MIG_ROUTE_TARGET;
+		}
+		break;
+	default:
+		break;
+	}
+	return MIG_ROUTE_TARGET; /* switching or switched: every piece is at the target */
+}
+
 int migrate_load(void)
 {
 	return 0;

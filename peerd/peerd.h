@@ -825,6 +825,15 @@ struct migrate_info {
 };
 #define MIGRATE_PIECE_DEFAULT (1u << 20) /* or the page, if smaller */
 #define MIGRATE_MBPS_DEFAULT  100	 /* MB/s of moves out of one server */
+/* Where the source sends the part of a READ, WRITE or TRIM (op) that falls
+ * in piece p of a page it is moving out, in state st with piece k in
+ * transit (the seed's Table 2; pure, unit tested): */
+enum mig_route {
+	MIG_ROUTE_LOCAL,  /* served here (not copied yet; a READ of the piece in transit) */
+	MIG_ROUTE_TARGET, /* forwarded to the target with PV_F_MIG (copied) */
+	MIG_ROUTE_BOTH,	  /* written here and at the target (the piece in transit) */
+};
+enum mig_route migrate_route(enum mig_state st, uint32_t p, uint32_t k, uint32_t op);
 /* The state's name ("copying"). */
 const char *migrate_state_name(enum mig_state s);
 /* Loads this server's moves from LMDB (both roles): before anything is
