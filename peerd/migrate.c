@@ -81,6 +81,8 @@ struct mig_out {
 	uint64_t rate_bytes, rate_from_ms;
 	uint32_t rate_kbps;
 	char stuck[160];
+	int flip; /* the record of the next piece is being written: the piece
+		   * in transit advances when it is durable (record_done) */
 	int dead; /* dropped: freed once no job or answer holds it */
 };
 
@@ -698,12 +700,20 @@ static void record_done(struct io_job *job)
 		return;
 	}
 	if (err) {
+		m->flip = 0; /* piece k stays in transit; its copy is done again */
 		stuck(m, "cannot record the move's progress in %s/meta: %s", srv->cfg.data_dir,
 		      strerror(err));
 		m->wait_until_ms = pv_now_ms() + MIGRATE_RETRY_MS;
 		return;
 	}
 	m->recorded = 1;
+	if (m->flip) {
+		/* piece k+1 is in transit from now: k's writes go to B only */
+		m->flip = 0;
+		m->piece++;
+		if (m->piece == m->pieces)
+			m->state = MIG_SWITCHING;
+	}
 	if (m->state == MIG_SWITCHED && m->punch_at_ms == 0) {
 		/* the route entry is durable here: B owns the page */
 		catalog_route_set(m->vol, m->page, m->to, m->epoch + 1);
@@ -720,17 +730,23 @@ static void record_done(struct io_job *job)
  * after this resumes there, and piece k's writes go to B only from now. */
 static void piece_copied(struct mig_out *m)
 {
+	uint32_t k = m->piece;
+	enum mig_state st = m->state;
+
 	m->bytes_copied += m->hole ? 0 : m->piece_len;
 	m->rate_bytes += m->hole ? 0 : m->piece_len;
-	m->piece++;
+	/* the record says k+1; memory keeps k in transit until it is durable:
+	 * a crash before that resumes at k, whose writes were dual until then */
+	m->piece = k + 1;
 	if (m->piece == m->pieces)
 		m->state = MIG_SWITCHING;
+	m->flip = 1;
 	if (record_write(m, NULL) < 0) {
-		/* not recorded: piece k stays in transit (dual writes) */
-		m->piece--;
-		m->state = MIG_COPYING;
+		m->flip = 0;
 		m->wait_until_ms = pv_now_ms() + MIGRATE_RETRY_MS;
 	}
+	m->piece = k;
+	m->state = st;
 }
 
 /* The route entry (B, epoch + 1) and the state "switched" in one
@@ -899,6 +915,11 @@ static void out_answer(struct mig_out *m, const Pv__Header *h, const void *body,
 		if (body)
 			r = (Pv__Migration *)wire_body_decode(&pv__migration__descriptor, body,
 							      len);
+		if (m->state >= MIG_COPYING && m->stuck[0])
+			pv_info("migrate: volume %s page %llu: server %u answers again; going on at "
+				"piece %u of %u",
+				m->vol->name, (unsigned long long)m->page, m->to, m->piece,
+				m->pieces);
 		m->hello = 1;
 		progress(m);
 		if (r && r->state == MIG_SWITCHED && m->state >= MIG_COPYING) {
@@ -976,7 +997,10 @@ static struct mig_in *in_new(struct volume *vol, const Pv__Migration *r)
 	in->pieces = r->pieces;
 	in->piece = r->piece;
 	in->epoch = (uint32_t)r->epoch;
-	in->dirty_piece = r->piece;
+	/* the map follows the piece in transit upwards (dirty_at); after a
+	 * restart the source's piece in transit may be below what this server
+	 * recorded as copied, so it starts at the bottom */
+	in->dirty_piece = 0;
 	in->next = ins;
 	ins = in;
 	return in;
@@ -1150,7 +1174,23 @@ static void op_begin(const struct origin *from, const Pv__Header *h, const Pv__M
 		reply_body(from, h, PV_ST_OK, NULL, &done.base);
 		return;
 	}
+	if (migrate_out_of(vol, r->page)) {
+		/* it moved away from here and is still being punched out */
+		reply_busy(from, h, MIGRATE_RETRY_MS,
+			   "volume %s page %llu: its move away from server %u is still ending",
+			   vol->name, (unsigned long long)r->page, srv->cfg.id);
+		return;
+	}
 	in = in_find(vol, r->page);
+	if (in && in->from != r->source && r->epoch > in->epoch) {
+		/* a move that never finished, from an owner of an older epoch */
+		pv_info("migrate: volume %s page %llu: dropping the unfinished move from server "
+			"%u (epoch %u); server %u owns it at epoch %llu",
+			vol->name, (unsigned long long)r->page, in->from, in->epoch, r->source,
+			(unsigned long long)r->epoch);
+		in->dead = 1;
+		in = NULL;
+	}
 	if (in && in->from != r->source) {
 		reply_status(from, h, PV_ST_REFUSED,
 			     "volume %s page %llu is already moving here from server %u", vol->name,
