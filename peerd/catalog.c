@@ -524,6 +524,7 @@ static void install_members(const Pv__Catalog *c)
 				old[j].link = NULL;
 			}
 		}
+		m->draining = c->members[i]->draining;
 	}
 	for (size_t j = 0; j < nold; j++) {
 		if (old[j].sock) {
@@ -580,6 +581,7 @@ int catalog_install(Pv__Catalog **cp, const char *why)
 		return -1;
 	}
 	install_members(c);
+	placement_installed(c);
 	catalog_pb_free(committed);
 	committed = c;
 	srv->version = c->version;

@@ -521,6 +521,9 @@ struct change *change_new(int force, change_build_fn build, change_done_fn done,
  * another change is in the way; takes ownership of *chp and clears it. done
  * may be called before this returns. */
 void change_run(struct change **chp);
+/* Runs ch (change_new's result for arg, a malloc'd arg its done frees) if
+ * it was made; if not (NULL: out of memory) frees arg. 0, or -1 with err. */
+int change_start(struct change *ch, void *arg, char *err, size_t errlen);
 /* Leaves member id out of the change: it gets no message and its answer is
  * not waited for (group remove of a member that is down). */
 void change_exclude(struct change *ch, uint32_t id);
@@ -901,6 +904,41 @@ int catalog_migrate_settings(int64_t max_mbps, int paused, catalog_done_fn done,
  * for weight shares and this server holds more than its share), starts one
  * move (migrate_start) when no move out of this server runs. */
 void placement_tick(void *arg);
+#define PLACEMENT_MAX_WEIGHT 1000   /* group set-weight: 1 to this */
+#define PLACEMENT_MAX_MBPS   100000 /* migrate.max-mbps: 0 (default) to this */
+/* Sets vi's frozen initial layout (layout_servers/layout_weights), if it
+ * has none, to its servers and their weights in c (a removed member's
+ * recorded weight; at least 1): what catalog.c computes the layout from
+ * when they are absent. Pure. 0, or -1 out of memory. */
+int placement_freeze_layout(const Pv__Catalog *c, Pv__VolumeInfo *vi);
+/* After catalog c was installed: the volumes that stayed take its allowed
+ * servers and balance_gen (catalog.c keeps their struct volume). */
+void placement_installed(const Pv__Catalog *c);
+/* What placement_tick decides for one volume (pure, unit tested). */
+struct placement_input {
+	uint64_t npages;
+	uint32_t self;	    /* this server */
+	uint64_t self_owned; /* pages of the volume it owns */
+	int self_off;	    /* it is draining, or not among the volume's servers */
+	int balancing;	    /* balance_gen > balanced_gen: hold weight shares */
+	int all_up;	    /* every allowed member that is not draining is up */
+	size_t n;	    /* the volume's allowed servers, in catalog order: */
+	uint32_t ids[PEERD_MAX_MEMBERS];
+	uint32_t weights[PEERD_MAX_MEMBERS]; /* 0: cannot take pages (down, draining,
+					      * not a member) */
+	uint64_t owned[PEERD_MAX_MEMBERS];   /* pages it owns + moves into it under way */
+};
+enum placement_verdict {
+	PLACE_NOTHING,	 /* leave the volume alone (now) */
+	PLACE_MOVE,	 /* move one page to *to */
+	PLACE_BALANCED,	 /* this server holds exactly its share: done with balance_gen */
+	PLACE_NO_TARGET, /* pages should leave, but no server can take them */
+};
+/* Shares by pv_apportion over the servers that can take pages; the target
+ * is the one with the largest deficit (share - owned); *share is this
+ * server's. */
+enum placement_verdict placement_decide(const struct placement_input *in, uint32_t *to,
+					uint64_t *share);
 
 /* control.c */
 /* Binds the control socket. Returns 0 or -1. */
