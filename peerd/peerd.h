@@ -958,6 +958,15 @@ enum control_op {
 	CONTROL_GROUP_SHOW,
 	CONTROL_GROUP_REMOVE,
 	CONTROL_GROUP_LEAVE,
+	CONTROL_PAGE_MOVE,
+	CONTROL_PAGE_SHOW,
+	CONTROL_MIGRATION_LIST,
+	CONTROL_SERVER_EVACUATE,
+	CONTROL_VOLUME_SET_SERVERS,
+	CONTROL_GROUP_SET_WEIGHT,
+	CONTROL_CONFIG_SET,
+	CONTROL_MIGRATE_PAUSE,
+	CONTROL_MIGRATE_RESUME,
 	CONTROL_NCMDS
 };
 #define CONTROL_MAX_ADDRESS 200 /* group.join address length */
@@ -968,17 +977,29 @@ enum control_op {
 struct control_cmd {
 	enum control_op op;
 	const char *cmd;		     /* its name, static ("volume.create") */
-	char name[PV_MAX_NAME + 1];	     /* volume.create/show/delete: pv_valid_name */
+	char name[PV_MAX_NAME + 1];	     /* volume.create/show/delete: pv_valid_name;
+						page.*, volume.set_servers: "volume" */
 	uint64_t size;			     /* volume.create: pv_valid_volume_size */
 	uint32_t page_size;		     /* volume.create: 0 (default), or a multiple of
 						PV_SECTOR in [PV_MIN_PAGE_SIZE, PV_MAX_PAGE_SIZE] */
-	uint32_t servers[PEERD_MAX_MEMBERS]; /* volume.create: ids > 0; none: all */
+	uint32_t servers[PEERD_MAX_MEMBERS]; /* volume.create: ids > 0; none: all;
+						volume.set_servers: 1 or more, distinct */
 	size_t nservers;
 	int routing;			       /* volume.show: 0/1 */
 	int force;			       /* volume.delete, group.remove: 0/1 */
 	char address[CONTROL_MAX_ADDRESS + 1]; /* group.join: "tcp://..." */
 	unsigned timeout;		       /* group.join: seconds to wait, 0 default */
-	uint32_t id;			       /* group.remove/leave: a server id > 0 */
+	uint32_t id;			       /* group.remove/leave/set_weight,
+						  server.evacuate: a server id > 0 */
+	uint64_t first, last;		       /* page.move: pages [first, last];
+						  page.show: the page in both */
+	uint32_t to;			       /* page.move: a server id > 0 */
+	uint32_t piece_size;		       /* page.move: 0 (default) or a multiple
+						  of PV_SECTOR, at most PV_MAX_PAGE_SIZE */
+	uint32_t weight;		       /* group.set_weight: 1..PLACEMENT_MAX_WEIGHT */
+	int cancel;			       /* server.evacuate: 0/1 */
+	uint32_t value;			       /* config.set "migrate.max-mbps" (the only
+						  key): 0 (default) to PLACEMENT_MAX_MBPS */
 };
 #define CONTROL_MAX_TIMEOUT 3600 /* group.join "timeout", seconds */
 /* Decodes one request frame (JSON) into out, checking its arguments; volume
