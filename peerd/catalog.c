@@ -591,7 +591,6 @@ int catalog_install(Pv__Catalog **cp, const char *why)
 		return -1;
 	}
 	install_members(c);
-	placement_installed(c);
 	catalog_pb_free(committed);
 	committed = c;
 	srv->version = c->version;

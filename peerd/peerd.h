@@ -982,9 +982,6 @@ void placement_tick(void *arg);
  * recorded weight; at least 1): what catalog.c computes the layout from
  * when they are absent. Pure. 0, or -1 out of memory. */
 int placement_freeze_layout(const Pv__Catalog *c, Pv__VolumeInfo *vi);
-/* After catalog c was installed: the volumes that stayed take its allowed
- * servers and balance_gen (catalog.c keeps their struct volume). */
-void placement_installed(const Pv__Catalog *c);
 /* What placement_tick decides for one volume (pure, unit tested). */
 struct placement_input {
 	uint64_t npages;

@@ -421,25 +421,6 @@ int catalog_migrate_settings(int64_t max_mbps, int paused, catalog_done_fn done,
 			    a, err, errlen);
 }
 
-/* ---- volumes after a catalog install ---- */
-
-void placement_installed(const Pv__Catalog *c)
-{
-	for (size_t i = 0; i < c->n_volumes; i++) {
-		const Pv__VolumeInfo *vi = c->volumes[i];
-		struct volume *v = catalog_volume(vi->name);
-
-		if (!v || v->id != vi->id || !vi->n_servers)
-			continue;
-		v->nservers = vi->n_servers < PEERD_MAX_MEMBERS ? vi->n_servers : PEERD_MAX_MEMBERS;
-		memcpy(v->servers, vi->servers, v->nservers * sizeof(uint32_t));
-		v->balance_gen = vi->balance_gen;
-		/* newly allowed here: its pages may move in */
-		if (id_listed(v->servers, v->nservers, srv->cfg.id))
-			store_open(v);
-	}
-}
-
 /* ---- where a page goes (pure) ---- */
 
 enum placement_verdict placement_decide(const struct placement_input *in, uint32_t *to,
