@@ -9,7 +9,9 @@
  *   (placement_freeze_layouts), so that the layout every server computes
  *   from the catalog never changes when servers or weights do.
  *
- * - placement_tick, once a second on every server: if a page this server
+ * - placement_tick, every PEERD_TICK_MS on every server (a move of an
+ *   unwritten page takes milliseconds: once a second would cap an
+ *   evacuation at a page a second): if a page this server
  *   owns should be elsewhere (this server is draining or not allowed for
  *   the volume; or the volume's balance_gen asks for weight shares and this
  *   server holds more than its share), it starts one move (migrate.c). A
