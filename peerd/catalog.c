@@ -466,6 +466,16 @@ static int install_volumes(const Pv__Catalog *c)
 		struct volume *v = catalog_volume(vi->name);
 
 		if (v && v->id == vi->id) {
+			/* what a change may edit of a volume: its allowed servers
+			 * (set-servers) and placement generation */
+			v->nservers =
+			    vi->n_servers < PEERD_MAX_MEMBERS ? vi->n_servers : PEERD_MAX_MEMBERS;
+			memcpy(v->servers, vi->servers, v->nservers * sizeof(uint32_t));
+			if (!v->nservers) {
+				v->servers[0] = srv->cfg.id;
+				v->nservers = 1;
+			}
+			v->balance_gen = vi->balance_gen;
 			volume_get(v);
 		} else {
 			v = volume_from_pb(c, vi);

@@ -72,7 +72,7 @@ static struct fwd *unlink_fwd(uint64_t id)
 }
 
 int forward_part(struct request *req, uint32_t owner, uint64_t offset, uint64_t len,
-		 uint64_t buf_off)
+		 uint64_t buf_off, uint32_t flags)
 {
 	struct member *m = catalog_member(owner);
 	struct fwd *f;
@@ -92,7 +92,7 @@ int forward_part(struct request *req, uint32_t owner, uint64_t offset, uint64_t 
 	h.volume_id = req->vol->id; /* the owner refuses a volume recreated meanwhile */
 	h.offset = offset;
 	h.length = (uint32_t)len;
-	h.flags = req->flags & ~PV_F_SHM;
+	h.flags = (req->flags & ~(PV_F_SHM | PV_F_MIG | PV_F_MIG_COPY)) | flags;
 	h.hops = req->hops + 1;
 	h.client_id = req->client_id;
 	/* the owner refuses a late copy by the client's ids, not ours */
@@ -100,7 +100,7 @@ int forward_part(struct request *req, uint32_t owner, uint64_t offset, uint64_t 
 	h.client_done_below = req->client_done_below;
 	if (req->op != PV_OP_FLUSH)
 		h.epoch = req->vol->epoch[offset / req->vol->page_size];
-	if (req->shm && (req->op == PV_OP_READ || req->op == PV_OP_WRITE) &&
+	if (req->shm && req->hops == 0 && (req->op == PV_OP_READ || req->op == PV_OP_WRITE) &&
 	    shm_peer_usable(req->shm, m)) {
 		/* the owner is on this host and mapped the client's memory too */
 		h.flags |= PV_F_SHM;
@@ -181,7 +181,7 @@ int forward_reply(struct member *m, const Pv__Header *h, zmq_msg_t *data)
 
 		migrate_route_learn(vol, f->offset / vol->page_size, h->new_owner, h->epoch);
 	}
-	request_part_done(f->req, f->buf_off, status, h->new_owner, part, h->message);
+	request_part_done(f->req, f->buf_off, status, h->new_owner, h->epoch, part, h->message);
 	free(f);
 	return 1;
 }
@@ -201,7 +201,7 @@ size_t forward_fail_unsent(void)
 		pv_debug("volume %s: part at %llu for server %u not sent", f->req->vol->name,
 			 (unsigned long long)f->offset, f->owner);
 		/* never sent: the client's memory was not touched (no shm_lost) */
-		request_part_done(f->req, f->buf_off, PV_ST_UNAVAILABLE, 0, NULL,
+		request_part_done(f->req, f->buf_off, PV_ST_UNAVAILABLE, 0, 0, NULL,
 				  "owner not reachable");
 		free(f);
 		n++;
@@ -222,7 +222,7 @@ void forward_tick(void *arg)
 			f->req->vol->name, f->owner, wire_op_name(f->req->op),
 			(unsigned long long)f->offset, PEERD_FWD_TIMEOUT_MS / 1000);
 		f->req->shm_lost |= f->shm;
-		request_part_done(f->req, f->buf_off, PV_ST_UNAVAILABLE, 0, NULL,
+		request_part_done(f->req, f->buf_off, PV_ST_UNAVAILABLE, 0, 0, NULL,
 				  "owner did not answer in time");
 		if (f->via_link && (m = catalog_member(f->owner)) && m->link_up)
 			/* connected but silent (e.g. its side never took the
@@ -244,7 +244,7 @@ void forward_link_lost(uint32_t member)
 			/* it may have been done, or be done still: memory the owner
 			 * may write is not reused (shm_lost) */
 			f->req->shm_lost |= f->shm;
-			request_part_done(f->req, f->buf_off, PV_ST_UNAVAILABLE, 0, NULL,
+			request_part_done(f->req, f->buf_off, PV_ST_UNAVAILABLE, 0, 0, NULL,
 					  "link to the owner closed");
 			free(f);
 		}
@@ -258,7 +258,7 @@ void forward_abort_all(void)
 		struct fwd *f = unlink_fwd(oldest->id);
 
 		f->req->shm_lost |= f->shm;
-		request_part_done(f->req, f->buf_off, PV_ST_UNAVAILABLE, 0, NULL,
+		request_part_done(f->req, f->buf_off, PV_ST_UNAVAILABLE, 0, 0, NULL,
 				  "server stopping");
 		free(f);
 	}

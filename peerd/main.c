@@ -358,6 +358,7 @@ static int register_reactor(int io_fd)
 	    reactor_add_poller(PEERD_MAX_MEMBERS, peers_poll_fill, peers_poll_done, NULL) < 0 ||
 	    reactor_every(PEERD_TICK_MS, catalog_tick, NULL) < 0 ||
 	    reactor_every(PEERD_TICK_MS, forward_tick, NULL) < 0 ||
+	    reactor_every(PEERD_TICK_MS, migrate_tick, NULL) < 0 ||
 	    reactor_every(PEERD_HEARTBEAT_MS, peers_tick, NULL) < 0 ||
 	    reactor_every(PEERD_HEARTBEAT_MS, linkset_tick, NULL) < 0 ||
 	    reactor_every(PEERD_HEARTBEAT_MS, clients_expire, NULL) < 0 ||
@@ -415,6 +416,11 @@ int main(int argc, char **argv)
 		goto out_zmq;
 	if (catalog_load() < 0)
 		goto out_links;
+	/* before anything is served: pieces of pages in transit may exist at
+	 * their targets only, and moved pages' routing entries override the
+	 * initial layout */
+	if (migrate_load() < 0)
+		goto out_catalog;
 	io_fd = worker_start(srv->cfg.workers);
 	if (io_fd < 0)
 		goto out_catalog;
@@ -441,6 +447,7 @@ out_catalog:
 	linkset_close();
 	clients_free();
 	shm_free_all();
+	migrate_free();
 	catalog_free();
 out_links:
 	linkset_close(); /* again after catalog_free: the listener only */

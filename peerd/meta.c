@@ -177,6 +177,61 @@ static int put_routes(MDB_txn *txn, const struct volume *v)
 	return rc;
 }
 
+int meta_put_many(const struct meta_kv *kv, size_t n)
+{
+	MDB_txn *txn = NULL;
+	int rc = mdb_txn_begin(env, NULL, 0, &txn);
+	int begun = rc == 0;
+
+	for (size_t i = 0; !rc && i < n; i++)
+		rc = put_one(txn, kv[i].db, kv[i].key, kv[i].val, kv[i].len);
+	if (rc && begun)
+		mdb_txn_abort(txn);
+	else if (!rc)
+		rc = mdb_txn_commit(txn);
+	if (!rc)
+		return 0;
+	pv_err("metadata write of %zu record(s) (%s/%s...) failed: %s%s", n, n ? kv[0].db : "",
+	       n ? kv[0].key : "", mdb_strerror(rc), advice(rc));
+	return -1;
+}
+
+int meta_each(const char *db,
+	      int (*fn)(void *arg, const char *key, size_t klen, const void *val, size_t vlen),
+	      void *arg)
+{
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	int rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
+
+	if (rc) {
+		pv_err("metadata read of %s failed: %s", db, mdb_strerror(rc));
+		return -1;
+	}
+	rc = mdb_dbi_open(txn, db, 0, &dbi);
+	if (rc == MDB_NOTFOUND) {
+		mdb_txn_abort(txn);
+		return 0; /* nothing written yet */
+	}
+	if (!rc)
+		rc = mdb_cursor_open(txn, dbi, &cur);
+	for (int op = MDB_FIRST; !rc; op = MDB_NEXT) {
+		rc = mdb_cursor_get(cur, &k, &v, op);
+		if (!rc && fn(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size))
+			break;
+	}
+	if (cur)
+		mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	if (rc && rc != MDB_NOTFOUND) {
+		pv_err("metadata read of %s failed: %s", db, mdb_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
 int meta_put_catalog(const void *cat, size_t cat_len, struct volume *const *vols, size_t nvols,
 		     const char *const *removed, size_t nremoved)
 {

@@ -1,16 +1,142 @@
-/* migrate.c: STUB while being written (lead). */
+/* migrate.c: moving a page from its owner (the source, A) to another
+ * server (the target, B) piece by piece while clients read and write it
+ * (the seed's Table 2), the target's side of it, and the routing entries
+ * of moved pages (owner, epoch) that every member merges by epoch.
+ * docs/architecture.md, "Page migration". Reactor thread, except the run
+ * functions of IO_CALL jobs (IO threads) and the dirty map's lock.
+ *
+ *   A (source)                                   B (target)
+ *   MIG_BEGIN {page, pieces, epoch} ------------> allocate the page, record "in"
+ *   <------------------------------------------- OK
+ *   record "out" piece 0
+ *   for k in 0..n-1:
+ *     (local writes to k begun before k was in transit drain)
+ *     read piece k (IO thread)
+ *     WRITE|MIG_COPY piece k (or TRIM: a hole) --> write what no dual write
+ *                                                  changed since k began,
+ *                                                  fdatasync, record k+1
+ *     <------------------------------------------ OK
+ *     record "out" piece k+1; now k is at B only
+ *   MIG_SWITCH ---------------------------------> fdatasync; record route
+ *                                                  (B, epoch+1), drop "in"
+ *   <------------------------------------------- OK
+ *   record route (B, epoch+1) and "switched"; ROUTE_UPDATE to every member;
+ *   after the requests on the page here end (and 2 s), punch it out; drop
+ *   the record.
+ *
+ * While piece k is in transit, request.c asks migrate_route where each
+ * piece of a request goes: pieces below k to B only (PV_F_MIG: B serves
+ * them, never routes them back), piece k read here and written here and at
+ * B, pieces above k here only. */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "peerd.h"
 
-const char *migrate_state_name(enum mig_state s)
-{
-	static const char *const names[] = {"queued",	 "starting", "copying",
-					    "switching", "punching", "incoming"};
+#define MIGRATE_OUT_MAX	       2     /* moves out of one server running at a time */
+#define MIGRATE_IN_MAX	       4     /* moves into one server at a time */
+#define MIGRATE_QUEUE_MAX      65536 /* moves queued on one server */
+#define MIGRATE_RESEND_MS      10000 /* a message to the other side without an answer */
+#define MIGRATE_RETRY_MS       1000  /* after a refusal or a failed step */
+#define MIGRATE_STUCK_MS       60000 /* no progress this long: shown as stuck */
+#define MIGRATE_PUNCH_DELAY_MS 2000  /* after the switch, before the page is punched */
+#define MIGRATE_HOLE_COST      4096  /* bytes a hole piece counts for the throttle */
+#define MIGRATE_MAX_PIECES     65536
+#define MIGRATE_CHUNK	       (64u << 10) /* the copy's writes at B, one lock each */
+#define MIGRATE_RECENT	       32	   /* finished or failed moves remembered */
 
-	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "unknown";
-}
+/* A move of a page of this server's (the source). */
+struct mig_out {
+	struct mig_out *next;  /* all moves out, in start order */
+	struct mig_out *vnext; /* the volume's (vol->migrating) */
+	struct volume *vol;    /* a reference */
+	uint64_t page;
+	uint64_t page_off, page_len;
+	uint32_t to;
+	uint32_t piece_size, pieces;
+	uint32_t piece; /* in transit (pieces: all copied) */
+	uint32_t epoch; /* the page's epoch before the move */
+	enum mig_state state;
+	uint64_t started; /* unix seconds */
+	uint64_t bytes_copied;
+	int recorded; /* its LMDB record exists */
+	int hello;    /* the target confirmed it holds the move (this run) */
+	int busy;     /* a job runs, or a message waits for its answer */
+	uint64_t req_id;
+	uint64_t sent_ms;
+	uint64_t wait_until_ms; /* throttle or retry */
+	uint8_t *buf;		/* the piece read, until the target has it */
+	int hole;
+	uint64_t piece_len;
+	uint32_t *wr_pending; /* per piece: local writes begun while it was at A only */
+	uint32_t io_pending;  /* local jobs of any kind on the page */
+	uint64_t progress_ms;
+	uint64_t punch_at_ms;
+	uint64_t rate_bytes, rate_from_ms;
+	uint32_t rate_kbps;
+	char stuck[160];
+	int flip; /* the record of the next piece is being written: the piece
+		   * in transit advances when it is durable (record_done) */
+	int dead; /* dropped: freed once no job or answer holds it */
+};
+
+/* A move into this server (the target). */
+struct mig_in {
+	struct mig_in *next;
+	struct volume *vol;
+	uint64_t page;
+	uint64_t page_off, page_len;
+	uint32_t from;
+	uint32_t piece_size, pieces;
+	uint32_t piece; /* copied so far */
+	uint32_t epoch;
+	/* The dirty map: sectors of piece dirty_piece that a dual write changed
+	 * since that piece began. The copy of the piece must not write them:
+	 * its data may have been read at A before the write. The reactor marks
+	 * a write's sectors under the lock before it submits the write, and
+	 * the copy job checks and writes one chunk at a time under it, so a
+	 * write marked after a chunk was written lands after it. */
+	pthread_mutex_t lock;
+	uint32_t dirty_piece;
+	uint64_t *dirty;
+	int jobs;
+	int dead;
+};
+
+/* A page.move waiting for the owners' answers (migrate_request). */
+struct mig_ask {
+	struct mig_ask *next;
+	uint64_t req_ids[PEERD_MAX_MEMBERS];
+	size_t waiting;
+	uint64_t sent_ms;
+	migrate_done_fn done;
+	void *arg;
+	int failed;
+	char err[256];
+};
+
+/* A finished or failed move, for migrations and logs. */
+struct mig_recent {
+	struct migrate_info info;
+	int ok;
+};
+
+static struct mig_out *outs;
+static struct mig_in *ins;
+static struct mig_ask *asks;
+static uint64_t bucket_ms; /* the throttle: moves may use the link from then */
+static struct meta_kv *route_queue;
+static size_t route_queued, route_cap;
+static int route_flushing;
+static uint64_t stuck_logged_ms;
+
+/* ---- pure parts ---- */
 
 enum mig_route migrate_route(enum mig_state st, uint32_t p, uint32_t k, uint32_t op)
 {
@@ -34,83 +160,2242 @@ enum mig_route migrate_route(enum mig_state st, uint32_t p, uint32_t k, uint32_t
 	return MIG_ROUTE_TARGET; /* switching or switched: every piece is at the target */
 }
 
-int migrate_load(void)
+const char *migrate_state_name(enum mig_state s)
 {
+	static const char *const names[] = {"queued",	 "starting", "copying",
+					    "switching", "punching", "incoming"};
+
+	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "unknown";
+}
+
+/* ---- helpers ---- */
+
+static struct volume *volume_by_id(uint64_t id)
+{
+	for (struct volume *v = srv->volumes; v; v = v->next)
+		if (v->id == id)
+			return v;
+	return NULL;
+}
+
+static uint64_t unix_now(void)
+{
+	return (uint64_t)time(NULL);
+}
+
+static void key_of(char *key, char role, uint64_t vol_id, uint64_t page)
+{
+	if (role)
+		snprintf(key, 48, "%c/%016" PRIx64 "/%016" PRIx64, role, vol_id, page);
+	else
+		snprintf(key, 48, "%016" PRIx64 "/%016" PRIx64, vol_id, page);
+}
+
+static int parse_key(const char *key, size_t klen, char *role, uint64_t *vol_id, uint64_t *page)
+{
+	char buf[48];
+	unsigned long long a, b;
+
+	if (klen >= sizeof(buf))
+		return -1;
+	memcpy(buf, key, klen);
+	buf[klen] = 0;
+	if (role && sscanf(buf, "%c/%16llx/%16llx", role, &a, &b) == 3) {
+		*vol_id = a;
+		*page = b;
+		return 0;
+	}
+	if (!role && sscanf(buf, "%16llx/%16llx", &a, &b) == 2) {
+		*vol_id = a;
+		*page = b;
+		return 0;
+	}
+	return -1;
+}
+
+/* A route entry as stored: owner, epoch (host order: this server's file). */
+static void route_kv(struct meta_kv *kv, const struct volume *vol, uint64_t page, uint32_t owner,
+		     uint32_t epoch)
+{
+	uint32_t *v = malloc(2 * sizeof(uint32_t));
+
+	kv->db = "route_pages";
+	key_of(kv->key, 0, vol->id, page);
+	if (v) {
+		v[0] = owner;
+		v[1] = epoch;
+	}
+	kv->val = v;
+	kv->len = v ? 2 * sizeof(uint32_t) : 0;
+}
+
+static void kv_free(struct meta_kv *kv, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(kv[i].val);
+}
+
+static uint32_t page_pieces(uint64_t page_len, uint32_t piece_size)
+{
+	return (uint32_t)((page_len + piece_size - 1) / piece_size);
+}
+
+static uint64_t page_len_of(const struct volume *vol, uint64_t page)
+{
+	uint64_t off = page * vol->page_size;
+
+	return vol->size - off < vol->page_size ? vol->size - off : vol->page_size;
+}
+
+static int member_up(uint32_t id)
+{
+	struct member *m = catalog_member(id);
+
+	return m && (m->up || id == srv->cfg.id);
+}
+
+static int allowed(const struct volume *vol, uint32_t id)
+{
+	for (size_t i = 0; i < vol->nservers; i++)
+		if (vol->servers[i] == id)
+			return 1;
 	return 0;
 }
 
-void migrate_tick(void *arg)
+static uint32_t max_mbps(void)
 {
-	(void)arg;
+	const Pv__Catalog *c = catalog_committed();
+
+	return c && c->migrate_max_mbps ? c->migrate_max_mbps : MIGRATE_MBPS_DEFAULT;
 }
 
-int migrate_start(struct volume *vol, uint64_t page, uint32_t to, uint32_t piece_size, char *err,
-		  size_t errlen)
+static int paused(void)
 {
-	(void)vol, (void)page, (void)to, (void)piece_size;
-	snprintf(err, errlen, "not implemented yet");
-	return -1;
+	const Pv__Catalog *c = catalog_committed();
+
+	return c && c->migrate_paused;
+}
+
+/* A job running fn on an IO thread, then done on the reactor. */
+static struct io_job *job_new(struct volume *vol, void (*run)(struct io_job *),
+			      void (*done)(struct io_job *), void *arg)
+{
+	struct io_job *job = calloc(1, sizeof(*job));
+
+	if (!job)
+		return NULL;
+	job->kind = IO_CALL;
+	job->vol = vol;
+	job->fd = vol ? vol->fd : -1;
+	job->run = run;
+	job->done = done;
+	job->arg = arg;
+	return job;
+}
+
+/* ---- the record of a move ---- */
+
+static void record_fill(Pv__Migration *r, const struct mig_out *m)
+{
+	pv__migration__init(r);
+	r->volume = (char *)m->vol->name;
+	r->volume_id = m->vol->id;
+	r->page = m->page;
+	r->source = srv->cfg.id;
+	r->target = m->to;
+	r->piece_size = m->piece_size;
+	r->pieces = m->pieces;
+	r->piece = m->piece;
+	r->epoch = m->epoch;
+	r->state = m->state;
+	r->started = m->started;
+	r->bytes_copied = m->bytes_copied;
+}
+
+static int record_kv(struct meta_kv *kv, const Pv__Migration *r, char role)
+{
+	size_t n = pv__migration__get_packed_size(r);
+
+	kv->db = "migrations";
+	key_of(kv->key, role, r->volume_id, r->page);
+	kv->val = malloc(n ? n : 1);
+	kv->len = n;
+	if (!kv->val)
+		return -1;
+	pv__migration__pack(r, kv->val);
+	return 0;
+}
+
+static void record_del_kv(struct meta_kv *kv, char role, uint64_t vol_id, uint64_t page)
+{
+	kv->db = "migrations";
+	key_of(kv->key, role, vol_id, page);
+	kv->val = NULL;
+	kv->len = 0;
+}
+
+/* Records written by an IO thread (job->arg: struct kv_job). */
+struct kv_job {
+	struct meta_kv kv[3];
+	size_t n;
+	struct meta_kv *many; /* more keys (route entries), owned */
+	size_t nmany;
+	void *owner; /* the move */
+	int sync;    /* fdatasync the data file first */
+};
+
+static void kv_run(struct io_job *job)
+{
+	struct kv_job *k = job->arg;
+
+	job->err = 0;
+	if (k->sync && job->fd >= 0)
+		job->err = store_sync(job->vol);
+	if (!job->err && k->n && meta_put_many(k->kv, k->n) < 0)
+		job->err = EIO;
+	if (!job->err && k->nmany && meta_put_many(k->many, k->nmany) < 0)
+		job->err = EIO;
+}
+
+static void kv_job_free(struct io_job *job)
+{
+	struct kv_job *k = job->arg;
+
+	kv_free(k->kv, k->n);
+	kv_free(k->many, k->nmany);
+	free(k->many);
+	free(k);
+	free(job);
+}
+
+/* ---- moves out: list and lookup ---- */
+
+static struct mig_out *out_find(const struct volume *vol, uint64_t page)
+{
+	for (struct mig_out *m = vol->migrating; m; m = m->vnext)
+		if (m->page == page && !m->dead)
+			return m;
+	return NULL;
+}
+
+static unsigned out_running(void)
+{
+	unsigned n = 0;
+
+	for (struct mig_out *m = outs; m; m = m->next)
+		n += !m->dead && m->state != MIG_QUEUED && m->state != MIG_SWITCHED;
+	return n;
+}
+
+unsigned migrate_out_count(void)
+{
+	unsigned n = 0;
+
+	for (struct mig_out *m = outs; m; m = m->next)
+		n += !m->dead && m->state != MIG_SWITCHED;
+	return n;
+}
+
+static struct mig_recent recent[MIGRATE_RECENT];
+static unsigned recent_next;
+
+static void info_of(struct migrate_info *i, const struct mig_out *m)
+{
+	memset(i, 0, sizeof(*i));
+	snprintf(i->volume, sizeof(i->volume), "%s", m->vol->name);
+	i->volume_id = m->vol->id;
+	i->page = m->page;
+	i->from = srv->cfg.id;
+	i->to = m->to;
+	i->piece_size = m->piece_size;
+	i->pieces = m->pieces;
+	i->piece = m->piece;
+	i->state = m->state;
+	i->started = m->started;
+	i->bytes_copied = m->bytes_copied;
+	i->rate_kbps = m->rate_kbps;
+	snprintf(i->stuck, sizeof(i->stuck), "%s", m->stuck);
+}
+
+static void out_unlink(struct mig_out *m)
+{
+	for (struct mig_out **p = &outs; *p; p = &(*p)->next)
+		if (*p == m) {
+			*p = m->next;
+			break;
+		}
+	for (struct mig_out **p = &m->vol->migrating; *p; p = &(*p)->vnext)
+		if (*p == m) {
+			*p = m->vnext;
+			break;
+		}
+}
+
+/* Ends a move (ok: switched and punched; else failed with why). */
+static void out_end(struct mig_out *m, int ok, const char *why)
+{
+	struct mig_recent *r = &recent[recent_next++ % MIGRATE_RECENT];
+
+	info_of(&r->info, m);
+	r->ok = ok;
+	if (!ok)
+		snprintf(r->info.stuck, sizeof(r->info.stuck), "%s", why ? why : "failed");
+	if (!ok && m->recorded) {
+		struct kv_job *k = calloc(1, sizeof(*k));
+		struct io_job *job = k ? job_new(NULL, kv_run, kv_job_free, k) : NULL;
+
+		if (job) {
+			record_del_kv(&k->kv[k->n++], 'o', m->vol->id, m->page);
+			worker_submit(job);
+		} else {
+			free(k);
+		}
+	}
+	m->dead = 1;
+	if (m->busy || m->io_pending)
+		return; /* freed when they end (out_free_if_done) */
+	out_unlink(m);
+	volume_put(&m->vol);
+	free(m->wr_pending);
+	free(m->buf);
+	free(m);
+}
+
+static void out_free_if_done(struct mig_out *m)
+{
+	if (m->dead && !m->busy && !m->io_pending) {
+		out_unlink(m);
+		volume_put(&m->vol);
+		free(m->wr_pending);
+		free(m->buf);
+		free(m);
+	}
+}
+
+static void stuck(struct mig_out *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void stuck(struct mig_out *m, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(m->stuck, sizeof(m->stuck), fmt, ap);
+	va_end(ap);
+}
+
+static void progress(struct mig_out *m)
+{
+	m->progress_ms = pv_now_ms();
+	m->stuck[0] = 0;
+}
+
+static void out_advance(struct mig_out *m);
+
+/* ---- the source: messages to the target ---- */
+
+static int send_to_target(struct mig_out *m, uint32_t op, zmq_msg_t *data, uint32_t flags,
+			  uint64_t offset, uint32_t length)
+{
+	struct member *t = catalog_member(m->to);
+	Pv__Migration r;
+	Pv__Header h;
+
+	if (!t || !t->up) {
+		stuck(m, "target server %u is down; the move goes on when it is back", m->to);
+		if (data)
+			zmq_msg_close(data);
+		return -1;
+	}
+	wire_header_init(&h);
+	h.op = op;
+	h.req_id = peers_next_id();
+	h.volume = m->vol->name;
+	h.volume_id = m->vol->id;
+	h.offset = offset;
+	h.length = length;
+	h.flags = flags;
+	h.hops = 1;
+	h.epoch = m->epoch;
+	record_fill(&r, m);
+	if (reply_send_member(t, &h, data, data ? NULL : &r.base) < 0) {
+		stuck(m, "cannot send to target server %u: %s", m->to, strerror(errno));
+		return -1;
+	}
+	m->busy = 1;
+	m->req_id = h.req_id;
+	m->sent_ms = pv_now_ms();
+	return 0;
+}
+
+static void send_begin(struct mig_out *m)
+{
+	send_to_target(m, PV_OP_MIG_BEGIN, NULL, 0, 0, 0);
+}
+
+static void send_switch(struct mig_out *m)
+{
+	send_to_target(m, PV_OP_MIG_SWITCH, NULL, 0, 0, 0);
+}
+
+/* The throttle: the delay before bytes may go, taken from the server's
+ * budget of max_mbps. */
+static uint64_t throttle(uint64_t bytes)
+{
+	uint64_t now = pv_now_ms();
+	uint64_t rate = (uint64_t)max_mbps() * 1000; /* bytes per ms */
+	uint64_t start = bucket_ms > now ? bucket_ms : now;
+
+	bucket_ms = start + bytes / (rate ? rate : 1);
+	return start - now;
+}
+
+static void piece_send(struct mig_out *m)
+{
+	zmq_msg_t data;
+	uint64_t off = m->page_off + (uint64_t)m->piece * m->piece_size;
+
+	if (m->hole) {
+		send_to_target(m, PV_OP_TRIM, NULL, PV_F_MIG_COPY, off, (uint32_t)m->piece_len);
+		return;
+	}
+	if (zmq_msg_init_size(&data, m->piece_len) < 0) {
+		stuck(m, "out of memory");
+		return;
+	}
+	memcpy(zmq_msg_data(&data), m->buf, m->piece_len);
+	send_to_target(m, PV_OP_WRITE, &data, PV_F_MIG_COPY, off, (uint32_t)m->piece_len);
+}
+
+/* piece read (IO thread) */
+static void read_run(struct io_job *job)
+{
+	struct mig_out *m = job->arg;
+
+	job->err = store_read_piece(job->vol, job->offset, job->length, m->buf, &m->hole);
+}
+
+static void read_done(struct io_job *job)
+{
+	struct mig_out *m = job->arg;
+	uint64_t delay;
+
+	m->busy = 0;
+	if (m->dead) {
+		free(job);
+		out_free_if_done(m);
+		return;
+	}
+	if (job->err) {
+		stuck(m, "reading piece %u failed here: %s", m->piece, strerror(job->err));
+		m->wait_until_ms = pv_now_ms() + MIGRATE_RETRY_MS;
+		free(job);
+		return;
+	}
+	free(job);
+	delay = throttle(m->hole ? MIGRATE_HOLE_COST : m->piece_len);
+	m->wait_until_ms = pv_now_ms() + delay;
+	if (delay) {
+		m->busy = 2; /* read, waiting for the throttle (migrate_tick sends) */
+		return;
+	}
+	piece_send(m);
+}
+
+static void piece_start(struct mig_out *m)
+{
+	uint64_t off = m->page_off + (uint64_t)m->piece * m->piece_size;
+	struct io_job *job;
+
+	if (m->wr_pending[m->piece])
+		return; /* writes begun before this piece was in transit: they end first */
+	m->piece_len = m->page_len - (off - m->page_off) < m->piece_size
+			   ? m->page_len - (off - m->page_off)
+			   : m->piece_size;
+	if (!m->buf)
+		m->buf = malloc(m->piece_size);
+	job = m->buf ? job_new(m->vol, read_run, read_done, m) : NULL;
+	if (!job) {
+		stuck(m, "out of memory");
+		return;
+	}
+	job->offset = off;
+	job->length = m->piece_len;
+	m->busy = 1;
+	m->req_id = 0;
+	worker_submit(job);
+}
+
+/* ---- the source: records ---- */
+
+static void record_done(struct io_job *job);
+
+/* Writes the move's record (and the extra key, if any) off the reactor;
+ * then record_done continues the move. */
+static int record_write(struct mig_out *m, const struct meta_kv *extra)
+{
+	struct kv_job *k = calloc(1, sizeof(*k));
+	struct io_job *job = k ? job_new(m->vol, kv_run, record_done, k) : NULL;
+	Pv__Migration r;
+
+	if (!job) {
+		free(k);
+		stuck(m, "out of memory");
+		return -1;
+	}
+	record_fill(&r, m);
+	if (record_kv(&k->kv[k->n++], &r, 'o') < 0) {
+		kv_job_free(job);
+		stuck(m, "out of memory");
+		return -1;
+	}
+	if (extra)
+		k->kv[k->n++] = *extra;
+	k->owner = m;
+	m->busy = 1;
+	m->req_id = 0;
+	worker_submit(job);
+	return 0;
+}
+
+static void broadcast_route(struct volume *vol, uint64_t page)
+{
+	Pv__RouteEntry e = PV__ROUTE_ENTRY__INIT, *ep = &e;
+	Pv__RouteUpdate u = PV__ROUTE_UPDATE__INIT;
+
+	e.page = page;
+	e.owner = vol->owner[page];
+	e.epoch = vol->epoch[page];
+	u.volume = vol->name;
+	u.volume_id = vol->id;
+	u.n_entries = 1;
+	u.entries = &ep;
+	for (size_t i = 0; i < srv->nmembers; i++) {
+		struct member *mb = &srv->members[i];
+		Pv__Header h;
+
+		if (mb->id == srv->cfg.id)
+			continue;
+		wire_header_init(&h);
+		h.op = PV_OP_ROUTE_UPDATE;
+		h.req_id = peers_next_id();
+		h.volume = vol->name;
+		h.volume_id = vol->id;
+		if (reply_send_member(mb, &h, NULL, &u.base) < 0)
+			pv_debug("migrate: route update of volume %s page %llu not sent to server "
+				 "%u (it fetches the routes when it is back)",
+				 vol->name, (unsigned long long)page, mb->id);
+	}
+}
+
+static void record_done(struct io_job *job)
+{
+	struct kv_job *k = job->arg;
+	struct mig_out *m = k->owner;
+	int err = job->err;
+
+	kv_job_free(job);
+	m->busy = 0;
+	if (m->dead) {
+		out_free_if_done(m);
+		return;
+	}
+	if (err) {
+		m->flip = 0; /* piece k stays in transit; its copy is done again */
+		stuck(m, "cannot record the move's progress in %s/meta: %s", srv->cfg.data_dir,
+		      strerror(err));
+		m->wait_until_ms = pv_now_ms() + MIGRATE_RETRY_MS;
+		return;
+	}
+	m->recorded = 1;
+	if (m->flip) {
+		/* piece k+1 is in transit from now: k's writes go to B only */
+		m->flip = 0;
+		m->piece++;
+		if (m->piece == m->pieces)
+			m->state = MIG_SWITCHING;
+	}
+	if (m->state == MIG_SWITCHED && m->punch_at_ms == 0) {
+		/* the route entry is durable here: B owns the page */
+		catalog_route_set(m->vol, m->page, m->to, m->epoch + 1);
+		broadcast_route(m->vol, m->page);
+		pv_info("migrate: volume %s page %llu moved %u->%u (epoch %u)", m->vol->name,
+			(unsigned long long)m->page, srv->cfg.id, m->to, m->epoch + 1);
+		m->punch_at_ms = pv_now_ms() + MIGRATE_PUNCH_DELAY_MS;
+	}
+	progress(m);
+	out_advance(m);
+}
+
+/* Persists piece k+1 in transit (or the switch) before it counts: a crash
+ * after this resumes there, and piece k's writes go to B only from now. */
+static void piece_copied(struct mig_out *m)
+{
+	uint32_t k = m->piece;
+	enum mig_state st = m->state;
+
+	m->bytes_copied += m->hole ? 0 : m->piece_len;
+	m->rate_bytes += m->hole ? 0 : m->piece_len;
+	/* the record says k+1; memory keeps k in transit until it is durable:
+	 * a crash before that resumes at k, whose writes were dual until then */
+	m->piece = k + 1;
+	if (m->piece == m->pieces)
+		m->state = MIG_SWITCHING;
+	m->flip = 1;
+	if (record_write(m, NULL) < 0) {
+		m->flip = 0;
+		m->wait_until_ms = pv_now_ms() + MIGRATE_RETRY_MS;
+	}
+	m->piece = k;
+	m->state = st;
+}
+
+/* The route entry (B, epoch + 1) and the state "switched" in one
+ * transaction: after a crash here the page is B's and still to punch. */
+static void switched(struct mig_out *m)
+{
+	struct meta_kv route;
+
+	m->state = MIG_SWITCHED;
+	m->punch_at_ms = 0;
+	route_kv(&route, m->vol, m->page, m->to, m->epoch + 1);
+	if (record_write(m, &route) < 0) {
+		free(route.val);
+		m->state = MIG_SWITCHING;
+	}
+}
+
+/* punch (IO thread), then the record goes */
+static void punch_run(struct io_job *job)
+{
+	job->err = store_punch(job->vol, job->offset, job->length);
+	if (!job->err)
+		kv_run(job);
+}
+
+static void punch_done(struct io_job *job)
+{
+	struct kv_job *k = job->arg;
+	struct mig_out *m = k->owner;
+	int err = job->err;
+
+	kv_job_free(job);
+	m->busy = 0;
+	store_page_probe(m->vol, m->page);
+	if (err) {
+		stuck(m, "cannot punch the page out of %s/volumes/%s.vol: %s", srv->cfg.data_dir,
+		      m->vol->name, strerror(err));
+		m->wait_until_ms = pv_now_ms() + MIGRATE_RETRY_MS;
+		return;
+	}
+	out_end(m, 1, NULL);
+}
+
+static void punch_start(struct mig_out *m)
+{
+	struct kv_job *k = calloc(1, sizeof(*k));
+	struct io_job *job = k ? job_new(m->vol, punch_run, punch_done, k) : NULL;
+
+	if (!job) {
+		free(k);
+		return;
+	}
+	if (job->fd < 0) {
+		job->fd = m->vol->fd;
+	}
+	record_del_kv(&k->kv[k->n++], 'o', m->vol->id, m->page);
+	k->owner = m;
+	job->offset = m->page_off;
+	job->length = m->page_len;
+	m->busy = 1;
+	worker_submit(job);
+}
+
+/* Takes the move one step further if nothing is in progress. */
+static void out_advance(struct mig_out *m)
+{
+	uint64_t now = pv_now_ms();
+
+	if (m->busy || m->dead || now < m->wait_until_ms)
+		return;
+	if (m->vol->deleted) {
+		pv_info("migrate: volume %s page %llu: the volume was deleted; move dropped",
+			m->vol->name, (unsigned long long)m->page);
+		out_end(m, 0, "volume deleted");
+		return;
+	}
+	if (m->state == MIG_SWITCHED) {
+		if (m->punch_at_ms && now >= m->punch_at_ms && !m->io_pending)
+			punch_start(m);
+		return;
+	}
+	if (paused()) {
+		stuck(m, "paused (peerctl migrate resume)");
+		return;
+	}
+	if (m->vol->fd < 0 && store_open(m->vol) < 0) {
+		stuck(m, "the data file cannot be opened here");
+		return;
+	}
+	switch (m->state) {
+	case MIG_QUEUED:
+		if (out_running() >= MIGRATE_OUT_MAX)
+			return;
+		m->state = MIG_BEGIN;
+		pv_info("migrate: volume %s page %llu: moving %u->%u in %u pieces of %u bytes",
+			m->vol->name, (unsigned long long)m->page, srv->cfg.id, m->to, m->pieces,
+			m->piece_size);
+		m->progress_ms = now;
+		m->rate_from_ms = now;
+		send_begin(m);
+		break;
+	case MIG_BEGIN:
+		send_begin(m);
+		break;
+	case MIG_COPYING:
+		if (!m->hello)
+			send_begin(m);
+		else
+			piece_start(m);
+		break;
+	case MIG_SWITCHING:
+		if (!m->hello)
+			send_begin(m);
+		else
+			send_switch(m);
+		break;
+	default:
+		break;
+	}
+}
+
+/* ---- the source: answers from the target ---- */
+
+static void out_answer(struct mig_out *m, const Pv__Header *h, const void *body, size_t len)
+{
+	Pv__Migration *r = NULL;
+
+	m->busy = 0;
+	if (m->dead) {
+		out_free_if_done(m);
+		return;
+	}
+	if (h->status != PV_ST_OK) {
+		stuck(m, "server %u: %s", m->to,
+		      h->message[0] ? h->message : wire_status_name(h->status));
+		m->wait_until_ms = pv_now_ms() + MIGRATE_RETRY_MS;
+		m->hello = 0; /* the target may have lost the move: BEGIN again first */
+		if (h->op == PV_OP_MIG_BEGIN && m->piece == 0 && m->state != MIG_SWITCHING &&
+		    h->status != PV_ST_BUSY && h->status != PV_ST_UNAVAILABLE) {
+			/* nothing is at B only yet: the move ends, A stays the owner */
+			pv_warn("migrate: volume %s page %llu: server %u refused the move: %s; "
+				"server %u stays the owner",
+				m->vol->name, (unsigned long long)m->page, m->to, m->stuck,
+				srv->cfg.id);
+			if (m->recorded) {
+				/* a record from an earlier run: drop it (no state to keep) */
+				m->state = MIG_QUEUED;
+			}
+			out_end(m, 0, m->stuck);
+		} else if (h->op != PV_OP_MIG_BEGIN && h->op != PV_OP_MIG_SWITCH &&
+			   h->status == PV_ST_NO_SPACE && m->piece == 0) {
+			/* piece 0 in transit: nothing is at B only; A stays the owner
+			 * and B frees what it took */
+			pv_warn("migrate: volume %s page %llu: server %u ran out of space: %s; "
+				"move aborted, server %u stays the owner",
+				m->vol->name, (unsigned long long)m->page, m->to, m->stuck,
+				srv->cfg.id);
+			send_to_target(m, PV_OP_MIG_ABORT, NULL, 0, 0, 0);
+			m->busy = 0;
+			out_end(m, 0, m->stuck);
+		}
+		return;
+	}
+	switch (h->op) {
+	case PV_OP_MIG_BEGIN:
+		if (body)
+			r = (Pv__Migration *)wire_body_decode(&pv__migration__descriptor, body,
+							      len);
+		if (m->state >= MIG_COPYING && m->stuck[0])
+			pv_info("migrate: volume %s page %llu: server %u answers again; going on at "
+				"piece %u of %u",
+				m->vol->name, (unsigned long long)m->page, m->to, m->piece,
+				m->pieces);
+		m->hello = 1;
+		progress(m);
+		if (r && r->state == MIG_SWITCHED && m->state >= MIG_COPYING) {
+			/* B took the page before this server recorded the switch */
+			m->piece = m->pieces;
+			switched(m);
+		} else if (m->state == MIG_BEGIN) {
+			m->state = MIG_COPYING;
+			m->piece = 0;
+			record_write(m, NULL); /* before piece 0 starts */
+		} else {
+			out_advance(m);
+		}
+		if (r)
+			pv__migration__free_unpacked(r, NULL);
+		break;
+	case PV_OP_WRITE:
+	case PV_OP_TRIM:
+		if (m->state == MIG_COPYING)
+			piece_copied(m);
+		break;
+	case PV_OP_MIG_SWITCH:
+		if (m->state == MIG_SWITCHING)
+			switched(m);
+		break;
+	default:
+		break;
+	}
+}
+
+/* ---- the target ---- */
+
+static struct mig_in *in_find(const struct volume *vol, uint64_t page)
+{
+	for (struct mig_in *i = ins; i; i = i->next)
+		if (i->vol == vol && i->page == page && !i->dead)
+			return i;
+	return NULL;
+}
+
+static void in_free(struct mig_in *in)
+{
+	if (in->jobs)
+		return;
+	for (struct mig_in **p = &ins; *p; p = &(*p)->next)
+		if (*p == in) {
+			*p = in->next;
+			break;
+		}
+	pthread_mutex_destroy(&in->lock);
+	free(in->dirty);
+	volume_put(&in->vol);
+	free(in);
+}
+
+static struct mig_in *in_new(struct volume *vol, const Pv__Migration *r)
+{
+	struct mig_in *in = calloc(1, sizeof(*in));
+
+	if (!in)
+		return NULL;
+	in->dirty = calloc((r->piece_size / PV_SECTOR + 63) / 64, sizeof(uint64_t));
+	if (!in->dirty) {
+		free(in);
+		return NULL;
+	}
+	pthread_mutex_init(&in->lock, NULL);
+	volume_get(vol);
+	in->vol = vol;
+	in->page = r->page;
+	in->page_off = r->page * vol->page_size;
+	in->page_len = page_len_of(vol, r->page);
+	in->from = r->source;
+	in->piece_size = r->piece_size;
+	in->pieces = r->pieces;
+	in->piece = r->piece;
+	in->epoch = (uint32_t)r->epoch;
+	/* the map follows the piece in transit upwards (dirty_at); after a
+	 * restart the source's piece in transit may be below what this server
+	 * recorded as copied, so it starts at the bottom */
+	in->dirty_piece = 0;
+	in->next = ins;
+	ins = in;
+	return in;
+}
+
+static void in_record_fill(Pv__Migration *r, const struct mig_in *in)
+{
+	pv__migration__init(r);
+	r->volume = (char *)in->vol->name;
+	r->volume_id = in->vol->id;
+	r->page = in->page;
+	r->source = in->from;
+	r->target = srv->cfg.id;
+	r->piece_size = in->piece_size;
+	r->pieces = in->pieces;
+	r->piece = in->piece;
+	r->epoch = in->epoch;
+	r->state = MIG_IN;
+}
+
+/* A deferred answer of the target (after its job). */
+struct in_job {
+	struct kv_job kv; /* first: kv_run works on it */
+	struct mig_in *in;
+	struct origin from;
+	Pv__Header h; /* op, req_id, version for the answer */
+	char volume[PV_MAX_NAME + 1];
+	zmq_msg_t data;
+	int has_data;
+	uint32_t piece;
+	int punch; /* MIG_ABORT: punch the page out first */
+	int begin; /* MIG_BEGIN: allocate the page first */
+};
+
+static void in_reply(struct in_job *j, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void in_reply(struct in_job *j, int status, const char *fmt, ...)
+{
+	char msg[PV_MAX_MESSAGE] = "";
+	Pv__Header r;
+
+	if (fmt) {
+		va_list ap;
+
+		va_start(ap, fmt);
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		va_end(ap);
+	}
+	reply_header(&r, j->h.op, j->h.req_id, status);
+	r.volume = j->volume;
+	r.message = msg;
+	reply_send(&j->from, &r, NULL, 0);
+}
+
+static struct in_job *in_job_new(const struct origin *from, const Pv__Header *h, struct mig_in *in)
+{
+	struct in_job *j = calloc(1, sizeof(*j));
+
+	if (!j)
+		return NULL;
+	j->from = *from;
+	wire_header_init(&j->h);
+	j->h.op = h->op;
+	j->h.req_id = h->req_id;
+	snprintf(j->volume, sizeof(j->volume), "%s", h->volume);
+	j->in = in;
+	j->kv.owner = in;
+	if (in)
+		in->jobs++;
+	return j;
+}
+
+static void in_job_free(struct io_job *job)
+{
+	struct in_job *j = job->arg;
+
+	kv_free(j->kv.kv, j->kv.n);
+	if (j->has_data)
+		zmq_msg_close(&j->data);
+	if (j->in) {
+		j->in->jobs--;
+		if (j->in->dead)
+			in_free(j->in);
+	}
+	free(j);
+	free(job);
+}
+
+/* MIG_BEGIN at the target: allocate, record (IO thread). */
+static void begin_run(struct io_job *job)
+{
+	struct in_job *j = job->arg;
+
+	job->err = store_allocate(job->vol, j->in->page_off, j->in->page_len);
+	if (!job->err)
+		kv_run(job);
+}
+
+static void begin_done(struct io_job *job)
+{
+	struct in_job *j = job->arg;
+	struct mig_in *in = j->in;
+
+	if (job->err) {
+		in_reply(j, request_status_from_errno(job->err),
+			 "server %u cannot take volume %s page %llu: %s", srv->cfg.id,
+			 in->vol->name, (unsigned long long)in->page, strerror(job->err));
+		in->dead = 1;
+	} else {
+		pv_info("migrate: volume %s page %llu: incoming from %u at piece %u of %u",
+			in->vol->name, (unsigned long long)in->page, in->from, in->piece,
+			in->pieces);
+		in_reply(j, PV_ST_OK, NULL);
+	}
+	in_job_free(job);
+}
+
+static void submit_in(struct in_job *j, void (*run)(struct io_job *), void (*done)(struct io_job *))
+{
+	struct io_job *job = job_new(j->in->vol, run, done, j);
+
+	if (!job) {
+		in_reply(j, PV_ST_BUSY, "server %u out of memory", srv->cfg.id);
+		if (j->in) {
+			j->in->jobs--;
+			if (j->in->dead)
+				in_free(j->in);
+		}
+		kv_free(j->kv.kv, j->kv.n);
+		free(j);
+		return;
+	}
+	worker_submit(job);
+}
+
+static unsigned in_count(void)
+{
+	unsigned n = 0;
+
+	for (struct mig_in *i = ins; i; i = i->next)
+		n += !i->dead;
+	return n;
+}
+
+static void op_begin(const struct origin *from, const Pv__Header *h, const Pv__Migration *r)
+{
+	struct volume *vol = volume_by_id(r->volume_id);
+	struct mig_in *in;
+	struct in_job *j;
+	Pv__Migration rec;
+
+	if (!vol || vol->deleted) {
+		reply_status(from, h, PV_ST_NO_VOLUME, "server %u has no volume id %llu",
+			     srv->cfg.id, (unsigned long long)r->volume_id);
+		return;
+	}
+	if (r->page >= vol->npages || r->target != srv->cfg.id || r->source != h->server_id ||
+	    !r->piece_size || r->piece_size % PV_SECTOR || r->pieces > MIGRATE_MAX_PIECES ||
+	    r->pieces != page_pieces(page_len_of(vol, r->page), r->piece_size) ||
+	    r->piece > r->pieces) {
+		reply_status(from, h, PV_ST_BAD_REQUEST, "malformed move of volume %s page %llu",
+			     vol->name, (unsigned long long)r->page);
+		return;
+	}
+	if (vol->owner[r->page] == srv->cfg.id && vol->epoch[r->page] == r->epoch + 1) {
+		/* switched already: the source missed our answer */
+		Pv__Migration done = *r;
+
+		done.state = MIG_SWITCHED;
+		reply_body(from, h, PV_ST_OK, NULL, &done.base);
+		return;
+	}
+	if (migrate_out_of(vol, r->page)) {
+		/* it moved away from here and is still being punched out */
+		reply_busy(from, h, MIGRATE_RETRY_MS,
+			   "volume %s page %llu: its move away from server %u is still ending",
+			   vol->name, (unsigned long long)r->page, srv->cfg.id);
+		return;
+	}
+	in = in_find(vol, r->page);
+	if (in && in->from != r->source && r->epoch > in->epoch) {
+		/* a move that never finished, from an owner of an older epoch */
+		pv_info("migrate: volume %s page %llu: dropping the unfinished move from server "
+			"%u (epoch %u); server %u owns it at epoch %llu",
+			vol->name, (unsigned long long)r->page, in->from, in->epoch, r->source,
+			(unsigned long long)r->epoch);
+		in->dead = 1;
+		in = NULL;
+	}
+	if (in && in->from != r->source) {
+		reply_status(from, h, PV_ST_REFUSED,
+			     "volume %s page %llu is already moving here from server %u", vol->name,
+			     (unsigned long long)r->page, in->from);
+		return;
+	}
+	if (in) { /* the source restarted or lost our answer: go on */
+		in->piece = r->piece;
+		reply_status(from, h, PV_ST_OK, "%s", "");
+		return;
+	}
+	if (!allowed(vol, srv->cfg.id)) {
+		reply_status(from, h, PV_ST_REFUSED,
+			     "server %u is not among volume %s's servers (peerctl volume "
+			     "set-servers)",
+			     srv->cfg.id, vol->name);
+		return;
+	}
+	if (vol->epoch[r->page] > r->epoch) {
+		reply_status(from, h, PV_ST_REFUSED,
+			     "volume %s page %llu: server %u knows a newer owner (server %u at "
+			     "epoch %u) than the source's epoch %llu",
+			     vol->name, (unsigned long long)r->page, srv->cfg.id,
+			     vol->owner[r->page], vol->epoch[r->page],
+			     (unsigned long long)r->epoch);
+		return;
+	}
+	if (in_count() >= MIGRATE_IN_MAX) {
+		reply_busy(from, h, MIGRATE_RETRY_MS, "server %u takes %u moves at a time",
+			   srv->cfg.id, MIGRATE_IN_MAX);
+		return;
+	}
+	if (vol->fd < 0 && store_open(vol) < 0) {
+		reply_status(from, h, PV_ST_IO_ERROR, "server %u cannot open volume %s's data file",
+			     srv->cfg.id, vol->name);
+		return;
+	}
+	in = in_new(vol, r);
+	j = in ? in_job_new(from, h, in) : NULL;
+	if (!j) {
+		if (in) {
+			in->dead = 1;
+			in_free(in);
+		}
+		reply_busy(from, h, MIGRATE_RETRY_MS, "server %u out of memory", srv->cfg.id);
+		return;
+	}
+	in_record_fill(&rec, in);
+	if (record_kv(&j->kv.kv[j->kv.n++], &rec, 'i') < 0) {
+		j->kv.n--;
+	}
+	submit_in(j, begin_run, begin_done);
+}
+
+/* The copy of a piece at the target (IO thread): writes the chunks no dual
+ * write changed since the piece began, then makes it durable and records
+ * it. */
+static void copy_run(struct io_job *job)
+{
+	struct in_job *j = job->arg;
+	struct mig_in *in = j->in;
+	uint64_t base = in->page_off + (uint64_t)j->piece * in->piece_size;
+	const uint8_t *data = j->has_data ? zmq_msg_data(&j->data) : NULL;
+
+	job->err = 0;
+	for (uint64_t c = 0; c < job->length && !job->err; c += MIGRATE_CHUNK) {
+		uint64_t end = c + MIGRATE_CHUNK < job->length ? c + MIGRATE_CHUNK : job->length;
+		uint64_t s = c;
+
+		pthread_mutex_lock(&in->lock);
+		while (s < end && !job->err) {
+			uint64_t e = s;
+			int dirty = in->dirty_piece == j->piece &&
+				    (in->dirty[(s / PV_SECTOR) / 64] >> ((s / PV_SECTOR) % 64)) & 1;
+
+			/* a run of sectors all dirty or all clean */
+			while (e < end) {
+				int d =
+				    in->dirty_piece == j->piece &&
+				    (in->dirty[(e / PV_SECTOR) / 64] >> ((e / PV_SECTOR) % 64)) & 1;
+
+				if (d != dirty)
+					break;
+				e += PV_SECTOR;
+			}
+			if (e > end)
+				e = end;
+			if (!dirty)
+				job->err = data
+					       ? store_write_at(job->vol, base + s, data + s, e - s)
+					       : store_punch(job->vol, base + s, e - s);
+			s = e;
+		}
+		pthread_mutex_unlock(&in->lock);
+	}
+	if (!job->err)
+		j->kv.sync = 1, kv_run(job);
+}
+
+static void copy_done(struct io_job *job)
+{
+	struct in_job *j = job->arg;
+	struct mig_in *in = j->in;
+
+	store_page_probe(in->vol, in->page);
+	if (job->err) {
+		in_reply(j, request_status_from_errno(job->err),
+			 "server %u: piece %u of volume %s page %llu not written: %s", srv->cfg.id,
+			 j->piece, in->vol->name, (unsigned long long)in->page, strerror(job->err));
+	} else {
+		if (in->piece < j->piece + 1)
+			in->piece = j->piece + 1;
+		in_reply(j, PV_ST_OK, NULL);
+	}
+	in_job_free(job);
+}
+
+/* Resets the dirty map to piece p if it is of an older piece (a newer piece
+ * began). Under the lock. */
+static void dirty_at(struct mig_in *in, uint32_t p)
+{
+	if (p > in->dirty_piece) {
+		memset(in->dirty, 0, (in->piece_size / PV_SECTOR + 63) / 64 * sizeof(uint64_t));
+		in->dirty_piece = p;
+	}
+}
+
+void migrate_copy_in(const struct origin *from, const Pv__Header *h, struct volume *vol,
+		     uint64_t length, zmq_msg_t *data)
+{
+	uint64_t page = h->offset / vol->page_size;
+	struct mig_in *in = page < vol->npages ? in_find(vol, page) : NULL;
+	struct in_job *j;
+	uint64_t rel;
+
+	if (!in || in->from != h->server_id) {
+		if (vol->owner[page] == srv->cfg.id && vol->epoch[page] > h->epoch) {
+			reply_status(from, h, PV_ST_OK, "%s", ""); /* switched: a late copy */
+			goto out;
+		}
+		reply_status(from, h, PV_ST_REFUSED,
+			     "server %u has no move of volume %s page %llu from server %u",
+			     srv->cfg.id, vol->name, (unsigned long long)page, h->server_id);
+		goto out;
+	}
+	rel = h->offset - in->page_off;
+	if (rel % in->piece_size || length > in->piece_size || rel + length > in->page_len ||
+	    (rel + length < in->page_len && length != in->piece_size)) {
+		reply_status(from, h, PV_ST_BAD_REQUEST,
+			     "piece copy at %llu+%llu does not match the move's pieces",
+			     (unsigned long long)h->offset, (unsigned long long)length);
+		goto out;
+	}
+	j = in_job_new(from, h, in);
+	if (!j) {
+		reply_busy(from, h, MIGRATE_RETRY_MS, "server %u out of memory", srv->cfg.id);
+		goto out;
+	}
+	j->piece = (uint32_t)(rel / in->piece_size);
+	pthread_mutex_lock(&in->lock);
+	dirty_at(in, j->piece);
+	pthread_mutex_unlock(&in->lock);
+	if (data) {
+		zmq_msg_init(&j->data);
+		zmq_msg_move(&j->data, data);
+		j->has_data = 1;
+	}
+	{
+		Pv__Migration rec;
+
+		in_record_fill(&rec, in);
+		rec.piece = j->piece + 1 > in->piece ? j->piece + 1 : in->piece;
+		if (record_kv(&j->kv.kv[j->kv.n++], &rec, 'i') < 0)
+			j->kv.n--;
+	}
+	{
+		struct io_job *job = job_new(vol, copy_run, copy_done, j);
+
+		if (!job) {
+			in_reply(j, PV_ST_BUSY, "server %u out of memory", srv->cfg.id);
+			in->jobs--;
+			kv_free(j->kv.kv, j->kv.n);
+			if (j->has_data)
+				zmq_msg_close(&j->data);
+			free(j);
+			goto out;
+		}
+		job->offset = h->offset;
+		job->length = length;
+		worker_submit(job);
+	}
+out:
+	if (data)
+		zmq_msg_close(data);
+}
+
+int migrate_target_accepts(struct volume *vol, uint32_t op, uint64_t offset, uint64_t length,
+			   uint32_t from)
+{
+	uint64_t page = offset / vol->page_size;
+	struct mig_in *in;
+
+	if (!length || (offset + length - 1) / vol->page_size != page)
+		return op == PV_OP_FLUSH;
+	if (vol->owner[page] == srv->cfg.id)
+		return 1; /* switched meanwhile: it is ours */
+	in = in_find(vol, page);
+	if (!in || in->from != from)
+		return 0;
+	if (op == PV_OP_WRITE || op == PV_OP_TRIM) {
+		uint64_t rel = offset - in->page_off;
+		uint32_t p1 = (uint32_t)(rel / in->piece_size);
+		uint32_t p2 = (uint32_t)((rel + length - 1) / in->piece_size);
+
+		pthread_mutex_lock(&in->lock);
+		dirty_at(in, p2);
+		if (in->dirty_piece >= p1 && in->dirty_piece <= p2) {
+			uint64_t ps = (uint64_t)in->dirty_piece * in->piece_size;
+			uint64_t a = rel > ps ? rel - ps : 0;
+			uint64_t b =
+			    rel + length - ps < in->piece_size ? rel + length - ps : in->piece_size;
+
+			for (uint64_t s = a / PV_SECTOR; s * PV_SECTOR < b; s++)
+				in->dirty[s / 64] |= 1ull << (s % 64);
+		}
+		pthread_mutex_unlock(&in->lock);
+	}
+	return 1;
+}
+
+/* MIG_SWITCH at the target: durable, then the page is ours (IO thread). */
+static void switch_done(struct io_job *job)
+{
+	struct in_job *j = job->arg;
+	struct mig_in *in = j->in;
+
+	if (job->err) {
+		in_reply(j, request_status_from_errno(job->err),
+			 "server %u cannot take volume %s page %llu: %s", srv->cfg.id,
+			 in->vol->name, (unsigned long long)in->page, strerror(job->err));
+	} else {
+		catalog_route_set(in->vol, in->page, srv->cfg.id, in->epoch + 1);
+		store_page_probe(in->vol, in->page);
+		pv_info("migrate: volume %s page %llu: now owned here (from server %u, epoch %u)",
+			in->vol->name, (unsigned long long)in->page, in->from, in->epoch + 1);
+		in->dead = 1;
+		in_reply(j, PV_ST_OK, NULL);
+	}
+	in_job_free(job);
+}
+
+static void op_switch(const struct origin *from, const Pv__Header *h, const Pv__Migration *r)
+{
+	struct volume *vol = volume_by_id(r->volume_id);
+	struct mig_in *in = vol && r->page < vol->npages ? in_find(vol, r->page) : NULL;
+	struct in_job *j;
+
+	if (vol && r->page < vol->npages && vol->owner[r->page] == srv->cfg.id &&
+	    vol->epoch[r->page] == r->epoch + 1) {
+		reply_status(from, h, PV_ST_OK, "%s", ""); /* a resend: done already */
+		return;
+	}
+	if (!in || in->from != h->server_id || in->epoch != r->epoch) {
+		reply_status(from, h, PV_ST_REFUSED,
+			     "server %u has no move of volume id %llu page %llu", srv->cfg.id,
+			     (unsigned long long)r->volume_id, (unsigned long long)r->page);
+		return;
+	}
+	j = in_job_new(from, h, in);
+	if (!j) {
+		reply_busy(from, h, MIGRATE_RETRY_MS, "server %u out of memory", srv->cfg.id);
+		return;
+	}
+	route_kv(&j->kv.kv[j->kv.n++], vol, r->page, srv->cfg.id, in->epoch + 1);
+	record_del_kv(&j->kv.kv[j->kv.n++], 'i', vol->id, r->page);
+	j->kv.sync = 1;
+	submit_in(j, kv_run, switch_done);
+}
+
+/* MIG_ABORT: nothing was copied; the page's space here goes. */
+static void abort_run(struct io_job *job)
+{
+	struct in_job *j = job->arg;
+
+	job->err = store_punch(job->vol, j->in->page_off, j->in->page_len);
+	kv_run(job);
+}
+
+static void abort_done(struct io_job *job)
+{
+	struct in_job *j = job->arg;
+
+	store_page_probe(j->in->vol, j->in->page);
+	j->in->dead = 1;
+	in_reply(j, PV_ST_OK, NULL);
+	in_job_free(job);
+}
+
+static void op_abort(const struct origin *from, const Pv__Header *h, const Pv__Migration *r)
+{
+	struct volume *vol = volume_by_id(r->volume_id);
+	struct mig_in *in = vol && r->page < vol->npages ? in_find(vol, r->page) : NULL;
+	struct in_job *j;
+
+	if (!in || in->from != h->server_id) {
+		reply_status(from, h, PV_ST_OK, "%s", "");
+		return;
+	}
+	j = in_job_new(from, h, in);
+	if (!j) {
+		reply_busy(from, h, MIGRATE_RETRY_MS, "server %u out of memory", srv->cfg.id);
+		return;
+	}
+	record_del_kv(&j->kv.kv[j->kv.n++], 'i', vol->id, r->page);
+	submit_in(j, abort_run, abort_done);
+}
+
+/* ---- routing entries ---- */
+
+static void route_queue_add(struct volume *vol, uint64_t page)
+{
+	if (route_queued == route_cap) {
+		size_t cap = route_cap ? 2 * route_cap : 64;
+		struct meta_kv *q = realloc(route_queue, cap * sizeof(*q));
+
+		if (!q)
+			return; /* kept in memory only; fetched again at the next start */
+		route_queue = q;
+		route_cap = cap;
+	}
+	route_kv(&route_queue[route_queued++], vol, page, vol->owner[page], vol->epoch[page]);
+}
+
+int migrate_route_learn(struct volume *vol, uint64_t page, uint32_t owner, uint64_t epoch)
+{
+	if (page >= vol->npages || owner == srv->cfg.id || epoch > UINT32_MAX ||
+	    !pv_route_newer(vol->epoch[page], epoch) || !catalog_member(owner))
+		return 0;
+	if (vol->owner[page] == srv->cfg.id)
+		return 0; /* ours: only our own switch gives it away */
+	catalog_route_set(vol, page, owner, (uint32_t)epoch);
+	route_queue_add(vol, page);
+	return 1;
+}
+
+static void routes_flush_done(struct io_job *job)
+{
+	kv_job_free(job);
+	route_flushing = 0;
+}
+
+static void routes_flush(void)
+{
+	struct kv_job *k;
+	struct io_job *job;
+
+	if (route_flushing || !route_queued)
+		return;
+	k = calloc(1, sizeof(*k));
+	job = k ? job_new(NULL, kv_run, routes_flush_done, k) : NULL;
+	if (!job) {
+		free(k);
+		return;
+	}
+	/* the whole queue in one transaction */
+	k->many = route_queue;
+	k->nmany = route_queued;
+	route_queue = NULL;
+	route_queued = route_cap = 0;
+	route_flushing = 1;
+	worker_submit(job);
+}
+
+static void op_routes(const struct origin *from, const Pv__Header *h)
+{
+	struct volume *vol = catalog_volume(h->volume);
+	Pv__RouteUpdate u = PV__ROUTE_UPDATE__INIT;
+	Pv__RouteEntry *e = NULL, **ep = NULL;
+	size_t n = 0;
+
+	if (!vol || (h->volume_id && h->volume_id != vol->id)) {
+		reply_status(from, h, PV_ST_NO_VOLUME, "no volume '%s'", h->volume);
+		return;
+	}
+	for (uint64_t p = 0; p < vol->npages; p++)
+		n += vol->epoch[p] > 0;
+	if (n) {
+		e = calloc(n, sizeof(*e));
+		ep = calloc(n, sizeof(*ep));
+		if (!e || !ep) {
+			free(e);
+			free(ep);
+			reply_busy(from, h, MIGRATE_RETRY_MS, "out of memory");
+			return;
+		}
+	}
+	n = 0;
+	for (uint64_t p = 0; p < vol->npages; p++) {
+		if (!vol->epoch[p])
+			continue;
+		pv__route_entry__init(&e[n]);
+		e[n].page = p;
+		e[n].owner = vol->owner[p];
+		e[n].epoch = vol->epoch[p];
+		ep[n] = &e[n];
+		n++;
+	}
+	u.volume = vol->name;
+	u.volume_id = vol->id;
+	u.n_entries = n;
+	u.entries = ep;
+	reply_body(from, h, PV_ST_OK, NULL, &u.base);
+	free(e);
+	free(ep);
+}
+
+static void learn_update(const void *body, size_t len)
+{
+	Pv__RouteUpdate *u =
+	    body ? (Pv__RouteUpdate *)wire_body_decode(&pv__route_update__descriptor, body, len)
+		 : NULL;
+	struct volume *vol = u ? volume_by_id(u->volume_id) : NULL;
+
+	for (size_t i = 0; vol && i < u->n_entries; i++)
+		migrate_route_learn(vol, u->entries[i]->page, u->entries[i]->owner,
+				    u->entries[i]->epoch);
+	if (u)
+		pv__route_update__free_unpacked(u, NULL);
+}
+
+void migrate_routes_fetch(struct member *m)
+{
+	for (struct volume *v = srv->volumes; v; v = v->next) {
+		Pv__Header h;
+
+		wire_header_init(&h);
+		h.op = PV_OP_ROUTES;
+		h.req_id = peers_next_id();
+		h.volume = v->name;
+		h.volume_id = v->id;
+		reply_send_member(m, &h, NULL, NULL);
+	}
+}
+
+/* ---- page.move ---- */
+
+static int ask_answer(const Pv__Header *h)
+{
+	for (struct mig_ask **p = &asks; *p; p = &(*p)->next) {
+		struct mig_ask *a = *p;
+
+		for (size_t i = 0; i < PEERD_MAX_MEMBERS; i++) {
+			if (!a->req_ids[i] || a->req_ids[i] != h->req_id)
+				continue;
+			a->req_ids[i] = 0;
+			if (h->status != PV_ST_OK && !a->failed) {
+				a->failed = 1;
+				snprintf(a->err, sizeof(a->err), "%s", h->message);
+			}
+			if (--a->waiting == 0) {
+				*p = a->next;
+				a->done(a->arg, !a->failed, a->failed ? a->err : NULL);
+				free(a);
+			}
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Starts the moves of the pages of [first, last] owned here; the first
+ * refusal in err (a range skips pages already moving to the same server). */
+static int start_owned(struct volume *vol, uint64_t first, uint64_t last, uint32_t to,
+		       uint32_t piece_size, char *err, size_t errlen)
+{
+	int rc = 0;
+
+	for (uint64_t p = first; p <= last && p < vol->npages; p++) {
+		struct mig_out *m;
+		char why[256];
+
+		if (vol->owner[p] != srv->cfg.id)
+			continue;
+		m = out_find(vol, p);
+		if (m && first != last && m->to == to)
+			continue;
+		if (migrate_start(vol, p, to, piece_size, why, sizeof(why)) < 0 && rc == 0) {
+			snprintf(err, errlen, "%s", why);
+			rc = -1;
+		}
+	}
+	return rc;
+}
+
+static void op_request(const struct origin *from, const Pv__Header *h, const Pv__MigrateRequest *r)
+{
+	struct volume *vol = volume_by_id(r->volume_id);
+	char err[256];
+
+	if (!vol) {
+		reply_status(from, h, PV_ST_NO_VOLUME, "server %u has no volume id %llu",
+			     srv->cfg.id, (unsigned long long)r->volume_id);
+		return;
+	}
+	if (start_owned(vol, r->first, r->last, r->target, r->piece_size, err, sizeof(err)) < 0)
+		reply_status(from, h, PV_ST_REFUSED, "%s", err);
+	else
+		reply_status(from, h, PV_ST_OK, "%s", "");
 }
 
 int migrate_request(const char *volume, uint64_t first, uint64_t last, uint32_t to,
 		    uint32_t piece_size, migrate_done_fn done, void *arg, char *err, size_t errlen)
 {
-	(void)volume, (void)first, (void)last, (void)to, (void)piece_size, (void)done, (void)arg;
-	snprintf(err, errlen, "not implemented yet");
-	return -1;
-}
+	struct volume *vol = catalog_volume(volume);
+	struct member *t = catalog_member(to);
+	struct mig_ask *a;
+	Pv__MigrateRequest r = PV__MIGRATE_REQUEST__INIT;
+	uint64_t on_target = 0;
 
-unsigned migrate_out_count(void)
-{
+	if (!vol) {
+		snprintf(err, errlen, "no volume '%s'", volume);
+		return -ENOENT;
+	}
+	if (first > last || last >= vol->npages) {
+		snprintf(err, errlen, "volume %s has pages 0-%llu; page %llu does not exist",
+			 vol->name, (unsigned long long)vol->npages - 1,
+			 (unsigned long long)(last >= vol->npages ? last : first));
+		return -1;
+	}
+	if (!t) {
+		char why[200];
+
+		remove_not_member(to, why, sizeof(why));
+		snprintf(err, errlen, "server %u: %s", to, why);
+		return -ENOENT;
+	}
+	if (!member_up(to)) {
+		snprintf(err, errlen, "server %u is down: pages cannot move to it now", to);
+		return -1;
+	}
+	if (!allowed(vol, to)) {
+		snprintf(err, errlen,
+			 "server %u is not among volume %s's servers; allow it first (peerctl "
+			 "volume set-servers %s ...)",
+			 to, vol->name, vol->name);
+		return -1;
+	}
+	if (t->draining) {
+		snprintf(err, errlen, "server %u is being evacuated; no page moves to it", to);
+		return -1;
+	}
+	if (piece_size && (piece_size % PV_SECTOR || piece_size > PV_MAX_IO ||
+			   page_pieces(vol->page_size, piece_size) > MIGRATE_MAX_PIECES)) {
+		snprintf(err, errlen,
+			 "piece size %u: a multiple of 512 bytes, at most %u, and at most %u "
+			 "pieces per page of %u bytes",
+			 piece_size, PV_MAX_IO, MIGRATE_MAX_PIECES, vol->page_size);
+		return -1;
+	}
+	for (uint64_t p = first; p <= last; p++) {
+		uint32_t o = vol->owner[p];
+
+		on_target += o == to;
+		if (o != to && !member_up(o)) {
+			snprintf(err, errlen, "volume %s page %llu: its owner, server %u, is down",
+				 vol->name, (unsigned long long)p, o);
+			return -1;
+		}
+	}
+	if (on_target == last - first + 1) {
+		char note[200];
+
+		if (first == last)
+			snprintf(note, sizeof(note), "volume %s page %llu is already on server %u",
+				 vol->name, (unsigned long long)first, to);
+		else
+			snprintf(note, sizeof(note),
+				 "volume %s pages %llu-%llu are already on server %u", vol->name,
+				 (unsigned long long)first, (unsigned long long)last, to);
+		done(arg, 1, note);
+		return 0;
+	}
+	if (start_owned(vol, first, last, to, piece_size, err, errlen) < 0)
+		return -1;
+	a = calloc(1, sizeof(*a));
+	if (!a) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	a->done = done;
+	a->arg = arg;
+	a->sent_ms = pv_now_ms();
+	r.volume = vol->name;
+	r.volume_id = vol->id;
+	r.first = first;
+	r.last = last;
+	r.target = to;
+	r.piece_size = piece_size;
+	/* every member up moves the pages it owns: a page this server's routing
+	 * places wrongly is still moved by its owner */
+	for (size_t i = 0; i < srv->nmembers; i++) {
+		struct member *m = &srv->members[i];
+		Pv__Header h;
+
+		if (m->id == srv->cfg.id || !m->up)
+			continue;
+		wire_header_init(&h);
+		h.op = PV_OP_MIG_REQUEST;
+		h.req_id = peers_next_id();
+		h.volume = vol->name;
+		h.volume_id = vol->id;
+		if (reply_send_member(m, &h, NULL, &r.base) == 0) {
+			a->req_ids[i] = h.req_id;
+			a->waiting++;
+		}
+	}
+	if (!a->waiting) {
+		done(arg, 1, NULL);
+		free(a);
+		return 0;
+	}
+	a->next = asks;
+	asks = a;
 	return 0;
 }
 
-size_t migrate_list(struct migrate_info *out, size_t max)
+static void asks_tick(void)
 {
-	(void)out, (void)max;
+	uint64_t now = pv_now_ms();
+
+	for (struct mig_ask **p = &asks; *p;) {
+		struct mig_ask *a = *p;
+
+		if (now - a->sent_ms < MIGRATE_RESEND_MS) {
+			p = &a->next;
+			continue;
+		}
+		*p = a->next;
+		a->done(a->arg, 0,
+			a->failed ? a->err : "a member did not answer the move request in time");
+		free(a);
+	}
+}
+
+/* ---- starting a move ---- */
+
+int migrate_start(struct volume *vol, uint64_t page, uint32_t to, uint32_t piece_size, char *err,
+		  size_t errlen)
+{
+	struct member *t = catalog_member(to);
+	struct mig_out *m, *cur;
+	uint64_t len;
+	unsigned queued = 0;
+
+	if (page >= vol->npages) {
+		snprintf(err, errlen, "volume %s has no page %llu", vol->name,
+			 (unsigned long long)page);
+		return -1;
+	}
+	if (vol->owner[page] != srv->cfg.id) {
+		snprintf(err, errlen, "volume %s page %llu is owned by server %u, not server %u",
+			 vol->name, (unsigned long long)page, vol->owner[page], srv->cfg.id);
+		return -1;
+	}
+	if ((cur = out_find(vol, page))) {
+		snprintf(err, errlen,
+			 "volume %s page %llu is already moving to server %u (%s, piece %u of %u)",
+			 vol->name, (unsigned long long)page, cur->to,
+			 migrate_state_name(cur->state), cur->piece, cur->pieces);
+		return -1;
+	}
+	if (to == srv->cfg.id) {
+		snprintf(err, errlen, "volume %s page %llu is already on server %u", vol->name,
+			 (unsigned long long)page, to);
+		return -1;
+	}
+	if (!t || !member_up(to) || !allowed(vol, to) || t->draining) {
+		snprintf(err, errlen, "server %u cannot take volume %s's pages (%s)", to, vol->name,
+			 !t		     ? "not a member"
+			 : !member_up(to)    ? "down"
+			 : !allowed(vol, to) ? "not among the volume's servers"
+					     : "being evacuated");
+		return -1;
+	}
+	for (struct mig_out *o = outs; o; o = o->next)
+		queued++;
+	if (queued >= MIGRATE_QUEUE_MAX) {
+		snprintf(err, errlen, "server %u has %u moves queued already", srv->cfg.id, queued);
+		return -1;
+	}
+	len = page_len_of(vol, page);
+	if (!piece_size)
+		piece_size = MIGRATE_PIECE_DEFAULT;
+	if (piece_size > len)
+		piece_size = (uint32_t)((len + PV_SECTOR - 1) / PV_SECTOR * PV_SECTOR);
+	m = calloc(1, sizeof(*m));
+	if (m)
+		m->wr_pending = calloc(page_pieces(len, piece_size), sizeof(uint32_t));
+	if (!m || !m->wr_pending) {
+		free(m);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	volume_get(vol);
+	m->vol = vol;
+	m->page = page;
+	m->page_off = page * vol->page_size;
+	m->page_len = len;
+	m->to = to;
+	m->piece_size = piece_size;
+	m->pieces = page_pieces(len, piece_size);
+	m->epoch = vol->epoch[page];
+	m->state = MIG_QUEUED;
+	m->started = unix_now();
+	m->progress_ms = pv_now_ms();
+	m->vnext = vol->migrating;
+	vol->migrating = m;
+	/* at the end of the list: moves start in the order asked */
+	{
+		struct mig_out **p = &outs;
+
+		while (*p)
+			p = &(*p)->next;
+		*p = m;
+	}
+	out_advance(m);
 	return 0;
 }
 
-int migrate_page_state(const struct volume *vol, uint64_t page, struct migrate_info *info)
+/* ---- the data path (request.c) ---- */
+
+struct mig_out *migrate_out_of(const struct volume *vol, uint64_t page)
 {
-	(void)vol, (void)page, (void)info;
+	return vol->migrating ? out_find(vol, page) : NULL;
+}
+
+int migrate_touches(const struct volume *vol, uint64_t offset, uint64_t length)
+{
+	if (!vol->migrating || !length)
+		return 0;
+	for (struct mig_out *m = vol->migrating; m; m = m->vnext)
+		if (!m->dead && offset < m->page_off + m->page_len && m->page_off < offset + length)
+			return 1;
 	return 0;
 }
 
-void migrate_heartbeat_fill(Pv__Heartbeat *hb)
+void migrate_part(struct mig_out *m, uint64_t offset, uint64_t length, uint32_t op,
+		  enum mig_route *route, uint64_t *run_len, uint32_t *first, uint32_t *last)
 {
-	(void)hb;
+	uint64_t rel = offset - m->page_off;
+	uint32_t p = (uint32_t)(rel / m->piece_size);
+	enum mig_route r = migrate_route(m->state, p, m->piece, op);
+	uint64_t end = rel;
+
+	*first = p;
+	for (;;) {
+		uint64_t piece_end = ((uint64_t)p + 1) * m->piece_size;
+
+		if (piece_end > m->page_len)
+			piece_end = m->page_len;
+		end = piece_end < rel + length ? piece_end : rel + length;
+		*last = p;
+		if (end >= rel + length || ++p >= m->pieces ||
+		    migrate_route(m->state, p, m->piece, op) != r)
+			break;
+	}
+	*route = r;
+	*run_len = end - rel;
 }
 
-void migrate_heartbeat_free(Pv__Heartbeat *hb)
+uint32_t migrate_target(const struct mig_out *m)
 {
-	(void)hb;
+	return m->to;
 }
+
+void migrate_job_begin(struct io_job *job, struct mig_out *m, uint32_t first, uint32_t last,
+		       int counted)
+{
+	job->mig = m;
+	job->mig_first = first;
+	job->mig_last = last;
+	job->mig_counted = counted;
+	m->io_pending++;
+	if (counted)
+		for (uint32_t p = first; p <= last && p < m->pieces; p++)
+			m->wr_pending[p]++;
+}
+
+void migrate_job_end(struct io_job *job)
+{
+	struct mig_out *m = job->mig;
+
+	if (!m)
+		return;
+	job->mig = NULL;
+	m->io_pending--;
+	if (job->mig_counted)
+		for (uint32_t p = job->mig_first; p <= job->mig_last && p < m->pieces; p++)
+			m->wr_pending[p]--;
+	if (m->dead)
+		out_free_if_done(m);
+	else if (!m->busy)
+		out_advance(m); /* a piece may have waited for this write */
+}
+
+size_t migrate_flush_targets(const struct volume *vol, uint32_t *out, size_t max)
+{
+	size_t n = 0;
+
+	for (struct mig_out *m = vol->migrating; m && n < max; m = m->vnext) {
+		int seen = 0;
+
+		if (m->dead || m->state < MIG_COPYING || m->state > MIG_SWITCHING)
+			continue;
+		for (size_t i = 0; i < n; i++)
+			seen |= out[i] == m->to;
+		if (!seen)
+			out[n++] = m->to;
+	}
+	return n;
+}
+
+/* ---- peer messages ---- */
 
 void migrate_peer_op(const struct origin *from, const Pv__Header *h, const void *body, size_t len)
 {
-	(void)body, (void)len;
-	reply_status(from, h, PV_ST_BAD_REQUEST, "not implemented yet");
+	switch (h->op) {
+	case PV_OP_ROUTES:
+		op_routes(from, h);
+		return;
+	case PV_OP_ROUTE_UPDATE:
+		learn_update(body, len);
+		return;
+	case PV_OP_MIG_REQUEST: {
+		Pv__MigrateRequest *r = body ? (Pv__MigrateRequest *)wire_body_decode(
+						   &pv__migrate_request__descriptor, body, len)
+					     : NULL;
+
+		if (!r) {
+			reply_status(from, h, PV_ST_BAD_REQUEST,
+				     "MIG_REQUEST body does not decode");
+			return;
+		}
+		op_request(from, h, r);
+		pv__migrate_request__free_unpacked(r, NULL);
+		return;
+	}
+	default: {
+		Pv__Migration *r =
+		    body ? (Pv__Migration *)wire_body_decode(&pv__migration__descriptor, body, len)
+			 : NULL;
+
+		if (!r || !r->volume) {
+			reply_status(from, h, PV_ST_BAD_REQUEST, "%s body does not decode",
+				     wire_op_name(h->op));
+			if (r)
+				pv__migration__free_unpacked(r, NULL);
+			return;
+		}
+		if (h->op == PV_OP_MIG_BEGIN)
+			op_begin(from, h, r);
+		else if (h->op == PV_OP_MIG_SWITCH)
+			op_switch(from, h, r);
+		else
+			op_abort(from, h, r);
+		pv__migration__free_unpacked(r, NULL);
+	}
+	}
 }
 
 void migrate_peer_reply(struct member *m, const Pv__Header *h, const void *body, size_t len)
 {
-	(void)m, (void)h, (void)body, (void)len;
+	if (h->op == PV_OP_ROUTES) {
+		if (h->status == PV_ST_OK)
+			learn_update(body, len);
+		return;
+	}
+	if (h->op == PV_OP_MIG_REQUEST) {
+		ask_answer(h);
+		return;
+	}
+	for (struct mig_out *o = outs; o; o = o->next) {
+		if (o->busy == 1 && o->req_id && o->req_id == h->req_id && o->to == m->id) {
+			o->req_id = 0;
+			out_answer(o, h, body, len);
+			return;
+		}
+	}
 }
 
-int migrate_route_learn(struct volume *vol, uint64_t page, uint32_t owner, uint64_t epoch)
+/* ---- ticks, list, heartbeat ---- */
+
+void migrate_tick(void *arg)
 {
-	if (owner == srv->cfg.id || !pv_route_newer(vol->epoch[page], epoch))
+	uint64_t now = pv_now_ms();
+
+	(void)arg;
+	asks_tick();
+	routes_flush();
+	for (struct mig_out *m = outs, *next; m; m = next) {
+		next = m->next;
+		if (m->dead)
+			continue;
+		if (now - m->rate_from_ms >= 5000) {
+			m->rate_kbps =
+			    (uint32_t)(m->rate_bytes / 1024 * 1000 / (now - m->rate_from_ms));
+			m->rate_bytes = 0;
+			m->rate_from_ms = now;
+		}
+		if (m->busy == 2 && now >= m->wait_until_ms) {
+			m->busy = 0;
+			piece_send(m); /* the throttle let it go */
+			continue;
+		}
+		if (m->busy == 1 && m->req_id && now - m->sent_ms > MIGRATE_RESEND_MS) {
+			m->busy = 0; /* no answer: the step again */
+			m->req_id = 0;
+			stuck(m, "no answer from server %u within %d s", m->to,
+			      MIGRATE_RESEND_MS / 1000);
+		}
+		if (m->state != MIG_QUEUED && m->state != MIG_SWITCHED && m->stuck[0] &&
+		    now - m->progress_ms > MIGRATE_STUCK_MS && now - stuck_logged_ms > 60000) {
+			stuck_logged_ms = now;
+			pv_warn(
+			    "migrate: volume %s page %llu %u->%u makes no progress for %llu s: %s",
+			    m->vol->name, (unsigned long long)m->page, srv->cfg.id, m->to,
+			    (unsigned long long)(now - m->progress_ms) / 1000, m->stuck);
+		}
+		out_advance(m);
+	}
+	for (struct mig_in *i = ins, *next; i; i = next) {
+		next = i->next;
+		if (i->vol->deleted && !i->dead)
+			i->dead = 1;
+		if (i->dead)
+			in_free(i);
+	}
+}
+
+size_t migrate_list(struct migrate_info *out, size_t max)
+{
+	size_t n = 0;
+
+	for (struct mig_out *m = outs; m && n < max; m = m->next)
+		if (!m->dead)
+			info_of(&out[n++], m);
+	for (size_t i = 0; i < srv->nmembers && n < max; i++) {
+		const Pv__Heartbeat *hb = srv->members[i].last_hb;
+
+		if (srv->members[i].id == srv->cfg.id || !hb || !srv->members[i].up)
+			continue;
+		for (size_t k = 0; k < hb->n_migrations && n < max; k++) {
+			const Pv__Migration *r = hb->migrations[k];
+			struct migrate_info *x = &out[n++];
+
+			memset(x, 0, sizeof(*x));
+			snprintf(x->volume, sizeof(x->volume), "%s", r->volume ? r->volume : "");
+			x->volume_id = r->volume_id;
+			x->page = r->page;
+			x->from = r->source;
+			x->to = r->target;
+			x->piece_size = r->piece_size;
+			x->pieces = r->pieces;
+			x->piece = r->piece;
+			x->state = r->state <= MIG_IN ? (enum mig_state)r->state : MIG_QUEUED;
+			x->started = r->started;
+			x->bytes_copied = r->bytes_copied;
+			x->rate_kbps = r->rate_kbps;
+			snprintf(x->stuck, sizeof(x->stuck), "%s", r->stuck ? r->stuck : "");
+		}
+	}
+	return n;
+}
+
+int migrate_page_state(const struct volume *vol, uint64_t page, struct migrate_info *info)
+{
+	struct mig_out *m = vol->migrating ? out_find(vol, page) : NULL;
+	struct mig_in *in;
+
+	if (m) {
+		if (info)
+			info_of(info, m);
+		return 1;
+	}
+	for (in = ins; in; in = in->next)
+		if (in->vol == vol && in->page == page && !in->dead)
+			break;
+	if (!in)
 		return 0;
-	catalog_route_set(vol, page, owner, (uint32_t)epoch);
+	if (info) {
+		memset(info, 0, sizeof(*info));
+		snprintf(info->volume, sizeof(info->volume), "%s", vol->name);
+		info->volume_id = vol->id;
+		info->page = page;
+		info->from = in->from;
+		info->to = srv->cfg.id;
+		info->piece_size = in->piece_size;
+		info->pieces = in->pieces;
+		info->piece = in->piece;
+		info->state = MIG_IN;
+	}
 	return 1;
 }
 
-void migrate_routes_fetch(struct member *m)
+#define HB_MIGRATIONS_MAX 64
+
+void migrate_heartbeat_fill(Pv__Heartbeat *hb)
 {
-	(void)m;
+	Pv__Migration **list;
+	size_t n = 0;
+
+	hb->n_migrations = 0;
+	hb->migrations = NULL;
+	for (struct mig_out *m = outs; m; m = m->next)
+		n += !m->dead;
+	if (!n)
+		return;
+	if (n > HB_MIGRATIONS_MAX)
+		n = HB_MIGRATIONS_MAX;
+	list = calloc(n, sizeof(*list) + sizeof(Pv__Migration));
+	if (!list)
+		return;
+	{
+		Pv__Migration *recs = (Pv__Migration *)(list + n);
+		size_t k = 0;
+
+		for (struct mig_out *m = outs; m && k < n; m = m->next) {
+			if (m->dead)
+				continue;
+			record_fill(&recs[k], m);
+			recs[k].rate_kbps = m->rate_kbps;
+			recs[k].stuck = m->stuck;
+			list[k] = &recs[k];
+			k++;
+		}
+		hb->n_migrations = k;
+	}
+	hb->migrations = list;
+}
+
+void migrate_heartbeat_free(Pv__Heartbeat *hb)
+{
+	free(hb->migrations);
+	hb->migrations = NULL;
+	hb->n_migrations = 0;
+}
+
+/* ---- start-up ---- */
+
+struct load_ctx {
+	struct meta_kv *stale;
+	size_t nstale, cap;
+};
+
+static void load_stale(struct load_ctx *c, const char *db, const char *key, size_t klen)
+{
+	if (c->nstale == c->cap) {
+		size_t cap = c->cap ? 2 * c->cap : 16;
+		struct meta_kv *s = realloc(c->stale, cap * sizeof(*s));
+
+		if (!s)
+			return;
+		c->stale = s;
+		c->cap = cap;
+	}
+	memset(&c->stale[c->nstale], 0, sizeof(c->stale[0]));
+	c->stale[c->nstale].db = db;
+	snprintf(c->stale[c->nstale].key, sizeof(c->stale[0].key), "%.*s", (int)klen, key);
+	c->nstale++;
+}
+
+static int load_route(void *arg, const char *key, size_t klen, const void *val, size_t vlen)
+{
+	struct load_ctx *c = arg;
+	uint64_t vol_id, page;
+	uint32_t e[2];
+	struct volume *vol;
+
+	if (parse_key(key, klen, NULL, &vol_id, &page) < 0 || vlen != sizeof(e))
+		return 0;
+	memcpy(e, val, sizeof(e));
+	vol = volume_by_id(vol_id);
+	if (!vol || page >= vol->npages) {
+		load_stale(c, "route_pages", key, klen); /* a deleted volume's */
+		return 0;
+	}
+	if (e[1] > vol->epoch[page])
+		catalog_route_set(vol, page, e[0], e[1]);
+	return 0;
+}
+
+static int load_move(void *arg, const char *key, size_t klen, const void *val, size_t vlen)
+{
+	struct load_ctx *c = arg;
+	Pv__Migration *r = pv__migration__unpack(NULL, vlen, val);
+	struct volume *vol = r ? volume_by_id(r->volume_id) : NULL;
+	char role;
+	uint64_t vol_id, page;
+
+	if (!r || parse_key(key, klen, &role, &vol_id, &page) < 0 || !vol ||
+	    r->page >= vol->npages || !r->piece_size || r->pieces > MIGRATE_MAX_PIECES ||
+	    r->piece > r->pieces) {
+		load_stale(c, "migrations", key, klen);
+		if (r)
+			pv__migration__free_unpacked(r, NULL);
+		return 0;
+	}
+	if (role == 'i') {
+		struct mig_in *in = in_new(vol, r);
+
+		if (in)
+			pv_info("migrate: volume %s page %llu: incoming from %u at piece %u of %u",
+				vol->name, (unsigned long long)r->page, r->source, r->piece,
+				r->pieces);
+	} else {
+		struct mig_out *m = calloc(1, sizeof(*m));
+
+		if (m)
+			m->wr_pending = calloc(r->pieces ? r->pieces : 1, sizeof(uint32_t));
+		if (!m || !m->wr_pending) {
+			free(m);
+			pv__migration__free_unpacked(r, NULL);
+			return -1;
+		}
+		volume_get(vol);
+		m->vol = vol;
+		m->page = r->page;
+		m->page_off = r->page * vol->page_size;
+		m->page_len = page_len_of(vol, r->page);
+		m->to = r->target;
+		m->piece_size = r->piece_size;
+		m->pieces = r->pieces;
+		m->piece = r->piece;
+		m->epoch = (uint32_t)r->epoch;
+		m->state = r->state >= MIG_COPYING && r->state <= MIG_SWITCHED
+			       ? (enum mig_state)r->state
+			       : MIG_COPYING;
+		m->started = r->started;
+		m->bytes_copied = r->bytes_copied;
+		m->recorded = 1;
+		m->progress_ms = pv_now_ms();
+		m->rate_from_ms = m->progress_ms;
+		if (m->state == MIG_SWITCHED) {
+			/* the route is recorded (same transaction): B's */
+			m->punch_at_ms = pv_now_ms() + MIGRATE_PUNCH_DELAY_MS;
+			if (vol->owner[m->page] == srv->cfg.id)
+				catalog_route_set(vol, m->page, m->to, m->epoch + 1);
+		}
+		m->vnext = vol->migrating;
+		vol->migrating = m;
+		m->next = outs;
+		outs = m;
+		pv_info("migrate: volume %s page %llu: resuming at piece %u of %u (%s, to server "
+			"%u)",
+			vol->name, (unsigned long long)m->page, m->piece, m->pieces,
+			migrate_state_name(m->state), m->to);
+	}
+	pv__migration__free_unpacked(r, NULL);
+	return 0;
+}
+
+int migrate_load(void)
+{
+	struct load_ctx c = {0};
+	int rc = 0;
+
+	if (meta_each("route_pages", load_route, &c) < 0 ||
+	    meta_each("migrations", load_move, &c) < 0)
+		rc = -1;
+	if (c.nstale) {
+		pv_info("migrate: dropping %zu record(s) of deleted volumes", c.nstale);
+		meta_put_many(c.stale, c.nstale);
+	}
+	free(c.stale);
+	return rc;
 }
 
 void migrate_free(void)
 {
+	while (outs) {
+		struct mig_out *m = outs;
+
+		outs = m->next;
+		m->vnext = NULL;
+		m->vol->migrating = NULL;
+		volume_put(&m->vol);
+		free(m->wr_pending);
+		free(m->buf);
+		free(m);
+	}
+	while (ins) {
+		struct mig_in *i = ins;
+
+		i->jobs = 0;
+		in_free(i);
+	}
+	while (asks) {
+		struct mig_ask *a = asks;
+
+		asks = a->next;
+		a->done(a->arg, 0, NULL);
+		free(a);
+	}
+	kv_free(route_queue, route_queued);
+	free(route_queue);
+	route_queue = NULL;
+	route_queued = route_cap = 0;
 }

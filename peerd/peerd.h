@@ -22,13 +22,13 @@
 
 #define PEERD_MAX_MEMBERS      64
 #define PEERD_HEARTBEAT_MS     1000
-#define PEERD_TICK_MS          100 /* catalog and forwarding timeouts run this often */
+#define PEERD_TICK_MS	       100 /* catalog and forwarding timeouts run this often */
 #define PEERD_RECV_BATCH       256 /* messages read from one socket per round */
 #define PEERD_DOWN_AFTER_MS    3000
 #define PEERD_CLIENT_EXPIRE_MS 10000
 #define PEERD_TXN_TIMEOUT_MS   5000
 #define PEERD_LOCK_TIMEOUT_MS  10000
-#define PEERD_JOIN_WAIT_S	   25 /* most a joiner waits for its answer */
+#define PEERD_JOIN_WAIT_S      25 /* most a joiner waits for its answer */
 /* A coordinator commits only within PEERD_LOCK_TIMEOUT_MS minus this of
  * sending its PREPAREs, so that its COMMIT reaches every participant while
  * the participant's lock (taken after that moment) still holds (change.c). */
@@ -37,10 +37,10 @@
 #define PEERD_COMMIT_RESENDS	   3	 /* ... this many times at most */
 #define PEERD_CATALOG_HASH_LEN	   32	 /* BLAKE2b-256 of the catalog (catalog_hash) */
 #define PEERD_DIVERGED_LOG_MS	   60000 /* a catalog divergence is logged this often */
-#define PEERD_FWD_TIMEOUT_MS	   5000 /* a forwarded part without an answer fails UNAVAILABLE */
-#define PEERD_CATALOG_LAG_RETRY_MS 50 /* BUSY: a volume id this server has not learnt yet */
-#define PEERD_ZMQ_PING_MS   2000  /* ZMTP PING to every ZeroMQ peer this often */
-#define PEERD_ZMQ_SILENT_MS 10000 /* and drop one silent this long after a PING */
+#define PEERD_FWD_TIMEOUT_MS	   5000	 /* a forwarded part without an answer fails UNAVAILABLE */
+#define PEERD_CATALOG_LAG_RETRY_MS 50	 /* BUSY: a volume id this server has not learnt yet */
+#define PEERD_ZMQ_PING_MS	   2000	 /* ZMTP PING to every ZeroMQ peer this often */
+#define PEERD_ZMQ_SILENT_MS	   10000 /* and drop one silent this long after a PING */
 
 /* Clients' low-water marks (late copies, clients.c): kept this long after
  * the last request that renewed one, for at most this many clients. */
@@ -86,13 +86,13 @@ struct volume {
 	uint64_t owned_count[PEERD_MAX_MEMBERS]; /* pages owned by holders_ids[i] */
 	uint32_t owned_ids[PEERD_MAX_MEMBERS];	 /* ... (catalog_route_set keeps */
 	size_t nowned;				 /* them: O(1) per moved page) */
-	uint64_t balance_gen;	    /* VolumeInfo.balance_gen (placement.c) */
-	uint64_t balanced_gen;	    /* placement.c: this server holds its share as of */
-	struct mig_out *migrating;  /* migrate.c: this server's moves of its pages */
-	int fd;		 /* data file, -1 when not open */
-	uint64_t dev;	 /* st_dev and st_ino of fd (store_open): what a client */
-	uint64_t ino;	 /* that maps the file names it by (PV_F_MAP) */
-	int inline_io;	 /* store.c: STORE_INLINE_* bits, what may run on the reactor */
+	uint64_t balance_gen;			 /* VolumeInfo.balance_gen (placement.c) */
+	uint64_t balanced_gen;	   /* placement.c: this server holds its share as of */
+	struct mig_out *migrating; /* migrate.c: this server's moves of its pages */
+	int fd;			   /* data file, -1 when not open */
+	uint64_t dev;		   /* st_dev and st_ino of fd (store_open): what a client */
+	uint64_t ino;		   /* that maps the file names it by (PV_F_MAP) */
+	int inline_io;		   /* store.c: STORE_INLINE_* bits, what may run on the reactor */
 	uint32_t holders[PEERD_MAX_MEMBERS]; /* connection table: owners of >= 1 page, */
 	size_t nholders;		     /* ascending; catalog_routes_changed */
 	uint64_t owned_here;		     /* pages this server owns */
@@ -149,7 +149,7 @@ struct request {
 	struct request *shadow; /* older request of the same key, out of the table */
 	uint32_t op;
 	uint64_t client_id;
-	uint64_t req_id; /* right after client_id: the two are the table's key */
+	uint64_t req_id;	    /* right after client_id: the two are the table's key */
 	uint64_t client_req;	    /* the client's own req_id for it (a forwarded
 				     * part's Header.client_req_id; 0: unknown) */
 	uint64_t client_done_below; /* the client's low-water mark, the largest known
@@ -162,7 +162,7 @@ struct request {
 	int batch_reply;  /* the sender speaks 1.1: the reply may be batched */
 	struct volume *vol;
 	struct origin from; /* who asked: the reply goes there */
-	zmq_msg_t data; /* WRITE payload */
+	zmq_msg_t data;	    /* WRITE payload */
 	int has_data;
 	uint8_t *buf;		/* READ result, length bytes (malloc'd, or in shm) */
 	struct shm_region *shm; /* PV_F_SHM: the client's memory holds the data */
@@ -173,11 +173,13 @@ struct request {
 	int pending; /* parts not yet done */
 	int status;  /* first non-OK status of a part */
 	uint32_t moved_to;
+	uint64_t moved_epoch; /* with MOVED: the routing entry's epoch */
+	uint32_t from_server; /* Header.server_id: the peer that forwarded it */
 	char message[160];
 };
 
 /* One unit of disk work for an IO worker thread. */
-enum io_kind { IO_READ, IO_WRITE, IO_TRIM, IO_FLUSH };
+enum io_kind { IO_READ, IO_WRITE, IO_TRIM, IO_FLUSH, IO_CALL };
 
 struct io_job {
 	struct io_job *next;
@@ -190,6 +192,17 @@ struct io_job {
 	int err; /* errno of the operation, 0 on success (set by the worker) */
 	struct request *req;
 	struct volume *vol;
+	/* IO_CALL: run(job) on an IO thread, then done(job) on the reactor
+	 * (instead of request_io_done): work that must not stall the reactor
+	 * (migrate.c: piece copies, fdatasync, LMDB records). */
+	void (*run)(struct io_job *job);
+	void (*done)(struct io_job *job);
+	void *arg;
+	/* migrate.c: a local job on a page moving out of this server counts
+	 * as in flight on it (mig_first..mig_last: pieces whose copy waits) */
+	struct mig_out *mig;
+	uint32_t mig_first, mig_last;
+	int mig_counted; /* the pieces' counts were raised for it */
 };
 
 /* How a command that changes the catalog (volume create/delete, group
@@ -316,7 +329,7 @@ int request_check_range(const Pv__Header *h, uint64_t length, const char *volume
 void request_io_done(struct io_job *job);
 /* Completes one forwarded part with the owner's answer. */
 void request_part_done(struct request *req, uint64_t buf_off, int status, uint32_t new_owner,
-		       zmq_msg_t *data, const char *message);
+		       uint64_t epoch, zmq_msg_t *data, const char *message);
 /* Whether a data request's volume_id names vol (or names none: senders
  * before protocol 1.2); else replies NO_VOLUME (the sender's handle belongs
  * to a deleted volume of the same name) or BUSY (this server's catalog lags)
@@ -401,6 +414,22 @@ int store_can_hold(uint64_t size, char *err, size_t errlen);
 uint64_t store_free(void);
 /* Removes the data of one page (punches it out). */
 int store_punch_page(struct volume *vol, uint64_t page);
+/* For migrate.c's IO_CALL jobs (IO threads; errno-style returns: 0 or an
+ * errno). Reads [off, +len) into buf, or sets *hole when it holds no data
+ * (SEEK_DATA) without reading. */
+int store_read_piece(struct volume *vol, uint64_t off, uint64_t len, uint8_t *buf, int *hole);
+/* pwrite of all of buf. */
+int store_write_at(struct volume *vol, uint64_t off, const uint8_t *buf, uint64_t len);
+/* Punches [off, +len) out. */
+int store_punch(struct volume *vol, uint64_t off, uint64_t len);
+/* Allocates [off, +len) (fallocate, keeping the size): the space a page
+ * moving here needs, so that its copy cannot run out of it. */
+int store_allocate(struct volume *vol, uint64_t off, uint64_t len);
+/* fdatasync of the data file. */
+int store_sync(struct volume *vol);
+/* The page map's bit of page, probed again (after a migration wrote or
+ * punched it; reactor). */
+void store_page_probe(struct volume *vol, uint64_t page);
 
 /* 1 if every byte of [offset, offset+length) of the open data file is in the
  * page cache now (cachestat(2)), so that a client copying it out of its own
@@ -415,9 +444,24 @@ void meta_close(void);
 /* Reads a value; returns a malloc'ed copy in *val (free it), 0, 1 if absent,
  * -1 on error. */
 int meta_get(const char *db, const char *key, void **val, size_t *len);
-/* Writes values in one transaction: n (key, value) pairs into db; a NULL
- * value deletes the key. Returns 0 or -1. */
+/* Writes one value into db; a NULL value deletes the key. Returns 0 or -1. */
 int meta_put(const char *db, const char *key, const void *val, size_t len);
+/* One key of meta_put_many: val NULL deletes it. */
+struct meta_kv {
+	const char *db;
+	char key[48];
+	void *val;
+	size_t len;
+};
+/* Writes n keys (of any databases) in one transaction. Callable from an IO
+ * thread (migrate.c: records written off the reactor; LMDB serializes
+ * writers). Returns 0 or -1 (logged). */
+int meta_put_many(const struct meta_kv *kv, size_t n);
+/* Calls fn for every (key, value) of db in key order (read-only); fn
+ * returns 0 to go on. Returns 0, or -1 on error. */
+int meta_each(const char *db,
+	      int (*fn)(void *arg, const char *key, size_t klen, const void *val, size_t vlen),
+	      void *arg);
 /* Writes the catalog and the routing tables of the listed volumes in one
  * transaction; deletes the routing tables of removed names. */
 int meta_put_catalog(const void *cat, size_t cat_len, struct volume *const *vols, size_t nvols,
@@ -525,8 +569,7 @@ void change_run(struct change **chp);
  * not waited for (group remove of a member that is down). */
 void change_exclude(struct change *ch, uint32_t id);
 /* Handles CAT_PREPARE/COMMIT/ABORT from a coordinator (participant side). */
-void change_peer_op(const struct origin *from, const Pv__Header *h, const void *body,
-		    size_t len);
+void change_peer_op(const struct origin *from, const Pv__Header *h, const void *body, size_t len);
 /* Handles a member's answer to our CAT_PREPARE or CAT_COMMIT. */
 void change_peer_reply(struct member *m, const Pv__Header *h);
 /* Sends PREPAREs not sent yet; fails a change a member left unanswered. */
@@ -577,8 +620,7 @@ uint64_t change_new_txid(void);
 /* join.c */
 /* Handles JOIN from a server joining the group: adds it by a change and
  * answers with the committed catalog. */
-void join_peer_op(const struct origin *from, const Pv__Header *h, const void *body,
-		  size_t len);
+void join_peer_op(const struct origin *from, const Pv__Header *h, const void *body, size_t len);
 /* The reactor's poller of the socket of this server's join in progress
  * (none when there is no join). */
 size_t join_poll_fill(zmq_pollitem_t *items, size_t max, void *arg);
@@ -726,7 +768,7 @@ int linkset_is_ident(const uint8_t *ident, size_t len);
  * writes it at once (a large request's answer: the sender starts on it
  * while this server works on the next); -1 if the link is gone. */
 int linkset_reply(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *payload,
-		int now);
+		  int now);
 /* Queues h (+ payload, moved) on m's link (m->link_up), written at once
  * with now. Returns 0 or -1. */
 int linkset_send(struct member *m, const Pv__Header *h, zmq_msg_t *payload, int now);
@@ -748,7 +790,7 @@ void linkset_reap(void);
 /* Fills poll items (at most max; LINKSET_POLL_MAX is enough for all) for the
  * listener and every link; returns how many. */
 #define LINKSET_ACCEPT_MAX 1024 /* links from clients (fused) and peers */
-#define LINKSET_POLL_MAX	 (1 + LINKSET_ACCEPT_MAX + PEERD_MAX_MEMBERS)
+#define LINKSET_POLL_MAX   (1 + LINKSET_ACCEPT_MAX + PEERD_MAX_MEMBERS)
 size_t linkset_poll_fill(zmq_pollitem_t *items, size_t max, void *arg);
 /* Handles the events of the items linkset_poll_fill filled. */
 void linkset_poll_done(const zmq_pollitem_t *items, size_t n, void *arg);
@@ -782,7 +824,7 @@ uint64_t peers_next_id(void);
 /* Sends part [buf_off, +len) of req to the owner of its page. Returns 0, or
  * -1 if the owner is unknown (the caller fails the part). */
 int forward_part(struct request *req, uint32_t owner, uint64_t offset, uint64_t len,
-		 uint64_t buf_off);
+		 uint64_t buf_off, uint32_t flags);
 /* Handles a reply to a forwarded part; returns 1 if it was one. */
 int forward_reply(struct member *m, const Pv__Header *h, zmq_msg_t *data);
 /* Fails (UNAVAILABLE) the parts without an answer within
@@ -816,9 +858,9 @@ struct migrate_info {
 	uint64_t page;
 	uint32_t from, to;
 	uint32_t piece_size, pieces;
-	uint32_t piece;	   /* in transit (pieces: switching) */
+	uint32_t piece; /* in transit (pieces: switching) */
 	enum mig_state state;
-	uint64_t started;  /* unix seconds */
+	uint64_t started; /* unix seconds */
 	uint64_t bytes_copied;
 	uint32_t rate_kbps; /* recent copy rate */
 	char stuck[160];    /* why it makes no progress now, or "" */
@@ -881,6 +923,35 @@ int migrate_route_learn(struct volume *vol, uint64_t page, uint32_t owner, uint6
 void migrate_routes_fetch(struct member *m);
 /* Frees every move (shutdown; records stay in LMDB). */
 void migrate_free(void);
+/* The data path (request.c). The move out of page of vol, or NULL (fast:
+ * NULL at once while no page of vol moves). */
+struct mig_out *migrate_out_of(const struct volume *vol, uint64_t page);
+/* Whether [offset, +length) touches a page moving out of this server (no
+ * mapped read then: some of its pieces are at the target). */
+int migrate_touches(const struct volume *vol, uint64_t offset, uint64_t length);
+/* The run of [offset, +length) (inside m's page) that goes one way: *route,
+ * its length, and the pieces it covers. */
+void migrate_part(struct mig_out *m, uint64_t offset, uint64_t length, uint32_t op,
+		  enum mig_route *route, uint64_t *run_len, uint32_t *first, uint32_t *last);
+uint32_t migrate_target(const struct mig_out *m);
+/* A local job on m's page begins / ends (request.c's submit and
+ * completion); counted: a write begun while its pieces were at this server
+ * only, which the copy of those pieces waits for. */
+void migrate_job_begin(struct io_job *job, struct mig_out *m, uint32_t first, uint32_t last,
+		       int counted);
+void migrate_job_end(struct io_job *job);
+/* The target's side of a PV_F_MIG request from server from: 1 if it is
+ * served here (marks a write's sectors in the dirty map first), 0 if this
+ * server has no such move (the request fails UNAVAILABLE: retried). */
+int migrate_target_accepts(struct volume *vol, uint32_t op, uint64_t offset, uint64_t length,
+			   uint32_t from);
+/* A piece copy (PV_F_MIG_COPY WRITE with data, or TRIM) that validate
+ * passed: written off the reactor, answered then. Takes *data. */
+void migrate_copy_in(const struct origin *from, const Pv__Header *h, struct volume *vol,
+		     uint64_t length, zmq_msg_t *data);
+/* Targets of this server's moves of vol's pages holding data now (FLUSH
+ * goes to them too). */
+size_t migrate_flush_targets(const struct volume *vol, uint32_t *out, size_t max);
 
 /* placement.c: where pages should be (server evacuate, volume set-servers,
  * group set-weight) and the moves that get them there; the group's

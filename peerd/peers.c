@@ -85,6 +85,7 @@ void peers_tick(void *arg)
 	hb.volumes = statp;
 	if (linkset_address(link, sizeof(link)) == 0)
 		hb.link = link;
+	migrate_heartbeat_fill(&hb);
 	for (size_t i = 0; i < srv->nmembers; i++) {
 		struct member *m = &srv->members[i];
 		Pv__Header h;
@@ -111,6 +112,7 @@ void peers_tick(void *arg)
 		if (reply_send_member(m, &h, NULL, &hb.base) < 0 && errno != EAGAIN)
 			pv_debug("peer %u: heartbeat not sent: %m", m->id);
 	}
+	migrate_heartbeat_free(&hb);
 }
 
 void peers_heartbeat(const struct origin *from, const Pv__Header *h, const void *body, size_t len)
@@ -130,6 +132,8 @@ void peers_heartbeat(const struct origin *from, const Pv__Header *h, const void 
 	if (!m->up)
 		pv_info("peer %u (%s) is up (catalog version %llu)", m->id, m->address,
 			(unsigned long long)hb->catalog_version);
+	if (!m->up)
+		migrate_routes_fetch(m); /* pages it moved while we did not hear it */
 	m->up = 1;
 	m->last_heard_ms = pv_now_ms();
 	m->catalog_version = hb->catalog_version;

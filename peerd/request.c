@@ -17,7 +17,7 @@
 #include "peerd.h"
 
 static uint64_t inflight;
-static uint64_t reads_mapped; /* READs answered PV_F_MAP */
+static uint64_t reads_mapped;	/* READs answered PV_F_MAP */
 static uint64_t late_logged_ms; /* late copies: one log line a second */
 static unsigned late_unlogged;
 
@@ -140,8 +140,10 @@ static void request_finish(struct request *req)
 	r.length = req->length;
 	if (req->status != PV_ST_OK)
 		r.message = req->message;
-	if (req->status == PV_ST_MOVED)
+	if (req->status == PV_ST_MOVED) {
 		r.new_owner = req->moved_to;
+		r.epoch = req->moved_epoch;
+	}
 	if (with_data && req->has_reply) {
 		zmq_msg_init(&out);
 		zmq_msg_move(&out, &req->reply);
@@ -178,8 +180,11 @@ static void part_done(struct request *req, int status, const char *fmt, ...)
 		request_finish(req);
 }
 
-static void submit_local(struct request *req, enum io_kind kind, uint64_t offset, uint64_t len,
-			 uint64_t buf_off)
+/* A local job of [offset, +len); with m, on a page moving out (its pieces
+ * first..last; counted: a write the copy of those pieces waits for). */
+static void submit_local_mig(struct request *req, enum io_kind kind, uint64_t offset, uint64_t len,
+			     uint64_t buf_off, struct mig_out *m, uint32_t first, uint32_t last,
+			     int counted)
 {
 	struct io_job *job = calloc(1, sizeof(*job));
 
@@ -198,16 +203,25 @@ static void submit_local(struct request *req, enum io_kind kind, uint64_t offset
 		job->ptr = req->buf + buf_off;
 	else if (kind == IO_WRITE)
 		job->ptr = (uint8_t *)zmq_msg_data(&req->data) + buf_off;
+	if (m)
+		migrate_job_begin(job, m, first, last, counted);
 	if (store_try_inline(job))
 		request_io_done(job); /* a page cache hit: no thread hand-off */
 	else
 		worker_submit(job);
 }
 
+static void submit_local(struct request *req, enum io_kind kind, uint64_t offset, uint64_t len,
+			 uint64_t buf_off)
+{
+	submit_local_mig(req, kind, offset, len, buf_off, NULL, 0, 0, 0);
+}
+
 void request_io_done(struct io_job *job)
 {
 	struct request *req = job->req;
 
+	migrate_job_end(job);		/* a job on a page moving out: the move may go on */
 	store_note_done(req->vol, job); /* logs a failure (once a minute per volume) */
 	if (job->err) {
 		part_done(req, request_status_from_errno(job->err), "%s on server %u: %s",
@@ -219,7 +233,7 @@ void request_io_done(struct io_job *job)
 }
 
 void request_part_done(struct request *req, uint64_t buf_off, int status, uint32_t new_owner,
-		       zmq_msg_t *data, const char *message)
+		       uint64_t epoch, zmq_msg_t *data, const char *message)
 {
 	if (status == PV_ST_OK && req->op == PV_OP_READ && data) {
 		if (buf_off == 0 && zmq_msg_size(data) == req->length && !req->has_reply &&
@@ -234,9 +248,85 @@ void request_part_done(struct request *req, uint64_t buf_off, int status, uint32
 			memcpy(req->buf + buf_off, zmq_msg_data(data), zmq_msg_size(data));
 		}
 	}
-	if (status == PV_ST_MOVED)
+	if (status == PV_ST_MOVED) {
 		req->moved_to = new_owner;
+		req->moved_epoch = epoch;
+	}
 	part_done(req, status, "%s", message ? message : "");
+}
+
+/* A run of pages owned here, some of which may be moving out: pages not
+ * moving go to local jobs (consecutive ones together), a moving page's
+ * pieces go where migrate_route says (the seed's Table 2): here, to the
+ * target (PV_F_MIG: it serves them, never routes them back; within the
+ * hop limit or not, as the target never forwards them), or both (the
+ * piece in transit's writes). */
+static void start_owned_run(struct request *req, enum io_kind kind, const struct pv_span *s)
+{
+	struct volume *vol = req->vol;
+	uint64_t pos = s->offset, end = s->offset + s->length;
+	uint64_t plain = pos; /* start of the pending run of pages not moving */
+
+	while (pos < end) {
+		uint64_t page = pos / vol->page_size;
+		uint64_t page_end = (page + 1) * vol->page_size;
+		struct mig_out *m = migrate_out_of(vol, page);
+
+		if (page_end > end)
+			page_end = end;
+		if (!m) {
+			pos = page_end;
+			continue;
+		}
+		if (plain < pos)
+			submit_local(req, kind, plain, pos - plain,
+				     s->buf_off + (plain - s->offset));
+		while (pos < page_end) {
+			enum mig_route route;
+			uint64_t run;
+			uint32_t first, last;
+			uint64_t buf_off = s->buf_off + (pos - s->offset);
+
+			migrate_part(m, pos, page_end - pos, req->op, &route, &run, &first, &last);
+			if (route != MIG_ROUTE_TARGET)
+				/* here; a write begun while its pieces are at this
+				 * server only is one their copy waits for */
+				submit_local_mig(req, kind, pos, run, buf_off, m, first, last,
+						 route == MIG_ROUTE_LOCAL && kind != IO_READ);
+			if (route != MIG_ROUTE_LOCAL) {
+				req->pending++;
+				if (forward_part(req, migrate_target(m), pos, run, buf_off,
+						 PV_F_MIG) < 0)
+					part_done(req, PV_ST_UNAVAILABLE,
+						  "volume %s page %llu is moving to server %u, "
+						  "which is not reachable",
+						  vol->name, (unsigned long long)page,
+						  migrate_target(m));
+			}
+			pos += run;
+		}
+		plain = pos;
+	}
+	if (plain < end)
+		submit_local(req, kind, plain, end - plain, s->buf_off + (plain - s->offset));
+}
+
+/* A PV_F_MIG request: the source of a move sends this server (its target)
+ * a part of the page to serve here. */
+static void start_for_source(struct request *req, enum io_kind kind)
+{
+	req->pending = 1;
+	if (migrate_target_accepts(req->vol, req->op, req->offset, req->length, req->from_server)) {
+		submit_local(req, kind, req->offset, req->length, 0);
+	} else {
+		req->pending++;
+		part_done(req, PV_ST_UNAVAILABLE,
+			  "server %u has no move of volume %s page %llu from server %u",
+			  srv->cfg.id, req->vol->name,
+			  (unsigned long long)(req->offset / req->vol->page_size),
+			  req->from_server);
+	}
+	part_done(req, PV_ST_OK, "%s", "");
 }
 
 /* Splits a READ/WRITE/TRIM into runs by owner (pv_span_at): consecutive
@@ -251,12 +341,18 @@ static void start_ranged(struct request *req)
 	struct pv_span s;
 	char lost[300];
 
+	if (req->flags & PV_F_MIG) {
+		start_for_source(req, kind);
+		return;
+	}
 	/* hold one pending count while parts are being issued */
 	req->pending = 1;
 	for (uint64_t pos = 0; pos < req->length; pos += s.length) {
 		s = pv_span_at(vol->owner, vol->page_size, req->offset, req->length, pos,
 			       srv->cfg.id);
-		if (s.owner == srv->cfg.id) {
+		if (s.owner == srv->cfg.id && vol->migrating) {
+			start_owned_run(req, kind, &s);
+		} else if (s.owner == srv->cfg.id) {
 			submit_local(req, kind, s.offset, s.length, s.buf_off);
 		} else if (remove_lost_page(s.owner, lost, sizeof(lost))) {
 			req->pending++;
@@ -265,12 +361,13 @@ static void start_ranged(struct request *req)
 		} else if (req->hops >= PV_MAX_HOPS) {
 			req->pending++;
 			req->moved_to = s.owner;
+			req->moved_epoch = vol->epoch[s.page];
 			part_done(req, PV_ST_MOVED,
 				  "volume %s page %llu is owned by server %u (hop limit reached)",
 				  vol->name, (unsigned long long)s.page, s.owner);
 		} else {
 			req->pending++;
-			if (forward_part(req, s.owner, s.offset, s.length, s.buf_off) < 0)
+			if (forward_part(req, s.owner, s.offset, s.length, s.buf_off, 0) < 0)
 				part_done(req, PV_ST_UNAVAILABLE,
 					  "volume %s page %llu: owner server %u is not reachable",
 					  vol->name, (unsigned long long)s.page, s.owner);
@@ -281,17 +378,29 @@ static void start_ranged(struct request *req)
 
 static void start_flush(struct request *req)
 {
-	uint32_t holders[PEERD_MAX_MEMBERS];
+	uint32_t holders[PEERD_MAX_MEMBERS], targets[PEERD_MAX_MEMBERS];
 	size_t n = catalog_holders(req->vol, holders, PEERD_MAX_MEMBERS);
+	size_t nt = req->vol->migrating && !(req->flags & PV_F_MIG)
+			? migrate_flush_targets(req->vol, targets, PEERD_MAX_MEMBERS)
+			: 0;
 
 	req->pending = 1;
 	submit_local(req, IO_FLUSH, 0, 0, 0);
+	/* pages moving out of here have pieces at their targets only: the
+	 * FLUSH reaches them whoever sent it (they do not pass it on) */
+	for (size_t i = 0; i < nt; i++) {
+		req->pending++;
+		if (forward_part(req, targets[i], 0, 0, 0, PV_F_MIG) < 0)
+			part_done(req, PV_ST_UNAVAILABLE,
+				  "volume %s: FLUSH cannot reach server %u (a page moves to it)",
+				  req->vol->name, targets[i]);
+	}
 	if (req->hops == 0) {
 		for (size_t i = 0; i < n; i++) {
 			if (holders[i] == srv->cfg.id || remove_record(holders[i]))
 				continue; /* a server gone: nothing of it to flush */
 			req->pending++;
-			if (forward_part(req, holders[i], 0, 0, 0) < 0)
+			if (forward_part(req, holders[i], 0, 0, 0, 0) < 0)
 				part_done(req, PV_ST_UNAVAILABLE,
 					  "volume %s: FLUSH cannot reach server %u", req->vol->name,
 					  holders[i]);
@@ -395,7 +504,8 @@ static int read_mappable(const struct volume *vol, const Pv__Header *h)
 	if (!(h->flags & PV_F_MAP) || h->op != PV_OP_READ || h->hops || !h->client_id ||
 	    vol->fd < 0 || h->map_ino != vol->ino || h->map_dev != vol->dev ||
 	    !pv_range_owned(vol->owner, vol->npages, vol->page_size, h->offset, h->length,
-			    srv->cfg.id))
+			    srv->cfg.id) ||
+	    migrate_touches(vol, h->offset, h->length)) /* pieces may be at the target */
 		return 0;
 	return store_resident(vol, h->offset, h->length);
 }
@@ -525,6 +635,14 @@ static int validate(const struct origin *from, const Pv__Header *h, const zmq_ms
 	}
 	if (!request_volume_matches(from, h, c->vol))
 		return -1;
+	if ((h->flags & (PV_F_MIG | PV_F_MIG_COPY)) &&
+	    (!h->hops || h->server_id == srv->cfg.id || !catalog_member(h->server_id) ||
+	     (h->flags & PV_F_SHM && h->flags & PV_F_MIG_COPY) ||
+	     ((h->flags & PV_F_MIG_COPY) && h->op != PV_OP_WRITE && h->op != PV_OP_TRIM))) {
+		reply_status(from, h, PV_ST_BAD_REQUEST,
+			     "migration flags are for a page's source, a member, only");
+		return -1;
+	}
 	st = request_check_frame(h, data != NULL, data ? zmq_msg_size(data) : 0, &c->length, msg,
 				 sizeof(msg));
 	if (st == PV_ST_OK && (h->flags & PV_F_SHM) && !(c->shm = shm_check(from, h, &c->shm_data)))
@@ -594,6 +712,7 @@ static struct request *request_new(const struct origin *from, const Pv__Header *
 	req->client_id = h->client_id;
 	req->client_req = h->hops ? h->client_req_id : h->req_id;
 	req->client_done_below = c->done_below;
+	req->from_server = h->server_id;
 	req->sent_ts = h->timestamp;
 	req->batch_reply = batch_supported(h->version);
 	volume_get(c->vol);
@@ -623,6 +742,10 @@ void request_start(const struct origin *from, const Pv__Header *h, zmq_msg_t *da
 
 	if (validate(from, h, data, &c) < 0 || join_running(from, h, &c))
 		goto drop;
+	if (h->flags & PV_F_MIG_COPY) {
+		migrate_copy_in(from, h, c.vol, c.length, data); /* takes data */
+		return;
+	}
 	if (read_mappable(c.vol, h)) {
 		reply_mapped(from, h, c.vol);
 		goto drop;

@@ -276,6 +276,9 @@ void store_do(struct io_job *job)
 		if (fdatasync(job->fd) < 0)
 			err = errno;
 		break;
+	case IO_CALL:
+		job->run(job); /* sets job->err itself */
+		return;
 	}
 	job->err = err;
 }
@@ -336,6 +339,8 @@ static const char *kind_name(enum io_kind kind)
 		return "TRIM";
 	case IO_FLUSH:
 		return "FLUSH";
+	case IO_CALL:
+		return "migration IO";
 	}
 	return "?";
 }
@@ -561,4 +566,72 @@ int store_resident(const struct volume *vol, uint64_t offset, uint64_t length)
 	}
 	pages = (offset + length - 1) / ps - offset / ps + 1;
 	return cs.nr_cache >= pages;
+}
+
+int store_read_piece(struct volume *vol, uint64_t off, uint64_t len, uint8_t *buf, int *hole)
+{
+	off_t data = lseek(vol->fd, (off_t)off, SEEK_DATA);
+	uint64_t done = 0;
+
+	*hole = 0;
+	if ((data < 0 && errno == ENXIO) || (data >= 0 && (uint64_t)data >= off + len)) {
+		*hole = 1;
+		return 0;
+	}
+	while (done < len) {
+		ssize_t n = pread(vol->fd, buf + done, len - done, (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno;
+		if (n == 0) {
+			memset(buf + done, 0, len - done); /* past the end: zeros */
+			break;
+		}
+		done += (uint64_t)n;
+	}
+	return 0;
+}
+
+int store_write_at(struct volume *vol, uint64_t off, const uint8_t *buf, uint64_t len)
+{
+	uint64_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pwrite(vol->fd, buf + done, len - done, (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno;
+		done += (uint64_t)n;
+	}
+	return 0;
+}
+
+int store_punch(struct volume *vol, uint64_t off, uint64_t len)
+{
+	if (fallocate(vol->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) <
+	    0)
+		return errno;
+	return 0;
+}
+
+int store_allocate(struct volume *vol, uint64_t off, uint64_t len)
+{
+	if (fallocate(vol->fd, FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) < 0)
+		return errno == EOPNOTSUPP ? 0 : errno; /* no preallocation: write as we go */
+	return 0;
+}
+
+int store_sync(struct volume *vol)
+{
+	return fdatasync(vol->fd) < 0 ? errno : 0;
+}
+
+void store_page_probe(struct volume *vol, uint64_t page)
+{
+	if (vol->fd >= 0 && vol->written_map && page < vol->npages)
+		map_set(vol, page, page_has_data(vol, page));
 }

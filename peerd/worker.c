@@ -115,7 +115,10 @@ void worker_drain(void)
 	while (list) {
 		struct io_job *next = list->next;
 
-		request_io_done(list);
+		if (list->kind == IO_CALL)
+			list->done(list);
+		else
+			request_io_done(list);
 		list = next;
 	}
 }
