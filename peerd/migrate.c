@@ -51,17 +51,22 @@
 #define MIGRATE_CHUNK	       (64u << 10) /* the copy's writes at B, one lock each */
 #define MIGRATE_RECENT	       32	   /* finished or failed moves remembered */
 
+/* A page being moved, as both sides hold it. */
+struct mig_page {
+	struct volume *vol; /* a reference */
+	uint64_t page;
+	uint64_t page_off, page_len;
+	uint32_t source, target;
+	uint32_t piece_size, pieces;
+	uint32_t piece; /* in transit (pieces: all copied) */
+	uint32_t epoch; /* the page's epoch before the move (the target's is +1) */
+};
+
 /* A move of a page of this server's (the source). */
 struct mig_out {
 	struct mig_out *next;  /* all moves out, in start order */
 	struct mig_out *vnext; /* the volume's (vol->migrating) */
-	struct volume *vol;    /* a reference */
-	uint64_t page;
-	uint64_t page_off, page_len;
-	uint32_t to;
-	uint32_t piece_size, pieces;
-	uint32_t piece; /* in transit (pieces: all copied) */
-	uint32_t epoch; /* the page's epoch before the move */
+	struct mig_page pg;
 	enum mig_state state;
 	uint64_t started; /* unix seconds */
 	uint64_t bytes_copied;
@@ -89,13 +94,7 @@ struct mig_out {
 /* A move into this server (the target). */
 struct mig_in {
 	struct mig_in *next;
-	struct volume *vol;
-	uint64_t page;
-	uint64_t page_off, page_len;
-	uint32_t from;
-	uint32_t piece_size, pieces;
-	uint32_t piece; /* copied so far */
-	uint32_t epoch;
+	struct mig_page pg; /* piece: copied so far */
 	/* The dirty map: sectors of piece dirty_piece that a dual write changed
 	 * since that piece began. The copy of the piece must not write them:
 	 * its data may have been read at A before the write. The reactor marks
@@ -295,19 +294,42 @@ static struct io_job *job_new(struct volume *vol, void (*run)(struct io_job *),
 
 /* ---- the record of a move ---- */
 
-static void record_fill(Pv__Migration *r, const struct mig_out *m)
+/* The record (and message body) of a page being moved. */
+static void record_of_page(Pv__Migration *r, const struct mig_page *pg, enum mig_state state)
 {
 	pv__migration__init(r);
-	r->volume = (char *)m->vol->name;
-	r->volume_id = m->vol->id;
-	r->page = m->page;
-	r->source = srv->cfg.id;
-	r->target = m->to;
-	r->piece_size = m->piece_size;
-	r->pieces = m->pieces;
-	r->piece = m->piece;
-	r->epoch = m->epoch;
-	r->state = m->state;
+	r->volume = (char *)pg->vol->name;
+	r->volume_id = pg->vol->id;
+	r->page = pg->page;
+	r->source = pg->source;
+	r->target = pg->target;
+	r->piece_size = pg->piece_size;
+	r->pieces = pg->pieces;
+	r->piece = pg->piece;
+	r->epoch = pg->epoch;
+	r->state = state;
+}
+
+/* A page being moved, from its record (checked by the caller); takes a
+ * reference on vol. */
+static void page_of_record(struct mig_page *pg, struct volume *vol, const Pv__Migration *r)
+{
+	volume_get(vol);
+	pg->vol = vol;
+	pg->page = r->page;
+	pg->page_off = r->page * vol->page_size;
+	pg->page_len = page_len_of(vol, r->page);
+	pg->source = r->source;
+	pg->target = r->target;
+	pg->piece_size = r->piece_size;
+	pg->pieces = r->pieces;
+	pg->piece = r->piece;
+	pg->epoch = (uint32_t)r->epoch;
+}
+
+static void record_fill(Pv__Migration *r, const struct mig_out *m)
+{
+	record_of_page(r, &m->pg, m->state);
 	r->started = m->started;
 	r->bytes_copied = m->bytes_copied;
 }
@@ -373,7 +395,7 @@ static void kv_job_free(struct io_job *job)
 static struct mig_out *out_find(const struct volume *vol, uint64_t page)
 {
 	for (struct mig_out *m = vol->migrating; m; m = m->vnext)
-		if (m->page == page && !m->dead)
+		if (m->pg.page == page && !m->dead)
 			return m;
 	return NULL;
 }
@@ -399,22 +421,34 @@ unsigned migrate_out_count(void)
 static struct mig_recent recent[MIGRATE_RECENT];
 static unsigned recent_next;
 
+/* What migrate_list shows of a move, from its record (this server's, or
+ * one a member announced in its heartbeat). */
+static void info_of_record(struct migrate_info *x, const Pv__Migration *r)
+{
+	memset(x, 0, sizeof(*x));
+	snprintf(x->volume, sizeof(x->volume), "%s", r->volume ? r->volume : "");
+	x->volume_id = r->volume_id;
+	x->page = r->page;
+	x->from = r->source;
+	x->to = r->target;
+	x->piece_size = r->piece_size;
+	x->pieces = r->pieces;
+	x->piece = r->piece;
+	x->state = r->state <= MIG_IN ? (enum mig_state)r->state : MIG_QUEUED;
+	x->started = r->started;
+	x->bytes_copied = r->bytes_copied;
+	x->rate_kbps = r->rate_kbps;
+	snprintf(x->stuck, sizeof(x->stuck), "%s", r->stuck ? r->stuck : "");
+}
+
 static void info_of(struct migrate_info *i, const struct mig_out *m)
 {
-	memset(i, 0, sizeof(*i));
-	snprintf(i->volume, sizeof(i->volume), "%s", m->vol->name);
-	i->volume_id = m->vol->id;
-	i->page = m->page;
-	i->from = srv->cfg.id;
-	i->to = m->to;
-	i->piece_size = m->piece_size;
-	i->pieces = m->pieces;
-	i->piece = m->piece;
-	i->state = m->state;
-	i->started = m->started;
-	i->bytes_copied = m->bytes_copied;
-	i->rate_kbps = m->rate_kbps;
-	snprintf(i->stuck, sizeof(i->stuck), "%s", m->stuck);
+	Pv__Migration r;
+
+	record_fill(&r, m);
+	r.rate_kbps = m->rate_kbps;
+	r.stuck = (char *)m->stuck;
+	info_of_record(i, &r);
 }
 
 static void out_unlink(struct mig_out *m)
@@ -424,7 +458,7 @@ static void out_unlink(struct mig_out *m)
 			*p = m->next;
 			break;
 		}
-	for (struct mig_out **p = &m->vol->migrating; *p; p = &(*p)->vnext)
+	for (struct mig_out **p = &m->pg.vol->migrating; *p; p = &(*p)->vnext)
 		if (*p == m) {
 			*p = m->vnext;
 			break;
@@ -432,6 +466,8 @@ static void out_unlink(struct mig_out *m)
 }
 
 /* Ends a move (ok: switched and punched; else failed with why). */
+static void out_free_if_done(struct mig_out *m);
+
 static void out_end(struct mig_out *m, int ok, const char *why)
 {
 	struct mig_recent *r = &recent[recent_next++ % MIGRATE_RECENT];
@@ -445,27 +481,21 @@ static void out_end(struct mig_out *m, int ok, const char *why)
 		struct io_job *job = k ? job_new(NULL, kv_run, kv_job_free, k) : NULL;
 
 		if (job) {
-			record_del_kv(&k->kv[k->n++], 'o', m->vol->id, m->page);
+			record_del_kv(&k->kv[k->n++], 'o', m->pg.vol->id, m->pg.page);
 			worker_submit(job);
 		} else {
 			free(k);
 		}
 	}
 	m->dead = 1;
-	if (m->busy || m->io_pending)
-		return; /* freed when they end (out_free_if_done) */
-	out_unlink(m);
-	volume_put(&m->vol);
-	free(m->wr_pending);
-	free(m->buf);
-	free(m);
+	out_free_if_done(m); /* or when the job or answer that holds it ends */
 }
 
 static void out_free_if_done(struct mig_out *m)
 {
 	if (m->dead && !m->busy && !m->io_pending) {
 		out_unlink(m);
-		volume_put(&m->vol);
+		volume_put(&m->pg.vol);
 		free(m->wr_pending);
 		free(m->buf);
 		free(m);
@@ -496,12 +526,13 @@ static void out_advance(struct mig_out *m);
 static int send_to_target(struct mig_out *m, uint32_t op, zmq_msg_t *data, uint32_t flags,
 			  uint64_t offset, uint32_t length)
 {
-	struct member *t = catalog_member(m->to);
+	struct member *t = catalog_member(m->pg.target);
 	Pv__Migration r;
 	Pv__Header h;
 
 	if (!t || !t->up) {
-		stuck(m, "target server %u is down; the move goes on when it is back", m->to);
+		stuck(m, "target server %u is down; the move goes on when it is back",
+		      m->pg.target);
 		if (data)
 			zmq_msg_close(data);
 		return -1;
@@ -509,16 +540,16 @@ static int send_to_target(struct mig_out *m, uint32_t op, zmq_msg_t *data, uint3
 	wire_header_init(&h);
 	h.op = op;
 	h.req_id = peers_next_id();
-	h.volume = m->vol->name;
-	h.volume_id = m->vol->id;
+	h.volume = m->pg.vol->name;
+	h.volume_id = m->pg.vol->id;
 	h.offset = offset;
 	h.length = length;
 	h.flags = flags;
 	h.hops = 1;
-	h.epoch = m->epoch;
+	h.epoch = m->pg.epoch;
 	record_fill(&r, m);
 	if (reply_send_member(t, &h, data, data ? NULL : &r.base) < 0) {
-		stuck(m, "cannot send to target server %u: %s", m->to, strerror(errno));
+		stuck(m, "cannot send to target server %u: %s", m->pg.target, strerror(errno));
 		return -1;
 	}
 	m->busy = 1;
@@ -552,7 +583,7 @@ static uint64_t throttle(uint64_t bytes)
 static void piece_send(struct mig_out *m)
 {
 	zmq_msg_t data;
-	uint64_t off = m->page_off + (uint64_t)m->piece * m->piece_size;
+	uint64_t off = m->pg.page_off + (uint64_t)m->pg.piece * m->pg.piece_size;
 
 	if (m->hole) {
 		send_to_target(m, PV_OP_TRIM, NULL, PV_F_MIG_COPY, off, (uint32_t)m->piece_len);
@@ -586,7 +617,7 @@ static void read_done(struct io_job *job)
 		return;
 	}
 	if (job->err) {
-		stuck(m, "reading piece %u failed here: %s", m->piece, strerror(job->err));
+		stuck(m, "reading piece %u failed here: %s", m->pg.piece, strerror(job->err));
 		m->wait_until_ms = pv_now_ms() + MIGRATE_RETRY_MS;
 		free(job);
 		return;
@@ -603,17 +634,17 @@ static void read_done(struct io_job *job)
 
 static void piece_start(struct mig_out *m)
 {
-	uint64_t off = m->page_off + (uint64_t)m->piece * m->piece_size;
+	uint64_t off = m->pg.page_off + (uint64_t)m->pg.piece * m->pg.piece_size;
 	struct io_job *job;
 
-	if (m->wr_pending[m->piece])
+	if (m->wr_pending[m->pg.piece])
 		return; /* writes begun before this piece was in transit: they end first */
-	m->piece_len = m->page_len - (off - m->page_off) < m->piece_size
-			   ? m->page_len - (off - m->page_off)
-			   : m->piece_size;
+	m->piece_len = m->pg.page_len - (off - m->pg.page_off) < m->pg.piece_size
+			   ? m->pg.page_len - (off - m->pg.page_off)
+			   : m->pg.piece_size;
 	if (!m->buf)
-		m->buf = malloc(m->piece_size);
-	job = m->buf ? job_new(m->vol, read_run, read_done, m) : NULL;
+		m->buf = malloc(m->pg.piece_size);
+	job = m->buf ? job_new(m->pg.vol, read_run, read_done, m) : NULL;
 	if (!job) {
 		stuck(m, "out of memory");
 		return;
@@ -634,7 +665,7 @@ static void record_done(struct io_job *job);
 static int record_write(struct mig_out *m, const struct meta_kv *extra)
 {
 	struct kv_job *k = calloc(1, sizeof(*k));
-	struct io_job *job = k ? job_new(m->vol, kv_run, record_done, k) : NULL;
+	struct io_job *job = k ? job_new(m->pg.vol, kv_run, record_done, k) : NULL;
 	Pv__Migration r;
 
 	if (!job) {
@@ -710,16 +741,16 @@ static void record_done(struct io_job *job)
 	if (m->flip) {
 		/* piece k+1 is in transit from now: k's writes go to B only */
 		m->flip = 0;
-		m->piece++;
-		if (m->piece == m->pieces)
+		m->pg.piece++;
+		if (m->pg.piece == m->pg.pieces)
 			m->state = MIG_SWITCHING;
 	}
 	if (m->state == MIG_SWITCHED && m->punch_at_ms == 0) {
 		/* the route entry is durable here: B owns the page */
-		catalog_route_set(m->vol, m->page, m->to, m->epoch + 1);
-		broadcast_route(m->vol, m->page);
-		pv_info("migrate: volume %s page %llu moved %u->%u (epoch %u)", m->vol->name,
-			(unsigned long long)m->page, srv->cfg.id, m->to, m->epoch + 1);
+		catalog_route_set(m->pg.vol, m->pg.page, m->pg.target, m->pg.epoch + 1);
+		broadcast_route(m->pg.vol, m->pg.page);
+		pv_info("migrate: volume %s page %llu moved %u->%u (epoch %u)", m->pg.vol->name,
+			(unsigned long long)m->pg.page, srv->cfg.id, m->pg.target, m->pg.epoch + 1);
 		m->punch_at_ms = pv_now_ms() + MIGRATE_PUNCH_DELAY_MS;
 	}
 	progress(m);
@@ -730,22 +761,22 @@ static void record_done(struct io_job *job)
  * after this resumes there, and piece k's writes go to B only from now. */
 static void piece_copied(struct mig_out *m)
 {
-	uint32_t k = m->piece;
+	uint32_t k = m->pg.piece;
 	enum mig_state st = m->state;
 
 	m->bytes_copied += m->hole ? 0 : m->piece_len;
 	m->rate_bytes += m->hole ? 0 : m->piece_len;
 	/* the record says k+1; memory keeps k in transit until it is durable:
 	 * a crash before that resumes at k, whose writes were dual until then */
-	m->piece = k + 1;
-	if (m->piece == m->pieces)
+	m->pg.piece = k + 1;
+	if (m->pg.piece == m->pg.pieces)
 		m->state = MIG_SWITCHING;
 	m->flip = 1;
 	if (record_write(m, NULL) < 0) {
 		m->flip = 0;
 		m->wait_until_ms = pv_now_ms() + MIGRATE_RETRY_MS;
 	}
-	m->piece = k;
+	m->pg.piece = k;
 	m->state = st;
 }
 
@@ -757,7 +788,7 @@ static void switched(struct mig_out *m)
 
 	m->state = MIG_SWITCHED;
 	m->punch_at_ms = 0;
-	route_kv(&route, m->vol, m->page, m->to, m->epoch + 1);
+	route_kv(&route, m->pg.vol, m->pg.page, m->pg.target, m->pg.epoch + 1);
 	if (record_write(m, &route) < 0) {
 		free(route.val);
 		m->state = MIG_SWITCHING;
@@ -780,10 +811,10 @@ static void punch_done(struct io_job *job)
 
 	kv_job_free(job);
 	m->busy = 0;
-	store_page_probe(m->vol, m->page);
+	store_page_probe(m->pg.vol, m->pg.page);
 	if (err) {
 		stuck(m, "cannot punch the page out of %s/volumes/%s.vol: %s", srv->cfg.data_dir,
-		      m->vol->name, strerror(err));
+		      m->pg.vol->name, strerror(err));
 		m->wait_until_ms = pv_now_ms() + MIGRATE_RETRY_MS;
 		return;
 	}
@@ -793,19 +824,19 @@ static void punch_done(struct io_job *job)
 static void punch_start(struct mig_out *m)
 {
 	struct kv_job *k = calloc(1, sizeof(*k));
-	struct io_job *job = k ? job_new(m->vol, punch_run, punch_done, k) : NULL;
+	struct io_job *job = k ? job_new(m->pg.vol, punch_run, punch_done, k) : NULL;
 
 	if (!job) {
 		free(k);
 		return;
 	}
 	if (job->fd < 0) {
-		job->fd = m->vol->fd;
+		job->fd = m->pg.vol->fd;
 	}
-	record_del_kv(&k->kv[k->n++], 'o', m->vol->id, m->page);
+	record_del_kv(&k->kv[k->n++], 'o', m->pg.vol->id, m->pg.page);
 	k->owner = m;
-	job->offset = m->page_off;
-	job->length = m->page_len;
+	job->offset = m->pg.page_off;
+	job->length = m->pg.page_len;
 	m->busy = 1;
 	worker_submit(job);
 }
@@ -817,9 +848,9 @@ static void out_advance(struct mig_out *m)
 
 	if (m->busy || m->dead || now < m->wait_until_ms)
 		return;
-	if (m->vol->deleted) {
+	if (m->pg.vol->deleted) {
 		pv_info("migrate: volume %s page %llu: the volume was deleted; move dropped",
-			m->vol->name, (unsigned long long)m->page);
+			m->pg.vol->name, (unsigned long long)m->pg.page);
 		out_end(m, 0, "volume deleted");
 		return;
 	}
@@ -832,7 +863,7 @@ static void out_advance(struct mig_out *m)
 		stuck(m, "paused (peerctl migrate resume)");
 		return;
 	}
-	if (m->vol->fd < 0 && store_open(m->vol) < 0) {
+	if (m->pg.vol->fd < 0 && store_open(m->pg.vol) < 0) {
 		stuck(m, "the data file cannot be opened here");
 		return;
 	}
@@ -842,8 +873,8 @@ static void out_advance(struct mig_out *m)
 			return;
 		m->state = MIG_BEGIN;
 		pv_info("migrate: volume %s page %llu: moving %u->%u in %u pieces of %u bytes",
-			m->vol->name, (unsigned long long)m->page, srv->cfg.id, m->to, m->pieces,
-			m->piece_size);
+			m->pg.vol->name, (unsigned long long)m->pg.page, srv->cfg.id, m->pg.target,
+			m->pg.pieces, m->pg.piece_size);
 		m->progress_ms = now;
 		m->rate_from_ms = now;
 		send_begin(m);
@@ -880,30 +911,30 @@ static void out_answer(struct mig_out *m, const Pv__Header *h, const void *body,
 		return;
 	}
 	if (h->status != PV_ST_OK) {
-		stuck(m, "server %u: %s", m->to,
+		stuck(m, "server %u: %s", m->pg.target,
 		      h->message[0] ? h->message : wire_status_name(h->status));
 		m->wait_until_ms = pv_now_ms() + MIGRATE_RETRY_MS;
 		m->hello = 0; /* the target may have lost the move: BEGIN again first */
-		if (h->op == PV_OP_MIG_BEGIN && m->piece == 0 && m->state != MIG_SWITCHING &&
+		if (h->op == PV_OP_MIG_BEGIN && m->pg.piece == 0 && m->state != MIG_SWITCHING &&
 		    h->status != PV_ST_BUSY && h->status != PV_ST_UNAVAILABLE) {
 			/* nothing is at B only yet: the move ends, A stays the owner */
 			pv_warn("migrate: volume %s page %llu: server %u refused the move: %s; "
 				"server %u stays the owner",
-				m->vol->name, (unsigned long long)m->page, m->to, m->stuck,
-				srv->cfg.id);
+				m->pg.vol->name, (unsigned long long)m->pg.page, m->pg.target,
+				m->stuck, srv->cfg.id);
 			if (m->recorded) {
 				/* a record from an earlier run: drop it (no state to keep) */
 				m->state = MIG_QUEUED;
 			}
 			out_end(m, 0, m->stuck);
 		} else if (h->op != PV_OP_MIG_BEGIN && h->op != PV_OP_MIG_SWITCH &&
-			   h->status == PV_ST_NO_SPACE && m->piece == 0) {
+			   h->status == PV_ST_NO_SPACE && m->pg.piece == 0) {
 			/* piece 0 in transit: nothing is at B only; A stays the owner
 			 * and B frees what it took */
 			pv_warn("migrate: volume %s page %llu: server %u ran out of space: %s; "
 				"move aborted, server %u stays the owner",
-				m->vol->name, (unsigned long long)m->page, m->to, m->stuck,
-				srv->cfg.id);
+				m->pg.vol->name, (unsigned long long)m->pg.page, m->pg.target,
+				m->stuck, srv->cfg.id);
 			send_to_target(m, PV_OP_MIG_ABORT, NULL, 0, 0, 0);
 			m->busy = 0;
 			out_end(m, 0, m->stuck);
@@ -916,19 +947,20 @@ static void out_answer(struct mig_out *m, const Pv__Header *h, const void *body,
 			r = (Pv__Migration *)wire_body_decode(&pv__migration__descriptor, body,
 							      len);
 		if (m->state >= MIG_COPYING && m->stuck[0])
-			pv_info("migrate: volume %s page %llu: server %u answers again; going on at "
-				"piece %u of %u",
-				m->vol->name, (unsigned long long)m->page, m->to, m->piece,
-				m->pieces);
+			pv_info(
+			    "migrate: volume %s page %llu: server %u answers again; going on at "
+			    "piece %u of %u",
+			    m->pg.vol->name, (unsigned long long)m->pg.page, m->pg.target,
+			    m->pg.piece, m->pg.pieces);
 		m->hello = 1;
 		progress(m);
 		if (r && r->state == MIG_SWITCHED && m->state >= MIG_COPYING) {
 			/* B took the page before this server recorded the switch */
-			m->piece = m->pieces;
+			m->pg.piece = m->pg.pieces;
 			switched(m);
 		} else if (m->state == MIG_BEGIN) {
 			m->state = MIG_COPYING;
-			m->piece = 0;
+			m->pg.piece = 0;
 			record_write(m, NULL); /* before piece 0 starts */
 		} else {
 			out_advance(m);
@@ -955,7 +987,7 @@ static void out_answer(struct mig_out *m, const Pv__Header *h, const void *body,
 static struct mig_in *in_find(const struct volume *vol, uint64_t page)
 {
 	for (struct mig_in *i = ins; i; i = i->next)
-		if (i->vol == vol && i->page == page && !i->dead)
+		if (i->pg.vol == vol && i->pg.page == page && !i->dead)
 			return i;
 	return NULL;
 }
@@ -971,7 +1003,7 @@ static void in_free(struct mig_in *in)
 		}
 	pthread_mutex_destroy(&in->lock);
 	free(in->dirty);
-	volume_put(&in->vol);
+	volume_put(&in->pg.vol);
 	free(in);
 }
 
@@ -987,16 +1019,8 @@ static struct mig_in *in_new(struct volume *vol, const Pv__Migration *r)
 		return NULL;
 	}
 	pthread_mutex_init(&in->lock, NULL);
-	volume_get(vol);
-	in->vol = vol;
-	in->page = r->page;
-	in->page_off = r->page * vol->page_size;
-	in->page_len = page_len_of(vol, r->page);
-	in->from = r->source;
-	in->piece_size = r->piece_size;
-	in->pieces = r->pieces;
-	in->piece = r->piece;
-	in->epoch = (uint32_t)r->epoch;
+	page_of_record(&in->pg, vol, r);
+	in->pg.target = srv->cfg.id;
 	/* the map follows the piece in transit upwards (dirty_at); after a
 	 * restart the source's piece in transit may be below what this server
 	 * recorded as copied, so it starts at the bottom */
@@ -1008,17 +1032,7 @@ static struct mig_in *in_new(struct volume *vol, const Pv__Migration *r)
 
 static void in_record_fill(Pv__Migration *r, const struct mig_in *in)
 {
-	pv__migration__init(r);
-	r->volume = (char *)in->vol->name;
-	r->volume_id = in->vol->id;
-	r->page = in->page;
-	r->source = in->from;
-	r->target = srv->cfg.id;
-	r->piece_size = in->piece_size;
-	r->pieces = in->pieces;
-	r->piece = in->piece;
-	r->epoch = in->epoch;
-	r->state = MIG_IN;
+	record_of_page(r, &in->pg, MIG_IN);
 }
 
 /* A deferred answer of the target (after its job). */
@@ -1095,7 +1109,7 @@ static void begin_run(struct io_job *job)
 {
 	struct in_job *j = job->arg;
 
-	job->err = store_allocate(job->vol, j->in->page_off, j->in->page_len);
+	job->err = store_allocate(job->vol, j->in->pg.page_off, j->in->pg.page_len);
 	if (!job->err)
 		kv_run(job);
 }
@@ -1108,12 +1122,12 @@ static void begin_done(struct io_job *job)
 	if (job->err) {
 		in_reply(j, request_status_from_errno(job->err),
 			 "server %u cannot take volume %s page %llu: %s", srv->cfg.id,
-			 in->vol->name, (unsigned long long)in->page, strerror(job->err));
+			 in->pg.vol->name, (unsigned long long)in->pg.page, strerror(job->err));
 		in->dead = 1;
 	} else {
 		pv_info("migrate: volume %s page %llu: incoming from %u at piece %u of %u",
-			in->vol->name, (unsigned long long)in->page, in->from, in->piece,
-			in->pieces);
+			in->pg.vol->name, (unsigned long long)in->pg.page, in->pg.source,
+			in->pg.piece, in->pg.pieces);
 		in_reply(j, PV_ST_OK, NULL);
 	}
 	in_job_free(job);
@@ -1121,7 +1135,7 @@ static void begin_done(struct io_job *job)
 
 static void submit_in(struct in_job *j, void (*run)(struct io_job *), void (*done)(struct io_job *))
 {
-	struct io_job *job = job_new(j->in->vol, run, done, j);
+	struct io_job *job = job_new(j->in->pg.vol, run, done, j);
 
 	if (!job) {
 		in_reply(j, PV_ST_BUSY, "server %u out of memory", srv->cfg.id);
@@ -1182,23 +1196,23 @@ static void op_begin(const struct origin *from, const Pv__Header *h, const Pv__M
 		return;
 	}
 	in = in_find(vol, r->page);
-	if (in && in->from != r->source && r->epoch > in->epoch) {
+	if (in && in->pg.source != r->source && r->epoch > in->pg.epoch) {
 		/* a move that never finished, from an owner of an older epoch */
 		pv_info("migrate: volume %s page %llu: dropping the unfinished move from server "
 			"%u (epoch %u); server %u owns it at epoch %llu",
-			vol->name, (unsigned long long)r->page, in->from, in->epoch, r->source,
-			(unsigned long long)r->epoch);
+			vol->name, (unsigned long long)r->page, in->pg.source, in->pg.epoch,
+			r->source, (unsigned long long)r->epoch);
 		in->dead = 1;
 		in = NULL;
 	}
-	if (in && in->from != r->source) {
+	if (in && in->pg.source != r->source) {
 		reply_status(from, h, PV_ST_REFUSED,
 			     "volume %s page %llu is already moving here from server %u", vol->name,
-			     (unsigned long long)r->page, in->from);
+			     (unsigned long long)r->page, in->pg.source);
 		return;
 	}
 	if (in) { /* the source restarted or lost our answer: go on */
-		in->piece = r->piece;
+		in->pg.piece = r->piece;
 		reply_status(from, h, PV_ST_OK, "%s", "");
 		return;
 	}
@@ -1252,7 +1266,7 @@ static void copy_run(struct io_job *job)
 {
 	struct in_job *j = job->arg;
 	struct mig_in *in = j->in;
-	uint64_t base = in->page_off + (uint64_t)j->piece * in->piece_size;
+	uint64_t base = in->pg.page_off + (uint64_t)j->piece * in->pg.piece_size;
 	const uint8_t *data = j->has_data ? zmq_msg_data(&j->data) : NULL;
 
 	job->err = 0;
@@ -1295,14 +1309,15 @@ static void copy_done(struct io_job *job)
 	struct in_job *j = job->arg;
 	struct mig_in *in = j->in;
 
-	store_page_probe(in->vol, in->page);
+	store_page_probe(in->pg.vol, in->pg.page);
 	if (job->err) {
 		in_reply(j, request_status_from_errno(job->err),
 			 "server %u: piece %u of volume %s page %llu not written: %s", srv->cfg.id,
-			 j->piece, in->vol->name, (unsigned long long)in->page, strerror(job->err));
+			 j->piece, in->pg.vol->name, (unsigned long long)in->pg.page,
+			 strerror(job->err));
 	} else {
-		if (in->piece < j->piece + 1)
-			in->piece = j->piece + 1;
+		if (in->pg.piece < j->piece + 1)
+			in->pg.piece = j->piece + 1;
 		in_reply(j, PV_ST_OK, NULL);
 	}
 	in_job_free(job);
@@ -1313,7 +1328,7 @@ static void copy_done(struct io_job *job)
 static void dirty_at(struct mig_in *in, uint32_t p)
 {
 	if (p > in->dirty_piece) {
-		memset(in->dirty, 0, (in->piece_size / PV_SECTOR + 63) / 64 * sizeof(uint64_t));
+		memset(in->dirty, 0, (in->pg.piece_size / PV_SECTOR + 63) / 64 * sizeof(uint64_t));
 		in->dirty_piece = p;
 	}
 }
@@ -1326,7 +1341,7 @@ void migrate_copy_in(const struct origin *from, const Pv__Header *h, struct volu
 	struct in_job *j;
 	uint64_t rel;
 
-	if (!in || in->from != h->server_id) {
+	if (!in || in->pg.source != h->server_id) {
 		if (vol->owner[page] == srv->cfg.id && vol->epoch[page] > h->epoch) {
 			reply_status(from, h, PV_ST_OK, "%s", ""); /* switched: a late copy */
 			goto out;
@@ -1336,9 +1351,10 @@ void migrate_copy_in(const struct origin *from, const Pv__Header *h, struct volu
 			     srv->cfg.id, vol->name, (unsigned long long)page, h->server_id);
 		goto out;
 	}
-	rel = h->offset - in->page_off;
-	if (rel % in->piece_size || length > in->piece_size || rel + length > in->page_len ||
-	    (rel + length < in->page_len && length != in->piece_size)) {
+	rel = h->offset - in->pg.page_off;
+	if (rel % in->pg.piece_size || length > in->pg.piece_size ||
+	    rel + length > in->pg.page_len ||
+	    (rel + length < in->pg.page_len && length != in->pg.piece_size)) {
 		reply_status(from, h, PV_ST_BAD_REQUEST,
 			     "piece copy at %llu+%llu does not match the move's pieces",
 			     (unsigned long long)h->offset, (unsigned long long)length);
@@ -1349,7 +1365,7 @@ void migrate_copy_in(const struct origin *from, const Pv__Header *h, struct volu
 		reply_busy(from, h, MIGRATE_RETRY_MS, "server %u out of memory", srv->cfg.id);
 		goto out;
 	}
-	j->piece = (uint32_t)(rel / in->piece_size);
+	j->piece = (uint32_t)(rel / in->pg.piece_size);
 	pthread_mutex_lock(&in->lock);
 	dirty_at(in, j->piece);
 	pthread_mutex_unlock(&in->lock);
@@ -1362,7 +1378,7 @@ void migrate_copy_in(const struct origin *from, const Pv__Header *h, struct volu
 		Pv__Migration rec;
 
 		in_record_fill(&rec, in);
-		rec.piece = j->piece + 1 > in->piece ? j->piece + 1 : in->piece;
+		rec.piece = j->piece + 1 > in->pg.piece ? j->piece + 1 : in->pg.piece;
 		if (record_kv(&j->kv.kv[j->kv.n++], &rec, 'i') < 0)
 			j->kv.n--;
 	}
@@ -1398,20 +1414,20 @@ int migrate_target_accepts(struct volume *vol, uint32_t op, uint64_t offset, uin
 	if (vol->owner[page] == srv->cfg.id)
 		return 1; /* switched meanwhile: it is ours */
 	in = in_find(vol, page);
-	if (!in || in->from != from)
+	if (!in || in->pg.source != from)
 		return 0;
 	if (op == PV_OP_WRITE || op == PV_OP_TRIM) {
-		uint64_t rel = offset - in->page_off;
-		uint32_t p1 = (uint32_t)(rel / in->piece_size);
-		uint32_t p2 = (uint32_t)((rel + length - 1) / in->piece_size);
+		uint64_t rel = offset - in->pg.page_off;
+		uint32_t p1 = (uint32_t)(rel / in->pg.piece_size);
+		uint32_t p2 = (uint32_t)((rel + length - 1) / in->pg.piece_size);
 
 		pthread_mutex_lock(&in->lock);
 		dirty_at(in, p2);
 		if (in->dirty_piece >= p1 && in->dirty_piece <= p2) {
-			uint64_t ps = (uint64_t)in->dirty_piece * in->piece_size;
+			uint64_t ps = (uint64_t)in->dirty_piece * in->pg.piece_size;
 			uint64_t a = rel > ps ? rel - ps : 0;
-			uint64_t b =
-			    rel + length - ps < in->piece_size ? rel + length - ps : in->piece_size;
+			uint64_t b = rel + length - ps < in->pg.piece_size ? rel + length - ps
+									   : in->pg.piece_size;
 
 			for (uint64_t s = a / PV_SECTOR; s * PV_SECTOR < b; s++)
 				in->dirty[s / 64] |= 1ull << (s % 64);
@@ -1430,12 +1446,13 @@ static void switch_done(struct io_job *job)
 	if (job->err) {
 		in_reply(j, request_status_from_errno(job->err),
 			 "server %u cannot take volume %s page %llu: %s", srv->cfg.id,
-			 in->vol->name, (unsigned long long)in->page, strerror(job->err));
+			 in->pg.vol->name, (unsigned long long)in->pg.page, strerror(job->err));
 	} else {
-		catalog_route_set(in->vol, in->page, srv->cfg.id, in->epoch + 1);
-		store_page_probe(in->vol, in->page);
+		catalog_route_set(in->pg.vol, in->pg.page, srv->cfg.id, in->pg.epoch + 1);
+		store_page_probe(in->pg.vol, in->pg.page);
 		pv_info("migrate: volume %s page %llu: now owned here (from server %u, epoch %u)",
-			in->vol->name, (unsigned long long)in->page, in->from, in->epoch + 1);
+			in->pg.vol->name, (unsigned long long)in->pg.page, in->pg.source,
+			in->pg.epoch + 1);
 		in->dead = 1;
 		in_reply(j, PV_ST_OK, NULL);
 	}
@@ -1453,7 +1470,7 @@ static void op_switch(const struct origin *from, const Pv__Header *h, const Pv__
 		reply_status(from, h, PV_ST_OK, "%s", ""); /* a resend: done already */
 		return;
 	}
-	if (!in || in->from != h->server_id || in->epoch != r->epoch) {
+	if (!in || in->pg.source != h->server_id || in->pg.epoch != r->epoch) {
 		reply_status(from, h, PV_ST_REFUSED,
 			     "server %u has no move of volume id %llu page %llu", srv->cfg.id,
 			     (unsigned long long)r->volume_id, (unsigned long long)r->page);
@@ -1464,7 +1481,7 @@ static void op_switch(const struct origin *from, const Pv__Header *h, const Pv__
 		reply_busy(from, h, MIGRATE_RETRY_MS, "server %u out of memory", srv->cfg.id);
 		return;
 	}
-	route_kv(&j->kv.kv[j->kv.n++], vol, r->page, srv->cfg.id, in->epoch + 1);
+	route_kv(&j->kv.kv[j->kv.n++], vol, r->page, srv->cfg.id, in->pg.epoch + 1);
 	record_del_kv(&j->kv.kv[j->kv.n++], 'i', vol->id, r->page);
 	j->kv.sync = 1;
 	submit_in(j, kv_run, switch_done);
@@ -1475,7 +1492,7 @@ static void abort_run(struct io_job *job)
 {
 	struct in_job *j = job->arg;
 
-	job->err = store_punch(job->vol, j->in->page_off, j->in->page_len);
+	job->err = store_punch(job->vol, j->in->pg.page_off, j->in->pg.page_len);
 	kv_run(job);
 }
 
@@ -1483,7 +1500,7 @@ static void abort_done(struct io_job *job)
 {
 	struct in_job *j = job->arg;
 
-	store_page_probe(j->in->vol, j->in->page);
+	store_page_probe(j->in->pg.vol, j->in->pg.page);
 	j->in->dead = 1;
 	in_reply(j, PV_ST_OK, NULL);
 	in_job_free(job);
@@ -1495,7 +1512,7 @@ static void op_abort(const struct origin *from, const Pv__Header *h, const Pv__M
 	struct mig_in *in = vol && r->page < vol->npages ? in_find(vol, r->page) : NULL;
 	struct in_job *j;
 
-	if (!in || in->from != h->server_id) {
+	if (!in || in->pg.source != h->server_id) {
 		reply_status(from, h, PV_ST_OK, "%s", "");
 		return;
 	}
@@ -1675,7 +1692,7 @@ static int start_owned(struct volume *vol, uint64_t first, uint64_t last, uint32
 		if (vol->owner[p] != srv->cfg.id)
 			continue;
 		m = out_find(vol, p);
-		if (m && first != last && m->to == to)
+		if (m && first != last && m->pg.target == to)
 			continue;
 		if (migrate_start(vol, p, to, piece_size, why, sizeof(why)) < 0 && rc == 0) {
 			snprintf(err, errlen, "%s", why);
@@ -1858,8 +1875,8 @@ int migrate_start(struct volume *vol, uint64_t page, uint32_t to, uint32_t piece
 	if ((cur = out_find(vol, page))) {
 		snprintf(err, errlen,
 			 "volume %s page %llu is already moving to server %u (%s, piece %u of %u)",
-			 vol->name, (unsigned long long)page, cur->to,
-			 migrate_state_name(cur->state), cur->piece, cur->pieces);
+			 vol->name, (unsigned long long)page, cur->pg.target,
+			 migrate_state_name(cur->state), cur->pg.piece, cur->pg.pieces);
 		return -1;
 	}
 	if (to == srv->cfg.id) {
@@ -1895,14 +1912,15 @@ int migrate_start(struct volume *vol, uint64_t page, uint32_t to, uint32_t piece
 		return -1;
 	}
 	volume_get(vol);
-	m->vol = vol;
-	m->page = page;
-	m->page_off = page * vol->page_size;
-	m->page_len = len;
-	m->to = to;
-	m->piece_size = piece_size;
-	m->pieces = page_pieces(len, piece_size);
-	m->epoch = vol->epoch[page];
+	m->pg.vol = vol;
+	m->pg.page = page;
+	m->pg.page_off = page * vol->page_size;
+	m->pg.page_len = len;
+	m->pg.source = srv->cfg.id;
+	m->pg.target = to;
+	m->pg.piece_size = piece_size;
+	m->pg.pieces = page_pieces(len, piece_size);
+	m->pg.epoch = vol->epoch[page];
 	m->state = MIG_QUEUED;
 	m->started = unix_now();
 	m->progress_ms = pv_now_ms();
@@ -1932,7 +1950,8 @@ int migrate_touches(const struct volume *vol, uint64_t offset, uint64_t length)
 	if (!vol->migrating || !length)
 		return 0;
 	for (struct mig_out *m = vol->migrating; m; m = m->vnext)
-		if (!m->dead && offset < m->page_off + m->page_len && m->page_off < offset + length)
+		if (!m->dead && offset < m->pg.page_off + m->pg.page_len &&
+		    m->pg.page_off < offset + length)
 			return 1;
 	return 0;
 }
@@ -1940,21 +1959,21 @@ int migrate_touches(const struct volume *vol, uint64_t offset, uint64_t length)
 void migrate_part(struct mig_out *m, uint64_t offset, uint64_t length, uint32_t op,
 		  enum mig_route *route, uint64_t *run_len, uint32_t *first, uint32_t *last)
 {
-	uint64_t rel = offset - m->page_off;
-	uint32_t p = (uint32_t)(rel / m->piece_size);
-	enum mig_route r = migrate_route(m->state, p, m->piece, op);
+	uint64_t rel = offset - m->pg.page_off;
+	uint32_t p = (uint32_t)(rel / m->pg.piece_size);
+	enum mig_route r = migrate_route(m->state, p, m->pg.piece, op);
 	uint64_t end = rel;
 
 	*first = p;
 	for (;;) {
-		uint64_t piece_end = ((uint64_t)p + 1) * m->piece_size;
+		uint64_t piece_end = ((uint64_t)p + 1) * m->pg.piece_size;
 
-		if (piece_end > m->page_len)
-			piece_end = m->page_len;
+		if (piece_end > m->pg.page_len)
+			piece_end = m->pg.page_len;
 		end = piece_end < rel + length ? piece_end : rel + length;
 		*last = p;
-		if (end >= rel + length || ++p >= m->pieces ||
-		    migrate_route(m->state, p, m->piece, op) != r)
+		if (end >= rel + length || ++p >= m->pg.pieces ||
+		    migrate_route(m->state, p, m->pg.piece, op) != r)
 			break;
 	}
 	*route = r;
@@ -1963,7 +1982,7 @@ void migrate_part(struct mig_out *m, uint64_t offset, uint64_t length, uint32_t 
 
 uint32_t migrate_target(const struct mig_out *m)
 {
-	return m->to;
+	return m->pg.target;
 }
 
 void migrate_job_begin(struct io_job *job, struct mig_out *m, uint32_t first, uint32_t last,
@@ -1975,7 +1994,7 @@ void migrate_job_begin(struct io_job *job, struct mig_out *m, uint32_t first, ui
 	job->mig_counted = counted;
 	m->io_pending++;
 	if (counted)
-		for (uint32_t p = first; p <= last && p < m->pieces; p++)
+		for (uint32_t p = first; p <= last && p < m->pg.pieces; p++)
 			m->wr_pending[p]++;
 }
 
@@ -1988,7 +2007,7 @@ void migrate_job_end(struct io_job *job)
 	job->mig = NULL;
 	m->io_pending--;
 	if (job->mig_counted)
-		for (uint32_t p = job->mig_first; p <= job->mig_last && p < m->pieces; p++)
+		for (uint32_t p = job->mig_first; p <= job->mig_last && p < m->pg.pieces; p++)
 			m->wr_pending[p]--;
 	if (m->dead)
 		out_free_if_done(m);
@@ -2006,9 +2025,9 @@ size_t migrate_flush_targets(const struct volume *vol, uint32_t *out, size_t max
 		if (m->dead || m->state < MIG_COPYING || m->state > MIG_SWITCHING)
 			continue;
 		for (size_t i = 0; i < n; i++)
-			seen |= out[i] == m->to;
+			seen |= out[i] == m->pg.target;
 		if (!seen)
-			out[n++] = m->to;
+			out[n++] = m->pg.target;
 	}
 	return n;
 }
@@ -2073,7 +2092,7 @@ void migrate_peer_reply(struct member *m, const Pv__Header *h, const void *body,
 		return;
 	}
 	for (struct mig_out *o = outs; o; o = o->next) {
-		if (o->busy == 1 && o->req_id && o->req_id == h->req_id && o->to == m->id) {
+		if (o->busy == 1 && o->req_id && o->req_id == h->req_id && o->pg.target == m->id) {
 			o->req_id = 0;
 			out_answer(o, h, body, len);
 			return;
@@ -2108,7 +2127,7 @@ void migrate_tick(void *arg)
 		if (m->busy == 1 && m->req_id && now - m->sent_ms > MIGRATE_RESEND_MS) {
 			m->busy = 0; /* no answer: the step again */
 			m->req_id = 0;
-			stuck(m, "no answer from server %u within %d s", m->to,
+			stuck(m, "no answer from server %u within %d s", m->pg.target,
 			      MIGRATE_RESEND_MS / 1000);
 		}
 		if (m->state != MIG_QUEUED && m->state != MIG_SWITCHED && m->stuck[0] &&
@@ -2116,14 +2135,15 @@ void migrate_tick(void *arg)
 			stuck_logged_ms = now;
 			pv_warn(
 			    "migrate: volume %s page %llu %u->%u makes no progress for %llu s: %s",
-			    m->vol->name, (unsigned long long)m->page, srv->cfg.id, m->to,
-			    (unsigned long long)(now - m->progress_ms) / 1000, m->stuck);
+			    m->pg.vol->name, (unsigned long long)m->pg.page, srv->cfg.id,
+			    m->pg.target, (unsigned long long)(now - m->progress_ms) / 1000,
+			    m->stuck);
 		}
 		out_advance(m);
 	}
 	for (struct mig_in *i = ins, *next; i; i = next) {
 		next = i->next;
-		if (i->vol->deleted && !i->dead)
+		if (i->pg.vol->deleted && !i->dead)
 			i->dead = 1;
 		if (i->dead)
 			in_free(i);
@@ -2142,25 +2162,8 @@ size_t migrate_list(struct migrate_info *out, size_t max)
 
 		if (srv->members[i].id == srv->cfg.id || !hb || !srv->members[i].up)
 			continue;
-		for (size_t k = 0; k < hb->n_migrations && n < max; k++) {
-			const Pv__Migration *r = hb->migrations[k];
-			struct migrate_info *x = &out[n++];
-
-			memset(x, 0, sizeof(*x));
-			snprintf(x->volume, sizeof(x->volume), "%s", r->volume ? r->volume : "");
-			x->volume_id = r->volume_id;
-			x->page = r->page;
-			x->from = r->source;
-			x->to = r->target;
-			x->piece_size = r->piece_size;
-			x->pieces = r->pieces;
-			x->piece = r->piece;
-			x->state = r->state <= MIG_IN ? (enum mig_state)r->state : MIG_QUEUED;
-			x->started = r->started;
-			x->bytes_copied = r->bytes_copied;
-			x->rate_kbps = r->rate_kbps;
-			snprintf(x->stuck, sizeof(x->stuck), "%s", r->stuck ? r->stuck : "");
-		}
+		for (size_t k = 0; k < hb->n_migrations && n < max; k++)
+			info_of_record(&out[n++], hb->migrations[k]);
 	}
 	return n;
 }
@@ -2168,29 +2171,16 @@ size_t migrate_list(struct migrate_info *out, size_t max)
 int migrate_page_state(const struct volume *vol, uint64_t page, struct migrate_info *info)
 {
 	struct mig_out *m = vol->migrating ? out_find(vol, page) : NULL;
-	struct mig_in *in;
+	struct mig_in *in = m ? NULL : in_find(vol, page);
+	Pv__Migration r;
 
-	if (m) {
-		if (info)
-			info_of(info, m);
-		return 1;
-	}
-	for (in = ins; in; in = in->next)
-		if (in->vol == vol && in->page == page && !in->dead)
-			break;
-	if (!in)
+	if (!m && !in)
 		return 0;
-	if (info) {
-		memset(info, 0, sizeof(*info));
-		snprintf(info->volume, sizeof(info->volume), "%s", vol->name);
-		info->volume_id = vol->id;
-		info->page = page;
-		info->from = in->from;
-		info->to = srv->cfg.id;
-		info->piece_size = in->piece_size;
-		info->pieces = in->pieces;
-		info->piece = in->piece;
-		info->state = MIG_IN;
+	if (info && m) {
+		info_of(info, m);
+	} else if (info) {
+		in_record_fill(&r, in);
+		info_of_record(info, &r);
 	}
 	return 1;
 }
@@ -2315,16 +2305,8 @@ static int load_move(void *arg, const char *key, size_t klen, const void *val, s
 			pv__migration__free_unpacked(r, NULL);
 			return -1;
 		}
-		volume_get(vol);
-		m->vol = vol;
-		m->page = r->page;
-		m->page_off = r->page * vol->page_size;
-		m->page_len = page_len_of(vol, r->page);
-		m->to = r->target;
-		m->piece_size = r->piece_size;
-		m->pieces = r->pieces;
-		m->piece = r->piece;
-		m->epoch = (uint32_t)r->epoch;
+		page_of_record(&m->pg, vol, r);
+		m->pg.source = srv->cfg.id;
 		m->state = r->state >= MIG_COPYING && r->state <= MIG_SWITCHED
 			       ? (enum mig_state)r->state
 			       : MIG_COPYING;
@@ -2336,8 +2318,8 @@ static int load_move(void *arg, const char *key, size_t klen, const void *val, s
 		if (m->state == MIG_SWITCHED) {
 			/* the route is recorded (same transaction): B's */
 			m->punch_at_ms = pv_now_ms() + MIGRATE_PUNCH_DELAY_MS;
-			if (vol->owner[m->page] == srv->cfg.id)
-				catalog_route_set(vol, m->page, m->to, m->epoch + 1);
+			if (vol->owner[m->pg.page] == srv->cfg.id)
+				catalog_route_set(vol, m->pg.page, m->pg.target, m->pg.epoch + 1);
 		}
 		m->vnext = vol->migrating;
 		vol->migrating = m;
@@ -2345,8 +2327,8 @@ static int load_move(void *arg, const char *key, size_t klen, const void *val, s
 		outs = m;
 		pv_info("migrate: volume %s page %llu: resuming at piece %u of %u (%s, to server "
 			"%u)",
-			vol->name, (unsigned long long)m->page, m->piece, m->pieces,
-			migrate_state_name(m->state), m->to);
+			vol->name, (unsigned long long)m->pg.page, m->pg.piece, m->pg.pieces,
+			migrate_state_name(m->state), m->pg.target);
 	}
 	pv__migration__free_unpacked(r, NULL);
 	return 0;
@@ -2375,8 +2357,8 @@ void migrate_free(void)
 
 		outs = m->next;
 		m->vnext = NULL;
-		m->vol->migrating = NULL;
-		volume_put(&m->vol);
+		m->pg.vol->migrating = NULL;
+		volume_put(&m->pg.vol);
 		free(m->wr_pending);
 		free(m->buf);
 		free(m);
