@@ -655,24 +655,27 @@ fio_loop_start()
 }
 
 # fio_loop_stop: lets the round in progress end, then checks every round:
-# exit 0, no error, data read back (check_fio). Prints the last round.
+# exit 0, no error, data read back (check_fio). Sets FIO_ROUNDS to the
+# number of rounds (the last one's files are $T/loop-$FIO_ROUNDS.*). Not
+# in $(...): the loop is a child of the test's shell.
 fio_loop_stop()
 {
-	local r rounds=0
+	local r rc
 	touch "$T/fio-loop.stop"
-	wait "$FIO_LOOP_PID" || fail "the fio loop exited non-zero"
+	wait "$FIO_LOOP_PID" && rc=0 || rc=$?
+	[ "$rc" = 0 ] || fail "the fio loop exited $rc"
+	FIO_ROUNDS=0
 	for r in "$T"/loop-*.rc; do
 		[ -e "$r" ] || continue
-		rounds=$((rounds + 1))
+		FIO_ROUNDS=$((FIO_ROUNDS + 1))
 		r=${r%.rc}
 		[ "$(cat "$r.rc")" = 0 ] ||
 			{ cat "$r.out" "$r.json" >&2; fail "fio round ${r##*-} exited $(cat "$r.rc")"; }
 		check_fio "$r.json" "fio round ${r##*-}" 2>/dev/null ||
-			fail "fio round ${r##*-} reported errors"
+			{ cat "$r.out" >&2; fail "fio round ${r##*-} reported errors"; }
 	done
-	((rounds > 0)) || fail "the fio loop ran no round"
-	log "fio loop: $rounds rounds, zero errors"
-	echo "$rounds"
+	((FIO_ROUNDS > 0)) || fail "the fio loop ran no round"
+	log "fio loop: $FIO_ROUNDS rounds, zero errors"
 }
 
 # rand_write_load FILE DEV SEED SIZE IO_SIZE RATE [OPTION...]: a fio job

@@ -95,14 +95,15 @@ n2=$(ctl 1 group show --json | json "next(m['pages'] for m in d['members'] if m[
 refused "1" "\b$n2 pages?\b" 1 group leave 2
 unchanged 1 2 3
 
-# a page already moving: slowed down so that it is still moving
-ctl 1 set migrate.max-mbps 1 >/dev/null || fail "set migrate.max-mbps 1 failed"
+# a page already moving: moves paused, so that it stays in progress
+ctl 1 migrate pause >/dev/null || fail "migrate pause failed"
 ctl 1 page move vol "$p1" --to 2 --piece 64K --async >"$T/ok.out" 2>&1 ||
 	fail "page move --async failed: $(cat "$T/ok.out")"
 wait_migration_piece 1 vol "$p1" 0 >/dev/null
 refused "1" "moving|in progress|already" 3 page move vol "$p1" --to 3
 refused "1" "moving|in progress|already" 1 page move vol "$p1" --to 2
-ctl 1 set migrate.max-mbps 100 >/dev/null || fail "set migrate.max-mbps 100 failed"
+assert_eq "$(page_field 2 vol "$p1" "d['owner']")" 1 "owner of page $p1 while the moves are paused"
+ctl 1 migrate resume >/dev/null || fail "migrate resume failed"
 wait_page_owner 2 vol "$p1" 2
 wait_no_migrations 30 1 2 3
 wait_routing_agree 30 vol 1 2 3
