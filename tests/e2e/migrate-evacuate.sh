@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # migrate-evacuate: retiring a server and adding one, under load. A group
-# of three of weight 1; volume raw (48 pages of 1 MiB) with a fio verify
-# write load on its loop device, volume fs (32 pages of 1 MiB) with ext4
+# of three of weight 1; volume raw (24 pages of 1 MiB) with a fio verify
+# write load on its loop device, volume fs (24 pages of 1 MiB) with ext4
 # and files being written. 'server evacuate 3' returns once 3 owns
 # nothing: every server shows it with 0 pages, no routing names it, no
 # move is left, its data files hold no data (SEEK_DATA), and 'group leave
@@ -18,8 +18,8 @@ need_loop
 need_cmd fio losetup mkfs.ext4 fsck.ext4
 need_bin "$PEERD" "$PEERCTL" "$FUSED"
 
-RAW_MB=48
-FS_MB=32
+RAW_MB=24
+FS_MB=24
 
 group_weighted 1 1 1
 for n in 1 2 3; do wait_links_up "$n" 2; done
@@ -31,7 +31,7 @@ raw=$(loop_attach "$T/mnt/raw")
 fsdev=$(loop_attach "$T/mnt/fs")
 mkfs.ext4 -q -F -E nodiscard "$fsdev" || fail "mkfs.ext4 failed"
 mount_fs "$fsdev" "$T/fs"
-make_random "$T/f" 4
+make_random "$T/f" 1
 
 # pages_of N ID: the pages member ID owns as server N's group show says.
 pages_of()
@@ -68,7 +68,7 @@ check_fs()
 
 before3=$(pages_of 1 3)
 ((before3 > 0)) || fail "server 3 owns no page before the evacuation"
-rand_write_load "$T/load1.fio" "$raw" 101 ${RAW_MB}M 16M 2m
+rand_write_load "$T/load1.fio" "$raw" 101 ${RAW_MB}M 16M 1m
 fio_bg load1 "$T/load1.fio"
 write_files a &
 cp_pid=$!
@@ -83,10 +83,8 @@ for n in 1 2 3; do
 done
 wait_no_migrations 30 1 2 3
 for vol in raw fs; do
-	wait_routing_agree 30 "$vol" 1 2 3
-	for n in 1 2 3; do
-		grep -qw 3 <<<"$(owners_of "$n" "$vol")" && fail "server $n's routing of $vol still names server 3"
-	done
+	wait_routing_agree 30 "$vol" 1 2 3 # the same on all three, so one look will do
+	grep -qw 3 <<<"$(owners_of 1 "$vol")" && fail "the routing of $vol still names server 3"
 done
 for vol in raw fs; do
 	wait_for 15 "server 3's data file of $vol still holds data" holds_no_data "$(vol_file 3 "$vol")"
@@ -104,7 +102,7 @@ log "server 3 left: $(cat "$T/leave.out")"
 run_peerd 4
 ctl 4 group join "$(addr_of 1)" >/dev/null || fail "server 4 could not join"
 wait_group_up 1 2 4
-rand_write_load "$T/load2.fio" "$raw" 202 ${RAW_MB}M 16M 2m
+rand_write_load "$T/load2.fio" "$raw" 202 ${RAW_MB}M 16M 1m
 fio_bg load2 "$T/load2.fio"
 write_files b &
 cp_pid=$!
