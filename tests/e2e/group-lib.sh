@@ -179,20 +179,22 @@ run_fio()
 	check_fio "$json" "$what"
 }
 
-# check_fio JSON WHAT: every job of a fio JSON report ended without error,
-# and every job that verifies read something back.
+# check_fio JSON WHAT [JSON WHAT ...]: every job of each fio JSON report
+# ended without error, and every job that verifies read something back.
 check_fio()
 {
-	python3 - "$1" "$2" <<'EOF' || fail "$2: fio reported errors (see the report above)"
+	python3 - "$@" <<'EOF' || fail "$2: fio reported errors (see the report above)"
 import json, sys
-d = json.load(open(sys.argv[1]))
 bad = False
-for j in d["jobs"]:
-    print("%s: %s error=%d read=%d KiB write=%d KiB" % (
-        sys.argv[2], j["jobname"], j["error"], j["read"]["io_kbytes"], j["write"]["io_kbytes"]),
-        file=sys.stderr)
-    if j["error"] != 0 or j["read"]["io_kbytes"] == 0:
-        bad = True
+args = sys.argv[1:]
+for path, what in zip(args[0::2], args[1::2]):
+    d = json.load(open(path))
+    for j in d["jobs"]:
+        print("%s: %s error=%d read=%d KiB write=%d KiB" % (
+            what, j["jobname"], j["error"], j["read"]["io_kbytes"], j["write"]["io_kbytes"]),
+            file=sys.stderr)
+        if j["error"] != 0 or j["read"]["io_kbytes"] == 0:
+            bad = True
 sys.exit(1 if bad else 0)
 EOF
 }
@@ -660,7 +662,7 @@ fio_loop_start()
 # in $(...): the loop is a child of the test's shell.
 fio_loop_stop()
 {
-	local r rc
+	local r rc reports=()
 	touch "$T/fio-loop.stop"
 	wait "$FIO_LOOP_PID" && rc=0 || rc=$?
 	[ "$rc" = 0 ] || fail "the fio loop exited $rc"
@@ -671,10 +673,10 @@ fio_loop_stop()
 		r=${r%.rc}
 		[ "$(cat "$r.rc")" = 0 ] ||
 			{ cat "$r.out" "$r.json" >&2; fail "fio round ${r##*-} exited $(cat "$r.rc")"; }
-		check_fio "$r.json" "fio round ${r##*-}" 2>/dev/null ||
-			{ cat "$r.out" >&2; fail "fio round ${r##*-} reported errors"; }
+		reports+=("$r.json" "fio round ${r##*-}")
 	done
 	((FIO_ROUNDS > 0)) || fail "the fio loop ran no round"
+	check_fio "${reports[@]}"
 	log "fio loop: $FIO_ROUNDS rounds, zero errors"
 }
 

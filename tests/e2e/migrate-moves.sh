@@ -44,10 +44,10 @@ dev=$(loop_attach "$T/mnt/vol")
 # verified soon after (verify_backlog) and all at the end (the job the
 # verify-only pass repeats: it must come first, so that its random seed is
 # the same in a file of it alone); a random read/write mix over the second
-# half, verified likewise. Rate-limited: a round lasts ~5 s.
+# half, verified likewise. Rate-limited: a round lasts ~4 s.
 load_writes()
 {
-	rand_write_load "$1" "$2" "$3" $((SIZE_MB / 2))M 6M 1200k verify_backlog=64
+	rand_write_load "$1" "$2" "$3" $((SIZE_MB / 2))M 4M 1200k verify_backlog=64
 }
 load_round()
 {
@@ -61,7 +61,7 @@ bs=4k
 iodepth=8
 offset=$((SIZE_MB / 2))M
 size=$((SIZE_MB / 2))M
-io_size=6M
+io_size=4M
 verify_backlog=64
 rate=1000k,1000k
 FIO
