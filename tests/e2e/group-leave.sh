@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # group-leave: a member that owns no pages leaves the group cleanly: it is
 # told and becomes a group of one again (and may join again); a member that
-# owns pages is refused, naming how many (migration comes later).
+# owns pages is refused, naming how many (move them off first: server evacuate).
 . "$(dirname "$0")/common.sh"
 . "$(dirname "$0")/group-lib.sh"
 need_bin "$PEERD" "$PEERCTL"
