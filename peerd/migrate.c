@@ -599,6 +599,20 @@ static void piece_send(struct mig_out *m)
 	send_to_target(m, PV_OP_WRITE, &data, PV_F_MIG_COPY, off, (uint32_t)m->piece_len);
 }
 
+/* The throttle's timer: the piece read may go now. */
+static void throttled_send(void *arg)
+{
+	struct mig_out *m = arg;
+
+	if (m->busy != 2 || pv_now_ms() < m->wait_until_ms)
+		return; /* sent by migrate_tick already, or not yet due */
+	m->busy = 0;
+	if (m->dead)
+		out_free_if_done(m);
+	else
+		piece_send(m);
+}
+
 /* piece read (IO thread) */
 static void read_run(struct io_job *job)
 {
@@ -628,7 +642,10 @@ static void read_done(struct io_job *job)
 	delay = throttle(m->hole ? MIGRATE_HOLE_COST : m->piece_len);
 	m->wait_until_ms = pv_now_ms() + delay;
 	if (delay) {
-		m->busy = 2; /* read, waiting for the throttle (migrate_tick sends) */
+		/* read, waiting for the throttle: a timer sends it (migrate_tick
+		 * too, should the timer table be full); busy keeps m alive */
+		m->busy = 2;
+		reactor_after(delay, throttled_send, m);
 		return;
 	}
 	piece_send(m);
@@ -2113,6 +2130,10 @@ void migrate_tick(void *arg)
 	routes_flush();
 	for (struct mig_out *m = outs, *next; m; m = next) {
 		next = m->next;
+		if (m->busy == 2 && now >= m->wait_until_ms) {
+			throttled_send(m); /* its timer did not run (table full) */
+			continue;
+		}
 		if (m->dead)
 			continue;
 		if (now - m->rate_from_ms >= 5000) {
@@ -2120,11 +2141,6 @@ void migrate_tick(void *arg)
 			    (uint32_t)(m->rate_bytes / 1024 * 1000 / (now - m->rate_from_ms));
 			m->rate_bytes = 0;
 			m->rate_from_ms = now;
-		}
-		if (m->busy == 2 && now >= m->wait_until_ms) {
-			m->busy = 0;
-			piece_send(m); /* the throttle let it go */
-			continue;
 		}
 		if (m->busy == 1 && m->req_id && now - m->sent_ms > MIGRATE_RESEND_MS) {
 			m->busy = 0; /* no answer: the step again */
