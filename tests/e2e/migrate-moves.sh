@@ -89,6 +89,7 @@ move()
 		grep -q "already moving" "$T/move.out" && { busy=$((busy + 1)); return 1; }
 		fail "move $i ($mode, at server $at): page $page ${want[$page]}->$to failed (exit $rc, 124: not done in 120 s): $(cat "$T/move.out") $(ctl "$at" migrations 2>&1)"
 	fi
+	echo "move $i $mode at $at: page $page ${want[$page]}->$to: $(tr '\n' ' ' <"$T/move.out")" >>"$T/moves.log"
 	pairs+=" ${want[$page]}$to"
 	want[page]=$to
 }
@@ -129,9 +130,17 @@ done
 wait_no_migrations "$PV_MOVE_WAIT" 1 2 3
 wait_routing_agree 30 vol 1 2 3
 got=$(owners_of 1 vol)
-[ "$got" = "${want[*]}" ] || fail "owners after the moves differ from the last targets:
-want ${want[*]}
-got  $got"
+if [ "$got" != "${want[*]}" ]; then
+	# shellcheck disable=SC2206
+	g=($got)
+	for ((p = 0; p < SIZE_MB; p++)); do
+		[ "${g[$p]}" = "${want[$p]}" ] && continue
+		echo "page $p: owner ${g[$p]}, sent last to ${want[$p]}; its moves:" >&2
+		grep -E "page $p " "$T/moves.log" >&2 || true
+		grep -hE "migrate: volume vol page $p\b" "$T"/peerd[123].log | sort >&2 || true
+	done
+	fail "owners after the moves differ from the last targets"
+fi
 log "every page is where it was sent last, on all three servers"
 
 fio_loop_stop
