@@ -970,7 +970,7 @@ int catalog_member_drain(uint32_t id, int on, catalog_done_fn done, void *arg, c
 /* max_mbps < 0 / paused < 0: unchanged. */
 int catalog_migrate_settings(int64_t max_mbps, int paused, catalog_done_fn done, void *arg,
 			     char *err, size_t errlen);
-/* Once a second: if a page owned here should be elsewhere (its server is
+/* Every PEERD_TICK_MS: if a page owned here should be elsewhere (its server is
  * draining or not allowed for the volume, or the volume's balance_gen asks
  * for weight shares and this server holds more than its share), starts one
  * move (migrate_start) when no move out of this server runs. */
