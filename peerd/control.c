@@ -590,6 +590,11 @@ static int cmd_page_move(const uint8_t *ident, size_t ident_len, const struct co
 		remove_not_member(c->to, err, errlen);
 		return -ENOENT;
 	}
+	if (c->piece_size > v->page_size) {
+		snprintf(err, errlen, "piece size %u is larger than volume %s's page size %u",
+			 c->piece_size, v->name, v->page_size);
+		return -1;
+	}
 	for (uint64_t pg = c->first; pg <= c->last; pg++)
 		n += v->owner[pg] != c->to;
 	if (!(p = pending_new(ident, ident_len, c->name, err, errlen)))

@@ -299,8 +299,8 @@ static const struct command commands[] = {
 	.opts = {{"to", "ID", "the server the pages move to (required)"},
 		 {"piece", "SIZE",
 		  "size of the pieces copied one at a time: a\n"
-		  "multiple of 512, at most 8M (default 1M, or\n"
-		  "the page if smaller)"},
+		  "multiple of 512, at most 8M and the page size\n"
+		  "(default 1M, or the page if smaller)"},
 		 {"async", NULL, "return once the owners accepted"}},
 	.examples = "peerctl page move vol1 5 --to 3\n"
 		    "peerctl page move vol1 0-63 --to 4 --piece 256K\n"
