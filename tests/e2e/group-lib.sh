@@ -415,6 +415,17 @@ wait_for()
 	done
 }
 
+# ctl_within SECONDS N ARGS...: peerctl ARGS on server N, stopped after
+# SECONDS s (exit 124): the commands that wait for moves (page move,
+# server evacuate, volume set-servers) wait until the moves are done,
+# whatever --timeout says.
+ctl_within()
+{
+	local secs=$1 n=$2
+	shift 2
+	timeout "$secs" "$PEERCTL" -s "$(sock_of "$n")" "$@"
+}
+
 # page_field N VOL PAGE EXPR: EXPR over server N's 'page show VOL PAGE
 # --json' (as d); empty if it fails.
 page_field()

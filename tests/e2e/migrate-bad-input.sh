@@ -8,7 +8,8 @@
 # moving; set-servers naming no server, a non-member or only a down server
 # (the pages would be nowhere); evacuate and set-weight of a non-member, a
 # weight of 0; group leave of a server that owns pages (says how many).
-# A move to the page's owner is no error: exit 0, "already".
+# A move to the page's owner is no error: exit 0, "already"; but while the
+# page is moving away from it, it is refused as moving.
 . "$(dirname "$0")/common.sh"
 . "$(dirname "$0")/group-lib.sh"
 need_bin "$PEERD" "$PEERCTL"
@@ -102,6 +103,9 @@ ctl 1 page move vol "$p1" --to 2 --piece 64K --async >"$T/ok.out" 2>&1 ||
 wait_migration_piece 1 vol "$p1" 0 >/dev/null
 refused "1" "moving|in progress|already" 3 page move vol "$p1" --to 3
 refused "1" "moving|in progress|already" 1 page move vol "$p1" --to 2
+# to its owner while it is leaving: not "already there" (it will not be)
+refused "1" "moving|in progress" 2 page move vol "$p1" --to 1
+refused "1" "moving|in progress" 1 page move vol "$p1" --to 1
 assert_eq "$(page_field 2 vol "$p1" "d['owner']")" 1 "owner of page $p1 while the moves are paused"
 ctl 1 migrate resume >/dev/null || fail "migrate resume failed"
 wait_page_owner 2 vol "$p1" 2

@@ -13,7 +13,10 @@
 #            a verify-only pass is clean.
 #   round 2: the same with the target (3) killed: the move resumes at
 #            K >= the piece seen once it is back.
-#   round 3 (PV_MIGRATE_LAZYFS=1, default): power cut of the target: data
+#   PV_MIGRATE_CRASH_ROUNDS (default 2) such rounds in all: the killed side
+#   alternates (source, target) and the direction every two rounds (2->3,
+#   3->2); a longer run: PV_MIGRATE_CRASH_ROUNDS=20 PV_TEST_TIMEOUT=1200.
+#   last (PV_MIGRATE_LAZYFS=1, default): power cut of the target: data
 #            A written to a page of 1 and flushed, the page moving to 3,
 #            data B written over it and flushed mid-move, then kill -9 of 3
 #            and its unsynced writes dropped (pvlazyfs); restarted, the move
@@ -28,6 +31,7 @@ need_cmd fio losetup cmp
 need_bin "$PEERD" "$PEERCTL" "$FUSED" "$PVLAZYFS"
 
 LAZY=${PV_MIGRATE_LAZYFS:-1}
+ROUNDS=${PV_MIGRATE_CRASH_ROUNDS:-2}
 SIZE_MB=64 # 16 pages of 4 MiB
 PAGE_MB=4
 PIECES=64 # of 64 KiB
@@ -85,9 +89,10 @@ start_slow_move()
 # crash_round N VICTIM SRC DST: round N of the fio crash rounds.
 crash_round()
 {
-	local round=$1 victim=$2 src=$3 dst=$4 page kmin k K msrc mdst
+	local round=$1 victim=$2 src=$3 dst=$4 page kmin k K msrc mdst role=target
 	page=$(first_page_of "$src")
-	log "round $round: page $page $src->$dst, kill -9 of server $victim mid-move"
+	[ "$victim" = "$src" ] && role=source
+	log "round $round: page $page $src->$dst, kill -9 of the $role (server $victim) mid-move"
 	# ~12 s of random writes over the whole volume, verified at the end
 	rand_write_load "$T/load$round.fio" "$dev" $((round * 1000 + RANDOM % 1000)) ${SIZE_MB}M 24M 2m
 	fio_bg "load$round" "$T/load$round.fio"
@@ -121,8 +126,11 @@ crash_round()
 	wait_no_stray 15 vol 1 2 3
 }
 
-crash_round 1 2 2 3 # the source
-crash_round 2 3 2 3 # the target
+for ((r = 1; r <= ROUNDS; r++)); do
+	if (((r - 1) / 2 % 2 == 0)); then src=2 dst=3; else src=3 dst=2; fi
+	if ((r % 2)); then victim=$src; else victim=$dst; fi
+	crash_round "$r" "$victim" "$src" "$dst"
+done
 
 if [ "$LAZY" = 1 ]; then
 	page=$(first_page_of 1)
@@ -137,17 +145,17 @@ if [ "$LAZY" = 1 ]; then
 	m3=$(log_mark 3)
 	kill9_peerd 3
 	lazy_ctl "$(data_of 3)" drop
-	log "round 3: power cut of the target with piece $k of page $page in transit"
+	log "power cut round: power cut of the target with piece $k of page $page in transit"
 	# shellcheck disable=SC2086
 	run_peerd 3 ${PEERD_ARGS[3]}
 	wait_group_up 1 2 3
 	K=$(resumed_piece 1 3 "$page" "$m1" "$m3")
-	((K >= 2)) || fail "round 3: the move resumed at piece $K after the target's power cut (started over)"
+	((K >= 2)) || fail "power cut round: the move resumed at piece $K after the target's power cut (started over)"
 	ctl 1 set migrate.max-mbps 100 >/dev/null
 	wait_page_owner 3 vol "$page" 3
 	dd if="$dev" of="$T/got" bs=1M skip=$((page * PAGE_MB)) count=$PAGE_MB iflag=direct status=none
 	cmp -s "$T/got" "$T/b" ||
-		fail "round 3: page $page does not read back the flushed data B after the target's power cut ($(cmp "$T/got" "$T/b" | head -1))"
+		fail "power cut round: page $page does not read back the flushed data B after the target's power cut ($(cmp "$T/got" "$T/b" | head -1))"
 	wait_no_stray 15 vol 1 2 3
-	log "round 3: resumed at piece $K after the power cut; page $page on 3 holds the flushed data"
+	log "power cut round: resumed at piece $K after the power cut; page $page on 3 holds the flushed data"
 fi

@@ -75,7 +75,7 @@ cp_pid=$!
 PV_PIDS+=("$cp_pid")
 sleep 1
 t0=$SECONDS
-ctl 1 --timeout 240 server evacuate 3 >"$T/evacuate.out" 2>&1 ||
+ctl_within 150 1 server evacuate 3 >"$T/evacuate.out" 2>&1 ||
 	fail "server evacuate 3 failed: $(cat "$T/evacuate.out")"
 log "server evacuate 3: $before3 pages moved off in $((SECONDS - t0)) s"
 for n in 1 2 3; do
@@ -109,7 +109,7 @@ cp_pid=$!
 PV_PIDS+=("$cp_pid")
 for vol in raw fs; do
 	t0=$SECONDS
-	ctl 2 --timeout 240 volume set-servers "$vol" 1,2,4 >"$T/set.out" 2>&1 ||
+	ctl_within 120 2 volume set-servers "$vol" 1,2,4 >"$T/set.out" 2>&1 ||
 		fail "volume set-servers $vol 1,2,4 failed: $(cat "$T/set.out")"
 	log "volume set-servers $vol 1,2,4: $((SECONDS - t0)) s"
 done

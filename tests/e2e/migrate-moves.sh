@@ -17,7 +17,8 @@
 # its data file: the source punches a page out after the switch). Last, a
 # file system phase: mkfs.ext4, files written while PV_MIGRATE_FS_MOVES
 # (default 6) more pages move, fsck -fn clean, the files read back.
-# PV_MIGRATE_SEED fixes the random choices (logged).
+# PV_MIGRATE_SEED fixes the random choices (logged). A longer run:
+# PV_MIGRATE_MOVES=2000 PV_TEST_TIMEOUT=3000.
 . "$(dirname "$0")/common.sh"
 . "$(dirname "$0")/group-lib.sh"
 need_fuse
@@ -80,13 +81,15 @@ pairs="" busy=0
 # again); fails on any other error.
 move()
 {
-	local i=$1 page=$2 to=$3 mode=$4 at=$((RANDOM % 3 + 1)) args
+	local i=$1 page=$2 to=$3 mode=$4 at=$((RANDOM % 3 + 1)) args rc
 	args=(page move vol "$page" --to "$to" --piece 64K)
 	[ "$mode" = async ] && args+=(--async)
-	if ! ctl "$at" --timeout 120 "${args[@]}" >"$T/move.out" 2>&1; then
+	ctl_within 120 "$at" "${args[@]}" >"$T/move.out" 2>&1 && rc=0 || rc=$?
+	if [ "$rc" != 0 ]; then
 		grep -q "already moving" "$T/move.out" && { busy=$((busy + 1)); return 1; }
-		fail "move $i ($mode, at server $at): page $page ${want[$page]}->$to failed: $(cat "$T/move.out")"
+		fail "move $i ($mode, at server $at): page $page ${want[$page]}->$to failed (exit $rc, 124: not done in 120 s): $(cat "$T/move.out") $(ctl "$at" migrations 2>&1)"
 	fi
+	echo "move $i $mode at $at: page $page ${want[$page]}->$to: $(tr '\n' ' ' <"$T/move.out")" >>"$T/moves.log"
 	pairs+=" ${want[$page]}$to"
 	want[page]=$to
 }
@@ -127,9 +130,17 @@ done
 wait_no_migrations "$PV_MOVE_WAIT" 1 2 3
 wait_routing_agree 30 vol 1 2 3
 got=$(owners_of 1 vol)
-[ "$got" = "${want[*]}" ] || fail "owners after the moves differ from the last targets:
-want ${want[*]}
-got  $got"
+if [ "$got" != "${want[*]}" ]; then
+	# shellcheck disable=SC2206
+	g=($got)
+	for ((p = 0; p < SIZE_MB; p++)); do
+		[ "${g[$p]}" = "${want[$p]}" ] && continue
+		echo "page $p: owner ${g[$p]}, sent last to ${want[$p]}; its moves:" >&2
+		grep -E "page $p " "$T/moves.log" >&2 || true
+		grep -hE "migrate: volume vol page $p\b" "$T"/peerd[123].log | sort >&2 || true
+	done
+	fail "owners after the moves differ from the last targets"
+fi
 log "every page is where it was sent last, on all three servers"
 
 fio_loop_stop

@@ -45,7 +45,7 @@ move_some()
 		else
 			continue
 		fi
-		ctl 1 --timeout 60 page move vol "$p" --to "$to" --piece 256K >"$T/move.out" 2>&1 ||
+		ctl_within 60 1 page move vol "$p" --to "$to" --piece 256K >"$T/move.out" 2>&1 ||
 			fail "page move vol $p --to $to failed: $(cat "$T/move.out")"
 		owners[p]=$to
 		MOVED+=("$p")
