@@ -534,6 +534,7 @@ static void install_members(const Pv__Catalog *c)
 				old[j].link = NULL;
 			}
 		}
+		m->draining = c->members[i]->draining;
 	}
 	for (size_t j = 0; j < nold; j++) {
 		if (old[j].sock) {

@@ -592,6 +592,17 @@ void change_run(struct change **chp)
 	txn_begin(ch);
 }
 
+int change_start(struct change *ch, void *arg, char *err, size_t errlen)
+{
+	if (!ch) {
+		free(arg);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	change_run(&ch);
+	return 0;
+}
+
 void change_tick(void)
 {
 	uint64_t now = pv_now_ms();

@@ -70,6 +70,94 @@ static json_t *id_array(const uint32_t *ids, size_t n)
 	return a;
 }
 
+/* ---- moves ---- */
+
+#define CONTROL_MOVES_MAX 1024 /* moves in the group shown */
+
+/* JSON of a move (a new reference). */
+static json_t *move_json(const struct migrate_info *m)
+{
+	return json_pack("{s:s,s:I,s:i,s:i,s:i,s:i,s:i,s:s,s:I,s:I,s:i,s:s}", "volume", m->volume,
+			 "page", (json_int_t)m->page, "from", (int)m->from, "to", (int)m->to,
+			 "piece", (int)m->piece, "pieces", (int)m->pieces, "piece_size",
+			 (int)m->piece_size, "state", migrate_state_name(m->state), "started",
+			 (json_int_t)m->started, "bytes_copied", (json_int_t)m->bytes_copied,
+			 "rate_kbps", (int)m->rate_kbps, "stuck", m->stuck);
+}
+
+/* The group's moves (migrate_list), malloc'd, *n of them; NULL (and *n
+ * 0) if out of memory. */
+static struct migrate_info *moves_get(size_t *n)
+{
+	struct migrate_info *m = calloc(CONTROL_MOVES_MAX, sizeof(*m));
+
+	*n = m ? migrate_list(m, CONTROL_MOVES_MAX) : 0;
+	return m;
+}
+
+static int by_page(const void *a, const void *b)
+{
+	const struct migrate_info *x = a, *y = b;
+
+	if (x->page != y->page)
+		return x->page < y->page ? -1 : 1;
+	/* the source's record of a move before the target's */
+	return (x->state == MIG_IN) - (y->state == MIG_IN);
+}
+
+/* The moves of v in the group, one per page, by page (malloc'd: free
+ * it), *n of them. */
+static struct migrate_info *volume_moves(const struct volume *v, size_t *n)
+{
+	struct migrate_info *m = moves_get(n);
+	size_t k = 0;
+
+	for (size_t i = 0; i < *n; i++)
+		if (m[i].volume_id == v->id && m[i].page < v->npages)
+			m[k++] = m[i];
+	if (k > 1)
+		qsort(m, k, sizeof(*m), by_page);
+	*n = 0;
+	for (size_t i = 0; i < k; i++)
+		if (!*n || m[*n - 1].page != m[i].page)
+			m[(*n)++] = m[i];
+	return m;
+}
+
+/* The routing table of v as runs of pages with one owner and epoch; a
+ * page in transit is a run of its own with "moving" (a new reference). */
+static json_t *routing_json(const struct volume *v)
+{
+	size_t nm, k = 0;
+	struct migrate_info *mv = volume_moves(v, &nm);
+	json_t *runs = json_array();
+	uint64_t first = 0;
+
+	for (uint64_t p = 1; p <= v->npages; p++) {
+		int first_moving = k < nm && mv[k].page == first;
+		json_t *run;
+
+		if (p < v->npages && !first_moving && !(k < nm && mv[k].page == p) &&
+		    v->owner[p] == v->owner[first] && v->epoch[p] == v->epoch[first])
+			continue;
+		run = json_pack("{s:I,s:I,s:i,s:I}", "first_page", (json_int_t)first, "last_page",
+				(json_int_t)(p - 1), "owner", (int)v->owner[first], "epoch",
+				(json_int_t)v->epoch[first]);
+		if (run && first_moving) {
+			json_object_set_new(run, "moving",
+					    json_pack("{s:i,s:i,s:i,s:i,s:s}", "from",
+						      (int)mv[k].from, "to", (int)mv[k].to, "piece",
+						      (int)mv[k].piece, "pieces", (int)mv[k].pieces,
+						      "state", migrate_state_name(mv[k].state)));
+			k++;
+		}
+		json_array_append_new(runs, run);
+		first = p;
+	}
+	free(mv);
+	return runs;
+}
+
 /* JSON of a volume (a new reference). */
 static json_t *volume_json(struct volume *v, int routing)
 {
@@ -109,23 +197,8 @@ static json_t *volume_json(struct volume *v, int routing)
 		}
 		json_object_set_new(o, "open_by", by);
 	}
-	if (o && routing) {
-		json_t *runs = json_array();
-		uint64_t first = 0;
-
-		for (uint64_t p = 1; p <= v->npages; p++) {
-			if (p < v->npages && v->owner[p] == v->owner[first] &&
-			    v->epoch[p] == v->epoch[first])
-				continue;
-			json_array_append_new(runs, json_pack("{s:I,s:I,s:i,s:I}", "first_page",
-							      (json_int_t)first, "last_page",
-							      (json_int_t)(p - 1), "owner",
-							      (int)v->owner[first], "epoch",
-							      (json_int_t)v->epoch[first]));
-			first = p;
-		}
-		json_object_set_new(o, "routing", runs);
-	}
+	if (o && routing)
+		json_object_set_new(o, "routing", routing_json(v));
 	return o;
 }
 
@@ -141,8 +214,8 @@ static json_t *group_json(void)
 		const char *state = m->id == srv->cfg.id ? "self" : m->up ? "up" : "down";
 
 		for (struct volume *v = srv->volumes; v; v = v->next)
-			for (uint64_t p = 0; p < v->npages; p++)
-				pages += v->owner[p] == m->id;
+			for (size_t k = 0; k < v->nowned; k++)
+				pages += v->owned_ids[k] == m->id ? v->owned_count[k] : 0;
 		int self = m->id == srv->cfg.id;
 		char hash[2 * PEERD_CATALOG_HASH_LEN + 1] = "";
 
@@ -151,12 +224,13 @@ static json_t *group_json(void)
 					 PEERD_CATALOG_HASH_LEN, hash);
 		json_array_append_new(
 		    members,
-		    json_pack("{s:i,s:s,s:i,s:s,s:I,s:I,s:I,s:I,s:s,s:b}", "id", (int)m->id,
+		    json_pack("{s:i,s:s,s:i,s:s,s:I,s:I,s:I,s:I,s:s,s:b,s:b}", "id", (int)m->id,
 			      "address", m->address, "weight", (int)m->weight, "state", state,
 			      "pages", (json_int_t)pages, "bytes", (json_int_t)m->bytes, "free",
 			      (json_int_t)m->free, "catalog_version",
 			      (json_int_t)(self ? srv->version : m->catalog_version),
-			      "catalog_hash", hash, "catalog_diverged", m->catalog_diverged));
+			      "catalog_hash", hash, "catalog_diverged", m->catalog_diverged,
+			      "draining", m->draining));
 	}
 	{
 		char hash[2 * PEERD_CATALOG_HASH_LEN + 1];
@@ -184,6 +258,8 @@ struct pending {
 	uint8_t ident[PV_MAX_IDENTITY];
 	size_t ident_len;
 	char name[PV_MAX_NAME + 1]; /* volume.delete: the volume */
+	struct control_cmd cmd;	    /* placement commands and page.move: what was asked */
+	uint64_t pages;		    /* page.move: pages asked to move */
 };
 
 static struct pending *pending_new(const uint8_t *ident, size_t ident_len, const char *name,
@@ -261,6 +337,62 @@ static void member_removed(void *arg, int ok, struct volume *vol, int why, const
 		    why, err);
 }
 
+/* The result of a placement command p once its change committed (vol:
+ * volume.set_servers' volume), a new reference. */
+static json_t *placement_result(const struct pending *p, struct volume *vol)
+{
+	const struct control_cmd *c = &p->cmd;
+	const Pv__Catalog *cat = catalog_committed();
+	json_t *vols;
+
+	switch (c->op) {
+	case CONTROL_SERVER_EVACUATE:
+		return json_pack("{s:i,s:b}", "id", (int)c->id, "draining", !c->cancel);
+	case CONTROL_VOLUME_SET_SERVERS:
+		return vol ? volume_json(vol, 0) : json_pack("{s:s}", "name", c->name);
+	case CONTROL_GROUP_SET_WEIGHT:
+		vols = json_array();
+		for (struct volume *v = srv->volumes; v; v = v->next)
+			for (size_t i = 0; i < v->nservers; i++)
+				if (v->servers[i] == c->id)
+					json_array_append_new(vols, json_string(v->name));
+		return json_pack("{s:i,s:i,s:o}", "id", (int)c->id, "weight", (int)c->weight,
+				 "volumes", vols);
+	case CONTROL_CONFIG_SET:
+		return json_pack("{s:s,s:i,s:i}", "key", "migrate.max-mbps", "value", (int)c->value,
+				 "max_mbps", c->value ? (int)c->value : MIGRATE_MBPS_DEFAULT);
+	default: /* migrate.pause, migrate.resume */
+		return json_pack("{s:b}", "paused", cat && cat->migrate_paused);
+	}
+}
+
+/* catalog_done_fn of the placement commands */
+static void placement_changed(void *arg, int ok, struct volume *vol, int why, const char *err)
+{
+	struct pending *p = arg;
+
+	pending_end(p, ok, ok ? placement_result(p, vol) : NULL, why, err);
+}
+
+/* The answer to page.move p: pages asked to move, and already on the target. */
+static json_t *page_move_result(const struct pending *p)
+{
+	const struct control_cmd *c = &p->cmd;
+
+	return json_pack("{s:s,s:I,s:I,s:i,s:I,s:I}", "volume", c->name, "first",
+			 (json_int_t)c->first, "last", (json_int_t)c->last, "to", (int)c->to,
+			 "pages", (json_int_t)p->pages, "already",
+			 (json_int_t)(c->last - c->first + 1 - p->pages));
+}
+
+/* migrate_done_fn of page.move */
+static void page_moved(void *arg, int ok, const char *err)
+{
+	struct pending *p = arg;
+
+	pending_end(p, ok, ok ? page_move_result(p) : NULL, 0, err);
+}
+
 /* ---- commands ---- */
 
 static int cmd_status(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
@@ -303,6 +435,7 @@ static int cmd_status(const uint8_t *ident, size_t ident_len, const struct contr
 	/* membership: "member", or "removed" with why (remove.c) */
 	json_object_set_new(*result, "state",
 			    json_string(remove_self_state() ? "removed" : "member"));
+	json_object_set_new(*result, "migrations_out", json_integer(migrate_out_count()));
 	if (remove_self_state())
 		json_object_set_new(*result, "removed", json_string(remove_self_state()));
 	return 0;
@@ -419,6 +552,146 @@ static int cmd_group_remove(const uint8_t *ident, size_t ident_len, const struct
 	return 1;
 }
 
+/* The volume and page range of c checked against the catalog: the
+ * volume, or NULL with err (*rc -ENOENT: no such volume; -1: no such page). */
+static struct volume *volume_pages(const struct control_cmd *c, int *rc, char *err, size_t errlen)
+{
+	struct volume *v = catalog_volume(c->name);
+
+	*rc = -ENOENT;
+	if (!v) {
+		snprintf(err, errlen, "no volume '%s'", c->name);
+		return NULL;
+	}
+	*rc = -1;
+	if (c->last >= v->npages) {
+		snprintf(err, errlen,
+			 "volume %s has %llu pages (0 to %llu): page %llu does not exist", v->name,
+			 (unsigned long long)v->npages, (unsigned long long)(v->npages - 1),
+			 (unsigned long long)c->last);
+		return NULL;
+	}
+	return v;
+}
+
+static int cmd_page_move(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
+			 json_t **result, char *err, size_t errlen)
+{
+	struct pending *p;
+	struct volume *v;
+	uint64_t n = 0;
+	int rc;
+
+	if (!(v = volume_pages(c, &rc, err, errlen)))
+		return rc;
+	if (!catalog_member(c->to)) {
+		remove_not_member(c->to, err, errlen);
+		return -ENOENT;
+	}
+	if (c->piece_size && (c->piece_size > v->page_size || v->page_size % c->piece_size)) {
+		snprintf(err, errlen, "piece size %u does not divide volume %s's page size %u",
+			 c->piece_size, v->name, v->page_size);
+		return -1;
+	}
+	for (uint64_t pg = c->first; pg <= c->last; pg++)
+		n += v->owner[pg] != c->to;
+	if (!(p = pending_new(ident, ident_len, c->name, err, errlen)))
+		return -1;
+	p->cmd = *c;
+	p->pages = n;
+	if (!n) { /* every page sits on the target already */
+		*result = page_move_result(p);
+		free(p);
+		return 0;
+	}
+	if (migrate_request(c->name, c->first, c->last, c->to, c->piece_size, page_moved, p, err,
+			    errlen) < 0) {
+		free(p);
+		return -1;
+	}
+	return 1;
+}
+
+static int cmd_page_show(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
+			 json_t **result, char *err, size_t errlen)
+{
+	struct migrate_info info, *mv = NULL;
+	struct volume *v;
+	json_t *moving = json_null();
+	size_t n = 0;
+	int rc;
+
+	if (!(v = volume_pages(c, &rc, err, errlen)))
+		return rc;
+	if (migrate_page_state(v, c->first, &info)) {
+		moving = move_json(&info);
+	} else {
+		mv = volume_moves(v, &n);
+		for (size_t i = 0; i < n; i++)
+			if (mv[i].page == c->first)
+				moving = move_json(&mv[i]);
+		free(mv);
+	}
+	*result = json_pack("{s:s,s:I,s:i,s:I,s:o}", "volume", v->name, "page",
+			    (json_int_t)c->first, "owner", (int)v->owner[c->first], "epoch",
+			    (json_int_t)v->epoch[c->first], "moving", moving);
+	return 0;
+}
+
+static int cmd_migration_list(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
+			      json_t **result, char *err, size_t errlen)
+{
+	const Pv__Catalog *cat = catalog_committed();
+	size_t n;
+	struct migrate_info *mv = moves_get(&n);
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, move_json(&mv[i]));
+	free(mv);
+	*result = json_pack(
+	    "{s:o,s:b,s:i}", "migrations", a, "paused", cat && cat->migrate_paused, "max_mbps",
+	    cat && cat->migrate_max_mbps ? (int)cat->migrate_max_mbps : MIGRATE_MBPS_DEFAULT);
+	return 0;
+}
+
+/* server.evacuate, volume.set_servers, group.set_weight, config.set,
+ * migrate.pause and migrate.resume: catalog changes (placement.c) */
+static int cmd_placement(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
+			 json_t **result, char *err, size_t errlen)
+{
+	struct pending *p = pending_new(ident, ident_len, c->name, err, errlen);
+	int rc = -1;
+
+	if (!p)
+		return -1;
+	p->cmd = *c;
+	switch (c->op) {
+	case CONTROL_SERVER_EVACUATE:
+		rc = catalog_member_drain(c->id, !c->cancel, placement_changed, p, err, errlen);
+		break;
+	case CONTROL_VOLUME_SET_SERVERS:
+		rc = catalog_volume_set_servers(c->name, c->servers, c->nservers, placement_changed,
+						p, err, errlen);
+		break;
+	case CONTROL_GROUP_SET_WEIGHT:
+		rc = catalog_member_set_weight(c->id, c->weight, placement_changed, p, err, errlen);
+		break;
+	case CONTROL_CONFIG_SET:
+		rc = catalog_migrate_settings(c->value, -1, placement_changed, p, err, errlen);
+		break;
+	default:
+		rc = catalog_migrate_settings(-1, c->op == CONTROL_MIGRATE_PAUSE, placement_changed,
+					      p, err, errlen);
+		break;
+	}
+	if (rc < 0) {
+		free(p);
+		return rc;
+	}
+	return 1;
+}
+
 static const cmd_fn handlers[CONTROL_NCMDS] = {
     [CONTROL_STATUS] = cmd_status,
     [CONTROL_VOLUME_CREATE] = cmd_volume_create,
@@ -430,6 +703,15 @@ static const cmd_fn handlers[CONTROL_NCMDS] = {
     [CONTROL_GROUP_SHOW] = cmd_group_show,
     [CONTROL_GROUP_REMOVE] = cmd_group_remove,
     [CONTROL_GROUP_LEAVE] = cmd_group_remove,
+    [CONTROL_PAGE_MOVE] = cmd_page_move,
+    [CONTROL_PAGE_SHOW] = cmd_page_show,
+    [CONTROL_MIGRATION_LIST] = cmd_migration_list,
+    [CONTROL_SERVER_EVACUATE] = cmd_placement,
+    [CONTROL_VOLUME_SET_SERVERS] = cmd_placement,
+    [CONTROL_GROUP_SET_WEIGHT] = cmd_placement,
+    [CONTROL_CONFIG_SET] = cmd_placement,
+    [CONTROL_MIGRATE_PAUSE] = cmd_placement,
+    [CONTROL_MIGRATE_RESUME] = cmd_placement,
 };
 
 /* ---- socket ---- */
@@ -550,7 +832,8 @@ void control_input(void *arg)
 		}
 		if (remove_self_state() && cmd.op != CONTROL_STATUS &&
 		    cmd.op != CONTROL_GROUP_SHOW && cmd.op != CONTROL_VOLUME_LIST &&
-		    cmd.op != CONTROL_VOLUME_SHOW) {
+		    cmd.op != CONTROL_VOLUME_SHOW && cmd.op != CONTROL_PAGE_SHOW &&
+		    cmd.op != CONTROL_MIGRATION_LIST) {
 			snprintf(err, sizeof(err), "%s; this server no longer serves the group",
 				 remove_self_state());
 			rc = -1;

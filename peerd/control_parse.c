@@ -86,9 +86,10 @@ static int arg_string(const struct args *a, const char *key, const char **out, c
 }
 
 /* An integer argument from 0 to INT64_MAX; one jansson could not hold is
- * refused as larger than max (the argument's own limit; note follows it). */
+ * refused as larger than max (the argument's own limit; note follows it);
+ * what names its values ("a number of bytes"). */
 static int arg_u64(const struct args *a, const char *key, int required, uint64_t max,
-		   const char *note, uint64_t *out, char *err, size_t errlen)
+		   const char *note, const char *what, uint64_t *out, char *err, size_t errlen)
 {
 	json_t *v = json_object_get(a->obj, key);
 	const struct big_number *big = big_at(a, key, -1);
@@ -103,10 +104,57 @@ static int arg_u64(const struct args *a, const char *key, int required, uint64_t
 		return -1;
 	}
 	if (!json_is_integer(v) || json_integer_value(v) < 0) {
-		snprintf(err, errlen, "missing or invalid argument '%s' (a number of bytes)", key);
+		snprintf(err, errlen, "missing or invalid argument '%s' (%s)", key, what);
 		return -1;
 	}
 	*out = (uint64_t)json_integer_value(v);
+	return 0;
+}
+
+#define BYTES "a number of bytes"
+
+/* The list of server ids at args.servers into c (at most PEERD_MAX_MEMBERS,
+ * each > 0; distinct if distinct is set). Absent or null: none, unless
+ * required (then at least one). 0, or -1 with err. */
+static int arg_servers(const struct args *a, int required, int distinct, struct control_cmd *c,
+		       char *err, size_t errlen)
+{
+	json_t *list = json_object_get(a->obj, "servers"), *v;
+	size_t i;
+
+	if (!list || json_is_null(list)) {
+		if (!required)
+			return 0;
+		list = NULL;
+	}
+	if (!json_is_array(list) || json_array_size(list) > PEERD_MAX_MEMBERS ||
+	    (required && !json_array_size(list))) {
+		snprintf(err, errlen, "'servers' must be a list of %sserver ids",
+			 required ? "1 to 64 " : "");
+		return -1;
+	}
+	json_array_foreach(list, i, v)
+	{
+		const struct big_number *big = big_at(a, "servers", (long)i);
+
+		if (big && json_is_integer(v) && json_integer_value(v) == 0) {
+			snprintf(err, errlen, "servers: %s is too large (maximum %u)", big->digits,
+				 UINT32_MAX);
+			return -1;
+		}
+		if (!json_is_integer(v) || json_integer_value(v) <= 0 ||
+		    json_integer_value(v) > UINT32_MAX) {
+			snprintf(err, errlen, "'servers' must be a list of server ids");
+			return -1;
+		}
+		c->servers[c->nservers] = (uint32_t)json_integer_value(v);
+		for (size_t k = 0; distinct && k < c->nservers; k++)
+			if (c->servers[k] == c->servers[c->nservers]) {
+				snprintf(err, errlen, "server %u is listed twice", c->servers[k]);
+				return -1;
+			}
+		c->nservers++;
+	}
 	return 0;
 }
 
@@ -117,42 +165,18 @@ static int parse_volume_create(const struct args *a, struct control_cmd *c, char
 {
 	const char *name;
 	uint64_t page_size;
-	json_t *list = json_object_get(a->obj, "servers");
 
 	if (arg_string(a, "name", &name, err, errlen) < 0 ||
-	    arg_u64(a, "size", 1, a->max_volume_size, ", peerd --max-volume-size", &c->size, err,
-		    errlen) < 0 ||
-	    arg_u64(a, "page_size", 0, PV_MAX_PAGE_SIZE, "", &page_size, err, errlen) < 0)
+	    arg_u64(a, "size", 1, a->max_volume_size, ", peerd --max-volume-size", BYTES, &c->size,
+		    err, errlen) < 0 ||
+	    arg_u64(a, "page_size", 0, PV_MAX_PAGE_SIZE, "", BYTES, &page_size, err, errlen) < 0)
 		return -1;
 	if (page_size > UINT32_MAX) {
 		snprintf(err, errlen, "page size too large");
 		return -1;
 	}
-	if (list && !json_is_null(list)) {
-		size_t i;
-		json_t *v;
-
-		if (!json_is_array(list) || json_array_size(list) > PEERD_MAX_MEMBERS) {
-			snprintf(err, errlen, "'servers' must be a list of server ids");
-			return -1;
-		}
-		json_array_foreach(list, i, v)
-		{
-			const struct big_number *big = big_at(a, "servers", (long)i);
-
-			if (big && json_is_integer(v) && json_integer_value(v) == 0) {
-				snprintf(err, errlen, "servers: %s is too large (maximum %u)",
-					 big->digits, UINT32_MAX);
-				return -1;
-			}
-			if (!json_is_integer(v) || json_integer_value(v) <= 0 ||
-			    json_integer_value(v) > UINT32_MAX) {
-				snprintf(err, errlen, "'servers' must be a list of server ids");
-				return -1;
-			}
-			c->servers[c->nservers++] = (uint32_t)json_integer_value(v);
-		}
-	}
+	if (arg_servers(a, 0, 0, c, err, errlen) < 0)
+		return -1;
 	/* catalog_volume_create's first checks, in its order (it makes them
 	 * again); those that need the catalog stay there */
 	if (!pv_valid_name(name, err, errlen) ||
@@ -165,14 +189,15 @@ static int parse_volume_create(const struct args *a, struct control_cmd *c, char
 	return 0;
 }
 
-/* The name of an existing volume. A name pv_valid_name refuses was never
- * created, so it gets the answer a lookup would give. */
-static int parse_volume_name(const struct args *a, struct control_cmd *c, char *err, size_t errlen)
+/* The name of an existing volume at args.KEY. A name pv_valid_name refuses
+ * was never created, so it gets the answer a lookup would give. */
+static int arg_volume(const struct args *a, const char *key, struct control_cmd *c, char *err,
+		      size_t errlen)
 {
 	char shown[PV_ESCAPE_NAME];
 	const char *name;
 
-	if (arg_string(a, "name", &name, err, errlen) < 0)
+	if (arg_string(a, key, &name, err, errlen) < 0)
 		return -1;
 	if (!pv_valid_name(name, NULL, 0)) {
 		snprintf(err, errlen, "no volume '%s'",
@@ -181,6 +206,11 @@ static int parse_volume_name(const struct args *a, struct control_cmd *c, char *
 	}
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	return 0;
+}
+
+static int parse_volume_name(const struct args *a, struct control_cmd *c, char *err, size_t errlen)
+{
+	return arg_volume(a, "name", c, err, errlen);
 }
 
 static int parse_volume_show(const struct args *a, struct control_cmd *c, char *err, size_t errlen)
@@ -256,6 +286,104 @@ static int parse_group_join(const struct args *a, struct control_cmd *c, char *e
 	return 0;
 }
 
+#define PAGE "a page number"
+
+static int parse_page_move(const struct args *a, struct control_cmd *c, char *err, size_t errlen)
+{
+	uint64_t to, piece;
+
+	if (arg_volume(a, "volume", c, err, errlen) < 0 ||
+	    arg_u64(a, "first", 1, INT64_MAX, "", PAGE, &c->first, err, errlen) < 0 ||
+	    arg_u64(a, "last", 0, INT64_MAX, "", PAGE, &c->last, err, errlen) < 0 ||
+	    arg_count(a, "to", 1, UINT32_MAX, "a server id", &to, err, errlen) < 0 ||
+	    arg_u64(a, "piece_size", 0, PV_MAX_PAGE_SIZE, "", BYTES, &piece, err, errlen) < 0)
+		return -1;
+	if (!json_object_get(a->obj, "last"))
+		c->last = c->first;
+	if (c->last < c->first) {
+		snprintf(err, errlen, "last page %llu is before first page %llu",
+			 (unsigned long long)c->last, (unsigned long long)c->first);
+		return -1;
+	}
+	if (piece % PV_SECTOR || piece > PV_MAX_PAGE_SIZE) {
+		snprintf(err, errlen,
+			 "piece size %llu must be a multiple of %u bytes, at most the page size",
+			 (unsigned long long)piece, PV_SECTOR);
+		return -1;
+	}
+	c->to = (uint32_t)to;
+	c->piece_size = (uint32_t)piece;
+	return 0;
+}
+
+static int parse_page_show(const struct args *a, struct control_cmd *c, char *err, size_t errlen)
+{
+	if (arg_volume(a, "volume", c, err, errlen) < 0 ||
+	    arg_u64(a, "page", 1, INT64_MAX, "", PAGE, &c->first, err, errlen) < 0)
+		return -1;
+	c->last = c->first;
+	return 0;
+}
+
+static int parse_server_evacuate(const struct args *a, struct control_cmd *c, char *err,
+				 size_t errlen)
+{
+	uint64_t id;
+
+	if (arg_count(a, "id", 1, UINT32_MAX, "a server id", &id, err, errlen) < 0)
+		return -1;
+	c->id = (uint32_t)id;
+	c->cancel = json_is_true(json_object_get(a->obj, "cancel"));
+	return 0;
+}
+
+static int parse_volume_set_servers(const struct args *a, struct control_cmd *c, char *err,
+				    size_t errlen)
+{
+	if (arg_volume(a, "volume", c, err, errlen) < 0)
+		return -1;
+	return arg_servers(a, 1, 1, c, err, errlen);
+}
+
+static int parse_group_set_weight(const struct args *a, struct control_cmd *c, char *err,
+				  size_t errlen)
+{
+	uint64_t id, w;
+
+	if (arg_count(a, "id", 1, UINT32_MAX, "a server id", &id, err, errlen) < 0 ||
+	    arg_count(a, "weight", 1, PLACEMENT_MAX_WEIGHT, "a weight", &w, err, errlen) < 0)
+		return -1;
+	c->id = (uint32_t)id;
+	c->weight = (uint32_t)w;
+	return 0;
+}
+
+static int parse_config_set(const struct args *a, struct control_cmd *c, char *err, size_t errlen)
+{
+	char shown[PV_ESCAPE_NAME];
+	const char *key;
+	uint64_t v;
+
+	if (arg_string(a, "key", &key, err, errlen) < 0)
+		return -1;
+	if (strcmp(key, "migrate.max-mbps")) {
+		snprintf(err, errlen, "unknown setting '%s' (settings: migrate.max-mbps)",
+			 pv_escape(key, strlen(key), shown, sizeof(shown)));
+		return -1;
+	}
+	if (arg_u64(a, "value", 1, PLACEMENT_MAX_MBPS, "", "MB/s, 0 for the default", &v, err,
+		    errlen) < 0)
+		return -1;
+	if (v > PLACEMENT_MAX_MBPS) {
+		snprintf(err, errlen,
+			 "migrate.max-mbps %llu is out of range: 0 (the default, %d) to %d",
+			 (unsigned long long)v, MIGRATE_MBPS_DEFAULT, PLACEMENT_MAX_MBPS);
+		return -1;
+	}
+	c->value = (uint32_t)v;
+	return 0;
+}
+
 static const struct request_row requests[CONTROL_NCMDS] = {
     [CONTROL_STATUS] = {"status", NULL},
     [CONTROL_VOLUME_CREATE] = {"volume.create", parse_volume_create},
@@ -267,6 +395,15 @@ static const struct request_row requests[CONTROL_NCMDS] = {
     [CONTROL_GROUP_SHOW] = {"group.show", NULL},
     [CONTROL_GROUP_REMOVE] = {"group.remove", parse_member},
     [CONTROL_GROUP_LEAVE] = {"group.leave", parse_member},
+    [CONTROL_PAGE_MOVE] = {"page.move", parse_page_move},
+    [CONTROL_PAGE_SHOW] = {"page.show", parse_page_show},
+    [CONTROL_MIGRATION_LIST] = {"migration.list", NULL},
+    [CONTROL_SERVER_EVACUATE] = {"server.evacuate", parse_server_evacuate},
+    [CONTROL_VOLUME_SET_SERVERS] = {"volume.set_servers", parse_volume_set_servers},
+    [CONTROL_GROUP_SET_WEIGHT] = {"group.set_weight", parse_group_set_weight},
+    [CONTROL_CONFIG_SET] = {"config.set", parse_config_set},
+    [CONTROL_MIGRATE_PAUSE] = {"migrate.pause", NULL},
+    [CONTROL_MIGRATE_RESUME] = {"migrate.resume", NULL},
 };
 
 /* ---- decoding a request (pure) ---- */

@@ -565,6 +565,9 @@ struct change *change_new(int force, change_build_fn build, change_done_fn done,
  * another change is in the way; takes ownership of *chp and clears it. done
  * may be called before this returns. */
 void change_run(struct change **chp);
+/* Runs ch (change_new's result for arg, a malloc'd arg its done frees) if
+ * it was made; if not (NULL: out of memory) frees arg. 0, or -1 with err. */
+int change_start(struct change *ch, void *arg, char *err, size_t errlen);
 /* Leaves member id out of the change: it gets no message and its answer is
  * not waited for (group remove of a member that is down). */
 void change_exclude(struct change *ch, uint32_t id);
@@ -972,6 +975,38 @@ int catalog_migrate_settings(int64_t max_mbps, int paused, catalog_done_fn done,
  * for weight shares and this server holds more than its share), starts one
  * move (migrate_start) when no move out of this server runs. */
 void placement_tick(void *arg);
+#define PLACEMENT_MAX_WEIGHT 1000   /* group set-weight: 1 to this */
+#define PLACEMENT_MAX_MBPS   100000 /* migrate.max-mbps: 0 (default) to this */
+/* Sets vi's frozen initial layout (layout_servers/layout_weights), if it
+ * has none, to its servers and their weights in c (a removed member's
+ * recorded weight; at least 1): what catalog.c computes the layout from
+ * when they are absent. Pure. 0, or -1 out of memory. */
+int placement_freeze_layout(const Pv__Catalog *c, Pv__VolumeInfo *vi);
+/* What placement_tick decides for one volume (pure, unit tested). */
+struct placement_input {
+	uint64_t npages;
+	uint32_t self;	    /* this server */
+	uint64_t self_owned; /* pages of the volume it owns */
+	int self_off;	    /* it is draining, or not among the volume's servers */
+	int balancing;	    /* balance_gen > balanced_gen: hold weight shares */
+	int all_up;	    /* every allowed member that is not draining is up */
+	size_t n;	    /* the volume's allowed servers, in catalog order: */
+	uint32_t ids[PEERD_MAX_MEMBERS];
+	uint32_t weights[PEERD_MAX_MEMBERS]; /* 0: cannot take pages (down, draining,
+					      * not a member) */
+	uint64_t owned[PEERD_MAX_MEMBERS];   /* pages it owns + moves into it under way */
+};
+enum placement_verdict {
+	PLACE_NOTHING,	 /* leave the volume alone (now) */
+	PLACE_MOVE,	 /* move one page to *to */
+	PLACE_BALANCED,	 /* this server holds exactly its share: done with balance_gen */
+	PLACE_NO_TARGET, /* pages should leave, but no server can take them */
+};
+/* Shares by pv_apportion over the servers that can take pages; the target
+ * is the one with the largest deficit (share - owned); *share is this
+ * server's. */
+enum placement_verdict placement_decide(const struct placement_input *in, uint32_t *to,
+					uint64_t *share);
 
 /* control.c */
 /* Binds the control socket. Returns 0 or -1. */
@@ -991,6 +1026,15 @@ enum control_op {
 	CONTROL_GROUP_SHOW,
 	CONTROL_GROUP_REMOVE,
 	CONTROL_GROUP_LEAVE,
+	CONTROL_PAGE_MOVE,
+	CONTROL_PAGE_SHOW,
+	CONTROL_MIGRATION_LIST,
+	CONTROL_SERVER_EVACUATE,
+	CONTROL_VOLUME_SET_SERVERS,
+	CONTROL_GROUP_SET_WEIGHT,
+	CONTROL_CONFIG_SET,
+	CONTROL_MIGRATE_PAUSE,
+	CONTROL_MIGRATE_RESUME,
 	CONTROL_NCMDS
 };
 #define CONTROL_MAX_ADDRESS 200 /* group.join address length */
@@ -1001,17 +1045,29 @@ enum control_op {
 struct control_cmd {
 	enum control_op op;
 	const char *cmd;		     /* its name, static ("volume.create") */
-	char name[PV_MAX_NAME + 1];	     /* volume.create/show/delete: pv_valid_name */
+	char name[PV_MAX_NAME + 1];	     /* volume.create/show/delete: pv_valid_name;
+						page.*, volume.set_servers: "volume" */
 	uint64_t size;			     /* volume.create: pv_valid_volume_size */
 	uint32_t page_size;		     /* volume.create: 0 (default), or a multiple of
 						PV_SECTOR in [PV_MIN_PAGE_SIZE, PV_MAX_PAGE_SIZE] */
-	uint32_t servers[PEERD_MAX_MEMBERS]; /* volume.create: ids > 0; none: all */
+	uint32_t servers[PEERD_MAX_MEMBERS]; /* volume.create: ids > 0; none: all;
+						volume.set_servers: 1 or more, distinct */
 	size_t nservers;
 	int routing;			       /* volume.show: 0/1 */
 	int force;			       /* volume.delete, group.remove: 0/1 */
 	char address[CONTROL_MAX_ADDRESS + 1]; /* group.join: "tcp://..." */
 	unsigned timeout;		       /* group.join: seconds to wait, 0 default */
-	uint32_t id;			       /* group.remove/leave: a server id > 0 */
+	uint32_t id;			       /* group.remove/leave/set_weight,
+						  server.evacuate: a server id > 0 */
+	uint64_t first, last;		       /* page.move: pages [first, last];
+						  page.show: the page in both */
+	uint32_t to;			       /* page.move: a server id > 0 */
+	uint32_t piece_size;		       /* page.move: 0 (default) or a multiple
+						  of PV_SECTOR, at most PV_MAX_PAGE_SIZE */
+	uint32_t weight;		       /* group.set_weight: 1..PLACEMENT_MAX_WEIGHT */
+	int cancel;			       /* server.evacuate: 0/1 */
+	uint32_t value;			       /* config.set "migrate.max-mbps" (the only
+						  key): 0 (default) to PLACEMENT_MAX_MBPS */
 };
 #define CONTROL_MAX_TIMEOUT 3600 /* group.join "timeout", seconds */
 /* Decodes one request frame (JSON) into out, checking its arguments; volume

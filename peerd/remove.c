@@ -257,8 +257,10 @@ int remove_validate(const Pv__Catalog *next, char *err, size_t errlen)
 		for (struct volume *v = srv->volumes; v; v = v->next)
 			pages += v->owned_here;
 		if (pages) {
-			snprintf(err, errlen, "server %u owns %llu pages and cannot leave", m->id,
-				 (unsigned long long)pages);
+			snprintf(err, errlen,
+				 "server %u owns %llu pages and cannot leave; move them off first "
+				 "with 'peerctl server evacuate %u'",
+				 m->id, (unsigned long long)pages, m->id);
 			return PV_ST_REFUSED;
 		}
 	}
@@ -331,9 +333,16 @@ static int remove_build(void *arg, Pv__Catalog *next, char *err, size_t errlen)
 	}
 	if (!a->left && member_down(m, err, errlen) < 0)
 		return -1;
-	if (a->left && pages_owned(a->id, pages, sizeof(pages))) {
-		snprintf(err, errlen, "server %u owns pages (%s) and cannot leave", a->id, pages);
-		return -1;
+	if (a->left) {
+		uint64_t n = pages_owned(a->id, pages, sizeof(pages));
+
+		if (n) {
+			snprintf(err, errlen,
+				 "server %u owns %llu pages (%s) and cannot leave; move them off "
+				 "first with 'peerctl server evacuate %u'",
+				 a->id, (unsigned long long)n, pages, a->id);
+			return -1;
+		}
 	}
 	return remove_build_next(next, a->id, a->left, err, errlen);
 }
@@ -409,8 +418,8 @@ static int leave_refused(const struct member *m, uint64_t n, const char *pages, 
 	if (n) {
 		snprintf(err, errlen,
 			 "server %u owns %llu pages (%s); only a server that owns none can leave: "
-			 "moving pages off a server (migration) comes in a later release",
-			 m->id, (unsigned long long)n, pages);
+			 "move them off first with 'peerctl server evacuate %u'",
+			 m->id, (unsigned long long)n, pages, m->id);
 		return -1;
 	}
 	if (m->id == srv->cfg.id) {

@@ -42,19 +42,6 @@ static struct volume_arg *volume_arg_new(const char *name, catalog_done_fn done,
 	return a;
 }
 
-/* Runs the change ch made for a (which it takes: freed by done, or here if
- * ch is NULL, out of memory). Returns 0, or -1 with err. */
-static int volume_change(struct volume_arg *a, struct change *ch, char *err, size_t errlen)
-{
-	if (!ch) {
-		free(a);
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	change_run(&ch);
-	return 0;
-}
-
 /* ---- create ---- */
 
 static int create_build(void *arg, Pv__Catalog *next, char *err, size_t errlen)
@@ -92,12 +79,18 @@ static int create_build(void *arg, Pv__Catalog *next, char *err, size_t errlen)
 		memcpy(vi->servers, a->servers, a->nservers * sizeof(uint32_t));
 		vi->n_servers = a->nservers;
 	} else {
-		for (size_t i = 0; i < next->n_members && i < PEERD_MAX_MEMBERS; i++)
-			vi->servers[i] = next->members[i]->id;
-		vi->n_servers =
-		    next->n_members < PEERD_MAX_MEMBERS ? next->n_members : PEERD_MAX_MEMBERS;
+		/* every member but those being evacuated */
+		for (size_t i = 0; i < next->n_members && vi->n_servers < PEERD_MAX_MEMBERS; i++)
+			if (!next->members[i]->draining)
+				vi->servers[vi->n_servers++] = next->members[i]->id;
 	}
 	next->volumes[next->n_volumes++] = vi;
+	/* the layout pv_layout lays its pages over, frozen now: later weight
+	 * or server changes move pages instead of changing it */
+	if (!vi->n_servers || placement_freeze_layout(next, vi) < 0) {
+		snprintf(err, errlen, vi->n_servers ? "out of memory" : "every member is draining");
+		return -1;
+	}
 	return 0;
 }
 
@@ -159,6 +152,14 @@ static int servers_valid(const uint32_t *servers, size_t nservers, char *err, si
 				 servers[i]);
 			return 0;
 		}
+		if (catalog_member(servers[i])->draining) {
+			snprintf(err, errlen,
+				 "server %u is draining (being evacuated): a new volume's pages "
+				 "are not laid on it ('peerctl server evacuate %u --cancel' ends "
+				 "that)",
+				 servers[i], servers[i]);
+			return 0;
+		}
 		for (size_t j = 0; j < i; j++) {
 			if (servers[j] == servers[i]) {
 				snprintf(err, errlen, "server %u is listed twice", servers[i]);
@@ -187,8 +188,7 @@ int catalog_volume_create(const char *name, uint64_t size, uint32_t page_size,
 		snprintf(err, errlen, "volume '%s' already exists", name);
 		return -EEXIST;
 	}
-	if (!servers_valid(servers, nservers, err, errlen) ||
-	    !store_can_hold(size, err, errlen))
+	if (!servers_valid(servers, nservers, err, errlen) || !store_can_hold(size, err, errlen))
 		return -1;
 	a = volume_arg_new(name, done, done_arg, err, errlen);
 	if (!a)
@@ -198,11 +198,10 @@ int catalog_volume_create(const char *name, uint64_t size, uint32_t page_size,
 	if (nservers)
 		memcpy(a->servers, servers, nservers * sizeof(uint32_t));
 	a->nservers = nservers;
-	return volume_change(a,
-			     change_new(0, create_build, create_done, a,
-					"create volume %s of %llu bytes", name,
-					(unsigned long long)size),
-			     err, errlen);
+	return change_start(change_new(0, create_build, create_done, a,
+				       "create volume %s of %llu bytes", name,
+				       (unsigned long long)size),
+			    a, err, errlen);
 }
 
 /* ---- delete ---- */
@@ -253,8 +252,7 @@ int catalog_volume_delete(const char *name, int force, catalog_done_fn done, voi
 	if (!a)
 		return -1;
 	a->force = force;
-	return volume_change(a,
-			     change_new(force, delete_build, delete_done, a, "delete volume %s%s",
-					name, force ? " (forced)" : ""),
-			     err, errlen);
+	return change_start(change_new(force, delete_build, delete_done, a, "delete volume %s%s",
+				       name, force ? " (forced)" : ""),
+			    a, err, errlen);
 }

@@ -5,15 +5,18 @@
  * turn peerd's results into tables and key: value lines for people (or
  * pretty JSON with --json). Talks to peerd only through peerctl_call().
  * Single-threaded. */
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
+#include "pagemath.h"
 #include "peerctl.h"
 #include "pvlog.h"
 #include "util.h"
@@ -22,7 +25,7 @@
 #define MAX_OPTS    4 /* options of one command */
 #define MAX_POS	    4 /* positional arguments kept (more is an error) */
 #define MAX_SERVERS 1024
-#define TABLE_COLS  8
+#define TABLE_COLS  10
 #define FIELD_LEN   512
 
 /* A command-line argument as an error message shows it: escaped by
@@ -82,6 +85,21 @@ static int do_group_join(struct ctl *, const struct command *, const struct invo
 static int do_group_show(struct ctl *, const struct command *, const struct invocation *);
 static int do_group_remove(struct ctl *, const struct command *, const struct invocation *);
 static int do_health(struct ctl *, const struct command *, const struct invocation *);
+static int do_volume_set_servers(struct ctl *, const struct command *, const struct invocation *);
+static int do_group_set_weight(struct ctl *, const struct command *, const struct invocation *);
+static int do_page_move(struct ctl *, const struct command *, const struct invocation *);
+static int do_page_show(struct ctl *, const struct command *, const struct invocation *);
+static int do_migrations(struct ctl *, const struct command *, const struct invocation *);
+static int do_server_evacuate(struct ctl *, const struct command *, const struct invocation *);
+static int do_set(struct ctl *, const struct command *, const struct invocation *);
+static int do_migrate(struct ctl *, const struct command *, const struct invocation *);
+
+/* What a long wait (page move, server evacuate, set-servers, set-weight)
+ * says of --async and of Ctrl-C, in each one's help. */
+#define WAIT_HELP                                                                                  \
+	"\nWaits until done, showing progress (a bar on a terminal, a line every few\n"            \
+	"seconds otherwise), then a summary; --async returns once peerd accepted.\n"               \
+	"Ctrl-C stops waiting, not the work: it goes on in the servers (exit 130)."
 
 static const struct command commands[] = {
     {
@@ -167,6 +185,25 @@ static const struct command commands[] = {
 	.run = do_volume_delete,
     },
     {
+	.name = "volume",
+	.sub = "set-servers",
+	.args = "NAME IDS",
+	.min_args = 2,
+	.max_args = 2,
+	.summary = "change the servers allowed to hold a volume's pages",
+	.details = "Sets the servers allowed to hold volume NAME's pages to IDS (comma-\n"
+		   "separated member ids). Pages then move so that each allowed server holds\n"
+		   "its weight's share of them: pages on servers left out move to those\n"
+		   "listed (each owner moves its own, one page at a time). Refused for a\n"
+		   "server that is not a member, a list naming one twice, and leaving out a\n"
+		   "server that is down and still owns pages of the volume (it could not\n"
+		   "move them)." WAIT_HELP,
+	.opts = {{"async", NULL, "return once the change is committed"}},
+	.examples = "peerctl volume set-servers vol1 1,2,3,4\n"
+		    "peerctl volume set-servers vol1 2,3 --async",
+	.run = do_volume_set_servers,
+    },
+    {
 	.name = "group",
 	.sub = "init",
 	.args = "",
@@ -225,10 +262,125 @@ static const struct command commands[] = {
 	.summary = "take a member that owns no pages out of the group",
 	.details = "Server ID, which is up and owns no pages, leaves the group: it is told\n"
 		   "and becomes a group of one again (it may join a group later). Refused\n"
-		   "while it owns pages (moving them off, migration, comes in a later\n"
-		   "release); a server that is down for good: 'group remove ID --force'.",
+		   "while it owns pages: move them off first with 'peerctl server evacuate\n"
+		   "ID'; a server that is down for good: 'group remove ID --force'.",
 	.examples = "peerctl group leave 4",
 	.run = do_group_remove,
+    },
+    {
+	.name = "group",
+	.sub = "set-weight",
+	.args = "ID WEIGHT",
+	.min_args = 2,
+	.max_args = 2,
+	.summary = "change a member's weight (its share of the pages)",
+	.details = "Sets server ID's weight to WEIGHT (1 to 1000). Every volume the server\n"
+		   "is allowed to hold then moves pages until each of its servers holds its\n"
+		   "weight's share. The volumes' initial layout (what a joining server\n"
+		   "computes) does not change: only pages move." WAIT_HELP,
+	.opts = {{"async", NULL, "return once the change is committed"}},
+	.examples = "peerctl group set-weight 4 2",
+	.run = do_group_set_weight,
+    },
+    {
+	.name = "page",
+	.sub = "move",
+	.args = "VOLUME PAGE|FIRST-LAST",
+	.min_args = 2,
+	.max_args = 2,
+	.summary = "move a page, or a range of pages, to another server",
+	.details = "Moves page PAGE (or pages FIRST to LAST) of VOLUME to server ID, piece\n"
+		   "by piece, while clients keep reading and writing it. Pages already on ID\n"
+		   "are left alone (a page already there: said, exit 0). A range keeps at\n"
+		   "most 4 pages asked at a time; with --async all are handed to their\n"
+		   "owners at once, which move one page out at a time. Refused for a page or\n"
+		   "volume that does not exist, a target that is not a member, is down, is\n"
+		   "not allowed for the volume, and a page already moving." WAIT_HELP,
+	.opts = {{"to", "ID", "the server the pages move to (required)"},
+		 {"piece", "SIZE",
+		  "size of the pieces copied one at a time: a\n"
+		  "multiple of 512 dividing the page size\n"
+		  "(default 1M, or the page if smaller)"},
+		 {"async", NULL, "return once the owners accepted"}},
+	.examples = "peerctl page move vol1 5 --to 3\n"
+		    "peerctl page move vol1 0-63 --to 4 --piece 256K\n"
+		    "peerctl page move vol1 100-199 --to 2 --async",
+	.run = do_page_move,
+    },
+    {
+	.name = "page",
+	.sub = "show",
+	.args = "VOLUME PAGE",
+	.min_args = 2,
+	.max_args = 2,
+	.summary = "show a page's owner, epoch and move in progress",
+	.details = "Shows page PAGE of VOLUME as the server asked knows it: its owner and\n"
+		   "epoch (each move adds one), and, while it moves, from where to where,\n"
+		   "the piece in transit, the state, the copy rate and why it is stuck if it\n"
+		   "makes no progress.",
+	.examples = "peerctl page show vol1 5",
+	.run = do_page_show,
+    },
+    {
+	.name = "migrations",
+	.args = "",
+	.summary = "list the page moves in progress in the group",
+	.details = "One line per move in the group: volume, page, from, to, piece in transit\n"
+		   "(k/n), copy rate, state, how long ago it started, and why it is stuck if\n"
+		   "it makes no progress. The first line says whether moves are paused and\n"
+		   "the bandwidth limit per server. --watch redraws it every second until\n"
+		   "Ctrl-C.",
+	.opts = {{"watch", NULL, "redraw every second until interrupted"}},
+	.examples = "peerctl migrations\npeerctl migrations --watch\npeerctl migrations --json",
+	.run = do_migrations,
+    },
+    {
+	.name = "server",
+	.sub = "evacuate",
+	ONE_ARG("ID"),
+	.summary = "move every page off server ID (before it leaves)",
+	.details = "Marks server ID draining: it moves every page it owns to the other\n"
+		   "servers allowed for each volume (by their weights), one page at a time,\n"
+		   "and no new volume is laid on it. Once it owns nothing it can leave: \n"
+		   "'peerctl group leave ID'. --cancel ends the draining: pages already moved\n"
+		   "stay where they are, a move under way finishes. Refused for the last\n"
+		   "member that is not draining." WAIT_HELP,
+	.opts = {{"cancel", NULL, "stop evacuating ID"},
+		 {"async", NULL, "return once the change is committed"}},
+	.examples = "peerctl server evacuate 3\npeerctl server evacuate 3 --cancel",
+	.run = do_server_evacuate,
+    },
+    {
+	.name = "set",
+	.args = "KEY VALUE",
+	.min_args = 2,
+	.max_args = 2,
+	.summary = "change a setting of the group (migrate.max-mbps)",
+	.details = "Settings (the whole group's, kept in its catalog):\n"
+		   "  migrate.max-mbps N  bandwidth of the page moves out of each server, MB/s\n"
+		   "                      (0 to 100000; 0: the default, 100)",
+	.examples = "peerctl set migrate.max-mbps 200\npeerctl set migrate.max-mbps 0",
+	.run = do_set,
+    },
+    {
+	.name = "migrate",
+	.sub = "pause",
+	.args = "",
+	.summary = "pause every page move of the group (maintenance)",
+	.details = "No move starts, and moves under way stop before their next piece\n"
+		   "(clients are served as before). 'peerctl migrate resume' continues them.",
+	.examples = "peerctl migrate pause",
+	.run = do_migrate,
+    },
+    {
+	.name = "migrate",
+	.sub = "resume",
+	.args = "",
+	.summary = "resume page moves after 'migrate pause'",
+	.details = "Moves paused by 'peerctl migrate pause' continue from the piece they\n"
+		   "were at; evacuations and placement go on.",
+	.examples = "peerctl migrate resume",
+	.run = do_migrate,
     },
 };
 
@@ -243,9 +395,9 @@ static void usage_line(const struct command *c, char *buf, size_t len)
 
 	for (int i = 0; i < MAX_OPTS && c->opts[i].name && n < len; i++)
 		n += snprintf(buf + n, len - n, " [--%s%s%s%s]", c->opts[i].name,
-			      !c->opts[i].arg	    ? ""
+			      !c->opts[i].arg		  ? ""
 			      : opt_optional(&c->opts[i]) ? "["
-						    : " ",
+							  : " ",
 			      c->opts[i].arg ? c->opts[i].arg : "",
 			      opt_optional(&c->opts[i]) ? "]" : "");
 }
@@ -287,7 +439,8 @@ static void main_help(FILE *f)
 	fprintf(f, "\n%s\n", global_help);
 	fprintf(f, "Sizes take binary suffixes: 512, 64K, 4M, 2G, 1T.\n"
 		   "Exit status: 0 success, 1 error (bad value, peerd unreachable or refused),\n"
-		   "2 usage error. See peerctl(8).\n");
+		   "2 usage error, 5 no such volume or server, 130 a wait stopped by Ctrl-C\n"
+		   "(the work goes on). See peerctl(8).\n");
 }
 
 static void command_help(const struct command *c, FILE *f)
@@ -300,9 +453,9 @@ static void command_help(const struct command *c, FILE *f)
 		fprintf(f, "\nOptions:\n");
 		for (int i = 0; i < MAX_OPTS && c->opts[i].name; i++) {
 			snprintf(line, sizeof(line), "--%s%s%s%s", c->opts[i].name,
-				 !c->opts[i].arg       ? ""
+				 !c->opts[i].arg	     ? ""
 				 : opt_optional(&c->opts[i]) ? "["
-						       : " ",
+							     : " ",
 				 c->opts[i].arg ? c->opts[i].arg : "",
 				 opt_optional(&c->opts[i]) ? "]" : "");
 			fprintf(f, "  %-18s  ", line);
@@ -600,6 +753,17 @@ static const char *opt_get(const struct command *c, const struct invocation *inv
 
 /* ---- local validation (peerd checks all of it again) ---- */
 
+/* A server id (a positive integer) from the command line; -1 after
+ * printing. */
+static int parse_id(const char *s, const char *what, uint64_t *id)
+{
+	if (pv_parse_u64(s, 1, UINT32_MAX, id) < 0) {
+		peerctl_error("'%s' is not %s (a positive integer)", SHOWN(s), what);
+		return -1;
+	}
+	return 0;
+}
+
 static int check_name(const char *name)
 {
 	char err[256];
@@ -652,8 +816,9 @@ static int check_page_size(const char *s, uint64_t *size)
 	return 0;
 }
 
-/* Parses "2,3" into a new JSON array of server ids; NULL after printing. */
-static json_t *parse_servers(const char *s)
+/* Parses "2,3" (the argument label: "--servers") into a new JSON array of
+ * server ids; NULL after printing. */
+static json_t *parse_servers(const char *label, const char *s)
 {
 	json_t *ids = json_array();
 	const char *p = s;
@@ -670,29 +835,28 @@ static json_t *parse_servers(const char *s)
 		json_t *v;
 
 		if (n == 0 || n >= sizeof(tok)) {
-			peerctl_error("--servers '%s' must be a comma-separated list of server ids "
+			peerctl_error("%s '%s' must be a comma-separated list of server ids "
 				      "(example: 2,3)",
-				      SHOWN(s));
+				      label, SHOWN(s));
 			goto fail;
 		}
 		memcpy(tok, p, n);
 		tok[n] = '\0';
 		if (pv_parse_u64(tok, 1, UINT32_MAX, &id) < 0) {
-			peerctl_error(
-			    "--servers '%s': '%s' is not a server id (a positive integer)",
-			    SHOWN(s), SHOWN(tok));
+			peerctl_error("%s '%s': '%s' is not a server id (a positive integer)",
+				      label, SHOWN(s), SHOWN(tok));
 			goto fail;
 		}
 		json_array_foreach(ids, k, v)
 		{
 			if ((uint64_t)json_integer_value(v) == id) {
-				peerctl_error("--servers '%s' names server %s twice", SHOWN(s),
+				peerctl_error("%s '%s' names server %s twice", label, SHOWN(s),
 					      tok);
 				goto fail;
 			}
 		}
 		if (json_array_size(ids) >= MAX_SERVERS) {
-			peerctl_error("--servers '%s' names more than %d servers", SHOWN(s),
+			peerctl_error("%s '%s' names more than %d servers", label, SHOWN(s),
 				      MAX_SERVERS);
 			goto fail;
 		}
@@ -898,12 +1062,9 @@ static const char *time_str(json_t *o, const char *key, char *buf, size_t len)
 	return buf;
 }
 
-static const char *duration_str(json_t *o, const char *key, char *buf, size_t len)
+/* "1h 2m 3s" for s seconds. */
+static const char *secs_text(uint64_t s, char *buf, size_t len)
 {
-	uint64_t s;
-
-	if (get_u64(o, key, &s) < 0)
-		return "-";
 	if (s >= 86400)
 		snprintf(buf, len, "%llud %lluh %llum", (unsigned long long)(s / 86400),
 			 (unsigned long long)(s % 86400 / 3600),
@@ -917,6 +1078,15 @@ static const char *duration_str(json_t *o, const char *key, char *buf, size_t le
 	else
 		snprintf(buf, len, "%llus", (unsigned long long)s);
 	return buf;
+}
+
+static const char *duration_str(json_t *o, const char *key, char *buf, size_t len)
+{
+	uint64_t s;
+
+	if (get_u64(o, key, &s) < 0)
+		return "-";
+	return secs_text(s, buf, len);
 }
 
 static void kv_add(struct table *kv, const char *label, const char *value)
@@ -1027,7 +1197,7 @@ static int do_volume_create(struct ctl *ctl, const struct command *c, const stru
 		return PEERCTL_EXIT_ERROR;
 	if (page_arg && check_page_size(page_arg, &page_size) < 0)
 		return PEERCTL_EXIT_ERROR;
-	if (servers_arg && !(servers = parse_servers(servers_arg)))
+	if (servers_arg && !(servers = parse_servers("--servers", servers_arg)))
 		return PEERCTL_EXIT_ERROR;
 	args = json_pack("{s:s, s:I}", "name", name, "size", (json_int_t)size);
 	if (!args) {
@@ -1063,7 +1233,7 @@ out:
 }
 
 /* The member of group (a group.show result) with id, or NULL. */
-static json_t *group_member(json_t *group, uint64_t id)
+static json_t *find_member(json_t *group, uint64_t id)
 {
 	json_t *m;
 	size_t i;
@@ -1082,7 +1252,7 @@ static json_t *group_member(json_t *group, uint64_t id)
  * down: its pages are out of reach). */
 static int member_down(json_t *group, uint64_t id)
 {
-	json_t *m = group_member(group, id);
+	json_t *m = find_member(group, id);
 	const char *state = m ? json_string_value(json_object_get(m, "state")) : NULL;
 
 	return !state || !strcmp(state, "down");
@@ -1242,9 +1412,28 @@ static void print_routing_summary(json_t *vol, json_t *runs)
 		table_flush(&t);
 }
 
+/* "2 -> 3, piece 4/16 (copying), 12.3 MB/s" of a move object. */
+static const char *move_text(json_t *mv, char *buf, size_t len)
+{
+	uint64_t from = 0, to = 0, piece = 0, pieces = 0, kbps = 0;
+	const char *stuck = text_str(mv, "stuck");
+
+	get_u64(mv, "from", &from);
+	get_u64(mv, "to", &to);
+	get_u64(mv, "piece", &piece);
+	get_u64(mv, "pieces", &pieces);
+	get_u64(mv, "rate_kbps", &kbps);
+	snprintf(buf, len, "%llu -> %llu, piece %llu/%llu (%s), %.1f MB/s%s%s",
+		 (unsigned long long)from, (unsigned long long)to, (unsigned long long)piece,
+		 (unsigned long long)pieces, text_str(mv, "state"), kbps / 1024.0,
+		 strcmp(stuck, "-") ? ", stuck: " : "", strcmp(stuck, "-") ? stuck : "");
+	return buf;
+}
+
 static void print_routing(json_t *vol, int full)
 {
-	struct table t = {.ncols = 3, .head = {"PAGES", "OWNER", "EPOCH"}, .right = {0, 1, 1}};
+	struct table t = {
+	    .ncols = 4, .head = {"PAGES", "OWNER", "EPOCH", "MOVING"}, .right = {0, 1, 1, 0}};
 	json_t *runs = json_object_get(vol, "routing"), *run, *holders;
 	char owners[FIELD_LEN];
 	uint32_t seen[64];
@@ -1256,7 +1445,8 @@ static void print_routing(json_t *vol, int full)
 	}
 	json_array_foreach(runs, i, run)
 	{
-		char pages[64], owner[32], epoch[32];
+		char pages[64], owner[32], epoch[32], moving[FIELD_LEN] = "-";
+		json_t *mv = json_object_get(run, "moving");
 		uint64_t first, last, id;
 
 		if (get_u64(run, "first_page", &first) < 0 || get_u64(run, "last_page", &last) < 0)
@@ -1266,8 +1456,10 @@ static void print_routing(json_t *vol, int full)
 		else
 			snprintf(pages, sizeof(pages), "%llu-%llu", (unsigned long long)first,
 				 (unsigned long long)last);
+		if (json_is_object(mv))
+			move_text(mv, moving, sizeof(moving));
 		table_add(&t, pages, num_str(run, "owner", owner, sizeof(owner)),
-			  num_str(run, "epoch", epoch, sizeof(epoch)));
+			  num_str(run, "epoch", epoch, sizeof(epoch)), moving);
 		if (get_u64(run, "owner", &id) == 0 && nseen < 64) {
 			size_t k = 0;
 
@@ -1286,6 +1478,16 @@ static void print_routing(json_t *vol, int full)
 		table_free(&t);
 		print_routing_summary(vol, runs);
 		printf("(%zu runs of pages; --routing=full lists them)\n", json_array_size(runs));
+		json_array_foreach(runs, i, run)
+		{
+			char moving[FIELD_LEN];
+			json_t *mv = json_object_get(run, "moving");
+
+			if (json_is_object(mv))
+				printf("page %s moving: %s\n",
+				       num_str(run, "first_page", owners, 32),
+				       move_text(mv, moving, sizeof(moving)));
+		}
 	}
 
 	/* The connection table: servers holding at least one page. */
@@ -1445,10 +1647,12 @@ static void print_group(json_t *g)
 		       "resolves it (see peerd(8), --resync-catalog)\n");
 	json_array_foreach(members, i, m)
 	{
-		char id[32], weight[32], pages[32], bytes[32], cat[FIELD_LEN];
+		char id[32], weight[32], pages[32], bytes[32], cat[FIELD_LEN], state[48];
 
+		snprintf(state, sizeof(state), "%s%s", text_str(m, "state"),
+			 json_is_true(json_object_get(m, "draining")) ? ",draining" : "");
 		table_add(&t, num_str(m, "id", id, sizeof(id)), text_str(m, "address"),
-			  num_str(m, "weight", weight, sizeof(weight)), text_str(m, "state"),
+			  num_str(m, "weight", weight, sizeof(weight)), state,
 			  num_str(m, "pages", pages, sizeof(pages)),
 			  size_str(m, "bytes", bytes, sizeof(bytes)),
 			  catalog_str(m, cat, sizeof(cat)));
@@ -1563,17 +1767,14 @@ static int do_group_show(struct ctl *ctl, const struct command *c, const struct 
 static int do_group_remove(struct ctl *ctl, const struct command *c, const struct invocation *inv)
 {
 	int leave = !strcmp(c->sub, "leave");
-	char *end;
-	unsigned long id = strtoul(inv->pos[0], &end, 10);
+	uint64_t id;
 	json_t *args, *r, *lost, *l;
 	char b1[32];
 	size_t i;
 	int rc;
 
-	if (!*inv->pos[0] || *end || inv->pos[0][0] == '-' || id == 0 || id > UINT32_MAX) {
-		peerctl_error("'%s' is not a server id (a positive integer)", SHOWN(inv->pos[0]));
+	if (parse_id(inv->pos[0], "a server id", &id) < 0)
 		return PEERCTL_EXIT_ERROR;
-	}
 	args = json_pack("{s:I}", "id", (json_int_t)id);
 	if (args && !leave && opt_get(c, inv, "force"))
 		json_object_set_new(args, "force", json_true());
@@ -1586,7 +1787,7 @@ static int do_group_remove(struct ctl *ctl, const struct command *c, const struc
 	json_decref(args);
 	if (!r)
 		return PEERCTL_EXIT_OK;
-	printf("server %lu %s the group (catalog version %s)\n", id,
+	printf("server %llu %s the group (catalog version %s)\n", (unsigned long long)id,
 	       leave ? "left" : "removed from", num_str(r, "catalog_version", b1, sizeof(b1)));
 	lost = json_object_get(r, "lost");
 	json_array_foreach(lost, i, l)
@@ -1750,4 +1951,877 @@ static int do_health(struct ctl *ctl, const struct command *c, const struct invo
 	return h.level == HEALTH_OK	? PEERCTL_EXIT_OK
 	       : h.level == HEALTH_WARN ? PEERCTL_EXIT_HEALTH_WARN
 					: PEERCTL_EXIT_HEALTH_ERR;
+}
+
+/* ---- long waits: progress, Ctrl-C ---- */
+
+#define EXIT_INTERRUPTED 130   /* Ctrl-C stopped a wait (the work goes on) */
+#define PAGE_MOVE_WINDOW 4     /* page move of a range: pages asked at a time */
+#define PAGE_POLL_MS	 200   /* page move: page.show of each page this often */
+#define WAIT_POLL_MS	 1000  /* evacuate, set-servers, set-weight: polled this often */
+#define PAGE_GONE_MS	 5000  /* a page accepted but seen neither moving nor moved */
+#define STALL_MS	 60000 /* no progress and no move under way: say so */
+#define PROGRESS_LINE_MS 5000  /* not a terminal: a progress line this often */
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+/* From now on Ctrl-C sets interrupted instead of ending peerctl (a call to
+ * peerd under way still completes). */
+static void catch_sigint(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_sigint;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+}
+
+/* Sleeps ms milliseconds, less when interrupted; 1 unless interrupted. */
+static int nap(unsigned ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+
+	if (!interrupted)
+		nanosleep(&ts, NULL);
+	return !interrupted;
+}
+
+/* Progress of a long wait: a bar redrawn in place on a terminal, a line
+ * every PROGRESS_LINE_MS otherwise. */
+struct progress {
+	char what[160];
+	const char *unit;
+	uint64_t start_ms, line_ms;
+	int tty, drawn;
+};
+
+static void progress_start(struct progress *p, const char *unit, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void progress_start(struct progress *p, const char *unit, const char *fmt, ...)
+{
+	va_list ap;
+
+	memset(p, 0, sizeof(*p));
+	va_start(ap, fmt);
+	vsnprintf(p->what, sizeof(p->what), fmt, ap);
+	va_end(ap);
+	p->unit = unit;
+	p->start_ms = pv_now_ms();
+	p->tty = isatty(STDOUT_FILENO);
+	catch_sigint();
+}
+
+/* Seconds since p started. */
+static uint64_t progress_secs(const struct progress *p)
+{
+	return (pv_now_ms() - p->start_ms) / 1000;
+}
+
+/* done of total units so far; extra: a few words more, or "". */
+static void progress_show(struct progress *p, uint64_t done, uint64_t total, const char *extra)
+{
+	static const char bar[] = "##############################";
+	uint64_t now = pv_now_ms(), ms = now - p->start_ms;
+	int width = (int)sizeof(bar) - 1,
+	    fill = total ? (int)(width * (done > total ? total : done) / total) : 0;
+	char eta[48] = "", t[32];
+
+	if (done && total > done && ms >= 2000)
+		snprintf(eta, sizeof(eta), ", about %s left",
+			 secs_text((total - done) * ms / done / 1000 + 1, t, sizeof(t)));
+	if (p->tty) {
+		printf("\r%s [%.*s%*s] %llu/%llu %s%s%s%s\033[K", p->what, fill, bar, width - fill,
+		       "", (unsigned long long)done, (unsigned long long)total, p->unit,
+		       *extra ? ", " : "", extra, eta);
+		p->drawn = 1;
+	} else if (!p->line_ms || now - p->line_ms >= PROGRESS_LINE_MS) {
+		printf("%s: %llu of %llu %s%s%s%s\n", p->what, (unsigned long long)done,
+		       (unsigned long long)total, p->unit, *extra ? ", " : "", extra, eta);
+		p->line_ms = now;
+	}
+	fflush(stdout);
+}
+
+/* Ends the bar's line (before anything else is printed). */
+static void progress_break(struct progress *p)
+{
+	if (p->drawn)
+		printf("\n");
+	p->drawn = 0;
+}
+
+/* Ctrl-C during p: what goes on, printed; the exit code. */
+static int progress_interrupted(struct progress *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int progress_interrupted(struct progress *p, const char *fmt, ...)
+{
+	va_list ap;
+
+	progress_break(p);
+	printf("stopped waiting: ");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	return EXIT_INTERRUPTED;
+}
+
+/* ---- page move, page show ---- */
+
+/* "5" or "0-63" into first, last; -1 after printing. */
+static int parse_pages(const char *s, uint64_t *first, uint64_t *last)
+{
+	const char *dash = strchr(s, '-');
+	char a[32];
+
+	if (dash && (size_t)(dash - s) < sizeof(a)) {
+		memcpy(a, s, (size_t)(dash - s));
+		a[dash - s] = '\0';
+	}
+	if (dash ? (size_t)(dash - s) >= sizeof(a) || pv_parse_u64(a, 0, INT64_MAX, first) < 0 ||
+		       pv_parse_u64(dash + 1, 0, INT64_MAX, last) < 0
+		 : pv_parse_u64(s, 0, INT64_MAX, first) < 0) {
+		peerctl_error(
+		    "'%s' is not a page (a number from 0) or a range of pages (FIRST-LAST)",
+		    SHOWN(s));
+		return -1;
+	}
+	if (!dash)
+		*last = *first;
+	if (*last < *first) {
+		peerctl_error("page range '%s' ends before it starts", SHOWN(s));
+		return -1;
+	}
+	return 0;
+}
+
+/* Asks peerd to move pages [first, last] of vol to server to: 0 and its
+ * answer in *r, or minus the exit status (printed). */
+static int page_move_call(struct ctl *ctl, const char *vol, uint64_t first, uint64_t last,
+			  uint64_t to, uint64_t piece, json_t **r)
+{
+	json_t *args = json_pack("{s:s,s:I,s:I,s:I}", "volume", vol, "first", (json_int_t)first,
+				 "last", (json_int_t)last, "to", (json_int_t)to);
+	int rc;
+
+	if (!args) {
+		peerctl_error("out of memory");
+		return -PEERCTL_EXIT_ERROR;
+	}
+	if (piece)
+		json_object_set_new(args, "piece_size", json_integer((json_int_t)piece));
+	rc = peerctl_call(ctl, "page.move", args, r);
+	json_decref(args);
+	return rc;
+}
+
+/* The page.show answer for page of vol: 0 and *r, or minus the exit status. */
+static int page_show_call(struct ctl *ctl, const char *vol, uint64_t page, json_t **r)
+{
+	json_t *args = json_pack("{s:s,s:I}", "volume", vol, "page", (json_int_t)page);
+	int rc = args ? peerctl_call(ctl, "page.show", args, r) : -PEERCTL_EXIT_ERROR;
+
+	json_decref(args);
+	return rc;
+}
+
+/* A page a page move waits for. */
+struct moving_page {
+	uint64_t page;
+	uint64_t seen_ms;	/* asked, or last seen moving */
+	uint64_t piece, pieces; /* as last seen */
+};
+
+/* One look at page pg of vol moving to server to: 1 it is there, 0 not
+ * yet, -1 its move ended elsewhere or peerd did not answer (printed). */
+static int page_poll(struct ctl *ctl, const char *vol, struct moving_page *pg, uint64_t to,
+		     struct progress *pr)
+{
+	json_t *r, *mv;
+	uint64_t owner = 0;
+	int done;
+
+	if (page_show_call(ctl, vol, pg->page, &r) < 0)
+		return -1;
+	get_u64(r, "owner", &owner);
+	mv = json_object_get(r, "moving");
+	/* punching: the target owns it, the source frees its copy */
+	done = owner == to && (!json_is_object(mv) || !strcmp(text_str(mv, "state"), "punching"));
+	if (!done && json_is_object(mv)) {
+		pg->seen_ms = pv_now_ms();
+		get_u64(mv, "piece", &pg->piece);
+		get_u64(mv, "pieces", &pg->pieces);
+	} else if (!done && pv_now_ms() - pg->seen_ms > PAGE_GONE_MS) {
+		progress_break(pr);
+		peerctl_error("page %llu of %s: its move ended without reaching server %llu (its "
+			      "owner is server %llu; see that server's log)",
+			      (unsigned long long)pg->page, vol, (unsigned long long)to,
+			      (unsigned long long)owner);
+		json_decref(r);
+		return -1;
+	}
+	json_decref(r);
+	return done;
+}
+
+static int do_page_move(struct ctl *ctl, const struct command *c, const struct invocation *inv)
+{
+	const char *vol = inv->pos[0], *to_arg = opt_get(c, inv, "to"),
+		   *piece_arg = opt_get(c, inv, "piece");
+	struct moving_page out[PAGE_MOVE_WINDOW];
+	uint64_t first, last, to, piece = 0, next, moved = 0, already = 0, failed = 0, n = 0;
+	size_t nout = 0;
+	struct progress pr;
+	char b1[32], b2[64];
+	json_t *r;
+	int rc, ret = PEERCTL_EXIT_OK;
+
+	if (!to_arg)
+		return peerctl_usage_error(
+		    "'page move' needs --to ID (the server the pages go to)");
+	if (check_name(vol) < 0 || parse_pages(inv->pos[1], &first, &last) < 0 ||
+	    parse_id(to_arg, "a server id", &to) < 0)
+		return PEERCTL_EXIT_ERROR;
+	if (piece_arg) {
+		char err[256];
+
+		if (pv_parse_size(piece_arg, &piece, err, sizeof(err)) < 0 || !piece ||
+		    piece % PV_SECTOR || piece > PV_MAX_PAGE_SIZE) {
+			peerctl_error("piece size '%s' must be a multiple of %u bytes, at most the "
+				      "page size",
+				      SHOWN(piece_arg), PV_SECTOR);
+			return PEERCTL_EXIT_ERROR;
+		}
+	}
+	if (opt_get(c, inv, "async") || ctl->json) {
+		rc = page_move_call(ctl, vol, first, last, to, piece, &r);
+		if (rc < 0)
+			return -rc;
+		if (ctl->json) {
+			print_json(r);
+		} else {
+			get_u64(r, "pages", &n);
+			get_u64(r, "already", &already);
+			printf("accepted: %llu page%s of %s move%s to server %llu (%llu already "
+			       "there); "
+			       "'peerctl migrations' shows the moves\n",
+			       (unsigned long long)n, n == 1 ? "" : "s", vol, n == 1 ? "s" : "",
+			       (unsigned long long)to, (unsigned long long)already);
+		}
+		json_decref(r);
+		return PEERCTL_EXIT_OK;
+	}
+	progress_start(&pr, first == last ? "pieces" : "pages", "%s page%s %s to server %llu", vol,
+		       first == last ? "" : "s", inv->pos[1], (unsigned long long)to);
+	for (next = first;;) {
+		/* at most PAGE_MOVE_WINDOW pages asked at a time */
+		while (nout < PAGE_MOVE_WINDOW && next <= last && !failed && !interrupted) {
+			rc = page_move_call(ctl, vol, next, next, to, piece, &r);
+			if (rc < 0) {
+				if (first == last)
+					return -rc;
+				failed++;
+				ret = -rc;
+				break;
+			}
+			n = 0;
+			get_u64(r, "pages", &n);
+			json_decref(r);
+			if (!n && first == last) {
+				printf("page %llu of %s is already on server %llu\n",
+				       (unsigned long long)first, vol, (unsigned long long)to);
+				return PEERCTL_EXIT_OK;
+			}
+			if (n)
+				out[nout++] =
+				    (struct moving_page){.page = next, .seen_ms = pv_now_ms()};
+			else
+				already++;
+			next++;
+		}
+		for (size_t i = 0; i < nout;) {
+			rc = page_poll(ctl, vol, &out[i], to, &pr);
+			if (rc == 0) {
+				i++;
+				continue;
+			}
+			if (rc < 0) {
+				failed++;
+				ret = PEERCTL_EXIT_ERROR;
+			} else {
+				moved++;
+			}
+			out[i] = out[--nout];
+		}
+		if (first == last && nout)
+			progress_show(&pr, out[0].piece, out[0].pieces, "");
+		else if (first != last)
+			progress_show(&pr, moved + already + failed, last - first + 1, "");
+		if (!nout && (next > last || failed))
+			break;
+		if (!nap(PAGE_POLL_MS)) {
+			snprintf(b2, sizeof(b2), "; pages %llu-%llu were not asked to move",
+				 (unsigned long long)next, (unsigned long long)last);
+			return progress_interrupted(
+			    &pr,
+			    "%llu page%s moved; the %zu move%s under way go%s on in the servers "
+			    "('peerctl migrations' shows them)%s",
+			    (unsigned long long)moved, moved == 1 ? "" : "s", nout,
+			    nout == 1 ? "" : "s", nout == 1 ? "es" : "", next <= last ? b2 : "");
+		}
+	}
+	progress_break(&pr);
+	secs_text(progress_secs(&pr), b1, sizeof(b1));
+	if (first == last && moved)
+		printf("moved page %llu of %s to server %llu in %s\n", (unsigned long long)first,
+		       vol, (unsigned long long)to, b1);
+	else if (first != last)
+		printf(
+		    "moved %llu of pages %s of %s to server %llu in %s (%llu already there%s%s)\n",
+		    (unsigned long long)moved, inv->pos[1], vol, (unsigned long long)to, b1,
+		    (unsigned long long)already, failed ? ", stopped after a failure" : "",
+		    failed && next <= last ? ": the rest were not asked" : "");
+	return ret;
+}
+
+static int do_page_show(struct ctl *ctl, const struct command *c, const struct invocation *inv)
+{
+	static const char *const known[] = {"volume", "page", "owner", "epoch", "moving", NULL};
+	struct table kv = {.ncols = 2};
+	uint64_t page;
+	char b1[FIELD_LEN];
+	json_t *r, *mv;
+	int rc;
+
+	if (check_name(inv->pos[0]) < 0)
+		return PEERCTL_EXIT_ERROR;
+	if (pv_parse_u64(inv->pos[1], 0, INT64_MAX, &page) < 0) {
+		peerctl_error("'%s' is not a page (a number from 0)", SHOWN(inv->pos[1]));
+		return PEERCTL_EXIT_ERROR;
+	}
+	rc = page_show_call(ctl, inv->pos[0], page, &r);
+	if (rc < 0)
+		return -rc;
+	if (ctl->json) {
+		print_json(r);
+		json_decref(r);
+		return PEERCTL_EXIT_OK;
+	}
+	mv = json_object_get(r, "moving");
+	kv_add(&kv, "volume", text_str(r, "volume"));
+	kv_add(&kv, "page", num_str(r, "page", b1, sizeof(b1)));
+	kv_add(&kv, "owner", num_str(r, "owner", b1, sizeof(b1)));
+	kv_add(&kv, "epoch", num_str(r, "epoch", b1, sizeof(b1)));
+	kv_add(&kv, "moving", json_is_object(mv) ? move_text(mv, b1, sizeof(b1)) : "no");
+	if (json_is_object(mv))
+		kv_add(&kv, "move started", time_str(mv, "started", b1, sizeof(b1)));
+	kv_add_rest(&kv, r, known);
+	table_flush(&kv);
+	json_decref(r);
+	return PEERCTL_EXIT_OK;
+}
+
+/* ---- migrations ---- */
+
+/* Prints a migration.list result as a table. */
+static void print_migrations(json_t *r)
+{
+	struct table t = {
+	    .ncols = 9,
+	    .head = {"VOLUME", "PAGE", "FROM", "TO", "PIECE", "MB/s", "STATE", "STARTED", "STUCK"},
+	    .right = {0, 1, 1, 1, 1, 1, 0, 1, 0}};
+	json_t *list = json_object_get(r, "migrations"), *m;
+	uint64_t now = pv_wall_s();
+	char b1[32];
+	size_t i;
+
+	printf("%zu move%s in progress; limit %s MB/s out of each server%s\n",
+	       json_array_size(list), json_array_size(list) == 1 ? "" : "s",
+	       num_str(r, "max_mbps", b1, sizeof(b1)),
+	       json_is_true(json_object_get(r, "paused"))
+		   ? "; PAUSED ('peerctl migrate resume' continues them)"
+		   : "");
+	json_array_foreach(list, i, m)
+	{
+		char page[32], from[32], to[32], piece[48], rate[32], started[48];
+		uint64_t k = 0, n = 0, kbps = 0, at = 0;
+
+		get_u64(m, "piece", &k);
+		get_u64(m, "pieces", &n);
+		get_u64(m, "rate_kbps", &kbps);
+		snprintf(piece, sizeof(piece), "%llu/%llu", (unsigned long long)k,
+			 (unsigned long long)n);
+		snprintf(rate, sizeof(rate), "%.1f", kbps / 1024.0);
+		if (get_u64(m, "started", &at) < 0 || !at)
+			snprintf(started, sizeof(started), "-");
+		else
+			snprintf(started, sizeof(started), "%s ago",
+				 secs_text(now > at ? now - at : 0, b1, sizeof(b1)));
+		table_add(&t, text_str(m, "volume"), num_str(m, "page", page, sizeof(page)),
+			  num_str(m, "from", from, sizeof(from)), num_str(m, "to", to, sizeof(to)),
+			  piece, rate, text_str(m, "state"), started, text_str(m, "stuck"));
+	}
+	if (json_array_size(list))
+		table_flush(&t);
+}
+
+static int do_migrations(struct ctl *ctl, const struct command *c, const struct invocation *inv)
+{
+	int watch = opt_get(c, inv, "watch") != NULL, tty = isatty(STDOUT_FILENO), rc;
+	json_t *r;
+
+	if (watch)
+		catch_sigint();
+	do {
+		rc = peerctl_call(ctl, "migration.list", NULL, &r);
+		if (rc < 0)
+			return -rc;
+		if (watch && tty && !ctl->json) {
+			time_t t = time(NULL);
+			char when[32];
+
+			strftime(when, sizeof(when), "%H:%M:%S", localtime(&t));
+			printf("\033[H\033[J%s  (every 1 s; Ctrl-C stops)\n", when);
+		} else if (watch && !ctl->json) {
+			printf("\n");
+		}
+		if (ctl->json)
+			print_json(r);
+		else
+			print_migrations(r);
+		fflush(stdout);
+		json_decref(r);
+	} while (watch && nap(1000));
+	return PEERCTL_EXIT_OK;
+}
+
+/* ---- server evacuate ---- */
+
+/* Pages member id owns as group (a group.show result) says: 1 and *pages,
+ * *draining; 0 if it is not a member. */
+static int member_pages(json_t *group, uint64_t id, uint64_t *pages, int *draining)
+{
+	json_t *m = find_member(group, id);
+
+	*pages = 0;
+	if (!m)
+		return 0;
+	get_u64(m, "pages", pages);
+	*draining = json_is_true(json_object_get(m, "draining"));
+	return 1;
+}
+
+/* "12.3 MB/s" of the moves out of server from (0: any), or "PAUSED ...",
+ * from a migration.list result; *count: how many. */
+static const char *moves_rate(json_t *r, uint64_t from, uint64_t *count, char *buf, size_t len)
+{
+	uint64_t kbps = 0, f, k;
+	json_t *m;
+	size_t i;
+
+	*count = 0;
+	json_array_foreach(json_object_get(r, "migrations"), i, m)
+	{
+		if (from && (get_u64(m, "from", &f) < 0 || f != from))
+			continue;
+		(*count)++;
+		if (get_u64(m, "rate_kbps", &k) == 0)
+			kbps += k;
+	}
+	if (json_is_true(json_object_get(r, "paused")))
+		snprintf(buf, len, "moves PAUSED ('peerctl migrate resume')");
+	else if (*count)
+		snprintf(buf, len, "%.1f MB/s", kbps / 1024.0);
+	else
+		buf[0] = '\0';
+	return buf;
+}
+
+/* Waits until server id owns no pages (it had pages when asked). */
+static int wait_evacuated(struct ctl *ctl, uint64_t id, uint64_t pages)
+{
+	uint64_t total = pages, left = pages, last_left = pages, nmoves;
+	uint64_t progress_ms = pv_now_ms();
+	int draining = 1, hinted = 0, rc;
+	struct progress pr;
+	json_t *g, *ml;
+	char extra[96], t[32];
+
+	progress_start(&pr, "pages moved", "evacuating server %llu", (unsigned long long)id);
+	for (;;) {
+		if ((rc = peerctl_call(ctl, "group.show", NULL, &g)) < 0)
+			return -rc;
+		if (!member_pages(g, id, &left, &draining)) {
+			json_decref(g);
+			progress_break(&pr);
+			peerctl_error("server %llu is no longer a member of the group",
+				      (unsigned long long)id);
+			return PEERCTL_EXIT_ERROR;
+		}
+		json_decref(g);
+		if (!left)
+			break;
+		if (!draining) {
+			progress_break(&pr);
+			peerctl_error(
+			    "the evacuation of server %llu was cancelled; it still owns %llu "
+			    "pages",
+			    (unsigned long long)id, (unsigned long long)left);
+			return PEERCTL_EXIT_ERROR;
+		}
+		if ((rc = peerctl_call(ctl, "migration.list", NULL, &ml)) < 0)
+			return -rc;
+		moves_rate(ml, id, &nmoves, extra, sizeof(extra));
+		if (left > total)
+			total = left;
+		if (left != last_left || nmoves) {
+			last_left = left;
+			progress_ms = pv_now_ms();
+		} else if (!hinted && pv_now_ms() - progress_ms > STALL_MS &&
+			   !json_is_true(json_object_get(ml, "paused"))) {
+			progress_break(&pr);
+			printf(
+			    "no page has left server %llu for %s and no move is under way: are "
+			    "the volumes' other servers up? (peerctl group show; the log of server "
+			    "%llu says why)\n",
+			    (unsigned long long)id, secs_text(STALL_MS / 1000, t, sizeof(t)),
+			    (unsigned long long)id);
+			hinted = 1;
+		}
+		json_decref(ml);
+		progress_show(&pr, total - left, total, extra);
+		if (!nap(WAIT_POLL_MS))
+			return progress_interrupted(
+			    &pr,
+			    "server %llu still owns %llu pages; its evacuation goes on in the "
+			    "servers ('peerctl group show' shows what it owns; 'peerctl server "
+			    "evacuate %llu --cancel' stops it)",
+			    (unsigned long long)id, (unsigned long long)left,
+			    (unsigned long long)id);
+	}
+	progress_show(&pr, total, total, "");
+	progress_break(&pr);
+	printf("server %llu owns no pages now (%llu moved off it in %s); it may leave the group: "
+	       "peerctl group leave %llu\n",
+	       (unsigned long long)id, (unsigned long long)total,
+	       secs_text(progress_secs(&pr), t, sizeof(t)), (unsigned long long)id);
+	return PEERCTL_EXIT_OK;
+}
+
+static int do_server_evacuate(struct ctl *ctl, const struct command *c,
+			      const struct invocation *inv)
+{
+	int cancel = opt_get(c, inv, "cancel") != NULL, draining = 0, rc;
+	uint64_t id, pages = 0;
+	json_t *args, *r, *g;
+
+	if (parse_id(inv->pos[0], "a server id", &id) < 0)
+		return PEERCTL_EXIT_ERROR;
+	args = json_pack("{s:I,s:b}", "id", (json_int_t)id, "cancel", cancel);
+	rc = args ? peerctl_call(ctl, "server.evacuate", args, &r) : -PEERCTL_EXIT_ERROR;
+	json_decref(args);
+	if (rc < 0)
+		return -rc;
+	if (ctl->json) {
+		print_json(r);
+		json_decref(r);
+		return PEERCTL_EXIT_OK;
+	}
+	json_decref(r);
+	if ((rc = peerctl_call(ctl, "group.show", NULL, &g)) < 0)
+		return -rc;
+	member_pages(g, id, &pages, &draining);
+	json_decref(g);
+	if (cancel) {
+		printf("server %llu: evacuation cancelled; it keeps the %llu pages it owns now (a "
+		       "move under way finishes)\n",
+		       (unsigned long long)id, (unsigned long long)pages);
+		return PEERCTL_EXIT_OK;
+	}
+	if (!pages) {
+		printf("server %llu is draining and owns no pages; it may leave the group: peerctl "
+		       "group leave %llu\n",
+		       (unsigned long long)id, (unsigned long long)id);
+		return PEERCTL_EXIT_OK;
+	}
+	if (opt_get(c, inv, "async")) {
+		printf("server %llu is draining: its %llu pages move off it in the background "
+		       "('peerctl group show' shows what it still owns; 'peerctl server evacuate "
+		       "%llu --cancel' stops it)\n",
+		       (unsigned long long)id, (unsigned long long)pages, (unsigned long long)id);
+		return PEERCTL_EXIT_OK;
+	}
+	return wait_evacuated(ctl, id, pages);
+}
+
+/* ---- volume set-servers, group set-weight: waiting for placement ---- */
+
+/* Pages of vol (a volume.show result with routing) that are not where
+ * placement puts them: on a server not allowed, or beyond a server's share
+ * by weight among the allowed ones that are up and not draining (group: a
+ * group.show result; pv_apportion in the volume's server order, as peerd's
+ * placement_tick). *moving: its pages in transit. */
+static uint64_t misplaced(json_t *vol, json_t *group, uint64_t *moving)
+{
+	json_t *servers = json_object_get(vol, "servers"), *run, *s;
+	uint32_t ids[64], weights[64];
+	uint64_t desired[64], owned[64] = {0}, npages = 0, excess = 0;
+	size_t n = 0, i, k;
+
+	json_array_foreach(servers, i, s)
+	{
+		json_t *m = find_member(group, (uint64_t)json_integer_value(s));
+		uint64_t w = 1;
+
+		if (n == 64)
+			break;
+		ids[n] = (uint32_t)json_integer_value(s);
+		get_u64(m, "weight", &w);
+		weights[n] =
+		    !m || member_down(group, ids[n]) || json_is_true(json_object_get(m, "draining"))
+			? 0
+			: (uint32_t)(w ? w : 1);
+		n++;
+	}
+	get_u64(vol, "pages", &npages);
+	pv_apportion(npages, weights, n, desired);
+	*moving = 0;
+	json_array_foreach(json_object_get(vol, "routing"), i, run)
+	{
+		uint64_t first, last, owner;
+
+		if (get_u64(run, "first_page", &first) < 0 ||
+		    get_u64(run, "last_page", &last) < 0 || get_u64(run, "owner", &owner) < 0 ||
+		    last < first)
+			continue;
+		*moving += json_is_object(json_object_get(run, "moving"));
+		for (k = 0; k < n && ids[k] != owner; k++)
+			;
+		if (k < n)
+			owned[k] += last - first + 1;
+		else
+			excess += last - first + 1;
+	}
+	for (k = 0; k < n; k++)
+		excess += owned[k] > desired[k] ? owned[k] - desired[k] : 0;
+	return excess;
+}
+
+/* Pages of the volumes named in names (an array of strings) still to move,
+ * and in transit; 0, or minus the exit status. */
+static int placement_left(struct ctl *ctl, json_t *names, uint64_t *left, uint64_t *moving)
+{
+	json_t *g, *v, *name;
+	size_t i;
+	int rc;
+
+	*left = *moving = 0;
+	if ((rc = peerctl_call(ctl, "group.show", NULL, &g)) < 0)
+		return rc;
+	json_array_foreach(names, i, name)
+	{
+		json_t *args =
+		    json_pack("{s:s,s:b}", "name", json_string_value(name), "routing", 1);
+		uint64_t m = 0;
+
+		rc = args ? peerctl_call(ctl, "volume.show", args, &v) : -PEERCTL_EXIT_ERROR;
+		json_decref(args);
+		if (rc == -PEERCTL_EXIT_NOT_FOUND)
+			continue; /* deleted meanwhile */
+		if (rc < 0)
+			break;
+		*left += misplaced(v, g, &m);
+		*moving += m;
+		json_decref(v);
+		rc = 0;
+	}
+	json_decref(g);
+	return rc;
+}
+
+/* Waits until the pages of the volumes in names sit where placement puts
+ * them; what: "volume vol1" for the messages. */
+static int wait_placement(struct ctl *ctl, const char *what, json_t *names)
+{
+	uint64_t total = 0, left, last_left = 0, moving, progress_ms = pv_now_ms();
+	struct progress pr;
+	char extra[64], t[32];
+	int rc, hinted = 0;
+
+	progress_start(&pr, "pages placed", "%s", what);
+	for (int first = 1;; first = 0) {
+		if ((rc = placement_left(ctl, names, &left, &moving)) < 0)
+			return -rc;
+		if (first && !left && !moving) {
+			printf("%s: every page already sits where it should; nothing to move\n",
+			       what);
+			return PEERCTL_EXIT_OK;
+		}
+		if (left > total)
+			total = left;
+		if (!left && !moving)
+			break;
+		if (left != last_left || moving) {
+			last_left = left;
+			progress_ms = pv_now_ms();
+		} else if (!hinted && pv_now_ms() - progress_ms > STALL_MS) {
+			progress_break(&pr);
+			printf("%s: no page has moved for %s and none is moving: are moves paused, "
+			       "or servers down? ('peerctl migrations', 'peerctl group show'; the "
+			       "servers' logs say why)\n",
+			       what, secs_text(STALL_MS / 1000, t, sizeof(t)));
+			hinted = 1;
+		}
+		snprintf(extra, sizeof(extra), "%llu moving", (unsigned long long)moving);
+		progress_show(&pr, total - left, total, moving ? extra : "");
+		if (!nap(WAIT_POLL_MS))
+			return progress_interrupted(
+			    &pr,
+			    "%llu pages still to move; placement goes on in the servers ('peerctl "
+			    "migrations' shows the moves, 'peerctl migrate pause' pauses them)",
+			    (unsigned long long)left);
+	}
+	progress_show(&pr, total, total, "");
+	progress_break(&pr);
+	printf("%s: every page sits where it should (%llu moved in %s)\n", what,
+	       (unsigned long long)total, secs_text(progress_secs(&pr), t, sizeof(t)));
+	return PEERCTL_EXIT_OK;
+}
+
+static int do_volume_set_servers(struct ctl *ctl, const struct command *c,
+				 const struct invocation *inv)
+{
+	const char *name = inv->pos[0];
+	json_t *servers, *args, *r, *names;
+	char what[96], b1[FIELD_LEN];
+	int rc;
+
+	if (check_name(name) < 0 || !(servers = parse_servers("servers", inv->pos[1])))
+		return PEERCTL_EXIT_ERROR;
+	args = json_pack("{s:s,s:o}", "volume", name, "servers", servers);
+	rc = args ? peerctl_call(ctl, "volume.set_servers", args, &r) : -PEERCTL_EXIT_ERROR;
+	json_decref(args);
+	if (rc < 0)
+		return -rc;
+	if (ctl->json) {
+		print_json(r);
+		json_decref(r);
+		return PEERCTL_EXIT_OK;
+	}
+	printf("volume %s: allowed servers %s\n", name,
+	       ids_str(json_object_get(r, "servers"), "-", b1, sizeof(b1)));
+	json_decref(r);
+	if (opt_get(c, inv, "async")) {
+		printf("its pages move in the background ('peerctl migrations' shows the moves)\n");
+		return PEERCTL_EXIT_OK;
+	}
+	names = json_pack("[s]", name);
+	snprintf(what, sizeof(what), "volume %s", name);
+	rc = names ? wait_placement(ctl, what, names) : PEERCTL_EXIT_ERROR;
+	json_decref(names);
+	return rc;
+}
+
+static int do_group_set_weight(struct ctl *ctl, const struct command *c,
+			       const struct invocation *inv)
+{
+	uint64_t id, weight;
+	json_t *args, *r, *names;
+	char what[64];
+	int rc;
+
+	if (parse_id(inv->pos[0], "a server id", &id) < 0)
+		return PEERCTL_EXIT_ERROR;
+	if (pv_parse_u64(inv->pos[1], 1, 1000, &weight) < 0) {
+		peerctl_error("weight '%s' is not a whole number from 1 to 1000",
+			      SHOWN(inv->pos[1]));
+		return PEERCTL_EXIT_ERROR;
+	}
+	args = json_pack("{s:I,s:I}", "id", (json_int_t)id, "weight", (json_int_t)weight);
+	rc = args ? peerctl_call(ctl, "group.set_weight", args, &r) : -PEERCTL_EXIT_ERROR;
+	json_decref(args);
+	if (rc < 0)
+		return -rc;
+	if (ctl->json) {
+		print_json(r);
+		json_decref(r);
+		return PEERCTL_EXIT_OK;
+	}
+	names = json_incref(json_object_get(r, "volumes"));
+	json_decref(r);
+	printf("server %llu: weight %llu; %zu volume%s may hold pages on it\n",
+	       (unsigned long long)id, (unsigned long long)weight, json_array_size(names),
+	       json_array_size(names) == 1 ? "" : "s");
+	if (opt_get(c, inv, "async") || !json_array_size(names)) {
+		if (json_array_size(names))
+			printf("their pages move in the background ('peerctl migrations' shows the "
+			       "moves)\n");
+		json_decref(names);
+		return PEERCTL_EXIT_OK;
+	}
+	snprintf(what, sizeof(what), "weight of server %llu", (unsigned long long)id);
+	rc = wait_placement(ctl, what, names);
+	json_decref(names);
+	return rc;
+}
+
+/* ---- set, migrate pause/resume ---- */
+
+static int do_set(struct ctl *ctl, const struct command *c, const struct invocation *inv)
+{
+	static const char key[] = "migrate.max-mbps";
+	uint64_t value;
+	json_t *args, *r;
+	char b1[32];
+	int rc;
+
+	if (strcmp(inv->pos[0], key)) {
+		if (distance(inv->pos[0], key) < 3)
+			return peerctl_usage_error("unknown setting '%s'; did you mean '%s'?",
+						   SHOWN(inv->pos[0]), key);
+		return peerctl_usage_error("unknown setting '%s' (settings: %s)",
+					   SHOWN(inv->pos[0]), key);
+	}
+	if (pv_parse_u64(inv->pos[1], 0, 100000, &value) < 0) {
+		peerctl_error(
+		    "%s '%s' is not a whole number of MB/s from 0 (the default) to 100000", key,
+		    SHOWN(inv->pos[1]));
+		return PEERCTL_EXIT_ERROR;
+	}
+	args = json_pack("{s:s,s:I}", "key", key, "value", (json_int_t)value);
+	rc = args ? group_call(ctl, "config.set", args, &r) : -PEERCTL_EXIT_ERROR;
+	json_decref(args);
+	if (rc < 0)
+		return -rc;
+	if (r)
+		printf("%s = %s MB/s out of each server%s\n", key,
+		       num_str(r, "max_mbps", b1, sizeof(b1)), value ? "" : " (the default)");
+	json_decref(r);
+	return PEERCTL_EXIT_OK;
+}
+
+static int do_migrate(struct ctl *ctl, const struct command *c, const struct invocation *inv)
+{
+	int pause = !strcmp(c->sub, "pause"), rc;
+	json_t *r;
+
+	rc = group_call(ctl, pause ? "migrate.pause" : "migrate.resume", NULL, &r);
+	if (rc < 0)
+		return -rc;
+	if (r && pause)
+		printf("page moves paused: none starts, and those under way stop before their next "
+		       "piece; 'peerctl migrate resume' continues them\n");
+	else if (r)
+		printf("page moves resumed\n");
+	json_decref(r);
+	return PEERCTL_EXIT_OK;
 }

@@ -583,6 +583,141 @@ START_TEST(limits_of_the_buffers)
 }
 END_TEST
 
+START_TEST(migration_commands_good)
+{
+	static const uint32_t s1234[] = {1, 2, 3, 4};
+	struct control_cmd c;
+
+	/* peerctl page move vol1 5 --to 3 */
+	c = parse_ok("{\"cmd\":\"page.move\",\"args\":{\"volume\":\"vol1\",\"first\":5,\"last\":5,"
+		     "\"to\":3}}");
+	ck_assert_int_eq(c.op, CONTROL_PAGE_MOVE);
+	ck_assert_str_eq(c.cmd, "page.move");
+	ck_assert_str_eq(c.name, "vol1");
+	ck_assert_uint_eq(c.first, 5);
+	ck_assert_uint_eq(c.last, 5);
+	ck_assert_uint_eq(c.to, 3);
+	ck_assert_uint_eq(c.piece_size, 0);
+	/* last left out: one page; a range with a piece size */
+	c = parse_ok("{\"cmd\":\"page.move\",\"args\":{\"volume\":\"v\",\"first\":7,\"to\":1}}");
+	ck_assert_uint_eq(c.first, 7);
+	ck_assert_uint_eq(c.last, 7);
+	c = parse_ok("{\"cmd\":\"page.move\",\"args\":{\"volume\":\"v\",\"first\":0,\"last\":"
+		     "9223372036854775807,\"to\":4294967295,\"piece_size\":262144}}");
+	ck_assert_uint_eq(c.first, 0);
+	ck_assert_uint_eq(c.last, INT64_MAX);
+	ck_assert_uint_eq(c.to, UINT32_MAX);
+	ck_assert_uint_eq(c.piece_size, 262144);
+
+	c = parse_ok("{\"cmd\":\"page.show\",\"args\":{\"volume\":\"vol1\",\"page\":12}}");
+	ck_assert_int_eq(c.op, CONTROL_PAGE_SHOW);
+	ck_assert_str_eq(c.name, "vol1");
+	ck_assert_uint_eq(c.first, 12);
+	ck_assert_uint_eq(c.last, 12);
+
+	c = parse_ok("{\"cmd\":\"migration.list\"}");
+	ck_assert_int_eq(c.op, CONTROL_MIGRATION_LIST);
+
+	c = parse_ok("{\"cmd\":\"server.evacuate\",\"args\":{\"id\":3}}");
+	ck_assert_int_eq(c.op, CONTROL_SERVER_EVACUATE);
+	ck_assert_uint_eq(c.id, 3);
+	ck_assert_int_eq(c.cancel, 0);
+	c = parse_ok("{\"cmd\":\"server.evacuate\",\"args\":{\"id\":3,\"cancel\":true}}");
+	ck_assert_int_eq(c.cancel, 1);
+
+	c = parse_ok("{\"cmd\":\"volume.set_servers\",\"args\":{\"volume\":\"vol1\","
+		     "\"servers\":[1,2,3,4]}}");
+	ck_assert_int_eq(c.op, CONTROL_VOLUME_SET_SERVERS);
+	ck_assert_str_eq(c.name, "vol1");
+	ck_servers(&c, 4, s1234);
+
+	c = parse_ok("{\"cmd\":\"group.set_weight\",\"args\":{\"id\":2,\"weight\":1000}}");
+	ck_assert_int_eq(c.op, CONTROL_GROUP_SET_WEIGHT);
+	ck_assert_uint_eq(c.id, 2);
+	ck_assert_uint_eq(c.weight, PLACEMENT_MAX_WEIGHT);
+
+	c = parse_ok("{\"cmd\":\"config.set\",\"args\":{\"key\":\"migrate.max-mbps\","
+		     "\"value\":250}}");
+	ck_assert_int_eq(c.op, CONTROL_CONFIG_SET);
+	ck_assert_uint_eq(c.value, 250);
+	c = parse_ok("{\"cmd\":\"config.set\",\"args\":{\"key\":\"migrate.max-mbps\","
+		     "\"value\":0}}");
+	ck_assert_uint_eq(c.value, 0);
+	c = parse_ok("{\"cmd\":\"config.set\",\"args\":{\"key\":\"migrate.max-mbps\","
+		     "\"value\":100000}}");
+	ck_assert_uint_eq(c.value, PLACEMENT_MAX_MBPS);
+
+	c = parse_ok("{\"cmd\":\"migrate.pause\"}");
+	ck_assert_int_eq(c.op, CONTROL_MIGRATE_PAUSE);
+	c = parse_ok("{\"cmd\":\"migrate.resume\",\"args\":{}}");
+	ck_assert_int_eq(c.op, CONTROL_MIGRATE_RESUME);
+}
+END_TEST
+
+START_TEST(migration_commands_bad)
+{
+	parse_bad("{\"cmd\":\"page.move\",\"args\":{\"first\":1,\"to\":2}}", "page.move",
+		  "missing or invalid argument 'volume'");
+	parse_bad("{\"cmd\":\"page.move\",\"args\":{\"volume\":\"a/b\",\"first\":1,\"to\":2}}",
+		  "page.move", "no volume 'a/b'");
+	parse_bad("{\"cmd\":\"page.move\",\"args\":{\"volume\":\"v\",\"to\":2}}", "page.move",
+		  "missing or invalid argument 'first' (a page number)");
+	parse_bad("{\"cmd\":\"page.move\",\"args\":{\"volume\":\"v\",\"first\":-1,\"to\":2}}",
+		  "page.move", "missing or invalid argument 'first' (a page number)");
+	parse_bad("{\"cmd\":\"page.move\",\"args\":{\"volume\":\"v\",\"first\":"
+		  "9223372036854775808,\"to\":2}}",
+		  "page.move",
+		  "first: 9223372036854775808 is too large (maximum 9223372036854775807)");
+	parse_bad("{\"cmd\":\"page.move\",\"args\":{\"volume\":\"v\",\"first\":5,\"last\":4,"
+		  "\"to\":2}}",
+		  "page.move", "last page 4 is before first page 5");
+	parse_bad("{\"cmd\":\"page.move\",\"args\":{\"volume\":\"v\",\"first\":5}}", "page.move",
+		  "missing or invalid argument 'to' (a server id, 1 to 4294967295)");
+	parse_bad("{\"cmd\":\"page.move\",\"args\":{\"volume\":\"v\",\"first\":5,\"to\":0}}",
+		  "page.move", "missing or invalid argument 'to' (a server id, 1 to 4294967295)");
+	parse_bad("{\"cmd\":\"page.move\",\"args\":{\"volume\":\"v\",\"first\":5,\"to\":2,"
+		  "\"piece_size\":1000}}",
+		  "page.move",
+		  "piece size 1000 must be a multiple of 512 bytes, at most the page size");
+	parse_bad("{\"cmd\":\"page.move\",\"args\":{\"volume\":\"v\",\"first\":5,\"to\":2,"
+		  "\"piece_size\":2147483648}}",
+		  "page.move",
+		  "piece size 2147483648 must be a multiple of 512 bytes, at most the page size");
+	parse_bad("{\"cmd\":\"page.show\",\"args\":{\"volume\":\"v\"}}", "page.show",
+		  "missing or invalid argument 'page' (a page number)");
+	parse_bad("{\"cmd\":\"server.evacuate\",\"args\":{}}", "server.evacuate",
+		  "missing or invalid argument 'id' (a server id, 1 to 4294967295)");
+	parse_bad("{\"cmd\":\"volume.set_servers\",\"args\":{\"volume\":\"v\"}}",
+		  "volume.set_servers", "'servers' must be a list of 1 to 64 server ids");
+	parse_bad("{\"cmd\":\"volume.set_servers\",\"args\":{\"volume\":\"v\",\"servers\":[]}}",
+		  "volume.set_servers", "'servers' must be a list of 1 to 64 server ids");
+	parse_bad("{\"cmd\":\"volume.set_servers\",\"args\":{\"volume\":\"v\",\"servers\":null}}",
+		  "volume.set_servers", "'servers' must be a list of 1 to 64 server ids");
+	parse_bad("{\"cmd\":\"volume.set_servers\",\"args\":{\"volume\":\"v\",\"servers\":[1,2,"
+		  "1]}}",
+		  "volume.set_servers", "server 1 is listed twice");
+	parse_bad("{\"cmd\":\"volume.set_servers\",\"args\":{\"volume\":\"v\",\"servers\":[0]}}",
+		  "volume.set_servers", "'servers' must be a list of server ids");
+	parse_bad("{\"cmd\":\"group.set_weight\",\"args\":{\"id\":2,\"weight\":0}}",
+		  "group.set_weight", "missing or invalid argument 'weight' (a weight, 1 to 1000)");
+	parse_bad("{\"cmd\":\"group.set_weight\",\"args\":{\"id\":2,\"weight\":1001}}",
+		  "group.set_weight", "missing or invalid argument 'weight' (a weight, 1 to 1000)");
+	parse_bad("{\"cmd\":\"group.set_weight\",\"args\":{\"weight\":3}}", "group.set_weight",
+		  "missing or invalid argument 'id' (a server id, 1 to 4294967295)");
+	parse_bad("{\"cmd\":\"config.set\",\"args\":{\"key\":\"migrate.max-mb\",\"value\":1}}",
+		  "config.set", "unknown setting 'migrate.max-mb' (settings: migrate.max-mbps)");
+	parse_bad("{\"cmd\":\"config.set\",\"args\":{\"value\":1}}", "config.set",
+		  "missing or invalid argument 'key'");
+	parse_bad("{\"cmd\":\"config.set\",\"args\":{\"key\":\"migrate.max-mbps\"}}", "config.set",
+		  "missing or invalid argument 'value' (MB/s, 0 for the default)");
+	parse_bad("{\"cmd\":\"config.set\",\"args\":{\"key\":\"migrate.max-mbps\","
+		  "\"value\":100001}}",
+		  "config.set",
+		  "migrate.max-mbps 100001 is out of range: 0 (the default, 100) to 100000");
+	parse_bad("{\"cmd\":\"page.moves\",\"args\":{}}", NULL, "unknown command 'page.moves'");
+}
+END_TEST
+
 static Suite *control_suite(void)
 {
 	Suite *s = suite_create("control");
@@ -593,6 +728,8 @@ static Suite *control_suite(void)
 	tcase_add_test(good, volume_create_good);
 	tcase_add_test(good, volume_show_delete_good);
 	tcase_add_test(good, group_join_good);
+	tcase_add_test(good, migration_commands_good);
+	tcase_add_test(bad, migration_commands_bad);
 	tcase_add_test(bad, not_a_request);
 	tcase_add_test(bad, args_and_unknown_commands);
 	tcase_add_test(bad, volume_create_bad);
