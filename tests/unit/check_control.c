@@ -705,7 +705,9 @@ START_TEST(migration_commands_bad)
 	parse_bad("{\"cmd\":\"group.set_weight\",\"args\":{\"weight\":3}}", "group.set_weight",
 		  "missing or invalid argument 'id' (a server id, 1 to 4294967295)");
 	parse_bad("{\"cmd\":\"config.set\",\"args\":{\"key\":\"migrate.max-mb\",\"value\":1}}",
-		  "config.set", "unknown setting 'migrate.max-mb' (settings: migrate.max-mbps)");
+		  "config.set",
+		  "unknown setting 'migrate.max-mb' (settings: migrate.max-mbps, "
+		  "balance.threshold, balance.interval)");
 	parse_bad("{\"cmd\":\"config.set\",\"args\":{\"value\":1}}", "config.set",
 		  "missing or invalid argument 'key'");
 	parse_bad("{\"cmd\":\"config.set\",\"args\":{\"key\":\"migrate.max-mbps\"}}", "config.set",
