@@ -41,6 +41,19 @@ static const char *const names[CONTROL_NCMDS] = {
     [CONTROL_GROUP_SHOW] = "group.show",
     [CONTROL_GROUP_REMOVE] = "group.remove",
     [CONTROL_GROUP_LEAVE] = "group.leave",
+    [CONTROL_PAGE_MOVE] = "page.move",
+    [CONTROL_PAGE_SHOW] = "page.show",
+    [CONTROL_MIGRATION_LIST] = "migration.list",
+    [CONTROL_SERVER_EVACUATE] = "server.evacuate",
+    [CONTROL_VOLUME_SET_SERVERS] = "volume.set_servers",
+    [CONTROL_GROUP_SET_WEIGHT] = "group.set_weight",
+    [CONTROL_CONFIG_SET] = "config.set",
+    [CONTROL_MIGRATE_PAUSE] = "migrate.pause",
+    [CONTROL_MIGRATE_RESUME] = "migrate.resume",
+    [CONTROL_LOAD_SHOW] = "load.show",
+    [CONTROL_BALANCE_STATUS] = "balance.status",
+    [CONTROL_BALANCE_ON] = "balance.on",
+    [CONTROL_BALANCE_OFF] = "balance.off",
 };
 
 /* Whether a string field is empty (its termination is checked apart). */
@@ -63,7 +76,9 @@ static void check_command(const struct control_cmd *c, const uint8_t *data, size
 	REQUIRE(c->nservers <= PEERD_MAX_MEMBERS);
 	REQUIRE(c->timeout <= CONTROL_MAX_TIMEOUT);
 	REQUIRE(c->op == CONTROL_GROUP_JOIN || c->timeout == 0);
-	REQUIRE((c->op == CONTROL_GROUP_REMOVE || c->op == CONTROL_GROUP_LEAVE) == (c->id > 0));
+	REQUIRE((c->op == CONTROL_GROUP_REMOVE || c->op == CONTROL_GROUP_LEAVE ||
+		 c->op == CONTROL_SERVER_EVACUATE || c->op == CONTROL_GROUP_SET_WEIGHT) ==
+		(c->id > 0));
 
 	switch (c->op) {
 	case CONTROL_VOLUME_CREATE:
@@ -94,6 +109,25 @@ static void check_command(const struct control_cmd *c, const uint8_t *data, size
 	case CONTROL_GROUP_LEAVE:
 		REQUIRE(empty(c->name) && empty(c->address) && c->size == 0 && c->page_size == 0);
 		REQUIRE(c->nservers == 0 && !c->routing);
+		break;
+	case CONTROL_CONFIG_SET:
+		REQUIRE(c->key == CONTROL_KEY_MIGRATE_MBPS ||
+			c->key == CONTROL_KEY_BALANCE_THRESHOLD ||
+			c->key == CONTROL_KEY_BALANCE_INTERVAL);
+		REQUIRE(c->key != CONTROL_KEY_MIGRATE_MBPS || c->value <= PLACEMENT_MAX_MBPS);
+		REQUIRE(c->key != CONTROL_KEY_BALANCE_THRESHOLD ||
+			(c->value >= 10 && c->value <= BALANCE_MAX_THRESHOLD));
+		REQUIRE(c->key != CONTROL_KEY_BALANCE_INTERVAL ||
+			(c->value >= 1 && c->value <= BALANCE_MAX_INTERVAL));
+		REQUIRE(empty(c->name) && empty(c->address) && c->nservers == 0);
+		break;
+	case CONTROL_PAGE_MOVE:
+	case CONTROL_PAGE_SHOW:
+	case CONTROL_VOLUME_SET_SERVERS:
+	case CONTROL_SERVER_EVACUATE:
+	case CONTROL_GROUP_SET_WEIGHT:
+		/* (their arguments: tests/unit/check_control.c) */
+		REQUIRE(empty(c->address) && c->size == 0 && c->page_size == 0);
 		break;
 	default: /* no arguments */
 		REQUIRE(empty(c->name) && empty(c->address) && c->size == 0 && c->page_size == 0);
