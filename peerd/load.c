@@ -306,21 +306,33 @@ void load_forwarded(uint32_t op, uint64_t len)
 
 /* ---- the fold, once a second ---- */
 
+/* load_decay's factors for one window: what is kept of r after gap quiet
+ * seconds and the sample second, and the sample's weight. Entries hit
+ * second after second (gap 0) take the precomputed ones: no exp() per
+ * entry then. */
+static double keep0[NW], add[NW];
+
 static void stat_fold(struct lstat *st)
 {
-	double gap = (double)(tick - st->tick - 1);
+	uint64_t gap = tick - st->tick - 1;
 	struct ctr *c = &st->c;
 
+	if (!add[0])
+		for (int w = 0; w < NW; w++) {
+			keep0[w] = exp(-1.0 / tau[w]);
+			add[w] = 1.0 - keep0[w];
+		}
 	for (int w = 0; w < NW; w++) {
 		struct rates *r = &st->r[w];
+		double keep = gap ? exp(-(double)(gap + 1) / tau[w]) : keep0[w], a = add[w];
 
 		for (int k = 0; k < NOPS; k++) {
-			r->ops[k] = load_decay(r->ops[k], (double)c->ops[k], gap, tau[w]);
-			r->bytes[k] = load_decay(r->bytes[k], (double)c->bytes[k], gap, tau[w]);
+			r->ops[k] = r->ops[k] * keep + (double)c->ops[k] * a;
+			r->bytes[k] = r->bytes[k] * keep + (double)c->bytes[k] * a;
 		}
-		r->seq = load_decay(r->seq, (double)c->seq, gap, tau[w]);
-		r->lat_us = load_decay(r->lat_us, (double)c->lat_us, gap, tau[w]);
-		r->lat_n = load_decay(r->lat_n, (double)c->lat_n, gap, tau[w]);
+		r->seq = r->seq * keep + (double)c->seq * a;
+		r->lat_us = r->lat_us * keep + (double)c->lat_us * a;
+		r->lat_n = r->lat_n * keep + (double)c->lat_n * a;
 	}
 	memset(c, 0, sizeof(*c));
 	st->tick = tick;
@@ -330,7 +342,8 @@ static void stat_fold(struct lstat *st)
 static void rates_pb(const struct lstat *st, int w, Pv__LoadRates *out)
 {
 	const struct rates *r = &st->r[w];
-	double f = exp(-(double)(tick - 1 - st->tick) / tau[w]);
+	uint64_t age = tick - 1 - st->tick;
+	double f = age ? exp(-(double)age / tau[w]) : 1;
 	double bytes = r->bytes[0] + r->bytes[1] + r->bytes[2];
 
 	pv__load_rates__init(out);
