@@ -315,7 +315,7 @@ void balance_status(struct balance_status *st)
 	memset(st, 0, sizeof(*st));
 	settings(catalog_committed(), &st->on, &st->threshold, &st->interval_s);
 	st->over = over;
-	st->state = state;
+	st->state = st->on && load_enabled ? state : "off"; /* (before the next tick) */
 	for (i = 0; i < nrecent && i < 7; i++)
 		st->recent[i] = recent[(recent_head + i) % RECENT];
 }
