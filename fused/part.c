@@ -436,19 +436,16 @@ static void read_answered(struct client *c, struct part *p, const Pv__Header *h,
 	part_call_free(call);
 }
 
-/* MOVED: the volume goes to the owner the server names (if we know it),
- * the catalog is asked for again, and p goes again soon. */
+/* MOVED: one page's routing entry is newer elsewhere (a page moved, or is
+ * moving). The entry server learns the owner's entry from that answer
+ * (peerd/migrate.c), so the volume's connection stays where it is: the
+ * catalog is asked for again and p goes again soon, through v->conn. */
 static void io_moved(struct client *c, struct conn *s, struct part *p, const struct answer *a)
 {
-	const struct member *m = catalog_member(c, a->h->new_owner);
-	struct vol_view *v = catalog_volume(c, p->volume);
-	struct conn *to = m ? conn_get(c, m->address) : NULL;
-
-	if (v && to && v->conn != to) {
-		pv_info("volume %s: %s says MOVED, going to %s", v->attr.name, s->address,
-			to->address);
-		v->conn = to;
-	}
+	pv_debug("%s #%llu of '%s' at %llu via %s: MOVED (owner %u, epoch %llu)%s%s; retrying",
+		 wire_op_name(p->op), (unsigned long long)p->req_id, p->volume,
+		 (unsigned long long)p->offset, s->address, a->h->new_owner,
+		 (unsigned long long)a->h->epoch, a->h->message[0] ? ": " : "", a->h->message);
 	catalog_request(c, CATALOG_TIMEOUT_MS);
 	part_wait(c, p, a->now + 20);
 }

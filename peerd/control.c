@@ -106,14 +106,16 @@ static int by_page(const void *a, const void *b)
 }
 
 /* The moves of v in the group, one per page, by page (malloc'd: free
- * it), *n of them. */
-static struct migrate_info *volume_moves(const struct volume *v, size_t *n)
+ * it), *n of them; with transit, only those before the switch (a page
+ * switched is the target's, the source is only punching its copy). */
+static struct migrate_info *volume_moves(const struct volume *v, int transit, size_t *n)
 {
 	struct migrate_info *m = moves_get(n);
 	size_t k = 0;
 
 	for (size_t i = 0; i < *n; i++)
-		if (m[i].volume_id == v->id && m[i].page < v->npages)
+		if (m[i].volume_id == v->id && m[i].page < v->npages &&
+		    (!transit || m[i].state != MIG_SWITCHED))
 			m[k++] = m[i];
 	if (k > 1)
 		qsort(m, k, sizeof(*m), by_page);
@@ -129,7 +131,7 @@ static struct migrate_info *volume_moves(const struct volume *v, size_t *n)
 static json_t *routing_json(const struct volume *v)
 {
 	size_t nm, k = 0;
-	struct migrate_info *mv = volume_moves(v, &nm);
+	struct migrate_info *mv = volume_moves(v, 1, &nm);
 	json_t *runs = json_array();
 	uint64_t first = 0;
 
@@ -597,8 +599,8 @@ static int cmd_page_move(const uint8_t *ident, size_t ident_len, const struct co
 		remove_not_member(c->to, err, errlen);
 		return -ENOENT;
 	}
-	if (c->piece_size && (c->piece_size > v->page_size || v->page_size % c->piece_size)) {
-		snprintf(err, errlen, "piece size %u does not divide volume %s's page size %u",
+	if (c->piece_size > v->page_size) {
+		snprintf(err, errlen, "piece size %u is larger than volume %s's page size %u",
 			 c->piece_size, v->name, v->page_size);
 		return -1;
 	}
@@ -635,7 +637,7 @@ static int cmd_page_show(const uint8_t *ident, size_t ident_len, const struct co
 	if (migrate_page_state(v, c->first, &info)) {
 		moving = move_json(&info);
 	} else {
-		mv = volume_moves(v, &n);
+		mv = volume_moves(v, 0, &n);
 		for (size_t i = 0; i < n; i++)
 			if (mv[i].page == c->first)
 				moving = move_json(&mv[i]);

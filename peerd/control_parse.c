@@ -296,7 +296,7 @@ static int parse_page_move(const struct args *a, struct control_cmd *c, char *er
 	    arg_u64(a, "first", 1, INT64_MAX, "", PAGE, &c->first, err, errlen) < 0 ||
 	    arg_u64(a, "last", 0, INT64_MAX, "", PAGE, &c->last, err, errlen) < 0 ||
 	    arg_count(a, "to", 1, UINT32_MAX, "a server id", &to, err, errlen) < 0 ||
-	    arg_u64(a, "piece_size", 0, PV_MAX_PAGE_SIZE, "", BYTES, &piece, err, errlen) < 0)
+	    arg_u64(a, "piece_size", 0, PV_MAX_IO, "", BYTES, &piece, err, errlen) < 0)
 		return -1;
 	if (!json_object_get(a->obj, "last"))
 		c->last = c->first;
@@ -305,10 +305,9 @@ static int parse_page_move(const struct args *a, struct control_cmd *c, char *er
 			 (unsigned long long)c->last, (unsigned long long)c->first);
 		return -1;
 	}
-	if (piece % PV_SECTOR || piece > PV_MAX_PAGE_SIZE) {
-		snprintf(err, errlen,
-			 "piece size %llu must be a multiple of %u bytes, at most the page size",
-			 (unsigned long long)piece, PV_SECTOR);
+	if (piece % PV_SECTOR || piece > PV_MAX_IO) {
+		snprintf(err, errlen, "piece size %llu must be a multiple of %u bytes, at most %u",
+			 (unsigned long long)piece, PV_SECTOR, PV_MAX_IO);
 		return -1;
 	}
 	c->to = (uint32_t)to;

@@ -548,7 +548,9 @@ static int send_to_target(struct mig_out *m, uint32_t op, zmq_msg_t *data, uint3
 	h.hops = 1;
 	h.epoch = m->pg.epoch;
 	record_fill(&r, m);
-	if (reply_send_member(t, &h, data, data ? NULL : &r.base) < 0) {
+	/* a piece goes as a WRITE (data) or TRIM (a hole), without a body */
+	if (reply_send_member(t, &h, data,
+			      data || op == PV_OP_TRIM || op == PV_OP_WRITE ? NULL : &r.base) < 0) {
 		stuck(m, "cannot send to target server %u: %s", m->pg.target, strerror(errno));
 		return -1;
 	}
@@ -1689,8 +1691,8 @@ static int start_owned(struct volume *vol, uint64_t first, uint64_t last, uint32
 		struct mig_out *m;
 		char why[256];
 
-		if (vol->owner[p] != srv->cfg.id)
-			continue;
+		if (vol->owner[p] != srv->cfg.id || to == srv->cfg.id)
+			continue; /* not ours, or on the target already */
 		m = out_find(vol, p);
 		if (m && first != last && m->pg.target == to)
 			continue;

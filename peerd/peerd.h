@@ -985,7 +985,7 @@ struct group_settings {
 	}
 int catalog_settings(const struct group_settings *set, catalog_done_fn done, void *arg, char *err,
 		     size_t errlen);
-/* Once a second: if a page owned here should be elsewhere (its server is
+/* Every PEERD_TICK_MS: if a page owned here should be elsewhere (its server is
  * draining or not allowed for the volume, or the volume's balance_gen asks
  * for weight shares and this server holds more than its share), starts one
  * move (migrate_start) when no move out of this server runs. */

@@ -9,7 +9,9 @@
  *   (placement_freeze_layouts), so that the layout every server computes
  *   from the catalog never changes when servers or weights do.
  *
- * - placement_tick, once a second on every server: if a page this server
+ * - placement_tick, every PEERD_TICK_MS on every server (a move of an
+ *   unwritten page takes milliseconds: once a second would cap an
+ *   evacuation at a page a second): if a page this server
  *   owns should be elsewhere (this server is draining or not allowed for
  *   the volume; or the volume's balance_gen asks for weight shares and this
  *   server holds more than its share), it starts one move (migrate.c). A
@@ -573,6 +575,16 @@ static int start_move(struct volume *vol, uint32_t to, const char *why)
 	return 1;
 }
 
+/* Whether vol may need a page moved off this server now: it owns some, and
+ * this server is draining, not allowed, or the volume asks for shares
+ * (cheap: the steady state costs this per volume and tick). */
+static int worth_a_look(const struct volume *vol, int draining)
+{
+	return vol->owned_here && !vol->deleted &&
+	       (draining || vol->balance_gen > vol->balanced_gen ||
+		!id_listed(vol->servers, vol->nservers, srv->cfg.id));
+}
+
 /* Looks at vol: rule off (this server should hold none of it) or balance.
  * 1 if a move started. */
 static int place_volume(struct volume *vol, int off, const struct migrate_info *moves,
@@ -584,7 +596,7 @@ static int place_volume(struct volume *vol, int off, const struct migrate_info *
 	uint64_t share;
 	char why[160];
 
-	if (!vol->owned_here || vol->deleted)
+	if (!worth_a_look(vol, catalog_self() && catalog_self()->draining))
 		return 0;
 	decide_input(vol, moves, nmoves, &in);
 	if (in.self_off != off)
@@ -624,13 +636,19 @@ void placement_tick(void *arg)
 {
 	static struct migrate_info moves[PLACEMENT_MOVES_MAX];
 	const Pv__Catalog *c = catalog_committed();
+	const struct member *self = catalog_self();
+	struct volume *v;
 	size_t nmoves;
 
 	(void)arg;
 	/* one move out at a time; nothing while paused, removed, or before the
 	 * members' heartbeats say who is up */
-	if (!c || c->migrate_paused || remove_self_state() || migrate_out_count() > 0 ||
+	if (!c || !self || c->migrate_paused || remove_self_state() || migrate_out_count() > 0 ||
 	    pv_now_ms() - srv->started_ms < PEERD_DOWN_AFTER_MS)
+		return;
+	for (v = srv->volumes; v && !worth_a_look(v, self->draining); v = v->next)
+		;
+	if (!v)
 		return;
 	nmoves = migrate_list(moves, PLACEMENT_MOVES_MAX);
 	/* pages that should not be here at all first, then weight shares */

@@ -305,7 +305,7 @@ static const struct command commands[] = {
 	.opts = {{"to", "ID", "the server the pages move to (required)"},
 		 {"piece", "SIZE",
 		  "size of the pieces copied one at a time: a\n"
-		  "multiple of 512 dividing the page size\n"
+		  "multiple of 512, at most 8M and the page size\n"
 		  "(default 1M, or the page if smaller)"},
 		 {"async", NULL, "return once the owners accepted"}},
 	.examples = "peerctl page move vol1 5 --to 3\n"
@@ -2267,10 +2267,9 @@ static int do_page_move(struct ctl *ctl, const struct command *c, const struct i
 		char err[256];
 
 		if (pv_parse_size(piece_arg, &piece, err, sizeof(err)) < 0 || !piece ||
-		    piece % PV_SECTOR || piece > PV_MAX_PAGE_SIZE) {
-			peerctl_error("piece size '%s' must be a multiple of %u bytes, at most the "
-				      "page size",
-				      SHOWN(piece_arg), PV_SECTOR);
+		    piece % PV_SECTOR || piece > PV_MAX_IO) {
+			peerctl_error("piece size '%s' must be a multiple of %u bytes, at most %s",
+				      SHOWN(piece_arg), PV_SECTOR, "8M");
 			return PEERCTL_EXIT_ERROR;
 		}
 	}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # group-leave: a member that owns no pages leaves the group cleanly: it is
 # told and becomes a group of one again (and may join again); a member that
-# owns pages is refused, naming how many (migration comes later).
+# owns pages is refused, naming how many (move them off first: server evacuate).
 . "$(dirname "$0")/common.sh"
 . "$(dirname "$0")/group-lib.sh"
 need_bin "$PEERD" "$PEERCTL"
@@ -10,7 +10,7 @@ group_of_three
 ctl 1 volume create vol 64M --servers 1,2 >/dev/null
 v_before=$(catalog_view 1)
 
-expect_ctl_error 2 1 "server 1 owns 8 pages .*later release" group leave 1
+expect_ctl_error 2 1 "server 1 owns 8 pages .*peerctl server evacuate 1" group leave 1
 expect_ctl_error 1 5 "not a member" group leave 9
 assert_eq "$(catalog_view 1)" "$v_before" "catalog after refused leaves"
 

@@ -55,23 +55,34 @@ wait_group_up()
 	log "group up as seen by servers $*"
 }
 
-# group_of_three: peerd 1, 2 and 3 (3 with --weight 2, plus any extra args
-# in PV_GROUP_ARGS for all three), server 1 inits the group, 2 joins through
-# 1 and 3 through 2; waits until all three see each other up.
+# group_weighted W1 W2 ...: peerd 1, 2, ... (server i with weight Wi, plus
+# any extra args in PV_GROUP_ARGS for all), server 1 inits the group, each
+# next one joins through the one before; waits until all see each other up.
+group_weighted()
+{
+	local n=0 w ids=()
+	for w in "$@"; do
+		n=$((n + 1))
+		ids+=("$n")
+		# shellcheck disable=SC2086
+		if [ "$w" = 1 ]; then
+			start_peerd "$n" ${PV_GROUP_ARGS:-}
+		else
+			start_peerd "$n" --weight "$w" ${PV_GROUP_ARGS:-}
+		fi
+	done
+	for n in "${ids[@]}"; do wait_peerd "$n"; done
+	ctl 1 group init >/dev/null
+	for n in "${ids[@]:1}"; do
+		ctl "$n" group join "$(addr_of $((n - 1)))" >/dev/null
+	done
+	wait_group_up "${ids[@]}"
+}
+
+# group_of_three: peerd 1, 2 and 3 (3 with --weight 2), as group_weighted.
 group_of_three()
 {
-	local n w
-	for n in 1 2 3; do
-		w=()
-		[ "$n" = 3 ] && w=(--weight 2)
-		# shellcheck disable=SC2086
-		start_peerd "$n" "${w[@]}" ${PV_GROUP_ARGS:-}
-	done
-	for n in 1 2 3; do wait_peerd "$n"; done
-	ctl 1 group init >/dev/null
-	ctl 2 group join "$(addr_of 1)" >/dev/null
-	ctl 3 group join "$(addr_of 2)" >/dev/null
-	wait_group_up 1 2 3
+	group_weighted 1 1 2
 }
 
 # catalog_view N: the parts of server N's 'group show --json' and 'volume
@@ -168,20 +179,22 @@ run_fio()
 	check_fio "$json" "$what"
 }
 
-# check_fio JSON WHAT: every job of a fio JSON report ended without error,
-# and every job that verifies read something back.
+# check_fio JSON WHAT [JSON WHAT ...]: every job of each fio JSON report
+# ended without error, and every job that verifies read something back.
 check_fio()
 {
-	python3 - "$1" "$2" <<'EOF' || fail "$2: fio reported errors (see the report above)"
+	python3 - "$@" <<'EOF' || fail "$2: fio reported errors (see the report above)"
 import json, sys
-d = json.load(open(sys.argv[1]))
 bad = False
-for j in d["jobs"]:
-    print("%s: %s error=%d read=%d KiB write=%d KiB" % (
-        sys.argv[2], j["jobname"], j["error"], j["read"]["io_kbytes"], j["write"]["io_kbytes"]),
-        file=sys.stderr)
-    if j["error"] != 0 or j["read"]["io_kbytes"] == 0:
-        bad = True
+args = sys.argv[1:]
+for path, what in zip(args[0::2], args[1::2]):
+    d = json.load(open(path))
+    for j in d["jobs"]:
+        print("%s: %s error=%d read=%d KiB write=%d KiB" % (
+            what, j["jobname"], j["error"], j["read"]["io_kbytes"], j["write"]["io_kbytes"]),
+            file=sys.stderr)
+        if j["error"] != 0 or j["read"]["io_kbytes"] == 0:
+            bad = True
 sys.exit(1 if bad else 0)
 EOF
 }
@@ -375,4 +388,334 @@ PY
 proc_state()
 {
 	awk '{ sub(/.*\) /, ""); print substr($0, 1, 1) }' "/proc/$1/stat" 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------- page migration
+# Helpers of the migrate-*.sh tests (issue 13): pages moving between
+# servers while clients read and write them.
+
+# How long (seconds) a move of one small page may take at the default
+# throttle, on a loaded 2-core machine.
+PV_MOVE_WAIT=${PV_MOVE_WAIT:-60}
+
+# wait_for SECONDS WHAT CMD [ARGS...]: runs CMD every 0.2 s until it
+# succeeds, and prints what that run printed; after SECONDS s fails with
+# "WHAT after SECONDS s: what the last run printed".
+wait_for()
+{
+	local secs=$1 what=$2 deadline=$((SECONDS + $1)) out
+	shift 2
+	while :; do
+		if out=$("$@" 2>&1); then
+			[ -z "$out" ] || printf '%s\n' "$out"
+			return 0
+		fi
+		((SECONDS < deadline)) || fail "$what after ${secs}s${out:+: $out}"
+		sleep 0.2
+	done
+}
+
+# page_field N VOL PAGE EXPR: EXPR over server N's 'page show VOL PAGE
+# --json' (as d); empty if it fails.
+page_field()
+{
+	ctl "$1" page show "$2" "$3" --json 2>/dev/null | json "$4" 2>/dev/null || true
+}
+
+# page_owned N VOL PAGE OWNER: whether server N shows PAGE of VOL owned by
+# OWNER and not moving (else prints what it shows).
+page_owned()
+{
+	local got
+	got=$(page_field "$1" "$2" "$3" "'owner %s, %s' % (d['owner'], 'moving' if d.get('moving') else 'not moving')")
+	[ "$got" = "owner $4, not moving" ] || { echo "${got:-page show failed}"; return 1; }
+}
+
+# wait_page_owner N VOL PAGE OWNER [SECONDS]: until page_owned.
+wait_page_owner()
+{
+	wait_for "${5:-$PV_MOVE_WAIT}" "server $1: page $3 of $2 is not owned by $4 (and still)" \
+		page_owned "$1" "$2" "$3" "$4"
+}
+
+# migration_of N VOL PAGE: the move of PAGE of VOL in server N's
+# 'migrations --json' as one JSON line, or nothing.
+migration_of()
+{
+	ctl "$1" migrations --json 2>/dev/null | json "next((json.dumps(m, sort_keys=True) for m in d['migrations'] if m['volume'] == '$2' and m['page'] == $3), '')" 2>/dev/null || true
+}
+
+# migration_at N VOL PAGE MIN: prints the piece in transit of the move of
+# PAGE that server N lists if it is >= MIN; else what it lists, and fails.
+migration_at()
+{
+	local m piece
+	m=$(migration_of "$1" "$2" "$3")
+	[ -n "$m" ] || { echo "not listed"; return 1; }
+	piece=$(json "d['piece']" <<<"$m")
+	((piece >= $4)) || { echo "$m"; return 1; }
+	echo "$piece"
+}
+
+# wait_migration_piece N VOL PAGE MIN [SECONDS]: until server N lists the
+# move of PAGE of VOL with the piece in transit >= MIN; prints that piece.
+wait_migration_piece()
+{
+	wait_for "${5:-$PV_MOVE_WAIT}" "server $1: the move of page $3 of $2 is not at piece $4" \
+		migration_at "$1" "$2" "$3" "$4"
+}
+
+# no_migrations N...: whether no listed server lists a move in progress
+# (else prints the moves listed).
+no_migrations()
+{
+	local n left=""
+	for n in "$@"; do
+		left+=$(ctl "$n" migrations --json 2>/dev/null |
+			json "' '.join('%s:%s' % (m['volume'], m['page']) for m in d['migrations'])" 2>/dev/null ||
+			echo " server-$n-unanswered")
+	done
+	[ -z "${left// /}" ] || { echo "$left"; return 1; }
+}
+
+# wait_no_migrations SECONDS N...: until no_migrations.
+wait_no_migrations()
+{
+	wait_for "$1" "moves still in progress" no_migrations "${@:2}"
+}
+
+# routing_view N VOL: server N's routing of VOL (every run: first page,
+# last page, owner, epoch) as one canonical JSON line.
+routing_view()
+{
+	ctl "$1" volume show "$2" --routing=full --json |
+		json "[[r['first_page'], r['last_page'], r['owner'], r['epoch']] for r in d['routing']]"
+}
+
+# owners_of N VOL: the owner of every page of VOL as server N sees it, one
+# line, space separated, page 0 first.
+owners_of()
+{
+	ctl "$1" volume show "$2" --routing=full --json |
+		json "' '.join(str(r['owner']) for r in d['routing'] for _ in range(r['first_page'], r['last_page'] + 1))"
+}
+
+# same_routing VOL N...: whether every listed server holds the same
+# routing of VOL (else prints the views).
+same_routing()
+{
+	local vol=$1 n v first="" views="" same=1
+	for n in "${@:2}"; do
+		v=$(routing_view "$n" "$vol" 2>/dev/null) || { v="(no answer)"; same=0; }
+		views+=$'\n'"server $n: $v"
+		[ -z "$first" ] && first=$v
+		[ "$v" = "$first" ] || same=0
+	done
+	[ "$same" = 1 ] || { echo "$views"; return 1; }
+}
+
+# wait_routing_agree SECONDS VOL N...: until same_routing.
+wait_routing_agree()
+{
+	wait_for "$1" "the routing of $2 differs" same_routing "${@:2}"
+}
+
+# vol_file N VOL: server N's data file of VOL.
+vol_file() { echo "$(data_of "$1")/volumes/$2.vol"; }
+
+# stray_pages N VOL PAGE_SIZE OWNERS...: the pages of VOL that server N does
+# not own (OWNERS: the owner of each page, page 0 first) but whose range in
+# its data file still holds data (SEEK_DATA), space separated; nothing if
+# none. A missing data file holds nothing.
+stray_pages()
+{
+	"$PYTHON" - "$(vol_file "$1" "$2")" "$1" "$3" "${@:4}" <<'EOF'
+import os, sys
+path, me, ps, owners = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+try:
+    fd = os.open(path, os.O_RDONLY)
+except FileNotFoundError:
+    sys.exit(0)
+size = os.fstat(fd).st_size
+out = []
+for page, owner in enumerate(owners):
+    start = page * ps
+    if int(owner) == me or start >= size:
+        continue
+    try:
+        at = os.lseek(fd, start, os.SEEK_DATA)
+    except OSError:  # ENXIO: no data from here to the end
+        break
+    if at < start + ps:
+        out.append(str(page))
+print(" ".join(out))
+EOF
+}
+
+# no_stray VOL N...: whether no listed server holds data of a page of VOL
+# it does not own (the owners as server $2 sees them); else says which.
+no_stray()
+{
+	local vol=$1 ps owners n s stray=""
+	ps=$(ctl "$2" volume show "$vol" --json | json "d['page_size']")
+	# shellcheck disable=SC2207
+	owners=($(owners_of "$2" "$vol"))
+	for n in "${@:2}"; do
+		s=$(stray_pages "$n" "$vol" "$ps" "${owners[@]}")
+		[ -z "$s" ] || stray+="server $n holds data of pages it does not own: $s; "
+	done
+	[ -z "$stray" ] || { echo "$stray"; return 1; }
+}
+
+# wait_no_stray SECONDS VOL N...: until no_stray (a source punches a page
+# out of its data file a few seconds after the switch).
+wait_no_stray()
+{
+	wait_for "$1" "$2" no_stray "${@:2}"
+}
+
+# file_has_data FILE: whether FILE exists and holds any allocated data
+# (SEEK_DATA from 0 finds some).
+file_has_data()
+{
+	"$PYTHON" - "$1" <<'EOF'
+import os, sys
+try:
+    fd = os.open(sys.argv[1], os.O_RDONLY)
+except FileNotFoundError:
+    sys.exit(1)
+try:
+    os.lseek(fd, 0, os.SEEK_DATA)
+except OSError:
+    sys.exit(1)
+sys.exit(0)
+EOF
+}
+
+# holds_no_data FILE: the opposite of file_has_data.
+holds_no_data() { ! file_has_data "$1"; }
+
+# apportion NPAGES W1 W2 ...: the share of each server (pagemath.h's
+# pv_apportion: largest remainder, ties to the earlier), space separated.
+apportion()
+{
+	"$PYTHON" - "$@" <<'EOF'
+import sys
+n, w = int(sys.argv[1]), [int(x) for x in sys.argv[2:]]
+t = sum(w)
+out = [n * x // t if t else 0 for x in w]
+rem = sorted((-(n * x % t), i) for i, x in enumerate(w) if x) if t else []
+for _, i in rem[:n - sum(out)]:
+    out[i] += 1
+print(" ".join(map(str, out)))
+EOF
+}
+
+# log_mark N: where server N's log ends now (lines), for wait_log.
+log_mark() { grep -c '' "$T/peerd$1.log" 2>/dev/null || echo 0; }
+
+# log_line N MARK REGEX: the first line of server N's log after line MARK
+# matching REGEX (extended); fails if there is none.
+log_line()
+{
+	tail -n +"$(($2 + 1))" "$T/peerd$1.log" | grep -E -m1 -- "$3"
+}
+
+# wait_log N MARK REGEX [SECONDS]: until log_line finds one; prints it.
+wait_log()
+{
+	wait_for "${4:-$PV_MOVE_WAIT}" "server $1 logged no line matching /$3/" log_line "$1" "$2" "$3"
+}
+
+# fio_loop_start WRITER DEV SEED: runs fio on DEV again and again in the
+# background until fio_loop_stop, each round with the job file that
+# "WRITER FILE DEV SEED+ROUND" writes ($T/loop-ROUND.fio; report
+# $T/loop-ROUND.json, exit status $T/loop-ROUND.rc). Sets FIO_LOOP_PID.
+fio_loop_start()
+{
+	local writer=$1 dev=$2 seed=$3
+	rm -f "$T/fio-loop.stop"
+	(
+		trap - ERR
+		set +e
+		round=0
+		trap 'kill "$fpid" 2>/dev/null; exit 143' TERM
+		while [ ! -e "$T/fio-loop.stop" ]; do
+			round=$((round + 1))
+			"$writer" "$T/loop-$round.fio" "$dev" $((seed + round))
+			fio --output-format=json --output="$T/loop-$round.json" "$T/loop-$round.fio" \
+				>"$T/loop-$round.out" 2>&1 &
+			fpid=$!
+			pv_record pids "$fpid"
+			wait "$fpid"
+			echo $? >"$T/loop-$round.rc"
+		done
+	) &
+	FIO_LOOP_PID=$!
+	PV_PIDS+=("$FIO_LOOP_PID")
+	log "fio loop started on $dev (pid $FIO_LOOP_PID)"
+}
+
+# fio_loop_stop: lets the round in progress end, then checks every round:
+# exit 0, no error, data read back (check_fio). Sets FIO_ROUNDS to the
+# number of rounds (the last one's files are $T/loop-$FIO_ROUNDS.*). Not
+# in $(...): the loop is a child of the test's shell.
+fio_loop_stop()
+{
+	local r rc reports=()
+	touch "$T/fio-loop.stop"
+	wait "$FIO_LOOP_PID" && rc=0 || rc=$?
+	[ "$rc" = 0 ] || fail "the fio loop exited $rc"
+	FIO_ROUNDS=0
+	for r in "$T"/loop-*.rc; do
+		[ -e "$r" ] || continue
+		FIO_ROUNDS=$((FIO_ROUNDS + 1))
+		r=${r%.rc}
+		[ "$(cat "$r.rc")" = 0 ] ||
+			{ cat "$r.out" "$r.json" >&2; fail "fio round ${r##*-} exited $(cat "$r.rc")"; }
+		reports+=("$r.json" "fio round ${r##*-}")
+	done
+	((FIO_ROUNDS > 0)) || fail "the fio loop ran no round"
+	check_fio "${reports[@]}"
+	log "fio loop: $FIO_ROUNDS rounds, zero errors"
+}
+
+# rand_write_load FILE DEV SEED SIZE IO_SIZE RATE [OPTION...]: a fio job
+# file of random 4 KiB writes (iodepth 16) over the first SIZE of DEV,
+# IO_SIZE in all at RATE (bytes/s, fio units), each verified at the end
+# (crc32c, fatal), with any further job options ("verify_backlog=64"). Its
+# verify-only pass (fio --verify_only FILE) repeats the same offsets.
+rand_write_load()
+{
+	fio_job "$1" "$2" "$3"
+	printf '\n[writes]\nrw=randwrite\nbs=4k\niodepth=16\nsize=%s\nio_size=%s\nrate=%s\n' \
+		"$4" "$5" "$6" >>"$1"
+	[ $# -le 6 ] || printf '%s\n' "${@:7}" >>"$1"
+}
+
+# fio_bg NAME FILE: runs fio FILE in the background (report $T/fio-NAME.json);
+# sets FIO_PID. fio_done NAME: waits for it and checks the report.
+fio_bg()
+{
+	timeout 170 fio --output-format=json --output="$T/fio-$1.json" "$2" >"$T/fio-$1.out" 2>&1 &
+	FIO_PID=$!
+	PV_PIDS+=("$FIO_PID")
+	log "fio $1 started (pid $FIO_PID)"
+}
+
+fio_done()
+{
+	local rc
+	wait "$FIO_PID" && rc=0 || rc=$?
+	[ "$rc" = 0 ] || { cat "$T/fio-$1.out" "$T/fio-$1.json" >&2; fail "fio $1 exited $rc"; }
+	check_fio "$T/fio-$1.json" "$1"
+}
+
+# fio_verify_only NAME FILE: the verify-only pass of job file FILE (what its
+# writes left must read back), report $T/fio-NAME.json.
+fio_verify_only()
+{
+	timeout 120 fio --output-format=json --output="$T/fio-$1.json" --verify_only "$2" ||
+		{ cat "$T/fio-$1.json" >&2; fail "verify-only pass $1 exited non-zero"; }
+	check_fio "$T/fio-$1.json" "$1"
 }

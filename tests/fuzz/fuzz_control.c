@@ -3,12 +3,12 @@
  * string must give a command or be refused with a message, never crash or
  * leak. A command must satisfy every limit struct control_cmd promises
  * (valid name, size > 0 and a multiple of 512 up to the maximum, page size
- * in range, server ids > 0, a tcp:// address of bounded length, unused
- * fields zero), and come from a JSON object whose "cmd" is its name (NUL
- * and all: a NUL in a string is read, and refused where a command reads
- * it). A refusal must leave a non-empty message terminated inside the
- * buffer.
- * srv stays NULL: control_parse touching server state crashes the run. */
+ * in range, server ids > 0, a tcp:// address of bounded length, a page
+ * range in order, a piece size, weight and bandwidth in their bounds,
+ * distinct servers for set_servers, unused fields zero), and come from a JSON object whose "cmd" is
+ * its name (NUL and all: a NUL in a string is read, and refused where a command reads it). A
+ * refusal must leave a non-empty message terminated inside the buffer. srv stays NULL:
+ * control_parse touching server state crashes the run. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -77,8 +77,23 @@ static void check_command(const struct control_cmd *c, const uint8_t *data, size
 	REQUIRE(c->timeout <= CONTROL_MAX_TIMEOUT);
 	REQUIRE(c->op == CONTROL_GROUP_JOIN || c->timeout == 0);
 	REQUIRE((c->op == CONTROL_GROUP_REMOVE || c->op == CONTROL_GROUP_LEAVE ||
-		 c->op == CONTROL_SERVER_EVACUATE || c->op == CONTROL_GROUP_SET_WEIGHT) ==
+		 c->op == CONTROL_GROUP_SET_WEIGHT || c->op == CONTROL_SERVER_EVACUATE) ==
 		(c->id > 0));
+	REQUIRE(c->cancel == 0 || c->cancel == 1);
+	REQUIRE(c->op == CONTROL_SERVER_EVACUATE || !c->cancel);
+	/* the page commands' fields: page.move and page.show only */
+	REQUIRE(c->op == CONTROL_PAGE_MOVE || c->op == CONTROL_PAGE_SHOW ||
+		(c->first == 0 && c->last == 0));
+	REQUIRE(c->first <= c->last && c->last <= INT64_MAX);
+	REQUIRE(c->op == CONTROL_PAGE_SHOW || c->op == CONTROL_PAGE_MOVE || c->last == 0);
+	REQUIRE(c->op != CONTROL_PAGE_SHOW || c->first == c->last);
+	REQUIRE((c->op == CONTROL_PAGE_MOVE) == (c->to > 0));
+	REQUIRE(c->piece_size % PV_SECTOR == 0 && c->piece_size <= PV_MAX_IO);
+	REQUIRE(c->op == CONTROL_PAGE_MOVE || c->piece_size == 0);
+	REQUIRE((c->op == CONTROL_GROUP_SET_WEIGHT) == (c->weight > 0));
+	REQUIRE(c->weight <= PLACEMENT_MAX_WEIGHT);
+	REQUIRE(c->value <= PLACEMENT_MAX_MBPS);
+	REQUIRE(c->op == CONTROL_CONFIG_SET || c->value == 0);
 
 	switch (c->op) {
 	case CONTROL_VOLUME_CREATE:
@@ -107,8 +122,28 @@ static void check_command(const struct control_cmd *c, const uint8_t *data, size
 		break;
 	case CONTROL_GROUP_REMOVE:
 	case CONTROL_GROUP_LEAVE:
+	case CONTROL_GROUP_SET_WEIGHT:
+	case CONTROL_SERVER_EVACUATE:
 		REQUIRE(empty(c->name) && empty(c->address) && c->size == 0 && c->page_size == 0);
 		REQUIRE(c->nservers == 0 && !c->routing);
+		REQUIRE(c->op == CONTROL_GROUP_REMOVE || c->op == CONTROL_GROUP_LEAVE || !c->force);
+		break;
+	case CONTROL_PAGE_MOVE:
+	case CONTROL_PAGE_SHOW:
+		REQUIRE(pv_valid_name(c->name, NULL, 0));
+		REQUIRE(empty(c->address) && c->size == 0 && c->page_size == 0);
+		REQUIRE(c->nservers == 0 && !c->routing && !c->force);
+		break;
+	case CONTROL_VOLUME_SET_SERVERS:
+		REQUIRE(pv_valid_name(c->name, NULL, 0));
+		REQUIRE(c->nservers >= 1);
+		for (size_t i = 0; i < c->nservers; i++) {
+			REQUIRE(c->servers[i] > 0);
+			for (size_t k = 0; k < i; k++)
+				REQUIRE(c->servers[k] != c->servers[i]);
+		}
+		REQUIRE(empty(c->address) && c->size == 0 && c->page_size == 0);
+		REQUIRE(!c->routing && !c->force);
 		break;
 	case CONTROL_CONFIG_SET:
 		REQUIRE(c->key == CONTROL_KEY_MIGRATE_MBPS ||
@@ -120,14 +155,6 @@ static void check_command(const struct control_cmd *c, const uint8_t *data, size
 		REQUIRE(c->key != CONTROL_KEY_BALANCE_INTERVAL ||
 			(c->value >= 1 && c->value <= BALANCE_MAX_INTERVAL));
 		REQUIRE(empty(c->name) && empty(c->address) && c->nservers == 0);
-		break;
-	case CONTROL_PAGE_MOVE:
-	case CONTROL_PAGE_SHOW:
-	case CONTROL_VOLUME_SET_SERVERS:
-	case CONTROL_SERVER_EVACUATE:
-	case CONTROL_GROUP_SET_WEIGHT:
-		/* (their arguments: tests/unit/check_control.c) */
-		REQUIRE(empty(c->address) && c->size == 0 && c->page_size == 0);
 		break;
 	default: /* no arguments */
 		REQUIRE(empty(c->name) && empty(c->address) && c->size == 0 && c->page_size == 0);

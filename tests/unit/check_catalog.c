@@ -513,6 +513,72 @@ START_TEST(routing_table_from_lmdb)
 }
 END_TEST
 
+/* A page changing owner in memory (catalog_route_set, as a migration's
+ * switch or a routing update does it) keeps the connection table and the
+ * pages owned here right without a recount; a heard entry (ROUTE_UPDATE,
+ * MOVED: migrate_route_learn) is taken only if its epoch is newer, and
+ * never makes a page this server's. */
+START_TEST(route_set_on_installed_catalog)
+{
+	struct volume *v = adopt_spread();
+	uint32_t holders[PEERD_MAX_MEMBERS];
+	uint64_t mine = 0, p1 = NPAGES, p3 = NPAGES;
+
+	ck_assert_ptr_nonnull(v);
+	for (uint64_t p = 0; p < NPAGES; p++) {
+		mine += v->owner[p] == 1;
+		if (v->owner[p] == 1 && p1 == NPAGES)
+			p1 = p;
+		if (v->owner[p] == 3 && p3 == NPAGES)
+			p3 = p;
+	}
+	ck_assert_uint_eq(v->owned_here, mine);
+	ck_assert_uint_lt(p1, NPAGES);
+	ck_assert_uint_lt(p3, NPAGES);
+
+	/* one of this server's pages moves to 2 (epoch 1) */
+	catalog_route_set(v, p1, 2, 1);
+	ck_assert_uint_eq(v->owner[p1], 2);
+	ck_assert_uint_eq(v->epoch[p1], 1);
+	ck_assert_uint_eq(v->owned_here, mine - 1);
+	/* one of 3's comes here */
+	catalog_route_set(v, p3, 1, 1);
+	ck_assert_uint_eq(v->owned_here, mine);
+	/* every page of server 2 moves to 3: 2 is no longer a holder */
+	for (uint64_t p = 0; p < NPAGES; p++)
+		if (v->owner[p] == 2)
+			catalog_route_set(v, p, 3, v->epoch[p] + 1);
+	ck_assert_uint_eq(catalog_holders(v, holders, PEERD_MAX_MEMBERS), 2);
+	ck_assert_uint_eq(holders[0], 1);
+	ck_assert_uint_eq(holders[1], 3);
+	/* and one back: 2 is again, in order */
+	catalog_route_set(v, p1, 2, v->epoch[p1] + 1);
+	ck_assert_uint_eq(catalog_holders(v, holders, PEERD_MAX_MEMBERS), 3);
+	ck_assert_uint_eq(holders[0], 1);
+	ck_assert_uint_eq(holders[1], 2);
+	ck_assert_uint_eq(holders[2], 3);
+	ck_assert_uint_eq(v->owned_here, mine); /* p1 left, p3 came */
+
+	/* heard entries: a lower or equal epoch is ignored, a higher taken;
+	 * an entry naming this server is never taken by hearsay */
+	ck_assert_uint_eq(v->epoch[p1], 3);
+	ck_assert_int_eq(migrate_route_learn(v, p1, 3, 2), 0);
+	ck_assert_int_eq(migrate_route_learn(v, p1, 3, 3), 0);
+	ck_assert_uint_eq(v->owner[p1], 2);
+	ck_assert_int_eq(migrate_route_learn(v, p1, 1, 9), 0);
+	ck_assert_uint_eq(v->owner[p1], 2);
+	ck_assert_uint_eq(v->owned_here, mine);
+	ck_assert_int_eq(migrate_route_learn(v, p1, 3, 5), 1);
+	ck_assert_uint_eq(v->owner[p1], 3);
+	ck_assert_uint_eq(v->epoch[p1], 5);
+	ck_assert_int_eq(migrate_route_learn(v, p1, 2, 4), 0); /* late, older */
+	ck_assert_uint_eq(v->owner[p1], 3);
+	ck_assert_uint_eq(catalog_holders(v, holders, PEERD_MAX_MEMBERS), 2);
+	ck_assert_uint_eq(holders[0], 1);
+	ck_assert_uint_eq(holders[1], 3);
+}
+END_TEST
+
 /* A catalog from a peer whose volume name would leave the data directory
  * (or is otherwise unusable) is refused whole: the version stays, no file is
  * made anywhere. */
@@ -1007,6 +1073,7 @@ static Suite *catalog_suite(void)
 	tcase_add_test(tc, volume_create_refusals);
 	tcase_add_test(tc, routing_table_weighted);
 	tcase_add_test(tc, routing_table_from_lmdb);
+	tcase_add_test(tc, route_set_on_installed_catalog);
 	tcase_add_test(tc, adopt_refuses_bad_names);
 	tcase_add_test(tc, adopt_newer_version);
 	tcase_add_test(tc, pb_holders_and_copy);

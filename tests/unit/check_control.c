@@ -713,12 +713,11 @@ START_TEST(migration_commands_bad)
 		  "page.move", "missing or invalid argument 'to' (a server id, 1 to 4294967295)");
 	parse_bad("{\"cmd\":\"page.move\",\"args\":{\"volume\":\"v\",\"first\":5,\"to\":2,"
 		  "\"piece_size\":1000}}",
-		  "page.move",
-		  "piece size 1000 must be a multiple of 512 bytes, at most the page size");
+		  "page.move", "piece size 1000 must be a multiple of 512 bytes, at most 8388608");
 	parse_bad("{\"cmd\":\"page.move\",\"args\":{\"volume\":\"v\",\"first\":5,\"to\":2,"
-		  "\"piece_size\":2147483648}}",
+		  "\"piece_size\":16777216}}",
 		  "page.move",
-		  "piece size 2147483648 must be a multiple of 512 bytes, at most the page size");
+		  "piece size 16777216 must be a multiple of 512 bytes, at most 8388608");
 	parse_bad("{\"cmd\":\"page.show\",\"args\":{\"volume\":\"v\"}}", "page.show",
 		  "missing or invalid argument 'page' (a page number)");
 	parse_bad("{\"cmd\":\"server.evacuate\",\"args\":{}}", "server.evacuate",
