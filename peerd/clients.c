@@ -96,6 +96,14 @@ uint32_t clients_open_count(const char *volume)
 	return n;
 }
 
+const char *clients_host(uint64_t id)
+{
+	for (struct client *c = clients; c; c = c->next)
+		if (c->id == id)
+			return c->host;
+	return "";
+}
+
 size_t clients_open_by(const char *volume, uint64_t *ids, const char **hosts, size_t max)
 {
 	uint64_t now = pv_now_ms();

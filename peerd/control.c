@@ -361,8 +361,17 @@ static json_t *placement_result(const struct pending *p, struct volume *vol)
 		return json_pack("{s:i,s:i,s:o}", "id", (int)c->id, "weight", (int)c->weight,
 				 "volumes", vols);
 	case CONTROL_CONFIG_SET:
+		if (c->key == CONTROL_KEY_BALANCE_THRESHOLD)
+			return json_pack("{s:s,s:f}", "key", "balance.threshold", "value",
+					 c->value / 1000.0);
+		if (c->key == CONTROL_KEY_BALANCE_INTERVAL)
+			return json_pack("{s:s,s:i}", "key", "balance.interval", "value",
+					 (int)c->value);
 		return json_pack("{s:s,s:i,s:i}", "key", "migrate.max-mbps", "value", (int)c->value,
 				 "max_mbps", c->value ? (int)c->value : MIGRATE_MBPS_DEFAULT);
+	case CONTROL_BALANCE_ON:
+	case CONTROL_BALANCE_OFF:
+		return json_pack("{s:b}", "on", cat && !cat->balance_off);
 	default: /* migrate.pause, migrate.resume */
 		return json_pack("{s:b}", "paused", cat && cat->migrate_paused);
 	}
@@ -658,11 +667,13 @@ static int cmd_migration_list(const uint8_t *ident, size_t ident_len, const stru
 }
 
 /* server.evacuate, volume.set_servers, group.set_weight, config.set,
- * migrate.pause and migrate.resume: catalog changes (placement.c) */
+ * migrate.pause, migrate.resume, balance.on and balance.off: catalog
+ * changes (placement.c) */
 static int cmd_placement(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
 			 json_t **result, char *err, size_t errlen)
 {
 	struct pending *p = pending_new(ident, ident_len, c->name, err, errlen);
+	struct group_settings set;
 	int rc = -1;
 
 	if (!p)
@@ -679,12 +690,19 @@ static int cmd_placement(const uint8_t *ident, size_t ident_len, const struct co
 	case CONTROL_GROUP_SET_WEIGHT:
 		rc = catalog_member_set_weight(c->id, c->weight, placement_changed, p, err, errlen);
 		break;
-	case CONTROL_CONFIG_SET:
-		rc = catalog_migrate_settings(c->value, -1, placement_changed, p, err, errlen);
-		break;
-	default:
-		rc = catalog_migrate_settings(-1, c->op == CONTROL_MIGRATE_PAUSE, placement_changed,
-					      p, err, errlen);
+	default: /* the group's settings */
+		set = (struct group_settings)GROUP_SETTINGS_UNCHANGED;
+		if (c->op == CONTROL_CONFIG_SET && c->key == CONTROL_KEY_BALANCE_THRESHOLD)
+			set.threshold_pm = c->value;
+		else if (c->op == CONTROL_CONFIG_SET && c->key == CONTROL_KEY_BALANCE_INTERVAL)
+			set.interval_s = c->value;
+		else if (c->op == CONTROL_CONFIG_SET)
+			set.max_mbps = c->value;
+		else if (c->op == CONTROL_BALANCE_ON || c->op == CONTROL_BALANCE_OFF)
+			set.balance_off = c->op == CONTROL_BALANCE_OFF;
+		else
+			set.paused = c->op == CONTROL_MIGRATE_PAUSE;
+		rc = catalog_settings(&set, placement_changed, p, err, errlen);
 		break;
 	}
 	if (rc < 0) {
@@ -692,6 +710,149 @@ static int cmd_placement(const uint8_t *ident, size_t ident_len, const struct co
 		return rc;
 	}
 	return 1;
+}
+
+/* ---- load ---- */
+
+/* Rates r as fields of o (IOPS, MB/s, sequential share, mean latency). */
+static void rates_json(json_t *o, const Pv__LoadRates *r)
+{
+	Pv__LoadRates zero = PV__LOAD_RATES__INIT;
+
+	if (!r)
+		r = &zero;
+	json_object_set_new(o, "read_iops", json_real(r->read_ops));
+	json_object_set_new(o, "write_iops", json_real(r->write_ops));
+	json_object_set_new(o, "other_iops", json_real(r->other_ops));
+	json_object_set_new(o, "read_mbps", json_real(r->read_bytes / 1e6));
+	json_object_set_new(o, "write_mbps", json_real(r->write_bytes / 1e6));
+	json_object_set_new(o, "seq", json_real(r->seq_share));
+	json_object_set_new(o, "lat_us", json_real(r->lat_us));
+	json_object_set_new(o, "load", json_real(load_units(r)));
+}
+
+static const char *volume_name(uint64_t id)
+{
+	for (struct volume *v = srv->volumes; v; v = v->next)
+		if (v->id == id)
+			return v->name;
+	return NULL;
+}
+
+/* One member's line of load.show; its figures' load in *load when it
+ * takes part in the fair shares (up, not draining, with figures). */
+static json_t *server_load_json(const struct member *m, const Pv__LoadSummary *s, int *counts)
+{
+	json_t *o =
+	    json_pack("{s:i,s:s,s:b,s:i,s:b,s:b,s:I}", "id", (int)m->id, "address", m->address,
+		      "up", m->up, "weight", (int)(m->weight ? m->weight : 1), "draining",
+		      m->draining, "figures", s != NULL, "pages_owned", (json_int_t)m->pages);
+
+	*counts = m->up && !m->draining && s;
+	rates_json(o, s ? s->r10 : NULL);
+	if (s) {
+		json_t *r60 = json_object();
+
+		rates_json(r60, s->r60);
+		json_object_set_new(o, "r60", r60);
+		json_object_set_new(o, "p99_us", json_integer(s->p99_us));
+		json_object_set_new(o, "clients", json_integer(s->clients_total));
+		json_object_set_new(o, "forwarded_iops",
+				    json_real(s->fwd10 ? s->fwd10->read_ops + s->fwd10->write_ops +
+							     s->fwd10->other_ops
+						       : 0));
+		json_object_set_new(o, "at_ms", json_integer((json_int_t)s->at_ms));
+	}
+	return o;
+}
+
+static int cmd_load_show(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
+			 json_t **result, char *err, size_t errlen)
+{
+	json_t *servers = json_array(), *pages = json_array(), *clients = json_array(),
+	       *vols = json_array();
+	double total = 0, weights = 0;
+	size_t i;
+	json_t *o;
+
+	for (size_t k = 0; k < srv->nmembers; k++) {
+		const struct member *m = &srv->members[k];
+		const Pv__LoadSummary *s = load_summary(m);
+		int counts;
+
+		json_array_append_new(servers, server_load_json(m, s, &counts));
+		if (counts) {
+			total += load_units(s->r10);
+			weights += m->weight ? m->weight : 1;
+		}
+		for (size_t j = 0; s && j < s->n_pages; j++) {
+			const Pv__PageLoad *pl = s->pages[j];
+			const char *name = volume_name(pl->volume_id);
+			struct volume *v = name ? catalog_volume(name) : NULL;
+
+			if (!v)
+				continue;
+			o = json_pack("{s:s,s:I,s:i,s:i}", "volume", name, "page",
+				      (json_int_t)pl->page, "server", (int)m->id, "owner",
+				      pl->page < v->npages ? (int)v->owner[pl->page] : 0);
+			rates_json(o, pl->r10);
+			json_array_append_new(pages, o);
+		}
+		for (size_t j = 0; s && j < s->n_clients; j++) {
+			const Pv__ClientLoad *cl = s->clients[j];
+			char id[20];
+
+			snprintf(id, sizeof(id), "%016llx", (unsigned long long)cl->client_id);
+			o = json_pack("{s:s,s:s,s:i}", "client", id, "host",
+				      cl->host ? cl->host : "", "server", (int)m->id);
+			rates_json(o, cl->r10);
+			json_array_append_new(clients, o);
+		}
+		for (size_t j = 0; s && j < s->n_volumes; j++) {
+			o = json_pack("{s:s,s:i}", "volume",
+				      s->volumes[j]->name ? s->volumes[j]->name : "", "server",
+				      (int)m->id);
+			rates_json(o, s->volumes[j]->r10);
+			json_array_append_new(vols, o);
+		}
+	}
+	json_array_foreach(servers, i, o)
+	{
+		const struct member *m = &srv->members[i];
+		double l = json_real_value(json_object_get(o, "load"));
+		int counts = m->up && !m->draining && json_is_true(json_object_get(o, "figures"));
+
+		json_object_set_new(o, "share", json_real(total > 0 ? l / total : 0));
+		json_object_set_new(
+		    o, "fair_share",
+		    json_real(counts && weights > 0 ? (m->weight ? m->weight : 1) / weights : 0));
+	}
+	*result = json_pack("{s:i,s:I,s:f,s:o,s:o,s:o,s:o}", "server_id", (int)srv->cfg.id, "at_ms",
+			    (json_int_t)pv_wall_s() * 1000, "total_load", total, "servers", servers,
+			    "volumes", vols, "pages", pages, "clients", clients);
+	return 0;
+}
+
+static int cmd_balance_status(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
+			      json_t **result, char *err, size_t errlen)
+{
+	struct balance_status st;
+	json_t *recent = json_array();
+
+	balance_status(&st);
+	for (size_t k = 0; k < srv->nmembers; k++) {
+		const Pv__LoadSummary *s = load_summary(&srv->members[k]);
+
+		for (size_t j = 0; s && j < s->n_decisions; j++)
+			json_array_append_new(
+			    recent, json_pack("{s:i,s:s}", "server", (int)srv->members[k].id,
+					      "text", s->decisions[j] ? s->decisions[j] : ""));
+	}
+	*result = json_pack("{s:b,s:b,s:f,s:i,s:f,s:s,s:i,s:i,s:o}", "on", st.on, "monitor",
+			    load_enabled, "threshold", st.threshold, "interval_s",
+			    (int)st.interval_s, "floor", LOAD_FLOOR, "state", st.state, "over",
+			    (int)st.over, "moves_out", (int)migrate_out_count(), "recent", recent);
+	return 0;
 }
 
 static const cmd_fn handlers[CONTROL_NCMDS] = {
@@ -714,6 +875,10 @@ static const cmd_fn handlers[CONTROL_NCMDS] = {
     [CONTROL_CONFIG_SET] = cmd_placement,
     [CONTROL_MIGRATE_PAUSE] = cmd_placement,
     [CONTROL_MIGRATE_RESUME] = cmd_placement,
+    [CONTROL_LOAD_SHOW] = cmd_load_show,
+    [CONTROL_BALANCE_STATUS] = cmd_balance_status,
+    [CONTROL_BALANCE_ON] = cmd_placement,
+    [CONTROL_BALANCE_OFF] = cmd_placement,
 };
 
 /* ---- socket ---- */

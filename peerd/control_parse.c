@@ -357,6 +357,26 @@ static int parse_group_set_weight(const struct args *a, struct control_cmd *c, c
 	return 0;
 }
 
+#define SETTINGS "migrate.max-mbps, balance.threshold, balance.interval"
+
+/* balance.threshold: a number from 0.01 to BALANCE_MAX_THRESHOLD / 1000,
+ * into permille. */
+static int arg_threshold(const struct args *a, struct control_cmd *c, char *err, size_t errlen)
+{
+	json_t *v = json_object_get(a->obj, "value");
+	double x = json_is_number(v) ? json_number_value(v) : -1;
+
+	if (!(x >= 0.01 && x <= BALANCE_MAX_THRESHOLD / 1000.0) || big_at(a, "value", -1)) {
+		snprintf(err, errlen,
+			 "balance.threshold must be a number from 0.01 to %d (the share over "
+			 "the fair share that counts as overloaded; default %.2f)",
+			 BALANCE_MAX_THRESHOLD / 1000, BALANCE_THRESHOLD_PM / 1000.0);
+		return -1;
+	}
+	c->value = (uint32_t)(x * 1000 + 0.5);
+	return 0;
+}
+
 static int parse_config_set(const struct args *a, struct control_cmd *c, char *err, size_t errlen)
 {
 	char shown[PV_ESCAPE_NAME];
@@ -365,11 +385,30 @@ static int parse_config_set(const struct args *a, struct control_cmd *c, char *e
 
 	if (arg_string(a, "key", &key, err, errlen) < 0)
 		return -1;
+	if (!strcmp(key, "balance.threshold")) {
+		c->key = CONTROL_KEY_BALANCE_THRESHOLD;
+		return arg_threshold(a, c, err, errlen);
+	}
+	if (!strcmp(key, "balance.interval")) {
+		c->key = CONTROL_KEY_BALANCE_INTERVAL;
+		if (arg_u64(a, "value", 1, BALANCE_MAX_INTERVAL, "", "seconds", &v, err, errlen) <
+		    0)
+			return -1;
+		if (v < 1 || v > BALANCE_MAX_INTERVAL) {
+			snprintf(err, errlen,
+				 "balance.interval %llu is out of range: 1 to %d seconds",
+				 (unsigned long long)v, BALANCE_MAX_INTERVAL);
+			return -1;
+		}
+		c->value = (uint32_t)v;
+		return 0;
+	}
 	if (strcmp(key, "migrate.max-mbps")) {
-		snprintf(err, errlen, "unknown setting '%s' (settings: migrate.max-mbps)",
+		snprintf(err, errlen, "unknown setting '%s' (settings: " SETTINGS ")",
 			 pv_escape(key, strlen(key), shown, sizeof(shown)));
 		return -1;
 	}
+	c->key = CONTROL_KEY_MIGRATE_MBPS;
 	if (arg_u64(a, "value", 1, PLACEMENT_MAX_MBPS, "", "MB/s, 0 for the default", &v, err,
 		    errlen) < 0)
 		return -1;
@@ -403,6 +442,10 @@ static const struct request_row requests[CONTROL_NCMDS] = {
     [CONTROL_CONFIG_SET] = {"config.set", parse_config_set},
     [CONTROL_MIGRATE_PAUSE] = {"migrate.pause", NULL},
     [CONTROL_MIGRATE_RESUME] = {"migrate.resume", NULL},
+    [CONTROL_LOAD_SHOW] = {"load.show", NULL},
+    [CONTROL_BALANCE_STATUS] = {"balance.status", NULL},
+    [CONTROL_BALANCE_ON] = {"balance.on", NULL},
+    [CONTROL_BALANCE_OFF] = {"balance.off", NULL},
 };
 
 /* ---- decoding a request (pure) ---- */

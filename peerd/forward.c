@@ -85,6 +85,7 @@ int forward_part(struct request *req, uint32_t owner, uint64_t offset, uint64_t 
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -1;
+	load_forwarded(req->op, len);
 	wire_header_init(&h);
 	h.op = req->op;
 	h.req_id = peers_next_id();

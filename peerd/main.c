@@ -63,6 +63,8 @@ static void usage(FILE *f)
 		"  --resync-catalog       replace this server's catalog with the one its\n"
 		"                         peers hold under the same or a newer version\n"
 		"                         (repairs a divergence: docs/architecture.md)\n"
+		"  --no-load-monitor      count no load (figures, rebalancer off here;\n"
+		"                         also PEERD_LOAD_MONITOR=0 in the environment)\n"
 		"  --debug                log every request\n"
 		"  --help                 this text\n"
 		"  --version              print the version\n"
@@ -95,6 +97,7 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 		O_PID_FILE,
 		O_DEBUG,
 		O_RESYNC,
+		O_NO_LOAD,
 		O_HELP,
 		O_VERSION
 	};
@@ -113,6 +116,7 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 	    {"pid-file", required_argument, NULL, O_PID_FILE},
 	    {"debug", no_argument, NULL, O_DEBUG},
 	    {"resync-catalog", no_argument, NULL, O_RESYNC},
+	    {"no-load-monitor", no_argument, NULL, O_NO_LOAD},
 	    {"help", no_argument, NULL, O_HELP},
 	    {"version", no_argument, NULL, O_VERSION},
 	    {NULL, 0, NULL, 0},
@@ -126,6 +130,8 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 	cfg->max_volume_size = 64ull << 40;
 	cfg->link_memory = LINK_MEM_DEFAULT;
 	cfg->link_per_source = LINKSET_PER_SOURCE_DEFAULT;
+	if (getenv("PEERD_LOAD_MONITOR") && !strcmp(getenv("PEERD_LOAD_MONITOR"), "0"))
+		load_enabled = 0;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case O_ID:
@@ -226,6 +232,9 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 			break;
 		case O_RESYNC:
 			cfg->resync_catalog = 1;
+			break;
+		case O_NO_LOAD:
+			load_enabled = 0;
 			break;
 		case O_HELP:
 		case 'h':
@@ -363,7 +372,8 @@ static int register_reactor(int io_fd)
 	    reactor_every(PEERD_HEARTBEAT_MS, linkset_tick, NULL) < 0 ||
 	    reactor_every(PEERD_HEARTBEAT_MS, clients_expire, NULL) < 0 ||
 	    reactor_every(PEERD_HEARTBEAT_MS, shm_expire, NULL) < 0 ||
-	    reactor_every(PEERD_TICK_MS, placement_tick, NULL) < 0)
+	    reactor_every(PEERD_TICK_MS, placement_tick, NULL) < 0 ||
+	    reactor_every(1000, load_tick, NULL) < 0 || reactor_every(1000, balance_tick, NULL) < 0)
 		return -1;
 	return 0;
 }
@@ -449,6 +459,7 @@ out_catalog:
 	clients_free();
 	shm_free_all();
 	migrate_free();
+	load_free();
 	catalog_free();
 out_links:
 	linkset_close(); /* again after catalog_free: the listener only */

@@ -175,6 +175,7 @@ struct request {
 	uint32_t moved_to;
 	uint64_t moved_epoch; /* with MOVED: the routing entry's epoch */
 	uint32_t from_server; /* Header.server_id: the peer that forwarded it */
+	uint64_t start_us;    /* load_now_us() when it arrived (served time) */
 	char message[160];
 };
 
@@ -704,6 +705,9 @@ uint32_t clients_open_count(const char *volume);
 size_t clients_open_by(const char *volume, uint64_t *ids, const char **hosts, size_t max);
 /* Number of clients seen recently. */
 uint32_t clients_count(void);
+/* The host name client id sent (escaped; "" if unknown); valid until the
+ * next clients_ping or clients_expire. */
+const char *clients_host(uint64_t id);
 /* Drops clients not seen for PEERD_CLIENT_EXPIRE_MS, and low-water marks
  * not renewed for PEERD_MARK_EXPIRE_MS (clients_marks_expire). */
 void clients_expire(void *arg);
@@ -967,9 +971,20 @@ int catalog_member_set_weight(uint32_t id, uint32_t weight, catalog_done_fn done
 			      char *err, size_t errlen);
 int catalog_member_drain(uint32_t id, int on, catalog_done_fn done, void *arg, char *err,
 			 size_t errlen);
-/* max_mbps < 0 / paused < 0: unchanged. */
-int catalog_migrate_settings(int64_t max_mbps, int paused, catalog_done_fn done, void *arg,
-			     char *err, size_t errlen);
+/* The group's settings in the catalog; a field < 0: unchanged. */
+struct group_settings {
+	int64_t max_mbps;     /* migrate.max-mbps */
+	int paused;	      /* migrate pause */
+	int balance_off;      /* balance off */
+	int64_t threshold_pm; /* balance.threshold */
+	int64_t interval_s;   /* balance.interval */
+};
+#define GROUP_SETTINGS_UNCHANGED                                                                   \
+	{                                                                                          \
+		-1, -1, -1, -1, -1                                                                 \
+	}
+int catalog_settings(const struct group_settings *set, catalog_done_fn done, void *arg, char *err,
+		     size_t errlen);
 /* Every PEERD_TICK_MS: if a page owned here should be elsewhere (its server is
  * draining or not allowed for the volume, or the volume's balance_gen asks
  * for weight shares and this server holds more than its share), starts one
@@ -985,12 +1000,12 @@ int placement_freeze_layout(const Pv__Catalog *c, Pv__VolumeInfo *vi);
 /* What placement_tick decides for one volume (pure, unit tested). */
 struct placement_input {
 	uint64_t npages;
-	uint32_t self;	    /* this server */
+	uint32_t self;	     /* this server */
 	uint64_t self_owned; /* pages of the volume it owns */
-	int self_off;	    /* it is draining, or not among the volume's servers */
-	int balancing;	    /* balance_gen > balanced_gen: hold weight shares */
-	int all_up;	    /* every allowed member that is not draining is up */
-	size_t n;	    /* the volume's allowed servers, in catalog order: */
+	int self_off;	     /* it is draining, or not among the volume's servers */
+	int balancing;	     /* balance_gen > balanced_gen: hold weight shares */
+	int all_up;	     /* every allowed member that is not draining is up */
+	size_t n;	     /* the volume's allowed servers, in catalog order: */
 	uint32_t ids[PEERD_MAX_MEMBERS];
 	uint32_t weights[PEERD_MAX_MEMBERS]; /* 0: cannot take pages (down, draining,
 					      * not a member) */
@@ -1007,6 +1022,103 @@ enum placement_verdict {
  * server's. */
 enum placement_verdict placement_decide(const struct placement_input *in, uint32_t *to,
 					uint64_t *share);
+
+/* load.c: the load monitor (docs/architecture.md, "Load monitor and
+ * rebalancer"): what this server serves, per server, volume, page and
+ * client, as decaying rates over 10 s and 60 s, a p99 of served times; its
+ * summary rides on the heartbeats, so every server holds the group's
+ * picture. Counting is plain arithmetic on the reactor thread: a hash
+ * lookup per page of a local part, no allocation once the page is known. */
+extern int load_enabled;	     /* 0: --no-load-monitor (or PEERD_LOAD_MONITOR=0) */
+#define LOAD_TOP	  16	     /* pages and clients a heartbeat carries */
+#define LOAD_PAGES_MAX	  65536	     /* pages followed one by one */
+#define LOAD_BYTES_PER_OP (64 << 10) /* the load of a request: 1 + bytes / this */
+#define LOAD_FLOOR	  50.0	     /* load units/s: less over its share moves nothing */
+/* The clock of served times: microseconds (CLOCK_MONOTONIC). */
+uint64_t load_now_us(void);
+/* A local part [offset, +len) of a request with op, served here (request.c
+ * submit): counted on every page it covers, its volume and this server. */
+void load_part(const struct volume *vol, uint32_t op, uint64_t offset, uint64_t len);
+/* A request answered by this server after start_us: served time; with
+ * client_id (a client's own request, hops 0) on that client. */
+void load_done(uint32_t op, uint64_t client_id, uint64_t offset, uint64_t len, uint64_t start_us);
+/* A part forwarded to its owner (forward.c). */
+void load_forwarded(uint32_t op, uint64_t len);
+/* Once a second: folds the second's counters into the rates (only pages
+ * and clients hit in it), builds the summary the heartbeats carry. */
+void load_tick(void *arg);
+/* This server's summary (NULL with the monitor off, or before its first
+ * fold), and what member m sent last (NULL if none); both valid until the
+ * next tick or heartbeat. */
+const Pv__LoadSummary *load_summary(const struct member *m);
+/* The load of rates r in load units per second: ops + bytes / LOAD_BYTES_PER_OP. */
+double load_units(const Pv__LoadRates *r);
+/* Pure: a decaying rate r (per second, time constant tau_s) after gap
+ * seconds without samples and then one second with x events. */
+double load_decay(double r, double x, double gap_s, double tau_s);
+/* Frees the tables (shutdown). */
+void load_free(void);
+
+/* balance.c: the page rebalancer, on each server for the pages it owns. */
+#define BALANCE_THRESHOLD_PM   250 /* Catalog.balance_threshold_pm 0: this */
+#define BALANCE_INTERVAL_S     60  /* Catalog.balance_interval_s 0: this */
+#define BALANCE_MAX_INTERVAL   86400
+#define BALANCE_MAX_THRESHOLD  10000 /* permille */
+#define BALANCE_COOLDOWN       10    /* intervals a page moved stays put, */
+#define BALANCE_COOLDOWN_MIN_S 300   /* and at least this */
+#define BALANCE_PAGES	       LOAD_TOP
+/* The group's picture as the decision sees it (pure). */
+struct balance_server {
+	uint32_t id;
+	uint32_t weight; /* 0: takes no part (down, draining, no figures) */
+	double load;	 /* load units/s */
+	uint64_t free;	 /* bytes free in its data directory */
+};
+struct balance_page {
+	uint64_t volume_id;
+	uint64_t page;
+	double load;
+	uint32_t page_size;
+	uint64_t allowed; /* bit i: server s[i] may hold it */
+};
+struct balance_input {
+	size_t n, self;
+	struct balance_server s[PEERD_MAX_MEMBERS];
+	double threshold; /* 0.25: over when load > fair share x 1.25 */
+	double floor;	  /* load units/s over the fair share below which nothing moves */
+	size_t npages;	  /* this server's hottest pages it may move (not cooling down) */
+	struct balance_page p[BALANCE_PAGES];
+};
+enum balance_verdict {
+	BALANCE_IDLE, /* self under the floor: nothing to judge */
+	BALANCE_FAIR, /* within the threshold of its fair share */
+	BALANCE_OVER, /* over, but no move helps */
+	BALANCE_MOVE, /* over: move p[page] to s[to] */
+};
+struct balance_decision {
+	size_t page, to;
+	double total, fair, share, page_share; /* self's fair share and share, of total */
+};
+/* Fair shares by weight; the move of one page to one allowed server with
+ * room that leaves the larger of the two servers' loads relative to their
+ * fair shares lowest, and only if it is lower than self's now and leaves
+ * the target within the threshold (no A->B->A). */
+enum balance_verdict balance_decide(const struct balance_input *in, struct balance_decision *d);
+/* Once a second: every balance interval, judges this server's load; starts
+ * one move after two intervals over in a row. */
+void balance_tick(void *arg);
+/* balance.status: settings, state and this server's recent decisions. */
+struct balance_status {
+	int on;
+	double threshold;
+	uint32_t interval_s;
+	unsigned over;	       /* intervals over in a row */
+	const char *state;     /* "idle", "fair", "over", "moving", "waiting", "off" */
+	const char *recent[8]; /* newest first, NULL-terminated */
+};
+void balance_status(struct balance_status *st);
+/* This server's last decisions for its heartbeat (LoadSummary.decisions). */
+size_t balance_recent(const char **out, size_t max);
 
 /* control.c */
 /* Binds the control socket. Returns 0 or -1. */
@@ -1035,9 +1147,19 @@ enum control_op {
 	CONTROL_CONFIG_SET,
 	CONTROL_MIGRATE_PAUSE,
 	CONTROL_MIGRATE_RESUME,
+	CONTROL_LOAD_SHOW,
+	CONTROL_BALANCE_STATUS,
+	CONTROL_BALANCE_ON,
+	CONTROL_BALANCE_OFF,
 	CONTROL_NCMDS
 };
 #define CONTROL_MAX_ADDRESS 200 /* group.join address length */
+/* config.set's settings */
+enum control_key {
+	CONTROL_KEY_MIGRATE_MBPS,
+	CONTROL_KEY_BALANCE_THRESHOLD,
+	CONTROL_KEY_BALANCE_INTERVAL
+};
 /* A control request as control_parse checked it: every limit that needs no
  * server state holds (whether the volume exists, the servers are members,
  * the space suffices is checked when the command runs). Fields the command
@@ -1066,8 +1188,12 @@ struct control_cmd {
 						  of PV_SECTOR, at most PV_MAX_PAGE_SIZE */
 	uint32_t weight;		       /* group.set_weight: 1..PLACEMENT_MAX_WEIGHT */
 	int cancel;			       /* server.evacuate: 0/1 */
-	uint32_t value;			       /* config.set "migrate.max-mbps" (the only
-						  key): 0 (default) to PLACEMENT_MAX_MBPS */
+	uint32_t value;			       /* config.set: migrate.max-mbps 0 (default)
+						  to PLACEMENT_MAX_MBPS; balance.threshold
+						  permille 10..BALANCE_MAX_THRESHOLD;
+						  balance.interval seconds 1..
+						  BALANCE_MAX_INTERVAL */
+	enum control_key key;		       /* config.set: which setting */
 };
 #define CONTROL_MAX_TIMEOUT 3600 /* group.join "timeout", seconds */
 /* Decodes one request frame (JSON) into out, checking its arguments; volume

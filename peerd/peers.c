@@ -86,6 +86,8 @@ void peers_tick(void *arg)
 	if (linkset_address(link, sizeof(link)) == 0)
 		hb.link = link;
 	migrate_heartbeat_fill(&hb);
+	/* static, rebuilt by load_tick: not freed with the heartbeat */
+	hb.load = (Pv__LoadSummary *)load_summary(catalog_self());
 	for (size_t i = 0; i < srv->nmembers; i++) {
 		struct member *m = &srv->members[i];
 		Pv__Header h;

@@ -97,12 +97,11 @@ struct place_arg {
 	char name[PV_MAX_NAME + 1]; /* set-servers: the volume */
 	uint32_t servers[PEERD_MAX_MEMBERS];
 	size_t nservers;
-	uint32_t id;	 /* set-weight, drain: the member */
-	uint32_t weight; /* set-weight */
-	int on;		 /* drain: 1 evacuate, 0 cancel */
-	int64_t max_mbps;
-	int paused;
-	int why; /* the kind of a refusal in build: ENOENT or 0 */
+	uint32_t id;		   /* set-weight, drain: the member */
+	uint32_t weight;	   /* set-weight */
+	int on;			   /* drain: 1 evacuate, 0 cancel */
+	struct group_settings set; /* settings: the fields >= 0 */
+	int why;		   /* the kind of a refusal in build: ENOENT or 0 */
 	catalog_done_fn done;
 	void *done_arg;
 };
@@ -305,10 +304,16 @@ static int place_build(void *arg, Pv__Catalog *next, char *err, size_t errlen)
 	case PLACE_DRAIN:
 		return drain_build(a, next, err, errlen);
 	case PLACE_SETTINGS:
-		if (a->max_mbps >= 0)
-			next->migrate_max_mbps = (uint32_t)a->max_mbps;
-		if (a->paused >= 0)
-			next->migrate_paused = a->paused;
+		if (a->set.max_mbps >= 0)
+			next->migrate_max_mbps = (uint32_t)a->set.max_mbps;
+		if (a->set.paused >= 0)
+			next->migrate_paused = a->set.paused;
+		if (a->set.balance_off >= 0)
+			next->balance_off = a->set.balance_off;
+		if (a->set.threshold_pm >= 0)
+			next->balance_threshold_pm = (uint32_t)a->set.threshold_pm;
+		if (a->set.interval_s >= 0)
+			next->balance_interval_s = (uint32_t)a->set.interval_s;
 		return 0;
 	}
 	return -1;
@@ -338,8 +343,7 @@ static struct place_arg *place_arg_new(enum place_kind kind, catalog_done_fn don
 	a->kind = kind;
 	a->done = done;
 	a->done_arg = done_arg;
-	a->max_mbps = -1;
-	a->paused = -1;
+	a->set = (struct group_settings)GROUP_SETTINGS_UNCHANGED;
 	return a;
 }
 
@@ -398,28 +402,36 @@ int catalog_member_drain(uint32_t id, int on, catalog_done_fn done, void *arg, c
 			    a, err, errlen);
 }
 
-int catalog_migrate_settings(int64_t max_mbps, int paused, catalog_done_fn done, void *arg,
-			     char *err, size_t errlen)
+int catalog_settings(const struct group_settings *set, catalog_done_fn done, void *arg, char *err,
+		     size_t errlen)
 {
 	struct place_arg *a;
 
-	if (max_mbps > PLACEMENT_MAX_MBPS) {
+	if (set->max_mbps > PLACEMENT_MAX_MBPS) {
 		snprintf(err, errlen,
 			 "migrate.max-mbps %lld is out of range: 0 (the default, %d) "
 			 "to %d",
-			 (long long)max_mbps, MIGRATE_MBPS_DEFAULT, PLACEMENT_MAX_MBPS);
+			 (long long)set->max_mbps, MIGRATE_MBPS_DEFAULT, PLACEMENT_MAX_MBPS);
+		return -1;
+	}
+	if (set->threshold_pm > BALANCE_MAX_THRESHOLD || set->interval_s > BALANCE_MAX_INTERVAL) {
+		snprintf(err, errlen, "balance setting out of range");
 		return -1;
 	}
 	a = place_arg_new(PLACE_SETTINGS, done, arg, err, errlen);
 	if (!a)
 		return -1;
-	a->max_mbps = max_mbps;
-	a->paused = paused;
-	return change_start(change_new(0, place_build, place_done, a, "migration settings:%s%s",
-				       max_mbps >= 0 ? " bandwidth limit" : "",
-				       paused > 0 ? " paused"
-				       : !paused  ? " resumed"
-						  : ""),
+	a->set = *set;
+	return change_start(change_new(0, place_build, place_done, a, "group settings:%s%s%s%s%s",
+				       set->max_mbps >= 0 ? " bandwidth limit" : "",
+				       set->paused > 0 ? " paused"
+				       : !set->paused  ? " resumed"
+						       : "",
+				       set->balance_off > 0 ? " rebalancer off"
+				       : !set->balance_off  ? " rebalancer on"
+							    : "",
+				       set->threshold_pm >= 0 ? " balance threshold" : "",
+				       set->interval_s >= 0 ? " balance interval" : ""),
 			    a, err, errlen);
 }
 

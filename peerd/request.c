@@ -155,6 +155,7 @@ static void request_finish(struct request *req)
 		}
 		req->buf = NULL; /* now owned by the message */
 	}
+	load_done(req->op, req->hops ? 0 : req->client_id, req->offset, req->length, req->start_us);
 	if (reply_send(&req->from, &r, with_data ? &out : NULL,
 		       req->batch_reply && req->length < BATCH_IO_MAX) < 0)
 		pv_debug("volume %s: reply %s req %llu not sent: %m", req->vol->name,
@@ -205,6 +206,7 @@ static void submit_local_mig(struct request *req, enum io_kind kind, uint64_t of
 		job->ptr = (uint8_t *)zmq_msg_data(&req->data) + buf_off;
 	if (m)
 		migrate_job_begin(job, m, first, last, counted);
+	load_part(req->vol, req->op, offset, len);
 	if (store_try_inline(job))
 		request_io_done(job); /* a page cache hit: no thread hand-off */
 	else
@@ -510,7 +512,8 @@ static int read_mappable(const struct volume *vol, const Pv__Header *h)
 	return store_resident(vol, h->offset, h->length);
 }
 
-static void reply_mapped(const struct origin *from, const Pv__Header *h, const struct volume *vol)
+static void reply_mapped(const struct origin *from, const Pv__Header *h, const struct volume *vol,
+			 uint64_t start_us)
 {
 	Pv__Header r;
 
@@ -523,6 +526,9 @@ static void reply_mapped(const struct origin *from, const Pv__Header *h, const s
 	r.offset = h->offset;
 	r.length = h->length;
 	reads_mapped++;
+	/* served here as surely as a copy would be: the page is ours */
+	load_part(vol, PV_OP_READ, h->offset, h->length);
+	load_done(PV_OP_READ, h->client_id, h->offset, h->length, start_us);
 	if (reply_send(from, &r, NULL, batch_supported(h->version)) < 0)
 		pv_debug("volume %s: mapped READ reply req %llu not sent: %m", vol->name,
 			 (unsigned long long)h->req_id);
@@ -737,6 +743,7 @@ static struct request *request_new(const struct origin *from, const Pv__Header *
 
 void request_start(const struct origin *from, const Pv__Header *h, zmq_msg_t *data)
 {
+	uint64_t start_us = load_enabled ? load_now_us() : 0;
 	struct checked c;
 	struct request *req;
 
@@ -747,7 +754,7 @@ void request_start(const struct origin *from, const Pv__Header *h, zmq_msg_t *da
 		return;
 	}
 	if (read_mappable(c.vol, h)) {
-		reply_mapped(from, h, c.vol);
+		reply_mapped(from, h, c.vol, start_us);
 		goto drop;
 	}
 	req = request_new(from, h, &c, data);
@@ -755,6 +762,7 @@ void request_start(const struct origin *from, const Pv__Header *h, zmq_msg_t *da
 		reply_status(from, h, PV_ST_BUSY, "server out of memory");
 		goto drop;
 	}
+	req->start_us = start_us;
 	if (req->shm && req->op == PV_OP_READ) {
 		req->buf = c.shm_data;
 	} else if (req->op == PV_OP_READ && req->length) {

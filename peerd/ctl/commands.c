@@ -5,12 +5,15 @@
  * turn peerd's results into tables and key: value lines for people (or
  * pretty JSON with --json). Talks to peerd only through peerctl_call().
  * Single-threaded. */
+#include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -93,6 +96,9 @@ static int do_migrations(struct ctl *, const struct command *, const struct invo
 static int do_server_evacuate(struct ctl *, const struct command *, const struct invocation *);
 static int do_set(struct ctl *, const struct command *, const struct invocation *);
 static int do_migrate(struct ctl *, const struct command *, const struct invocation *);
+static int do_load(struct ctl *, const struct command *, const struct invocation *);
+static int do_top(struct ctl *, const struct command *, const struct invocation *);
+static int do_balance(struct ctl *, const struct command *, const struct invocation *);
 
 /* What a long wait (page move, server evacuate, set-servers, set-weight)
  * says of --async and of Ctrl-C, in each one's help. */
@@ -355,11 +361,18 @@ static const struct command commands[] = {
 	.args = "KEY VALUE",
 	.min_args = 2,
 	.max_args = 2,
-	.summary = "change a setting of the group (migrate.max-mbps)",
+	.summary = "change a setting of the group (migrate.max-mbps, balance.*)",
 	.details = "Settings (the whole group's, kept in its catalog):\n"
 		   "  migrate.max-mbps N  bandwidth of the page moves out of each server, MB/s\n"
-		   "                      (0 to 100000; 0: the default, 100)",
-	.examples = "peerctl set migrate.max-mbps 200\npeerctl set migrate.max-mbps 0",
+		   "                      (0 to 100000; 0: the default, 100)\n"
+		   "  balance.threshold X how far over its fair share of the load a server\n"
+		   "                      must be before the rebalancer moves a page off it\n"
+		   "                      (0.01 to 10; default 0.25: 25% over)\n"
+		   "  balance.interval T  how often each server judges its load (1s to 24h;\n"
+		   "                      suffixes s m h; default 60s); a move needs two\n"
+		   "                      judgements over in a row",
+	.examples = "peerctl set migrate.max-mbps 200\npeerctl set migrate.max-mbps 0\n"
+		    "peerctl set balance.threshold 0.25\npeerctl set balance.interval 60s",
 	.run = do_set,
     },
     {
@@ -381,6 +394,65 @@ static const struct command commands[] = {
 		   "were at; evacuations and placement go on.",
 	.examples = "peerctl migrate resume",
 	.run = do_migrate,
+    },
+    {
+	.name = "load",
+	.args = "",
+	.summary = "the load each server carries: IOPS, MB/s, p99, share of the group",
+	.details = "Per server, over the last 10 s (decaying rates): read and write\n"
+		   "requests and MB/s it served (its own pages, mapped reads included;\n"
+		   "parts it forwarded count at their owner), the 99th percentile of its\n"
+		   "served times, its share of the group's load against its fair share by\n"
+		   "weight, the clients talking to it and the pages it owns. The figures\n"
+		   "come from the servers' heartbeats: any server gives the same within a\n"
+		   "second or two. --pages VOL lists the hottest pages of VOL (each server\n"
+		   "reports its 16 hottest), --clients the busiest clients.",
+	.opts = {{"pages", "VOL", "the hottest pages of volume VOL"},
+		 {"clients", NULL, "the busiest client connections"}},
+	.examples = "peerctl load\npeerctl load --pages vol1\npeerctl load --clients\n"
+		    "peerctl load --json",
+	.run = do_load,
+    },
+    {
+	.name = "top",
+	.args = "",
+	.summary = "a live view of the load: servers, hot pages, clients",
+	.details = "Redraws 'peerctl load', the hottest pages and the busiest clients\n"
+		   "every second until q or Ctrl-C.",
+	.examples = "peerctl top",
+	.run = do_top,
+    },
+    {
+	.name = "balance",
+	.sub = "status",
+	.args = "",
+	.summary = "the page rebalancer: on or off, settings, recent moves",
+	.details = "Whether the rebalancer is on, its threshold and interval, what the\n"
+		   "server asked judges of its own load now (idle: under the floor; fair;\n"
+		   "over; moving; waiting for fresh figures after a move), and the recent\n"
+		   "moves of every server with their reasons.",
+	.examples = "peerctl balance status\npeerctl balance status --json",
+	.run = do_balance,
+    },
+    {
+	.name = "balance",
+	.sub = "on",
+	.args = "",
+	.summary = "let the servers move hot pages off overloaded servers (default)",
+	.details = "Each server moves one of its hot pages at a time to a less loaded\n"
+		   "server when it carries more than its fair share of the group's load by\n"
+		   "balance.threshold for two intervals in a row.",
+	.examples = "peerctl balance on",
+	.run = do_balance,
+    },
+    {
+	.name = "balance",
+	.sub = "off",
+	.args = "",
+	.summary = "stop moving pages for load (moves under way finish)",
+	.details = "No new move starts for load; evacuations and placement go on.",
+	.examples = "peerctl balance off",
+	.run = do_balance,
     },
 };
 
@@ -2775,35 +2847,87 @@ static int do_group_set_weight(struct ctl *ctl, const struct command *c,
 
 /* ---- set, migrate pause/resume ---- */
 
+/* "60s", "2m", "1h" or "90": seconds into *s (1..86400). */
+static int parse_interval(const char *text, uint64_t *s)
+{
+	char *end;
+	unsigned long long v;
+	uint64_t mult = 1;
+
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (errno || end == text || text[0] == '-')
+		return -1;
+	if (!strcmp(end, "m"))
+		mult = 60;
+	else if (!strcmp(end, "h"))
+		mult = 3600;
+	else if (*end && strcmp(end, "s"))
+		return -1;
+	if (v < 1 || v > 86400 / mult)
+		return -1;
+	*s = v * mult;
+	return 0;
+}
+
 static int do_set(struct ctl *ctl, const struct command *c, const struct invocation *inv)
 {
-	static const char key[] = "migrate.max-mbps";
-	uint64_t value;
+	static const char *const keys[] = {"migrate.max-mbps", "balance.threshold",
+					   "balance.interval"};
+	const char *key = inv->pos[0];
+	uint64_t value = 0;
+	double x = 0;
 	json_t *args, *r;
-	char b1[32];
+	char b1[32], *end;
+	size_t k;
 	int rc;
 
-	if (strcmp(inv->pos[0], key)) {
-		if (distance(inv->pos[0], key) < 3)
-			return peerctl_usage_error("unknown setting '%s'; did you mean '%s'?",
-						   SHOWN(inv->pos[0]), key);
-		return peerctl_usage_error("unknown setting '%s' (settings: %s)",
-					   SHOWN(inv->pos[0]), key);
+	for (k = 0; k < 3 && strcmp(key, keys[k]); k++)
+		;
+	if (k == 3) {
+		for (k = 0; k < 3; k++)
+			if (distance(key, keys[k]) < 3)
+				return peerctl_usage_error(
+				    "unknown setting '%s'; did you mean '%s'?", SHOWN(key),
+				    keys[k]);
+		return peerctl_usage_error(
+		    "unknown setting '%s' (settings: migrate.max-mbps, balance.threshold, "
+		    "balance.interval)",
+		    SHOWN(key));
 	}
-	if (pv_parse_u64(inv->pos[1], 0, 100000, &value) < 0) {
+	if (k == 0 && pv_parse_u64(inv->pos[1], 0, 100000, &value) < 0) {
 		peerctl_error(
 		    "%s '%s' is not a whole number of MB/s from 0 (the default) to 100000", key,
 		    SHOWN(inv->pos[1]));
 		return PEERCTL_EXIT_ERROR;
 	}
-	args = json_pack("{s:s,s:I}", "key", key, "value", (json_int_t)value);
+	if (k == 1) {
+		x = strtod(inv->pos[1], &end);
+		if (end == inv->pos[1] || *end || !(x >= 0.01 && x <= 10)) {
+			peerctl_error("%s '%s' is not a number from 0.01 to 10", key,
+				      SHOWN(inv->pos[1]));
+			return PEERCTL_EXIT_ERROR;
+		}
+	}
+	if (k == 2 && parse_interval(inv->pos[1], &value) < 0) {
+		peerctl_error("%s '%s' is not a time from 1s to 24h (e.g. 60s, 5m)", key,
+			      SHOWN(inv->pos[1]));
+		return PEERCTL_EXIT_ERROR;
+	}
+	args = k == 1 ? json_pack("{s:s,s:f}", "key", key, "value", x)
+		      : json_pack("{s:s,s:I}", "key", key, "value", (json_int_t)value);
 	rc = args ? group_call(ctl, "config.set", args, &r) : -PEERCTL_EXIT_ERROR;
 	json_decref(args);
 	if (rc < 0)
 		return -rc;
-	if (r)
+	if (r && k == 0)
 		printf("%s = %s MB/s out of each server%s\n", key,
 		       num_str(r, "max_mbps", b1, sizeof(b1)), value ? "" : " (the default)");
+	else if (r && k == 1)
+		printf("%s = %.2f (a server over its fair share by %.0f%% sheds a page)\n", key, x,
+		       x * 100);
+	else if (r)
+		printf("%s = %llu s\n", key, (unsigned long long)value);
 	json_decref(r);
 	return PEERCTL_EXIT_OK;
 }
@@ -2821,6 +2945,269 @@ static int do_migrate(struct ctl *ctl, const struct command *c, const struct inv
 		       "piece; 'peerctl migrate resume' continues them\n");
 	else if (r)
 		printf("page moves resumed\n");
+	json_decref(r);
+	return PEERCTL_EXIT_OK;
+}
+
+/* ---- load, top, balance ---- */
+
+static double real_of(json_t *o, const char *key)
+{
+	json_t *j = json_object_get(o, key);
+
+	return json_is_number(j) ? json_number_value(j) : 0;
+}
+
+static const char *fmt_real(double v, int prec, char *buf, size_t len)
+{
+	snprintf(buf, len, "%.*f", prec, v);
+	return buf;
+}
+
+static const char *fmt_pct(double v, char *buf, size_t len)
+{
+	snprintf(buf, len, "%.0f%%", v * 100);
+	return buf;
+}
+
+static const char *fmt_us(double us, char *buf, size_t len)
+{
+	if (us >= 1000)
+		snprintf(buf, len, "%.1f ms", us / 1000);
+	else
+		snprintf(buf, len, "%.0f us", us);
+	return buf;
+}
+
+static void print_load_servers(json_t *r)
+{
+	struct table t = {.ncols = 10,
+			  .head = {"SERVER", "READ/s", "WRITE/s", "READ MB/s", "WRITE MB/s", "P99",
+				   "SHARE", "FAIR", "CLIENTS", "PAGES"},
+			  .right = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1}};
+	json_t *s;
+	size_t i;
+
+	json_array_foreach(json_object_get(r, "servers"), i, s)
+	{
+		char id[48], a[32], b[32], c[32], d[32], e[32], f[32], g[32], h[32], k[32];
+		int figures = json_is_true(json_object_get(s, "figures"));
+
+		snprintf(id, sizeof(id), "%s%s", num_str(s, "id", k, sizeof(k)),
+			 !json_is_true(json_object_get(s, "up"))	? " (down)"
+			 : json_is_true(json_object_get(s, "draining")) ? " (draining)"
+									: "");
+		if (!figures) {
+			table_add(&t, id, "-", "-", "-", "-", "-", "-", "-", "-",
+				  num_str(s, "pages_owned", k, sizeof(k)));
+			continue;
+		}
+		table_add(&t, id, fmt_real(real_of(s, "read_iops"), 0, a, sizeof(a)),
+			  fmt_real(real_of(s, "write_iops"), 0, b, sizeof(b)),
+			  fmt_real(real_of(s, "read_mbps"), 1, c, sizeof(c)),
+			  fmt_real(real_of(s, "write_mbps"), 1, d, sizeof(d)),
+			  fmt_us(real_of(s, "p99_us"), e, sizeof(e)),
+			  fmt_pct(real_of(s, "share"), f, sizeof(f)),
+			  fmt_pct(real_of(s, "fair_share"), g, sizeof(g)),
+			  num_str(s, "clients", h, sizeof(h)),
+			  num_str(s, "pages_owned", k, sizeof(k)));
+	}
+	table_flush(&t);
+}
+
+static int by_load(const void *a, const void *b)
+{
+	double x = real_of(*(json_t *const *)a, "load"), y = real_of(*(json_t *const *)b, "load");
+
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The elements of arr (of volume vol, unless NULL), by load, hottest first;
+ * at most max. Returns how many in out. */
+static size_t hottest(json_t *arr, const char *vol, json_t **out, size_t max)
+{
+	size_t i, n = 0, total = json_array_size(arr);
+	json_t *e, **all = calloc(total + 1, sizeof(*all));
+
+	if (!all)
+		return 0;
+	json_array_foreach(arr, i, e) if (!vol || !strcmp(text_str(e, "volume"), vol)) all[n++] = e;
+	qsort(all, n, sizeof(*all), by_load);
+	if (n > max)
+		n = max;
+	memcpy(out, all, n * sizeof(*out));
+	free(all);
+	return n;
+}
+
+static void print_load_pages(json_t *r, const char *vol, size_t max)
+{
+	struct table t = {
+	    .ncols = 8,
+	    .head = {"VOLUME", "PAGE", "OWNER", "READ/s", "WRITE/s", "MB/s", "SEQ", "SERVED BY"},
+	    .right = {0, 1, 1, 1, 1, 1, 1, 1}};
+	json_t *top[256];
+	size_t n = hottest(json_object_get(r, "pages"), vol, top, max < 256 ? max : 256);
+
+	for (size_t i = 0; i < n; i++) {
+		char a[32], b[32], c[32], d[32], e[32], f[32], g[32];
+
+		table_add(&t, text_str(top[i], "volume"), num_str(top[i], "page", a, sizeof(a)),
+			  num_str(top[i], "owner", b, sizeof(b)),
+			  fmt_real(real_of(top[i], "read_iops"), 0, c, sizeof(c)),
+			  fmt_real(real_of(top[i], "write_iops"), 0, d, sizeof(d)),
+			  fmt_real(real_of(top[i], "read_mbps") + real_of(top[i], "write_mbps"), 1,
+				   e, sizeof(e)),
+			  fmt_pct(real_of(top[i], "seq"), f, sizeof(f)),
+			  num_str(top[i], "server", g, sizeof(g)));
+	}
+	if (n)
+		table_flush(&t);
+	else
+		printf("no page of %s served in the last minute\n", vol ? vol : "any volume");
+}
+
+static void print_load_clients(json_t *r, size_t max)
+{
+	struct table t = {
+	    .ncols = 8,
+	    .head = {"CLIENT", "HOST", "SERVER", "READ/s", "WRITE/s", "MB/s", "SEQ", "LATENCY"},
+	    .right = {0, 0, 1, 1, 1, 1, 1, 1}};
+	json_t *top[256];
+	size_t n = hottest(json_object_get(r, "clients"), NULL, top, max < 256 ? max : 256);
+
+	for (size_t i = 0; i < n; i++) {
+		char a[32], c[32], d[32], e[32], f[32], g[32];
+
+		table_add(&t, text_str(top[i], "client"), text_str(top[i], "host"),
+			  num_str(top[i], "server", a, sizeof(a)),
+			  fmt_real(real_of(top[i], "read_iops"), 0, c, sizeof(c)),
+			  fmt_real(real_of(top[i], "write_iops"), 0, d, sizeof(d)),
+			  fmt_real(real_of(top[i], "read_mbps") + real_of(top[i], "write_mbps"), 1,
+				   e, sizeof(e)),
+			  fmt_pct(real_of(top[i], "seq"), f, sizeof(f)),
+			  fmt_us(real_of(top[i], "lat_us"), g, sizeof(g)));
+	}
+	if (n)
+		table_flush(&t);
+	else
+		printf("no client request in the last minute\n");
+}
+
+static int do_load(struct ctl *ctl, const struct command *c, const struct invocation *inv)
+{
+	const char *vol = opt_get(c, inv, "pages");
+	json_t *r;
+	int rc;
+
+	if (vol && check_name(vol) < 0)
+		return PEERCTL_EXIT_USAGE;
+	rc = peerctl_call(ctl, "load.show", NULL, &r);
+	if (rc < 0)
+		return -rc;
+	if (ctl->json)
+		print_json(r);
+	else if (vol)
+		print_load_pages(r, vol, 256);
+	else if (opt_get(c, inv, "clients"))
+		print_load_clients(r, 256);
+	else
+		print_load_servers(r);
+	json_decref(r);
+	return PEERCTL_EXIT_OK;
+}
+
+/* Waits up to ms for a key on a terminal in raw mode: 1 on q, else 0. */
+static int key_quit(unsigned ms)
+{
+	struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+	char ch;
+
+	if (poll(&p, 1, (int)ms) > 0 && read(STDIN_FILENO, &ch, 1) == 1)
+		return ch == 'q' || ch == 'Q';
+	return 0;
+}
+
+static int do_top(struct ctl *ctl, const struct command *c, const struct invocation *inv)
+{
+	struct termios saved, raw;
+	int tty_in = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0;
+	int rc = PEERCTL_EXIT_OK;
+
+	catch_sigint();
+	if (tty_in) {
+		raw = saved;
+		raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+		raw.c_cc[VMIN] = 0;
+		raw.c_cc[VTIME] = 0;
+		tcsetattr(STDIN_FILENO, TCSANOW, &raw);
+	}
+	while (!interrupted) {
+		json_t *r;
+		time_t t = time(NULL);
+		char when[32];
+		int call = peerctl_call(ctl, "load.show", NULL, &r);
+
+		if (call < 0) {
+			rc = -call;
+			break;
+		}
+		strftime(when, sizeof(when), "%H:%M:%S", localtime(&t));
+		printf("\033[H\033[Jpeervol top  %s  (every 1 s; q quits)\n\n", when);
+		print_load_servers(r);
+		printf("\n");
+		print_load_pages(r, NULL, 10);
+		printf("\n");
+		print_load_clients(r, 5);
+		fflush(stdout);
+		json_decref(r);
+		if (tty_in ? key_quit(1000) : !nap(1000))
+			break;
+	}
+	if (tty_in)
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+	return rc;
+}
+
+static int do_balance(struct ctl *ctl, const struct command *c, const struct invocation *inv)
+{
+	json_t *r, *e;
+	size_t i;
+	int rc;
+
+	if (strcmp(c->sub, "status")) {
+		rc =
+		    group_call(ctl, !strcmp(c->sub, "on") ? "balance.on" : "balance.off", NULL, &r);
+		if (rc < 0)
+			return -rc;
+		if (r)
+			printf("rebalancer %s\n", json_is_true(json_object_get(r, "on"))
+						      ? "on: overloaded servers shed hot pages"
+						      : "off: no page moves for load");
+		json_decref(r);
+		return PEERCTL_EXIT_OK;
+	}
+	rc = peerctl_call(ctl, "balance.status", NULL, &r);
+	if (rc < 0)
+		return -rc;
+	if (ctl->json) {
+		print_json(r);
+		json_decref(r);
+		return PEERCTL_EXIT_OK;
+	}
+	printf("rebalancer %s; threshold %.2f over the fair share, every %d s, floor %.0f "
+	       "load/s%s\n",
+	       json_is_true(json_object_get(r, "on")) ? "on" : "OFF", real_of(r, "threshold"),
+	       (int)real_of(r, "interval_s"), real_of(r, "floor"),
+	       json_is_true(json_object_get(r, "monitor")) ? "" : " (load monitor off here)");
+	printf("this server: %s; intervals over in a row: %d; moves out: %d\n",
+	       text_str(r, "state"), (int)real_of(r, "over"), (int)real_of(r, "moves_out"));
+	json_array_foreach(json_object_get(r, "recent"), i, e)
+	{
+		if (!i)
+			printf("recent moves:\n");
+		printf("  %s\n", text_str(e, "text"));
+	}
 	json_decref(r);
 	return PEERCTL_EXIT_OK;
 }

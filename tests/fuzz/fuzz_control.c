@@ -50,6 +50,10 @@ static const char *const names[CONTROL_NCMDS] = {
     [CONTROL_CONFIG_SET] = "config.set",
     [CONTROL_MIGRATE_PAUSE] = "migrate.pause",
     [CONTROL_MIGRATE_RESUME] = "migrate.resume",
+    [CONTROL_LOAD_SHOW] = "load.show",
+    [CONTROL_BALANCE_STATUS] = "balance.status",
+    [CONTROL_BALANCE_ON] = "balance.on",
+    [CONTROL_BALANCE_OFF] = "balance.off",
 };
 
 /* Whether a string field is empty (its termination is checked apart). */
@@ -140,6 +144,17 @@ static void check_command(const struct control_cmd *c, const uint8_t *data, size
 		}
 		REQUIRE(empty(c->address) && c->size == 0 && c->page_size == 0);
 		REQUIRE(!c->routing && !c->force);
+		break;
+	case CONTROL_CONFIG_SET:
+		REQUIRE(c->key == CONTROL_KEY_MIGRATE_MBPS ||
+			c->key == CONTROL_KEY_BALANCE_THRESHOLD ||
+			c->key == CONTROL_KEY_BALANCE_INTERVAL);
+		REQUIRE(c->key != CONTROL_KEY_MIGRATE_MBPS || c->value <= PLACEMENT_MAX_MBPS);
+		REQUIRE(c->key != CONTROL_KEY_BALANCE_THRESHOLD ||
+			(c->value >= 10 && c->value <= BALANCE_MAX_THRESHOLD));
+		REQUIRE(c->key != CONTROL_KEY_BALANCE_INTERVAL ||
+			(c->value >= 1 && c->value <= BALANCE_MAX_INTERVAL));
+		REQUIRE(empty(c->name) && empty(c->address) && c->nservers == 0);
 		break;
 	default: /* no arguments */
 		REQUIRE(empty(c->name) && empty(c->address) && c->size == 0 && c->page_size == 0);

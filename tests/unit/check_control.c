@@ -651,6 +651,42 @@ START_TEST(migration_commands_good)
 	ck_assert_int_eq(c.op, CONTROL_MIGRATE_PAUSE);
 	c = parse_ok("{\"cmd\":\"migrate.resume\",\"args\":{}}");
 	ck_assert_int_eq(c.op, CONTROL_MIGRATE_RESUME);
+
+	/* the load monitor and the rebalancer */
+	c = parse_ok("{\"cmd\":\"config.set\",\"args\":{\"key\":\"balance.threshold\","
+		     "\"value\":0.25}}");
+	ck_assert_int_eq(c.key, CONTROL_KEY_BALANCE_THRESHOLD);
+	ck_assert_uint_eq(c.value, 250);
+	c = parse_ok("{\"cmd\":\"config.set\",\"args\":{\"key\":\"balance.threshold\","
+		     "\"value\":2}}");
+	ck_assert_uint_eq(c.value, 2000);
+	c = parse_ok("{\"cmd\":\"config.set\",\"args\":{\"key\":\"balance.interval\","
+		     "\"value\":60}}");
+	ck_assert_int_eq(c.key, CONTROL_KEY_BALANCE_INTERVAL);
+	ck_assert_uint_eq(c.value, 60);
+	c = parse_ok("{\"cmd\":\"config.set\",\"args\":{\"key\":\"migrate.max-mbps\","
+		     "\"value\":7}}");
+	ck_assert_int_eq(c.key, CONTROL_KEY_MIGRATE_MBPS);
+	ck_assert_int_eq(parse_ok("{\"cmd\":\"load.show\"}").op, CONTROL_LOAD_SHOW);
+	ck_assert_int_eq(parse_ok("{\"cmd\":\"balance.status\"}").op, CONTROL_BALANCE_STATUS);
+	ck_assert_int_eq(parse_ok("{\"cmd\":\"balance.on\"}").op, CONTROL_BALANCE_ON);
+	ck_assert_int_eq(parse_ok("{\"cmd\":\"balance.off\"}").op, CONTROL_BALANCE_OFF);
+	parse_bad("{\"cmd\":\"config.set\",\"args\":{\"key\":\"balance.threshold\","
+		  "\"value\":0}}",
+		  "config.set",
+		  "balance.threshold must be a number from 0.01 to 10 (the share over the fair "
+		  "share that counts as overloaded; default 0.25)");
+	parse_bad("{\"cmd\":\"config.set\",\"args\":{\"key\":\"balance.threshold\","
+		  "\"value\":\"0.3\"}}",
+		  "config.set",
+		  "balance.threshold must be a number from 0.01 to 10 (the share over the fair "
+		  "share that counts as overloaded; default 0.25)");
+	parse_bad("{\"cmd\":\"config.set\",\"args\":{\"key\":\"balance.interval\","
+		  "\"value\":0}}",
+		  "config.set", "balance.interval 0 is out of range: 1 to 86400 seconds");
+	parse_bad("{\"cmd\":\"config.set\",\"args\":{\"key\":\"balance.interval\","
+		  "\"value\":86401}}",
+		  "config.set", "balance.interval 86401 is out of range: 1 to 86400 seconds");
 }
 END_TEST
 
@@ -704,7 +740,9 @@ START_TEST(migration_commands_bad)
 	parse_bad("{\"cmd\":\"group.set_weight\",\"args\":{\"weight\":3}}", "group.set_weight",
 		  "missing or invalid argument 'id' (a server id, 1 to 4294967295)");
 	parse_bad("{\"cmd\":\"config.set\",\"args\":{\"key\":\"migrate.max-mb\",\"value\":1}}",
-		  "config.set", "unknown setting 'migrate.max-mb' (settings: migrate.max-mbps)");
+		  "config.set",
+		  "unknown setting 'migrate.max-mb' (settings: migrate.max-mbps, "
+		  "balance.threshold, balance.interval)");
 	parse_bad("{\"cmd\":\"config.set\",\"args\":{\"value\":1}}", "config.set",
 		  "missing or invalid argument 'key'");
 	parse_bad("{\"cmd\":\"config.set\",\"args\":{\"key\":\"migrate.max-mbps\"}}", "config.set",
