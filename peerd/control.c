@@ -609,12 +609,8 @@ static int cmd_page_move(const uint8_t *ident, size_t ident_len, const struct co
 	if (!(p = pending_new(ident, ident_len, c->name, err, errlen)))
 		return -1;
 	p->cmd = *c;
-	p->pages = n;
-	if (!n) { /* every page sits on the target already */
-		*result = page_move_result(p);
-		free(p);
-		return 0;
-	}
+	p->pages = n; /* 0: every page sits on the target (unless one is leaving it:
+		       * migrate_request refuses that) */
 	if (migrate_request(c->name, c->first, c->last, c->to, c->piece_size, page_moved, p, err,
 			    errlen) < 0) {
 		free(p);

@@ -1708,9 +1708,20 @@ static int start_owned(struct volume *vol, uint64_t first, uint64_t last, uint32
 		struct mig_out *m;
 		char why[256];
 
-		if (vol->owner[p] != srv->cfg.id || to == srv->cfg.id)
-			continue; /* not ours, or on the target already */
+		if (vol->owner[p] != srv->cfg.id)
+			continue; /* not ours */
 		m = out_find(vol, p);
+		if (to == srv->cfg.id && m && m->state != MIG_SWITCHED && rc == 0) {
+			snprintf(
+			    err, errlen,
+			    "volume %s page %llu is moving from server %u to server %u (piece %u "
+			    "of %u); move it again once that move is done",
+			    vol->name, (unsigned long long)p, srv->cfg.id, m->pg.target,
+			    m->pg.piece, m->pg.pieces);
+			rc = -1;
+		}
+		if (to == srv->cfg.id)
+			continue; /* on the target already */
 		if (m && first != last && m->pg.target == to)
 			continue;
 		if (migrate_start(vol, p, to, piece_size, why, sizeof(why)) < 0 && rc == 0) {
@@ -1735,6 +1746,30 @@ static void op_request(const struct origin *from, const Pv__Header *h, const Pv_
 		reply_status(from, h, PV_ST_REFUSED, "%s", err);
 	else
 		reply_status(from, h, PV_ST_OK, "%s", "");
+}
+
+/* Whether page of vol moves anywhere in the group: this server's moves, or
+ * one a member announced in its last heartbeat (up to a second old). */
+static int moving_in_group(const struct volume *vol, uint64_t page, struct migrate_info *mi)
+{
+	if (migrate_page_state(vol, page, mi) && mi->state != MIG_IN && mi->state != MIG_SWITCHED)
+		return 1;
+	for (size_t i = 0; i < srv->nmembers; i++) {
+		const Pv__Heartbeat *hb = srv->members[i].last_hb;
+
+		if (srv->members[i].id == srv->cfg.id || !hb || !srv->members[i].up)
+			continue;
+		for (size_t k = 0; k < hb->n_migrations; k++) {
+			const Pv__Migration *r = hb->migrations[k];
+
+			if (r->volume_id == vol->id && r->page == page &&
+			    r->state != MIG_SWITCHED) {
+				info_of_record(mi, r);
+				return 1;
+			}
+		}
+	}
+	return 0;
 }
 
 int migrate_request(const char *volume, uint64_t first, uint64_t last, uint32_t to,
@@ -1788,7 +1823,18 @@ int migrate_request(const char *volume, uint64_t first, uint64_t last, uint32_t 
 	}
 	for (uint64_t p = first; p <= last; p++) {
 		uint32_t o = vol->owner[p];
+		struct migrate_info mi;
 
+		if (o == to && moving_in_group(vol, p, &mi)) {
+			/* on the target now, but leaving it: "already there" would
+			 * be wrong a moment later */
+			snprintf(
+			    err, errlen,
+			    "volume %s page %llu is moving from server %u to server %u (piece %u "
+			    "of %u); move it again once that move is done",
+			    vol->name, (unsigned long long)p, mi.from, mi.to, mi.piece, mi.pieces);
+			return -1;
+		}
 		on_target += o == to;
 		if (o != to && !member_up(o)) {
 			snprintf(err, errlen, "volume %s page %llu: its owner, server %u, is down",
