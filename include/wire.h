@@ -20,9 +20,10 @@
 
 #include "peervol.pb-c.h"
 
-#define PV_PROTO_MAJOR	 1
-#define PV_PROTO_MINOR	 4 /* 1.1: BATCH; 1.2: Header.volume_id; 1.3: late copies;
-			    * 1.4: page migration, routing epochs */
+#define PV_PROTO_MAJOR 1
+#define PV_PROTO_MINOR                                                                             \
+	4 /* 1.1: BATCH; 1.2: Header.volume_id; 1.3: late copies;                                  \
+	   * 1.4: page migration, routing epochs */
 #define PV_PROTO_VERSION ((PV_PROTO_MAJOR << 16) | PV_PROTO_MINOR)
 
 /* Limits: every length is checked against these before anything is
@@ -48,19 +49,19 @@
 	0x2u /* READ/WRITE from a client: the data is in the client's                              \
 	      * shared memory at shm_offset, not in a data frame */
 #define PV_F_SHM_LOST                                                                              \
-	0x4u		 /* reply to a PV_F_SHM request: a server may still                        \
-			  * touch the client's memory; never reuse it */
+	0x4u /* reply to a PV_F_SHM request: a server may still                                    \
+	      * touch the client's memory; never reuse it */
 #define PV_F_MAP                                                                                   \
 	0x8u /* READ from a client: it has the volume's data file mapped                           \
-	      * (map_dev, map_ino); reply (same map_dev, map_ino): no data,
+	      * (map_dev, map_ino); reply (same map_dev, map_ino): no data,                        \
 	      * copy it from there */
 #define PV_F_MIG                                                                                   \
 	0x10u /* READ/WRITE/TRIM from a page's migration source to its                             \
-	       * target: serve it here (a piece already copied, or the dual                         \
+	       * target: serve it here (a piece already copied, or the dual                        \
 	       * write of the piece in transit), never route it back */
 #define PV_F_MIG_COPY                                                                              \
-	0x20u /* WRITE (data) or TRIM (a hole) of a piece being copied by a                        \
-	       * migration: offset is the piece's start; epoch the move's */
+	0x20u		 /* WRITE (data) or TRIM (a hole) of a piece being copied by a             \
+			  * migration: offset is the piece's start; epoch the move's */
 #define PV_SHM_TOKEN 16u /* bytes of pv.ShmAttach.token */
 
 /* Operations. Requests and their replies carry the same op. */
@@ -79,13 +80,13 @@ enum pv_op {
 	PV_OP_MAP_VOLUME = 19, /* volume -> reply body: pv.VolumeMap */
 
 	/* peers: server -> server */
-	PV_OP_HEARTBEAT = 64,	/* body: pv.Heartbeat; reply: OK */
-	PV_OP_CAT_PREPARE = 65, /* body: pv.CatalogChange; lock and validate */
-	PV_OP_CAT_COMMIT = 66,	/* body: pv.CatalogChange; apply, unlock */
-	PV_OP_CAT_ABORT = 67,	/* body: pv.CatalogChange; unlock */
-	PV_OP_CAT_FETCH = 68,	/* reply body: pv.Catalog (committed) */
-	PV_OP_ROUTES = 69,	/* volume -> reply body: pv.RouteUpdate (moved pages) */
-	PV_OP_JOIN = 70,	/* body: pv.Member; the receiver adds it by 2PC */
+	PV_OP_HEARTBEAT = 64,	 /* body: pv.Heartbeat; reply: OK */
+	PV_OP_CAT_PREPARE = 65,	 /* body: pv.CatalogChange; lock and validate */
+	PV_OP_CAT_COMMIT = 66,	 /* body: pv.CatalogChange; apply, unlock */
+	PV_OP_CAT_ABORT = 67,	 /* body: pv.CatalogChange; unlock */
+	PV_OP_CAT_FETCH = 68,	 /* reply body: pv.Catalog (committed) */
+	PV_OP_ROUTES = 69,	 /* volume -> reply body: pv.RouteUpdate (moved pages) */
+	PV_OP_JOIN = 70,	 /* body: pv.Member; the receiver adds it by 2PC */
 	PV_OP_ROUTE_UPDATE = 71, /* body: pv.RouteUpdate; merged by epoch */
 	PV_OP_MIG_BEGIN = 72,	 /* body: pv.Migration; the target prepares */
 	PV_OP_MIG_SWITCH = 73,	 /* body: pv.Migration; the target owns the page */
