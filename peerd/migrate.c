@@ -771,6 +771,9 @@ static void record_done(struct io_job *job)
 		pv_info("migrate: volume %s page %llu moved %u->%u (epoch %u)", m->pg.vol->name,
 			(unsigned long long)m->pg.page, srv->cfg.id, m->pg.target, m->pg.epoch + 1);
 		m->punch_at_ms = pv_now_ms() + MIGRATE_PUNCH_DELAY_MS;
+		progress(m);
+		placement_tick(NULL); /* a slot is free: the next page may go now */
+		return;
 	}
 	progress(m);
 	out_advance(m);

@@ -506,16 +506,27 @@ static int may_log(const struct volume *vol)
 	return 1;
 }
 
-/* Moves into server id of vol in progress, among the group's moves. */
-static uint64_t incoming(const struct migrate_info *moves, size_t n, const struct volume *vol,
-			 uint32_t id)
+/* Moves of vol into (in 1) or out of (in 0) server id in progress, among
+ * the group's moves. */
+static uint64_t moving(const struct migrate_info *moves, size_t n, const struct volume *vol,
+		       uint32_t id, int in)
 {
 	uint64_t k = 0;
 
 	for (size_t i = 0; i < n; i++)
-		k += moves[i].volume_id == vol->id && moves[i].to == id &&
+		k += moves[i].volume_id == vol->id && (in ? moves[i].to : moves[i].from) == id &&
 		     moves[i].state != MIG_IN && moves[i].state < MIG_SWITCHED;
 	return k;
+}
+
+/* Pages of vol server id will own once the moves in progress end. */
+static uint64_t owned_after(const struct volume *vol, const struct migrate_info *moves, size_t n,
+			    uint32_t id)
+{
+	uint64_t have = owned_by(vol, id) + moving(moves, n, vol, id, 1);
+	uint64_t leaving = moving(moves, n, vol, id, 0);
+
+	return have > leaving ? have - leaving : 0;
 }
 
 /* What placement_decide needs of vol, as this server sees it. */
@@ -527,7 +538,9 @@ static void decide_input(const struct volume *vol, const struct migrate_info *mo
 	memset(in, 0, sizeof(*in));
 	in->npages = vol->npages;
 	in->self = srv->cfg.id;
-	in->self_owned = vol->owned_here;
+	/* moves under way count as done: placement starts more than one at a
+	 * time (PLACEMENT_OUT_MAX) */
+	in->self_owned = owned_after(vol, moves, nmoves, srv->cfg.id);
 	in->self_off =
 	    (self && self->draining) || !id_listed(vol->servers, vol->nservers, srv->cfg.id);
 	in->balancing = vol->balance_gen > vol->balanced_gen;
@@ -541,8 +554,7 @@ static void decide_input(const struct volume *vol, const struct migrate_info *mo
 			in->weights[i] = m->weight ? m->weight : 1;
 		if (m && !m->draining && !m->up)
 			in->all_up = 0;
-		in->owned[i] =
-		    owned_by(vol, vol->servers[i]) + incoming(moves, nmoves, vol, vol->servers[i]);
+		in->owned[i] = owned_after(vol, moves, nmoves, vol->servers[i]);
 	}
 }
 
@@ -632,28 +644,43 @@ static int place_volume(struct volume *vol, int off, const struct migrate_info *
 	return start_move(vol, to, why);
 }
 
+#define PLACEMENT_OUT_MAX 2
+
+/* Starts the first move placement asks for: pages that should not be here
+ * at all first, then weight shares. 1 if one started. */
+static int place_one(struct migrate_info *moves)
+{
+	size_t nmoves = migrate_list(moves, PLACEMENT_MOVES_MAX);
+
+	for (int off = 1; off >= 0; off--)
+		for (struct volume *v = srv->volumes; v; v = v->next)
+			if (place_volume(v, off, moves, nmoves))
+				return 1;
+	return 0;
+}
+
 void placement_tick(void *arg)
 {
 	static struct migrate_info moves[PLACEMENT_MOVES_MAX];
 	const Pv__Catalog *c = catalog_committed();
 	const struct member *self = catalog_self();
 	struct volume *v;
-	size_t nmoves;
 
 	(void)arg;
-	/* one move out at a time; nothing while paused, removed, or before the
-	 * members' heartbeats say who is up */
-	if (!c || !self || c->migrate_paused || remove_self_state() || migrate_out_count() > 0 ||
+	/* PLACEMENT_OUT_MAX moves out at a time (the engine runs 2 at once: one
+	 * copies while the other waits for its target's fdatasync); nothing
+	 * while paused, removed, or before the members' heartbeats say who is
+	 * up */
+	if (!c || !self || c->migrate_paused || remove_self_state() ||
+	    migrate_out_count() >= PLACEMENT_OUT_MAX ||
 	    pv_now_ms() - srv->started_ms < PEERD_DOWN_AFTER_MS)
 		return;
 	for (v = srv->volumes; v && !worth_a_look(v, self->draining); v = v->next)
 		;
 	if (!v)
 		return;
-	nmoves = migrate_list(moves, PLACEMENT_MOVES_MAX);
-	/* pages that should not be here at all first, then weight shares */
-	for (int off = 1; off >= 0; off--)
-		for (struct volume *v = srv->volumes; v; v = v->next)
-			if (place_volume(v, off, moves, nmoves))
-				return;
+	/* up to PLACEMENT_OUT_MAX moves, each decided with the ones started
+	 * before it counted as done */
+	while (migrate_out_count() < PLACEMENT_OUT_MAX && place_one(moves))
+		;
 }
