@@ -118,6 +118,7 @@ struct mig_ask {
 	void *arg;
 	int failed;
 	char err[256];
+	char note[200]; /* the answer when every owner agreed (pages already there) */
 };
 
 /* A finished or failed move, for migrations and logs. */
@@ -1691,7 +1692,10 @@ static int ask_answer(const Pv__Header *h)
 			}
 			if (--a->waiting == 0) {
 				*p = a->next;
-				a->done(a->arg, !a->failed, a->failed ? a->err : NULL);
+				a->done(a->arg, !a->failed,
+					a->failed    ? a->err
+					: a->note[0] ? a->note
+						     : NULL);
 				free(a);
 			}
 			return 1;
@@ -1783,6 +1787,7 @@ int migrate_request(const char *volume, uint64_t first, uint64_t last, uint32_t 
 	struct mig_ask *a;
 	Pv__MigrateRequest r = PV__MIGRATE_REQUEST__INIT;
 	uint64_t on_target = 0;
+	char note[200] = "";
 
 	if (!vol) {
 		snprintf(err, errlen, "no volume '%s'", volume);
@@ -1846,8 +1851,8 @@ int migrate_request(const char *volume, uint64_t first, uint64_t last, uint32_t 
 		}
 	}
 	if (on_target == last - first + 1) {
-		char note[200];
-
+		/* already there as this server sees it; the owner still says
+		 * whether it is leaving (its moves reach us a heartbeat late) */
 		if (first == last)
 			snprintf(note, sizeof(note), "volume %s page %llu is already on server %u",
 				 vol->name, (unsigned long long)first, to);
@@ -1855,8 +1860,6 @@ int migrate_request(const char *volume, uint64_t first, uint64_t last, uint32_t 
 			snprintf(note, sizeof(note),
 				 "volume %s pages %llu-%llu are already on server %u", vol->name,
 				 (unsigned long long)first, (unsigned long long)last, to);
-		done(arg, 1, note);
-		return 0;
 	}
 	if (start_owned(vol, first, last, to, piece_size, err, errlen) < 0)
 		return -1;
@@ -1868,6 +1871,7 @@ int migrate_request(const char *volume, uint64_t first, uint64_t last, uint32_t 
 	a->done = done;
 	a->arg = arg;
 	a->sent_ms = pv_now_ms();
+	snprintf(a->note, sizeof(a->note), "%s", note);
 	r.volume = vol->name;
 	r.volume_id = vol->id;
 	r.first = first;
@@ -1893,7 +1897,7 @@ int migrate_request(const char *volume, uint64_t first, uint64_t last, uint32_t 
 		}
 	}
 	if (!a->waiting) {
-		done(arg, 1, NULL);
+		done(arg, 1, note[0] ? note : NULL);
 		free(a);
 		return 0;
 	}

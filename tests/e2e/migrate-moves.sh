@@ -8,7 +8,7 @@
 # pieces, asked at random servers, of random pages to random other
 # servers (the first six cover every ordered pair), one in three waiting
 # for the move (sync), two in three --async (a page picked while an
-# earlier move of it is still going is refused "already moving": picked
+# earlier move of it is still going is refused "already moving" or "is moving from": picked
 # again). Then: every move landed (each
 # page's owner is the last server it was sent to, on all three servers),
 # no move is left in progress, fio saw zero verify errors in every round,
@@ -86,7 +86,7 @@ move()
 	[ "$mode" = async ] && args+=(--async)
 	ctl_within 120 "$at" "${args[@]}" >"$T/move.out" 2>&1 && rc=0 || rc=$?
 	if [ "$rc" != 0 ]; then
-		grep -q "already moving" "$T/move.out" && { busy=$((busy + 1)); return 1; }
+		grep -qE "already moving|is moving from" "$T/move.out" && { busy=$((busy + 1)); return 1; }
 		fail "move $i ($mode, at server $at): page $page ${want[$page]}->$to failed (exit $rc, 124: not done in 120 s): $(cat "$T/move.out") $(ctl "$at" migrations 2>&1)"
 	fi
 	echo "move $i $mode at $at: page $page ${want[$page]}->$to: $(tr '\n' ' ' <"$T/move.out")" >>"$T/moves.log"
