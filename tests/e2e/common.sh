@@ -340,13 +340,17 @@ pv_free_port()
 {
 	local port n
 	for ((n = 0; n < 200; n++)); do
-		port=$((20000 + RANDOM % 40001))
+		# below the kernel's ephemeral range (32768-60999 on Debian):
+		# peerd's link listeners (port 0) and every outgoing connection
+		# take ports there, and a test running beside this one could
+		# hold the port by the time peerd binds it
+		port=$((20000 + RANDOM % 12700))
 		if ! ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then
 			echo "$port"
 			return 0
 		fi
 	done
-	fail "no free TCP port found in 20000-60000"
+	fail "no free TCP port found in 20000-32699"
 }
 pv_watchdog
 need_cmd ss python3 awk findmnt ps
