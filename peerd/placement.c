@@ -519,12 +519,17 @@ static uint64_t moving(const struct migrate_info *moves, size_t n, const struct 
 	return k;
 }
 
-/* Pages of vol server id will own once the moves in progress end. */
+/* What server id of vol counts for placement: the pages it owns plus
+ * those moving into it; for this server also minus those moving out of it
+ * (placement starts more than one move, each decided with the others
+ * done). Another server's moves out are not subtracted: it sheds pages
+ * because it holds more than its share, and counted below it, it would
+ * look like a target for the very pages it sheds. */
 static uint64_t owned_after(const struct volume *vol, const struct migrate_info *moves, size_t n,
 			    uint32_t id)
 {
 	uint64_t have = owned_by(vol, id) + moving(moves, n, vol, id, 1);
-	uint64_t leaving = moving(moves, n, vol, id, 0);
+	uint64_t leaving = id == srv->cfg.id ? moving(moves, n, vol, id, 0) : 0;
 
 	return have > leaving ? have - leaving : 0;
 }
