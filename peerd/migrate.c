@@ -1097,8 +1097,10 @@ static struct in_job *in_job_new(const struct origin *from, const Pv__Header *h,
 {
 	struct in_job *j = calloc(1, sizeof(*j));
 
-	if (!j)
+	if (!j) {
+		reply_busy(from, h, MIGRATE_RETRY_MS, "server %u out of memory", srv->cfg.id);
 		return NULL;
+	}
 	j->from = *from;
 	wire_header_init(&j->h);
 	j->h.op = h->op;
@@ -1266,13 +1268,14 @@ static void op_begin(const struct origin *from, const Pv__Header *h, const Pv__M
 		return;
 	}
 	in = in_new(vol, r);
-	j = in ? in_job_new(from, h, in) : NULL;
-	if (!j) {
-		if (in) {
-			in->dead = 1;
-			in_free(in);
-		}
+	if (!in) {
 		reply_busy(from, h, MIGRATE_RETRY_MS, "server %u out of memory", srv->cfg.id);
+		return;
+	}
+	j = in_job_new(from, h, in);
+	if (!j) {
+		in->dead = 1;
+		in_free(in);
 		return;
 	}
 	in_record_fill(&rec, in);
@@ -1384,10 +1387,8 @@ void migrate_copy_in(const struct origin *from, const Pv__Header *h, struct volu
 		goto out;
 	}
 	j = in_job_new(from, h, in);
-	if (!j) {
-		reply_busy(from, h, MIGRATE_RETRY_MS, "server %u out of memory", srv->cfg.id);
+	if (!j)
 		goto out;
-	}
 	j->piece = (uint32_t)(rel / in->pg.piece_size);
 	pthread_mutex_lock(&in->lock);
 	dirty_at(in, j->piece);
@@ -1499,11 +1500,9 @@ static void op_switch(const struct origin *from, const Pv__Header *h, const Pv__
 			     (unsigned long long)r->volume_id, (unsigned long long)r->page);
 		return;
 	}
-	j = in_job_new(from, h, in);
-	if (!j) {
-		reply_busy(from, h, MIGRATE_RETRY_MS, "server %u out of memory", srv->cfg.id);
+	j = in_job_new(from, h, in); /* answers BUSY itself when it fails */
+	if (!j)
 		return;
-	}
 	route_kv(&j->kv.kv[j->kv.n++], vol, r->page, srv->cfg.id, in->pg.epoch + 1);
 	record_del_kv(&j->kv.kv[j->kv.n++], 'i', vol->id, r->page);
 	j->kv.sync = 1;
@@ -1539,11 +1538,9 @@ static void op_abort(const struct origin *from, const Pv__Header *h, const Pv__M
 		reply_status(from, h, PV_ST_OK, "%s", "");
 		return;
 	}
-	j = in_job_new(from, h, in);
-	if (!j) {
-		reply_busy(from, h, MIGRATE_RETRY_MS, "server %u out of memory", srv->cfg.id);
+	j = in_job_new(from, h, in); /* answers BUSY itself when it fails */
+	if (!j)
 		return;
-	}
 	record_del_kv(&j->kv.kv[j->kv.n++], 'i', vol->id, r->page);
 	submit_in(j, abort_run, abort_done);
 }

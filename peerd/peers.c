@@ -160,9 +160,18 @@ static void reply_one(struct member *m, const Pv__Header *h, zmq_msg_t *payload)
 	case PV_OP_WRITE:
 	case PV_OP_FLUSH:
 	case PV_OP_TRIM:
-		if (!forward_reply(m, h, payload))
-			migrate_peer_reply(m, h, payload ? zmq_msg_data(payload) : NULL,
-					   payload ? zmq_msg_size(payload) : 0);
+		if (forward_reply(m, h, payload))
+			break;
+		/* not a forwarded part: a migration's piece copy (migrate.c) */
+		__attribute__((fallthrough));
+	case PV_OP_ROUTES:
+	case PV_OP_ROUTE_UPDATE:
+	case PV_OP_MIG_BEGIN:
+	case PV_OP_MIG_SWITCH:
+	case PV_OP_MIG_REQUEST:
+	case PV_OP_MIG_ABORT:
+		migrate_peer_reply(m, h, payload ? zmq_msg_data(payload) : NULL,
+				   payload ? zmq_msg_size(payload) : 0);
 		break;
 	case PV_OP_SHM_ATTACH:
 		shm_peer_answer(m->id, h);
@@ -172,15 +181,6 @@ static void reply_one(struct member *m, const Pv__Header *h, zmq_msg_t *payload)
 	case PV_OP_CAT_ABORT:
 	case PV_OP_CAT_FETCH:
 		catalog_peer_reply(m, h, payload ? zmq_msg_data(payload) : NULL,
-				   payload ? zmq_msg_size(payload) : 0);
-		break;
-	case PV_OP_ROUTES:
-	case PV_OP_ROUTE_UPDATE:
-	case PV_OP_MIG_BEGIN:
-	case PV_OP_MIG_SWITCH:
-	case PV_OP_MIG_REQUEST:
-	case PV_OP_MIG_ABORT:
-		migrate_peer_reply(m, h, payload ? zmq_msg_data(payload) : NULL,
 				   payload ? zmq_msg_size(payload) : 0);
 		break;
 	case PV_OP_HEARTBEAT: /* answered only when refused: are we removed? */
