@@ -22,8 +22,8 @@
 
 #define PV_PROTO_MAJOR 1
 #define PV_PROTO_MINOR                                                                             \
-	4 /* 1.1: BATCH; 1.2: Header.volume_id; 1.3: late copies;                                  \
-	   * 1.4: page migration, routing epochs */
+	5 /* 1.1: BATCH; 1.2: Header.volume_id; 1.3: late copies;                                  \
+	   * 1.4: page migration, routing epochs; 1.5: snapshots */
 #define PV_PROTO_VERSION ((PV_PROTO_MAJOR << 16) | PV_PROTO_MINOR)
 
 /* Limits: every length is checked against these before anything is
@@ -92,6 +92,8 @@ enum pv_op {
 	PV_OP_MIG_SWITCH = 73,	 /* body: pv.Migration; the target owns the page */
 	PV_OP_MIG_REQUEST = 74,	 /* body: pv.MigrateRequest; to the owner */
 	PV_OP_MIG_ABORT = 75,	 /* body: pv.Migration; nothing copied: drop it */
+	PV_OP_SNAP_HOLD = 76,	 /* body: pv.SnapshotOp; hold writes, drain, cut */
+	PV_OP_SNAP_RELEASE = 77, /* body: pv.SnapshotOp; keep (commit) or drop the cut */
 };
 
 /* Status codes in reply headers. */

@@ -36,6 +36,8 @@ static const struct name_row op_names[] = {
     {PV_OP_MIG_SWITCH, "MIG_SWITCH"},
     {PV_OP_MIG_REQUEST, "MIG_REQUEST"},
     {PV_OP_MIG_ABORT, "MIG_ABORT"},
+    {PV_OP_SNAP_HOLD, "SNAP_HOLD"},
+    {PV_OP_SNAP_RELEASE, "SNAP_RELEASE"},
 };
 
 static const char *const status_names[PV_ST__COUNT] = {
