@@ -43,6 +43,7 @@ void volume_put(struct volume **vp)
 	if (!v || --v->refs > 0)
 		return;
 	store_close(v);
+	snap_volume_free(v);
 	free(v->written_map);
 	free(v->owner);
 	free(v->epoch);
@@ -357,6 +358,43 @@ static int in_list(struct volume *const *list, size_t n, const struct volume *v)
 	return 0;
 }
 
+/* Whether vi's snapshots are sound: valid unique names, ids rising and
+ * given out (at most snapshot_seq), a chunk size snap.c can use. */
+static int snapshots_check(const Pv__VolumeInfo *vi, char *err, size_t errlen)
+{
+	char why[256];
+
+	if (vi->n_snapshots > SNAP_MAX ||
+	    (vi->chunk_size && (vi->chunk_size % PV_SECTOR || vi->chunk_size < 4096 ||
+				vi->chunk_size > vi->page_size))) {
+		snprintf(err, errlen, "volume %s: %zu snapshots or chunk size %u out of range",
+			 vi->name, vi->n_snapshots, vi->chunk_size);
+		return 0;
+	}
+	for (size_t j = 0; j < vi->n_snapshots; j++) {
+		const Pv__SnapshotInfo *s = vi->snapshots[j];
+
+		if (!s->name || !pv_valid_name(s->name, why, sizeof(why))) {
+			snprintf(err, errlen, "volume %s snapshot %zu: %s", vi->name, j,
+				 s->name ? why : "no name");
+			return 0;
+		}
+		if (!s->id || s->id > vi->snapshot_seq ||
+		    (j && s->id <= vi->snapshots[j - 1]->id)) {
+			snprintf(err, errlen, "volume %s snapshot %s: id %llu out of order",
+				 vi->name, s->name, (unsigned long long)s->id);
+			return 0;
+		}
+		for (size_t k = 0; k < j; k++)
+			if (!strcmp(vi->snapshots[k]->name, s->name)) {
+				snprintf(err, errlen, "volume %s: snapshot %s listed twice",
+					 vi->name, s->name);
+				return 0;
+			}
+	}
+	return 1;
+}
+
 /* Whether a catalog from a peer (or from LMDB) is one this server can
  * install: every volume name is a valid name (it becomes a file name under
  * the data directory: no '/', no '..'), unique, and sizes and page sizes are
@@ -386,6 +424,8 @@ int catalog_check(const Pv__Catalog *c, char *err, size_t errlen)
 				snprintf(err, errlen, "volume %s listed twice", vi->name);
 				return 0;
 			}
+		if (!snapshots_check(vi, err, errlen))
+			return 0;
 	}
 	return 1;
 }
@@ -420,6 +460,7 @@ static void relink(const Pv__Catalog *c, struct volume **list, size_t n, struct 
 		if (!in_list(list, n, v)) {
 			v->deleted = 1;
 			store_remove(v->name);
+			snap_volume_removed(v);
 			pv_info("volume %s deleted (catalog version %llu)", v->name,
 				(unsigned long long)c->version);
 		}
@@ -479,6 +520,8 @@ static int install_volumes(const Pv__Catalog *c)
 			volume_get(v);
 		} else {
 			v = volume_from_pb(c, vi);
+			if (v && snap_volume_init(v, vi) < 0)
+				volume_put(&v);
 			if (!v)
 				goto out;
 			newvols[nnew++] = v;
@@ -498,6 +541,8 @@ static int install_volumes(const Pv__Catalog *c)
 	if (persist(c, newvols, nnew, removed, nremoved) < 0)
 		goto out;
 	relink(c, list, n, newvols, nnew);
+	for (size_t i = 0; i < c->n_volumes; i++)
+		snap_catalog_sync(list[i], c->volumes[i]); /* snapshots made or deleted */
 	rc = 0;
 out:
 	for (size_t i = 0; rc < 0 && list && i < n; i++)

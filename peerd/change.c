@@ -749,6 +749,9 @@ static int validate_change(const Pv__CatalogChange *ch, char *err, size_t errlen
 		return PV_ST_NO_SPACE;
 	if (!new_volumes_fit(c, err, errlen))
 		return PV_ST_REFUSED;
+	/* snapshots it adds: cut here (snap.c) */
+	if (snap_validate(c, err, errlen) < 0)
+		return PV_ST_REFUSED;
 	/* members the change removes: down, or leaving without pages */
 	if (remove_validate(c, err, errlen) != PV_ST_OK)
 		return PV_ST_REFUSED;

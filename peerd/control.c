@@ -500,7 +500,7 @@ static int cmd_volume_delete(const uint8_t *ident, size_t ident_len, const struc
 
 	if (!p)
 		return -1;
-	int rc = catalog_volume_delete(c->name, c->force, volume_deleted, p, err, errlen);
+	int rc = catalog_volume_delete(c->name, c->force, c->with_snapshots, volume_deleted, p, err, errlen);
 
 	if (rc < 0) {
 		free(p);
@@ -851,6 +851,118 @@ static int cmd_balance_status(const uint8_t *ident, size_t ident_len, const stru
 	return 0;
 }
 
+/* ---- snapshots ---- */
+
+static const Pv__VolumeInfo *volume_info(const char *name)
+{
+	const Pv__Catalog *cat = catalog_committed();
+
+	for (size_t i = 0; cat && i < cat->n_volumes; i++)
+		if (!strcmp(cat->volumes[i]->name, name))
+			return cat->volumes[i];
+	return NULL;
+}
+
+/* JSON of snapshot si of volume vi (a new reference); with servers: the
+ * bytes each server preserved. */
+static json_t *snapshot_json(const Pv__VolumeInfo *vi, const Pv__SnapshotInfo *si, int servers)
+{
+	struct volume *v = catalog_volume(vi->name);
+	uint32_t ids[PEERD_MAX_MEMBERS];
+	uint64_t per[PEERD_MAX_MEMBERS];
+	uint64_t bytes = v ? snap_preserved_group(v, si->id, ids, per) : 0;
+	json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:I,s:I,s:I}", "volume", vi->name, "name",
+			      si->name, "id", (json_int_t)si->id, "mode", si->mode ? si->mode : "",
+			      "created", (json_int_t)si->created, "preserved", (json_int_t)bytes,
+			      "size", (json_int_t)vi->size);
+
+	if (o && servers) {
+		json_t *a = json_array();
+
+		for (size_t i = 0; v && i < srv->nmembers; i++)
+			json_array_append_new(a, json_pack("{s:i,s:I}", "id", (int)ids[i],
+							   "preserved", (json_int_t)per[i]));
+		json_object_set_new(o, "servers", a);
+		json_object_set_new(o, "chunk_size",
+				    json_integer(vi->chunk_size ? vi->chunk_size
+								: SNAP_CHUNK_DEFAULT));
+	}
+	return o;
+}
+
+static void snapshot_made(void *arg, int ok, const char *volume, const Pv__SnapshotInfo *si,
+			  uint64_t pause_ms, int why, const char *err)
+{
+	const Pv__VolumeInfo *vi = ok ? volume_info(volume) : NULL;
+	json_t *r = vi && si ? snapshot_json(vi, si, 0) : NULL;
+
+	if (r)
+		json_object_set_new(r, "pause_ms", json_integer((json_int_t)pause_ms));
+	pending_end(arg, ok, r ? r : json_object(), why, err);
+}
+
+static void snapshot_deleted(void *arg, int ok, const char *volume, const Pv__SnapshotInfo *si,
+			     uint64_t pause_ms, int why, const char *err)
+{
+	pending_end(arg, ok, json_object(), why, err);
+}
+
+static int cmd_snapshot_create(const uint8_t *ident, size_t ident_len,
+			       const struct control_cmd *c, json_t **result, char *err,
+			       size_t errlen)
+{
+	struct pending *p = pending_new(ident, ident_len, c->name, err, errlen);
+	int rc;
+
+	if (!p)
+		return -1;
+	if (c->op == CONTROL_SNAPSHOT_CREATE)
+		rc = snap_create(c->name, c->snap, c->mode, c->timeout_ms, snapshot_made, p, err,
+				 errlen);
+	else
+		rc = snap_delete(c->name, c->snap, snapshot_deleted, p, err, errlen);
+	if (rc < 0) {
+		free(p);
+		return rc;
+	}
+	return 1;
+}
+
+static int cmd_snapshot_list(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
+			     json_t **result, char *err, size_t errlen)
+{
+	const Pv__Catalog *cat = catalog_committed();
+	json_t *a;
+
+	if (c->name[0] && !volume_info(c->name)) {
+		snprintf(err, errlen, "no volume '%s'", c->name);
+		return -ENOENT;
+	}
+	if (c->op == CONTROL_SNAPSHOT_SHOW) {
+		const Pv__VolumeInfo *vi = volume_info(c->name);
+
+		for (size_t j = 0; j < vi->n_snapshots; j++) {
+			if (!strcmp(vi->snapshots[j]->name, c->snap)) {
+				*result = snapshot_json(vi, vi->snapshots[j], 1);
+				return 0;
+			}
+		}
+		snprintf(err, errlen, "volume %s has no snapshot '%s'", c->name, c->snap);
+		return -ENOENT;
+	}
+	a = json_array();
+	for (size_t i = 0; cat && i < cat->n_volumes; i++) {
+		const Pv__VolumeInfo *vi = cat->volumes[i];
+
+		if (c->name[0] && strcmp(vi->name, c->name))
+			continue;
+		for (size_t j = 0; j < vi->n_snapshots; j++)
+			json_array_append_new(a, snapshot_json(vi, vi->snapshots[j], 0));
+	}
+	*result = json_pack("{s:o}", "snapshots", a);
+	return 0;
+}
+
 static const cmd_fn handlers[CONTROL_NCMDS] = {
     [CONTROL_STATUS] = cmd_status,
     [CONTROL_VOLUME_CREATE] = cmd_volume_create,
@@ -875,6 +987,10 @@ static const cmd_fn handlers[CONTROL_NCMDS] = {
     [CONTROL_BALANCE_STATUS] = cmd_balance_status,
     [CONTROL_BALANCE_ON] = cmd_placement,
     [CONTROL_BALANCE_OFF] = cmd_placement,
+    [CONTROL_SNAPSHOT_CREATE] = cmd_snapshot_create,
+    [CONTROL_SNAPSHOT_LIST] = cmd_snapshot_list,
+    [CONTROL_SNAPSHOT_SHOW] = cmd_snapshot_list,
+    [CONTROL_SNAPSHOT_DELETE] = cmd_snapshot_create,
 };
 
 /* ---- socket ---- */

@@ -227,6 +227,72 @@ static int parse_volume_delete(const struct args *a, struct control_cmd *c, char
 	if (parse_volume_name(a, c, err, errlen) < 0)
 		return -1;
 	c->force = json_is_true(json_object_get(a->obj, "force"));
+	c->with_snapshots = json_is_true(json_object_get(a->obj, "with_snapshots"));
+	return 0;
+}
+
+/* A snapshot name at args.name (a name pv_valid_name refuses was never
+ * made: the answer a lookup would give). */
+static int arg_snapshot(const struct args *a, struct control_cmd *c, int fresh, char *err,
+			size_t errlen)
+{
+	char shown[PV_ESCAPE_NAME], why[256];
+	const char *name;
+
+	if (arg_string(a, "name", &name, err, errlen) < 0)
+		return -1;
+	if (!pv_valid_name(name, why, sizeof(why))) {
+		if (fresh)
+			snprintf(err, errlen, "snapshot %s", why);
+		else
+			snprintf(err, errlen, "volume %s has no snapshot '%s'", c->name,
+				 pv_escape(name, strlen(name), shown, sizeof(shown)));
+		return -1;
+	}
+	snprintf(c->snap, sizeof(c->snap), "%s", name);
+	return 0;
+}
+
+static int parse_snapshot_create(const struct args *a, struct control_cmd *c, char *err,
+				 size_t errlen)
+{
+	const char *mode = "hold";
+	uint64_t timeout;
+
+	if (arg_volume(a, "volume", c, err, errlen) < 0 || arg_snapshot(a, c, 1, err, errlen) < 0)
+		return -1;
+	if (json_object_get(a->obj, "mode") && arg_string(a, "mode", &mode, err, errlen) < 0)
+		return -1;
+	if (strcmp(mode, "hold") && strcmp(mode, "timestamp")) {
+		snprintf(err, errlen, "snapshot mode must be 'hold' or 'timestamp'");
+		return -1;
+	}
+	snprintf(c->mode, sizeof(c->mode), "%s", mode);
+	if (arg_u64(a, "timeout_ms", 0, SNAP_TIMEOUT_MAX, "", "milliseconds", &timeout, err,
+		    errlen) < 0)
+		return -1;
+	if (timeout > SNAP_TIMEOUT_MAX || (timeout && timeout < 100)) {
+		snprintf(err, errlen, "snapshot timeout %llu ms is out of range: 100 to %d",
+			 (unsigned long long)timeout, SNAP_TIMEOUT_MAX);
+		return -1;
+	}
+	c->timeout_ms = (uint32_t)timeout;
+	return 0;
+}
+
+static int parse_snapshot_list(const struct args *a, struct control_cmd *c, char *err,
+			       size_t errlen)
+{
+	if (!json_object_get(a->obj, "volume") || json_is_null(json_object_get(a->obj, "volume")))
+		return 0;
+	return arg_volume(a, "volume", c, err, errlen);
+}
+
+static int parse_snapshot_named(const struct args *a, struct control_cmd *c, char *err,
+				size_t errlen)
+{
+	if (arg_volume(a, "volume", c, err, errlen) < 0 || arg_snapshot(a, c, 0, err, errlen) < 0)
+		return -1;
 	return 0;
 }
 
@@ -446,6 +512,10 @@ static const struct request_row requests[CONTROL_NCMDS] = {
     [CONTROL_BALANCE_STATUS] = {"balance.status", NULL},
     [CONTROL_BALANCE_ON] = {"balance.on", NULL},
     [CONTROL_BALANCE_OFF] = {"balance.off", NULL},
+    [CONTROL_SNAPSHOT_CREATE] = {"snapshot.create", parse_snapshot_create},
+    [CONTROL_SNAPSHOT_LIST] = {"snapshot.list", parse_snapshot_list},
+    [CONTROL_SNAPSHOT_SHOW] = {"snapshot.show", parse_snapshot_named},
+    [CONTROL_SNAPSHOT_DELETE] = {"snapshot.delete", parse_snapshot_named},
 };
 
 /* ---- decoding a request (pure) ---- */

@@ -99,6 +99,7 @@ int forward_part(struct request *req, uint32_t owner, uint64_t offset, uint64_t 
 	/* the owner refuses a late copy by the client's ids, not ours */
 	h.client_req_id = req->client_req;
 	h.client_done_below = req->client_done_below;
+	h.snapshot_id = req->snap_id;
 	if (req->op != PV_OP_FLUSH)
 		h.epoch = req->vol->epoch[offset / req->vol->page_size];
 	if (req->shm && req->hops == 0 && (req->op == PV_OP_READ || req->op == PV_OP_WRITE) &&

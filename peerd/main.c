@@ -368,6 +368,7 @@ static int register_reactor(int io_fd)
 	    reactor_every(PEERD_TICK_MS, catalog_tick, NULL) < 0 ||
 	    reactor_every(PEERD_TICK_MS, forward_tick, NULL) < 0 ||
 	    reactor_every(PEERD_TICK_MS, migrate_tick, NULL) < 0 ||
+	    reactor_every(1000, snap_tick, NULL) < 0 ||
 	    reactor_every(PEERD_HEARTBEAT_MS, peers_tick, NULL) < 0 ||
 	    reactor_every(PEERD_HEARTBEAT_MS, linkset_tick, NULL) < 0 ||
 	    reactor_every(PEERD_HEARTBEAT_MS, clients_expire, NULL) < 0 ||

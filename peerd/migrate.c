@@ -1015,6 +1015,16 @@ static struct mig_in *in_find(const struct volume *vol, uint64_t page)
 	return NULL;
 }
 
+int migrate_volume_moving(const struct volume *vol)
+{
+	if (vol->migrating)
+		return 1;
+	for (struct mig_in *i = ins; i; i = i->next)
+		if (i->pg.vol == vol && !i->dead)
+			return 1;
+	return 0;
+}
+
 static void in_free(struct mig_in *in)
 {
 	if (in->jobs)
@@ -1211,6 +1221,12 @@ static void op_begin(const struct origin *from, const Pv__Header *h, const Pv__M
 
 		done.state = MIG_SWITCHED;
 		reply_body(from, h, PV_ST_OK, NULL, &done.base);
+		return;
+	}
+	if (!in_find(vol, r->page) && snap_blocks_moves(vol)) {
+		reply_status(from, h, PV_ST_REFUSED,
+			     "volume %s has snapshots (or one is being made): its pages do not move",
+			     vol->name);
 		return;
 	}
 	if (migrate_out_of(vol, r->page)) {
@@ -1934,6 +1950,13 @@ int migrate_start(struct volume *vol, uint64_t page, uint32_t to, uint32_t piece
 	if (page >= vol->npages) {
 		snprintf(err, errlen, "volume %s has no page %llu", vol->name,
 			 (unsigned long long)page);
+		return -1;
+	}
+	if (snap_blocks_moves(vol)) {
+		snprintf(err, errlen,
+			 "volume %s has snapshots (or one is being made): its pages do not move "
+			 "(delete its snapshots first)",
+			 vol->name);
 		return -1;
 	}
 	if (vol->owner[page] != srv->cfg.id) {

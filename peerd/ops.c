@@ -183,6 +183,12 @@ static void op_migrate_peer(const struct origin *from, const Pv__Header *h, zmq_
 			payload ? zmq_msg_size(payload) : 0);
 }
 
+static void op_snap_peer(const struct origin *from, const Pv__Header *h, zmq_msg_t *payload)
+{
+	snap_peer_op(from, h, payload ? zmq_msg_data(payload) : NULL,
+		     payload ? zmq_msg_size(payload) : 0);
+}
+
 static const struct op_row ops[] = {
     {PV_OP_READ, 0, op_data},
     {PV_OP_WRITE, 0, op_data},
@@ -204,6 +210,8 @@ static const struct op_row ops[] = {
     {PV_OP_MIG_SWITCH, 1, op_migrate_peer},
     {PV_OP_MIG_REQUEST, 1, op_migrate_peer},
     {PV_OP_MIG_ABORT, 1, op_migrate_peer},
+    {PV_OP_SNAP_HOLD, 1, op_snap_peer},
+    {PV_OP_SNAP_RELEASE, 1, op_snap_peer},
 };
 
 static void refuse(const struct origin *from, zmq_msg_t *first, const Pv__Header *h, int status,

@@ -103,6 +103,7 @@ struct volume {
 	uint64_t err_unlogged;	/* store.c: failures since then, not logged */
 	int no_space;		/* store.c: a write failed for want of space */
 	int flush_err;		/* store.c: errno of a failed FLUSH; later FLUSHes fail too */
+	struct vol_snaps *snaps; /* snap.c: snapshots, holds, writes in flight */
 };
 
 /* A member of the group as this server knows it. */
@@ -176,6 +177,7 @@ struct request {
 	uint64_t moved_epoch; /* with MOVED: the routing entry's epoch */
 	uint32_t from_server; /* Header.server_id: the peer that forwarded it */
 	uint64_t start_us;    /* load_now_us() when it arrived (served time) */
+	uint64_t snap_id;     /* READ of a snapshot's image (Header.snapshot_id) */
 	char message[160];
 };
 
@@ -204,6 +206,10 @@ struct io_job {
 	struct mig_out *mig;
 	uint32_t mig_first, mig_last;
 	int mig_counted; /* the pieces' counts were raised for it */
+	/* snap.c: READ of this snapshot's image (0: the volume); a WRITE or
+	 * TRIM that preserves chunks first (cow), counted in flight (counted) */
+	uint64_t snap_id;
+	int snap_cow, snap_counted;
 };
 
 /* How a command that changes the catalog (volume create/delete, group
@@ -328,6 +334,8 @@ int request_check_range(const Pv__Header *h, uint64_t length, const char *volume
 			uint64_t volume_size, char *msg, size_t msglen);
 /* Completes one IO job (called on the reactor by worker completion). */
 void request_io_done(struct io_job *job);
+/* Runs a local job: inline if it can, else on a worker. */
+void request_job_go(struct io_job *job);
 /* Completes one forwarded part with the owner's answer. */
 void request_part_done(struct request *req, uint64_t buf_off, int status, uint32_t new_owner,
 		       uint64_t epoch, zmq_msg_t *data, const char *message);
@@ -651,7 +659,7 @@ void join_free(void);
 int catalog_volume_create(const char *name, uint64_t size, uint32_t page_size,
 			  const uint32_t *servers, size_t nservers, catalog_done_fn done, void *arg,
 			  char *err, size_t errlen);
-int catalog_volume_delete(const char *name, int force, catalog_done_fn done, void *arg, char *err,
+int catalog_volume_delete(const char *name, int force, int with_snapshots, catalog_done_fn done, void *arg, char *err,
 			  size_t errlen);
 
 /* remove.c */
@@ -890,6 +898,8 @@ const char *migrate_state_name(enum mig_state s);
 int migrate_load(void);
 /* Once a second: starts queued moves, resumes stalled ones, punches. */
 void migrate_tick(void *arg);
+/* Whether pages of vol move out of or into this server now. */
+int migrate_volume_moving(const struct volume *vol);
 /* Starts (or queues) moving page of vol, owned here, to server to, in
  * pieces of piece_size bytes (0: the default). 0, or -1 with the reason
  * (not owned here, already moving, to not a member / down / not allowed /
@@ -1023,6 +1033,77 @@ enum placement_verdict {
 enum placement_verdict placement_decide(const struct placement_input *in, uint32_t *to,
 					uint64_t *share);
 
+/* snapmap.c: snapshot chunk maps, pure (docs/architecture.md, "Snapshots").
+ * maps: a volume's snapshots on this server, oldest first. */
+struct snap_map {
+	uint64_t id;
+	uint64_t *bits; /* a bit per chunk: preserved into this snapshot */
+};
+int snapmap_has(const struct snap_map *m, uint64_t chunk);
+void snapmap_set(struct snap_map *m, uint64_t chunk, int on);
+/* Where snapshot maps[from] finds chunk: the index of the first snapshot
+ * from it on holding a copy, or -1: the volume itself. */
+long snapmap_resolve(struct snap_map *const *maps, size_t n, size_t from, uint64_t chunk);
+/* When maps[gone] goes away: the index of the snapshot that must take its
+ * copy of chunk (the next older, if it has none of its own), or -1: none. */
+long snapmap_heir(struct snap_map *const *maps, size_t n, size_t gone, uint64_t chunk);
+/* Whether chunk was written between the cuts of maps[from] and maps[to]
+ * (to == n: the volume now). */
+int snapmap_changed(struct snap_map *const *maps, size_t n, size_t from, size_t to,
+		    uint64_t chunk);
+uint64_t snapmap_words(uint64_t nchunks);
+
+/* snap.c: snapshots (docs/architecture.md, "Snapshots"). */
+#define SNAP_MAX	       64	  /* snapshots of a volume */
+#define SNAP_CHUNK_DEFAULT     (64u << 10) /* copy-on-write unit */
+#define SNAP_TIMEOUT_DEFAULT   7000	  /* ms a hold may last */
+#define SNAP_TIMEOUT_MAX       60000
+/* Sets up (and loads from LMDB) the snapshot state of a volume being
+ * installed; 0 or -1. */
+int snap_volume_init(struct volume *v, const Pv__VolumeInfo *vi);
+void snap_volume_free(struct volume *v);
+/* After a catalog install: vi is v's entry (snapshots made or gone). */
+void snap_catalog_sync(struct volume *v, const Pv__VolumeInfo *vi);
+/* A volume deleted from the catalog: its snapshot files and records go. */
+void snap_volume_removed(struct volume *v);
+/* CAT_PREPARE: a snapshot the change adds must have its cut here. */
+int snap_validate(const Pv__Catalog *next, char *err, size_t errlen);
+/* A local WRITE/TRIM job about to run (reactor): 1 if taken (held, or sent
+ * to a worker to preserve chunks first), 0 to run as usual. */
+int snap_write_gate(struct io_job *job);
+/* Its end (reactor). */
+void snap_write_done(struct io_job *job);
+/* Worker side: preserve the chunks a WRITE/TRIM replaces; read a
+ * snapshot's image. Return 0 or an errno. */
+int snap_cow(struct io_job *job);
+int snap_read(struct io_job *job);
+/* Whether a READ of snapshot id of v may be served (in the catalog here). */
+int snap_known(const struct volume *v, uint64_t id);
+/* 1 if pages of v must not move (it has snapshots or one is being made). */
+int snap_blocks_moves(const struct volume *v);
+void snap_peer_op(const struct origin *from, const Pv__Header *h, const void *body, size_t len);
+void snap_peer_reply(struct member *m, const Pv__Header *h, const void *body, size_t len);
+/* How a snapshot command ended (control.c): ok with the snapshot's catalog
+ * entry and the writes' pause in ms, or the error of kind why. */
+typedef void (*snap_done_fn)(void *arg, int ok, const char *volume, const Pv__SnapshotInfo *si,
+			     uint64_t pause_ms, int why, const char *err);
+int snap_create(const char *volume, const char *name, const char *mode, uint32_t timeout_ms,
+		snap_done_fn done, void *arg, char *err, size_t errlen);
+int snap_delete(const char *volume, const char *name, snap_done_fn done, void *arg, char *err,
+		size_t errlen);
+/* Bytes preserved here for snapshot id of v (allocated in its file). */
+uint64_t snap_preserved(const struct volume *v, uint64_t id);
+/* The committed snapshots of v (at most max) and the bytes each has
+ * preserved here: their count. */
+size_t snap_usage(const struct volume *v, uint64_t *ids, uint64_t *bytes, size_t max);
+/* Bytes preserved for snapshot id of v over the group (this server, and
+ * the others as of their last heartbeats); per server into per[] (ids in
+ * per_id, at most PEERD_MAX_MEMBERS) when not NULL. */
+uint64_t snap_preserved_group(const struct volume *v, uint64_t id, uint32_t *per_id,
+			      uint64_t *per);
+/* Once a second (reactor): drops cuts never committed, retries drops. */
+void snap_tick(void *arg);
+
 /* load.c: the load monitor (docs/architecture.md, "Load monitor and
  * rebalancer"): what this server serves, per server, volume, page and
  * client, as decaying rates over 10 s and 60 s, a p99 of served times; its
@@ -1151,6 +1232,10 @@ enum control_op {
 	CONTROL_BALANCE_STATUS,
 	CONTROL_BALANCE_ON,
 	CONTROL_BALANCE_OFF,
+	CONTROL_SNAPSHOT_CREATE,
+	CONTROL_SNAPSHOT_LIST,
+	CONTROL_SNAPSHOT_SHOW,
+	CONTROL_SNAPSHOT_DELETE,
 	CONTROL_NCMDS
 };
 #define CONTROL_MAX_ADDRESS 200 /* group.join address length */
@@ -1194,6 +1279,13 @@ struct control_cmd {
 						  balance.interval seconds 1..
 						  BALANCE_MAX_INTERVAL */
 	enum control_key key;		       /* config.set: which setting */
+	char snap[PV_MAX_NAME + 1];	       /* snapshot.*: the snapshot's name (c->name:
+						  its volume; snapshot.list: "" for all) */
+	char mode[16];			       /* snapshot.create: "hold" (default) or
+						  "timestamp" */
+	uint32_t timeout_ms;		       /* snapshot.create: 0 (default) to
+						  SNAP_TIMEOUT_MAX */
+	int with_snapshots;		       /* volume.delete: its snapshots too */
 };
 #define CONTROL_MAX_TIMEOUT 3600 /* group.join "timeout", seconds */
 /* Decodes one request frame (JSON) into out, checking its arguments; volume

@@ -56,6 +56,7 @@ void peers_tick(void *arg)
 {
 	Pv__Heartbeat hb = PV__HEARTBEAT__INIT;
 	Pv__VolumeStat stats[256], *statp[256];
+	static uint64_t snap_ids[256][SNAP_MAX], snap_bytes[256][SNAP_MAX];
 	uint64_t now = pv_now_ms(), pages = 0, bytes = 0;
 	char link[64];
 	size_t n = 0;
@@ -70,6 +71,10 @@ void peers_tick(void *arg)
 			stats[n].pages_written = v->written;
 			stats[n].bytes = v->bytes;
 			stats[n].open_clients = clients_open_count(v->name);
+			stats[n].n_snapshot_ids = stats[n].n_snapshot_bytes =
+			    snap_usage(v, snap_ids[n], snap_bytes[n], SNAP_MAX);
+			stats[n].snapshot_ids = snap_ids[n];
+			stats[n].snapshot_bytes = snap_bytes[n];
 			statp[n] = &stats[n];
 			n++;
 		}
@@ -175,6 +180,11 @@ static void reply_one(struct member *m, const Pv__Header *h, zmq_msg_t *payload)
 		break;
 	case PV_OP_SHM_ATTACH:
 		shm_peer_answer(m->id, h);
+		break;
+	case PV_OP_SNAP_HOLD:
+	case PV_OP_SNAP_RELEASE:
+		snap_peer_reply(m, h, payload ? zmq_msg_data(payload) : NULL,
+				payload ? zmq_msg_size(payload) : 0);
 		break;
 	case PV_OP_CAT_PREPARE:
 	case PV_OP_CAT_COMMIT:

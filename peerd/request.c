@@ -207,6 +207,14 @@ static void submit_local_mig(struct request *req, enum io_kind kind, uint64_t of
 	if (m)
 		migrate_job_begin(job, m, first, last, counted);
 	load_part(req->vol, req->op, offset, len);
+	job->snap_id = req->snap_id;
+	if ((kind == IO_WRITE || kind == IO_TRIM) && snap_write_gate(job))
+		return; /* held by a snapshot's hold, or preserving chunks first */
+	request_job_go(job);
+}
+
+void request_job_go(struct io_job *job)
+{
 	if (store_try_inline(job))
 		request_io_done(job); /* a page cache hit: no thread hand-off */
 	else
@@ -224,6 +232,7 @@ void request_io_done(struct io_job *job)
 	struct request *req = job->req;
 
 	migrate_job_end(job);		/* a job on a page moving out: the move may go on */
+	snap_write_done(job);		/* a hold may be waiting for it */
 	store_note_done(req->vol, job); /* logs a failure (once a minute per volume) */
 	if (job->err) {
 		part_done(req, request_status_from_errno(job->err), "%s on server %u: %s",
@@ -504,6 +513,7 @@ static struct shm_region *shm_check(const struct origin *from, const Pv__Header 
 static int read_mappable(const struct volume *vol, const Pv__Header *h)
 {
 	if (!(h->flags & PV_F_MAP) || h->op != PV_OP_READ || h->hops || !h->client_id ||
+	    h->snapshot_id || /* the mapping is of the volume, not of its snapshots */
 	    vol->fd < 0 || h->map_ino != vol->ino || h->map_dev != vol->dev ||
 	    !pv_range_owned(vol->owner, vol->npages, vol->page_size, h->offset, h->length,
 			    srv->cfg.id) ||
@@ -653,6 +663,15 @@ static int validate(const struct origin *from, const Pv__Header *h, const zmq_ms
 				 sizeof(msg));
 	if (st == PV_ST_OK && (h->flags & PV_F_SHM) && !(c->shm = shm_check(from, h, &c->shm_data)))
 		return -1;
+	if (st == PV_ST_OK && h->snapshot_id && h->op != PV_OP_READ) {
+		st = PV_ST_BAD_REQUEST;
+		snprintf(msg, sizeof(msg), "a snapshot of volume %s is read-only: %s refused",
+			 c->vol->name, wire_op_name(h->op));
+	} else if (st == PV_ST_OK && h->snapshot_id && !snap_known(c->vol, h->snapshot_id)) {
+		st = PV_ST_NO_VOLUME;
+		snprintf(msg, sizeof(msg), "volume %s has no snapshot of id %llu on server %u",
+			 c->vol->name, (unsigned long long)h->snapshot_id, srv->cfg.id);
+	}
 	if (st == PV_ST_OK)
 		st =
 		    request_check_range(h, c->length, c->vol->name, c->vol->size, msg, sizeof(msg));
@@ -720,6 +739,7 @@ static struct request *request_new(const struct origin *from, const Pv__Header *
 	req->client_done_below = c->done_below;
 	req->from_server = h->server_id;
 	req->sent_ts = h->timestamp;
+	req->snap_id = h->snapshot_id;
 	req->batch_reply = batch_supported(h->version);
 	volume_get(c->vol);
 	req->vol = c->vol;

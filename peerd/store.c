@@ -223,7 +223,8 @@ int store_try_inline(struct io_job *job)
 	int bit = job->kind == IO_READ ? STORE_INLINE_READ : STORE_INLINE_WRITE;
 	ssize_t n;
 
-	if (job->fua || (job->kind != IO_READ && job->kind != IO_WRITE))
+	if (job->fua || (job->kind != IO_READ && job->kind != IO_WRITE) || job->snap_id ||
+	    job->snap_cow)
 		return 0;
 	if (vol->inline_io & STORE_INLINE_MEMORY) {
 		/* tmpfs: a page cache miss is a hole, nothing waits for a disk.
@@ -260,9 +261,13 @@ void store_do(struct io_job *job)
 {
 	int err = 0;
 
+	if (job->snap_cow && (err = snap_cow(job))) { /* preserved first */
+		job->err = err;
+		return;
+	}
 	switch (job->kind) {
 	case IO_READ:
-		err = do_read(job);
+		err = job->snap_id ? snap_read(job) : do_read(job);
 		break;
 	case IO_WRITE:
 		err = do_write(job);

@@ -20,6 +20,7 @@ struct volume_arg {
 	uint32_t servers[PEERD_MAX_MEMBERS];
 	size_t nservers;
 	int force;
+	int with_snapshots; /* delete: its snapshots go too */
 	int why;	      /* the kind of a refusal in build: ENOENT, EEXIST or 0 */
 	catalog_done_fn done; /* the starter's */
 	void *done_arg;
@@ -222,6 +223,13 @@ static int delete_build(void *arg, Pv__Catalog *next, char *err, size_t errlen)
 				 a->name, open, srv->cfg.id);
 			return -1;
 		}
+		if (next->volumes[i]->n_snapshots && !a->with_snapshots) {
+			snprintf(err, errlen,
+				 "volume %s has %zu snapshot(s); delete them first ('peerctl "
+				 "snapshot list %s'), or delete it with --with-snapshots",
+				 a->name, next->volumes[i]->n_snapshots, a->name);
+			return -1;
+		}
 		pv__volume_info__free_unpacked(next->volumes[i], NULL);
 		next->volumes[i] = next->volumes[--next->n_volumes];
 		return 0;
@@ -239,7 +247,7 @@ static void delete_done(void *arg, int ok, const char *err)
 	free(a);
 }
 
-int catalog_volume_delete(const char *name, int force, catalog_done_fn done, void *done_arg,
+int catalog_volume_delete(const char *name, int force, int with_snapshots, catalog_done_fn done, void *done_arg,
 			  char *err, size_t errlen)
 {
 	struct volume_arg *a;
@@ -252,6 +260,7 @@ int catalog_volume_delete(const char *name, int force, catalog_done_fn done, voi
 	if (!a)
 		return -1;
 	a->force = force;
+	a->with_snapshots = with_snapshots;
 	return change_start(change_new(force, delete_build, delete_done, a, "delete volume %s%s",
 				       name, force ? " (forced)" : ""),
 			    a, err, errlen);

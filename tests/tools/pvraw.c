@@ -79,6 +79,7 @@ static const char usage_text[] =
 	"  -s SRC_IP  connect from this local address (e.g. 127.0.0.9)\n"
 	"  -c ID      client id of the shm-* cases (default random; 0: none)\n"
 	"  -V ID      volume id (Header.volume_id) in every request naming a volume\n"
+	"  -S ID      snapshot id (Header.snapshot_id) in every request naming a volume\n"
 	"  -q         print the reply's message text on stderr too\n";
 
 struct opts {
@@ -89,6 +90,7 @@ struct opts {
 	uint64_t client_id; /* for the shm-* cases */
 	int client_id_set;  /* -c given (0 too); else a random one */
 	uint64_t volume_id; /* -V: Header.volume_id of every data request */
+	uint64_t snapshot_id; /* -S: Header.snapshot_id of every data request */
 };
 
 static uint64_t next_req_id = 1;
@@ -115,10 +117,13 @@ static size_t pack_header(const Pv__Header *h, uint8_t *buf, size_t cap)
 	Pv__Header with_id;
 	size_t n;
 
-	if (opt && opt->volume_id && h->volume && h->volume[0] && h->op != PV_OP_BATCH) {
-		/* -V: every request naming a volume names its id too */
+	if (opt && (opt->volume_id || opt->snapshot_id) && h->volume && h->volume[0] &&
+	    h->op != PV_OP_BATCH) {
+		/* -V, -S: every request naming a volume names its id (and the
+		 * snapshot) too */
 		with_id = *h;
 		with_id.volume_id = opt->volume_id;
+		with_id.snapshot_id = opt->snapshot_id;
 		h = &with_id;
 	}
 	n = pv__header__get_packed_size(h);
@@ -781,7 +786,7 @@ int main(int argc, char **argv)
 	int c, rc = 0, linger = 0;
 
 	opt = &o;
-	while ((c = getopt(argc, argv, "t:n:s:c:V:qh")) != -1) {
+	while ((c = getopt(argc, argv, "t:n:s:c:V:S:qh")) != -1) {
 		switch (c) {
 		case 't':
 			o.timeout_ms = (int)parse_u64(optarg);
@@ -798,6 +803,9 @@ int main(int argc, char **argv)
 			break;
 		case 'V':
 			o.volume_id = parse_u64(optarg);
+			break;
+		case 'S':
+			o.snapshot_id = parse_u64(optarg);
 			break;
 		case 'q':
 			o.verbose = 1;

@@ -304,7 +304,7 @@ START_TEST(volume_create_alone)
 					       &heard, err, sizeof(err)),
 			 -EEXIST);
 	ck_assert_str_eq(err, "volume 'beta' already exists");
-	ck_assert_int_eq(catalog_volume_delete("nope", 0, hear, &heard, err, sizeof(err)), -ENOENT);
+	ck_assert_int_eq(catalog_volume_delete("nope", 0, 0, hear, &heard, err, sizeof(err)), -ENOENT);
 	ck_assert_str_eq(err, "no volume 'nope'");
 	ck_assert_int_eq(heard.calls, 2);
 	err[0] = '\0';
