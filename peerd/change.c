@@ -53,7 +53,9 @@
  *                            as a coordinator paused between the answers
  *                            and its COMMIT
  *   drop-commit=ID           the first COMMIT to server ID is not sent (it
- *                            is resent) */
+ *                            is resent)
+ *   snap-gc-ms=MS            snap.c drops a snapshot's cut never committed
+ *                            after MS instead of SNAP_GC_MS */
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -166,7 +168,7 @@ uint64_t change_new_txid(void)
 /* ---- test hooks (PEERD_TEST_HOOKS, see above) ---- */
 
 /* The value of hook name ("" if it has none), or NULL if it is not set. */
-static const char *hook(const char *name, char *val, size_t len)
+const char *change_test_hook(const char *name, char *val, size_t len)
 {
 	const char *env = getenv("PEERD_TEST_HOOKS");
 	size_t n = strlen(name);
@@ -201,7 +203,7 @@ static int hook_stall_before_commit(void)
 	static int done;
 	char text[160];
 
-	if (done || cur->failed || !hook("stall-before-commit", text, sizeof(text)) ||
+	if (done || cur->failed || !change_test_hook("stall-before-commit", text, sizeof(text)) ||
 	    !strstr(cur->ch->what, text))
 		return 0;
 	done = 1;
@@ -217,7 +219,7 @@ static int hook_drop_commit(uint32_t id)
 	static int done;
 	char val[32];
 
-	if (done || !hook("drop-commit", val, sizeof(val)) || strtoul(val, NULL, 10) != id)
+	if (done || !change_test_hook("drop-commit", val, sizeof(val)) || strtoul(val, NULL, 10) != id)
 		return 0;
 	done = 1;
 	pv_warn("test hook: COMMIT to server %u not sent", id);

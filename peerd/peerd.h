@@ -591,6 +591,8 @@ void change_tick(void);
 void change_free(void);
 /* Whether this server currently holds the catalog lock. */
 int catalog_locked(void);
+/* The value of test hook name in PEERD_TEST_HOOKS (change.c), or NULL. */
+const char *change_test_hook(const char *name, char *val, size_t len);
 
 /* The decisions of the protocol, pure so that they are unit-tested. */
 /* A participant's lock: the transaction it holds prepared, until when. */

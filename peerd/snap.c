@@ -1646,10 +1646,13 @@ void snap_volume_free(struct volume *v)
  * dropped again. */
 void snap_tick(void *arg)
 {
-	uint64_t now = pv_now_ms();
+	uint64_t now = pv_now_ms(), gc_ms = SNAP_GC_MS;
 	int behind = catalog_locked();
+	char val[32];
 
 	(void)arg;
+	if (change_test_hook("snap-gc-ms", val, sizeof(val)))
+		gc_ms = strtoull(val, NULL, 10);
 	for (size_t i = 0; i < srv->nmembers; i++)
 		behind |= srv->members[i].catalog_version > srv->version;
 	for (struct volume *v = srv->volumes; v; v = v->next) {
@@ -1662,7 +1665,7 @@ void snap_tick(void *arg)
 			    (vs->hold && vs->hold->snap_id == id))
 				continue;
 			if (!vs->r_pending[i] ||
-			    (!behind && now - vs->r_since_ms[i] > SNAP_GC_MS)) {
+			    (!behind && now - vs->r_since_ms[i] > gc_ms)) {
 				if (vs->r_pending[i])
 					pv_warn("snapshot: volume %s: the cut of snapshot id %llu "
 						"was never committed; dropping it",

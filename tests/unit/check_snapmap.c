@@ -1,0 +1,246 @@
+/* check_snapmap.c: unit tests for the snapshot chunk maps (peerd/snapmap.c,
+ * pure): a chunk is preserved once per snapshot; a snapshot's image
+ * resolves through newer snapshots to the volume; deleting a snapshot hands
+ * the chunks an older one still reads through it down to that one, and only
+ * those; snapmap_changed lists the chunks written between two cuts. A
+ * random run checks every image against full copies taken at each cut,
+ * with the copy-on-write rule of snap.c (preserve into the newest snapshot
+ * on the first write after its cut). The global srv of peerd stays NULL. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "peerd.h"
+
+struct server *srv; /* defined by peerd/main.c, which is not linked here */
+
+#define CHUNKS 200
+#define SNAPS  8
+
+/* A model volume: live[c] is chunk c's content (a number); each snapshot
+ * has a chunk map and the content preserved into it. */
+struct model {
+	unsigned live[CHUNKS];
+	struct snap_map maps[SNAPS];
+	struct snap_map *list[SNAPS];
+	unsigned kept[SNAPS][CHUNKS]; /* by list index */
+	unsigned image[SNAPS][CHUNKS]; /* the truth: live at each cut */
+	size_t n;
+	uint64_t next_id;
+};
+
+static void model_init(struct model *m)
+{
+	memset(m, 0, sizeof(*m));
+	for (size_t i = 0; i < SNAPS; i++)
+		m->maps[i].bits = calloc(snapmap_words(CHUNKS), sizeof(uint64_t));
+	m->next_id = 1;
+}
+
+static void model_free(struct model *m)
+{
+	for (size_t i = 0; i < SNAPS; i++)
+		free(m->maps[i].bits);
+}
+
+static void relist(struct model *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		m->list[i] = &m->maps[i];
+}
+
+static void snapshot(struct model *m)
+{
+	struct snap_map *s = &m->maps[m->n];
+
+	memset(s->bits, 0, snapmap_words(CHUNKS) * sizeof(uint64_t));
+	s->id = m->next_id++;
+	memcpy(m->image[m->n], m->live, sizeof(m->live));
+	m->n++;
+	relist(m);
+}
+
+/* The copy-on-write rule: preserve into the newest snapshot once. */
+static int write_chunk(struct model *m, uint64_t c, unsigned value)
+{
+	int copied = 0;
+
+	if (m->n && !snapmap_has(m->list[m->n - 1], c)) {
+		m->kept[m->n - 1][c] = m->live[c];
+		snapmap_set(m->list[m->n - 1], c, 1);
+		copied = 1;
+	}
+	m->live[c] = value;
+	return copied;
+}
+
+static unsigned read_image(const struct model *m, size_t idx, uint64_t c)
+{
+	long from = snapmap_resolve((struct snap_map *const *)m->list, m->n, idx, c);
+
+	return from < 0 ? m->live[c] : m->kept[from][c];
+}
+
+/* Deletes list entry gone as snap.c's drop does. */
+static void delete_snapshot(struct model *m, size_t gone)
+{
+	for (uint64_t c = 0; c < CHUNKS; c++) {
+		long heir = snapmap_heir(m->list, m->n, gone, c);
+
+		if (heir >= 0) {
+			m->kept[heir][c] = m->kept[gone][c];
+			snapmap_set(m->list[heir], c, 1);
+		}
+	}
+	/* shift maps, kept data and truth down */
+	struct snap_map tmp = m->maps[gone];
+
+	for (size_t i = gone; i + 1 < m->n; i++) {
+		m->maps[i] = m->maps[i + 1];
+		memcpy(m->kept[i], m->kept[i + 1], sizeof(m->kept[i]));
+		memcpy(m->image[i], m->image[i + 1], sizeof(m->image[i]));
+	}
+	m->maps[m->n - 1] = tmp;
+	m->n--;
+	relist(m);
+}
+
+static void check_images(const struct model *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		for (uint64_t c = 0; c < CHUNKS; c++)
+			ck_assert_uint_eq(read_image(m, i, c), m->image[i][c]);
+}
+
+START_TEST(preserve_once)
+{
+	struct model m;
+
+	model_init(&m);
+	snapshot(&m);
+	ck_assert_int_eq(write_chunk(&m, 5, 1), 1);
+	ck_assert_int_eq(write_chunk(&m, 5, 2), 0); /* once per snapshot */
+	ck_assert_int_eq(write_chunk(&m, 6, 3), 1);
+	snapshot(&m);
+	ck_assert_int_eq(write_chunk(&m, 5, 4), 1); /* again for the new one */
+	ck_assert_uint_eq(read_image(&m, 0, 5), 0);
+	ck_assert_uint_eq(read_image(&m, 1, 5), 2);
+	ck_assert_uint_eq(read_image(&m, 0, 7), 0); /* never written: the volume */
+	check_images(&m);
+	model_free(&m);
+}
+END_TEST
+
+START_TEST(resolve_through_newer)
+{
+	struct model m;
+
+	model_init(&m);
+	write_chunk(&m, 1, 10);
+	snapshot(&m); /* s0: chunk 1 = 10 */
+	snapshot(&m); /* s1: nothing written between: s0 reads through s1 */
+	write_chunk(&m, 1, 11);
+	ck_assert(!snapmap_has(m.list[0], 1));
+	ck_assert(snapmap_has(m.list[1], 1));
+	ck_assert_int_eq(snapmap_resolve(m.list, m.n, 0, 1), 1);
+	ck_assert_uint_eq(read_image(&m, 0, 1), 10);
+	ck_assert_int_eq(snapmap_resolve(m.list, m.n, 0, 2), -1);
+	check_images(&m);
+	model_free(&m);
+}
+END_TEST
+
+START_TEST(delete_hands_down)
+{
+	struct model m;
+
+	model_init(&m);
+	write_chunk(&m, 1, 10);
+	write_chunk(&m, 2, 20);
+	snapshot(&m); /* s0 */
+	write_chunk(&m, 2, 21); /* s0 keeps 2 */
+	snapshot(&m);		/* s1 */
+	write_chunk(&m, 1, 12); /* s1 keeps 1 (= 10), which s0 reads through it */
+	write_chunk(&m, 2, 22); /* s1 keeps 2 (= 21); s0 has its own */
+	/* deleting s1: chunk 1 goes to s0, chunk 2 does not */
+	ck_assert_int_eq(snapmap_heir(m.list, m.n, 1, 1), 0);
+	ck_assert_int_eq(snapmap_heir(m.list, m.n, 1, 2), -1);
+	ck_assert_int_eq(snapmap_heir(m.list, m.n, 1, 3), -1); /* not in s1 */
+	ck_assert_int_eq(snapmap_heir(m.list, m.n, 0, 2), -1); /* the oldest */
+	delete_snapshot(&m, 1);
+	ck_assert_uint_eq(read_image(&m, 0, 1), 10);
+	ck_assert_uint_eq(read_image(&m, 0, 2), 20);
+	check_images(&m);
+	model_free(&m);
+}
+END_TEST
+
+START_TEST(changed_between)
+{
+	struct model m;
+
+	model_init(&m);
+	snapshot(&m);
+	write_chunk(&m, 3, 1);
+	snapshot(&m);
+	write_chunk(&m, 4, 1);
+	/* s0 -> s1: chunk 3; s1 -> now: chunk 4; s0 -> now: both */
+	ck_assert(snapmap_changed(m.list, m.n, 0, 1, 3));
+	ck_assert(!snapmap_changed(m.list, m.n, 0, 1, 4));
+	ck_assert(snapmap_changed(m.list, m.n, 1, 2, 4));
+	ck_assert(snapmap_changed(m.list, m.n, 0, 2, 3) && snapmap_changed(m.list, m.n, 0, 2, 4));
+	ck_assert(!snapmap_changed(m.list, m.n, 0, 2, 5));
+	model_free(&m);
+}
+END_TEST
+
+START_TEST(random_runs)
+{
+	srand(7);
+	for (int run = 0; run < 40; run++) {
+		struct model m;
+
+		model_init(&m);
+		for (int step = 0; step < 400; step++) {
+			int r = rand() % 100;
+
+			if (r < 5 && m.n < SNAPS)
+				snapshot(&m);
+			else if (r < 8 && m.n)
+				delete_snapshot(&m, (size_t)rand() % m.n);
+			else
+				write_chunk(&m, (uint64_t)(rand() % CHUNKS), (unsigned)rand());
+			if (step % 50 == 0)
+				check_images(&m);
+		}
+		check_images(&m);
+		model_free(&m);
+	}
+}
+END_TEST
+
+static Suite *snapmap_suite(void)
+{
+	Suite *s = suite_create("snapmap");
+	TCase *tc = tcase_create("chunks");
+
+	tcase_add_test(tc, preserve_once);
+	tcase_add_test(tc, resolve_through_newer);
+	tcase_add_test(tc, delete_hands_down);
+	tcase_add_test(tc, changed_between);
+	tcase_add_test(tc, random_runs);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(snapmap_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
