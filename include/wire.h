@@ -112,6 +112,10 @@ enum pv_status {
 				 * late copy of a request already answered */
 	PV_ST_NO_SHM = 11,	/* PV_F_SHM but no shared memory of this client
 				 * is mapped: attach again or send the data */
+	PV_ST_RESTAMP = 12,	/* a WRITE/TRIM stamped before a timestamp-mode
+				 * snapshot's cut reached data written after
+				 * it: stamp it again (from a clock merged with
+				 * the reply's hlc) and send it again */
 	PV_ST__COUNT
 };
 
@@ -124,8 +128,15 @@ const char *wire_status_name(int32_t status);
 /* Whether op is one this version knows. */
 int wire_op_known(uint32_t op);
 
-/* Fills h with a fresh header of this protocol version. */
+/* Fills h with a fresh header of this protocol version, hlc from this
+ * process's clock. */
 void wire_header_init(Pv__Header *h);
+
+/* This process's hybrid logical clock (include/hlc.h): a new stamp, later
+ * than every stamp it gave out or saw (thread-safe). */
+uint64_t wire_hlc_now(void);
+/* Merges a stamp seen in a message (wire_header_decode does it). */
+void wire_hlc_seen(uint64_t stamp);
 
 /* Decodes and validates a header frame. Returns PV_ST_OK and sets *out (free
  * with wire_header_free), or PV_ST_BAD_REQUEST / PV_ST_VERSION with a reason

@@ -2,10 +2,12 @@
  * validation, op and status names, and multipart sends. Pure functions plus
  * ZeroMQ sends on a socket the caller owns; thread-safe, no global state. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <zmq.h>
 
+#include "hlc.h"
 #include "link.h"
 #include "wire.h"
 
@@ -53,6 +55,7 @@ static const char *const status_names[PV_ST__COUNT] = {
     [PV_ST_UNAVAILABLE] = "UNAVAILABLE",
     [PV_ST_REFUSED] = "REFUSED",
     [PV_ST_NO_SHM] = "NO_SHM",
+    [PV_ST_RESTAMP] = "RESTAMP",
 };
 
 const char *wire_op_name(uint32_t op)
@@ -75,10 +78,36 @@ const char *wire_status_name(int32_t status)
 	return status_names[status];
 }
 
+/* This process's hybrid logical clock: every header it sends carries it
+ * (wire_header_init), every header it decodes advances it. */
+static _Atomic uint64_t clock_hlc;
+
+uint64_t wire_hlc_now(void)
+{
+	uint64_t old = clock_hlc, next;
+
+	do
+		next = hlc_next(old, pv_wall_ms());
+	while (!atomic_compare_exchange_weak(&clock_hlc, &old, next));
+	return next;
+}
+
+void wire_hlc_seen(uint64_t seen)
+{
+	uint64_t old = clock_hlc, next;
+
+	do {
+		next = hlc_merge(old, seen, pv_wall_ms());
+		if (next == old)
+			return;
+	} while (!atomic_compare_exchange_weak(&clock_hlc, &old, next));
+}
+
 void wire_header_init(Pv__Header *h)
 {
 	pv__header__init(h);
 	h->version = PV_PROTO_VERSION;
+	h->hlc = wire_hlc_now();
 }
 
 /* Whether m and the messages inside it carry no unknown field numbered 0. */
@@ -146,6 +175,7 @@ int wire_header_decode(const void *buf, size_t len, Pv__Header **out, char *err,
 		snprintf(err, errlen, "header frame does not decode");
 		return PV_ST_BAD_REQUEST;
 	}
+	wire_hlc_seen(h->hlc); /* a clock too far ahead is ignored (hlc_merge) */
 	if (!message_clean(&h->base, 0)) {
 		snprintf(err, errlen, "header frame has a field numbered 0");
 		goto bad;
