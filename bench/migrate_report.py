@@ -325,6 +325,19 @@ def render(res):
     return "\n".join(out)
 
 
+def result(a, collect):
+    """A run's result: read again (--from), or collect(a) from the work
+    directory and written to --json. (skew_report.py uses it too.)"""
+    if a.from_:
+        return json.load(open(a.from_))
+    res = collect(a)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+            f.write("\n")
+    return res
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--in")
@@ -335,15 +348,7 @@ def main():
         ap.add_argument("--" + k, default="")
     ap.add_argument("--clk-tck", type=int, default=100)
     a = ap.parse_args()
-    if a.from_:
-        res = json.load(open(a.from_))
-    else:
-        res = collect(a)
-        if a.json:
-            with open(a.json, "w") as f:
-                json.dump(res, f, indent=1)
-                f.write("\n")
-    print(render(res))
+    print(render(result(a, collect)))
 
 
 if __name__ == "__main__":
