@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 
-ACTIVE = {"queued", "begin", "copying", "switching"}
+ACTIVE = {"queued", "starting", "copying", "switching"}
 stop = False
 
 
