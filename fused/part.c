@@ -508,6 +508,12 @@ static void io_answered(struct client *c, struct conn *s, struct part *p, const 
 	case PV_ST_UNAVAILABLE:
 		part_wait(c, p, a->now + FUSED_UNAVAILABLE_MS);
 		break;
+	case PV_ST_RESTAMP:
+		/* a write stamped before a timestamp-mode snapshot's cut came
+		 * too late: sent again now, its entry server stamps it anew
+		 * from a clock past the cut (this answer's hlc, merged) */
+		part_wait(c, p, a->now);
+		break;
 	default:
 		io_failed(c, s, p, h);
 		break;
@@ -608,7 +614,8 @@ void part_reply(struct client *c, struct conn *s, const void *hb, size_t hl, zmq
 		part_abandon_slot(p); /* an owner behind s may still touch the slot */
 	p->shm_sent = 0;	      /* it answered: done with the slot */
 	if (h->status != PV_ST_OK && h->status != PV_ST_BUSY && h->status != PV_ST_MOVED &&
-	    h->status != PV_ST_UNAVAILABLE && h->status != PV_ST_NO_SHM)
+	    h->status != PV_ST_UNAVAILABLE && h->status != PV_ST_NO_SHM &&
+	    h->status != PV_ST_RESTAMP)
 		pv_debug("%s #%llu of '%s' at %llu: %s%s%s", wire_op_name(p->op),
 			 (unsigned long long)p->req_id, p->volume, (unsigned long long)p->offset,
 			 wire_status_name(h->status), h->message[0] ? ": " : "", h->message);

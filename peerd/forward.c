@@ -100,6 +100,7 @@ int forward_part(struct request *req, uint32_t owner, uint64_t offset, uint64_t 
 	h.client_req_id = req->client_req;
 	h.client_done_below = req->client_done_below;
 	h.snapshot_id = req->snap_id;
+	h.stamp = req->stamp;
 	if (req->op != PV_OP_FLUSH)
 		h.epoch = req->vol->epoch[offset / req->vol->page_size];
 	if (req->shm && req->hops == 0 && (req->op == PV_OP_READ || req->op == PV_OP_WRITE) &&

@@ -178,6 +178,7 @@ struct request {
 	uint32_t from_server; /* Header.server_id: the peer that forwarded it */
 	uint64_t start_us;    /* load_now_us() when it arrived (served time) */
 	uint64_t snap_id;     /* READ of a snapshot's image (Header.snapshot_id) */
+	uint64_t stamp;	      /* WRITE/TRIM: Header.stamp, or this server's clock */
 	char message[160];
 };
 
@@ -210,6 +211,8 @@ struct io_job {
 	 * TRIM that preserves chunks first (cow), counted in flight (counted) */
 	uint64_t snap_id;
 	int snap_cow, snap_counted;
+	uint64_t stamp; /* WRITE/TRIM: the request's stamp (Header.stamp) */
+	int snap_late;	/* stamped before the newest cut (snap_late_begin) */
 };
 
 /* How a command that changes the catalog (volume create/delete, group
@@ -1079,6 +1082,12 @@ void snap_write_done(struct io_job *job);
  * snapshot's image. Return 0 or an errno. */
 int snap_cow(struct io_job *job);
 int snap_read(struct io_job *job);
+/* A write stamped before the newest snapshot's cut (worker): 0 (then the
+ * write runs and snap_late_end follows it), or SNAP_ERESTAMP: the client
+ * must stamp it again. */
+#define SNAP_ERESTAMP EXDEV
+int snap_late_begin(struct io_job *job);
+void snap_late_end(struct io_job *job);
 /* Whether a READ of snapshot id of v may be served (in the catalog here). */
 int snap_known(const struct volume *v, uint64_t id);
 /* 1 if pages of v must not move (it has snapshots or one is being made). */

@@ -208,6 +208,7 @@ static void submit_local_mig(struct request *req, enum io_kind kind, uint64_t of
 		migrate_job_begin(job, m, first, last, counted);
 	load_part(req->vol, req->op, offset, len);
 	job->snap_id = req->snap_id;
+	job->stamp = req->stamp;
 	if ((kind == IO_WRITE || kind == IO_TRIM) && snap_write_gate(job))
 		return; /* held by a snapshot's hold, or preserving chunks first */
 	request_job_go(job);
@@ -234,7 +235,12 @@ void request_io_done(struct io_job *job)
 	migrate_job_end(job);		/* a job on a page moving out: the move may go on */
 	snap_write_done(job);		/* a hold may be waiting for it */
 	store_note_done(req->vol, job); /* logs a failure (once a minute per volume) */
-	if (job->err) {
+	if (job->err == SNAP_ERESTAMP) {
+		part_done(req, PV_ST_RESTAMP,
+			  "volume %s: %s stamped before the cut of a snapshot reached data written "
+			  "after it on server %u: stamp it again",
+			  req->vol->name, wire_op_name(req->op), srv->cfg.id);
+	} else if (job->err) {
 		part_done(req, request_status_from_errno(job->err), "%s on server %u: %s",
 			  wire_op_name(req->op), srv->cfg.id, strerror(job->err));
 	} else {
@@ -740,6 +746,11 @@ static struct request *request_new(const struct origin *from, const Pv__Header *
 	req->from_server = h->server_id;
 	req->sent_ts = h->timestamp;
 	req->snap_id = h->snapshot_id;
+	/* a write's stamp is its client's; one that came without is stamped
+	 * where it entered the group */
+	req->stamp = h->stamp;
+	if (!req->stamp && h->hops == 0 && (h->op == PV_OP_WRITE || h->op == PV_OP_TRIM))
+		req->stamp = wire_hlc_now();
 	req->batch_reply = batch_supported(h->version);
 	volume_get(c->vol);
 	req->vol = c->vol;

@@ -50,17 +50,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hlc.h"
 #include "peerd.h"
 
 #define SNAP_DB_CHUNKS	"snap_chunks"  /* VOLID SNAPID CHUNK (hex) -> "1" */
 #define SNAP_DB_PENDING "snap_pending" /* VOLID SNAPID (hex) -> name */
 #define SNAP_GC_MS	60000	       /* a cut not committed after this: dropped */
 #define SNAP_TICK_MS	1000
+#define SNAP_TS_AHEAD_MS 50 /* timestamp mode: the cut T is this far ahead */
 
 struct snap {
 	struct snap_map map; /* first: &snap->map is in vs->maps */
 	int fd;		     /* its file, -1 if it has none (a chunk map only) */
 	int pending_rec;     /* loading: a pending record names it */
+	uint64_t stamp;	     /* timestamp mode: the cut T; 0: hold mode */
 	_Atomic uint64_t bytes;
 };
 
@@ -78,6 +81,8 @@ struct hold {
 	uint64_t gen;
 	struct volume *vol;
 	uint64_t snap_id;
+	uint64_t stamp; /* timestamp mode: the cut T (the hold lasts only
+			 * until the cut is made); 0: hold mode */
 	char name[PV_MAX_NAME + 1];
 	uint64_t start_ms;
 	int cut_started, cut_done, answered, ended;
@@ -97,7 +102,9 @@ struct vol_snaps {
 	int r_pending[SNAP_MAX];
 	int r_dropping[SNAP_MAX];
 	uint64_t r_since_ms[SNAP_MAX];
+	uint64_t r_stamp[SNAP_MAX]; /* the cut T (timestamp mode), or 0 */
 	size_t r_n;
+	uint64_t max_stamp; /* of the writes let through so far */
 	uint64_t committed[SNAP_MAX];
 	size_t ncommitted;
 	uint64_t writes;
@@ -230,7 +237,7 @@ static long r_find(const struct vol_snaps *vs, uint64_t id)
 	return -1;
 }
 
-static void r_add(struct vol_snaps *vs, uint64_t id, int pending)
+static void r_add(struct vol_snaps *vs, uint64_t id, int pending, uint64_t stamp)
 {
 	size_t i = vs->r_n;
 
@@ -240,6 +247,7 @@ static void r_add(struct vol_snaps *vs, uint64_t id, int pending)
 	vs->r_pending[i] = pending;
 	vs->r_dropping[i] = 0;
 	vs->r_since_ms[i] = pv_now_ms();
+	vs->r_stamp[i] = stamp;
 	vs->r_n++;
 }
 
@@ -254,6 +262,7 @@ static void r_remove(struct vol_snaps *vs, uint64_t id)
 	vs->r_pending[i] = vs->r_pending[vs->r_n];
 	vs->r_dropping[i] = vs->r_dropping[vs->r_n];
 	vs->r_since_ms[i] = vs->r_since_ms[vs->r_n];
+	vs->r_stamp[i] = vs->r_stamp[vs->r_n];
 }
 
 static int is_committed(const struct vol_snaps *vs, uint64_t id)
@@ -565,6 +574,16 @@ static void drop(struct volume *v, uint64_t id)
 
 /* ---- writes ---- */
 
+/* Whether no chunk of [off, +len) is preserved in s (under mu). */
+static int preserved_none_locked(const struct snap *s, const struct vol_snaps *vs, uint64_t off,
+				 uint64_t len)
+{
+	for (uint64_t c = off / vs->chunk; len && c <= (off + len - 1) / vs->chunk; c++)
+		if (snapmap_has(&s->map, c))
+			return 0;
+	return 1;
+}
+
 /* Whether every chunk of [off, +len) is preserved in the newest snapshot
  * (under mu). */
 static int preserved_locked(struct vol_snaps *vs, uint64_t off, uint64_t len)
@@ -575,6 +594,20 @@ static int preserved_locked(struct vol_snaps *vs, uint64_t off, uint64_t len)
 		if (!snapmap_has(vs->maps[vs->n - 1], c))
 			return 0;
 	return 1;
+}
+
+/* The cut T of the newest snapshot here (0: hold mode, or none). */
+static uint64_t newest_stamp(const struct vol_snaps *vs)
+{
+	uint64_t id = 0, stamp = 0;
+
+	for (size_t i = 0; i < vs->r_n; i++) {
+		if (vs->r_ids[i] > id) {
+			id = vs->r_ids[i];
+			stamp = vs->r_stamp[i];
+		}
+	}
+	return stamp;
 }
 
 int snap_write_gate(struct io_job *job)
@@ -593,8 +626,15 @@ int snap_write_gate(struct io_job *job)
 	}
 	vs->writes++;
 	job->snap_counted = 1;
+	if (job->stamp > vs->max_stamp)
+		vs->max_stamp = job->stamp;
 	if (!vs->r_n)
 		return 0;
+	if (job->stamp && job->stamp < newest_stamp(vs)) {
+		job->snap_late = 1; /* stamped before the newest cut: see snap_late_begin */
+		worker_submit(job);
+		return 1;
+	}
 	if (pthread_mutex_trylock(&vs->mu) == 0) {
 		done = preserved_locked(vs, job->offset, job->length);
 		pthread_mutex_unlock(&vs->mu);
@@ -637,43 +677,33 @@ static void release_held(struct vol_snaps *vs)
 	}
 }
 
-int snap_cow(struct io_job *job)
+/* Preserves into s the chunks of [off, +len) it lacks (under mu): copied,
+ * durable, recorded, then marked. 0 or an errno. */
+static int cow_locked(struct volume *vol, struct vol_snaps *vs, struct snap *s, uint64_t off,
+		      uint64_t len)
 {
-	struct volume *vol = job->req->vol;
-	struct vol_snaps *vs = vol->snaps;
-	struct meta_kv *kv = NULL;
+	uint64_t c0 = off / vs->chunk, c1 = (off + len - 1) / vs->chunk, copied = 0;
+	struct meta_kv *kv = calloc(c1 - c0 + 1, sizeof(*kv));
+	uint8_t *buf = malloc(vs->chunk);
 	size_t nkv = 0;
-	uint8_t *buf = NULL;
-	uint64_t c0, c1, copied = 0;
-	struct snap *s;
 	int err = 0;
 
-	if (!vs || !job->length)
-		return 0;
-	pthread_mutex_lock(&vs->mu);
-	if (!vs->n)
-		goto out;
-	s = vs->list[vs->n - 1];
-	c0 = job->offset / vs->chunk;
-	c1 = (job->offset + job->length - 1) / vs->chunk;
-	kv = calloc(c1 - c0 + 1, sizeof(*kv));
-	buf = malloc(vs->chunk);
 	if (!kv || !buf) {
 		err = ENOMEM;
 		goto out;
 	}
 	for (uint64_t c = c0; c <= c1 && !err; c++) {
-		uint64_t off = c * vs->chunk, len = vs->chunk;
+		uint64_t coff = c * vs->chunk, clen = vs->chunk;
 
 		if (snapmap_has(&s->map, c))
 			continue;
-		if (off + len > vol->size)
-			len = vol->size - off;
+		if (coff + clen > vol->size)
+			clen = vol->size - coff;
 		if (s->fd < 0) {
 			err = EIO;
 			break;
 		}
-		err = copy_range(vol->fd, s->fd, off, len, buf, &copied);
+		err = copy_range(vol->fd, s->fd, coff, clen, buf, &copied);
 		kv[nkv].db = SNAP_DB_CHUNKS;
 		chunk_key(kv[nkv].key, vol->id, s->map.id, c);
 		kv[nkv].val = "1";
@@ -690,10 +720,56 @@ int snap_cow(struct io_job *job)
 		s->bytes += copied;
 	}
 out:
-	pthread_mutex_unlock(&vs->mu);
 	free(kv);
 	free(buf);
 	return err;
+}
+
+int snap_cow(struct io_job *job)
+{
+	struct vol_snaps *vs = job->req->vol->snaps;
+	int err = 0;
+
+	if (!vs || !job->length)
+		return 0;
+	pthread_mutex_lock(&vs->mu);
+	if (vs->n)
+		err = cow_locked(job->req->vol, vs, vs->list[vs->n - 1], job->offset, job->length);
+	pthread_mutex_unlock(&vs->mu);
+	return err;
+}
+
+/* A write stamped before the newest snapshot's cut T (timestamp mode)
+ * belongs before that cut: it may change the volume as long as no write
+ * stamped T or later changed its chunks here (none is preserved in the
+ * newest snapshot), after preserving them for the snapshot before (it
+ * landed after that one's cut). Otherwise it is stamped again by its client
+ * (SNAP_ERESTAMP) and lands after the cut. On 0 the lock stays held for the
+ * write itself (snap_late_end). */
+int snap_late_begin(struct io_job *job)
+{
+	struct vol_snaps *vs = job->req->vol->snaps;
+	struct snap *newest;
+	int err = 0;
+
+	pthread_mutex_lock(&vs->mu);
+	if (!vs->n)
+		return 0;
+	newest = vs->list[vs->n - 1];
+	if (!preserved_none_locked(newest, vs, job->offset, job->length) ||
+	    (vs->n >= 2 && job->stamp < vs->list[vs->n - 2]->stamp)) {
+		err = SNAP_ERESTAMP;
+	} else if (vs->n >= 2) {
+		err = cow_locked(job->req->vol, vs, vs->list[vs->n - 2], job->offset, job->length);
+	}
+	if (err)
+		pthread_mutex_unlock(&vs->mu);
+	return err;
+}
+
+void snap_late_end(struct io_job *job)
+{
+	pthread_mutex_unlock(&job->req->vol->snaps->mu);
 }
 
 /* ---- reads of a snapshot's image ---- */
@@ -816,11 +892,16 @@ static void cut_run(struct io_job *job)
 	struct snap_job *j = job->arg;
 	struct vol_snaps *vs = j->vol->snaps;
 	struct snap *s = snap_new(vs, j->id);
-	struct meta_kv kv = {.db = SNAP_DB_PENDING, .val = j->hold->name};
+	char rec[PV_MAX_NAME + 32];
+	struct meta_kv kv = {.db = SNAP_DB_PENDING, .val = rec};
 	int err = 0;
 
+	/* "T NAME": a restart keeps the cut and its stamp */
 	pending_key(kv.key, j->vol->id, j->id);
-	kv.len = strlen(j->hold->name);
+	kv.len = (size_t)snprintf(rec, sizeof(rec), "%llu %s", (unsigned long long)j->hold->stamp,
+				  j->hold->name);
+	if (s)
+		s->stamp = j->hold->stamp;
 	if (!s)
 		err = ENOMEM;
 	else if (open_file(j->vol, s, 1) < 0 || meta_put_many(&kv, 1) < 0)
@@ -851,10 +932,23 @@ static void cut_after(struct snap_job *j)
 		hold_end(h, 0);
 		return;
 	}
-	r_add(vs, h->snap_id, 1);
+	r_add(vs, h->snap_id, 1, h->stamp);
 	if (h->ended) { /* expired or aborted while the cut was made */
 		drop(h->vol, h->snap_id);
 		hold_maybe_free(h);
+		return;
+	}
+	if (h->stamp) {
+		/* timestamp mode: the cut is T; writes run on at once, those
+		 * stamped before T as late writes (snap_late_begin) */
+		pv_info("snapshot: volume %s snapshot %s (id %llu) cut here at stamp %llu.%llu "
+			"after %llu ms of draining",
+			h->vol->name, h->name, (unsigned long long)h->snap_id,
+			(unsigned long long)hlc_ms(h->stamp),
+			(unsigned long long)(h->stamp & 0xffff),
+			(unsigned long long)(pv_now_ms() - h->start_ms));
+		answer_send(h, PV_ST_OK, "%s", "");
+		hold_end(h, 1);
 		return;
 	}
 	pv_info("snapshot: volume %s snapshot %s (id %llu) cut here after %llu ms of hold; "
@@ -919,6 +1013,12 @@ static void hold_begin(struct volume *vol, const Pv__SnapshotOp *op, const struc
 		st = PV_ST_REFUSED;
 		snprintf(err, sizeof(err), "server %u: volume %s has %d snapshots already",
 			 srv->cfg.id, vol->name, SNAP_MAX);
+	} else if (op->stamp && vs->max_stamp >= op->stamp) {
+		st = PV_ST_BUSY;
+		snprintf(err, sizeof(err),
+			 "server %u already wrote volume %s with a stamp later than the cut (a "
+			 "client's clock runs ahead); try again",
+			 srv->cfg.id, vol->name);
 	} else if (op->snap_id <= newest) {
 		st = PV_ST_REFUSED;
 		snprintf(err, sizeof(err),
@@ -938,6 +1038,8 @@ static void hold_begin(struct volume *vol, const Pv__SnapshotOp *op, const struc
 	volume_get(vol);
 	h->vol = vol;
 	h->snap_id = op->snap_id;
+	h->stamp = op->stamp;
+	wire_hlc_seen(op->stamp); /* our answers carry a clock past T */
 	snprintf(h->name, sizeof(h->name), "%s", op->name ? op->name : "");
 	h->start_ms = pv_now_ms();
 	h->ans = *ans;
@@ -967,6 +1069,9 @@ static int release(struct volume *vol, const Pv__SnapshotOp *op, char *err, size
 		hold_end(h, op->commit);
 		return PV_ST_OK;
 	}
+	i = r_find(vs, op->snap_id);
+	if (op->commit && op->stamp && i >= 0 && !vs->r_dropping[i])
+		return PV_ST_OK; /* timestamp mode: the cut stands, nothing held */
 	if (op->commit) {
 		snprintf(err, errlen,
 			 "server %u holds no writes for snapshot %s of volume %s (the hold "
@@ -974,7 +1079,6 @@ static int release(struct volume *vol, const Pv__SnapshotOp *op, char *err, size
 			 srv->cfg.id, op->name, vol->name);
 		return PV_ST_REFUSED;
 	}
-	i = r_find(vs, op->snap_id);
 	if (i >= 0 && vs->r_pending[i] && !is_committed(vs, op->snap_id))
 		drop(vol, op->snap_id);
 	return PV_ST_OK;
@@ -992,6 +1096,7 @@ struct creating {
 	char mode[16];
 	uint64_t id;
 	uint32_t timeout_ms;
+	uint64_t stamp; /* timestamp mode: the cut T */
 	enum cr_phase phase;
 	uint64_t gen;
 	uint64_t start_ms, pause_ms;
@@ -1017,6 +1122,7 @@ static void op_fill(Pv__SnapshotOp *op, const struct creating *c, int commit)
 	op->mode = (char *)c->mode;
 	op->timeout_ms = c->timeout_ms;
 	op->commit = commit;
+	op->stamp = c->stamp;
 }
 
 /* Sends op (HOLD, or RELEASE commit/abort) of c to member i; the answer of
@@ -1143,12 +1249,17 @@ static void coord_answer(uint32_t from, uint32_t op, int status, const char *msg
 	if (++c->nok < c->n)
 		return;
 	if (c->phase == CR_HOLD) {
+		/* timestamp mode: each member held its own writes only while it
+		 * drained and cut, all of it within this phase */
+		if (c->stamp)
+			c->pause_ms = pv_now_ms() - c->start_ms;
 		c->phase = CR_RELEASE;
 		send_all(c, PV_OP_SNAP_RELEASE, 1);
 		return;
 	}
 	/* every member kept its cut and runs its writes again */
-	c->pause_ms = pv_now_ms() - c->start_ms;
+	if (!c->stamp)
+		c->pause_ms = pv_now_ms() - c->start_ms;
 	c->phase = CR_CATALOG;
 	struct change *ch = change_new(0, add_build, add_done, c, "create snapshot %s@%s",
 				       c->volume, c->name);
@@ -1230,6 +1341,7 @@ static int add_build(void *arg, Pv__Catalog *next, char *err, size_t errlen)
 	si->name = catalog_strdup(c->name);
 	si->mode = catalog_strdup(c->mode);
 	si->id = c->id;
+	si->stamp = c->stamp;
 	si->created = pv_wall_s();
 	vi->snapshots[vi->n_snapshots++] = si;
 	vi->snapshot_seq = c->id;
@@ -1279,11 +1391,8 @@ int snap_create(const char *volume, const char *name, const char *mode, uint32_t
 	}
 	if (!mode || !*mode)
 		mode = "hold";
-	if (strcmp(mode, "hold")) {
-		snprintf(err, errlen,
-			 "snapshot mode '%s' is not available: this version makes hold-mode "
-			 "snapshots only (--mode hold)",
-			 mode);
+	if (strcmp(mode, "hold") && strcmp(mode, "timestamp")) {
+		snprintf(err, errlen, "snapshot mode '%s': 'hold' or 'timestamp'", mode);
 		return -1;
 	}
 	if (vi->n_snapshots >= SNAP_MAX) {
@@ -1318,6 +1427,10 @@ int snap_create(const char *volume, const char *name, const char *mode, uint32_t
 	c->vol_id = vol->id;
 	c->id = vi->snapshot_seq + 1;
 	c->timeout_ms = timeout_ms ? timeout_ms : SNAP_TIMEOUT_DEFAULT;
+	/* timestamp mode: a cut a little ahead, so that it reaches every
+	 * member before writes stamped past it do */
+	if (!strcmp(mode, "timestamp"))
+		c->stamp = wire_hlc_now() + hlc_of_ms(SNAP_TS_AHEAD_MS);
 	c->done = done;
 	c->arg = arg;
 	c->gen = ++cr_gen;
@@ -1326,8 +1439,8 @@ int snap_create(const char *volume, const char *name, const char *mode, uint32_t
 	for (size_t i = 0; i < srv->nmembers; i++)
 		c->ids[c->n++] = srv->members[i].id;
 	cr = c;
-	pv_info("snapshot: making %s@%s (id %llu, hold mode, timeout %u ms) over %zu servers",
-		volume, name, (unsigned long long)c->id, c->timeout_ms, c->n);
+	pv_info("snapshot: making %s@%s (id %llu, %s mode, timeout %u ms) over %zu servers",
+		volume, name, (unsigned long long)c->id, mode, c->timeout_ms, c->n);
 	reactor_after(c->timeout_ms, cr_timeout, (void *)(uintptr_t)c->gen);
 	send_all(c, PV_OP_SNAP_HOLD, 0);
 	return 0;
@@ -1571,8 +1684,6 @@ static int load_one(void *arg, const char *key, size_t klen, const void *val, si
 	unsigned long long vol, id, chunk = 0;
 	struct snap *s;
 
-	(void)val;
-	(void)vlen;
 	if (klen >= sizeof(buf))
 		return 0;
 	memcpy(buf, key, klen);
@@ -1582,10 +1693,15 @@ static int load_one(void *arg, const char *key, size_t klen, const void *val, si
 		return 0;
 	if (vol != x->v->id || chunk >= x->vs->nchunks || !(s = snap_of(x->vs, id)))
 		return 0;
-	if (x->chunks)
+	if (x->chunks) {
 		snapmap_set(&s->map, chunk, 1);
-	else
+	} else {
+		char rec[32] = "";
+
+		memcpy(rec, val, vlen < sizeof(rec) - 1 ? vlen : sizeof(rec) - 1);
 		s->pending_rec = 1;
+		s->stamp = strtoull(rec, NULL, 10);
+	}
 	return 0;
 }
 
@@ -1602,8 +1718,11 @@ int snap_volume_init(struct volume *v, const Pv__VolumeInfo *vi)
 	vs->held_tail = &vs->held;
 	v->snaps = vs;
 	for (size_t j = 0; j < vi->n_snapshots && j < SNAP_MAX; j++) {
+		struct snap *s = snap_of(vs, vi->snapshots[j]->id);
+
 		vs->committed[vs->ncommitted++] = vi->snapshots[j]->id;
-		snap_of(vs, vi->snapshots[j]->id);
+		if (s)
+			s->stamp = vi->snapshots[j]->stamp;
 	}
 	meta_each(SNAP_DB_PENDING, load_one, &x);
 	x.chunks = 1;
@@ -1618,7 +1737,7 @@ int snap_volume_init(struct volume *v, const Pv__VolumeInfo *vi)
 			       v->name, (unsigned long long)s->map.id);
 		/* neither committed nor pending: deleted, its drop cut short
 		 * (snap_tick drops it again) */
-		r_add(vs, s->map.id, !committed && s->pending_rec);
+		r_add(vs, s->map.id, !committed && s->pending_rec, s->stamp);
 	}
 	if (vs->n)
 		pv_info("snapshot: volume %s: %zu snapshot(s) here (%zu in the catalog)", v->name,

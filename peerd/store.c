@@ -224,7 +224,7 @@ int store_try_inline(struct io_job *job)
 	ssize_t n;
 
 	if (job->fua || (job->kind != IO_READ && job->kind != IO_WRITE) || job->snap_id ||
-	    job->snap_cow)
+	    job->snap_cow || job->snap_late)
 		return 0;
 	if (vol->inline_io & STORE_INLINE_MEMORY) {
 		/* tmpfs: a page cache miss is a hole, nothing waits for a disk.
@@ -261,7 +261,8 @@ void store_do(struct io_job *job)
 {
 	int err = 0;
 
-	if (job->snap_cow && (err = snap_cow(job))) { /* preserved first */
+	if ((job->snap_cow && (err = snap_cow(job))) || /* preserved first */
+	    (job->snap_late && (err = snap_late_begin(job)))) {
 		job->err = err;
 		return;
 	}
@@ -285,6 +286,8 @@ void store_do(struct io_job *job)
 		job->run(job); /* sets job->err itself */
 		return;
 	}
+	if (job->snap_late)
+		snap_late_end(job); /* the lock it took for the write */
 	job->err = err;
 }
 
