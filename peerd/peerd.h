@@ -1088,7 +1088,8 @@ int snap_read(struct io_job *job);
 #define SNAP_ERESTAMP EXDEV
 int snap_late_begin(struct io_job *job);
 void snap_late_end(struct io_job *job);
-/* Whether a READ of snapshot id of v may be served (in the catalog here). */
+/* Whether a READ of snapshot id of v may be served: 1 (in the catalog
+ * here), 0 (deleted, or never made), -1 (newer than the catalog here). */
 int snap_known(const struct volume *v, uint64_t id);
 /* 1 if pages of v must not move (it has snapshots or one is being made). */
 int snap_blocks_moves(const struct volume *v);

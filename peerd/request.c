@@ -673,6 +673,13 @@ static int validate(const struct origin *from, const Pv__Header *h, const zmq_ms
 		st = PV_ST_BAD_REQUEST;
 		snprintf(msg, sizeof(msg), "a snapshot of volume %s is read-only: %s refused",
 			 c->vol->name, wire_op_name(h->op));
+	} else if (st == PV_ST_OK && h->snapshot_id && snap_known(c->vol, h->snapshot_id) < 0) {
+		reply_busy(from, h, 100,
+			   "server %u has not installed snapshot %llu of volume %s yet",
+			   srv->cfg.id, (unsigned long long)h->snapshot_id, c->vol->name);
+		shm_put(c->shm);
+		c->shm = NULL;
+		return -1;
 	} else if (st == PV_ST_OK && h->snapshot_id && !snap_known(c->vol, h->snapshot_id)) {
 		st = PV_ST_NO_VOLUME;
 		snprintf(msg, sizeof(msg), "volume %s has no snapshot of id %llu on server %u",

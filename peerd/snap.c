@@ -107,6 +107,7 @@ struct vol_snaps {
 	uint64_t max_stamp; /* of the writes let through so far */
 	uint64_t committed[SNAP_MAX];
 	size_t ncommitted;
+	uint64_t seq; /* VolumeInfo.snapshot_seq of our catalog */
 	uint64_t writes;
 	struct hold *hold;
 	struct io_job *held, **held_tail;
@@ -276,7 +277,11 @@ static int is_committed(const struct vol_snaps *vs, uint64_t id)
 int snap_known(const struct volume *v, uint64_t id)
 {
 	/* an owner without its copy of the list answers ESTALE (snap_read) */
-	return v->snaps && is_committed(v->snaps, id);
+	if (!v->snaps)
+		return 0;
+	if (id > v->snaps->seq)
+		return -1; /* made after the catalog this server has */
+	return is_committed(v->snaps, id);
 }
 
 int snap_blocks_moves(const struct volume *v)
@@ -1592,6 +1597,7 @@ void snap_catalog_sync(struct volume *v, const Pv__VolumeInfo *vi)
 	if (!vs)
 		return;
 	vs->ncommitted = 0;
+	vs->seq = vi->snapshot_seq;
 	for (size_t j = 0; j < vi->n_snapshots && j < SNAP_MAX; j++)
 		vs->committed[vs->ncommitted++] = vi->snapshots[j]->id;
 	for (size_t i = 0; i < vs->r_n; i++) {
@@ -1716,6 +1722,7 @@ int snap_volume_init(struct volume *v, const Pv__VolumeInfo *vi)
 	vs->chunk = vi->chunk_size ? vi->chunk_size : SNAP_CHUNK_DEFAULT;
 	vs->nchunks = (v->size + vs->chunk - 1) / vs->chunk;
 	vs->held_tail = &vs->held;
+	vs->seq = vi->snapshot_seq;
 	v->snaps = vs;
 	for (size_t j = 0; j < vi->n_snapshots && j < SNAP_MAX; j++) {
 		struct snap *s = snap_of(vs, vi->snapshots[j]->id);
