@@ -1,8 +1,9 @@
 /* catalog.c: fused's view of the catalog: the volumes with their routes
- * (the server each one's requests go to), the members, the published list
- * the FUSE threads read, the volumes' mapping state (vmap.c holds the
- * mappings), and fetching the catalog (CATALOG requests, rotating to
- * another server when one fails). Sockets are conn.c's.
+ * (the server each one's requests go to) and their snapshots, the members,
+ * the published list the FUSE threads read (each volume's file, then its
+ * snapshots' VOL@NAME files: snapfile.c), the volumes' mapping state
+ * (vmap.c holds the mappings), and fetching the catalog (CATALOG requests,
+ * rotating to another server when one fails). Sockets are conn.c's.
  *
  * Client thread only, except the published list (c->pub, under c->lock).
  * The catalog is read at start (client_new, in the caller's thread, before
@@ -47,6 +48,15 @@ struct vol_view *catalog_volume(struct client *c, const char *name)
 		if (strcmp(c->vols[i].attr.name, name) == 0)
 			return &c->vols[i];
 	return NULL;
+}
+
+/* Whether v has the snapshot of id snap_id. */
+int catalog_has_snapshot(const struct vol_view *v, uint64_t snap_id)
+{
+	for (size_t i = 0; i < v->n_snaps; i++)
+		if (v->snaps[i] == snap_id)
+			return 1;
+	return 0;
 }
 
 /* Sends a catalog request to the catalog server unless one is in flight. */
@@ -148,6 +158,7 @@ static void vols_free(struct vol_view *vols, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		free(vols[i].holders);
+		free(vols[i].snaps);
 		vmap_put(vols[i].map.m);
 	}
 	free(vols);
@@ -195,16 +206,18 @@ static int catalog_apply(struct client *c, struct conn *from, const void *buf, s
 	struct member *members = NULL;
 	struct vol_view *vols = NULL;
 	struct volume_attr *pub = NULL;
-	size_t n_members = 0, n_vols = 0;
+	size_t n_members = 0, n_vols = 0, n_files = 0, n_snaps = 0;
 	char err[PV_MAX_MESSAGE];
 
 	if (!cat) {
 		pv_warn("catalog from %s does not decode", from->address);
 		return -1;
 	}
+	for (size_t i = 0; i < cat->n_volumes; i++)
+		n_snaps += cat->volumes[i]->n_snapshots;
 	members = calloc(cat->n_members + 1, sizeof(*members));
 	vols = calloc(cat->n_volumes + 1, sizeof(*vols));
-	pub = calloc(cat->n_volumes + 1, sizeof(*pub));
+	pub = calloc(cat->n_volumes + n_snaps + 1, sizeof(*pub));
 	if (!members || !vols || !pub)
 		goto nomem;
 	for (size_t i = 0; i < cat->n_members; i++) {
@@ -249,7 +262,19 @@ static int catalog_apply(struct client *c, struct conn *from, const void *buf, s
 			memcpy(v->holders, vi->holders, vi->n_holders * sizeof(*v->holders));
 			v->n_holders = vi->n_holders;
 		}
-		pub[n_vols] = v->attr;
+		pub[n_files++] = v->attr;
+		if (vi->n_snapshots && !(v->snaps = calloc(vi->n_snapshots, sizeof(*v->snaps))))
+			goto nomem;
+		for (size_t k = 0; k < vi->n_snapshots; k++) {
+			if (snapfile_attr(&v->attr, vi->snapshots[k], &pub[n_files], err,
+					  sizeof(err)) < 0) {
+				pv_warn("catalog from %s: a snapshot of volume %s ignored: %s",
+					from->address, v->attr.name, err);
+				continue;
+			}
+			v->snaps[v->n_snaps++] = vi->snapshots[k]->id;
+			n_files++;
+		}
 		n_vols++;
 	}
 
@@ -273,7 +298,7 @@ static int catalog_apply(struct client *c, struct conn *from, const void *buf, s
 	pthread_mutex_lock(&c->lock);
 	free(c->pub);
 	c->pub = pub;
-	c->n_pub = n_vols;
+	c->n_pub = n_files;
 	pthread_mutex_unlock(&c->lock);
 	pv__catalog__free_unpacked(cat, NULL);
 	return 0;

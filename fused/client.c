@@ -190,6 +190,8 @@ static void call_start(struct client *c, struct call *call)
 			     call->volume, call->vol_id, call->offset, call->length, c->timeout_ms);
 		if (!p)
 			break;
+		if (call->kind == CALL_READ)
+			p->snap_id = call->snap_id;
 		part_send(c, p, NULL);
 		return;
 	case CALL_TRIM:
@@ -284,6 +286,7 @@ static struct call *call_new(fuse_req_t req, enum call_kind kind, const struct v
 	if (vol) {
 		snprintf(call->volume, sizeof(call->volume), "%s", vol->name);
 		call->vol_id = vol->id;
+		call->snap_id = vol->snap_id;
 	}
 	call->offset = off;
 	call->length = len;
@@ -396,11 +399,14 @@ void client_catalog_refresh(struct client *c, uint64_t max_age_ms)
 
 int client_volume_get(struct client *c, const char *name, struct volume_attr *out)
 {
+	char vol[PV_MAX_NAME + 1], snap[PV_MAX_NAME + 1];
 	int rc = -1;
 
+	if (snapfile_split(name, vol, snap) < 0)
+		return -1;
 	pthread_mutex_lock(&c->lock);
 	for (size_t i = 0; i < c->n_pub; i++)
-		if (strcmp(c->pub[i].name, name) == 0) {
+		if (strcmp(c->pub[i].name, vol) == 0 && strcmp(c->pub[i].snap, snap) == 0) {
 			*out = c->pub[i];
 			rc = 0;
 			break;

@@ -32,6 +32,7 @@ struct call {
 	fuse_req_t req;		      /* NULL for OPEN/CLOSE */
 	char volume[PV_MAX_NAME + 1]; /* "" with FLUSH: every open volume */
 	uint64_t vol_id;	      /* the volume's id when the file was opened */
+	uint64_t snap_id;	      /* READ of a snapshot's file: its id; else 0 */
 	uint64_t offset;
 	uint64_t length;
 	uint32_t flags;
@@ -71,7 +72,8 @@ struct part {
 	uint32_t op;
 	struct call *call; /* NULL for PING and CATALOG */
 	char volume[PV_MAX_NAME + 1];
-	uint64_t vol_id; /* data parts: the id of the volume opened (Header.volume_id) */
+	uint64_t vol_id;  /* data parts: the id of the volume opened (Header.volume_id) */
+	uint64_t snap_id; /* READ of a snapshot (Header.snapshot_id), else 0 */
 	uint64_t offset;
 	uint32_t length;
 	struct conn *conn; /* in flight there; NULL while waiting */
@@ -113,6 +115,8 @@ struct vol_view {
 	size_t n_holders;
 	struct conn *conn; /* where its requests go */
 	struct vol_map map;
+	uint64_t *snaps; /* the ids of its snapshots */
+	size_t n_snaps;
 };
 
 struct open_vol {
@@ -267,6 +271,8 @@ const struct member *catalog_member(struct client *c, uint32_t id);
 uint32_t catalog_member_of(struct client *c, struct conn *s);
 /* The catalog's volume called name, or NULL. */
 struct vol_view *catalog_volume(struct client *c, const char *name);
+/* Whether v has the snapshot of id snap_id. */
+int catalog_has_snapshot(const struct vol_view *v, uint64_t snap_id);
 /* Another holder of v than dead (the next one in its list), or NULL. */
 struct conn *catalog_other_holder(struct client *c, struct vol_view *v, struct conn *dead);
 /* Frees the volumes, members and published list. */

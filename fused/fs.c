@@ -1,10 +1,12 @@
 /* fs.c: the file system fused shows: a root directory with one regular file
- * per volume of the group (mode 0600, size = volume size), and the FUSE
- * low-level callbacks (fs_<op>) that serve it. Runs in the FUSE worker
- * threads; never speaks ZeroMQ: data requests are handed to client.c, which
- * answers them later from the client thread. Owns the inode table (volume
- * name and id -> inode number, stable for the life of the process) and the
- * open-file handles.
+ * per volume of the group (mode 0600, size = volume size) and one read-only
+ * file VOL@NAME per snapshot (mode 0444, the volume's size; writes, truncates
+ * and fallocate fail with EROFS), and the FUSE low-level callbacks (fs_<op>)
+ * that serve it. Runs in the FUSE worker threads; never speaks ZeroMQ: data
+ * requests are handed to client.c, which answers them later from the client
+ * thread. Owns the inode table (file name, volume id and snapshot id ->
+ * inode number, stable for the life of the process) and the open-file
+ * handles.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,11 +26,12 @@
 #define ATTR_TIMEOUT 1.0 /* s: entry and attribute timeouts */
 #define STATFS_BSIZE 4096
 
-/* A volume name and id with its inode number. */
+/* A file (a volume, or a snapshot of one) with its inode number. */
 struct inode_entry {
 	uint64_t ino;
 	uint64_t vol_id;
-	char name[PV_MAX_NAME + 1];
+	uint64_t snap_id;
+	char name[FUSED_NAME_MAX + 1]; /* the file's: VOL or VOL@NAME */
 };
 
 struct fs_ctx {
@@ -65,14 +68,17 @@ static struct open_file *file_of(struct fuse_file_info *fi)
 	return (struct open_file *)(uintptr_t)fi->fh;
 }
 
-/* The inode number of volume (name, id); 0 if the table cannot grow. */
-static uint64_t inode_for(struct fs_ctx *fs, const char *name, uint64_t id)
+/* The inode number of v's file; 0 if the table cannot grow. */
+static uint64_t inode_for(struct fs_ctx *fs, const struct volume_attr *v)
 {
+	char name[FUSED_NAME_MAX + 1];
 	uint64_t ino = 0;
 
+	snapfile_name(v, name);
 	pthread_mutex_lock(&fs->lock);
 	for (size_t i = 0; i < fs->n_inodes; i++)
-		if (fs->inodes[i].vol_id == id && strcmp(fs->inodes[i].name, name) == 0) {
+		if (fs->inodes[i].vol_id == v->id && fs->inodes[i].snap_id == v->snap_id &&
+		    strcmp(fs->inodes[i].name, name) == 0) {
 			ino = fs->inodes[i].ino;
 			goto out;
 		}
@@ -89,7 +95,8 @@ static uint64_t inode_for(struct fs_ctx *fs, const char *name, uint64_t id)
 	}
 	ino = fs->next_ino++;
 	fs->inodes[fs->n_inodes].ino = ino;
-	fs->inodes[fs->n_inodes].vol_id = id;
+	fs->inodes[fs->n_inodes].vol_id = v->id;
+	fs->inodes[fs->n_inodes].snap_id = v->snap_id;
 	snprintf(fs->inodes[fs->n_inodes].name, sizeof(fs->inodes[0].name), "%s", name);
 	fs->n_inodes++;
 out:
@@ -97,7 +104,9 @@ out:
 	return ino;
 }
 
-/* The volume behind inode ino, as the catalog has it now; 0 or -1. */
+/* The volume or snapshot behind inode ino, as the catalog has it now (a
+ * volume or snapshot deleted since, even if one of its name came back, is
+ * not it); 0 or -1. */
 static int volume_of(struct fs_ctx *fs, fuse_ino_t ino, struct volume_attr *out)
 {
 	struct inode_entry e;
@@ -111,7 +120,8 @@ static int volume_of(struct fs_ctx *fs, fuse_ino_t ino, struct volume_attr *out)
 			break;
 		}
 	pthread_mutex_unlock(&fs->lock);
-	if (!found || client_volume_get(fs->client, e.name, out) < 0 || out->id != e.vol_id)
+	if (!found || client_volume_get(fs->client, e.name, out) < 0 || out->id != e.vol_id ||
+	    out->snap_id != e.snap_id)
 		return -1;
 	return 0;
 }
@@ -121,14 +131,15 @@ static void volume_stat(struct fs_ctx *fs, const struct volume_attr *v, uint64_t
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
-	st->st_mode = S_IFREG | 0600;
+	st->st_mode = S_IFREG | (v->snap_id ? 0444 : 0600);
 	st->st_nlink = 1;
 	st->st_uid = fs->uid;
 	st->st_gid = fs->gid;
 	st->st_size = v->size;
 	st->st_blksize = v->page_size ? v->page_size : STATFS_BSIZE;
 	/* what the volume takes (thin: written and not trimmed), as ls -s and
-	 * du show a sparse file; its times: its creation */
+	 * du show a sparse file, a snapshot the data preserved for it; its
+	 * times: its creation */
 	st->st_blocks = (v->allocated + 511) / 512;
 	st->st_mtim.tv_sec = st->st_ctim.tv_sec = st->st_atim.tv_sec = (time_t)v->created;
 }
@@ -178,7 +189,7 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	memset(&e, 0, sizeof(e));
-	e.ino = inode_for(fs, v.name, v.id);
+	e.ino = inode_for(fs, &v);
 	if (!e.ino) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -206,8 +217,8 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_attr(req, &st, ATTR_TIMEOUT);
 }
 
-/* Volumes have a fixed size, owner and mode; only time changes are
- * accepted (and not kept). */
+/* Volumes have a fixed size, owner and mode (EPERM), snapshots are read-only
+ * (EROFS); only time changes are accepted (and not kept). */
 static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
@@ -221,6 +232,11 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	}
 	if (volume_of(fs, ino, &v) < 0) {
 		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (v.snap_id && (to_set & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID |
+				    FUSE_SET_ATTR_GID))) {
+		fuse_reply_err(req, EROFS);
 		return;
 	}
 	if ((to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) ||
@@ -265,9 +281,10 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	    dir_add(req, b, "..", ROOT_INO, S_IFDIR) < 0)
 		goto nomem;
 	for (size_t i = 0; i < n; i++) {
-		uint64_t vino = inode_for(fs, vols[i].name, vols[i].id);
+		uint64_t vino = inode_for(fs, &vols[i]);
+		char name[FUSED_NAME_MAX + 1];
 
-		if (!vino || dir_add(req, b, vols[i].name, vino, S_IFREG) < 0)
+		if (!vino || dir_add(req, b, snapfile_name(&vols[i], name), vino, S_IFREG) < 0)
 			goto nomem;
 	}
 	free(vols);
@@ -321,6 +338,15 @@ static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	fuse_reply_err(req, 0);
 }
 
+/* Tells the client that the mount opened (open = 1) or released a file of
+ * volume v. A snapshot's file is not an open of its volume: it neither
+ * holds the volume (delete, rollback) nor names it in the pings. */
+static void opened(struct fs_ctx *fs, const struct volume_attr *v, int open)
+{
+	if (!v->snap_id)
+		client_volume_opened(fs->client, v, open);
+}
+
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_ctx *fs = ctx(req);
@@ -335,6 +361,10 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
+	if (v.snap_id && ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))) {
+		fuse_reply_err(req, EROFS); /* losetup then tries read-only */
+		return;
+	}
 	of = calloc(1, sizeof(*of));
 	if (!of) {
 		fuse_reply_err(req, ENOMEM);
@@ -346,12 +376,13 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->fh = (uintptr_t)of;
 	fi->direct_io = 1; /* no page cache: other mounts' writes are seen */
 	fi->keep_cache = 0;
-	client_volume_opened(fs->client, &of->vol, 1);
-	pv_debug("open volume %s id %llu (flags 0%o)", of->vol.name, (unsigned long long)of->vol.id,
+	opened(fs, &of->vol, 1);
+	pv_debug("open volume %s id %llu%s%s (flags 0%o)", of->vol.name,
+		 (unsigned long long)of->vol.id, of->vol.snap_id ? " snapshot " : "", of->vol.snap,
 		 fi->flags);
 	if (fuse_reply_open(req, fi) == -ENOENT) {
 		/* the open was interrupted: no release will come */
-		client_volume_opened(fs->client, &of->vol, 0);
+		opened(fs, &of->vol, 0);
 		free(of);
 	}
 }
@@ -361,7 +392,7 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct fs_ctx *fs = ctx(req);
 	struct open_file *of = file_of(fi);
 
-	client_volume_opened(fs->client, &of->vol, 0);
+	opened(fs, &of->vol, 0);
 	free(of);
 	fuse_reply_err(req, 0);
 }
@@ -395,6 +426,10 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	struct open_file *of = file_of(fi);
 	uint64_t len = size;
 
+	if (of->vol.snap_id) {
+		fuse_reply_err(req, EROFS); /* not opened for writing: the kernel refuses first */
+		return;
+	}
 	if (off < 0) {
 		fuse_reply_err(req, EINVAL);
 		return;
@@ -426,7 +461,10 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	client_flush(ctx(req)->client, req, &file_of(fi)->vol);
+	if (file_of(fi)->vol.snap_id)
+		fuse_reply_err(req, 0); /* a snapshot has nothing to make durable */
+	else
+		client_flush(ctx(req)->client, req, &file_of(fi)->vol);
 }
 
 static void fs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
@@ -442,6 +480,10 @@ static void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 	struct open_file *of = file_of(fi);
 	uint64_t off = offset, len = length;
 
+	if (of->vol.snap_id) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
 	if (mode != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) && mode != FALLOC_FL_ZERO_RANGE &&
 	    mode != (FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE)) {
 		fuse_reply_err(req, EOPNOTSUPP);
@@ -474,14 +516,15 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 
 	if (client_volume_list(fs->client, &vols, &n) == 0)
 		for (size_t i = 0; i < n; i++)
-			total += vols[i].size;
+			if (!vols[i].snap_id) /* a snapshot adds no capacity */
+				total += vols[i].size;
 	free(vols);
 	memset(&sv, 0, sizeof(sv));
 	sv.f_bsize = STATFS_BSIZE;
 	sv.f_frsize = STATFS_BSIZE;
 	sv.f_blocks = total / STATFS_BSIZE;
 	sv.f_files = n;
-	sv.f_namemax = PV_MAX_NAME;
+	sv.f_namemax = FUSED_NAME_MAX;
 	fuse_reply_statfs(req, &sv);
 }
 

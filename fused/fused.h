@@ -43,14 +43,22 @@ struct client_options {
 	int map;	    /* map data files of servers on this host (vmap.c) */
 };
 
-/* A volume as the file system shows it (a copy; owned by the caller). */
+/* The longest file name in the mount: a snapshot's VOL@NAME. */
+#define FUSED_NAME_MAX (2 * PV_MAX_NAME + 1)
+
+/* A file of the mount as the file system shows it (a copy; owned by the
+ * caller): a volume, or one of its snapshots (snap_id != 0: the read-only
+ * file VOL@NAME, snapfile.c). */
 struct volume_attr {
-	char name[PV_MAX_NAME + 1];
-	uint64_t id;
+	char name[PV_MAX_NAME + 1]; /* the volume's */
+	uint64_t id;		    /* the volume's */
 	uint64_t size;
 	uint32_t page_size;
-	uint64_t created;   /* unix seconds (the file's times) */
-	uint64_t allocated; /* bytes stored over the group (st_blocks) */
+	uint64_t created;   /* unix seconds (the file's times): the volume's or snapshot's */
+	uint64_t allocated; /* bytes stored over the group (st_blocks); a snapshot: the
+			     * bytes preserved for it */
+	char snap[PV_MAX_NAME + 1]; /* a snapshot's name, "" for the volume */
+	uint64_t snap_id;	    /* a snapshot's id (Header.snapshot_id), 0 for the volume */
 };
 
 struct client;
@@ -75,8 +83,10 @@ void client_destroy(struct client **cp);
  * id, copied). A volume deleted since, even one created again under the same
  * name, fails them with ESTALE: a stale handle never reaches another volume. */
 
-/* Reads len bytes (<= FUSED_MAX_IO) at off of vol; replies fuse_reply_buf
- * or fuse_reply_err to req. Any thread. */
+/* Reads len bytes (<= FUSED_MAX_IO) at off of vol (a snapshot's file: of
+ * that snapshot's image, by READs with Header.snapshot_id, never through
+ * shared memory or a mapping; a snapshot deleted since fails them with
+ * ESTALE); replies fuse_reply_buf or fuse_reply_err to req. Any thread. */
 void client_read(struct client *c, fuse_req_t req, const struct volume_attr *vol, uint64_t off,
 		 uint32_t len);
 
@@ -104,11 +114,13 @@ void client_volume_opened(struct client *c, const struct volume_attr *vol, int o
  * the client thread. */
 void client_catalog_refresh(struct client *c, uint64_t max_age_ms);
 
-/* Copies the volume called name into *out; 0, or -1 if there is none. */
+/* Copies the file called name (a volume's name, or VOL@NAME for a
+ * snapshot) into *out; 0, or -1 if there is none. */
 int client_volume_get(struct client *c, const char *name, struct volume_attr *out);
 
-/* Copies the volume list into a new array (*out, free() it) of *n entries;
- * 0 or -1 (out of memory). */
+/* Copies the list of files (each volume, then its snapshots, oldest first)
+ * into a new array (*out, free() it) of *n entries; 0 or -1 (out of
+ * memory). */
 int client_volume_list(struct client *c, struct volume_attr **out, size_t *n);
 
 /* shm.c */
@@ -193,6 +205,20 @@ void loop_fuse_ready(void);
  * its start (a shared memory slot: shm_slot_put(); else free()). NULL
  * otherwise: copy the data. */
 void *loop_take_buffer(const void *ptr, size_t len);
+
+/* snapfile.c */
+
+/* The name of v's file in the mount: the volume's name, or VOL@NAME for a
+ * snapshot; written into buf (FUSED_NAME_MAX + 1 bytes), returned. */
+char *snapfile_name(const struct volume_attr *v, char *buf);
+/* Splits a file name into the volume's name and the snapshot's (vol and
+ * snap: PV_MAX_NAME + 1 bytes each). 0: a volume's file (snap ""); 1: a
+ * snapshot's; -1: a name that can be neither. */
+int snapfile_split(const char *file, char *vol, char *snap);
+/* Fills *out with the attributes of snapshot si of the volume vol: 0, or -1
+ * with the reason in err (an invalid name, id 0). */
+int snapfile_attr(const struct volume_attr *vol, const Pv__SnapshotInfo *si,
+		  struct volume_attr *out, char *err, size_t errlen);
 
 /* fs.c */
 

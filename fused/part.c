@@ -189,12 +189,22 @@ void part_done(struct client *c, struct part *p, int err)
 		part_call_finish(call);
 }
 
-/* Ends a data part whose volume is gone from the catalog (v NULL) or is
+/* Ends a data part whose volume is gone from the catalog (v NULL), is
  * another volume of the same name (deleted and created again since the file
- * was opened): the handle is stale, its IO fails (ESTALE; the loop device
- * reports an I/O error) and never reaches the new volume. */
+ * was opened), or (a snapshot's READ) has no snapshot of its id any more:
+ * the handle is stale, its IO fails (ESTALE; the loop device reports an I/O
+ * error) and never reaches the new volume. */
 static void part_stale(struct client *c, struct part *p, const struct vol_view *v)
 {
+	if (v && v->attr.id == p->vol_id && p->snap_id) {
+		if (client_warn_allowed(c))
+			pv_warn("READ of a snapshot of volume %s at %llu fails: snapshot id %llu "
+				"was deleted",
+				p->volume, (unsigned long long)p->offset,
+				(unsigned long long)p->snap_id);
+		part_done(c, p, ESTALE);
+		return;
+	}
 	if (!p->vol_id) {
 		pv_debug("%s of volume %s: no such volume in the catalog", wire_op_name(p->op),
 			 p->volume);
@@ -215,6 +225,13 @@ static void part_stale(struct client *c, struct part *p, const struct vol_view *
 				(unsigned long long)p->vol_id);
 	}
 	part_done(c, p, ESTALE);
+}
+
+/* Whether a server of this protocol version reads snapshots
+ * (Header.snapshot_id, 1.5). */
+static int snapshots_supported(uint32_t version)
+{
+	return (version >> 16) == PV_PROTO_MAJOR && (version & 0xffff) >= 5;
 }
 
 /* This client's low-water mark (Header.client_done_below): every request
@@ -248,7 +265,8 @@ void part_send(struct client *c, struct part *p, struct conn *s)
 
 	if (p->call) {
 		v = catalog_volume(c, p->volume);
-		if (!v || (p->vol_id && v->attr.id != p->vol_id)) {
+		if (!v || (p->vol_id && v->attr.id != p->vol_id) ||
+		    (p->snap_id && !catalog_has_snapshot(v, p->snap_id))) {
 			part_stale(c, p, v);
 			return;
 		}
@@ -258,6 +276,16 @@ void part_send(struct client *c, struct part *p, struct conn *s)
 		part_wait(c, p, pv_now_ms() + FUSED_UNAVAILABLE_MS);
 		return;
 	}
+	if (p->snap_id && s->proto_version && !snapshots_supported(s->proto_version)) {
+		/* it would read the volume instead: the field is new in 1.5 */
+		if (client_warn_allowed(c))
+			pv_warn("READ of a snapshot of volume %s fails: server %s speaks protocol "
+				"%u.%u, which has no snapshots",
+				p->volume, s->address, s->proto_version >> 16,
+				s->proto_version & 0xffff);
+		part_done(c, p, EIO);
+		return;
+	}
 	/* data parts of one round to one server travel together */
 	batch = p->call && p->length < BATCH_IO_MAX && batch_supported(s->proto_version);
 	wire_header_init(&h);
@@ -265,6 +293,7 @@ void part_send(struct client *c, struct part *p, struct conn *s)
 	h.req_id = p->req_id;
 	h.volume = p->volume;
 	h.volume_id = p->vol_id; /* a server refuses another volume of this name */
+	h.snapshot_id = p->snap_id;
 	h.offset = p->offset;
 	h.length = p->length;
 	h.client_id = c->client_id;
@@ -275,9 +304,12 @@ void part_send(struct client *c, struct part *p, struct conn *s)
 	h.timestamp = pv_now_ms();
 	if (p->call)
 		h.flags = p->call->flags;
-	if (s->shm == SHM_ON && p->op == PV_OP_READ && p->length >= FUSED_SHM_MIN && !p->slot)
+	/* a snapshot's bytes come in the answer's data frame: peerd's shared
+	 * memory and mapped-read paths serve the volume's current data */
+	if (s->shm == SHM_ON && p->op == PV_OP_READ && !p->snap_id && p->length >= FUSED_SHM_MIN &&
+	    !p->slot)
 		p->slot = shm_slot_get(); /* NULL when all are in use: by socket */
-	if (p->op == PV_OP_READ)
+	if (p->op == PV_OP_READ && !p->snap_id)
 		catalog_map_flags(c, p, s, v, &h);
 	if (s->shm == SHM_ON && part_slot(p)) {
 		/* the server takes the data from our memory (WRITE) or puts it

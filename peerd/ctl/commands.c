@@ -42,6 +42,8 @@ struct command;
 
 /* A command that takes exactly one positional argument, shown as a. */
 #define ONE_ARG(a) .args = (a), .min_args = 1, .max_args = 1
+/* ... exactly two. */
+#define TWO_ARGS(a) .args = (a), .min_args = 2, .max_args = 2
 
 /* Runs a parsed command; returns the exit code. */
 typedef int (*command_fn)(struct ctl *ctl, const struct command *cmd, const struct invocation *inv);
@@ -99,6 +101,12 @@ static int do_migrate(struct ctl *, const struct command *, const struct invocat
 static int do_load(struct ctl *, const struct command *, const struct invocation *);
 static int do_top(struct ctl *, const struct command *, const struct invocation *);
 static int do_balance(struct ctl *, const struct command *, const struct invocation *);
+static int do_snapshot_create(struct ctl *, const struct command *, const struct invocation *);
+static int do_snapshot_list(struct ctl *, const struct command *, const struct invocation *);
+static int do_snapshot_show(struct ctl *, const struct command *, const struct invocation *);
+static int do_snapshot_delete(struct ctl *, const struct command *, const struct invocation *);
+static int do_snapshot_rollback(struct ctl *, const struct command *, const struct invocation *);
+static int do_snapshot_diff(struct ctl *, const struct command *, const struct invocation *);
 
 /* What a long wait (page move, server evacuate, set-servers, set-weight)
  * says of --async and of Ctrl-C, in each one's help. */
@@ -185,9 +193,11 @@ static const struct command commands[] = {
 	ONE_ARG("NAME"),
 	.summary = "delete a volume and its data",
 	.details = "Deletes volume NAME and its data on every server. peerd refuses while\n"
-		   "clients have the volume open, unless --force is given.",
-	.opts = {{"force", NULL, "delete even while clients have the volume open"}},
-	.examples = "peerctl volume delete vol1",
+		   "clients have the volume open, unless --force is given, and while the\n"
+		   "volume has snapshots, unless --with-snapshots is given.",
+	.opts = {{"force", NULL, "delete even while clients have the volume open"},
+		 {"with-snapshots", NULL, "delete its snapshots with it"}},
+	.examples = "peerctl volume delete vol1\npeerctl volume delete vol1 --with-snapshots",
 	.run = do_volume_delete,
     },
     {
@@ -208,6 +218,92 @@ static const struct command commands[] = {
 	.examples = "peerctl volume set-servers vol1 1,2,3,4\n"
 		    "peerctl volume set-servers vol1 2,3 --async",
 	.run = do_volume_set_servers,
+    },
+    {
+	.name = "snapshot",
+	.sub = "create",
+	TWO_ARGS("VOLUME NAME"),
+	.summary = "take a crash-consistent snapshot of a volume",
+	.details = "Makes snapshot NAME of VOLUME: an image of the whole volume as if it had\n"
+		   "been cut at one instant, on every server holding its pages. NAME is like\n"
+		   "a volume name (1 to 64 of A-Z a-z 0-9 . _ -). The snapshot shows in every\n"
+		   "fused mount as the read-only file VOLUME@NAME. Modes: hold (the default)\n"
+		   "stops new writes to the volume on its servers until every one has drained\n"
+		   "those in flight, then commits (writes pause for milliseconds); timestamp\n"
+		   "never pauses writes (the cut is a time of the servers' hybrid clock).\n"
+		   "Aborted, leaving nothing, when a server does not answer within --timeout.\n"
+		   "(After the command --timeout is the snapshot's; peerctl waits that long\n"
+		   "and 10 s more. peerctl's own wait: peerctl --timeout SEC snapshot ...)",
+	.opts = {{"mode", "MODE", "hold (default) or timestamp"},
+		 {"timeout", "DURATION",
+		  "abort when a server has not answered within\n"
+		  "DURATION: 500ms, 7s, 1m (1ms to 10m; default 7s)"}},
+	.examples = "peerctl snapshot create vol1 daily\n"
+		    "peerctl snapshot create vol1 before-upgrade --mode timestamp\n"
+		    "peerctl snapshot create db 2026-12-02 --timeout 2s",
+	.run = do_snapshot_create,
+    },
+    {
+	.name = "snapshot",
+	.sub = "list",
+	.args = "[VOLUME]",
+	.max_args = 1,
+	.summary = "list the snapshots of a volume, or of every volume",
+	.details = "One line per snapshot, oldest first per volume: volume, name, mode,\n"
+		   "creation time (local) and the data preserved for it over the group (the\n"
+		   "old contents of the chunks written since it was taken).",
+	.examples = "peerctl snapshot list\npeerctl snapshot list vol1 --json",
+	.run = do_snapshot_list,
+    },
+    {
+	.name = "snapshot",
+	.sub = "show",
+	TWO_ARGS("VOLUME NAME"),
+	.summary = "show one snapshot and its preserved data per server",
+	.details = "Shows snapshot NAME of VOLUME: id, mode, creation time, the data\n"
+		   "preserved for it over the group and on each server, and the volume's\n"
+		   "copy-on-write chunk size.",
+	.examples = "peerctl snapshot show vol1 daily",
+	.run = do_snapshot_show,
+    },
+    {
+	.name = "snapshot",
+	.sub = "delete",
+	TWO_ARGS("VOLUME NAME"),
+	.summary = "delete a snapshot and free its preserved data",
+	.details = "Deletes snapshot NAME of VOLUME. Chunks an older snapshot still needs\n"
+		   "are handed to it, the rest are freed. The file VOLUME@NAME disappears\n"
+		   "from the mounts; reads through a file still open on it fail (ESTALE).",
+	.examples = "peerctl snapshot delete vol1 daily",
+	.run = do_snapshot_delete,
+    },
+    {
+	.name = "snapshot",
+	.sub = "rollback",
+	TWO_ARGS("VOLUME NAME"),
+	.summary = "make a volume's contents its snapshot's image again",
+	.details = "Restores VOLUME to the image of its snapshot NAME on every server: what\n"
+		   "was written since is gone (the snapshot stays). Refused while clients\n"
+		   "have the volume open, unless --force is given (unmount and detach it\n"
+		   "first: a file system mounted on it would not expect its disk to change).",
+	.opts = {{"force", NULL, "roll back even while clients have the volume open"}},
+	.examples = "peerctl snapshot rollback vol1 daily",
+	.run = do_snapshot_rollback,
+    },
+    {
+	.name = "snapshot",
+	.sub = "diff",
+	TWO_ARGS("VOLUME NAME"),
+	.summary = "list the byte ranges a snapshot changed (incremental backup)",
+	.details = "Lists the byte ranges of snapshot NAME's image that differ from snapshot\n"
+		   "OLDER's (--from), or without --from those that hold data, as rbd diff\n"
+		   "does: one line OFFSET LENGTH per range, in bytes, then the total. Read\n"
+		   "from the servers' chunk maps, without reading data; ranges are whole\n"
+		   "chunks (see snapshot show).",
+	.opts = {{"from", "OLDER", "an older snapshot of VOLUME to compare with"}},
+	.examples = "peerctl snapshot diff vol1 tuesday --from monday\n"
+		    "peerctl snapshot diff vol1 monday --json",
+	.run = do_snapshot_diff,
     },
     {
 	.name = "group",
@@ -489,7 +585,8 @@ static const char global_help[] =
     "  -s, --socket PATH  peerd's control socket (peerd --control PATH);\n"
     "                     default $PEERVOL_SOCKET, else " PEERCTL_DEFAULT_SOCKET "\n"
     "      --json         print peerd's result as JSON, sizes in bytes\n"
-    "      --timeout SEC  wait at most SEC seconds for an answer (default 30)\n"
+    "      --timeout SEC  wait at most SEC seconds for an answer (default 30; after\n"
+    "                     'snapshot create', that command's own --timeout)\n"
     "  -v, --verbose      print the request and the reply on stderr\n"
     "  -h, --help         show help; 'peerctl COMMAND --help' explains a command\n"
     "  -V, --version      show the version\n";
@@ -511,8 +608,8 @@ static void main_help(FILE *f)
 	fprintf(f, "\n%s\n", global_help);
 	fprintf(f, "Sizes take binary suffixes: 512, 64K, 4M, 2G, 1T.\n"
 		   "Exit status: 0 success, 1 error (bad value, peerd unreachable or refused),\n"
-		   "2 usage error, 5 no such volume or server, 130 a wait stopped by Ctrl-C\n"
-		   "(the work goes on). See peerctl(8).\n");
+		   "2 usage error, 5 no such volume, snapshot or server, 6 the name is taken,\n"
+		   "130 a wait stopped by Ctrl-C (the work goes on). See peerctl(8).\n");
 }
 
 static void command_help(const struct command *c, FILE *f)
@@ -687,11 +784,8 @@ static int parse_command(struct ctl *ctl, const struct command *c, int argc, cha
 			command_help(c, stdout);
 			return PEERCTL_EXIT_OK;
 		}
-		rc = global_option(ctl, argc, argv, &i);
-		if (rc < 0)
-			return PEERCTL_EXIT_USAGE;
-		if (rc > 0)
-			continue;
+		/* the command's own options first: one may share a global's
+		 * name (snapshot create --timeout) */
 		for (k = 0; k < MAX_OPTS && c->opts[k].name; k++) {
 			const char *eq = strchr(a, '=');
 			size_t n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
@@ -714,7 +808,12 @@ static int parse_command(struct ctl *ctl, const struct command *c, int argc, cha
 			}
 			break;
 		}
-		if (k == MAX_OPTS || !c->opts[k].name)
+		if (k < MAX_OPTS && c->opts[k].name)
+			continue;
+		rc = global_option(ctl, argc, argv, &i);
+		if (rc < 0)
+			return PEERCTL_EXIT_USAGE;
+		if (rc == 0)
 			return peerctl_usage_error("unknown option '%s' for '%s%s%s'", SHOWN(a),
 						   c->name, c->sub ? " " : "",
 						   c->sub ? c->sub : "");
@@ -1682,6 +1781,8 @@ static int do_volume_delete(struct ctl *ctl, const struct command *c, const stru
 	args = json_pack("{s:s}", "name", inv->pos[0]);
 	if (args && opt_get(c, inv, "force"))
 		json_object_set_new(args, "force", json_true());
+	if (args && opt_get(c, inv, "with-snapshots"))
+		json_object_set_new(args, "with_snapshots", json_true());
 	rc = args ? peerctl_call(ctl, "volume.delete", args, &r) : -PEERCTL_EXIT_ERROR;
 	if (rc < 0) {
 		json_decref(args);
@@ -3208,6 +3309,342 @@ static int do_balance(struct ctl *ctl, const struct command *c, const struct inv
 			printf("recent moves:\n");
 		printf("  %s\n", text_str(e, "text"));
 	}
+	json_decref(r);
+	return PEERCTL_EXIT_OK;
+}
+
+/* ---- snapshots ---- */
+
+#define SNAP_TIMEOUT_DEFAULT_MS 7000
+#define SNAP_TIMEOUT_MAX_MS	600000
+
+/* Checks a volume's or snapshot's name (what: "volume", "snapshot"); -1
+ * after printing ("snapshot name 'a@b': character '@' ..."). */
+static int check_named(const char *what, const char *name)
+{
+	char err[256];
+
+	if (!pv_valid_name(name, err, sizeof(err))) {
+		peerctl_error("%s %s", what, err);
+		return -1;
+	}
+	return 0;
+}
+
+/* The volume and snapshot names of a snapshot command (its first two
+ * arguments; name may be NULL for none); -1 after printing. */
+static int check_snapshot_args(const char *volume, const char *name)
+{
+	if (check_named("volume", volume) < 0 || (name && check_named("snapshot", name) < 0))
+		return -1;
+	return 0;
+}
+
+/* A duration "500ms", "7s", "1m" or "7" (seconds) in milliseconds, from
+ * 1 ms to SNAP_TIMEOUT_MAX_MS; -1 if it is none. */
+static int parse_duration_ms(const char *text, uint64_t *ms)
+{
+	char *end;
+	unsigned long long v;
+	uint64_t mult;
+
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (errno || end == text || text[0] == '-' || text[0] == '+')
+		return -1;
+	if (!strcmp(end, "ms"))
+		mult = 1;
+	else if (!*end || !strcmp(end, "s"))
+		mult = 1000;
+	else if (!strcmp(end, "m"))
+		mult = 60000;
+	else
+		return -1;
+	if (v < 1 || v > SNAP_TIMEOUT_MAX_MS / mult)
+		return -1;
+	*ms = v * mult;
+	return 0;
+}
+
+/* {"volume": volume, "name": name} (name NULL: left out); NULL after
+ * printing. */
+static json_t *snapshot_args(const char *volume, const char *name)
+{
+	json_t *args = name ? json_pack("{s:s, s:s}", "volume", volume, "name", name)
+			    : json_pack("{s:s}", "volume", volume);
+
+	if (!args)
+		peerctl_error("out of memory");
+	return args;
+}
+
+/* peerctl_call with args (taken: freed here); 0 and *r, or minus the exit
+ * status. */
+static int snapshot_call(struct ctl *ctl, const char *cmd, json_t *args, json_t **r)
+{
+	int rc = args ? peerctl_call(ctl, cmd, args, r) : -PEERCTL_EXIT_ERROR;
+
+	json_decref(args);
+	return rc;
+}
+
+static int do_snapshot_create(struct ctl *ctl, const struct command *c,
+			      const struct invocation *inv)
+{
+	const char *vol = inv->pos[0], *name = inv->pos[1], *mode = opt_get(c, inv, "mode"),
+		   *timeout_arg = opt_get(c, inv, "timeout");
+	uint64_t timeout_ms = SNAP_TIMEOUT_DEFAULT_MS, pause_ms;
+	json_t *args, *r;
+	int rc;
+
+	if (check_snapshot_args(vol, name) < 0)
+		return PEERCTL_EXIT_ERROR;
+	if (!mode)
+		mode = "hold";
+	if (strcmp(mode, "hold") && strcmp(mode, "timestamp")) {
+		peerctl_error("mode '%s' is not hold or timestamp", SHOWN(mode));
+		return PEERCTL_EXIT_ERROR;
+	}
+	if (timeout_arg && parse_duration_ms(timeout_arg, &timeout_ms) < 0) {
+		peerctl_error("timeout '%s' is not a duration from 1ms to 10m (e.g. 500ms, 7s, 1m)",
+			      SHOWN(timeout_arg));
+		return PEERCTL_EXIT_ERROR;
+	}
+	/* the answer comes once the servers are done or the timeout passed */
+	if (ctl->timeout_s < timeout_ms / 1000 + 10)
+		ctl->timeout_s = (unsigned)(timeout_ms / 1000 + 10);
+	args = json_pack("{s:s, s:s, s:s, s:I}", "volume", vol, "name", name, "mode", mode,
+			 "timeout_ms", (json_int_t)timeout_ms);
+	rc = snapshot_call(ctl, "snapshot.create", args, &r);
+	if (rc < 0)
+		return -rc;
+	if (ctl->json) {
+		print_json(r);
+	} else if (!strcmp(mode, "hold") && get_u64(r, "pause_ms", &pause_ms) == 0) {
+		printf("snapshot %s@%s created (hold mode, writes paused %llu ms)\n", vol, name,
+		       (unsigned long long)pause_ms);
+	} else {
+		printf("snapshot %s@%s created (%s mode%s)\n", vol, name, mode,
+		       strcmp(mode, "hold") ? ", writes not paused" : "");
+	}
+	json_decref(r);
+	return PEERCTL_EXIT_OK;
+}
+
+/* Orders snapshot objects by volume, then id (oldest first). */
+static int by_volume_id(const void *a, const void *b)
+{
+	json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+	const char *vx = json_string_value(json_object_get(x, "volume"));
+	const char *vy = json_string_value(json_object_get(y, "volume"));
+	uint64_t ix = 0, iy = 0;
+	int d = strcmp(vx ? vx : "", vy ? vy : "");
+
+	if (d)
+		return d;
+	get_u64(x, "id", &ix);
+	get_u64(y, "id", &iy);
+	return ix < iy ? -1 : ix > iy;
+}
+
+static int do_snapshot_list(struct ctl *ctl, const struct command *c, const struct invocation *inv)
+{
+	struct table t = {.ncols = 5,
+			  .head = {"VOLUME", "NAME", "MODE", "CREATED", "PRESERVED"},
+			  .right = {0, 0, 0, 0, 1}};
+	json_t *args, *r, *snaps, *s, **items;
+	size_t i, n;
+	int rc;
+
+	if (inv->npos && check_snapshot_args(inv->pos[0], NULL) < 0)
+		return PEERCTL_EXIT_ERROR;
+	args = inv->npos ? snapshot_args(inv->pos[0], NULL) : json_object();
+	rc = snapshot_call(ctl, "snapshot.list", args, &r);
+	if (rc < 0)
+		return -rc;
+	snaps = json_object_get(r, "snapshots");
+	if (!json_is_array(snaps)) {
+		peerctl_error("malformed reply from peerd: no \"snapshots\" list");
+		json_decref(r);
+		return PEERCTL_EXIT_ERROR;
+	}
+	n = json_array_size(snaps);
+	if (n > 1 && (items = calloc(n, sizeof(*items)))) {
+		for (i = 0; i < n; i++)
+			items[i] = json_incref(json_array_get(snaps, i));
+		qsort(items, n, sizeof(*items), by_volume_id);
+		json_array_clear(snaps);
+		for (i = 0; i < n; i++)
+			json_array_append_new(snaps, items[i]);
+		free(items);
+	}
+	if (ctl->json) {
+		print_json(r);
+		json_decref(r);
+		return PEERCTL_EXIT_OK;
+	}
+	json_array_foreach(snaps, i, s)
+	{
+		char created[64], preserved[32];
+
+		table_add(&t, text_str(s, "volume"), text_str(s, "name"), text_str(s, "mode"),
+			  time_str(s, "created", created, sizeof(created)),
+			  size_str(s, "preserved", preserved, sizeof(preserved)));
+	}
+	if (n)
+		table_flush(&t);
+	else if (inv->npos)
+		printf("volume %s has no snapshots\n", inv->pos[0]);
+	else
+		printf("no snapshots\n");
+	json_decref(r);
+	return PEERCTL_EXIT_OK;
+}
+
+static int do_snapshot_show(struct ctl *ctl, const struct command *c, const struct invocation *inv)
+{
+	static const char *const known[] = {"volume",	 "name",       "id",	  "mode", "created",
+					    "preserved", "chunk_size", "servers", NULL};
+	struct table kv = {.ncols = 2};
+	char b1[FIELD_LEN], b2[32];
+	json_t *r, *srv;
+	size_t i, n = 0;
+	int rc;
+
+	if (check_snapshot_args(inv->pos[0], inv->pos[1]) < 0)
+		return PEERCTL_EXIT_ERROR;
+	rc = snapshot_call(ctl, "snapshot.show", snapshot_args(inv->pos[0], inv->pos[1]), &r);
+	if (rc < 0)
+		return -rc;
+	if (ctl->json) {
+		print_json(r);
+		json_decref(r);
+		return PEERCTL_EXIT_OK;
+	}
+	kv_add(&kv, "volume", text_str(r, "volume"));
+	kv_add(&kv, "name", text_str(r, "name"));
+	kv_add(&kv, "id", num_str(r, "id", b1, sizeof(b1)));
+	kv_add(&kv, "mode", text_str(r, "mode"));
+	kv_add(&kv, "created", time_str(r, "created", b1, sizeof(b1)));
+	kv_add(&kv, "preserved", size_str(r, "preserved", b1, sizeof(b1)));
+	kv_add(&kv, "chunk size", size_str(r, "chunk_size", b1, sizeof(b1)));
+	/* "server 1: 1.0 MiB, server 2: 0 B" */
+	b1[0] = '\0';
+	json_array_foreach(json_object_get(r, "servers"), i, srv)
+	{
+		char id[32];
+
+		if (n + 64 >= sizeof(b1)) {
+			snprintf(b1 + n, sizeof(b1) - n, ", ...");
+			break;
+		}
+		n += snprintf(b1 + n, sizeof(b1) - n, "%sserver %s: %s", n ? ", " : "",
+			      num_str(srv, "id", id, sizeof(id)),
+			      size_str(srv, "preserved", b2, sizeof(b2)));
+	}
+	kv_add(&kv, "preserved on", b1[0] ? b1 : "-");
+	kv_add_rest(&kv, r, known);
+	table_flush(&kv);
+	json_decref(r);
+	return PEERCTL_EXIT_OK;
+}
+
+static int do_snapshot_delete(struct ctl *ctl, const struct command *c,
+			      const struct invocation *inv)
+{
+	json_t *r;
+	int rc;
+
+	if (check_snapshot_args(inv->pos[0], inv->pos[1]) < 0)
+		return PEERCTL_EXIT_ERROR;
+	rc = snapshot_call(ctl, "snapshot.delete", snapshot_args(inv->pos[0], inv->pos[1]), &r);
+	if (rc < 0)
+		return -rc;
+	if (ctl->json)
+		print_json(r);
+	else
+		printf("deleted snapshot %s@%s\n", inv->pos[0], inv->pos[1]);
+	json_decref(r);
+	return PEERCTL_EXIT_OK;
+}
+
+static int do_snapshot_rollback(struct ctl *ctl, const struct command *c,
+				const struct invocation *inv)
+{
+	int force = opt_get(c, inv, "force") != NULL, rc;
+	json_t *args, *r;
+
+	if (check_snapshot_args(inv->pos[0], inv->pos[1]) < 0)
+		return PEERCTL_EXIT_ERROR;
+	args = snapshot_args(inv->pos[0], inv->pos[1]);
+	if (args)
+		json_object_set_new(args, "force", json_boolean(force));
+	rc = snapshot_call(ctl, "snapshot.rollback", args, &r);
+	if (rc < 0)
+		return -rc;
+	if (ctl->json)
+		print_json(r);
+	else
+		printf("volume %s rolled back to snapshot %s@%s: what was written since is gone, "
+		       "the snapshot stays%s\n",
+		       inv->pos[0], inv->pos[0], inv->pos[1],
+		       force ? "; clients that had it open read the snapshot's image now" : "");
+	json_decref(r);
+	return PEERCTL_EXIT_OK;
+}
+
+static int do_snapshot_diff(struct ctl *ctl, const struct command *c, const struct invocation *inv)
+{
+	const char *from = opt_get(c, inv, "from");
+	struct table t = {.ncols = 2, .right = {1, 1}};
+	uint64_t bytes, count;
+	char b1[32];
+	json_t *args, *r, *ranges, *e;
+	size_t i;
+	int rc;
+
+	if (check_snapshot_args(inv->pos[0], inv->pos[1]) < 0 ||
+	    (from && check_named("snapshot", from) < 0))
+		return PEERCTL_EXIT_ERROR;
+	args = snapshot_args(inv->pos[0], inv->pos[1]);
+	if (args && from)
+		json_object_set_new(args, "from", json_string(from));
+	rc = snapshot_call(ctl, "snapshot.diff", args, &r);
+	if (rc < 0)
+		return -rc;
+	if (ctl->json) {
+		print_json(r);
+		json_decref(r);
+		return PEERCTL_EXIT_OK;
+	}
+	ranges = json_object_get(r, "ranges");
+	if (!json_is_array(ranges)) {
+		peerctl_error("malformed reply from peerd: no \"ranges\" list");
+		json_decref(r);
+		return PEERCTL_EXIT_ERROR;
+	}
+	count = json_array_size(ranges);
+	json_array_foreach(ranges, i, e)
+	{
+		char off[32], len[32];
+
+		table_add(&t, num_str(e, "offset", off, sizeof(off)),
+			  num_str(e, "length", len, sizeof(len)));
+	}
+	table_flush(&t);
+	if (get_u64(r, "bytes", &bytes) < 0) {
+		bytes = 0;
+		json_array_foreach(ranges, i, e)
+		{
+			uint64_t l;
+
+			if (get_u64(e, "length", &l) == 0)
+				bytes += l;
+		}
+	}
+	printf("total %llu bytes (%s) in %llu range%s\n", (unsigned long long)bytes,
+	       pv_format_size(bytes, b1, sizeof(b1)), (unsigned long long)count,
+	       count == 1 ? "" : "s");
 	json_decref(r);
 	return PEERCTL_EXIT_OK;
 }

@@ -66,6 +66,18 @@ check_help "peerctl volume list --help" list -- "$PEERCTL" volume list --help
 check_help "peerctl status --help" status -- "$PEERCTL" status --help
 check_help "peerctl group join --help" ADDR -- "$PEERCTL" group join --help
 check_help "peerctl group show --help" show -- "$PEERCTL" group show --help
+# snapshots (issue 15): the commands, their options, and the man pages
+check_help "peerctl --help (snapshots)" "snapshot create" "snapshot list" "snapshot show" \
+	"snapshot delete" "snapshot rollback" "snapshot diff" --with-snapshots -- "$PEERCTL" --help
+check_help "peerctl snapshot --help" create list show delete rollback diff -- "$PEERCTL" snapshot --help
+check_help "peerctl snapshot create --help" --mode --timeout hold timestamp VOLUME NAME -- \
+	"$PEERCTL" snapshot create --help
+check_help "peerctl snapshot rollback --help" --force -- "$PEERCTL" snapshot rollback --help
+check_help "peerctl snapshot diff --help" --from OLDER -- "$PEERCTL" snapshot diff --help
+check_help "peerctl volume delete --help (snapshots)" --with-snapshots -- "$PEERCTL" volume delete --help
+check_man peerd/ctl/peerctl.8 "snapshot create" "snapshot list" "snapshot show" "snapshot delete" \
+	"snapshot rollback" "snapshot diff" --mode --timeout --from --with-snapshots
+check_man fused/fused.8 "Snapshot files" 0444 EROFS ESTALE "losetup -r"
 
 # usage errors exit 2 with a one-line message
 EXPECT_RC=2 expect_fail_msg "peerctl:" "$PEERCTL"
