@@ -95,6 +95,13 @@ static size_t nrecent, recent_head;
 static struct {
 	uint64_t vol_id, page, until_ms;
 } cool[COOL_SLOTS];
+static uint64_t outcomes[BALANCE_OUTCOMES]; /* judgements since start */
+
+const char *const balance_outcome_names[BALANCE_OUTCOMES] = {
+    [BALANCE_JUDGED_IDLE] = "idle",	  [BALANCE_JUDGED_FAIR] = "fair",
+    [BALANCE_JUDGED_OVER] = "over",	  [BALANCE_JUDGED_MOVE] = "move",
+    [BALANCE_JUDGED_REFUSED] = "refused", [BALANCE_JUDGED_NO_FIGURES] = "no_figures",
+};
 
 static void settings(const Pv__Catalog *c, int *on, double *threshold, uint32_t *interval_s)
 {
@@ -230,6 +237,7 @@ static void judge(uint32_t interval_s, double threshold, uint64_t now)
 	if (picture(&in, interval_s, now, vols) < 0) {
 		state = "no figures";
 		over = 0;
+		outcomes[BALANCE_JUDGED_NO_FIGURES]++;
 		return;
 	}
 	in.threshold = threshold;
@@ -238,6 +246,7 @@ static void judge(uint32_t interval_s, double threshold, uint64_t now)
 	if (v == BALANCE_IDLE || v == BALANCE_FAIR) {
 		state = v == BALANCE_IDLE ? "idle" : "fair";
 		over = 0;
+		outcomes[v == BALANCE_IDLE ? BALANCE_JUDGED_IDLE : BALANCE_JUDGED_FAIR]++;
 		return;
 	}
 	state = "over";
@@ -247,8 +256,10 @@ static void judge(uint32_t interval_s, double threshold, uint64_t now)
 			srv->cfg.id, d.share * 100, d.fair * 100, in.npages);
 		over_logged_ms = now;
 	}
-	if (++over < 2 || v != BALANCE_MOVE)
+	if (++over < 2 || v != BALANCE_MOVE) {
+		outcomes[BALANCE_JUDGED_OVER]++;
 		return;
+	}
 	pg = &in.p[d.page];
 	vol = vols[d.page];
 	snprintf(text, sizeof(text),
@@ -259,9 +270,11 @@ static void judge(uint32_t interval_s, double threshold, uint64_t now)
 	if (migrate_start(vol, pg->page, in.s[d.to].id, 0, err, sizeof(err)) < 0) {
 		pv_warn("%s: refused: %s", text, err);
 		cool_add(vol->id, pg->page, now + (uint64_t)interval_s * 1000);
+		outcomes[BALANCE_JUDGED_REFUSED]++;
 		return;
 	}
 	pv_info("%s", text);
+	outcomes[BALANCE_JUDGED_MOVE]++;
 	remember(text);
 	cool_add(vol->id, pg->page, now + cooldown_ms(interval_s));
 	over = 0;
@@ -327,4 +340,9 @@ size_t balance_recent(const char **out, size_t max)
 	for (i = 0; i < nrecent && i < max; i++)
 		out[i] = recent[(recent_head + i) % RECENT];
 	return i;
+}
+
+uint64_t balance_outcome_count(enum balance_outcome o)
+{
+	return o < BALANCE_OUTCOMES ? outcomes[o] : 0;
 }
