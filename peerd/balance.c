@@ -161,6 +161,28 @@ static struct volume *volume_by_id(uint64_t id)
 	return NULL;
 }
 
+/* This server's rates as of the others' folds (their mean time). Its own
+ * last fold is up to a heartbeat newer than theirs, and while a load
+ * rises a newer figure is larger: judged against older ones, every server
+ * of a uniformly loaded group saw itself over its share, and moved pages. */
+static const Pv__LoadRates *self_rates(const Pv__LoadSummary *mine, uint32_t interval_s)
+{
+	uint64_t at = 0, n = 0;
+	const Pv__LoadRates *r;
+
+	for (size_t i = 0; i < srv->nmembers; i++) {
+		const struct member *m = &srv->members[i];
+		const Pv__LoadSummary *s = m->id != srv->cfg.id && m->up ? load_summary(m) : NULL;
+
+		if (s && s->at_ms) {
+			at += s->at_ms;
+			n++;
+		}
+	}
+	r = n ? load_self_at(at / n, interval_s < 60 ? 0 : 1) : NULL;
+	return r ? r : window(mine, interval_s);
+}
+
 /* The group's picture into in: 0, or -1 when a member that is up sent no
  * figures (an older server, or its monitor off): nothing is judged. */
 static int picture(struct balance_input *in, uint32_t interval_s, uint64_t now,
@@ -182,7 +204,8 @@ static int picture(struct balance_input *in, uint32_t interval_s, uint64_t now,
 			return -1;
 		b->id = m->id;
 		b->weight = m->draining ? 0 : m->weight ? m->weight : 1;
-		b->load = load_units(window(s, interval_s));
+		b->load = load_units(m->id == srv->cfg.id ? self_rates(mine, interval_s)
+							  : window(s, interval_s));
 		b->free = m->id == srv->cfg.id ? store_free() : m->free;
 		if (m->id == srv->cfg.id)
 			in->self = in->n;

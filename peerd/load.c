@@ -496,6 +496,12 @@ static struct {
 	const char *decisions[8];
 } mine;
 
+/* This server's rates as of its last folds (load_self_at). */
+static struct {
+	uint64_t at_ms;
+	Pv__LoadRates r[NW];
+} folds[LOAD_SELF_FOLDS];
+
 /* The p99 of the last LAT_SECONDS seconds of served times. */
 static uint32_t p99_now(void)
 {
@@ -574,6 +580,8 @@ static void summary_build(void)
 	s->p99_us = p99_us;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	s->at_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	folds[tick % LOAD_SELF_FOLDS].at_ms = s->at_ms;
+	memcpy(folds[tick % LOAD_SELF_FOLDS].r, mine.r, sizeof(mine.r));
 	HASH_ITER(hh, vols, v, tmp)
 	{
 		if (n == VOLS_MAX)
@@ -644,6 +652,23 @@ void load_tick(void *arg)
 	summary_build();
 }
 
+const Pv__LoadRates *load_self_at(uint64_t at_ms, int w)
+{
+	const Pv__LoadRates *best = NULL;
+	uint64_t best_d = 0;
+
+	for (size_t i = 0; load_enabled && i < LOAD_SELF_FOLDS; i++) {
+		uint64_t d =
+		    folds[i].at_ms > at_ms ? folds[i].at_ms - at_ms : at_ms - folds[i].at_ms;
+
+		if (folds[i].at_ms && (!best || d < best_d)) {
+			best = &folds[i].r[w];
+			best_d = d;
+		}
+	}
+	return best;
+}
+
 const Pv__LoadSummary *load_summary(const struct member *m)
 {
 	if (m && m->id != srv->cfg.id)
@@ -676,6 +701,7 @@ void load_free(void)
 	client_hits = NULL;
 	ntop = 0;
 	mine.ok = 0;
+	memset(folds, 0, sizeof(folds));
 }
 
 /* ---- totals and the group's shares (metrics.c, control.c) ---- */

@@ -1061,6 +1061,11 @@ void load_tick(void *arg);
  * fold), and what member m sent last (NULL if none); both valid until the
  * next tick or heartbeat. */
 const Pv__LoadSummary *load_summary(const struct member *m);
+/* This server's rates of window w (0: 10 s, 1: 60 s) as of its fold
+ * nearest to at_ms (wall clock, as LoadSummary.at_ms), among its last
+ * LOAD_SELF_FOLDS; NULL before its first fold. Valid until the next tick. */
+#define LOAD_SELF_FOLDS 4
+const Pv__LoadRates *load_self_at(uint64_t at_ms, int w);
 /* The load of rates r in load units per second: ops + bytes / LOAD_BYTES_PER_OP. */
 double load_units(const Pv__LoadRates *r);
 /* Pure: a decaying rate r (per second, time constant tau_s) after gap
