@@ -21,9 +21,9 @@ format (version 0.0.4), for tests (e2e metrics: what peerd serves at
 usage: check-prom-text.py [--prefix P] FILE
          exit 0 and "ok: N families, M samples" on stderr, or exit 1 with
          one line per problem ("line N: ...")
-       check-prom-text.py [--prefix P] --sum 'NAME{label="value",...}' FILE
-         checks FILE, then prints the sum of the samples of NAME whose
-         labels include those given (0 if none)
+       check-prom-text.py [--prefix P] --sum 'NAME{label="value",...}'... FILE
+         checks FILE, then prints for each --sum (one a line) the sum of
+         the samples of NAME whose labels include those given (0 if none)
 """
 import math
 import re
@@ -232,12 +232,13 @@ def check_histograms(samples, types):
 
 
 def main(argv):
-    prefix, query, args = None, None, argv[1:]
+    prefix, queries, args = None, [], argv[1:]
     while args and args[0].startswith("--"):
         if args[0] == "--prefix" and len(args) > 1:
             prefix, args = args[1], args[2:]
         elif args[0] == "--sum" and len(args) > 1:
-            query, args = args[1], args[2:]
+            queries.append(args[1])
+            args = args[2:]
         else:
             break
     if len(args) != 1:
@@ -252,17 +253,22 @@ def main(argv):
         return 1
     print("check-prom-text: ok: %d families, %d samples" % (len(types), len(samples)),
           file=sys.stderr)
-    if query:
+    wanted = []
+    for query in queries:
         m = NAME.match(query)
-        want = {}
-        if m.end() < len(query):
-            want, end = parse_labels(query, m.end())
-            if end != len(query):
-                print("check-prom-text: bad query %r" % query, file=sys.stderr)
-                return 2
-        total = sum(v for _, name, labels, v in samples if name == m.group(0)
-                    and all(labels.get(k) == x for k, x in want.items()))
-        print("%.17g" % total)
+        want, end = {}, m.end() if m else 0
+        try:
+            if m and end < len(query):
+                want, end = parse_labels(query, end)
+        except (ValueError, IndexError):
+            end = -1
+        if not m or end != len(query):
+            print("check-prom-text: bad query %r" % query, file=sys.stderr)
+            return 2
+        wanted.append((m.group(0), want))
+    for name, want in wanted:
+        print("%.17g" % sum(v for _, n, labels, v in samples if n == name
+                            and all(labels.get(k) == x for k, x in want.items())))
     return 0
 
 
