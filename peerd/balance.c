@@ -95,6 +95,13 @@ static size_t nrecent, recent_head;
 static struct {
 	uint64_t vol_id, page, until_ms;
 } cool[COOL_SLOTS];
+static uint64_t outcomes[BALANCE_OUTCOMES]; /* judgements since start */
+
+const char *const balance_outcome_names[BALANCE_OUTCOMES] = {
+    [BALANCE_JUDGED_IDLE] = "idle",	  [BALANCE_JUDGED_FAIR] = "fair",
+    [BALANCE_JUDGED_OVER] = "over",	  [BALANCE_JUDGED_MOVE] = "move",
+    [BALANCE_JUDGED_REFUSED] = "refused", [BALANCE_JUDGED_NO_FIGURES] = "no_figures",
+};
 
 static void settings(const Pv__Catalog *c, int *on, double *threshold, uint32_t *interval_s)
 {
@@ -154,6 +161,28 @@ static struct volume *volume_by_id(uint64_t id)
 	return NULL;
 }
 
+/* This server's rates as of the others' folds (their mean time). Its own
+ * last fold is up to a heartbeat newer than theirs, and while a load
+ * rises a newer figure is larger: judged against older ones, every server
+ * of a uniformly loaded group saw itself over its share, and moved pages. */
+static const Pv__LoadRates *self_rates(const Pv__LoadSummary *mine, uint32_t interval_s)
+{
+	uint64_t at = 0, n = 0;
+	const Pv__LoadRates *r;
+
+	for (size_t i = 0; i < srv->nmembers; i++) {
+		const struct member *m = &srv->members[i];
+		const Pv__LoadSummary *s = m->id != srv->cfg.id && m->up ? load_summary(m) : NULL;
+
+		if (s && s->at_ms) {
+			at += s->at_ms;
+			n++;
+		}
+	}
+	r = n ? load_self_at(at / n, interval_s < 60 ? 0 : 1) : NULL;
+	return r ? r : window(mine, interval_s);
+}
+
 /* The group's picture into in: 0, or -1 when a member that is up sent no
  * figures (an older server, or its monitor off): nothing is judged. */
 static int picture(struct balance_input *in, uint32_t interval_s, uint64_t now,
@@ -175,7 +204,8 @@ static int picture(struct balance_input *in, uint32_t interval_s, uint64_t now,
 			return -1;
 		b->id = m->id;
 		b->weight = m->draining ? 0 : m->weight ? m->weight : 1;
-		b->load = load_units(window(s, interval_s));
+		b->load = load_units(m->id == srv->cfg.id ? self_rates(mine, interval_s)
+							  : window(s, interval_s));
 		b->free = m->id == srv->cfg.id ? store_free() : m->free;
 		if (m->id == srv->cfg.id)
 			in->self = in->n;
@@ -230,6 +260,7 @@ static void judge(uint32_t interval_s, double threshold, uint64_t now)
 	if (picture(&in, interval_s, now, vols) < 0) {
 		state = "no figures";
 		over = 0;
+		outcomes[BALANCE_JUDGED_NO_FIGURES]++;
 		return;
 	}
 	in.threshold = threshold;
@@ -238,6 +269,7 @@ static void judge(uint32_t interval_s, double threshold, uint64_t now)
 	if (v == BALANCE_IDLE || v == BALANCE_FAIR) {
 		state = v == BALANCE_IDLE ? "idle" : "fair";
 		over = 0;
+		outcomes[v == BALANCE_IDLE ? BALANCE_JUDGED_IDLE : BALANCE_JUDGED_FAIR]++;
 		return;
 	}
 	state = "over";
@@ -247,8 +279,10 @@ static void judge(uint32_t interval_s, double threshold, uint64_t now)
 			srv->cfg.id, d.share * 100, d.fair * 100, in.npages);
 		over_logged_ms = now;
 	}
-	if (++over < 2 || v != BALANCE_MOVE)
+	if (++over < 2 || v != BALANCE_MOVE) {
+		outcomes[BALANCE_JUDGED_OVER]++;
 		return;
+	}
 	pg = &in.p[d.page];
 	vol = vols[d.page];
 	snprintf(text, sizeof(text),
@@ -259,9 +293,11 @@ static void judge(uint32_t interval_s, double threshold, uint64_t now)
 	if (migrate_start(vol, pg->page, in.s[d.to].id, 0, err, sizeof(err)) < 0) {
 		pv_warn("%s: refused: %s", text, err);
 		cool_add(vol->id, pg->page, now + (uint64_t)interval_s * 1000);
+		outcomes[BALANCE_JUDGED_REFUSED]++;
 		return;
 	}
 	pv_info("%s", text);
+	outcomes[BALANCE_JUDGED_MOVE]++;
 	remember(text);
 	cool_add(vol->id, pg->page, now + cooldown_ms(interval_s));
 	over = 0;
@@ -327,4 +363,9 @@ size_t balance_recent(const char **out, size_t max)
 	for (i = 0; i < nrecent && i < max; i++)
 		out[i] = recent[(recent_head + i) % RECENT];
 	return i;
+}
+
+uint64_t balance_outcome_count(enum balance_outcome o)
+{
+	return o < BALANCE_OUTCOMES ? outcomes[o] : 0;
 }

@@ -735,17 +735,18 @@ static const char *volume_name(uint64_t id)
 	return NULL;
 }
 
-/* One member's line of load.show; its figures' load in *load when it
- * takes part in the fair shares (up, not draining, with figures). */
-static json_t *server_load_json(const struct member *m, const Pv__LoadSummary *s, int *counts)
+/* One member's line of load.show, with its shares (load_shares). */
+static json_t *server_load_json(const struct member *m, const Pv__LoadSummary *s,
+				const struct load_share *sh)
 {
 	json_t *o =
 	    json_pack("{s:i,s:s,s:b,s:i,s:b,s:b,s:I}", "id", (int)m->id, "address", m->address,
 		      "up", m->up, "weight", (int)(m->weight ? m->weight : 1), "draining",
 		      m->draining, "figures", s != NULL, "pages_owned", (json_int_t)m->pages);
 
-	*counts = m->up && !m->draining && s;
 	rates_json(o, s ? s->r10 : NULL);
+	json_object_set_new(o, "share", json_real(sh->share));
+	json_object_set_new(o, "fair_share", json_real(sh->fair));
 	if (s) {
 		json_t *r60 = json_object();
 
@@ -767,20 +768,15 @@ static int cmd_load_show(const uint8_t *ident, size_t ident_len, const struct co
 {
 	json_t *servers = json_array(), *pages = json_array(), *clients = json_array(),
 	       *vols = json_array();
-	double total = 0, weights = 0;
-	size_t i;
+	struct load_share sh[PEERD_MAX_MEMBERS];
+	double total = load_shares(sh);
 	json_t *o;
 
 	for (size_t k = 0; k < srv->nmembers; k++) {
 		const struct member *m = &srv->members[k];
 		const Pv__LoadSummary *s = load_summary(m);
-		int counts;
 
-		json_array_append_new(servers, server_load_json(m, s, &counts));
-		if (counts) {
-			total += load_units(s->r10);
-			weights += m->weight ? m->weight : 1;
-		}
+		json_array_append_new(servers, server_load_json(m, s, &sh[k]));
 		for (size_t j = 0; s && j < s->n_pages; j++) {
 			const Pv__PageLoad *pl = s->pages[j];
 			const char *name = volume_name(pl->volume_id);
@@ -811,17 +807,6 @@ static int cmd_load_show(const uint8_t *ident, size_t ident_len, const struct co
 			rates_json(o, s->volumes[j]->r10);
 			json_array_append_new(vols, o);
 		}
-	}
-	json_array_foreach(servers, i, o)
-	{
-		const struct member *m = &srv->members[i];
-		double l = json_real_value(json_object_get(o, "load"));
-		int counts = m->up && !m->draining && json_is_true(json_object_get(o, "figures"));
-
-		json_object_set_new(o, "share", json_real(total > 0 ? l / total : 0));
-		json_object_set_new(
-		    o, "fair_share",
-		    json_real(counts && weights > 0 ? (m->weight ? m->weight : 1) / weights : 0));
 	}
 	*result = json_pack("{s:i,s:I,s:f,s:o,s:o,s:o,s:o}", "server_id", (int)srv->cfg.id, "at_ms",
 			    (json_int_t)pv_wall_s() * 1000, "total_load", total, "servers", servers,

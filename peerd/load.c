@@ -29,8 +29,8 @@
 
 int load_enabled = 1;
 
-#define NOPS	    3 /* read, write, other (TRIM, FLUSH) */
-#define NW	    2 /* windows: 10 s, 60 s */
+#define NOPS	    LOAD_OPS /* read, write, other (TRIM, FLUSH) */
+#define NW	    2	     /* windows: 10 s, 60 s */
 #define LAT_BUCKETS 120
 #define LAT_SECONDS 10	 /* p99 over this many seconds */
 #define CLIENTS_MAX 4096 /* clients followed one by one */
@@ -65,7 +65,8 @@ struct lvol {
 	uint64_t id;
 	char name[PV_MAX_NAME + 1];
 	struct lstat st;
-	uint64_t pages; /* page entries pointing here */
+	struct load_totals total; /* since start, as of the last fold */
+	uint64_t pages;		  /* page entries pointing here */
 };
 
 struct page_key {
@@ -93,6 +94,7 @@ struct lclient {
 };
 
 static struct lstat server, fwd;
+static struct load_totals server_total, fwd_total; /* since start, as of the last fold */
 static struct lvol *vols;
 static struct lpage *pages, *page_hits;
 static struct lclient *clients, *client_hits;
@@ -102,6 +104,10 @@ static uint64_t tick = 1; /* folds so far, + 1 */
 static uint32_t lat_hist[LAT_SECONDS][LAT_BUCKETS];
 static unsigned lat_cur;
 static uint32_t p99_us;
+/* served times since start, by op (metrics.c's histogram) */
+static uint64_t lat_total[NOPS][LAT_BUCKETS], lat_sum_us[NOPS];
+
+const char *const load_op_names[LOAD_OPS] = {"read", "write", "other"};
 
 /* ---- pure ---- */
 
@@ -276,14 +282,18 @@ void load_done(uint32_t op, uint64_t client_id, uint64_t offset, uint64_t len, u
 	uint64_t now, lat;
 	struct lclient *c;
 	int k = op_index(op);
+	unsigned b;
 
 	if (!load_enabled)
 		return;
 	now = load_now_us();
 	lat = now > start_us ? now - start_us : 0;
+	b = lat_bucket(lat);
 	server.c.lat_us += lat;
 	server.c.lat_n++;
-	lat_hist[lat_cur][lat_bucket(lat)]++;
+	lat_hist[lat_cur][b]++;
+	lat_total[k][b]++;
+	lat_sum_us[k] += lat;
 	if (!client_id || !(c = client_get(client_id)))
 		return;
 	ctr_add(&c->st.c, k, 1, len, c->last_end == offset ? len : 0);
@@ -396,6 +406,15 @@ static void top_consider(struct lpage *e, double load, double *loads)
 	ntop++;
 }
 
+/* Adds one second's counts c to the totals t. */
+static void totals_add(struct load_totals *t, const struct ctr *c)
+{
+	for (int k = 0; k < NOPS; k++) {
+		t->ops[k] += c->ops[k];
+		t->bytes[k] += c->bytes[k];
+	}
+}
+
 /* Folds the pages hit this second (before tick moves on). */
 static void fold_pages(void)
 {
@@ -450,7 +469,11 @@ static void sweep(void)
 	}
 	HASH_ITER(hh, vols, v, vtmp)
 	{
-		if (v->pages || !stat_cold(&v->st))
+		const struct volume *cv = catalog_volume(v->name);
+
+		/* while the volume exists its totals are counters, which
+		 * must never go back */
+		if (v->pages || !stat_cold(&v->st) || (cv && cv->id == v->id && !cv->deleted))
 			continue;
 		HASH_DEL(vols, v);
 		free(v);
@@ -472,6 +495,12 @@ static struct {
 	char host[LOAD_TOP][PV_ESCAPE_NAME];
 	const char *decisions[8];
 } mine;
+
+/* This server's rates as of its last folds (load_self_at). */
+static struct {
+	uint64_t at_ms;
+	Pv__LoadRates r[NW];
+} folds[LOAD_SELF_FOLDS];
 
 /* The p99 of the last LAT_SECONDS seconds of served times. */
 static uint32_t p99_now(void)
@@ -551,6 +580,8 @@ static void summary_build(void)
 	s->p99_us = p99_us;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	s->at_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	folds[tick % LOAD_SELF_FOLDS].at_ms = s->at_ms;
+	memcpy(folds[tick % LOAD_SELF_FOLDS].r, mine.r, sizeof(mine.r));
 	HASH_ITER(hh, vols, v, tmp)
 	{
 		if (n == VOLS_MAX)
@@ -594,10 +625,15 @@ void load_tick(void *arg)
 	(void)arg;
 	if (!load_enabled)
 		return;
+	totals_add(&server_total, &server.c);
+	totals_add(&fwd_total, &fwd.c);
 	stat_fold(&server);
 	stat_fold(&fwd);
 	HASH_ITER(hh, vols, v, vtmp)
-	stat_fold(&v->st);
+	{
+		totals_add(&v->total, &v->st.c);
+		stat_fold(&v->st);
+	}
 	fold_pages();
 	for (struct lclient *c = client_hits, *next; c; c = next) {
 		next = c->next_hit;
@@ -614,6 +650,23 @@ void load_tick(void *arg)
 	if (tick % SWEEP_TICKS == 0)
 		sweep();
 	summary_build();
+}
+
+const Pv__LoadRates *load_self_at(uint64_t at_ms, int w)
+{
+	const Pv__LoadRates *best = NULL;
+	uint64_t best_d = 0;
+
+	for (size_t i = 0; load_enabled && i < LOAD_SELF_FOLDS; i++) {
+		uint64_t d =
+		    folds[i].at_ms > at_ms ? folds[i].at_ms - at_ms : at_ms - folds[i].at_ms;
+
+		if (folds[i].at_ms && (!best || d < best_d)) {
+			best = &folds[i].r[w];
+			best_d = d;
+		}
+	}
+	return best;
 }
 
 const Pv__LoadSummary *load_summary(const struct member *m)
@@ -648,4 +701,66 @@ void load_free(void)
 	client_hits = NULL;
 	ntop = 0;
 	mine.ok = 0;
+	memset(folds, 0, sizeof(folds));
+}
+
+/* ---- totals and the group's shares (metrics.c, control.c) ---- */
+
+void load_totals(struct load_totals *served, struct load_totals *forwarded)
+{
+	*served = server_total;
+	*forwarded = fwd_total;
+}
+
+void load_each_volume(void (*fn)(void *arg, const char *name, const struct load_totals *t),
+		      void *arg)
+{
+	struct lvol *v, *tmp;
+
+	HASH_ITER(hh, vols, v, tmp)
+	fn(arg, v->name, &v->total);
+}
+
+void load_latency(int op, const uint64_t *bounds_us, size_t nbounds, uint64_t *cum, uint64_t *count,
+		  uint64_t *sum_us)
+{
+	const uint64_t *h = lat_total[op];
+	uint64_t acc = 0;
+	unsigned b = 0;
+
+	for (size_t i = 0; i < nbounds; i++) {
+		/* bucket b lies wholly below the bound */
+		while (b < LAT_BUCKETS && lat_upper(b) < bounds_us[i])
+			acc += h[b++];
+		cum[i] = acc;
+	}
+	while (b < LAT_BUCKETS)
+		acc += h[b++];
+	*count = acc;
+	*sum_us = lat_sum_us[op];
+}
+
+double load_shares(struct load_share *out)
+{
+	double total = 0, weights = 0;
+
+	for (size_t i = 0; i < srv->nmembers; i++) {
+		const struct member *m = &srv->members[i];
+		const Pv__LoadSummary *s = load_summary(m);
+
+		out[i].figures = s != NULL;
+		out[i].load = s ? load_units(s->r10) : 0;
+		if (m->up && !m->draining && s) {
+			total += out[i].load;
+			weights += m->weight ? m->weight : 1;
+		}
+	}
+	for (size_t i = 0; i < srv->nmembers; i++) {
+		const struct member *m = &srv->members[i];
+		int counts = m->up && !m->draining && out[i].figures;
+
+		out[i].share = total > 0 ? out[i].load / total : 0;
+		out[i].fair = counts && weights > 0 ? (m->weight ? m->weight : 1) / weights : 0;
+	}
+	return total;
 }

@@ -3,9 +3,9 @@
  * start: options -> (--daemon: fork, the caller waits) -> data directory
  *        lock -> LMDB -> server id check -> ZeroMQ ROUTER -> links ->
  *        catalog (volumes, peers) -> IO workers -> control socket ->
- *        ready (daemon.c: pid file, the caller exits 0, systemd READY=1) ->
- *        reactor loop
- * stop (SIGTERM/SIGINT): the same in reverse; queued IO finishes first. */
+ *        metrics (--metrics-listen: its HTTP thread) -> ready (daemon.c: pid file, the caller exits
+ * 0, systemd READY=1) -> reactor loop stop (SIGTERM/SIGINT): the same in reverse; queued IO
+ * finishes first. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -65,6 +65,9 @@ static void usage(FILE *f)
 		"                         (repairs a divergence: docs/architecture.md)\n"
 		"  --no-load-monitor      count no load (figures, rebalancer off here;\n"
 		"                         also PEERD_LOAD_MONITOR=0 in the environment)\n"
+		"  --metrics-listen IP:PORT\n"
+		"                         serve Prometheus metrics at http://IP:PORT/metrics\n"
+		"                         (IPv6: [ADDR]:PORT; default off; docs/metrics.md)\n"
 		"  --debug                log every request\n"
 		"  --help                 this text\n"
 		"  --version              print the version\n"
@@ -98,6 +101,7 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 		O_DEBUG,
 		O_RESYNC,
 		O_NO_LOAD,
+		O_METRICS,
 		O_HELP,
 		O_VERSION
 	};
@@ -117,10 +121,13 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 	    {"debug", no_argument, NULL, O_DEBUG},
 	    {"resync-catalog", no_argument, NULL, O_RESYNC},
 	    {"no-load-monitor", no_argument, NULL, O_NO_LOAD},
+	    {"metrics-listen", required_argument, NULL, O_METRICS},
 	    {"help", no_argument, NULL, O_HELP},
 	    {"version", no_argument, NULL, O_VERSION},
 	    {NULL, 0, NULL, 0},
 	};
+	struct sockaddr_storage ss;
+	socklen_t sslen;
 	char err[256];
 	uint64_t v;
 	int c;
@@ -235,6 +242,15 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 			break;
 		case O_NO_LOAD:
 			load_enabled = 0;
+			break;
+		case O_METRICS:
+			if (strlen(optarg) >= sizeof(cfg->metrics_listen) ||
+			    metrics_parse_address(optarg, &ss, &sslen) < 0) {
+				fprintf(stderr, "peerd: --metrics-listen must be IP:PORT (IPv6: "
+						"[ADDR]:PORT), e.g. 127.0.0.1:7190\n");
+				return -1;
+			}
+			snprintf(cfg->metrics_listen, sizeof(cfg->metrics_listen), "%s", optarg);
 			break;
 		case O_HELP:
 		case 'h':
@@ -374,7 +390,9 @@ static int register_reactor(int io_fd)
 	    reactor_every(PEERD_HEARTBEAT_MS, clients_expire, NULL) < 0 ||
 	    reactor_every(PEERD_HEARTBEAT_MS, shm_expire, NULL) < 0 ||
 	    reactor_every(PEERD_TICK_MS, placement_tick, NULL) < 0 ||
-	    reactor_every(1000, load_tick, NULL) < 0 || reactor_every(1000, balance_tick, NULL) < 0)
+	    reactor_every(1000, load_tick, NULL) < 0 ||
+	    reactor_every(1000, balance_tick, NULL) < 0 ||
+	    reactor_every(1000, metrics_tick, NULL) < 0)
 		return -1;
 	return 0;
 }
@@ -438,18 +456,22 @@ int main(int argc, char **argv)
 		goto out_catalog;
 	if (control_open() < 0)
 		goto out_workers;
-	if (register_reactor(io_fd) < 0)
+	if (metrics_start() < 0)
 		goto out_control;
+	if (register_reactor(io_fd) < 0)
+		goto out_metrics;
 	pv_info("serving on %s, data %s, control %s, %d IO threads, catalog version %llu",
 		srv->cfg.listen, srv->cfg.data_dir, srv->cfg.control, srv->cfg.workers,
 		(unsigned long long)srv->version);
 	if (daemon_ready() < 0)
-		goto out_control;
+		goto out_metrics;
 	rc = reactor_run() < 0 ? 1 : 0;
 	daemon_stopping();
 	pv_info("stopping: %llu requests in flight", (unsigned long long)request_inflight());
-out_control:
+out_metrics:
 	reactor_clear();
+	metrics_stop();
+out_control:
 	control_close();
 out_workers:
 	worker_stop();

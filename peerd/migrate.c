@@ -421,6 +421,12 @@ unsigned migrate_out_count(void)
 
 static struct mig_recent recent[MIGRATE_RECENT];
 static unsigned recent_next;
+static struct migrate_totals totals;
+
+void migrate_totals(struct migrate_totals *t)
+{
+	*t = totals;
+}
 
 /* What migrate_list shows of a move, from its record (this server's, or
  * one a member announced in its heartbeat). */
@@ -473,6 +479,10 @@ static void out_end(struct mig_out *m, int ok, const char *why)
 {
 	struct mig_recent *r = &recent[recent_next++ % MIGRATE_RECENT];
 
+	if (ok)
+		totals.done++;
+	else
+		totals.failed++;
 	info_of(&r->info, m);
 	r->ok = ok;
 	if (!ok)
@@ -789,6 +799,7 @@ static void piece_copied(struct mig_out *m)
 
 	m->bytes_copied += m->hole ? 0 : m->piece_len;
 	m->rate_bytes += m->hole ? 0 : m->piece_len;
+	totals.bytes += m->hole ? 0 : m->piece_len;
 	/* the record says k+1; memory keeps k in transit until it is durable:
 	 * a crash before that resumes at k, whose writes were dual until then */
 	m->pg.piece = k + 1;
@@ -1186,7 +1197,7 @@ static void submit_in(struct in_job *j, void (*run)(struct io_job *), void (*don
 	worker_submit(job);
 }
 
-static unsigned in_count(void)
+unsigned migrate_in_count(void)
 {
 	unsigned n = 0;
 
@@ -1273,7 +1284,7 @@ static void op_begin(const struct origin *from, const Pv__Header *h, const Pv__M
 			     (unsigned long long)r->epoch);
 		return;
 	}
-	if (in_count() >= MIGRATE_IN_MAX) {
+	if (migrate_in_count() >= MIGRATE_IN_MAX) {
 		reply_busy(from, h, MIGRATE_RETRY_MS, "server %u takes %u moves at a time",
 			   srv->cfg.id, MIGRATE_IN_MAX);
 		return;

@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <zmq.h>
 
 #define HASH_NONFATAL_OOM 1 /* uthash: an add without memory leaves the item out (hh.tbl NULL) */
@@ -61,7 +62,8 @@ struct peerd_config {
 	int daemon;
 	char pid_file[PATH_MAX]; /* --pid-file, or "" */
 	int debug;
-	int resync_catalog; /* --resync-catalog: take the peers' catalog (catalog.c) */
+	int resync_catalog;	 /* --resync-catalog: take the peers' catalog (catalog.c) */
+	char metrics_listen[64]; /* --metrics-listen IP:PORT (metrics.c), or "" */
 };
 
 /* A volume as this server knows it: catalog entry, routing table and, when
@@ -921,6 +923,14 @@ int migrate_request(const char *volume, uint64_t first, uint64_t last, uint32_t 
 		    uint32_t piece_size, migrate_done_fn done, void *arg, char *err, size_t errlen);
 /* Moves out of this server, queued or running. */
 unsigned migrate_out_count(void);
+/* Moves into this server under way. */
+unsigned migrate_in_count(void);
+/* This server's moves out since start: switched, failed, bytes copied to
+ * the targets (hole pieces carry none). */
+struct migrate_totals {
+	uint64_t done, failed, bytes;
+};
+void migrate_totals(struct migrate_totals *t);
 /* Moves in the group (this server's, and those members announced in their
  * last heartbeats), at most max into out. */
 size_t migrate_list(struct migrate_info *out, size_t max);
@@ -1144,6 +1154,11 @@ void load_tick(void *arg);
  * fold), and what member m sent last (NULL if none); both valid until the
  * next tick or heartbeat. */
 const Pv__LoadSummary *load_summary(const struct member *m);
+/* This server's rates of window w (0: 10 s, 1: 60 s) as of its fold
+ * nearest to at_ms (wall clock, as LoadSummary.at_ms), among its last
+ * LOAD_SELF_FOLDS; NULL before its first fold. Valid until the next tick. */
+#define LOAD_SELF_FOLDS 4
+const Pv__LoadRates *load_self_at(uint64_t at_ms, int w);
 /* The load of rates r in load units per second: ops + bytes / LOAD_BYTES_PER_OP. */
 double load_units(const Pv__LoadRates *r);
 /* Pure: a decaying rate r (per second, time constant tau_s) after gap
@@ -1151,6 +1166,36 @@ double load_units(const Pv__LoadRates *r);
 double load_decay(double r, double x, double gap_s, double tau_s);
 /* Frees the tables (shutdown). */
 void load_free(void);
+/* What load_part counted since start (metrics.c's counters): requests and
+ * bytes by op, summed at each fold (the current second is not in yet). A
+ * volume's entry lasts while the volume exists, so its totals never go
+ * back. */
+#define LOAD_OPS 3 /* read, write, other (TRIM, FLUSH) */
+extern const char *const load_op_names[LOAD_OPS];
+struct load_totals {
+	uint64_t ops[LOAD_OPS], bytes[LOAD_OPS];
+};
+/* This server's totals: served here, and forwarded to other owners. */
+void load_totals(struct load_totals *served, struct load_totals *forwarded);
+/* fn(arg, volume name, its totals) for every volume served here so far. */
+void load_each_volume(void (*fn)(void *arg, const char *name, const struct load_totals *t),
+		      void *arg);
+/* Served times of op's requests since start: into cum[i] how many were
+ * below bounds_us[i] (ascending; a bound inside one of load.c's buckets,
+ * 4 per power of two, counts that bucket above it; powers of two are
+ * exact), their number and their sum in microseconds. */
+void load_latency(int op, const uint64_t *bounds_us, size_t nbounds, uint64_t *cum, uint64_t *count,
+		  uint64_t *sum_us);
+/* The group's picture as this server holds it, one entry per member in
+ * srv->members order: its load (load units/s, 10 s), its share of the
+ * group's and its fair share by weight; only members up, not draining and
+ * with figures take part in the total (the others get share, not fair). */
+struct load_share {
+	int figures; /* it sent a summary (or this server's own) */
+	double load, share, fair;
+};
+/* Fills out[srv->nmembers]; returns the group's total load. */
+double load_shares(struct load_share *out);
 
 /* balance.c: the page rebalancer, on each server for the pages it owns. */
 #define BALANCE_THRESHOLD_PM   250 /* Catalog.balance_threshold_pm 0: this */
@@ -1212,6 +1257,36 @@ struct balance_status {
 void balance_status(struct balance_status *st);
 /* This server's last decisions for its heartbeat (LoadSummary.decisions). */
 size_t balance_recent(const char **out, size_t max);
+/* What the judgements came to, counted since start (metrics.c). */
+enum balance_outcome {
+	BALANCE_JUDGED_IDLE,	   /* under the floor */
+	BALANCE_JUDGED_FAIR,	   /* within the threshold */
+	BALANCE_JUDGED_OVER,	   /* over, no move (first interval, or none helps) */
+	BALANCE_JUDGED_MOVE,	   /* a move started */
+	BALANCE_JUDGED_REFUSED,	   /* the move was refused (migrate_start) */
+	BALANCE_JUDGED_NO_FIGURES, /* a member up sent no load figures */
+	BALANCE_OUTCOMES
+};
+extern const char *const balance_outcome_names[BALANCE_OUTCOMES];
+uint64_t balance_outcome_count(enum balance_outcome o);
+
+/* metrics.c: the Prometheus exposition at http://--metrics-listen/metrics
+ * (docs/metrics.md). The reactor renders it once a second into a buffer
+ * under a lock; libmicrohttpd's thread only copies that buffer out. */
+/* Parses IPv4:PORT or [IPv6]:PORT (numeric, port 1-65535) into *ss and
+ * *len. Pure. 0, or -1. */
+int metrics_parse_address(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+/* With --metrics-listen: binds it, renders once and starts the HTTP
+ * thread (logs the address); else does nothing. 0, or -1 (logged). */
+int metrics_start(void);
+/* Once a second: renders the exposition and publishes it (nothing when
+ * not started). */
+void metrics_tick(void *arg);
+/* Stops the HTTP thread and frees the text; accepts not started. */
+void metrics_stop(void);
+/* The exposition as of now into a malloc'd string (*len bytes, NUL
+ * ended), for metrics_tick and the unit test; NULL without memory. */
+char *metrics_render(size_t *len);
 
 /* control.c */
 /* Binds the control socket. Returns 0 or -1. */

@@ -15,8 +15,8 @@ pv_packages()
 	fi
 	echo build-essential cmake pkg-config libfuse3-dev fuse3 libzmq3-dev \
 		libprotobuf-c-dev protobuf-c-compiler check liblmdb-dev libjansson-dev libsystemd-dev uthash-dev \
-		libsodium-dev \
-		clang "$rt" fio e2fsprogs util-linux iproute2 python3 nbdkit libnbd-bin
+		libsodium-dev libmicrohttpd-dev \
+		clang "$rt" fio e2fsprogs util-linux iproute2 python3 nbdkit libnbd-bin curl tmux
 }
 
 pv_say() { printf '==> %s\n' "$*" >&2; }

@@ -730,3 +730,54 @@ fio_verify_only()
 		{ cat "$T/fio-$1.json" >&2; fail "verify-only pass $1 exited non-zero"; }
 	check_fio "$T/fio-$1.json" "$1"
 }
+
+# ---------------------------------------------------------------- load and rebalancing
+# Helpers of the load tests (issue 14: group-load-balance, balance-quiet).
+
+# owned_pages N VOL OWNER COUNT: the first COUNT pages of VOL that OWNER
+# owns, as server N's routing shows them, space separated.
+owned_pages()
+{
+	routing_json "$1" "$2" "$T/routing-owned.json"
+	"$PYTHON" - "$T/routing-owned.json" "$3" "$4" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+pages = [p for r in d["routing"] if r["owner"] == int(sys.argv[2])
+         for p in range(r["first_page"], r["last_page"] + 1)]
+print(" ".join(map(str, pages[:int(sys.argv[3])])))
+PY
+}
+
+# share_of N ID: server ID's share of the group's load as server N sees it.
+share_of()
+{
+	ctl "$1" load --json | json "[s['share'] for s in d['servers'] if s['id'] == $2][0]"
+}
+
+# randrw_job FILE DEV RUNTIME SIZE OFFSET...: a fio job file of random 4 KiB
+# reads and writes (iodepth 4, each write verified within 256 and at the
+# end: crc32c, fatal) for RUNTIME seconds, one job over [OFFSET, +SIZE)
+# of DEV per OFFSET (fio units: 3M).
+randrw_job()
+{
+	local file=$1 dev=$2 runtime=$3 size=$4 off
+	shift 4
+	cat >"$file" <<FIO
+[global]
+filename=$dev
+direct=1
+ioengine=libaio
+rw=randrw
+bs=4k
+iodepth=4
+verify=crc32c
+verify_fatal=1
+verify_dump=0
+verify_backlog=256
+randrepeat=1
+time_based=1
+runtime=$runtime
+size=$size
+FIO
+	for off in "$@"; do printf '[at%s]\noffset=%s\n' "$off" "$off" >>"$file"; done
+}

@@ -14,12 +14,7 @@ need_loop
 need_cmd fio
 need_bin "$PEERD" "$PEERCTL" "$FUSED"
 
-for n in 1 2 3; do start_peerd "$n"; done
-for n in 1 2 3; do wait_peerd "$n"; done
-ctl 1 group init >/dev/null
-ctl 2 group join "$(addr_of 1)" >/dev/null
-ctl 3 group join "$(addr_of 2)" >/dev/null
-wait_group_up 1 2 3
+group_weighted 1 1 1
 ctl 1 volume create vol 96M --page-size 1M >/dev/null
 ctl 2 set balance.interval 1s >/dev/null
 assert_eq "$(ctl 3 balance status --json | json "[d['on'], d['interval_s']]")" "[true, 1]" \
@@ -34,15 +29,7 @@ for n in 1 2 3; do
 done
 log "idle group: no move"
 
-routing_json 1 vol "$T/routing0.json"
-read -r -a hot < <(python3 - "$T/routing0.json" <<'EOF'
-import json, sys
-d = json.load(open(sys.argv[1]))
-pages = [p for r in d["routing"] if r["owner"] == 1
-         for p in range(r["first_page"], r["last_page"] + 1)]
-print(" ".join(map(str, pages[:3])))
-EOF
-)
+read -r -a hot < <(owned_pages 1 vol 1 3)
 [ "${#hot[@]}" = 3 ] || fail "server 1 owns fewer than 3 pages of vol: ${hot[*]}"
 log "hot pages (owned by server 1): ${hot[*]}"
 
@@ -50,35 +37,10 @@ mnt=$T/mnt
 mount_fused "$mnt" "$(addr_of 1)"
 wait_path_exists "$mnt/vol" || fail "$mnt/vol did not appear"
 dev=$(loop_attach "$mnt/vol")
-{
-	cat <<EOF
-[global]
-filename=$dev
-direct=1
-ioengine=libaio
-rw=randrw
-bs=4k
-iodepth=4
-verify=crc32c
-verify_fatal=1
-verify_dump=0
-verify_backlog=256
-randrepeat=1
-time_based=1
-runtime=${PV_LOAD_RUNTIME:-80}
-size=1M
-EOF
-	for p in "${hot[@]}"; do printf '[page%s]\noffset=%sM\n' "$p" "$p"; done
-} >"$T/hot.fio"
+randrw_job "$T/hot.fio" "$dev" "${PV_LOAD_RUNTIME:-80}" 1M "${hot[@]/%/M}"
 timeout 200 fio --output-format=json --output="$T/fio-hot.json" "$T/hot.fio" &
 fio_pid=$!
 PV_PIDS+=("$fio_pid")
-
-# share_of N ID: server ID's share of the load as server N sees it
-share_of()
-{
-	ctl "$1" load --json | json "[s['share'] for s in d['servers'] if s['id'] == $2][0]"
-}
 
 sleep 3
 first=$(share_of 2 1)

@@ -52,6 +52,11 @@ check_help "peerd --help (links)" "${LINK_OPTS[@]}" -- "$PEERD" --help
 check_man peerd/peerd.8 "${LINK_OPTS[@]}"
 expect_fail_msg "at least 16M" "$PEERD" --link-memory 1M
 expect_fail_msg "--link-per-source must be" "$PEERD" --link-per-source 0
+# the load monitor and the metrics endpoint (issue 14)
+check_help "peerd --help (load, metrics)" --no-load-monitor --metrics-listen -- "$PEERD" --help
+check_man peerd/peerd.8 --no-load-monitor --metrics-listen
+EXPECT_RC=2 expect_fail_msg "--metrics-listen must be IP:PORT" "$PEERD" --metrics-listen localhost:80
+EXPECT_RC=2 expect_fail_msg "--metrics-listen must be IP:PORT" "$PEERD" --metrics-listen 127.0.0.1:0
 
 FUSED_OPTS=(--group --timeout --max-background -f -d)
 check_help "fused --help" "${FUSED_OPTS[@]}" -- "$FUSED" --help

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "peerd.h"
 
@@ -77,6 +78,35 @@ START_TEST(counting)
 	s = load_summary(NULL);
 	ck_assert_double_lt(s->r10->read_ops, 100 * exp(-2.9));
 	ck_assert_uint_eq(s->pages[0]->page, 3);
+	load_free();
+}
+END_TEST
+
+/* This server's rates as of the others' folds: a rising load, a fold
+ * every 30 ms; each fold is found again by its time, and the nearest one
+ * to a time between two. */
+START_TEST(self_at_fold)
+{
+	struct volume v;
+	uint64_t at[LOAD_SELF_FOLDS];
+	float r[LOAD_SELF_FOLDS];
+
+	memset(&v, 0, sizeof(v));
+	v.id = 9;
+	v.page_size = 1 << 20;
+	ck_assert_ptr_null(load_self_at(0, 0));
+	for (int k = 0; k < LOAD_SELF_FOLDS; k++) {
+		for (int i = 0; i < 100 * (k + 1); i++)
+			load_part(&v, PV_OP_READ, 0, 4096);
+		load_tick(NULL);
+		at[k] = load_summary(NULL)->at_ms;
+		r[k] = load_summary(NULL)->r10->read_ops;
+		usleep(30000);
+	}
+	for (int k = 0; k < LOAD_SELF_FOLDS; k++)
+		ck_assert_float_eq(load_self_at(at[k], 0)->read_ops, r[k]);
+	ck_assert_float_eq(load_self_at(at[1] + 10, 0)->read_ops, r[1]);
+	ck_assert_float_lt(load_self_at(at[0], 0)->read_ops, r[LOAD_SELF_FOLDS - 1]);
 	load_free();
 }
 END_TEST
@@ -223,6 +253,7 @@ static Suite *balance_suite(void)
 
 	tcase_add_test(tc, decay);
 	tcase_add_test(tc, counting);
+	tcase_add_test(tc, self_at_fold);
 	tcase_add_test(tc, balanced_and_idle);
 	tcase_add_test(tc, right_page);
 	tcase_add_test(tc, weights_allowed_space);
