@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # snapshot-prefix: the consistency a coordinated snapshot promises
-# (issue 15). A writer writes sequence numbers 1, 2, 3, ... to 48 blocks
-# spread over the pages of all three servers, each write issued after the
-# previous one completed; meanwhile 4 hold-mode snapshots are made, each
-# through a random server. Every snapshot must hold exactly a prefix 1..k
-# of the writes: block b holds the last number n <= k with n % 48 == b,
-# never a later write without an earlier one. The writers' pause (pause_ms
-# of each snapshot) is logged. A snapshot asked while pages of the volume
+# (issue 15). Two writers write sequence numbers 1, 2, 3, ... to 48 blocks
+# each, spread over the pages of all three servers and sharing chunks, each
+# write issued after the previous one completed; meanwhile 8 snapshots are
+# made, hold and timestamp mode in turn, each through a random server.
+# Every snapshot, read through MOUNT/vol@NAME, must hold exactly a prefix
+# 1..k of each writer's writes: block b holds the last number n <= k with
+# n % 48 == b, never a later write without an earlier one. The writes'
+# pause (pause_ms of each snapshot) is logged. A snapshot asked while pages of the volume
 # move is refused with the reason, and the volume's pages refuse to move
 # once it has snapshots; both leave everything as it was.
 . "$(dirname "$0")/common.sh"
@@ -34,10 +35,13 @@ done
 assert_eq "$(ctl 3 snapshot list vol --json | json "len(d['snapshots'])")" 0 \
 	"snapshots after a refused create"
 
-# the writer: 4 KiB blocks at b MiB + (b % 4) * 64 KiB, b = n % 48
+# two writers, each of its own numbers 1, 2, 3, ...: 4 KiB blocks at
+# b MiB + (b % 4) * 64 KiB (+ 4 KiB for the second), b = n % 48: the two
+# share every chunk, so a write stamped before a timestamp-mode cut may
+# meet a chunk the other writer changed after it (RESTAMP)
 cat >"$T/writer.py" <<'EOF'
 import mmap, os, struct, sys
-path, stop, last = sys.argv[1:4]
+path, stop, last, shift = sys.argv[1:5]
 fd = os.open(path, os.O_RDWR | os.O_DIRECT)
 buf = mmap.mmap(-1, 4096)
 n = 0
@@ -46,68 +50,74 @@ while not os.path.exists(stop):
     b = n % 48
     buf.seek(0)
     buf.write(struct.pack("<Q", n) * 512)
-    os.pwritev(fd, [buf], b * 1048576 + (b % 4) * 65536)
+    os.pwritev(fd, [buf], b * 1048576 + (b % 4) * 65536 + int(shift))
     if n % 100 == 0:
         open(last, "w").write(str(n))
 open(last, "w").write(str(n))
 EOF
-"$PYTHON" "$T/writer.py" "$T/mnt/vol" "$T/stop" "$T/last" &
-writer=$!
-pv_record pids "$writer"
+writers=()
+for w in 0 1; do
+	"$PYTHON" "$T/writer.py" "$T/mnt/vol" "$T/stop" "$T/last$w" $((w * 4096)) &
+	writers+=($!)
+	pv_record pids "$!"
+done
 sleep 1
+# 8 snapshots, hold and timestamp mode in turn, each through a random server
 pauses=()
-for i in 1 2 3 4; do
+for i in 1 2 3 4 5 6 7 8; do
 	n=$((RANDOM % 3 + 1))
-	out=$(ctl "$n" snapshot create vol "s$i" --json) || fail "snapshot s$i through server $n failed"
+	mode=hold
+	((i % 2)) || mode=timestamp
+	out=$(ctl "$n" snapshot create vol "s$i" --mode "$mode" --json) ||
+		fail "snapshot s$i ($mode mode) through server $n failed"
 	pauses+=("$(json "d['pause_ms']" <<<"$out")")
-	log "snapshot s$i through server $n: writes held $(json "d['pause_ms']" <<<"$out") ms"
-	sleep 0.7
+	log "snapshot s$i ($mode mode) through server $n: writes paused $(json "d['pause_ms']" <<<"$out") ms at most"
+	sleep 0.4
 done
 touch "$T/stop"
-wait "$writer" || fail "the writer failed"
-pv_forget pids "$writer"
-log "writer stopped after $(cat "$T/last") writes; pauses (ms): ${pauses[*]}"
+for w in "${writers[@]}"; do
+	wait "$w" || fail "a writer failed"
+	pv_forget pids "$w"
+done
+log "writers stopped after $(cat "$T/last0") and $(cat "$T/last1") writes; pauses (ms): ${pauses[*]}"
 
 # the volume's pages no longer move
 expect_fail_msg "snapshots" ctl 1 page move vol 7 --to "$to"
 
-# every snapshot read through a random server holds a prefix 1..k
-check_prefix()
-{
-	local name=$1 id via
-	id=$(ctl 1 snapshot show vol "$name" --json | json "d['id']")
-	via=$((RANDOM % 3 + 1))
-	for b in $(seq 0 47); do
-		"$PVRAW" -S "$id" "$(addr_of "$via")" read vol $((b * 1048576 + (b % 4) * 65536)) \
-			4096 "$T/blk.$b" >/dev/null || fail "reading $name block $b failed"
-	done
-	"$PYTHON" - "$T" "$name" <<'EOF' || fail "snapshot $name is not a prefix of the writes"
-import struct, sys
-t, name = sys.argv[1:3]
-got = []
-for b in range(48):
-    data = open("%s/blk.%d" % (t, b), "rb").read()
-    v = struct.unpack("<Q", data[:8])[0]
-    if data != data[:8] * 512:
-        sys.exit("%s block %d is torn" % (name, b))
-    got.append(v)
-k = max(got)
-for b in range(48):
-    want = k - ((k - b) % 48)
-    if want < 1:
-        want = 0  # never written: zeros
-    if got[b] != want:
-        sys.exit("%s: block %d holds %d, but the last write to it up to %d is %d"
-                 % (name, b, got[b], k, want))
-print("%s holds writes 1..%d" % (name, k))
+# every snapshot, read through its file in the mount, holds a prefix 1..k
+# of each writer's numbers, and a later snapshot a longer one
+cat >"$T/check.py" <<'EOF'
+import json, os, struct, sys
+path, prev = sys.argv[1], json.loads(sys.argv[2])
+fd = os.open(path, os.O_RDONLY)
+ks = []
+for w in (0, 1):
+    got = []
+    for b in range(48):
+        data = os.pread(fd, 4096, b * 1048576 + (b % 4) * 65536 + w * 4096)
+        if data != data[:8] * 512:
+            sys.exit("%s: writer %d's block %d is torn" % (path, w, b))
+        got.append(struct.unpack("<Q", data[:8])[0])
+    k = max(got)
+    for b in range(48):
+        want = k - ((k - b) % 48)
+        if want < 1:
+            want = 0  # never written: zeros
+        if got[b] != want:
+            sys.exit("%s: writer %d's block %d holds %d, but its last write up to %d is %d"
+                     % (path, w, b, got[b], k, want))
+    if k < prev[w]:
+        sys.exit("%s: writer %d's prefix 1..%d is shorter than the snapshot before's (1..%d)"
+                 % (path, w, k, prev[w]))
+    ks.append(k)
+print(json.dumps(ks))
 EOF
-}
-prev=0
-for i in 1 2 3 4; do
-	msg=$(check_prefix "s$i")
-	log "$msg"
-	k=${msg##*..}
-	[ "$k" -gt "$prev" ] || fail "snapshot s$i (1..$k) is not later than the one before (1..$prev)"
-	prev=$k
+prev='[0, 0]'
+for i in 1 2 3 4 5 6 7 8; do
+	wait_path_exists "$T/mnt/vol@s$i"
+	prev=$("$PYTHON" "$T/check.py" "$T/mnt/vol@s$i" "$prev") ||
+		fail "snapshot s$i is not a prefix of each writer's writes"
+	log "s$i holds writes 1..$(json "d[0]" <<<"$prev") and 1..$(json "d[1]" <<<"$prev")"
 done
-[ "$prev" -le "$(cat "$T/last")" ] || fail "a snapshot holds more writes than were made"
+[ "$(json "d[0]" <<<"$prev")" -le "$(cat "$T/last0")" ] ||
+	fail "a snapshot holds more writes than were made"
