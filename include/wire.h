@@ -94,6 +94,7 @@ enum pv_op {
 	PV_OP_MIG_ABORT = 75,	 /* body: pv.Migration; nothing copied: drop it */
 	PV_OP_SNAP_HOLD = 76,	 /* body: pv.SnapshotOp; hold writes, drain, cut */
 	PV_OP_SNAP_RELEASE = 77, /* body: pv.SnapshotOp; keep (commit) or drop the cut */
+	PV_OP_SNAP_DIFF = 78,	 /* body: pv.SnapshotOp; reply: pv.SnapshotRanges */
 };
 
 /* Status codes in reply headers. */

@@ -913,6 +913,42 @@ static int cmd_snapshot_create(const uint8_t *ident, size_t ident_len,
 	return 1;
 }
 
+static void snapshot_diffed(void *arg, int ok, const uint64_t *ranges, size_t n, int why,
+			    const char *err)
+{
+	json_t *a = json_array();
+	uint64_t bytes = 0;
+
+	for (size_t i = 0; ok && i < n; i++) {
+		json_array_append_new(a, json_pack("{s:I,s:I}", "offset", (json_int_t)ranges[2 * i],
+						   "length", (json_int_t)ranges[2 * i + 1]));
+		bytes += ranges[2 * i + 1];
+	}
+	if (!ok) {
+		json_decref(a);
+		pending_end(arg, 0, NULL, why, err);
+		return;
+	}
+	pending_end(arg, 1, json_pack("{s:o,s:I}", "ranges", a, "bytes", (json_int_t)bytes), 0,
+		    NULL);
+}
+
+static int cmd_snapshot_diff(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
+			     json_t **result, char *err, size_t errlen)
+{
+	struct pending *p = pending_new(ident, ident_len, c->name, err, errlen);
+	int rc;
+
+	if (!p)
+		return -1;
+	rc = snap_diff(c->name, c->snap, c->from, snapshot_diffed, p, err, errlen);
+	if (rc < 0) {
+		free(p);
+		return rc;
+	}
+	return 1;
+}
+
 static int cmd_snapshot_list(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
 			     json_t **result, char *err, size_t errlen)
 {
@@ -976,6 +1012,7 @@ static const cmd_fn handlers[CONTROL_NCMDS] = {
     [CONTROL_SNAPSHOT_LIST] = cmd_snapshot_list,
     [CONTROL_SNAPSHOT_SHOW] = cmd_snapshot_list,
     [CONTROL_SNAPSHOT_DELETE] = cmd_snapshot_create,
+    [CONTROL_SNAPSHOT_DIFF] = cmd_snapshot_diff,
 };
 
 /* ---- socket ---- */

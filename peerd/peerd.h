@@ -1113,6 +1113,15 @@ int snap_create(const char *volume, const char *name, const char *mode, uint32_t
 		snap_done_fn done, void *arg, char *err, size_t errlen);
 int snap_delete(const char *volume, const char *name, snap_done_fn done, void *arg, char *err,
 		size_t errlen);
+/* How a diff ended: n ranges (offset, length pairs, ascending, merged) or
+ * the error of kind why. */
+typedef void (*snap_diff_fn)(void *arg, int ok, const uint64_t *ranges, size_t n, int why,
+			     const char *err);
+/* The ranges where snapshot name's image differs from snapshot from's (from
+ * NULL or "": the ranges of its image that hold data), from every member's
+ * chunk maps. */
+int snap_diff(const char *volume, const char *name, const char *from, snap_diff_fn done, void *arg,
+	      char *err, size_t errlen);
 /* Bytes preserved here for snapshot id of v (allocated in its file). */
 uint64_t snap_preserved(const struct volume *v, uint64_t id);
 /* The committed snapshots of v (at most max) and the bytes each has
@@ -1323,6 +1332,7 @@ enum control_op {
 	CONTROL_SNAPSHOT_LIST,
 	CONTROL_SNAPSHOT_SHOW,
 	CONTROL_SNAPSHOT_DELETE,
+	CONTROL_SNAPSHOT_DIFF,
 	CONTROL_NCMDS
 };
 #define CONTROL_MAX_ADDRESS 200 /* group.join address length */
@@ -1368,6 +1378,7 @@ struct control_cmd {
 	enum control_key key;		       /* config.set: which setting */
 	char snap[PV_MAX_NAME + 1];	       /* snapshot.*: the snapshot's name (c->name:
 						  its volume; snapshot.list: "" for all) */
+	char from[PV_MAX_NAME + 1];	       /* snapshot.diff: the older snapshot, or "" */
 	char mode[16];			       /* snapshot.create: "hold" (default) or
 						  "timestamp" */
 	uint32_t timeout_ms;		       /* snapshot.create: 0 (default) to

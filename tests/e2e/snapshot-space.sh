@@ -3,7 +3,9 @@
 # (issue 15), and bad snapshot commands change nothing. After a snapshot of
 # a full volume, 1000 random 4 KiB writes preserve at most 1000 chunks of
 # 64 KiB (peerctl snapshot show, and the blocks the snapshot files take on
-# disk); deleting the snapshot frees them. Refused, each with a clear error
+# disk); deleting the snapshot frees them. snapshot diff lists exactly the
+# chunks written between two snapshots (and a full volume's image as one
+# range). Refused, each with a clear error
 # and its exit code: a duplicate name (6), an unknown volume or snapshot
 # (5), a bad name, deleting a volume that has snapshots (unless
 # --with-snapshots, which removes their files too).
@@ -59,6 +61,22 @@ for _ in $(seq 50); do
 done
 (($(snap_bytes) < 3 * 65536)) || fail "$(snap_bytes) bytes of snapshot files left after the delete"
 log "snapshot deleted: $(snap_bytes) bytes of snapshot files left"
+
+# diff: exactly the chunks written between two snapshots, from the maps
+ctl 1 snapshot create vol a >/dev/null
+dd if=/dev/urandom of="$T/mnt/vol" bs=1M seek=5 count=1 oflag=direct conv=notrunc status=none
+dd if=/dev/urandom of="$T/mnt/vol" bs=64K seek=321 count=1 oflag=direct conv=notrunc status=none
+dd if=/dev/urandom of="$T/mnt/vol" bs=512 seek=$((40 * 2048 + 1)) count=1 oflag=direct \
+	conv=notrunc status=none
+ctl 2 snapshot create vol b --mode timestamp >/dev/null
+dd if=/dev/urandom of="$T/mnt/vol" bs=1M seek=90 count=1 oflag=direct conv=notrunc status=none
+got=$(ctl 3 snapshot diff vol b --from a --json | json "[(r['offset'], r['length']) for r in d['ranges']]")
+assert_eq "$got" "[[5242880, 1048576], [21037056, 65536], [41943040, 65536]]" "diff b --from a"
+got=$(ctl 3 snapshot diff vol a --json | json "[(r['offset'], r['length']) for r in d['ranges']]")
+assert_eq "$got" "[[0, 134217728]]" "diff a (the data of a full volume)"
+EXPECT_RC=5 expect_fail_msg "no snapshot" ctl 1 snapshot diff vol b --from nosuch
+expect_fail_msg "older" ctl 1 snapshot diff vol a --from b
+log "diff lists the chunks written between two snapshots"
 
 # a volume with a snapshot goes with --with-snapshots, files and all
 ctl 1 snapshot create vol s2 >/dev/null
