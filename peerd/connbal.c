@@ -182,22 +182,35 @@ static uint64_t cooldown_ms(uint32_t interval_s)
 	return s * 1000;
 }
 
-/* Whether member id holds a page of some volume: a client can use only a
- * holder of its volumes. */
-static int holds_any(uint32_t id)
+/* Bits of in's servers among the n ids (none when ids is NULL). */
+static uint64_t mask_of(const struct connbal_input *in, const uint32_t *ids, size_t n)
 {
-	for (struct volume *v = srv->volumes; v; v = v->next)
-		for (size_t i = 0; !v->deleted && i < v->nholders; i++)
-			if (v->holders[i] == id)
-				return 1;
-	return 0;
+	uint64_t mask = 0;
+
+	for (size_t t = 0; t < in->n && t < 64; t++)
+		for (size_t k = 0; k < n; k++)
+			if (ids[k] == in->s[t].id)
+				mask |= 1ull << t;
+	return mask;
+}
+
+/* Bits of in's servers that hold volume name (none if it is unknown). */
+static uint64_t holders_mask(const struct connbal_input *in, const char *name)
+{
+	struct volume *v = catalog_volume(name);
+
+	return v ? mask_of(in, v->holders, v->nholders) : 0;
 }
 
 /* The group's client traffic into in (windows of w60): 0, or -1 when this
  * server or a member that is up has no figures (an older server, or its
- * monitor off): nothing is judged or advised. */
+ * monitor off): nothing is judged or advised. A member takes clients
+ * unless it is draining or holds no page of any volume (one pass over the
+ * volumes' connection tables). */
 static int picture(struct connbal_input *in, int w60)
 {
+	uint64_t holding = 0;
+
 	memset(in, 0, sizeof(*in));
 	in->self = SIZE_MAX;
 	if (!load_summary(catalog_self()))
@@ -213,36 +226,24 @@ static int picture(struct connbal_input *in, int w60)
 		if (!r)
 			return -1;
 		b->id = m->id;
-		b->weight = m->draining || !holds_any(m->id) ? 0 : m->weight ? m->weight : 1;
+		b->weight = m->draining ? 0 : m->weight ? m->weight : 1;
 		b->load = load_units(r);
 		b->clients = s->clients_connected;
 		if (m->id == srv->cfg.id)
 			in->self = in->n;
 		in->n++;
 	}
+	for (struct volume *v = srv->volumes; v; v = v->next)
+		if (!v->deleted)
+			holding |= mask_of(in, v->holders, v->nholders);
+	for (size_t t = 0; t < in->n && t < 64; t++)
+		if (!(holding & (1ull << t)))
+			in->s[t].weight = 0;
 	return in->self < in->n ? 0 : -1;
 }
 
-/* Bits of in's servers that hold volume name (none if it is unknown). */
-static uint64_t holders_mask(const struct connbal_input *in, const char *name)
-{
-	struct volume *v = catalog_volume(name);
-	uint32_t h[PEERD_MAX_MEMBERS];
-	size_t nh;
-	uint64_t mask = 0;
-
-	if (!v)
-		return 0;
-	nh = catalog_holders(v, h, PEERD_MAX_MEMBERS);
-	for (size_t t = 0; t < in->n && t < 64; t++)
-		for (size_t k = 0; k < nh; k++)
-			if (h[k] == in->s[t].id)
-				mask |= 1ull << t;
-	return mask;
-}
-
 /* This server's clients into in (a client of 1.5 or later, with volumes
- * open through here), their ids and hosts in ids/hosts. */
+ * open through here), their hosts in hosts. */
 static void own_clients(struct connbal_input *in, int w60, uint64_t now, uint64_t cool_ms,
 			char hosts[][PV_ESCAPE_NAME])
 {
@@ -285,7 +286,8 @@ void connbal_catalog(Pv__Catalog *c, uint64_t client_id)
 	in.floor = LOAD_FLOOR;
 	for (size_t i = 0; i < c->n_volumes; i++) {
 		Pv__VolumeInfo *vi = c->volumes[i];
-		size_t k = connbal_pick(&in, holders_mask(&in, vi->name), in.self, client_id);
+		size_t k =
+		    connbal_pick(&in, mask_of(&in, vi->holders, vi->n_holders), in.self, client_id);
 
 		if (k < in.n)
 			vi->client_server = in.s[k].id;
