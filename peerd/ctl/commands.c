@@ -365,8 +365,9 @@ static const struct command commands[] = {
 	.details = "Settings (the whole group's, kept in its catalog):\n"
 		   "  migrate.max-mbps N  bandwidth of the page moves out of each server, MB/s\n"
 		   "                      (0 to 100000; 0: the default, 100)\n"
-		   "  balance.threshold X how far over its fair share of the load a server\n"
-		   "                      must be before the rebalancer moves a page off it\n"
+		   "  balance.threshold X how far over its fair share of the load (or of the\n"
+		   "                      client traffic) a server must be before the\n"
+		   "                      rebalancer moves a page (or a client) off it\n"
 		   "                      (0.01 to 10; default 0.25: 25% over)\n"
 		   "  balance.interval T  how often each server judges its load (1s to 24h;\n"
 		   "                      suffixes s m h; default 60s); a move needs two\n"
@@ -406,9 +407,10 @@ static const struct command commands[] = {
 		   "weight, the clients talking to it and the pages it owns. The figures\n"
 		   "come from the servers' heartbeats: any server gives the same within a\n"
 		   "second or two. --pages VOL lists the hottest pages of VOL (each server\n"
-		   "reports its 16 hottest), --clients the busiest clients.",
+		   "reports its 16 hottest) and the clients that hit each most, --clients\n"
+		   "the clients: the server each uses now, its volumes and its rates.",
 	.opts = {{"pages", "VOL", "the hottest pages of volume VOL"},
-		 {"clients", NULL, "the busiest client connections"}},
+		 {"clients", NULL, "the clients: the server each uses, busiest first"}},
 	.examples = "peerctl load\npeerctl load --pages vol1\npeerctl load --clients\n"
 		    "peerctl load --json",
 	.run = do_load,
@@ -426,11 +428,12 @@ static const struct command commands[] = {
 	.name = "balance",
 	.sub = "status",
 	.args = "",
-	.summary = "the page rebalancer: on or off, settings, recent moves",
+	.summary = "the rebalancer: on or off, settings, recent moves",
 	.details = "Whether the rebalancer is on, its threshold and interval, what the\n"
 		   "server asked judges of its own load now (idle: under the floor; fair;\n"
-		   "over; moving; waiting for fresh figures after a move), and the recent\n"
-		   "moves of every server with their reasons.",
+		   "over; moving; waiting for fresh figures after a move) and of its client\n"
+		   "traffic (idle, fair, over, telling a client, waiting), and the recent\n"
+		   "moves of pages and clients of every server with their reasons.",
 	.examples = "peerctl balance status\npeerctl balance status --json",
 	.run = do_balance,
     },
@@ -438,10 +441,12 @@ static const struct command commands[] = {
 	.name = "balance",
 	.sub = "on",
 	.args = "",
-	.summary = "let the servers move hot pages off overloaded servers (default)",
+	.summary = "let overloaded servers move hot pages and clients off (default)",
 	.details = "Each server moves one of its hot pages at a time to a less loaded\n"
 		   "server when it carries more than its fair share of the group's load by\n"
-		   "balance.threshold for two intervals in a row.",
+		   "balance.threshold for two intervals in a row; likewise it tells one\n"
+		   "client at a time to use another holder when it carries more than its\n"
+		   "fair share of the client traffic.",
 	.examples = "peerctl balance on",
 	.run = do_balance,
     },
@@ -449,8 +454,9 @@ static const struct command commands[] = {
 	.name = "balance",
 	.sub = "off",
 	.args = "",
-	.summary = "stop moving pages for load (moves under way finish)",
-	.details = "No new move starts for load; evacuations and placement go on.",
+	.summary = "stop moving pages and clients for load (moves under way finish)",
+	.details = "No new move of a page or a client starts for load; evacuations and\n"
+		   "placement go on, and new clients still start on the least loaded holder.",
 	.examples = "peerctl balance off",
 	.run = do_balance,
     },
