@@ -735,6 +735,20 @@ static const char *volume_name(uint64_t id)
 	return NULL;
 }
 
+/* Client ids as an array of 16 hex digit strings. */
+static json_t *client_ids_json(const uint64_t *ids, size_t n)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < n; i++) {
+		char id[20];
+
+		snprintf(id, sizeof(id), "%016llx", (unsigned long long)ids[i]);
+		json_array_append_new(a, json_string(id));
+	}
+	return a;
+}
+
 /* One member's line of load.show, with its shares (load_shares). */
 static json_t *server_load_json(const struct member *m, const Pv__LoadSummary *s,
 				const struct load_share *sh)
@@ -754,6 +768,9 @@ static json_t *server_load_json(const struct member *m, const Pv__LoadSummary *s
 		json_object_set_new(o, "r60", r60);
 		json_object_set_new(o, "p99_us", json_integer(s->p99_us));
 		json_object_set_new(o, "clients", json_integer(s->clients_total));
+		json_object_set_new(o, "clients_connected", json_integer(s->clients_connected));
+		json_object_set_new(o, "client_load",
+				    json_real(s->client_r10 ? load_units(s->client_r10) : 0));
 		json_object_set_new(o, "forwarded_iops",
 				    json_real(s->fwd10 ? s->fwd10->read_ops + s->fwd10->write_ops +
 							     s->fwd10->other_ops
@@ -788,15 +805,22 @@ static int cmd_load_show(const uint8_t *ident, size_t ident_len, const struct co
 				      (json_int_t)pl->page, "server", (int)m->id, "owner",
 				      pl->page < v->npages ? (int)v->owner[pl->page] : 0);
 			rates_json(o, pl->r10);
+			json_object_set_new(o, "clients",
+					    client_ids_json(pl->clients, pl->n_clients));
 			json_array_append_new(pages, o);
 		}
 		for (size_t j = 0; s && j < s->n_clients; j++) {
 			const Pv__ClientLoad *cl = s->clients[j];
 			char id[20];
 
+			json_t *vl = json_array();
+
 			snprintf(id, sizeof(id), "%016llx", (unsigned long long)cl->client_id);
-			o = json_pack("{s:s,s:s,s:i}", "client", id, "host",
-				      cl->host ? cl->host : "", "server", (int)m->id);
+			for (size_t k = 0; k < cl->n_volumes; k++)
+				json_array_append_new(vl, json_string(cl->volumes[k]));
+			o = json_pack("{s:s,s:s,s:i,s:b,s:b,s:o}", "client", id, "host",
+				      cl->host ? cl->host : "", "server", (int)m->id, "connected",
+				      cl->connected, "local", cl->local, "volumes", vl);
 			rates_json(o, cl->r10);
 			json_array_append_new(clients, o);
 		}
@@ -819,8 +843,11 @@ static int cmd_balance_status(const uint8_t *ident, size_t ident_len, const stru
 {
 	struct balance_status st;
 	json_t *recent = json_array();
+	const char *cstate;
+	unsigned cover;
 
 	balance_status(&st);
+	connbal_status(&cstate, &cover);
 	for (size_t k = 0; k < srv->nmembers; k++) {
 		const Pv__LoadSummary *s = load_summary(&srv->members[k]);
 
@@ -829,10 +856,12 @@ static int cmd_balance_status(const uint8_t *ident, size_t ident_len, const stru
 			    recent, json_pack("{s:i,s:s}", "server", (int)srv->members[k].id,
 					      "text", s->decisions[j] ? s->decisions[j] : ""));
 	}
-	*result = json_pack("{s:b,s:b,s:f,s:i,s:f,s:s,s:i,s:i,s:o}", "on", st.on, "monitor",
+	*result = json_pack("{s:b,s:b,s:f,s:i,s:f,s:s,s:i,s:i,s:s,s:i,s:o}", "on", st.on, "monitor",
 			    load_enabled, "threshold", st.threshold, "interval_s",
 			    (int)st.interval_s, "floor", LOAD_FLOOR, "state", st.state, "over",
-			    (int)st.over, "moves_out", (int)migrate_out_count(), "recent", recent);
+			    (int)st.over, "moves_out", (int)migrate_out_count(), "clients_state",
+			    st.on && load_enabled ? cstate : "off", "clients_over", (int)cover,
+			    "recent", recent);
 	return 0;
 }
 
