@@ -97,6 +97,7 @@ enum pv_op {
 	PV_OP_SNAP_HOLD = 76,	 /* body: pv.SnapshotOp; hold writes, drain, cut */
 	PV_OP_SNAP_RELEASE = 77, /* body: pv.SnapshotOp; keep (commit) or drop the cut */
 	PV_OP_SNAP_DIFF = 78,	 /* body: pv.SnapshotOp; reply: pv.SnapshotRanges */
+	PV_OP_SNAP_ROLLBACK = 79, /* body: pv.SnapshotOp; the owner's pages become the image */
 };
 
 /* Status codes in reply headers. */

@@ -962,6 +962,12 @@ static void snapshot_diffed(void *arg, int ok, const uint64_t *ranges, size_t n,
 		    NULL);
 }
 
+static void snapshot_rolled_back(void *arg, int ok, const uint64_t *ranges, size_t n, int why,
+				 const char *err)
+{
+	pending_end(arg, ok, ok ? json_object() : NULL, why, err);
+}
+
 static int cmd_snapshot_diff(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
 			     json_t **result, char *err, size_t errlen)
 {
@@ -970,7 +976,11 @@ static int cmd_snapshot_diff(const uint8_t *ident, size_t ident_len, const struc
 
 	if (!p)
 		return -1;
-	rc = snap_diff(c->name, c->snap, c->from, snapshot_diffed, p, err, errlen);
+	if (c->op == CONTROL_SNAPSHOT_ROLLBACK)
+		rc = snap_rollback(c->name, c->snap, c->force, snapshot_rolled_back, p, err,
+				   errlen);
+	else
+		rc = snap_diff(c->name, c->snap, c->from, snapshot_diffed, p, err, errlen);
 	if (rc < 0) {
 		free(p);
 		return rc;
@@ -1042,6 +1052,7 @@ static const cmd_fn handlers[CONTROL_NCMDS] = {
     [CONTROL_SNAPSHOT_SHOW] = cmd_snapshot_list,
     [CONTROL_SNAPSHOT_DELETE] = cmd_snapshot_create,
     [CONTROL_SNAPSHOT_DIFF] = cmd_snapshot_diff,
+    [CONTROL_SNAPSHOT_ROLLBACK] = cmd_snapshot_diff,
 };
 
 /* ---- socket ---- */

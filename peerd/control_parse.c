@@ -296,6 +296,15 @@ static int parse_snapshot_named(const struct args *a, struct control_cmd *c, cha
 	return 0;
 }
 
+static int parse_snapshot_rollback(const struct args *a, struct control_cmd *c, char *err,
+				   size_t errlen)
+{
+	if (parse_snapshot_named(a, c, err, errlen) < 0)
+		return -1;
+	c->force = json_is_true(json_object_get(a->obj, "force"));
+	return 0;
+}
+
 static int parse_snapshot_diff(const struct args *a, struct control_cmd *c, char *err,
 			       size_t errlen)
 {
@@ -538,6 +547,7 @@ static const struct request_row requests[CONTROL_NCMDS] = {
     [CONTROL_SNAPSHOT_SHOW] = {"snapshot.show", parse_snapshot_named},
     [CONTROL_SNAPSHOT_DELETE] = {"snapshot.delete", parse_snapshot_named},
     [CONTROL_SNAPSHOT_DIFF] = {"snapshot.diff", parse_snapshot_diff},
+    [CONTROL_SNAPSHOT_ROLLBACK] = {"snapshot.rollback", parse_snapshot_rollback},
 };
 
 /* ---- decoding a request (pure) ---- */

@@ -224,6 +224,7 @@ static const struct op_row ops[] = {
     {PV_OP_SNAP_HOLD, 1, op_snap_peer},
     {PV_OP_SNAP_RELEASE, 1, op_snap_peer},
     {PV_OP_SNAP_DIFF, 1, op_snap_peer},
+    {PV_OP_SNAP_ROLLBACK, 1, op_snap_peer},
 };
 
 static void refuse(const struct origin *from, zmq_msg_t *first, const Pv__Header *h, int status,

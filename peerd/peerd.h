@@ -1140,6 +1140,11 @@ typedef void (*snap_diff_fn)(void *arg, int ok, const uint64_t *ranges, size_t n
  * chunk maps. */
 int snap_diff(const char *volume, const char *name, const char *from, snap_diff_fn done, void *arg,
 	      char *err, size_t errlen);
+/* Makes every member's pages of volume the image of snapshot name
+ * (refused while a client has the volume open, unless force); done as a
+ * diff's (no ranges). */
+int snap_rollback(const char *volume, const char *name, int force, snap_diff_fn done, void *arg,
+		  char *err, size_t errlen);
 /* Bytes preserved here for snapshot id of v (allocated in its file). */
 uint64_t snap_preserved(const struct volume *v, uint64_t id);
 /* The committed snapshots of v (at most max) and the bytes each has
@@ -1438,6 +1443,7 @@ enum control_op {
 	CONTROL_SNAPSHOT_SHOW,
 	CONTROL_SNAPSHOT_DELETE,
 	CONTROL_SNAPSHOT_DIFF,
+	CONTROL_SNAPSHOT_ROLLBACK,
 	CONTROL_NCMDS
 };
 #define CONTROL_MAX_ADDRESS 200 /* group.join address length */

@@ -59,6 +59,7 @@ static const char *const names[CONTROL_NCMDS] = {
     [CONTROL_SNAPSHOT_SHOW] = "snapshot.show",
     [CONTROL_SNAPSHOT_DELETE] = "snapshot.delete",
     [CONTROL_SNAPSHOT_DIFF] = "snapshot.diff",
+    [CONTROL_SNAPSHOT_ROLLBACK] = "snapshot.rollback",
 };
 
 /* Whether a string field is empty (its termination is checked apart). */
@@ -112,11 +113,13 @@ static void check_command(const struct control_cmd *c, const uint8_t *data, size
 	case CONTROL_SNAPSHOT_SHOW:
 	case CONTROL_SNAPSHOT_DELETE:
 	case CONTROL_SNAPSHOT_DIFF:
+	case CONTROL_SNAPSHOT_ROLLBACK:
 		REQUIRE(pv_valid_name(c->name, NULL, 0) && pv_valid_name(c->snap, NULL, 0));
 		REQUIRE(empty(c->from) || pv_valid_name(c->from, NULL, 0));
 		REQUIRE(c->op != CONTROL_SNAPSHOT_CREATE || !strcmp(c->mode, "hold") ||
 			!strcmp(c->mode, "timestamp"));
-		REQUIRE(empty(c->address) && c->size == 0 && c->nservers == 0 && !c->force);
+		REQUIRE(empty(c->address) && c->size == 0 && c->nservers == 0);
+		REQUIRE(c->op == CONTROL_SNAPSHOT_ROLLBACK || !c->force);
 		break;
 	case CONTROL_SNAPSHOT_LIST:
 		REQUIRE(empty(c->name) || pv_valid_name(c->name, NULL, 0));

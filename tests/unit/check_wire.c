@@ -272,8 +272,9 @@ START_TEST(header_ops)
 					 PV_OP_JOIN,	   PV_OP_SHM_ATTACH,   PV_OP_MAP_VOLUME,
 					 PV_OP_BATCH,	   PV_OP_ROUTE_UPDATE, PV_OP_MIG_BEGIN,
 					 PV_OP_MIG_SWITCH, PV_OP_MIG_REQUEST,  PV_OP_MIG_ABORT,
-					 PV_OP_SNAP_HOLD,  PV_OP_SNAP_RELEASE, PV_OP_SNAP_DIFF};
-	static const uint32_t unknown[] = {0, 6, 15, 20, 63, 79, 255, 0x10001, UINT32_MAX};
+					 PV_OP_SNAP_HOLD,  PV_OP_SNAP_RELEASE, PV_OP_SNAP_DIFF,
+					 PV_OP_SNAP_ROLLBACK};
+	static const uint32_t unknown[] = {0, 6, 15, 20, 63, 80, 255, 0x10001, UINT32_MAX};
 	Pv__Header h;
 
 	wire_header_init(&h);
@@ -410,6 +411,7 @@ START_TEST(op_names)
 	    {PV_OP_SNAP_HOLD, "SNAP_HOLD"},
 	    {PV_OP_SNAP_RELEASE, "SNAP_RELEASE"},
 	    {PV_OP_SNAP_DIFF, "SNAP_DIFF"},
+	    {PV_OP_SNAP_ROLLBACK, "SNAP_ROLLBACK"},
 	};
 	int known = 0;
 
