@@ -2067,33 +2067,24 @@ static void diff_after(struct snap_job *j)
 			 d->err == ESTALE ? "no such snapshot here" : strerror(d->err));
 	if (d->rollback)
 		rollback_done(j->vol, d, msg);
+	/* the ranges as two arrays, as pv.SnapshotRanges has them */
+	uint64_t *off = malloc((d->n + 1) * sizeof(uint64_t));
+	uint64_t *len = malloc((d->n + 1) * sizeof(uint64_t));
+
+	for (size_t i = 0; off && len && i < d->n; i++) {
+		off[i] = d->ranges[2 * i];
+		len[i] = d->ranges[2 * i + 1];
+	}
+	if (!off || !len)
+		st = PV_ST_BUSY;
 	if (d->nobody) {
 		/* a rollback resumed at start */
 	} else if (d->ans.local) {
-		uint64_t *off = malloc((d->n + 1) * sizeof(uint64_t));
-		uint64_t *len = malloc((d->n + 1) * sizeof(uint64_t));
-
-		for (size_t i = 0; off && len && i < d->n; i++) {
-			off[i] = d->ranges[2 * i];
-			len[i] = d->ranges[2 * i + 1];
-		}
-		if (!off || !len)
-			st = PV_ST_BUSY;
 		gather_part(d->gen, srv->cfg.id, st, msg, off, len, st == PV_ST_OK ? d->n : 0);
-		free(off);
-		free(len);
 	} else {
 		Pv__SnapshotRanges r = PV__SNAPSHOT_RANGES__INIT;
-		uint64_t *off = malloc((d->n + 1) * sizeof(uint64_t));
-		uint64_t *len = malloc((d->n + 1) * sizeof(uint64_t));
 		Pv__Header rh;
 
-		for (size_t i = 0; off && len && i < d->n; i++) {
-			off[i] = d->ranges[2 * i];
-			len[i] = d->ranges[2 * i + 1];
-		}
-		if (!off || !len)
-			st = PV_ST_BUSY;
 		r.offset = off;
 		r.length = len;
 		r.n_offset = r.n_length = st == PV_ST_OK ? d->n : 0;
@@ -2102,9 +2093,9 @@ static void diff_after(struct snap_job *j)
 		rh.req_id = d->ans.req_id;
 		reply_body(&d->ans.from, &rh, st, st == PV_ST_OK ? NULL : msg,
 			   st == PV_ST_OK ? &r.base : NULL);
-		free(off);
-		free(len);
 	}
+	free(off);
+	free(len);
 	free(d->ranges);
 	free(d->pages);
 	free(d);
