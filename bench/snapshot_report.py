@@ -27,6 +27,7 @@ from skew_report import hist_stats, plat_val  # noqa: E402
 
 PHASES = [("a", "(a) no snapshot"), ("b", "(b) right after a snapshot"),
           ("c", "(c) every chunk preserved")]
+FIRST_S = 3  # (b)'s first seconds: most of its writes copy a chunk then
 SERIES = [("none", "without snapshots"), ("hold", "hold-mode series"),
           ("timestamp", "timestamp-mode series")]
 
@@ -173,6 +174,12 @@ def collect(a):
         if p and pa:
             p["iops_ratio"] = ratio(p["iops"], pa["iops"])
             p["p99_ratio"] = ratio(p["p99_us"], pa["p99_us"])
+    pb = phases.get("b")
+    first = [x["iops"] for x in (pb or {}).get("seconds", [])[:FIRST_S] if x.get("iops")]
+    if first and pa:
+        pb["first_s"] = len(first)
+        pb["first_s_iops"] = round(sum(first) / len(first))
+        pb["first_s_ratio"] = ratio(pb["first_s_iops"], pa["iops"])
     base = next((s for s in snaps if s["series"] == "base"), None)
     cow = {"chunk_size": chunk, "chunks": vol // chunk if chunk else None,
            "base_snapshot": base, "preserved": preserved,
@@ -297,6 +304,10 @@ def render(res):
             w("%s per second: IOPS %s; p99 us %s" %
               (key, " ".join(fmt(s.get("iops")) for s in p["seconds"]),
                " ".join(fmt(s.get("p99_us")) for s in p["seconds"])))
+    pb = res["phases"].get("b") or {}
+    if pb.get("first_s"):
+        w("(b)'s first %d s, where the most writes copy: %d IOPS, %s of (a)'s mean" %
+          (pb["first_s"], pb["first_s_iops"], fmt(pb["first_s_ratio"])))
     b = cow["base_snapshot"]
     if b:
         w("")
