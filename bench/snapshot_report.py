@@ -112,6 +112,11 @@ def read_snaps(indir):
                 "pause_ms"]
         except (OSError, ValueError, KeyError):
             s["pause_ms"] = None
+        if s["rc"]:
+            try:
+                s["error"] = open(os.path.join(indir, "create-%s.err" % s["name"])).read().strip()
+            except OSError:
+                s["error"] = None
         out.append(s)
     return out
 
@@ -234,7 +239,8 @@ def collect(a):
              "snap_files_left": int(meta.get("snap_files_left") or 0),
              "snapshots_left": int(meta["snapshots_left"]) if meta.get(
                  "snapshots_left", "").isdigit() else None}
-    failed = [s["name"] for s in snaps if s["rc"] != 0]
+    failed = [{"name": s["name"], "rc": s["rc"], "error": s.get("error")} for s in snaps
+              if s["rc"] != 0]
     status = "ok"
     if errors or failed or space["delete_failed"] or space["snap_files_left"] or \
             space["snapshots_left"]:
@@ -274,7 +280,8 @@ def render(res):
         w("")
         w("**the run FAILED**: %s" % "; ".join(
             ["%s: %s" % kv for kv in res["errors"].items()] +
-            ["snapshot %s not made" % n for n in res["failed_snapshots"]] +
+            ["snapshot %s not made (%s)" % (f["name"], f["error"] or "exit %d" % f["rc"])
+             for f in res["failed_snapshots"]] +
             (["%d deletes failed" % res["space"]["delete_failed"]]
              if res["space"]["delete_failed"] else []) +
             (["%d snapshot files left" % res["space"]["snap_files_left"]]
