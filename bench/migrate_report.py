@@ -44,6 +44,17 @@ def read_meta(path):
     return meta
 
 
+def run_facts(a, kind, meta):
+    """What every report of --migrate, --skew and --snapshot records of its
+    run: the command line's facts, when, where, and the run's meta."""
+    return {"kind": kind, "command": a.command, "commit": a.commit, "size": a.size,
+            "runtime": a.runtime, "elapsed_s": a.elapsed, "loadavg": a.loadavg,
+            "build": a.build, "pv_env": a.pv_env, "fused_opts": a.fused_opts,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "host": os.uname().nodename, "kernel": os.uname().release, "cpus": os.cpu_count(),
+            "meta": meta}
+
+
 def ticks(s):
     out = {}
     for w in s.split():
@@ -123,13 +134,8 @@ def collect(a):
     meta = read_meta(os.path.join(indir, "meta"))
     page_size = int(meta.get("page_size", "0") or 0)
     moves = read_moves(indir)
-    res = {"kind": "migrate", "command": a.command, "commit": a.commit, "size": a.size,
-           "runtime": a.runtime, "ramp": a.ramp, "rounds": a.rounds, "elapsed_s": a.elapsed,
-           "loadavg": a.loadavg, "build": a.build, "pv_env": a.pv_env, "fused_opts": a.fused_opts,
-           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "host": os.uname().nodename, "kernel": os.uname().release, "cpus": os.cpu_count(),
-           "meta": meta, "page_size": page_size,
-           "goals": {"p99_max_ratio": GOAL_P99, "throughput_min_ratio": GOAL_TPUT}}
+    res = dict(run_facts(a, "migrate", meta), ramp=a.ramp, rounds=a.rounds, page_size=page_size,
+               goals={"p99_max_ratio": GOAL_P99, "throughput_min_ratio": GOAL_TPUT})
     fill = os.path.join(indir, "fill.json")
     if os.path.exists(fill):
         w = json.load(open(fill))["jobs"][0]["write"]

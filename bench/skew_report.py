@@ -25,7 +25,6 @@ no move is decided or runs until the end of the run; "during" is from
 balance on to that second, "after" the rest.
 """
 import argparse
-import datetime
 import json
 import math
 import os
@@ -34,7 +33,7 @@ import sys
 from xml.sax.saxutils import escape
 
 sys.dont_write_bytecode = True  # no __pycache__ in bench/ for the import below
-from migrate_report import read_meta, read_moves, result, ts_ms  # noqa: E402
+from migrate_report import read_meta, read_moves, result, run_facts, ts_ms  # noqa: E402
 
 REBALANCE = re.compile(r"^(\S+)Z .*rebalance: (\S+) page (\d+) (\d+)->(\d+): server \d+ carries "
                        r"(\d+)% of the load, fair share (\d+)%, page \d+ carries (\d+)%")
@@ -150,12 +149,7 @@ def phase(series, a, b):
 def collect(a):
     indir = a.__dict__["in"]
     meta = read_meta(os.path.join(indir, "meta"))
-    facts = {"kind": "skew", "command": a.command, "commit": a.commit, "size": a.size,
-             "runtime": a.runtime, "elapsed_s": a.elapsed, "loadavg": a.loadavg,
-             "build": a.build, "pv_env": a.pv_env, "fused_opts": a.fused_opts,
-             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-             "host": os.uname().nodename, "kernel": os.uname().release, "cpus": os.cpu_count(),
-             "meta": meta, "status": meta.get("status", "failed")}
+    facts = dict(run_facts(a, "skew", meta), status=meta.get("status", "failed"))
     if facts["status"] != "ok" or "balance_on_ms" not in meta:
         return dict(facts, status="failed", reason=meta.get("reason", "the run did not start"))
     t0 = fio_start(indir, meta)

@@ -931,18 +931,30 @@ static void cut_run(struct io_job *job)
 	job->err = err;
 }
 
+/* Where a hold ends before its answer is sent, the answer goes through a
+ * copy (answer_send(&a, ...)): answering the coordinator's own hold runs
+ * coord_answer at once, which may release this server's hold there and
+ * then (release -> hold_end), and so free h. */
 static void cut_after(struct snap_job *j)
 {
 	struct hold *h = j->hold;
 	struct vol_snaps *vs = j->vol->snaps;
+	struct hold a = {.ans = h->ans, .answered = h->answered};
 
 	h->cut_done = 1;
 	if (j->err) {
-		answer_send(h, PV_ST_IO_ERROR,
+		char name[sizeof(h->name)];
+
+		memcpy(name, h->name, sizeof(name));
+		/* the cut job is over and made nothing: nothing to drop or wait for */
+		h->cut_started = h->cut_done = 0;
+		if (h->ended) /* expired while the cut ran: answered then */
+			hold_maybe_free(h);
+		else
+			hold_end(h, 0); /* frees h */
+		answer_send(&a, PV_ST_IO_ERROR,
 			    "server %u cannot start snapshot %s of volume %s: %s (check %s)",
-			    srv->cfg.id, h->name, h->vol->name, strerror(j->err), srv->cfg.data_dir);
-		h->cut_done = 0; /* nothing to drop */
-		hold_end(h, 0);
+			    srv->cfg.id, name, j->vol->name, strerror(j->err), srv->cfg.data_dir);
 		return;
 	}
 	r_add(vs, h->snap_id, 1, h->stamp);
@@ -960,8 +972,8 @@ static void cut_after(struct snap_job *j)
 			(unsigned long long)hlc_ms(h->stamp),
 			(unsigned long long)(h->stamp & 0xffff),
 			(unsigned long long)(pv_now_ms() - h->start_ms));
-		answer_send(h, PV_ST_OK, "%s", "");
-		hold_end(h, 1);
+		hold_end(h, 1); /* frees h */
+		answer_send(&a, PV_ST_OK, "%s", "");
 		return;
 	}
 	pv_info("snapshot: volume %s snapshot %s (id %llu) cut here after %llu ms of hold; "
