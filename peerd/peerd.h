@@ -1116,6 +1116,9 @@ int snap_read(struct io_job *job);
 #define SNAP_ERESTAMP EXDEV
 int snap_late_begin(struct io_job *job);
 void snap_late_end(struct io_job *job);
+/* Before a RESTAMP answer (reactor): this server's clock moves past the
+ * newest cut, so the answer (and the client's next stamp) is later. */
+void snap_restamp_clock(const struct volume *vol);
 /* Whether a READ of snapshot id of v may be served: 1 (in the catalog
  * here), 0 (deleted, or never made), -1 (newer than the catalog here). */
 int snap_known(const struct volume *v, uint64_t id);

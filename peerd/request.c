@@ -236,6 +236,7 @@ void request_io_done(struct io_job *job)
 	snap_write_done(job);		/* a hold may be waiting for it */
 	store_note_done(req->vol, job); /* logs a failure (once a minute per volume) */
 	if (job->err == SNAP_ERESTAMP) {
+		snap_restamp_clock(req->vol);
 		part_done(req, PV_ST_RESTAMP,
 			  "volume %s: %s stamped before the cut of a snapshot reached data written "
 			  "after it on server %u: stamp it again",

@@ -780,6 +780,14 @@ int snap_late_begin(struct io_job *job)
 	return err;
 }
 
+void snap_restamp_clock(const struct volume *vol)
+{
+	const struct vol_snaps *vs = vol->snaps;
+
+	if (vs)
+		wire_hlc_seen(newest_stamp(vs));
+}
+
 void snap_late_end(struct io_job *job)
 {
 	pthread_mutex_unlock(&job->req->vol->snaps->mu);
@@ -1063,8 +1071,10 @@ static void hold_begin(struct volume *vol, const Pv__SnapshotOp *op, const struc
 	volume_get(vol);
 	h->vol = vol;
 	h->snap_id = op->snap_id;
+	/* T is not merged into our clock here: it is ahead on purpose, so that
+	 * every member cuts before writes stamped past it come; a RESTAMP
+	 * answer carries a clock past it (snap_restamp_clock) */
 	h->stamp = op->stamp;
-	wire_hlc_seen(op->stamp); /* our answers carry a clock past T */
 	snprintf(h->name, sizeof(h->name), "%s", op->name ? op->name : "");
 	h->start_ms = pv_now_ms();
 	h->ans = *ans;

@@ -19,16 +19,19 @@ group_weighted 1 1 1
 ctl 1 volume create vol 64M --page-size 1M >/dev/null
 mount_fused "$T/mnt" "$(addr_of 1)" "$(addr_of 2)" "$(addr_of 3)"
 
-# a page move under way: a snapshot is refused, nothing is left of it
+# page moves under way (6 MiB of data at 1 MB/s): a snapshot is refused,
+# nothing is left of it
+dd if=/dev/urandom of="$T/mnt/vol" bs=1M count=64 oflag=direct conv=notrunc status=none
 ctl 1 set migrate.max-mbps 1 >/dev/null
 routing_json 1 vol "$T/routing.json"
 owner=$(json "[r['owner'] for r in d['routing'] if r['first_page'] <= 5 <= r['last_page']][0]" <"$T/routing.json")
 to=$((owner % 3 + 1))
-ctl 1 page move vol 5 --to "$to" --async >/dev/null
-dd if=/dev/urandom of="$T/mnt/vol" bs=1M seek=5 count=1 oflag=direct conv=notrunc status=none
+for p in $(json "' '.join(str(p) for r in d['routing'] if r['owner'] == $owner for p in range(r['first_page'], r['last_page'] + 1))" <"$T/routing.json" | cut -d' ' -f1-6); do
+	ctl 1 page move vol "$p" --to "$to" --async >/dev/null
+done
 expect_fail_msg "moving" ctl 2 snapshot create vol early
 ctl 1 set migrate.max-mbps 0 >/dev/null
-for _ in $(seq 100); do
+for _ in $(seq 150); do
 	[ "$(ctl 1 migrations --json | json "len(d['migrations'])")" = 0 ] && break
 	sleep 0.2
 done
