@@ -52,6 +52,7 @@ package_cleanup()
 			{ echo "FAIL: $PV_TEST: cleanup: apt-get purge failed (see $T/apt.log)" >&2; PV_FAILED=1; }
 	fi
 	rm -rf --one-file-system "$DATA"
+	[ -n "${RUN:-}" ] && rm -rf --one-file-system "$RUN"
 	getent passwd peervol >/dev/null && deluser --system --quiet peervol >>"$T/apt.log" 2>&1
 	return 0
 }
@@ -160,11 +161,14 @@ cat >"$T/peerd-as-peervol" <<'EOF'
 exec setpriv --reuid=peervol --regid=peervol --init-groups /usr/sbin/peerd "$@"
 EOF
 chmod +x "$T/peerd-as-peervol"
-install -d -o peervol -g peervol "$T/run"
+# outside $T: the test runner's TMPDIR is root's alone (0700), and peervol
+# must reach its socket's directory (the cleanup removes it)
+RUN=$(mktemp -d /run/pv-package.XXXXXX)
+chown peervol:peervol "$RUN"
 PEERD=$T/peerd-as-peervol
 PEERCTL=/usr/sbin/peerctl
 data_of() { echo "$DATA"; }
-sock_of() { echo "$T/run/c$1.sock"; }
+sock_of() { echo "$RUN/c$1.sock"; }
 run_peerd 1
 assert_eq "$(ps -o user= -p "${PEERD_PID[1]}")" peervol "user of the running peerd"
 ctl 1 group init >/dev/null
