@@ -613,16 +613,17 @@ expect_fail_msg()
 # expect_ctl_error N RC REGEX args...: peerctl on server N must exit RC,
 # print nothing on stdout and exactly one line on stderr (usage errors, RC
 # 2, may add hint lines) that starts with "peerctl: " and matches REGEX
-# (extended, case-insensitive).
+# (extended, case-insensitive). Its output goes to $PV_CTL_FILES.out and
+# .err (default $T/ctl; a check run in the background names its own).
 expect_ctl_error()
 {
-	local n=$1 want_rc=$2 re=$3 rc
+	local n=$1 want_rc=$2 re=$3 rc f=${PV_CTL_FILES:-$T/ctl}
 	shift 3
-	ctl "$n" "$@" >"$T/ctl.out" 2>"$T/ctl.err" && rc=0 || rc=$?
+	ctl "$n" "$@" >"$f.out" 2>"$f.err" && rc=0 || rc=$?
 	local out err lines
-	out=$(cat "$T/ctl.out")
-	err=$(cat "$T/ctl.err")
-	lines=$(grep -c '' "$T/ctl.err" || true)
+	out=$(cat "$f.out")
+	err=$(cat "$f.err")
+	lines=$(grep -c '' "$f.err" || true)
 	[ "$rc" = "$want_rc" ] || fail "peerctl $*: expected exit $want_rc, got $rc (stderr: $err) (stdout: $out)"
 	[ -z "$out" ] || fail "peerctl $*: expected no stdout on error, got: $out"
 	# one line; a usage error (2) may add a hint such as "try 'peerctl --help'"
@@ -631,7 +632,7 @@ expect_ctl_error()
 	else
 		[ "$lines" = 1 ] || fail "peerctl $*: expected one line on stderr, got $lines: $err"
 	fi
-	err=$(head -n 1 "$T/ctl.err")
+	err=$(head -n 1 "$f.err")
 	[[ $err == "peerctl: "* ]] || fail "peerctl $*: stderr does not start with 'peerctl: ': $err"
 	grep -qiE -- "$re" <<<"$err" || fail "peerctl $*: message '$err' does not match /$re/"
 	log "ok (exit $rc): peerctl $* -> $err"
