@@ -1,9 +1,12 @@
 /* catalog.c: fused's view of the catalog: the volumes with their routes
- * (the server each one's requests go to) and their snapshots, the members,
- * the published list the FUSE threads read (each volume's file, then its
- * snapshots' VOL@NAME files: snapfile.c), the volumes' mapping state
- * (vmap.c holds the mappings), and fetching the catalog (CATALOG requests,
- * rotating to another server when one fails). Sockets are conn.c's.
+ * (the server each one's requests go to: at start the one the group
+ * proposes, a holder on this host unless it is overloaded, or --server;
+ * later the one a PING answer names, catalog_move) and their snapshots, the
+ * members, the published list the FUSE threads read (each volume's file,
+ * then its snapshots' VOL@NAME files: snapfile.c), the volumes' mapping
+ * state (vmap.c holds the mappings), and fetching the catalog (CATALOG
+ * requests, rotating to another server when one fails). Sockets are
+ * conn.c's.
  *
  * Client thread only, except the published list (c->pub, under c->lock).
  * The catalog is read at start (client_new, in the caller's thread, before
@@ -117,19 +120,33 @@ static int holds(const uint32_t *holders, size_t n, uint32_t id)
 	return 0;
 }
 
-/* The server for a volume with these holders, read from server from. */
-static struct conn *pick_route(struct client *c, struct conn *from, const uint32_t *holders,
-			       size_t n)
+/* The server for volume v (its holders, the group's advice), read from
+ * server from: pick_route's choice (--server; a holder on this host that
+ * is not overloaded; the group's least loaded; from). */
+static struct conn *choose_route(struct client *c, struct conn *from, const struct vol_view *v)
 {
+	struct pick_holder h[64];
+	size_t n = v->n_holders < 64 ? v->n_holders : 64;
+	uint32_t forced = 0, id;
 	const struct member *m;
 	struct conn *s;
 
-	if (n == 0 || holds(holders, n, catalog_member_of(c, from)))
+	for (size_t i = 0; i < n; i++) {
+		m = catalog_member(c, v->holders[i]);
+		h[i].id = v->holders[i];
+		h[i].known = m != NULL;
+		h[i].local = m && m->local;
+		h[i].over = m && m->over;
+	}
+	for (size_t i = 0; c->server && i < c->n_members; i++)
+		if (strcmp(c->members[i].address, c->server) == 0)
+			forced = c->members[i].id;
+	id = pick_route(h, n, forced, v->advised, catalog_member_of(c, from), c->client_id);
+	if (!id || id == catalog_member_of(c, from))
 		return from;
-	m = catalog_member(c, holders[c->client_id % n]);
-	if (m && (s = conn_get(c, m->address)))
-		return s;
-	return from;
+	m = catalog_member(c, id);
+	s = m ? conn_get(c, m->address) : NULL;
+	return s ? s : from;
 }
 
 /* Another holder of v than dead (the next one in its list), or NULL. */
@@ -154,6 +171,56 @@ struct conn *catalog_other_holder(struct client *c, struct vol_view *v, struct c
 	return NULL;
 }
 
+void catalog_move(struct client *c, struct conn *s, uint32_t to, const char *why)
+{
+	const struct member *m = catalog_member(c, to);
+	struct conn *t = m ? conn_get(c, m->address) : NULL;
+	unsigned moved = 0, inflight = 0;
+
+	if (!t || t == s) {
+		pv_warn("server %s asks this client to use server %u, %s; staying (%s)", s->address,
+			to, t ? "which it is" : "not a member it can reach", why);
+		return;
+	}
+	for (size_t i = 0; i < c->n_vols; i++) {
+		struct vol_view *v = &c->vols[i];
+
+		if (v->conn != s || !holds(v->holders, v->n_holders, to))
+			continue;
+		v->conn = t;
+		v->draining = 1;
+		moved++;
+	}
+	if (!moved) {
+		pv_info("server %s asks this client to use server %u (%s): it holds none of the "
+			"volumes sent there; staying",
+			s->address, to, why);
+		return;
+	}
+	/* what is in flight to s for those volumes is answered first (or
+	 * re-sent as after a failure): a write there ends before an
+	 * overlapping one goes to t */
+	for (struct part *p = c->all.next; p != &c->all; p = p->next) {
+		struct vol_view *v;
+
+		if (!p->call || p->conn != s || p->drain || !(v = catalog_volume(c, p->volume)) ||
+		    !v->draining || v->conn != t)
+			continue;
+		p->drain = 1;
+		c->drain_left++;
+		inflight++;
+	}
+	c->draining = 1;
+	c->moved_ms = pv_now_ms();
+	pv_info("server %s asks this client to use server %s (%s): %u volume(s) move there; %u "
+		"request(s) in flight to %s end first",
+		s->address, t->address, why, moved, inflight, s->address);
+	/* both know at once which volumes this client sends them */
+	conn_ping(c, t);
+	conn_ping(c, s);
+	part_drained(c); /* nothing in flight: the move is done */
+}
+
 static void vols_free(struct vol_view *vols, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -175,7 +242,7 @@ static void members_free(struct member *members, size_t n)
 
 /* Routes the new catalog's vols (read from server from): a route that
  * still works is kept, with the volume's mapping; new ones follow
- * pick_route. */
+ * choose_route. */
 static void route(struct client *c, struct conn *from, struct vol_view *vols, size_t n_vols)
 {
 	for (size_t i = 0; i < n_vols; i++) {
@@ -186,7 +253,9 @@ static void route(struct client *c, struct conn *from, struct vol_view *vols, si
 		     holds(v->holders, v->n_holders, catalog_member_of(c, old->conn))))
 			v->conn = old->conn; /* keep a working route */
 		else
-			v->conn = pick_route(c, from, v->holders, v->n_holders);
+			v->conn = choose_route(c, from, v);
+		/* (a move's drain goes on: a volume gone or new ends none) */
+		v->draining = old && old->attr.id == v->attr.id && old->draining;
 		if (!old || old->conn != v->conn)
 			pv_debug("volume %s: requests go to %s", v->attr.name, v->conn->address);
 		if (old && old->attr.id == v->attr.id && old->attr.size == v->attr.size) {
@@ -199,7 +268,7 @@ static void route(struct client *c, struct conn *from, struct vol_view *vols, si
 
 /* Replaces the catalog with the pv.Catalog in buf, answered by from.
  * Returns 0, or -1 (logged) leaving the old catalog. Routes that still work
- * are kept; new ones follow pick_route. */
+ * are kept; new ones follow choose_route. */
 static int catalog_apply(struct client *c, struct conn *from, const void *buf, size_t len)
 {
 	Pv__Catalog *cat = (Pv__Catalog *)wire_body_decode(&pv__catalog__descriptor, buf, len);
@@ -229,6 +298,8 @@ static int catalog_apply(struct client *c, struct conn *from, const void *buf, s
 			continue;
 		}
 		members[n_members].id = m->id;
+		members[n_members].over = m->clients_over;
+		members[n_members].local = conn_is_local(m->address);
 		if (!(members[n_members].address = strdup(m->address)) ||
 		    !(members[n_members].link = strdup(c->links && m->link ? m->link : "")))
 			goto nomem;
@@ -255,6 +326,7 @@ static int catalog_apply(struct client *c, struct conn *from, const void *buf, s
 		v->attr.page_size = vi->page_size;
 		v->attr.created = vi->created;
 		v->attr.allocated = vi->allocated;
+		v->advised = vi->client_server;
 		if (vi->n_holders) {
 			v->holders = malloc(vi->n_holders * sizeof(*v->holders));
 			if (!v->holders)

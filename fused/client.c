@@ -65,6 +65,9 @@ static void run_timers(struct client *c, uint64_t now)
 	struct part *p, *next, **pp;
 	struct part *due = NULL;
 
+	/* a move's drain is over: the held parts go to the new server */
+	if (c->draining && !c->drain_left)
+		part_drained(c);
 	/* parked parts whose time has come */
 	for (pp = &c->waiting; *pp;) {
 		p = *pp;
@@ -94,15 +97,16 @@ static void run_timers(struct client *c, uint64_t now)
 		return;
 	c->next_scan_ms = now + SCAN_MS;
 
-	/* parts in flight past their deadline */
+	/* parts in flight (or held for a move's drain) past their deadline */
 	for (p = c->all.next; p != &c->all; p = next) {
 		next = p->next;
-		if (!p->conn || now < p->deadline_ms)
+		if ((!p->conn && !p->held) || now < p->deadline_ms)
 			continue;
 		if (p->call && client_warn_allowed(c))
 			pv_warn("%s of volume %s at %llu via %s: no answer within %llu s",
 				wire_op_name(p->op), p->volume, (unsigned long long)p->offset,
-				p->conn->address, (unsigned long long)c->timeout_ms / 1000);
+				p->conn ? p->conn->address : "(held for a move)",
+				(unsigned long long)c->timeout_ms / 1000);
 		part_done(c, p, EIO);
 	}
 	if (!c->have_catalog)
@@ -503,6 +507,7 @@ struct client *client_new(const struct client_options *opt)
 	c->efd = -1;
 	c->all.next = c->all.prev = &c->all;
 	c->q_tail = &c->q_head;
+	c->held_tail = &c->held;
 	c->next_req_id = 1;
 	c->timeout_ms = (uint64_t)opt->timeout_s * 1000;
 	c->shm = opt->shm;
@@ -519,7 +524,7 @@ struct client *client_new(const struct client_options *opt)
 			goto fail;
 		}
 	c->group = calloc(opt->n_group + 1, sizeof(*c->group));
-	if (!c->group)
+	if (!c->group || (opt->server && !(c->server = strdup(opt->server))))
 		goto nomem;
 	for (size_t i = 0; i < opt->n_group; i++) {
 		if (!(c->group[i] = strdup(opt->group[i])))
@@ -602,6 +607,7 @@ void client_destroy(struct client **cp)
 	for (size_t i = 0; i < c->n_group; i++)
 		free(c->group[i]);
 	free(c->group);
+	free(c->server);
 	if (c->efd >= 0)
 		close(c->efd);
 	pthread_cond_destroy(&c->cond);

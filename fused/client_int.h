@@ -57,6 +57,7 @@ struct conn {
 	int shm;		/* enum shm_state: whether it mapped our shared memory */
 	int shm_logged;		/* the outcome of the first attach was logged */
 	uint32_t proto_version; /* of its last reply; 0 until one came */
+	int local;		/* its address is on this host (conn_is_local) */
 	char link_address[64];	/* its peer link listener (catalog), or "" */
 	struct link *link;	/* the link to it (link.h), or NULL */
 	char link_to[64];	/* the address link was made to */
@@ -87,6 +88,11 @@ struct part {
 	int on_link;		  /* in flight on conn's link (not its DEALER) */
 	struct vmap *map;	  /* READ sent with PV_F_MAP: the mapping it names
 				   * (a reference), or NULL */
+	int drain;		  /* in flight to the server its volume moved away
+				   * from: counted in client.drain_left */
+	int held;		  /* on client.held: its volume's move waits for
+				   * the drain */
+	struct part *held_next;
 };
 
 enum shm_state { SHM_NONE, SHM_PENDING, SHM_ON, SHM_REFUSED };
@@ -106,6 +112,8 @@ struct member {
 	uint32_t id;
 	char *address;
 	char *link; /* its link address, "" if none */
+	int over;   /* Member.clients_over: over its fair share of client traffic */
+	int local;  /* its address is on this host */
 };
 
 /* The client thread's view of a catalog volume, with its route. */
@@ -113,7 +121,11 @@ struct vol_view {
 	struct volume_attr attr;
 	uint32_t *holders;
 	size_t n_holders;
+	uint32_t advised;  /* VolumeInfo.client_server: the holder the group
+			    * proposes for this client, 0: none */
 	struct conn *conn; /* where its requests go */
+	int draining;	   /* conn changed (catalog_move): its new requests are
+			    * held until client.drain_left is 0 */
 	struct vol_map map;
 	uint64_t *snaps; /* the ids of its snapshots */
 	size_t n_snaps;
@@ -132,9 +144,10 @@ struct client {
 	size_t n_group;
 	uint64_t timeout_ms;
 	uint64_t client_id;
-	int shm;   /* offer the shared memory (shm.c) to servers */
-	int links; /* use the servers' links (link.h) */
-	int map;   /* map data files of servers on this host (vmap.c) */
+	int shm;      /* offer the shared memory (shm.c) to servers */
+	int links;    /* use the servers' links (link.h) */
+	int map;      /* map data files of servers on this host (vmap.c) */
+	char *server; /* --server, or NULL */
 	void *zctx;
 	int efd;
 	pthread_t thread;
@@ -172,6 +185,13 @@ struct client {
 	uint64_t last_warn_ms;
 	unsigned warn_suppressed;
 	struct batch_cork *cork; /* what one round sends, batched (batch.h) */
+	/* a move to another server (catalog_move): parts in flight to the old
+	 * one (part.drain) still to be answered, and the new ones held until
+	 * then, in order */
+	unsigned drain_left;
+	int draining; /* some volume is draining */
+	struct part *held, **held_tail;
+	uint64_t moved_ms; /* when the group last moved this client; 0: never */
 };
 
 /* client.c */
@@ -201,8 +221,12 @@ struct part *part_find(struct client *c, uint64_t req_id);
  * NULL (logged) when out of memory. */
 struct part *part_new(struct client *c, uint32_t op, struct call *call, const char *volume,
 		      uint64_t vol_id, uint64_t offset, uint32_t length, uint64_t timeout_ms);
-/* Takes p off its server (if in flight) without touching the waiting list. */
-void part_unsend(struct part *p);
+/* Takes p off its server (if in flight) without touching the waiting list;
+ * a part the drain of a move waited for is no longer waited for. */
+void part_unsend(struct client *c, struct part *p);
+/* Once no part of a move's drain is in flight (drain_left 0): its volumes
+ * stop draining and the parts held meanwhile are sent, in order. */
+void part_drained(struct client *c);
 /* Frees p with what it holds, without answering its call. */
 void part_free(struct client *c, struct part *p);
 /* Ends part p with errno err (0: success) and answers its call when it was
@@ -249,6 +273,8 @@ void conn_attach(struct client *c, struct conn *s);
 void conn_attach_answered(struct client *c, struct conn *s, struct part *p, const struct answer *a);
 /* Sends a PING with the volumes this mount has open through s. */
 void conn_ping(struct client *c, struct conn *s);
+/* Whether a server address is on this host (numeric, no name lookup). */
+int conn_is_local(const char *address);
 /* Per-server timers: silent servers, pings, links to make or replace. */
 void conn_timers(struct client *c, uint64_t now);
 /* Sends what this round queued; parts whose send failed wait. */
@@ -275,6 +301,10 @@ struct vol_view *catalog_volume(struct client *c, const char *name);
 int catalog_has_snapshot(const struct vol_view *v, uint64_t snap_id);
 /* Another holder of v than dead (the next one in its list), or NULL. */
 struct conn *catalog_other_holder(struct client *c, struct vol_view *v, struct conn *dead);
+/* The group asks (a PING answer from s, reason why) that this client use
+ * server to: the volumes sent through s that it holds go there from now
+ * on, their new requests held until those in flight to s are answered. */
+void catalog_move(struct client *c, struct conn *s, uint32_t to, const char *why);
 /* Frees the volumes, members and published list. */
 void catalog_free(struct client *c);
 /* On a READ of volume v to s: PV_F_MAP when v's mapping holds the range;

@@ -271,6 +271,7 @@ struct conn *conn_get(struct client *c, const char *address)
 		if (strcmp(c->members[i].address, address) == 0)
 			s->member_id = c->members[i].id;
 	conn_link_address(c, s);
+	s->local = conn_is_local(address);
 	s->last_rx_ms = pv_now_ms();
 	s->next = c->conns;
 	c->conns = s;
@@ -298,8 +299,9 @@ static int conn_in_use(struct client *c, struct conn *s)
 /* Whether a server address is on this host: ipc://, a loopback address, or
  * an address of one of this host's interfaces. Numeric addresses only (no
  * name lookup on the client thread); "localhost" counts as local. The
- * shared memory's token is only ever sent to such servers. */
-static int address_is_local(const char *address)
+ * shared memory's token is only ever sent to such servers, and fused
+ * keeps to a holder of its volume on this host (catalog.c). */
+int conn_is_local(const char *address)
 {
 	struct addrinfo hints, *ai = NULL;
 	struct ifaddrs *ifs = NULL;
@@ -369,7 +371,7 @@ void conn_attach(struct client *c, struct conn *s)
 	s->shm = SHM_NONE;
 	if (!c->shm || !shm_enabled() || !s->sock)
 		return;
-	if (!address_is_local(s->address)) {
+	if (!s->local) {
 		s->shm = SHM_REFUSED; /* its token stays here */
 		if (!s->shm_logged)
 			pv_info("server %s: block data goes by socket (not on this host)",
@@ -427,6 +429,13 @@ void conn_ping(struct client *c, struct conn *s)
 	}
 	st.n_open_volumes = n;
 	st.open_volumes = names;
+	st.local = s->local;
+	/* a server does not move a client the group moved lately */
+	if (c->moved_ms) {
+		uint64_t ago = (pv_now_ms() - c->moved_ms) / 1000 + 1;
+
+		st.moved_ago_s = ago < UINT32_MAX ? (uint32_t)ago : UINT32_MAX;
+	}
 	if (part_session(c, s, PV_OP_PING, NULL, &st.base) == 0)
 		s->next_ping_ms = pv_now_ms() + FUSED_PING_MS;
 }
@@ -567,7 +576,7 @@ void conn_flush(struct client *c)
 		if (client_warn_allowed(c))
 			pv_warn("cannot send %s to %s; trying again", wire_op_name(p->op),
 				p->conn->address);
-		part_unsend(p);
+		part_unsend(c, p);
 		p->shm_sent = 0; /* never left: the server did not see the slot */
 		part_wait(c, p, pv_now_ms() + FUSED_UNAVAILABLE_MS);
 	}

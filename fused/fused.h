@@ -41,6 +41,8 @@ struct client_options {
 	int shm;	    /* offer shared memory to servers on this host */
 	int links;	    /* talk to servers on their links (link.h) when they have one */
 	int map;	    /* map data files of servers on this host (vmap.c) */
+	const char *server; /* --server: the server to use for the volumes it holds,
+			     * instead of the one the group proposes; NULL */
 };
 
 /* The longest file name in the mount: a snapshot's VOL@NAME. */
@@ -122,6 +124,25 @@ int client_volume_get(struct client *c, const char *name, struct volume_attr *ou
  * into a new array (*out, free() it) of *n entries; 0 or -1 (out of
  * memory). */
 int client_volume_list(struct client *c, struct volume_attr **out, size_t *n);
+
+/* pick.c */
+
+/* One holder of a volume as pick_route sees it. */
+struct pick_holder {
+	uint32_t id;
+	int known; /* a member of the catalog (with an address) */
+	int local; /* its address is on this host */
+	int over;  /* over its fair share of client traffic (Member.clients_over) */
+};
+
+/* The holder (its member id) a volume's requests go to, out of its n
+ * holders h: forced (--server, 0: none) if it is one; else a holder on
+ * this host that is not over (advised, or from, if either is one, else
+ * the first); else advised (the group's least loaded, 0: none) if it is
+ * one; else from (the server the catalog came from) if it is one; else
+ * the holder client_id picks. 0 if n is 0. Pure. */
+uint32_t pick_route(const struct pick_holder *h, size_t n, uint32_t forced, uint32_t advised,
+		    uint32_t from, uint64_t client_id);
 
 /* shm.c */
 

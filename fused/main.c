@@ -32,11 +32,13 @@
 #define DEFAULT_MAX_BACKGROUND 128
 #define DEFAULT_THREADS	       4 /* metadata only: data requests run on the client thread */
 #define DEFAULT_REPLY_THREADS  2 /* copies of large READ answers (reply.c) */
+#define OPT_SERVER	       1000 /* --server: long option only */
 
 _Static_assert(FUSED_MAX_IO == 1048576, "the max_read mount option below says 1048576");
 
 struct options {
 	char *group; /* --group as given, comma separated */
+	char *server; /* --server, or NULL */
 	unsigned timeout_s;
 	unsigned max_background;
 	unsigned threads;
@@ -64,6 +66,12 @@ static void usage(FILE *f)
 		"  -g, --group ADDR[,ADDR...]  ZeroMQ addresses of servers of the group, e.g.\n"
 		"                              tcp://127.0.0.1:7100; tried in turn at start\n"
 		"                              (3 s each) for the catalog. Required.\n"
+		"      --server ADDR           send the requests of every volume ADDR holds to\n"
+		"                              ADDR (a server of the group, as its members\n"
+		"                              list it), instead of the holder the group\n"
+		"                              proposes (the least loaded; one on this host\n"
+		"                              unless it is overloaded); the group may still\n"
+		"                              move this mount to another holder later\n"
 		"  -t, --timeout SEC           give up on a request (EIO) SEC seconds after it\n"
 		"                              was first sent; until then server failures only\n"
 		"                              delay it (default %u)\n"
@@ -132,11 +140,14 @@ static int add_fuse_opt(struct options *o, const char *s)
 	return 0;
 }
 
+static int check_endpoint(const char *addr, const char *opt);
+
 /* Returns 0 to go on, 1 to exit 0 (help, version), -1 to exit 1. */
 static int parse_options(int argc, char **argv, struct options *o)
 {
 	static const struct option longopts[] = {
 	    {"group", required_argument, NULL, 'g'},
+	    {"server", required_argument, NULL, OPT_SERVER},
 	    {"timeout", required_argument, NULL, 't'},
 	    {"max-background", required_argument, NULL, 'b'},
 	    {"threads", required_argument, NULL, 'T'},
@@ -162,6 +173,11 @@ static int parse_options(int argc, char **argv, struct options *o)
 		switch (ch) {
 		case 'g':
 			o->group = optarg;
+			break;
+		case OPT_SERVER:
+			if (check_endpoint(optarg, "--server") < 0)
+				return -1;
+			o->server = optarg;
 			break;
 		case 't':
 			if (parse_uint("--timeout", optarg, 1, 86400, &o->timeout_s) < 0)
@@ -229,9 +245,10 @@ static int parse_options(int argc, char **argv, struct options *o)
 	return 0;
 }
 
-/* Whether addr is a ZeroMQ endpoint fused can connect to: tcp://HOST:PORT
- * or ipc://PATH. Says what is wrong on stderr when it is not. */
-static int check_endpoint(const char *addr)
+/* Whether addr (of option opt) is a ZeroMQ endpoint fused can connect to:
+ * tcp://HOST:PORT or ipc://PATH. Says what is wrong on stderr when it is
+ * not. */
+static int check_endpoint(const char *addr, const char *opt)
 {
 	const char *port;
 	uint64_t v;
@@ -242,9 +259,9 @@ static int check_endpoint(const char *addr)
 	    pv_parse_u64(port + 1, 1, 65535, &v) == 0)
 		return 0;
 	fprintf(stderr,
-		"fused: --group address '%s' is not a ZeroMQ endpoint: give tcp://IP:PORT "
+		"fused: %s address '%s' is not a ZeroMQ endpoint: give tcp://IP:PORT "
 		"(e.g. tcp://127.0.0.1:%d) or ipc://PATH\n",
-		addr, PV_DEFAULT_PORT);
+		opt, addr, PV_DEFAULT_PORT);
 	return -1;
 }
 
@@ -318,7 +335,7 @@ static int split_group(char *list, struct client_options *c)
 
 		if (!*tok)
 			continue;
-		if (check_endpoint(tok) < 0)
+		if (check_endpoint(tok, "--group") < 0)
 			return -1;
 		g = realloc(c->group, (c->n_group + 1) * sizeof(*g));
 		if (!g) {
@@ -415,6 +432,7 @@ int main(int argc, char **argv)
 	if (!group_copy || split_group(group_copy, &copt) < 0)
 		goto out_opts;
 	copt.timeout_s = o.timeout_s;
+	copt.server = o.server;
 	pv_log_open("fused", 0, 0);
 	if (o.debug)
 		pv_log_level = LOG_DEBUG;

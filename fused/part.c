@@ -93,12 +93,65 @@ struct part *part_new(struct client *c, uint32_t op, struct call *call, const ch
 	return p;
 }
 
-/* Takes p off its server (if in flight) without touching the waiting list. */
-void part_unsend(struct part *p)
+/* Takes p off its server (if in flight) without touching the waiting list;
+ * a part the drain of a move waited for is no longer waited for. */
+void part_unsend(struct client *c, struct part *p)
 {
 	if (p->conn) {
 		p->conn->outstanding--;
 		p->conn = NULL;
+	}
+	if (p->drain) {
+		p->drain = 0;
+		c->drain_left--;
+	}
+}
+
+/* Holds p (a data part of a draining volume) until the drain ends. */
+static void part_hold(struct client *c, struct part *p)
+{
+	p->held = 1;
+	p->held_next = NULL;
+	*c->held_tail = p;
+	c->held_tail = &p->held_next;
+}
+
+/* Takes p off the held list (it ends before the drain does). */
+static void part_unhold(struct client *c, struct part *p)
+{
+	struct part **pp;
+
+	if (!p->held)
+		return;
+	for (pp = &c->held; *pp && *pp != p; pp = &(*pp)->held_next)
+		;
+	if (*pp)
+		*pp = p->held_next;
+	for (c->held_tail = &c->held; *c->held_tail; c->held_tail = &(*c->held_tail)->held_next)
+		;
+	p->held = 0;
+	p->held_next = NULL;
+}
+
+/* Once no part of a move's drain is in flight: its volumes stop draining
+ * and the parts held meanwhile are sent, in the order they were made. */
+void part_drained(struct client *c)
+{
+	struct part *p, *next;
+
+	if (c->drain_left || !c->draining)
+		return;
+	for (size_t i = 0; i < c->n_vols; i++)
+		c->vols[i].draining = 0;
+	c->draining = 0;
+	p = c->held;
+	c->held = NULL;
+	c->held_tail = &c->held;
+	for (; p; p = next) {
+		next = p->held_next;
+		p->held = 0;
+		p->held_next = NULL;
+		part_send(c, p, NULL);
 	}
 }
 
@@ -133,7 +186,8 @@ void part_free(struct client *c, struct part *p)
 	if (p->op == PV_OP_MAP_VOLUME)
 		catalog_map_unanswered(c, p);
 	vmap_put(p->map);
-	part_unsend(p);
+	part_unsend(c, p);
+	part_unhold(c, p);
 	for (pp = &c->hash[p->req_id & (HASH_SIZE - 1)]; *pp; pp = &(*pp)->hnext)
 		if (*pp == p) {
 			*pp = p->hnext;
@@ -247,7 +301,7 @@ static uint64_t done_below(const struct client *c)
 /* Parks p until when (capped at its deadline), then sends it again. */
 void part_wait(struct client *c, struct part *p, uint64_t when)
 {
-	part_unsend(p);
+	part_unsend(c, p);
 	p->retry_ms = when < p->deadline_ms ? when : p->deadline_ms;
 	p->wnext = c->waiting;
 	c->waiting = p;
@@ -271,6 +325,11 @@ void part_send(struct client *c, struct part *p, struct conn *s)
 			return;
 		}
 		s = v->conn;
+		if (v->draining) {
+			/* its requests to the server it moved from end first */
+			part_hold(c, p);
+			return;
+		}
 	}
 	if (!s || !s->sock) {
 		part_wait(c, p, pv_now_ms() + FUSED_UNAVAILABLE_MS);
@@ -400,7 +459,7 @@ unsigned part_resend(struct client *c, struct conn *s, int link_only)
 		next = p->next;
 		if (p->conn != s || (link_only && !p->on_link))
 			continue;
-		part_unsend(p);
+		part_unsend(c, p);
 		if (!p->call) { /* pings, catalog and attach requests are not re-sent */
 			part_done(c, p, EIO);
 			continue;
@@ -552,14 +611,18 @@ static void io_answered(struct client *c, struct conn *s, struct part *p, const 
 	}
 }
 
-/* The answer to PING: a catalog newer than ours is asked for. */
+/* The answer to PING: a catalog newer than ours is asked for; a server
+ * that carries more than its share of client traffic names another to
+ * use (use_server). */
 static void ping_answered(struct client *c, struct conn *s, struct part *p, const struct answer *a)
 {
-	(void)s;
 	part_free(c, p);
-	if (a->h->status == PV_ST_OK && a->h->catalog_version &&
-	    a->h->catalog_version != c->cat_version)
+	if (a->h->status != PV_ST_OK)
+		return;
+	if (a->h->catalog_version && a->h->catalog_version != c->cat_version)
 		catalog_request(c, CATALOG_TIMEOUT_MS);
+	if (a->h->use_server)
+		catalog_move(c, s, a->h->use_server, a->h->message);
 }
 
 /* What the answer to each op fused sends does (one row per op, as in
@@ -640,7 +703,7 @@ void part_reply(struct client *c, struct conn *s, const void *hb, size_t hl, zmq
 			 wire_op_name(h->op), (unsigned long long)h->req_id, s->address);
 		goto out;
 	}
-	part_unsend(p);
+	part_unsend(c, p);
 	a.in_shm = p->shm_sent;
 	if (a.in_shm && (h->flags & PV_F_SHM_LOST))
 		part_abandon_slot(p); /* an owner behind s may still touch the slot */

@@ -23,7 +23,8 @@
 #define PV_PROTO_MAJOR 1
 #define PV_PROTO_MINOR                                                                             \
 	5 /* 1.1: BATCH; 1.2: Header.volume_id; 1.3: late copies;                                  \
-	   * 1.4: page migration, routing epochs; 1.5: snapshots */
+	   * 1.4: page migration, routing epochs; 1.5: snapshots, client                            \
+	   * balancing (PING answers' use_server) */
 #define PV_PROTO_VERSION ((PV_PROTO_MAJOR << 16) | PV_PROTO_MINOR)
 
 /* Limits: every length is checked against these before anything is
@@ -75,7 +76,8 @@ enum pv_op {
 
 	/* client session: fused -> server */
 	PV_OP_CATALOG = 16,    /* reply body: pv.Catalog with holders filled in */
-	PV_OP_PING = 17,       /* body: pv.ClientState; reply: catalog_version */
+	PV_OP_PING = 17,       /* body: pv.ClientState; reply: catalog_version,
+				* use_server (1.5: send there from now on) */
 	PV_OP_SHM_ATTACH = 18, /* body: pv.ShmAttach; OK: PV_F_SHM may be used */
 	PV_OP_MAP_VOLUME = 19, /* volume -> reply body: pv.VolumeMap */
 
@@ -94,6 +96,8 @@ enum pv_op {
 	PV_OP_MIG_ABORT = 75,	 /* body: pv.Migration; nothing copied: drop it */
 	PV_OP_SNAP_HOLD = 76,	 /* body: pv.SnapshotOp; hold writes, drain, cut */
 	PV_OP_SNAP_RELEASE = 77, /* body: pv.SnapshotOp; keep (commit) or drop the cut */
+	PV_OP_SNAP_DIFF = 78,	 /* body: pv.SnapshotOp; reply: pv.SnapshotRanges */
+	PV_OP_SNAP_ROLLBACK = 79, /* body: pv.SnapshotOp; the owner's pages become the image */
 };
 
 /* Status codes in reply headers. */

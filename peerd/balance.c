@@ -84,12 +84,10 @@ enum balance_verdict balance_decide(const struct balance_input *in, struct balan
 
 /* ---- the tick ---- */
 
-static unsigned over;	   /* intervals over in a row */
 static uint64_t judged_ms; /* the last judgement */
 static uint64_t fresh_ms;  /* no judgement before (fresh figures after a move) */
 static int moving;	   /* a move of ours ran at the last tick */
-static const char *state = "idle";
-static uint64_t over_logged_ms; /* "no move helps" is logged this often */
+static struct balance_track bt = {.state = "idle"};
 static char recent[RECENT][240];
 static size_t nrecent, recent_head;
 static struct {
@@ -103,7 +101,7 @@ const char *const balance_outcome_names[BALANCE_OUTCOMES] = {
     [BALANCE_JUDGED_REFUSED] = "refused", [BALANCE_JUDGED_NO_FIGURES] = "no_figures",
 };
 
-static void settings(const Pv__Catalog *c, int *on, double *threshold, uint32_t *interval_s)
+void balance_settings(const Pv__Catalog *c, int *on, double *threshold, uint32_t *interval_s)
 {
 	*on = c && !c->balance_off;
 	*threshold =
@@ -119,9 +117,20 @@ static const Pv__LoadRates *window(const Pv__LoadSummary *s, uint32_t interval_s
 	return interval_s < 60 ? s->r10 : s->r60;
 }
 
-static uint32_t window_s(uint32_t interval_s)
+uint32_t balance_window_s(uint32_t interval_s)
 {
 	return interval_s < 60 ? 10 : 60;
+}
+
+uint64_t balance_fresh_ms(uint32_t interval_s)
+{
+	/* two intervals, and twice the window judged by (the moved load has
+	 * left this server's rate and reached the target's by 86%) */
+	uint64_t wait = 2ull * interval_s;
+
+	if (wait < 2u * balance_window_s(interval_s))
+		wait = 2u * balance_window_s(interval_s);
+	return wait * 1000;
 }
 
 /* A page moved stays put BALANCE_COOLDOWN intervals, and at least
@@ -234,7 +243,7 @@ static int picture(struct balance_input *in, uint32_t interval_s, uint64_t now,
 	return 0;
 }
 
-static void remember(const char *text)
+void balance_note(const char *text)
 {
 	char when[32];
 	time_t t = time(NULL);
@@ -258,29 +267,23 @@ static void judge(uint32_t interval_s, double threshold, uint64_t now)
 	const struct balance_page *pg;
 
 	if (picture(&in, interval_s, now, vols) < 0) {
-		state = "no figures";
-		over = 0;
+		bt.state = "no figures";
+		bt.over = 0;
 		outcomes[BALANCE_JUDGED_NO_FIGURES]++;
 		return;
 	}
 	in.threshold = threshold;
 	in.floor = LOAD_FLOOR;
 	v = balance_decide(&in, &d);
-	if (v == BALANCE_IDLE || v == BALANCE_FAIR) {
-		state = v == BALANCE_IDLE ? "idle" : "fair";
-		over = 0;
+	if (v == BALANCE_IDLE || v == BALANCE_FAIR)
 		outcomes[v == BALANCE_IDLE ? BALANCE_JUDGED_IDLE : BALANCE_JUDGED_FAIR]++;
-		return;
-	}
-	state = "over";
-	if (v == BALANCE_OVER && now - over_logged_ms >= 60000) {
-		pv_info("rebalance: server %u carries %.0f%% of the load, fair share %.0f%%, but "
-			"none of its %zu hottest pages it may move would even it out",
-			srv->cfg.id, d.share * 100, d.fair * 100, in.npages);
-		over_logged_ms = now;
-	}
-	if (++over < 2 || v != BALANCE_MOVE) {
-		outcomes[BALANCE_JUDGED_OVER]++;
+	snprintf(text, sizeof(text),
+		 "rebalance: server %u carries %.0f%% of the load, fair share %.0f%%, but none of "
+		 "its %zu hottest pages it may move would even it out",
+		 srv->cfg.id, d.share * 100, d.fair * 100, in.npages);
+	if (!balance_track(&bt, v, now, text)) {
+		if (v != BALANCE_IDLE && v != BALANCE_FAIR)
+			outcomes[BALANCE_JUDGED_OVER]++;
 		return;
 	}
 	pg = &in.p[d.page];
@@ -298,43 +301,53 @@ static void judge(uint32_t interval_s, double threshold, uint64_t now)
 	}
 	pv_info("%s", text);
 	outcomes[BALANCE_JUDGED_MOVE]++;
-	remember(text);
+	balance_note(text);
 	cool_add(vol->id, pg->page, now + cooldown_ms(interval_s));
-	over = 0;
+	bt.over = 0;
 	moving = 1;
-	state = "moving";
+	bt.state = "moving";
+}
+
+int balance_track(struct balance_track *t, enum balance_verdict v, uint64_t now,
+		  const char *no_move)
+{
+	if (v == BALANCE_IDLE || v == BALANCE_FAIR) {
+		t->state = v == BALANCE_IDLE ? "idle" : "fair";
+		t->over = 0;
+		return 0;
+	}
+	t->state = "over";
+	if (v == BALANCE_OVER && now - t->over_logged_ms >= 60000) {
+		pv_info("%s", no_move);
+		t->over_logged_ms = now;
+	}
+	return ++t->over >= 2 && v == BALANCE_MOVE;
 }
 
 void balance_tick(void *arg)
 {
 	const Pv__Catalog *c = catalog_committed();
-	uint64_t now = pv_now_ms(), wait;
+	uint64_t now = pv_now_ms();
 	uint32_t interval_s;
 	double threshold;
 	int on;
 
 	(void)arg;
-	settings(c, &on, &threshold, &interval_s);
+	balance_settings(c, &on, &threshold, &interval_s);
 	if (!on || !load_enabled) {
-		state = "off";
-		over = 0;
+		bt.state = "off";
+		bt.over = 0;
 		return;
 	}
 	if (c->migrate_paused || remove_self_state() || migrate_out_count() > 0) {
-		state = migrate_out_count() > 0 ? "moving" : "paused";
+		bt.state = migrate_out_count() > 0 ? "moving" : "paused";
 		return;
 	}
 	if (moving) {
-		/* fresh figures: two intervals, and twice the window judged by
-		 * (the moved page's load has left this server's rate and
-		 * reached the target's by 86%) */
-		wait = 2ull * interval_s;
-		if (wait < 2u * window_s(interval_s))
-			wait = 2u * window_s(interval_s);
-		fresh_ms = now + wait * 1000;
+		fresh_ms = now + balance_fresh_ms(interval_s); /* fresh figures */
 		moving = 0;
-		over = 0;
-		state = "waiting";
+		bt.over = 0;
+		bt.state = "waiting";
 	}
 	/* (an interval changed takes effect at once) */
 	if (now - srv->started_ms < PEERD_DOWN_AFTER_MS || now < fresh_ms ||
@@ -349,9 +362,9 @@ void balance_status(struct balance_status *st)
 	size_t i;
 
 	memset(st, 0, sizeof(*st));
-	settings(catalog_committed(), &st->on, &st->threshold, &st->interval_s);
-	st->over = over;
-	st->state = st->on && load_enabled ? state : "off"; /* (before the next tick) */
+	balance_settings(catalog_committed(), &st->on, &st->threshold, &st->interval_s);
+	st->over = bt.over;
+	st->state = st->on && load_enabled ? bt.state : "off"; /* (before the next tick) */
 	for (i = 0; i < nrecent && i < 7; i++)
 		st->recent[i] = recent[(recent_head + i) % RECENT];
 }

@@ -1,6 +1,7 @@
 /* clients.c: the fused clients this server has heard from: the volumes
  * each has open (from their PINGs), used to refuse deleting a volume that
- * is in use, and each client's low-water mark (Header.client_done_below:
+ * is in use, who uses this server now and how (on its host, moved by the
+ * group lately: connbal.c, load.c), and each client's low-water mark (Header.client_done_below:
  * its requests below it were answered), used to refuse a late copy of a
  * WRITE or TRIM (request.c). A client not heard from for
  * PEERD_CLIENT_EXPIRE_MS drops off the first list, its mark after
@@ -28,6 +29,9 @@ struct client {
 	char host[PV_ESCAPE_NAME]; /* ClientState.host, escaped (pv_escape) */
 	char **open;
 	size_t nopen;
+	uint32_t version;  /* Header.version of its last PING */
+	int local;	   /* ClientState.local */
+	uint64_t moved_ms; /* when the group last moved it (ClientState.moved_ago_s), 0: never */
 };
 
 static struct client *clients;
@@ -40,10 +44,11 @@ static void client_free(struct client *c)
 	free(c);
 }
 
-void clients_ping(uint64_t client_id, const Pv__ClientState *st)
+void clients_ping(uint64_t client_id, uint32_t version, const Pv__ClientState *st)
 {
 	struct client *c;
 	size_t n = st ? st->n_open_volumes : 0;
+	uint64_t now = pv_now_ms();
 
 	for (c = clients; c; c = c->next)
 		if (c->id == client_id)
@@ -57,7 +62,16 @@ void clients_ping(uint64_t client_id, const Pv__ClientState *st)
 		clients = c;
 		pv_info("client %016llx connected", (unsigned long long)client_id);
 	}
-	c->last_seen_ms = pv_now_ms();
+	c->last_seen_ms = now;
+	c->version = version;
+	c->local = st && st->local;
+	/* how long ago by the client's own clock: a second's precision */
+	c->moved_ms = 0;
+	if (st && st->moved_ago_s) {
+		uint64_t ago = ((uint64_t)st->moved_ago_s - 1) * 1000;
+
+		c->moved_ms = now > ago ? now - ago : 1;
+	}
 	if (st && st->host)
 		pv_escape(st->host, strlen(st->host), c->host, sizeof(c->host));
 	for (size_t i = 0; i < c->nopen; i++)
@@ -119,6 +133,28 @@ size_t clients_open_by(const char *volume, uint64_t *ids, const char **hosts, si
 				break;
 			}
 		}
+	}
+	return n;
+}
+
+size_t clients_using(struct client_view *out, size_t max)
+{
+	uint64_t now = pv_now_ms();
+	size_t n = 0;
+
+	for (struct client *c = clients; c; c = c->next) {
+		if (now - c->last_seen_ms > CLIENTS_USING_MS)
+			continue;
+		if (n < max) {
+			out[n].id = c->id;
+			out[n].host = c->host;
+			out[n].local = c->local;
+			out[n].version = c->version;
+			out[n].moved_ms = c->moved_ms;
+			out[n].open = (const char *const *)c->open;
+			out[n].nopen = c->nopen;
+		}
+		n++;
 	}
 	return n;
 }

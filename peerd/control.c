@@ -735,6 +735,20 @@ static const char *volume_name(uint64_t id)
 	return NULL;
 }
 
+/* Client ids as an array of 16 hex digit strings. */
+static json_t *client_ids_json(const uint64_t *ids, size_t n)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < n; i++) {
+		char id[20];
+
+		snprintf(id, sizeof(id), "%016llx", (unsigned long long)ids[i]);
+		json_array_append_new(a, json_string(id));
+	}
+	return a;
+}
+
 /* One member's line of load.show, with its shares (load_shares). */
 static json_t *server_load_json(const struct member *m, const Pv__LoadSummary *s,
 				const struct load_share *sh)
@@ -754,6 +768,9 @@ static json_t *server_load_json(const struct member *m, const Pv__LoadSummary *s
 		json_object_set_new(o, "r60", r60);
 		json_object_set_new(o, "p99_us", json_integer(s->p99_us));
 		json_object_set_new(o, "clients", json_integer(s->clients_total));
+		json_object_set_new(o, "clients_connected", json_integer(s->clients_connected));
+		json_object_set_new(o, "client_load",
+				    json_real(s->client_r10 ? load_units(s->client_r10) : 0));
 		json_object_set_new(o, "forwarded_iops",
 				    json_real(s->fwd10 ? s->fwd10->read_ops + s->fwd10->write_ops +
 							     s->fwd10->other_ops
@@ -788,15 +805,22 @@ static int cmd_load_show(const uint8_t *ident, size_t ident_len, const struct co
 				      (json_int_t)pl->page, "server", (int)m->id, "owner",
 				      pl->page < v->npages ? (int)v->owner[pl->page] : 0);
 			rates_json(o, pl->r10);
+			json_object_set_new(o, "clients",
+					    client_ids_json(pl->clients, pl->n_clients));
 			json_array_append_new(pages, o);
 		}
 		for (size_t j = 0; s && j < s->n_clients; j++) {
 			const Pv__ClientLoad *cl = s->clients[j];
 			char id[20];
 
+			json_t *vl = json_array();
+
 			snprintf(id, sizeof(id), "%016llx", (unsigned long long)cl->client_id);
-			o = json_pack("{s:s,s:s,s:i}", "client", id, "host",
-				      cl->host ? cl->host : "", "server", (int)m->id);
+			for (size_t k = 0; k < cl->n_volumes; k++)
+				json_array_append_new(vl, json_string(cl->volumes[k]));
+			o = json_pack("{s:s,s:s,s:i,s:b,s:b,s:o}", "client", id, "host",
+				      cl->host ? cl->host : "", "server", (int)m->id, "connected",
+				      cl->connected, "local", cl->local, "volumes", vl);
 			rates_json(o, cl->r10);
 			json_array_append_new(clients, o);
 		}
@@ -819,8 +843,11 @@ static int cmd_balance_status(const uint8_t *ident, size_t ident_len, const stru
 {
 	struct balance_status st;
 	json_t *recent = json_array();
+	const char *cstate;
+	unsigned cover;
 
 	balance_status(&st);
+	connbal_status(&cstate, &cover);
 	for (size_t k = 0; k < srv->nmembers; k++) {
 		const Pv__LoadSummary *s = load_summary(&srv->members[k]);
 
@@ -829,10 +856,12 @@ static int cmd_balance_status(const uint8_t *ident, size_t ident_len, const stru
 			    recent, json_pack("{s:i,s:s}", "server", (int)srv->members[k].id,
 					      "text", s->decisions[j] ? s->decisions[j] : ""));
 	}
-	*result = json_pack("{s:b,s:b,s:f,s:i,s:f,s:s,s:i,s:i,s:o}", "on", st.on, "monitor",
+	*result = json_pack("{s:b,s:b,s:f,s:i,s:f,s:s,s:i,s:i,s:s,s:i,s:o}", "on", st.on, "monitor",
 			    load_enabled, "threshold", st.threshold, "interval_s",
 			    (int)st.interval_s, "floor", LOAD_FLOOR, "state", st.state, "over",
-			    (int)st.over, "moves_out", (int)migrate_out_count(), "recent", recent);
+			    (int)st.over, "moves_out", (int)migrate_out_count(), "clients_state",
+			    st.on && load_enabled ? cstate : "off", "clients_over", (int)cover,
+			    "recent", recent);
 	return 0;
 }
 
@@ -913,6 +942,52 @@ static int cmd_snapshot_create(const uint8_t *ident, size_t ident_len,
 	return 1;
 }
 
+static void snapshot_diffed(void *arg, int ok, const uint64_t *ranges, size_t n, int why,
+			    const char *err)
+{
+	json_t *a = json_array();
+	uint64_t bytes = 0;
+
+	for (size_t i = 0; ok && i < n; i++) {
+		json_array_append_new(a, json_pack("{s:I,s:I}", "offset", (json_int_t)ranges[2 * i],
+						   "length", (json_int_t)ranges[2 * i + 1]));
+		bytes += ranges[2 * i + 1];
+	}
+	if (!ok) {
+		json_decref(a);
+		pending_end(arg, 0, NULL, why, err);
+		return;
+	}
+	pending_end(arg, 1, json_pack("{s:o,s:I}", "ranges", a, "bytes", (json_int_t)bytes), 0,
+		    NULL);
+}
+
+static void snapshot_rolled_back(void *arg, int ok, const uint64_t *ranges, size_t n, int why,
+				 const char *err)
+{
+	pending_end(arg, ok, ok ? json_object() : NULL, why, err);
+}
+
+static int cmd_snapshot_diff(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
+			     json_t **result, char *err, size_t errlen)
+{
+	struct pending *p = pending_new(ident, ident_len, c->name, err, errlen);
+	int rc;
+
+	if (!p)
+		return -1;
+	if (c->op == CONTROL_SNAPSHOT_ROLLBACK)
+		rc = snap_rollback(c->name, c->snap, c->force, snapshot_rolled_back, p, err,
+				   errlen);
+	else
+		rc = snap_diff(c->name, c->snap, c->from, snapshot_diffed, p, err, errlen);
+	if (rc < 0) {
+		free(p);
+		return rc;
+	}
+	return 1;
+}
+
 static int cmd_snapshot_list(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
 			     json_t **result, char *err, size_t errlen)
 {
@@ -976,6 +1051,8 @@ static const cmd_fn handlers[CONTROL_NCMDS] = {
     [CONTROL_SNAPSHOT_LIST] = cmd_snapshot_list,
     [CONTROL_SNAPSHOT_SHOW] = cmd_snapshot_list,
     [CONTROL_SNAPSHOT_DELETE] = cmd_snapshot_create,
+    [CONTROL_SNAPSHOT_DIFF] = cmd_snapshot_diff,
+    [CONTROL_SNAPSHOT_ROLLBACK] = cmd_snapshot_diff,
 };
 
 /* ---- socket ---- */

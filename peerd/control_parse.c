@@ -296,6 +296,36 @@ static int parse_snapshot_named(const struct args *a, struct control_cmd *c, cha
 	return 0;
 }
 
+static int parse_snapshot_rollback(const struct args *a, struct control_cmd *c, char *err,
+				   size_t errlen)
+{
+	if (parse_snapshot_named(a, c, err, errlen) < 0)
+		return -1;
+	c->force = json_is_true(json_object_get(a->obj, "force"));
+	return 0;
+}
+
+static int parse_snapshot_diff(const struct args *a, struct control_cmd *c, char *err,
+			       size_t errlen)
+{
+	char shown[PV_ESCAPE_NAME];
+	const char *from;
+
+	if (parse_snapshot_named(a, c, err, errlen) < 0)
+		return -1;
+	if (!json_object_get(a->obj, "from") || json_is_null(json_object_get(a->obj, "from")))
+		return 0;
+	if (arg_string(a, "from", &from, err, errlen) < 0)
+		return -1;
+	if (!pv_valid_name(from, NULL, 0)) {
+		snprintf(err, errlen, "volume %s has no snapshot '%s'", c->name,
+			 pv_escape(from, strlen(from), shown, sizeof(shown)));
+		return -1;
+	}
+	snprintf(c->from, sizeof(c->from), "%s", from);
+	return 0;
+}
+
 /* A positive integer argument up to max, or absent (0) when optional;
  * what: how to name the values ("a server id"). */
 static int arg_count(const struct args *a, const char *key, int required, uint64_t max,
@@ -516,6 +546,8 @@ static const struct request_row requests[CONTROL_NCMDS] = {
     [CONTROL_SNAPSHOT_LIST] = {"snapshot.list", parse_snapshot_list},
     [CONTROL_SNAPSHOT_SHOW] = {"snapshot.show", parse_snapshot_named},
     [CONTROL_SNAPSHOT_DELETE] = {"snapshot.delete", parse_snapshot_named},
+    [CONTROL_SNAPSHOT_DIFF] = {"snapshot.diff", parse_snapshot_diff},
+    [CONTROL_SNAPSHOT_ROLLBACK] = {"snapshot.rollback", parse_snapshot_rollback},
 };
 
 /* ---- decoding a request (pure) ---- */

@@ -1,13 +1,16 @@
 /* load.c: the load monitor (docs/architecture.md, "Load monitor and
  * rebalancer"). What this server serves, counted where the work is done:
  *
- *   request.c submit of a local part  -> load_part: its pages, its volume,
- *                                        this server (requests, bytes, op,
- *                                        sequential bytes)
+ *   request.c submit of a local part  -> load_part: its pages (and the
+ *                                        clients that hit each most), its
+ *                                        volume, this server (requests,
+ *                                        bytes, op, sequential bytes)
  *   request.c reply_mapped            -> load_part + load_done (the client
  *                                        copies the data; the page is ours)
  *   request.c request_finish          -> load_done: served time (p99, mean)
- *                                        and the client's own requests
+ *                                        and the client's own requests (and
+ *                                        all clients' together: this
+ *                                        server's client traffic, connbal.c)
  *   forward.c forward_part            -> load_forwarded: relayed, not served
  *
  * Counters are plain integers of the current second, on the reactor thread:
@@ -34,6 +37,8 @@ int load_enabled = 1;
 #define LAT_BUCKETS 120
 #define LAT_SECONDS 10	 /* p99 over this many seconds */
 #define CLIENTS_MAX 4096 /* clients followed one by one */
+#define SUM_USING   48	 /* clients using this server listed in a summary */
+#define SUM_VOLS    8	 /* volumes listed per client in a summary */
 #define VOLS_MAX    256	 /* volumes in a summary */
 #define SWEEP_TICKS 60	 /* cold entries dropped this often */
 #define COLD	    0.01 /* requests/s below which an entry is gone */
@@ -82,6 +87,11 @@ struct lpage {
 	uint64_t last_end; /* end of its last part: the next is sequential there */
 	struct lpage *next_hit;
 	int hit, in_top;
+	/* the clients that hit it most lately: two counters of the
+	 * Misra-Gries summary (a client with more than a third of its parts
+	 * is in them), halved at each fold */
+	uint64_t by[2];
+	uint32_t by_n[2];
 };
 
 struct lclient {
@@ -93,7 +103,7 @@ struct lclient {
 	int hit;
 };
 
-static struct lstat server, fwd;
+static struct lstat server, fwd, client_all; /* client_all: every client's own requests */
 static struct load_totals server_total, fwd_total; /* since start, as of the last fold */
 static struct lvol *vols;
 static struct lpage *pages, *page_hits;
@@ -217,7 +227,25 @@ static struct lpage *page_get(const struct volume *vol, struct lvol *v, uint64_t
 	return e;
 }
 
-void load_part(const struct volume *vol, uint32_t op, uint64_t offset, uint64_t len)
+/* Counts a part of client id on page e (Misra-Gries with two counters). */
+static void page_client(struct lpage *e, uint64_t id)
+{
+	if (!id)
+		return;
+	if (e->by[0] == id && e->by_n[0])
+		e->by_n[0]++;
+	else if (e->by[1] == id && e->by_n[1])
+		e->by_n[1]++;
+	else if (!e->by_n[0])
+		e->by[0] = id, e->by_n[0] = 1;
+	else if (!e->by_n[1])
+		e->by[1] = id, e->by_n[1] = 1;
+	else
+		e->by_n[0]--, e->by_n[1]--;
+}
+
+void load_part(const struct volume *vol, uint32_t op, uint64_t offset, uint64_t len,
+	       uint64_t client_id)
 {
 	int k = op_index(op);
 	uint64_t pos = offset, end = offset + len, seq = 0;
@@ -241,6 +269,7 @@ void load_part(const struct volume *vol, uint32_t op, uint64_t offset, uint64_t 
 			uint64_t s = pos > offset || e->last_end == pos ? n : 0;
 
 			ctr_add(&e->st.c, k, 1, n, s);
+			page_client(e, client_id);
 			seq += s;
 			e->last_end = page_end;
 			if (!e->hit) {
@@ -294,7 +323,10 @@ void load_done(uint32_t op, uint64_t client_id, uint64_t offset, uint64_t len, u
 	lat_hist[lat_cur][b]++;
 	lat_total[k][b]++;
 	lat_sum_us[k] += lat;
-	if (!client_id || !(c = client_get(client_id)))
+	if (!client_id)
+		return;
+	ctr_add(&client_all.c, k, 1, len, 0);
+	if (!(c = client_get(client_id)))
 		return;
 	ctr_add(&c->st.c, k, 1, len, c->last_end == offset ? len : 0);
 	c->st.c.lat_us += lat;
@@ -415,11 +447,15 @@ static void totals_add(struct load_totals *t, const struct ctr *c)
 	}
 }
 
-/* Folds the pages hit this second (before tick moves on). */
+/* Folds the pages hit this second (before tick moves on); their clients'
+ * counts halve, so the clients named are those of late. */
 static void fold_pages(void)
 {
-	for (struct lpage *e = page_hits; e; e = e->next_hit)
+	for (struct lpage *e = page_hits; e; e = e->next_hit) {
 		stat_fold(&e->st);
+		e->by_n[0] /= 2;
+		e->by_n[1] /= 2;
+	}
 }
 
 /* The new top: the old top (decayed) and the pages hit, as of now (after
@@ -482,17 +518,22 @@ static void sweep(void)
 
 /* ---- the summary ---- */
 
+#define SUM_CLIENTS (SUM_USING + LOAD_TOP)
+
 static struct {
 	int ok;
 	Pv__LoadSummary s;
-	Pv__LoadRates r[NW], fwd10;
+	Pv__LoadRates r[NW], fwd10, client_r[NW];
 	Pv__VolumeLoad vol[VOLS_MAX], *volp[VOLS_MAX];
 	Pv__LoadRates vol_r[VOLS_MAX][NW];
 	Pv__PageLoad page[LOAD_TOP], *pagep[LOAD_TOP];
 	Pv__LoadRates page_r[LOAD_TOP][NW];
-	Pv__ClientLoad client[LOAD_TOP], *clientp[LOAD_TOP];
-	Pv__LoadRates client_r[LOAD_TOP][NW];
-	char host[LOAD_TOP][PV_ESCAPE_NAME];
+	uint64_t page_by[LOAD_TOP][2];
+	Pv__ClientLoad cl[SUM_CLIENTS], *clp[SUM_CLIENTS];
+	Pv__LoadRates cl_r[SUM_CLIENTS][NW];
+	char host[SUM_CLIENTS][PV_ESCAPE_NAME];
+	char cl_vol[SUM_CLIENTS][SUM_VOLS][PV_MAX_NAME + 1];
+	char *cl_volp[SUM_CLIENTS][SUM_VOLS];
 	const char *decisions[8];
 } mine;
 
@@ -523,20 +564,67 @@ static uint32_t p99_now(void)
 	return (uint32_t)lat_upper(LAT_BUCKETS - 1);
 }
 
+/* Fills summary entry i for client id (lc: its rates here, or NULL). */
+static void client_entry(size_t i, uint64_t id, const struct lclient *lc, const char *host)
+{
+	Pv__ClientLoad *pc = &mine.cl[i];
+
+	pv__client_load__init(pc);
+	pc->client_id = id;
+	snprintf(mine.host[i], sizeof(mine.host[i]), "%s", host);
+	pc->host = mine.host[i];
+	for (int w = 0; w < NW; w++) {
+		if (lc)
+			rates_pb(&lc->st, w, &mine.cl_r[i][w]);
+		else
+			pv__load_rates__init(&mine.cl_r[i][w]);
+	}
+	pc->r10 = &mine.cl_r[i][0];
+	pc->r60 = &mine.cl_r[i][1];
+	mine.clp[i] = pc;
+}
+
+/* The summary's clients: those using this server now (pinging it: up to
+ * SUM_USING, with the volumes they send here), then the busiest others
+ * (traffic of the last minute: a client that moved away shows there
+ * until it decays), LOAD_TOP at most. */
 static void top_clients(void)
 {
+	struct client_view using[SUM_USING];
+	size_t nusing = clients_using(using, SUM_USING), n = 0, nbusy = 0;
 	double loads[LOAD_TOP];
 	struct lclient *best[LOAD_TOP], *c, *tmp;
-	size_t n = 0;
 
+	mine.s.clients_connected = (uint32_t)nusing;
+	if (nusing > SUM_USING)
+		nusing = SUM_USING;
+	for (size_t i = 0; i < nusing; i++, n++) {
+		Pv__ClientLoad *pc;
+		size_t nv = using[i].nopen < SUM_VOLS ? using[i].nopen : SUM_VOLS;
+
+		HASH_FIND(hh, clients, &using[i].id, sizeof(using[i].id), c);
+		client_entry(n, using[i].id, c, using[i].host);
+		pc = &mine.cl[n];
+		pc->connected = 1;
+		pc->local = using[i].local;
+		for (size_t k = 0; k < nv; k++) {
+			snprintf(mine.cl_vol[n][k], sizeof(mine.cl_vol[n][k]), "%s",
+				 using[i].open[k]);
+			mine.cl_volp[n][k] = mine.cl_vol[n][k];
+		}
+		pc->n_volumes = nv;
+		pc->volumes = mine.cl_volp[n];
+	}
 	HASH_ITER(hh, clients, c, tmp)
 	{
 		double l = stat_load10(&c->st);
-		size_t i;
+		size_t i, k;
 
-		if (n == LOAD_TOP && l <= loads[n - 1])
+		for (k = 0; k < nusing && using[k].id != c->id; k++)
+			;
+		if (k < nusing || (nbusy == LOAD_TOP && l <= loads[nbusy - 1]))
 			continue;
-		i = n < LOAD_TOP ? n++ : n - 1;
+		i = nbusy < LOAD_TOP ? nbusy++ : nbusy - 1;
 		while (i > 0 && loads[i - 1] < l) {
 			best[i] = best[i - 1];
 			loads[i] = loads[i - 1];
@@ -545,21 +633,10 @@ static void top_clients(void)
 		best[i] = c;
 		loads[i] = l;
 	}
-	for (size_t i = 0; i < n; i++) {
-		Pv__ClientLoad *pc = &mine.client[i];
-
-		pv__client_load__init(pc);
-		pc->client_id = best[i]->id;
-		snprintf(mine.host[i], sizeof(mine.host[i]), "%s", clients_host(best[i]->id));
-		pc->host = mine.host[i];
-		for (int w = 0; w < NW; w++)
-			rates_pb(&best[i]->st, w, &mine.client_r[i][w]);
-		pc->r10 = &mine.client_r[i][0];
-		pc->r60 = &mine.client_r[i][1];
-		mine.clientp[i] = pc;
-	}
+	for (size_t i = 0; i < nbusy; i++, n++)
+		client_entry(n, best[i]->id, best[i], clients_host(best[i]->id));
 	mine.s.n_clients = n;
-	mine.s.clients = mine.clientp;
+	mine.s.clients = mine.clp;
 	mine.s.clients_total = HASH_COUNT(clients);
 }
 
@@ -571,9 +648,13 @@ static void summary_build(void)
 	size_t n = 0;
 
 	pv__load_summary__init(s);
-	for (int w = 0; w < NW; w++)
+	for (int w = 0; w < NW; w++) {
 		rates_pb(&server, w, &mine.r[w]);
+		rates_pb(&client_all, w, &mine.client_r[w]);
+	}
 	rates_pb(&fwd, 0, &mine.fwd10);
+	s->client_r10 = &mine.client_r[0];
+	s->client_r60 = &mine.client_r[1];
 	s->r10 = &mine.r[0];
 	s->r60 = &mine.r[1];
 	s->fwd10 = &mine.fwd10;
@@ -608,6 +689,15 @@ static void summary_build(void)
 			rates_pb(&top[i]->st, w, &mine.page_r[i][w]);
 		pl->r10 = &mine.page_r[i][0];
 		pl->r60 = &mine.page_r[i][1];
+		pl->n_clients = 0;
+		for (int k = 0; k < 2; k++) {
+			/* the larger count first */
+			int j = top[i]->by_n[1] > top[i]->by_n[0] ? 1 - k : k;
+
+			if (top[i]->by_n[j])
+				mine.page_by[i][pl->n_clients++] = top[i]->by[j];
+		}
+		pl->clients = mine.page_by[i];
 		mine.pagep[i] = pl;
 	}
 	s->n_pages = ntop;
@@ -629,6 +719,7 @@ void load_tick(void *arg)
 	totals_add(&fwd_total, &fwd.c);
 	stat_fold(&server);
 	stat_fold(&fwd);
+	stat_fold(&client_all);
 	HASH_ITER(hh, vols, v, vtmp)
 	{
 		totals_add(&v->total, &v->st.c);
@@ -667,6 +758,18 @@ const Pv__LoadRates *load_self_at(uint64_t at_ms, int w)
 		}
 	}
 	return best;
+}
+
+double load_client_units(uint64_t id, int w60)
+{
+	struct lclient *c;
+	Pv__LoadRates r;
+
+	HASH_FIND(hh, clients, &id, sizeof(id), c);
+	if (!c)
+		return 0;
+	rates_pb(&c->st, w60 ? 1 : 0, &r);
+	return load_units(&r);
 }
 
 const Pv__LoadSummary *load_summary(const struct member *m)

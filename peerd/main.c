@@ -392,7 +392,8 @@ static int register_reactor(int io_fd)
 	    reactor_every(PEERD_TICK_MS, placement_tick, NULL) < 0 ||
 	    reactor_every(1000, load_tick, NULL) < 0 ||
 	    reactor_every(1000, balance_tick, NULL) < 0 ||
-	    reactor_every(1000, metrics_tick, NULL) < 0)
+	    reactor_every(1000, metrics_tick, NULL) < 0 ||
+	    reactor_every(1000, connbal_tick, NULL) < 0)
 		return -1;
 	return 0;
 }

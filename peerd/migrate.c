@@ -1028,8 +1028,11 @@ static struct mig_in *in_find(const struct volume *vol, uint64_t page)
 
 int migrate_volume_moving(const struct volume *vol)
 {
-	if (vol->migrating)
-		return 1;
+	/* a move switched already only punches its old copy here: the page
+	 * is the target's, no write of it comes here any more */
+	for (struct mig_out *m = vol->migrating; m; m = m->vnext)
+		if (m->state != MIG_SWITCHED)
+			return 1;
 	for (struct mig_in *i = ins; i; i = i->next)
 		if (i->pg.vol == vol && !i->dead)
 			return 1;

@@ -58,6 +58,7 @@ static void op_catalog(const struct origin *from, const Pv__Header *h, zmq_msg_t
 		reply_status(from, h, PV_ST_BUSY, "server out of memory");
 		return;
 	}
+	connbal_catalog(c, h->client_id); /* which holder this client should use */
 	reply_body(from, h, PV_ST_OK, NULL, &c->base);
 	catalog_pb_free(c);
 }
@@ -75,13 +76,23 @@ static void op_ping(const struct origin *from, const Pv__Header *h, zmq_msg_t *p
 		}
 	}
 	if (h->client_id) {
-		clients_ping(h->client_id, st);
+		clients_ping(h->client_id, h->version, st);
 		/* an idle client's answered requests, for late copies */
 		clients_done_below(h->client_id, h->client_done_below, pv_now_ms());
 	}
 	if (st)
 		pv__client_state__free_unpacked(st, NULL);
-	reply_body(from, h, PV_ST_OK, NULL, NULL);
+	{
+		Pv__Header r;
+		char why[PV_MAX_MESSAGE] = "";
+
+		reply_header(&r, h->op, h->req_id, PV_ST_OK);
+		/* an overloaded server tells one client to use another holder */
+		r.use_server =
+		    h->client_id ? connbal_ping(h->client_id, h->version, why, sizeof(why)) : 0;
+		r.message = why;
+		reply_send(from, &r, NULL, 0);
+	}
 }
 
 static void op_shm_attach(const struct origin *from, const Pv__Header *h, zmq_msg_t *payload)
@@ -212,6 +223,8 @@ static const struct op_row ops[] = {
     {PV_OP_MIG_ABORT, 1, op_migrate_peer},
     {PV_OP_SNAP_HOLD, 1, op_snap_peer},
     {PV_OP_SNAP_RELEASE, 1, op_snap_peer},
+    {PV_OP_SNAP_DIFF, 1, op_snap_peer},
+    {PV_OP_SNAP_ROLLBACK, 1, op_snap_peer},
 };
 
 static void refuse(const struct origin *from, zmq_msg_t *first, const Pv__Header *h, int status,

@@ -710,8 +710,26 @@ int catalog_member_remove(uint32_t id, int leave, int force, catalog_done_fn don
 			  char *err, size_t errlen);
 
 /* clients.c */
-/* Records a client's PING (its open volumes). */
-void clients_ping(uint64_t client_id, const Pv__ClientState *st);
+/* A client that pinged within this uses this server (fused pings the
+ * servers it uses every second). */
+#define CLIENTS_USING_MS 3000
+/* Records a client's PING (Header.version; its open volumes, host, whether
+ * it is on this host, when the group last moved it). */
+void clients_ping(uint64_t client_id, uint32_t version, const Pv__ClientState *st);
+/* A client that uses this server now (clients_using). */
+struct client_view {
+	uint64_t id;
+	const char *host;	 /* escaped; "" if not sent */
+	int local;		 /* on this server's host, as it says */
+	uint32_t version;	 /* of its last PING */
+	uint64_t moved_ms;	 /* when the group last moved it (pv_now_ms), 0: never */
+	const char *const *open; /* the volumes it has open through this server */
+	size_t nopen;
+};
+/* The clients that pinged within CLIENTS_USING_MS: up to max into out
+ * (pointers valid until the next clients_ping or clients_expire). Returns
+ * how many there are (may be more than max). */
+size_t clients_using(struct client_view *out, size_t max);
 /* Number of clients with vol open through this server, seen recently. */
 uint32_t clients_open_count(const char *volume);
 /* The clients with volume open through this server, seen recently: up to
@@ -1113,6 +1131,20 @@ int snap_create(const char *volume, const char *name, const char *mode, uint32_t
 		snap_done_fn done, void *arg, char *err, size_t errlen);
 int snap_delete(const char *volume, const char *name, snap_done_fn done, void *arg, char *err,
 		size_t errlen);
+/* How a diff ended: n ranges (offset, length pairs, ascending, merged) or
+ * the error of kind why. */
+typedef void (*snap_diff_fn)(void *arg, int ok, const uint64_t *ranges, size_t n, int why,
+			     const char *err);
+/* The ranges where snapshot name's image differs from snapshot from's (from
+ * NULL or "": the ranges of its image that hold data), from every member's
+ * chunk maps. */
+int snap_diff(const char *volume, const char *name, const char *from, snap_diff_fn done, void *arg,
+	      char *err, size_t errlen);
+/* Makes every member's pages of volume the image of snapshot name
+ * (refused while a client has the volume open, unless force); done as a
+ * diff's (no ranges). */
+int snap_rollback(const char *volume, const char *name, int force, snap_diff_fn done, void *arg,
+		  char *err, size_t errlen);
 /* Bytes preserved here for snapshot id of v (allocated in its file). */
 uint64_t snap_preserved(const struct volume *v, uint64_t id);
 /* The committed snapshots of v (at most max) and the bytes each has
@@ -1140,13 +1172,18 @@ extern int load_enabled;	     /* 0: --no-load-monitor (or PEERD_LOAD_MONITOR=0) 
 /* The clock of served times: microseconds (CLOCK_MONOTONIC). */
 uint64_t load_now_us(void);
 /* A local part [offset, +len) of a request with op, served here (request.c
- * submit): counted on every page it covers, its volume and this server. */
-void load_part(const struct volume *vol, uint32_t op, uint64_t offset, uint64_t len);
+ * submit): counted on every page it covers (and for client_id there, 0:
+ * none), its volume and this server. */
+void load_part(const struct volume *vol, uint32_t op, uint64_t offset, uint64_t len,
+	       uint64_t client_id);
 /* A request answered by this server after start_us: served time; with
  * client_id (a client's own request, hops 0) on that client. */
 void load_done(uint32_t op, uint64_t client_id, uint64_t offset, uint64_t len, uint64_t start_us);
 /* A part forwarded to its owner (forward.c). */
 void load_forwarded(uint32_t op, uint64_t len);
+/* Client id's own requests to this server in load units per second, over
+ * 10 s (w60: 60 s), as of the last fold; 0 if it is not followed. */
+double load_client_units(uint64_t id, int w60);
 /* Once a second: folds the second's counters into the rates (only pages
  * and clients hit in it), builds the summary the heartbeats carry. */
 void load_tick(void *arg);
@@ -1288,6 +1325,88 @@ void metrics_stop(void);
  * ended), for metrics_tick and the unit test; NULL without memory. */
 char *metrics_render(size_t *len);
 
+/* Adds text (a move, with its reason) to this server's recent decisions. */
+void balance_note(const char *text);
+/* The rebalancers' settings in catalog c (NULL: off; 0s: the defaults). */
+void balance_settings(const Pv__Catalog *c, int *on, double *threshold, uint32_t *interval_s);
+/* The window the rebalancers judge by for an interval: 10 s rates under a
+ * minute, else 60 s ones. */
+uint32_t balance_window_s(uint32_t interval_s);
+/* After a move, how long until the figures show it: two intervals, and at
+ * least twice the window. */
+uint64_t balance_fresh_ms(uint32_t interval_s);
+/* A rebalancer's judgements (pages: balance.c, clients: connbal.c). */
+struct balance_track {
+	unsigned over;		 /* intervals over in a row */
+	const char *state;	 /* "idle", "fair", "over", ... as the caller names it */
+	uint64_t over_logged_ms; /* "no move helps" is logged this often */
+};
+/* Takes verdict v of a judgement at now into t: idle and fair reset the
+ * count of intervals over; over with no move that helps logs no_move once
+ * a minute. Returns 1 when v is a move on the second interval over in a
+ * row or later (the caller resets t->over once it moved), else 0. */
+int balance_track(struct balance_track *t, enum balance_verdict v, uint64_t now,
+		  const char *no_move);
+
+/* connbal.c: client connection balancing: which holder a client sends a
+ * volume's requests to, at connect (the CATALOG answer) and later (a PING
+ * answer telling one client of an overloaded server to use another). */
+#define CONNBAL_CLIENTS	 64 /* clients of this server a judgement looks at */
+#define CONNBAL_COOLDOWN 10 /* intervals a client moved stays put (at least 2 windows) */
+/* The group's client traffic as the decisions see it (pure). */
+struct connbal_server {
+	uint32_t id;
+	uint32_t weight;  /* 0: takes no clients (draining, holds no page) */
+	double load;	  /* client traffic: load units/s */
+	uint32_t clients; /* clients using it */
+};
+struct connbal_client {
+	uint64_t id;
+	double load;	  /* its traffic to self, load units/s */
+	int local;	  /* on self's host */
+	int cooling;	  /* moved by the group lately: stays */
+	uint64_t allowed; /* bit i: s[i] holds every volume it has open through self */
+};
+struct connbal_input {
+	size_t n, self;
+	struct connbal_server s[PEERD_MAX_MEMBERS];
+	double threshold; /* as balance_input's */
+	double floor;
+	size_t nclients; /* self's clients */
+	struct connbal_client c[CONNBAL_CLIENTS];
+};
+struct connbal_decision {
+	size_t client, to;
+	double total, fair, share, client_share; /* of total client traffic */
+};
+/* At connect: the server (index into in->s) among those in allowed (bit
+ * i: s[i]) with the least load for its weight; those within in->floor of
+ * it tie: prefer (the server asked) among them, else the fewest clients
+ * for their weight, then a hash of client_id. in->n if none. */
+size_t connbal_pick(const struct connbal_input *in, uint64_t allowed, size_t prefer,
+		    uint64_t client_id);
+/* Whether s[i] carries more than its fair share by the threshold, past the
+ * floor (a client on its host does not stay with it for that). */
+int connbal_over(const struct connbal_input *in, size_t i);
+/* Self over its fair share by the threshold and past the floor: the one
+ * client (on another host if any helps) whose move to an allowed server
+ * lowers the worse of the two servers' loads relative to their fair
+ * shares most, if that leaves the target within its threshold and lowers
+ * it, or lowers it by the threshold at least; never a cooling client. */
+enum balance_verdict connbal_decide(const struct connbal_input *in, struct connbal_decision *d);
+/* Fills a catalog answer for client_id: VolumeInfo.client_server,
+ * Member.clients_over (nothing without the group's figures). */
+void connbal_catalog(Pv__Catalog *c, uint64_t client_id);
+/* Once a second: every balance interval, judges this server's client
+ * traffic; after two intervals over, picks a client to tell. */
+void connbal_tick(void *arg);
+/* The server client_id (a PING of Header.version) should use from now on,
+ * with the reason in why; 0: stay. Logs the move. */
+uint32_t connbal_ping(uint64_t client_id, uint32_t version, char *why, size_t len);
+/* balance.status: the state of the client judgement ("idle", "fair",
+ * "over", "telling", "waiting", "off", ...) and the intervals over. */
+void connbal_status(const char **state, unsigned *over);
+
 /* control.c */
 /* Binds the control socket. Returns 0 or -1. */
 int control_open(void);
@@ -1323,6 +1442,8 @@ enum control_op {
 	CONTROL_SNAPSHOT_LIST,
 	CONTROL_SNAPSHOT_SHOW,
 	CONTROL_SNAPSHOT_DELETE,
+	CONTROL_SNAPSHOT_DIFF,
+	CONTROL_SNAPSHOT_ROLLBACK,
 	CONTROL_NCMDS
 };
 #define CONTROL_MAX_ADDRESS 200 /* group.join address length */
@@ -1368,6 +1489,7 @@ struct control_cmd {
 	enum control_key key;		       /* config.set: which setting */
 	char snap[PV_MAX_NAME + 1];	       /* snapshot.*: the snapshot's name (c->name:
 						  its volume; snapshot.list: "" for all) */
+	char from[PV_MAX_NAME + 1];	       /* snapshot.diff: the older snapshot, or "" */
 	char mode[16];			       /* snapshot.create: "hold" (default) or
 						  "timestamp" */
 	uint32_t timeout_ms;		       /* snapshot.create: 0 (default) to

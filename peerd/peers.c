@@ -183,6 +183,8 @@ static void reply_one(struct member *m, const Pv__Header *h, zmq_msg_t *payload)
 		break;
 	case PV_OP_SNAP_HOLD:
 	case PV_OP_SNAP_RELEASE:
+	case PV_OP_SNAP_DIFF:
+	case PV_OP_SNAP_ROLLBACK:
 		snap_peer_reply(m, h, payload ? zmq_msg_data(payload) : NULL,
 				payload ? zmq_msg_size(payload) : 0);
 		break;

@@ -206,7 +206,7 @@ static void submit_local_mig(struct request *req, enum io_kind kind, uint64_t of
 		job->ptr = (uint8_t *)zmq_msg_data(&req->data) + buf_off;
 	if (m)
 		migrate_job_begin(job, m, first, last, counted);
-	load_part(req->vol, req->op, offset, len);
+	load_part(req->vol, req->op, offset, len, req->client_id);
 	job->snap_id = req->snap_id;
 	job->stamp = req->stamp;
 	if ((kind == IO_WRITE || kind == IO_TRIM) && snap_write_gate(job))
@@ -543,7 +543,7 @@ static void reply_mapped(const struct origin *from, const Pv__Header *h, const s
 	r.length = h->length;
 	reads_mapped++;
 	/* served here as surely as a copy would be: the page is ours */
-	load_part(vol, PV_OP_READ, h->offset, h->length);
+	load_part(vol, PV_OP_READ, h->offset, h->length, h->client_id);
 	load_done(PV_OP_READ, h->client_id, h->offset, h->length, start_us);
 	if (reply_send(from, &r, NULL, batch_supported(h->version)) < 0)
 		pv_debug("volume %s: mapped READ reply req %llu not sent: %m", vol->name,

@@ -54,10 +54,12 @@
 #include "peerd.h"
 
 #define SNAP_DB_CHUNKS	"snap_chunks"  /* VOLID SNAPID CHUNK (hex) -> "1" */
-#define SNAP_DB_PENDING "snap_pending" /* VOLID SNAPID (hex) -> name */
+#define SNAP_DB_PENDING "snap_pending" /* VOLID SNAPID (hex) -> "T name" */
+#define SNAP_DB_ROLLBACK "snap_rollback" /* VOLID (hex) -> snapshot id: running */
 #define SNAP_GC_MS	60000	       /* a cut not committed after this: dropped */
 #define SNAP_TICK_MS	1000
 #define SNAP_TS_AHEAD_MS 50 /* timestamp mode: the cut T is this far ahead */
+#define SNAP_DIFF_TIMEOUT_MS 30000
 
 struct snap {
 	struct snap_map map; /* first: &snap->map is in vs->maps */
@@ -67,8 +69,8 @@ struct snap {
 	_Atomic uint64_t bytes;
 };
 
-/* Who waits for an answer: a peer (from, op, req_id) or this server's own
- * coordinator (cb). */
+/* Who waits for an answer: a peer (from, op, req_id), this server's own
+ * coordinator (local 1) or nobody (local 2: a rollback resumed at start). */
 struct answer {
 	int local;
 	struct origin from;
@@ -111,6 +113,8 @@ struct vol_snaps {
 	uint64_t writes;
 	struct hold *hold;
 	struct io_job *held, **held_tail;
+	uint64_t rollback_id; /* a rollback to this snapshot is to run or runs */
+	int rollback_running;
 };
 
 static struct hold *holds;
@@ -353,6 +357,8 @@ uint64_t snap_preserved_group(const struct volume *v, uint64_t id, uint32_t *per
 
 /* ---- IO_CALL jobs ---- */
 
+struct diff_part;
+
 struct snap_job {
 	struct volume *vol;
 	uint64_t id;
@@ -360,6 +366,7 @@ struct snap_job {
 	char what[120];
 	void (*after)(struct snap_job *j); /* on the reactor */
 	struct hold *hold;
+	struct diff_part *diff;
 };
 
 static void job_done(struct io_job *job)
@@ -374,7 +381,7 @@ static void job_done(struct io_job *job)
 }
 
 static int submit_call(struct volume *vol, uint64_t id, void (*run)(struct io_job *),
-		       void (*after)(struct snap_job *), struct hold *h)
+		       void (*after)(struct snap_job *), struct hold *h, struct diff_part *diff)
 {
 	struct io_job *job = calloc(1, sizeof(*job));
 	struct snap_job *j = calloc(1, sizeof(*j));
@@ -389,6 +396,7 @@ static int submit_call(struct volume *vol, uint64_t id, void (*run)(struct io_jo
 	j->id = id;
 	j->after = after;
 	j->hold = h;
+	j->diff = diff;
 	job->kind = IO_CALL;
 	job->vol = vol;
 	job->run = run;
@@ -573,7 +581,7 @@ static void drop(struct volume *v, uint64_t id)
 	if (i < 0 || vs->r_dropping[i] || v->deleted)
 		return;
 	vs->r_dropping[i] = 1;
-	if (submit_call(v, id, drop_run, drop_after, NULL) < 0)
+	if (submit_call(v, id, drop_run, drop_after, NULL, NULL) < 0)
 		vs->r_dropping[i] = 0;
 }
 
@@ -966,7 +974,7 @@ static void cut_after(struct snap_job *j)
 static void cut_start(struct hold *h)
 {
 	h->cut_started = 1;
-	if (submit_call(h->vol, h->snap_id, cut_run, cut_after, h) < 0) {
+	if (submit_call(h->vol, h->snap_id, cut_run, cut_after, h, NULL) < 0) {
 		h->cut_started = 0;
 		answer_send(h, PV_ST_BUSY, "server %u out of memory", srv->cfg.id);
 		hold_end(h, 0);
@@ -1525,6 +1533,11 @@ int snap_delete(const char *volume, const char *name, snap_done_fn done, void *a
 
 /* ---- peers ---- */
 
+static void diff_start(struct volume *vol, const Pv__SnapshotOp *op, const struct answer *ans,
+		       uint64_t gen, int rollback);
+static void diff_reply(struct member *m, const Pv__Header *h, const void *body, size_t len);
+
+
 void snap_peer_op(const struct origin *from, const Pv__Header *h, const void *body, size_t len)
 {
 	Pv__SnapshotOp *op =
@@ -1544,6 +1557,10 @@ void snap_peer_op(const struct origin *from, const Pv__Header *h, const void *bo
 		struct answer ans = {.from = *from, .op = h->op, .req_id = h->req_id};
 
 		hold_begin(vol, op, &ans);
+	} else if (h->op == PV_OP_SNAP_DIFF || h->op == PV_OP_SNAP_ROLLBACK) {
+		struct answer ans = {.from = *from, .op = h->op, .req_id = h->req_id};
+
+		diff_start(vol, op, &ans, 0, h->op == PV_OP_SNAP_ROLLBACK);
 	} else {
 		st = release(vol, op, err, sizeof(err));
 		reply_status(from, h, st, "%s", err);
@@ -1556,8 +1573,10 @@ void snap_peer_reply(struct member *m, const Pv__Header *h, const void *body, si
 {
 	struct creating *c = cr;
 
-	(void)body;
-	(void)len;
+	if (h->op == PV_OP_SNAP_DIFF || h->op == PV_OP_SNAP_ROLLBACK) {
+		diff_reply(m, h, body, len);
+		return;
+	}
 	if (!c)
 		return;
 	for (size_t i = 0; i < c->n; i++)
@@ -1659,7 +1678,7 @@ void snap_volume_removed(struct volume *v)
 	if (!v->snaps || !v->snaps->r_n)
 		return;
 	v->snaps->r_n = 0;
-	submit_call(v, 0, remove_run, NULL, NULL);
+	submit_call(v, 0, remove_run, NULL, NULL, NULL);
 }
 
 /* ---- loading ---- */
@@ -1746,6 +1765,23 @@ int snap_volume_init(struct volume *v, const Pv__VolumeInfo *vi)
 		 * (snap_tick drops it again) */
 		r_add(vs, s->map.id, !committed && s->pending_rec, s->stamp);
 	}
+	{
+		char key[24];
+		void *val = NULL;
+		size_t len = 0;
+
+		snprintf(key, sizeof(key), "%010llx", (unsigned long long)v->id);
+		if (meta_get(SNAP_DB_ROLLBACK, key, &val, &len) == 0 && val) {
+			char num[24] = "";
+
+			memcpy(num, val, len < sizeof(num) - 1 ? len : sizeof(num) - 1);
+			vs->rollback_id = strtoull(num, NULL, 10);
+			pv_warn("snapshot: volume %s: a rollback to snapshot %llu was cut short; it "
+				"runs again",
+				v->name, (unsigned long long)vs->rollback_id);
+		}
+		free(val);
+	}
 	if (vs->n)
 		pv_info("snapshot: volume %s: %zu snapshot(s) here (%zu in the catalog)", v->name,
 			vs->n, vs->ncommitted);
@@ -1784,6 +1820,13 @@ void snap_tick(void *arg)
 	for (struct volume *v = srv->volumes; v; v = v->next) {
 		struct vol_snaps *vs = v->snaps;
 
+		if (vs && vs->rollback_id && !vs->rollback_running && v->fd >= 0) {
+			Pv__SnapshotOp op = PV__SNAPSHOT_OP__INIT;
+			struct answer nobody = {.local = 2};
+
+			op.snap_id = vs->rollback_id;
+			diff_start(v, &op, &nobody, 0, 1);
+		}
 		for (size_t i = 0; vs && i < vs->r_n; i++) {
 			uint64_t id = vs->r_ids[i];
 
@@ -1798,6 +1841,556 @@ void snap_tick(void *arg)
 						v->name, (unsigned long long)id);
 				drop(v, id);
 			}
+		}
+	}
+}
+
+/* ---- diff ---- */
+
+/* A diff asked through this server: the members' answers gathered. */
+struct gather {
+	struct gather *next;
+	uint64_t gen;
+	char volume[PV_MAX_NAME + 1];
+	uint32_t ids[PEERD_MAX_MEMBERS];
+	uint64_t req[PEERD_MAX_MEMBERS];
+	int answered[PEERD_MAX_MEMBERS];
+	size_t n, nanswered;
+	uint64_t *ranges; /* offset, length pairs */
+	size_t nranges;
+	snap_diff_fn done;
+	void *arg;
+};
+
+static struct gather *gathers;
+static uint64_t gather_gen;
+
+/* One server's part of a diff, computed on an IO thread. */
+struct diff_part {
+	uint64_t from_id, to_id;
+	uint64_t *ranges;
+	size_t n, cap;
+	int err;
+	uint64_t gen; /* local: the gather's; else 0 */
+	struct answer ans;
+	int rollback;	  /* SNAP_ROLLBACK: make the pages snapshot to_id's image */
+	int nobody;	  /* a rollback resumed at start: no one to answer */
+	uint64_t *pages;  /* rollback: pages it changed (store_page_probe) */
+	size_t npages;
+};
+
+static void range_add(struct diff_part *d, uint64_t off, uint64_t len)
+{
+	if (d->n && d->ranges[2 * d->n - 2] + d->ranges[2 * d->n - 1] == off) {
+		d->ranges[2 * d->n - 1] += len;
+		return;
+	}
+	if (d->n == d->cap) {
+		uint64_t *r = realloc(d->ranges, (d->cap = d->cap ? 2 * d->cap : 64) * 2 *
+						     sizeof(uint64_t));
+
+		if (!r) {
+			d->err = ENOMEM;
+			return;
+		}
+		d->ranges = r;
+	}
+	d->ranges[2 * d->n] = off;
+	d->ranges[2 * d->n + 1] = len;
+	d->n++;
+}
+
+/* Whether fd holds data in [off, +len). */
+static int has_data(int fd, uint64_t off, uint64_t len)
+{
+	off_t data = lseek(fd, off, SEEK_DATA);
+
+	return data >= 0 && (uint64_t)data < off + len;
+}
+
+static void diff_run(struct io_job *job)
+{
+	struct snap_job *j = job->arg;
+	struct diff_part *d = j->diff;
+	struct volume *vol = j->vol;
+	struct vol_snaps *vs = vol->snaps;
+	long to, from = -1;
+
+	pthread_mutex_lock(&vs->mu);
+	to = find_locked(vs, d->to_id);
+	if (d->from_id)
+		from = find_locked(vs, d->from_id);
+	if (to < 0 || (d->from_id && (from < 0 || from >= to))) {
+		d->err = ESTALE;
+		goto out;
+	}
+	/* pages do not move while a volume has snapshots: owner[] is still */
+	for (uint64_t p = 0; p < vol->npages && !d->err; p++) {
+		uint64_t start = p * vol->page_size, end = start + vol->page_size;
+
+		if (vol->owner[p] != srv->cfg.id)
+			continue;
+		if (end > vol->size)
+			end = vol->size;
+		for (uint64_t off = start; off < end && !d->err; off += vs->chunk) {
+			uint64_t c = off / vs->chunk, len = vs->chunk;
+			int changed;
+
+			if (off + len > end)
+				len = end - off;
+			if (d->from_id) {
+				changed = snapmap_changed(vs->maps, vs->n, (size_t)from, (size_t)to, c);
+			} else {
+				long r = snapmap_resolve(vs->maps, vs->n, (size_t)to, c);
+				int fd = r < 0 ? vol->fd : vs->list[r]->fd;
+
+				changed = fd >= 0 && has_data(fd, off, len);
+			}
+			if (changed)
+				range_add(d, off, len);
+		}
+	}
+out:
+	pthread_mutex_unlock(&vs->mu);
+	job->err = d->err;
+}
+
+/* The rollback of this server's pages of a volume to snapshot to_id (IO
+ * thread, under the lock): a chunk whose image comes from a snapshot file
+ * is first preserved into the newest snapshot (which keeps the volume's
+ * present content for the snapshots after to_id), then overwritten with the
+ * image (a hole in the image punches one). Recorded in LMDB
+ * "snap_rollback" before it starts and cleared after the volume is synced:
+ * a crash in between runs it again at start, and running it again gives
+ * the same volume. */
+static void rollback_run(struct io_job *job)
+{
+	struct snap_job *j = job->arg;
+	struct diff_part *d = j->diff;
+	struct volume *vol = j->vol;
+	struct vol_snaps *vs = vol->snaps;
+	uint8_t *buf = malloc(vs->chunk);
+	char val[24];
+	struct meta_kv kv = {.db = SNAP_DB_ROLLBACK, .val = val};
+	long to;
+
+	snprintf(kv.key, sizeof(kv.key), "%010llx", (unsigned long long)vol->id);
+	kv.len = (size_t)snprintf(val, sizeof(val), "%llu", (unsigned long long)d->to_id);
+	pthread_mutex_lock(&vs->mu);
+	to = find_locked(vs, d->to_id);
+	if (to < 0 || vol->fd < 0) {
+		d->err = to < 0 ? ESTALE : EIO;
+		goto out;
+	}
+	if (!buf || meta_put_many(&kv, 1) < 0) {
+		d->err = buf ? EIO : ENOMEM;
+		goto out;
+	}
+	for (uint64_t p = 0; p < vol->npages && !d->err; p++) {
+		uint64_t start = p * vol->page_size, end = start + vol->page_size, copied = 0;
+		int changed = 0;
+
+		if (vol->owner[p] != srv->cfg.id)
+			continue;
+		if (end > vol->size)
+			end = vol->size;
+		for (uint64_t off = start; off < end && !d->err; off += vs->chunk) {
+			uint64_t c = off / vs->chunk, len = vs->chunk;
+			long r = snapmap_resolve(vs->maps, vs->n, (size_t)to, c);
+
+			if (r < 0)
+				continue; /* unchanged since the cut */
+			if (off + len > end)
+				len = end - off;
+			if (!snapmap_has(vs->maps[vs->n - 1], c))
+				d->err = cow_locked(vol, vs, vs->list[vs->n - 1], off, len);
+			if (!d->err && fallocate(vol->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+						 off, len) < 0)
+				d->err = errno;
+			if (!d->err && vs->list[r]->fd >= 0)
+				d->err = copy_range(vs->list[r]->fd, vol->fd, off, len, buf, &copied);
+			changed = 1;
+		}
+		if (changed && !d->err) {
+			uint64_t *np = realloc(d->pages, (d->npages + 1) * sizeof(uint64_t));
+
+			if (np) {
+				d->pages = np;
+				d->pages[d->npages++] = p;
+			}
+		}
+	}
+	if (!d->err && fdatasync(vol->fd) < 0)
+		d->err = errno;
+	if (!d->err) {
+		kv.val = NULL;
+		kv.len = 0;
+		if (meta_put_many(&kv, 1) < 0)
+			d->err = EIO;
+	}
+out:
+	pthread_mutex_unlock(&vs->mu);
+	free(buf);
+	job->err = d->err;
+}
+
+static void gather_part(uint64_t gen, uint32_t from, int status, const char *msg,
+			const uint64_t *offsets, const uint64_t *lengths, size_t n);
+
+static void rollback_done(struct volume *vol, struct diff_part *d, const char *msg);
+
+/* A rollback's end here (reactor): the changed pages' map bits, the log. */
+static void rollback_done(struct volume *vol, struct diff_part *d, const char *msg)
+{
+	vol->snaps->rollback_running = 0;
+	vol->snaps->rollback_id = 0;
+	for (size_t i = 0; i < d->npages; i++)
+		store_page_probe(vol, d->pages[i]);
+	if (d->err) {
+		pv_err("snapshot: volume %s: rollback to snapshot %llu failed: %s; it runs again "
+		       "at the next start of server %u (check the disk of %s)",
+		       vol->name, (unsigned long long)d->to_id, msg, srv->cfg.id, srv->cfg.data_dir);
+		return;
+	}
+	pv_info("snapshot: volume %s rolled back here to snapshot %llu (%zu pages changed)",
+		vol->name, (unsigned long long)d->to_id, d->npages);
+}
+
+static void diff_after(struct snap_job *j)
+{
+	struct diff_part *d = j->diff;
+	int st = d->err == ESTALE ? PV_ST_NO_VOLUME : d->err ? PV_ST_IO_ERROR : PV_ST_OK;
+	char msg[200] = "";
+
+	if (d->err)
+		snprintf(msg, sizeof(msg), "server %u: %s", srv->cfg.id,
+			 d->err == ESTALE ? "no such snapshot here" : strerror(d->err));
+	if (d->rollback)
+		rollback_done(j->vol, d, msg);
+	/* the ranges as two arrays, as pv.SnapshotRanges has them */
+	uint64_t *off = malloc((d->n + 1) * sizeof(uint64_t));
+	uint64_t *len = malloc((d->n + 1) * sizeof(uint64_t));
+
+	for (size_t i = 0; off && len && i < d->n; i++) {
+		off[i] = d->ranges[2 * i];
+		len[i] = d->ranges[2 * i + 1];
+	}
+	if (!off || !len)
+		st = PV_ST_BUSY;
+	if (d->nobody) {
+		/* a rollback resumed at start */
+	} else if (d->ans.local) {
+		gather_part(d->gen, srv->cfg.id, st, msg, off, len, st == PV_ST_OK ? d->n : 0);
+	} else {
+		Pv__SnapshotRanges r = PV__SNAPSHOT_RANGES__INIT;
+		Pv__Header rh;
+
+		r.offset = off;
+		r.length = len;
+		r.n_offset = r.n_length = st == PV_ST_OK ? d->n : 0;
+		wire_header_init(&rh);
+		rh.op = d->ans.op;
+		rh.req_id = d->ans.req_id;
+		reply_body(&d->ans.from, &rh, st, st == PV_ST_OK ? NULL : msg,
+			   st == PV_ST_OK ? &r.base : NULL);
+	}
+	free(off);
+	free(len);
+	free(d->ranges);
+	free(d->pages);
+	free(d);
+	j->diff = NULL;
+}
+
+/* Computes this server's part of a diff of vol and answers ans. */
+static void diff_start(struct volume *vol, const Pv__SnapshotOp *op, const struct answer *ans,
+		       uint64_t gen, int rollback)
+{
+	struct diff_part *d = calloc(1, sizeof(*d));
+
+	if (d) {
+		d->from_id = op->from_id;
+		d->to_id = op->snap_id;
+		d->ans = *ans;
+		d->gen = gen;
+		d->rollback = rollback;
+		d->nobody = ans->local == 2;
+	}
+	if (rollback) {
+		vol->snaps->rollback_id = op->snap_id;
+		vol->snaps->rollback_running = d != NULL;
+	}
+	if (!d || submit_call(vol, op->snap_id, rollback ? rollback_run : diff_run, diff_after,
+			      NULL, d) < 0) {
+		if (rollback)
+			vol->snaps->rollback_running = 0;
+		free(d);
+		if (ans->local == 1) {
+			gather_part(gen, srv->cfg.id, PV_ST_BUSY, "out of memory", NULL, NULL, 0);
+		} else if (!ans->local) {
+			Pv__Header rh;
+
+			wire_header_init(&rh);
+			rh.op = ans->op;
+			rh.req_id = ans->req_id;
+			reply_body(&ans->from, &rh, PV_ST_BUSY, "out of memory", NULL);
+		}
+	}
+}
+
+static struct gather *gather_find(uint64_t gen)
+{
+	for (struct gather *g = gathers; g; g = g->next)
+		if (g->gen == gen)
+			return g;
+	return NULL;
+}
+
+static void gather_end(struct gather *g, int ok, const char *err)
+{
+	for (struct gather **p = &gathers; *p; p = &(*p)->next) {
+		if (*p == g) {
+			*p = g->next;
+			break;
+		}
+	}
+	g->done(g->arg, ok, g->ranges, g->nranges, ok ? 0 : err && strstr(err, "no such") ? ENOENT : 0,
+		err);
+	free(g->ranges);
+	free(g);
+}
+
+static int cmp_range(const void *a, const void *b)
+{
+	const uint64_t *x = a, *y = b;
+
+	return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
+static void gather_part(uint64_t gen, uint32_t from, int status, const char *msg,
+			const uint64_t *offsets, const uint64_t *lengths, size_t n)
+{
+	struct gather *g = gather_find(gen);
+	char err[PV_MAX_MESSAGE + 64];
+	size_t i, k = 0;
+
+	if (!g)
+		return;
+	for (i = 0; i < g->n && g->ids[i] != from; i++)
+		;
+	if (i == g->n || g->answered[i])
+		return;
+	g->answered[i] = 1;
+	if (status != PV_ST_OK) {
+		snprintf(err, sizeof(err), "server %u: %s", from,
+			 msg && *msg ? msg : wire_status_name(status));
+		gather_end(g, 0, err);
+		return;
+	}
+	uint64_t *r = realloc(g->ranges, (g->nranges + n + 1) * 2 * sizeof(uint64_t));
+
+	if (!r) {
+		gather_end(g, 0, "out of memory");
+		return;
+	}
+	g->ranges = r;
+	for (size_t j = 0; j < n; j++) {
+		r[2 * (g->nranges + j)] = offsets[j];
+		r[2 * (g->nranges + j) + 1] = lengths[j];
+	}
+	g->nranges += n;
+	if (++g->nanswered < g->n)
+		return;
+	/* every member answered: sorted, adjacent ranges merged */
+	qsort(g->ranges, g->nranges, 2 * sizeof(uint64_t), cmp_range);
+	for (size_t j = 0; j < g->nranges; j++) {
+		if (k && g->ranges[2 * k - 2] + g->ranges[2 * k - 1] == g->ranges[2 * j]) {
+			g->ranges[2 * k - 1] += g->ranges[2 * j + 1];
+			continue;
+		}
+		g->ranges[2 * k] = g->ranges[2 * j];
+		g->ranges[2 * k + 1] = g->ranges[2 * j + 1];
+		k++;
+	}
+	g->nranges = k;
+	gather_end(g, 1, NULL);
+}
+
+static void gather_timeout(void *arg)
+{
+	struct gather *g = gather_find((uintptr_t)arg);
+	char late[200] = "";
+	size_t len = 0;
+
+	if (!g)
+		return;
+	for (size_t i = 0; i < g->n; i++)
+		if (!g->answered[i] && len < sizeof(late) - 12)
+			len += snprintf(late + len, sizeof(late) - len, "%s%u", len ? ", " : "",
+					g->ids[i]);
+	char err[300];
+
+	snprintf(err, sizeof(err), "no answer from server(s) %s within %d s", late,
+		 SNAP_DIFF_TIMEOUT_MS / 1000);
+	gather_end(g, 0, err);
+}
+
+static int gather_run(struct volume *vol, Pv__SnapshotOp *op, uint32_t opcode, snap_diff_fn done,
+		      void *arg, char *err, size_t errlen);
+
+int snap_diff(const char *volume, const char *name, const char *from, snap_diff_fn done, void *arg,
+	      char *err, size_t errlen)
+{
+	const Pv__VolumeInfo *vi = info_of(catalog_committed(), volume);
+	struct volume *vol = catalog_volume(volume);
+	Pv__SnapshotOp op = PV__SNAPSHOT_OP__INIT;
+	long to, fr = -1;
+
+	if (!vi || !vol) {
+		snprintf(err, errlen, "no volume '%s'", volume);
+		return -ENOENT;
+	}
+	to = snap_index(vi, name);
+	if (to < 0 || (from && *from && (fr = snap_index(vi, from)) < 0)) {
+		snprintf(err, errlen, "volume %s has no snapshot '%s'", volume,
+			 to < 0 ? name : from);
+		return -ENOENT;
+	}
+	if (fr >= 0 && vi->snapshots[fr]->id >= vi->snapshots[to]->id) {
+		snprintf(err, errlen, "snapshot %s of volume %s is not older than %s", from, volume,
+			 name);
+		return -1;
+	}
+	op.volume = (char *)volume;
+	op.volume_id = vol->id;
+	op.name = (char *)name;
+	op.snap_id = vi->snapshots[to]->id;
+	op.from_id = fr >= 0 ? vi->snapshots[fr]->id : 0;
+	return gather_run(vol, &op, PV_OP_SNAP_DIFF, done, arg, err, errlen);
+}
+
+/* Asks every member (this server too) for its part of op (SNAP_DIFF or
+ * SNAP_ROLLBACK) and answers done with the parts merged. */
+static int gather_run(struct volume *vol, Pv__SnapshotOp *op, uint32_t opcode, snap_diff_fn done,
+		      void *arg, char *err, size_t errlen)
+{
+	struct gather *g;
+	uint64_t gen;
+
+	for (size_t i = 0; i < srv->nmembers; i++) {
+		if (srv->members[i].id != srv->cfg.id && !srv->members[i].up) {
+			snprintf(err, errlen,
+				 "server %u is down: a %s needs every server's chunk maps",
+				 srv->members[i].id,
+				 opcode == PV_OP_SNAP_DIFF ? "diff" : "rollback");
+			return -1;
+		}
+	}
+	g = calloc(1, sizeof(*g));
+	if (!g) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	gen = g->gen = ++gather_gen;
+	snprintf(g->volume, sizeof(g->volume), "%s", vol->name);
+	g->done = done;
+	g->arg = arg;
+	for (size_t i = 0; i < srv->nmembers; i++)
+		g->ids[g->n++] = srv->members[i].id;
+	g->next = gathers;
+	gathers = g;
+	reactor_after(SNAP_DIFF_TIMEOUT_MS, gather_timeout, (void *)(uintptr_t)gen);
+	for (size_t i = 0; i < g->n && gather_find(gen); i++) {
+		struct member *m = catalog_member(g->ids[i]);
+		Pv__Header h;
+
+		if (g->ids[i] == srv->cfg.id) {
+			struct answer ans = {.local = 1};
+
+			diff_start(vol, op, &ans, gen, opcode == PV_OP_SNAP_ROLLBACK);
+			continue;
+		}
+		wire_header_init(&h);
+		h.op = opcode;
+		h.req_id = peers_next_id();
+		g->req[i] = h.req_id;
+		if (!m || reply_send_member(m, &h, NULL, &op->base) < 0)
+			gather_part(gen, g->ids[i], PV_ST_UNAVAILABLE, "unreachable", NULL, NULL, 0);
+	}
+	return 0;
+}
+
+int snap_rollback(const char *volume, const char *name, int force, snap_diff_fn done, void *arg,
+		  char *err, size_t errlen)
+{
+	const Pv__VolumeInfo *vi = info_of(catalog_committed(), volume);
+	struct volume *vol = catalog_volume(volume);
+	Pv__SnapshotOp op = PV__SNAPSHOT_OP__INIT;
+	uint32_t open = 0;
+	long to;
+
+	if (!vi || !vol) {
+		snprintf(err, errlen, "no volume '%s'", volume);
+		return -ENOENT;
+	}
+	to = snap_index(vi, name);
+	if (to < 0) {
+		snprintf(err, errlen, "volume %s has no snapshot '%s'", volume, name);
+		return -ENOENT;
+	}
+	if (cr && !strcmp(cr->volume, volume)) {
+		snprintf(err, errlen, "a snapshot of volume %s is being made; try again", volume);
+		return -1;
+	}
+	/* clients through this server, and through the others as of their
+	 * last heartbeats */
+	open = clients_open_count(volume);
+	for (size_t i = 0; i < srv->nmembers; i++) {
+		const Pv__Heartbeat *hb = srv->members[i].last_hb;
+
+		for (size_t k = 0; hb && srv->members[i].id != srv->cfg.id && k < hb->n_volumes; k++)
+			if (hb->volumes[k]->name && !strcmp(hb->volumes[k]->name, volume))
+				open += hb->volumes[k]->open_clients;
+	}
+	if (open && !force) {
+		snprintf(err, errlen,
+			 "volume %s is open by %u client(s); unmount or detach it, or use --force "
+			 "(they would see its content change under them)",
+			 volume, open);
+		return -1;
+	}
+	op.volume = (char *)volume;
+	op.volume_id = vol->id;
+	op.name = (char *)name;
+	op.snap_id = vi->snapshots[to]->id;
+	pv_info("snapshot: rolling volume %s back to %s@%s%s", volume, volume, name,
+		open ? " (forced: clients have it open)" : "");
+	return gather_run(vol, &op, PV_OP_SNAP_ROLLBACK, done, arg, err, errlen);
+}
+
+/* A member's answer to SNAP_DIFF. */
+static void diff_reply(struct member *m, const Pv__Header *h, const void *body, size_t len)
+{
+	for (struct gather *g = gathers; g; g = g->next) {
+		for (size_t i = 0; i < g->n; i++) {
+			Pv__SnapshotRanges *r;
+
+			if (g->ids[i] != m->id || g->req[i] != h->req_id)
+				continue;
+			r = h->status == PV_ST_OK && body
+				? (Pv__SnapshotRanges *)wire_body_decode(
+				      &pv__snapshot_ranges__descriptor, body, len)
+				: NULL;
+			if (h->status == PV_ST_OK && (!r || r->n_offset != r->n_length))
+				gather_part(g->gen, m->id, PV_ST_BAD_REQUEST,
+					    "its answer does not decode", NULL, NULL, 0);
+			else
+				gather_part(g->gen, m->id, h->status, h->message,
+					    r ? r->offset : NULL, r ? r->length : NULL,
+					    r ? r->n_offset : 0);
+			if (r)
+				pv__snapshot_ranges__free_unpacked(r, NULL);
+			return;
 		}
 	}
 }

@@ -40,6 +40,8 @@ static const struct name_row op_names[] = {
     {PV_OP_MIG_ABORT, "MIG_ABORT"},
     {PV_OP_SNAP_HOLD, "SNAP_HOLD"},
     {PV_OP_SNAP_RELEASE, "SNAP_RELEASE"},
+    {PV_OP_SNAP_DIFF, "SNAP_DIFF"},
+    {PV_OP_SNAP_ROLLBACK, "SNAP_ROLLBACK"},
 };
 
 static const char *const status_names[PV_ST__COUNT] = {

@@ -4,7 +4,8 @@
 
 PV_REPO=${PV_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 
-# Everything to build peervol and run all of its tests.
+# Everything to build peervol and run all of its tests (debhelper, dpkg-dev,
+# fakeroot and lintian: the e2e test package builds the Debian packages).
 pv_packages()
 {
 	local rt=libclang-rt-14-dev v
@@ -16,7 +17,8 @@ pv_packages()
 	echo build-essential cmake pkg-config libfuse3-dev fuse3 libzmq3-dev \
 		libprotobuf-c-dev protobuf-c-compiler check liblmdb-dev libjansson-dev libsystemd-dev uthash-dev \
 		libsodium-dev libmicrohttpd-dev \
-		clang "$rt" fio e2fsprogs util-linux iproute2 python3 nbdkit libnbd-bin curl tmux
+		clang "$rt" fio e2fsprogs util-linux iproute2 python3 nbdkit libnbd-bin curl tmux \
+		debhelper dpkg-dev fakeroot lintian
 }
 
 pv_say() { printf '==> %s\n' "$*" >&2; }

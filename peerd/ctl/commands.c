@@ -461,8 +461,9 @@ static const struct command commands[] = {
 	.details = "Settings (the whole group's, kept in its catalog):\n"
 		   "  migrate.max-mbps N  bandwidth of the page moves out of each server, MB/s\n"
 		   "                      (0 to 100000; 0: the default, 100)\n"
-		   "  balance.threshold X how far over its fair share of the load a server\n"
-		   "                      must be before the rebalancer moves a page off it\n"
+		   "  balance.threshold X how far over its fair share of the load (or of the\n"
+		   "                      client traffic) a server must be before the\n"
+		   "                      rebalancer moves a page (or a client) off it\n"
 		   "                      (0.01 to 10; default 0.25: 25% over)\n"
 		   "  balance.interval T  how often each server judges its load (1s to 24h;\n"
 		   "                      suffixes s m h; default 60s); a move needs two\n"
@@ -502,9 +503,10 @@ static const struct command commands[] = {
 		   "weight, the clients talking to it and the pages it owns. The figures\n"
 		   "come from the servers' heartbeats: any server gives the same within a\n"
 		   "second or two. --pages VOL lists the hottest pages of VOL (each server\n"
-		   "reports its 16 hottest), --clients the busiest clients.",
+		   "reports its 16 hottest) and the clients that hit each most, --clients\n"
+		   "the clients: the server each uses now, its volumes and its rates.",
 	.opts = {{"pages", "VOL", "the hottest pages of volume VOL"},
-		 {"clients", NULL, "the busiest client connections"}},
+		 {"clients", NULL, "the clients: the server each uses, busiest first"}},
 	.examples = "peerctl load\npeerctl load --pages vol1\npeerctl load --clients\n"
 		    "peerctl load --json",
 	.run = do_load,
@@ -522,11 +524,12 @@ static const struct command commands[] = {
 	.name = "balance",
 	.sub = "status",
 	.args = "",
-	.summary = "the page rebalancer: on or off, settings, recent moves",
+	.summary = "the rebalancer: on or off, settings, recent moves",
 	.details = "Whether the rebalancer is on, its threshold and interval, what the\n"
 		   "server asked judges of its own load now (idle: under the floor; fair;\n"
-		   "over; moving; waiting for fresh figures after a move), and the recent\n"
-		   "moves of every server with their reasons.",
+		   "over; moving; waiting for fresh figures after a move) and of its client\n"
+		   "traffic (idle, fair, over, telling a client, waiting), and the recent\n"
+		   "moves of pages and clients of every server with their reasons.",
 	.examples = "peerctl balance status\npeerctl balance status --json",
 	.run = do_balance,
     },
@@ -534,10 +537,12 @@ static const struct command commands[] = {
 	.name = "balance",
 	.sub = "on",
 	.args = "",
-	.summary = "let the servers move hot pages off overloaded servers (default)",
+	.summary = "let overloaded servers move hot pages and clients off (default)",
 	.details = "Each server moves one of its hot pages at a time to a less loaded\n"
 		   "server when it carries more than its fair share of the group's load by\n"
-		   "balance.threshold for two intervals in a row.",
+		   "balance.threshold for two intervals in a row; likewise it tells one\n"
+		   "client at a time to use another holder when it carries more than its\n"
+		   "fair share of the client traffic.",
 	.examples = "peerctl balance on",
 	.run = do_balance,
     },
@@ -545,8 +550,9 @@ static const struct command commands[] = {
 	.name = "balance",
 	.sub = "off",
 	.args = "",
-	.summary = "stop moving pages for load (moves under way finish)",
-	.details = "No new move starts for load; evacuations and placement go on.",
+	.summary = "stop moving pages and clients for load (moves under way finish)",
+	.details = "No new move of a page or a client starts for load; evacuations and\n"
+		   "placement go on, and new clients still start on the least loaded holder.",
 	.examples = "peerctl balance off",
 	.run = do_balance,
     },
@@ -3141,17 +3147,55 @@ static size_t hottest(json_t *arr, const char *vol, json_t **out, size_t max)
 	return n;
 }
 
+/* The host client id (16 hex digits) reported from, in any server's list
+ * of clients of r; "" if none. */
+static const char *client_host(json_t *r, const char *id)
+{
+	json_t *c;
+	size_t i;
+
+	json_array_foreach(json_object_get(r, "clients"), i, c)
+	{
+		if (!strcmp(text_str(c, "client"), id) && strcmp(text_str(c, "host"), "-"))
+			return text_str(c, "host");
+	}
+	return "";
+}
+
+/* "1a2b3c4d (host), ..." from a page's clients: the first 8 hex digits of
+ * each id and its host when known; "-" for none. */
+static const char *page_clients_str(json_t *r, json_t *page, char *buf, size_t len)
+{
+	json_t *ids = json_object_get(page, "clients"), *v;
+	size_t i, n = 0;
+
+	if (!json_array_size(ids))
+		return "-";
+	buf[0] = '\0';
+	json_array_foreach(ids, i, v)
+	{
+		const char *id = json_is_string(v) ? json_string_value(v) : "?";
+		const char *host = client_host(r, id);
+
+		if (n + 1 >= len)
+			break;
+		n += snprintf(buf + n, len - n, "%s%.8s%s%s%s", i ? ", " : "", id,
+			      host[0] ? " (" : "", host, host[0] ? ")" : "");
+	}
+	return buf;
+}
+
 static void print_load_pages(json_t *r, const char *vol, size_t max)
 {
-	struct table t = {
-	    .ncols = 8,
-	    .head = {"VOLUME", "PAGE", "OWNER", "READ/s", "WRITE/s", "MB/s", "SEQ", "SERVED BY"},
-	    .right = {0, 1, 1, 1, 1, 1, 1, 1}};
+	struct table t = {.ncols = 9,
+			  .head = {"VOLUME", "PAGE", "OWNER", "READ/s", "WRITE/s", "MB/s", "SEQ",
+				   "SERVED BY", "CLIENTS"},
+			  .right = {0, 1, 1, 1, 1, 1, 1, 1, 0}};
 	json_t *top[256];
 	size_t n = hottest(json_object_get(r, "pages"), vol, top, max < 256 ? max : 256);
 
 	for (size_t i = 0; i < n; i++) {
-		char a[32], b[32], c[32], d[32], e[32], f[32], g[32];
+		char a[32], b[32], c[32], d[32], e[32], f[32], g[32], h[160];
 
 		table_add(&t, text_str(top[i], "volume"), num_str(top[i], "page", a, sizeof(a)),
 			  num_str(top[i], "owner", b, sizeof(b)),
@@ -3160,7 +3204,8 @@ static void print_load_pages(json_t *r, const char *vol, size_t max)
 			  fmt_real(real_of(top[i], "read_mbps") + real_of(top[i], "write_mbps"), 1,
 				   e, sizeof(e)),
 			  fmt_pct(real_of(top[i], "seq"), f, sizeof(f)),
-			  num_str(top[i], "server", g, sizeof(g)));
+			  num_str(top[i], "server", g, sizeof(g)),
+			  page_clients_str(r, top[i], h, sizeof(h)));
 	}
 	if (n)
 		table_flush(&t);
@@ -3168,20 +3213,128 @@ static void print_load_pages(json_t *r, const char *vol, size_t max)
 		printf("no page of %s served in the last minute\n", vol ? vol : "any volume");
 }
 
+/* r's clients, one object per client: the servers it uses now (the lines
+ * that say connected), or, if none, those its traffic was counted at, in
+ * parentheses; the volumes it sends them; its rates summed over the
+ * servers (traffic at a server it left decays there for a minute); SEQ and
+ * latency of its busiest line. A new array. */
+static json_t *clients_by_client(json_t *r)
+{
+	json_t *out = json_object(), *arr = json_array(), *c, *o;
+	const char *key;
+	size_t i;
+
+	json_array_foreach(json_object_get(r, "clients"), i, c)
+	{
+		const char *id = text_str(c, "client");
+		int conn = json_is_true(json_object_get(c, "connected"));
+		char sid[16];
+		json_t *v;
+		size_t k;
+
+		o = json_object_get(out, id);
+		if (!o) {
+			o = json_pack("{s:s,s:s,s:[],s:[],s:[],s:f,s:f,s:f,s:f,s:f,s:f,s:f}",
+				      "client", id, "host", text_str(c, "host"), "servers",
+				      "seen_at", "volumes", "read_iops", 0.0, "write_iops", 0.0,
+				      "read_mbps", 0.0, "write_mbps", 0.0, "load", 0.0, "seq", 0.0,
+				      "lat_us", 0.0);
+			json_object_set_new(out, id, o);
+		}
+		/* (a server that no longer hears from it may have forgotten it) */
+		if (!strcmp(text_str(o, "host"), "-"))
+			json_object_set_new(o, "host", json_string(text_str(c, "host")));
+		snprintf(sid, sizeof(sid), "%d", (int)real_of(c, "server"));
+		json_array_append_new(json_object_get(o, conn ? "servers" : "seen_at"),
+				      json_string(sid));
+		json_array_foreach(json_object_get(c, "volumes"), k, v)
+		{
+			json_array_append(json_object_get(o, "volumes"), v);
+		}
+		if (real_of(c, "load") >= real_of(o, "best")) {
+			json_object_set_new(o, "best", json_real(real_of(c, "load")));
+			json_object_set_new(o, "seq", json_real(real_of(c, "seq")));
+			json_object_set_new(o, "lat_us", json_real(real_of(c, "lat_us")));
+		}
+		for (size_t f = 0; f < 5; f++) {
+			static const char *const sum[] = {"read_iops", "write_iops", "read_mbps",
+							  "write_mbps", "load"};
+
+			json_object_set_new(o, sum[f],
+					    json_real(real_of(o, sum[f]) + real_of(c, sum[f])));
+		}
+	}
+	json_object_foreach(out, key, o)
+	{
+		json_object_del(o, "best");
+		json_array_append(arr, o);
+	}
+	json_decref(out);
+	return arr;
+}
+
+/* "3", "1,3" (moving between them), or "(1)" for a client that uses no
+ * server now but was counted at 1. */
+static const char *servers_str(json_t *o, char *buf, size_t len)
+{
+	json_t *a = json_object_get(o, "servers"), *v;
+	int paren = !json_array_size(a);
+	size_t i, n = 0;
+
+	if (paren)
+		a = json_object_get(o, "seen_at");
+	n += snprintf(buf, len, "%s", paren ? "(" : "");
+	json_array_foreach(a, i, v)
+	{
+		if (n < len)
+			n += snprintf(buf + n, len - n, "%s%s", i ? "," : "", json_string_value(v));
+	}
+	if (n < len)
+		snprintf(buf + n, len - n, "%s", paren ? ")" : "");
+	return buf;
+}
+
+/* "v1,v2" from an array of names, each once; "-" if none. */
+static const char *names_str(json_t *arr, char *buf, size_t len)
+{
+	size_t i, n = 0;
+	json_t *v;
+
+	buf[0] = '\0';
+	json_array_foreach(arr, i, v)
+	{
+		const char *name = json_string_value(v);
+		size_t k;
+		json_t *w;
+		int dup = 0;
+
+		json_array_foreach(arr, k, w)
+		{
+			if (k >= i)
+				break;
+			dup |= !strcmp(json_string_value(w), name);
+		}
+		if (!dup && n < len)
+			n += snprintf(buf + n, len - n, "%s%s", n ? "," : "", name);
+	}
+	return n ? buf : "-";
+}
+
 static void print_load_clients(json_t *r, size_t max)
 {
-	struct table t = {
-	    .ncols = 8,
-	    .head = {"CLIENT", "HOST", "SERVER", "READ/s", "WRITE/s", "MB/s", "SEQ", "LATENCY"},
-	    .right = {0, 0, 1, 1, 1, 1, 1, 1}};
-	json_t *top[256];
-	size_t n = hottest(json_object_get(r, "clients"), NULL, top, max < 256 ? max : 256);
+	struct table t = {.ncols = 9,
+			  .head = {"CLIENT", "HOST", "SERVER", "VOLUMES", "READ/s", "WRITE/s",
+				   "MB/s", "SEQ", "LATENCY"},
+			  .right = {0, 0, 1, 0, 1, 1, 1, 1, 1}};
+	json_t *all = clients_by_client(r), *top[256];
+	size_t n = hottest(all, NULL, top, max < 256 ? max : 256);
 
 	for (size_t i = 0; i < n; i++) {
-		char a[32], c[32], d[32], e[32], f[32], g[32];
+		char a[64], b[160], c[32], d[32], e[32], f[32], g[32];
 
 		table_add(&t, text_str(top[i], "client"), text_str(top[i], "host"),
-			  num_str(top[i], "server", a, sizeof(a)),
+			  servers_str(top[i], a, sizeof(a)),
+			  names_str(json_object_get(top[i], "volumes"), b, sizeof(b)),
 			  fmt_real(real_of(top[i], "read_iops"), 0, c, sizeof(c)),
 			  fmt_real(real_of(top[i], "write_iops"), 0, d, sizeof(d)),
 			  fmt_real(real_of(top[i], "read_mbps") + real_of(top[i], "write_mbps"), 1,
@@ -3192,7 +3345,8 @@ static void print_load_clients(json_t *r, size_t max)
 	if (n)
 		table_flush(&t);
 	else
-		printf("no client request in the last minute\n");
+		printf("no client uses a server, and none sent a request in the last minute\n");
+	json_decref(all);
 }
 
 static int do_load(struct ctl *ctl, const struct command *c, const struct invocation *inv)
@@ -3282,9 +3436,10 @@ static int do_balance(struct ctl *ctl, const struct command *c, const struct inv
 		if (rc < 0)
 			return -rc;
 		if (r)
-			printf("rebalancer %s\n", json_is_true(json_object_get(r, "on"))
-						      ? "on: overloaded servers shed hot pages"
-						      : "off: no page moves for load");
+			printf("rebalancer %s\n",
+			       json_is_true(json_object_get(r, "on"))
+				   ? "on: overloaded servers shed hot pages and clients"
+				   : "off: no page or client moves for load");
 		json_decref(r);
 		return PEERCTL_EXIT_OK;
 	}
@@ -3303,6 +3458,8 @@ static int do_balance(struct ctl *ctl, const struct command *c, const struct inv
 	       json_is_true(json_object_get(r, "monitor")) ? "" : " (load monitor off here)");
 	printf("this server: %s; intervals over in a row: %d; moves out: %d\n",
 	       text_str(r, "state"), (int)real_of(r, "over"), (int)real_of(r, "moves_out"));
+	printf("its client traffic: %s; intervals over in a row: %d\n",
+	       text_str(r, "clients_state"), (int)real_of(r, "clients_over"));
 	json_array_foreach(json_object_get(r, "recent"), i, e)
 	{
 		if (!i)

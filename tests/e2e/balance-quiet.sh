@@ -20,10 +20,13 @@ RUNTIME=${PV_QUIET_RUNTIME:-8}
 moves()
 {
 	local n
-	grep -h -e 'rebalance:' -e 'migrate: volume .* moved' "$T"/peerd[123].log || true
+	# page moves only ("rebalance: VOL page P A->B: ..."): client traffic
+	# judgements (connbal.c) log "rebalance: server N carries ..." too
+	grep -hE -e 'rebalance: [^ ]+ page [0-9]+ [0-9]+->[0-9]+' -e 'migrate: volume .* moved' \
+		"$T"/peerd[123].log || true
 	for n in 1 2 3; do
 		ctl "$n" balance status --json | json "'\n'.join(r['text'] for r in d['recent'])"
-	done | grep . || true
+	done | grep -E 'rebalance: [^ ]+ page [0-9]+ [0-9]+->[0-9]+' || true
 }
 
 # states: each server's rebalancer state, space separated.

@@ -9,8 +9,8 @@
 #
 #   SIGCONT our PIDs (a test may have stopped one) -> umount file systems on
 #   our loop devices -> losetup -d our loop devices -> unmount our fused
-#   mounts -> kill our PIDs (never by name) -> dump logs on failure -> rm -rf
-#   $T
+#   mounts -> kill our PIDs (never by name) -> the test's own steps
+#   (pv_on_cleanup) -> dump logs on failure -> rm -rf $T
 #
 # Exit codes: 0 pass, 1 fail, 77 skip (with the reason on stdout).
 #
@@ -44,6 +44,7 @@ declare -A PEERD_PID=()   # server id -> pid of its running peerd
 declare -A PEERD_ARGS=()  # server id -> extra args it was started with
 declare -A FUSED_PID=()   # mount point -> pid of its fused
 PV_PIDS=()                # every pid we started, in start order
+PV_CLEANUP_HOOKS=()       # functions the cleanup calls (pv_on_cleanup)
 # Loop devices and mounts are recorded in files under $T, not in arrays, so
 # that helpers called in $(...) subshells still register them for cleanup.
 PV_CLEANED=0
@@ -126,6 +127,10 @@ pv_cleanup()
 	for pid in $( (printf '%s\n' "${PV_PIDS[@]}"; pv_list pids) | tac | awk 'NF && !seen[$0]++'); do
 		pv_kill_pid "$pid"
 	done
+	# 5. the test's own steps, last registered first
+	for ((i = ${#PV_CLEANUP_HOOKS[@]} - 1; i >= 0; i--)); do
+		"${PV_CLEANUP_HOOKS[i]}"
+	done
 
 	# Sanitizer reports in the daemons' logs fail the test even when every
 	# check passed: a server that misbehaves quietly is still a failure.
@@ -151,6 +156,14 @@ pv_cleanup()
 	fi
 	[ "$rc" = 0 ] && echo "PASS: $PV_TEST"
 	exit "$rc"
+}
+
+# pv_on_cleanup FUNC: the cleanup calls FUNC (with set +e) once every
+# process the test started is stopped, before the logs are dumped and $T is
+# removed: for what a test changes outside $T (installed packages, say).
+pv_on_cleanup()
+{
+	PV_CLEANUP_HOOKS+=("$1")
 }
 
 # pv_list KIND / pv_record KIND VALUE: the resources recorded for cleanup.

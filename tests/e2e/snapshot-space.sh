@@ -3,7 +3,10 @@
 # (issue 15), and bad snapshot commands change nothing. After a snapshot of
 # a full volume, 1000 random 4 KiB writes preserve at most 1000 chunks of
 # 64 KiB (peerctl snapshot show, and the blocks the snapshot files take on
-# disk); deleting the snapshot frees them. Refused, each with a clear error
+# disk); deleting the snapshot frees them. snapshot diff lists exactly the
+# chunks written between two snapshots (and a full volume's image as one
+# range); rollback (refused while the volume is open) makes the volume the
+# snapshot's image and leaves the newer snapshot as it was. Refused, each with a clear error
 # and its exit code: a duplicate name (6), an unknown volume or snapshot
 # (5), a bad name, deleting a volume that has snapshots (unless
 # --with-snapshots, which removes their files too).
@@ -13,9 +16,9 @@ need_fuse
 need_bin "$PEERD" "$PEERCTL" "$FUSED"
 
 group_weighted 1 1 1
-ctl 1 volume create vol 128M --page-size 1M >/dev/null
+ctl 1 volume create vol 64M --page-size 1M >/dev/null
 mount_fused "$T/mnt" "$(addr_of 1)"
-dd if=/dev/urandom of="$T/mnt/vol" bs=1M count=128 oflag=direct conv=notrunc status=none
+dd if=/dev/urandom of="$T/mnt/vol" bs=1M count=64 oflag=direct conv=notrunc status=none
 
 snap_bytes()
 {
@@ -31,7 +34,7 @@ buf = mmap.mmap(-1, 4096)
 buf.write(os.urandom(4096))
 random.seed(15)
 for _ in range(1000):
-    os.pwritev(fd, [buf], random.randrange(128 * 256) * 4096)
+    os.pwritev(fd, [buf], random.randrange(64 * 256) * 4096)
 EOF2
 preserved=$(ctl 3 snapshot show vol s1 --json | json "d['preserved']")
 disk=$(snap_bytes)
@@ -59,6 +62,44 @@ for _ in $(seq 50); do
 done
 (($(snap_bytes) < 3 * 65536)) || fail "$(snap_bytes) bytes of snapshot files left after the delete"
 log "snapshot deleted: $(snap_bytes) bytes of snapshot files left"
+
+# diff: exactly the chunks written between two snapshots, from the maps
+ctl 1 snapshot create vol a >/dev/null
+dd if=/dev/urandom of="$T/mnt/vol" bs=1M seek=5 count=1 oflag=direct conv=notrunc status=none
+dd if=/dev/urandom of="$T/mnt/vol" bs=64K seek=321 count=1 oflag=direct conv=notrunc status=none
+dd if=/dev/urandom of="$T/mnt/vol" bs=512 seek=$((40 * 2048 + 1)) count=1 oflag=direct \
+	conv=notrunc status=none
+ctl 2 snapshot create vol b --mode timestamp >/dev/null
+dd if=/dev/urandom of="$T/mnt/vol" bs=1M seek=60 count=1 oflag=direct conv=notrunc status=none
+got=$(ctl 3 snapshot diff vol b --from a --json | json "[(r['offset'], r['length']) for r in d['ranges']]")
+assert_eq "$got" "[[5242880, 1048576], [21037056, 65536], [41943040, 65536]]" "diff b --from a"
+got=$(ctl 3 snapshot diff vol a --json | json "[(r['offset'], r['length']) for r in d['ranges']]")
+assert_eq "$got" "[[0, 67108864]]" "diff a (the data of a full volume)"
+EXPECT_RC=5 expect_fail_msg "no snapshot" ctl 1 snapshot diff vol b --from nosuch
+expect_fail_msg "older" ctl 1 snapshot diff vol a --from b
+log "diff lists the chunks written between two snapshots"
+
+# rollback: refused while the volume is open; then the volume is a's image
+# again, and b (made after a) keeps its own
+sha_a=$(sha256sum <"$T/mnt/vol@a" | cut -d' ' -f1)
+sha_b=$(sha256sum <"$T/mnt/vol@b" | cut -d' ' -f1)
+exec 3<"$T/mnt/vol"
+refused=0
+for _ in $(seq 50); do
+	if ! ctl 1 snapshot rollback vol a >"$T/rb.out" 2>&1; then
+		grep -q "open" "$T/rb.out" && refused=1 && break
+	fi
+	sleep 0.2
+done
+exec 3<&-
+[ "$refused" = 1 ] || fail "rollback of an open volume was not refused: $(cat "$T/rb.out")"
+for _ in $(seq 50); do
+	ctl 2 snapshot rollback vol a >"$T/rb.out" 2>&1 && break
+	sleep 0.2
+done
+assert_eq "$(sha256sum <"$T/mnt/vol" | cut -d' ' -f1)" "$sha_a" "the volume after rollback to a"
+assert_eq "$(sha256sum <"$T/mnt/vol@b" | cut -d' ' -f1)" "$sha_b" "snapshot b after rollback to a"
+log "rollback: the volume is a's image, b unchanged"
 
 # a volume with a snapshot goes with --with-snapshots, files and all
 ctl 1 snapshot create vol s2 >/dev/null

@@ -1,7 +1,8 @@
 /* fuzz_catalog.c: libFuzzer target for the protobuf bodies a server takes
  * from clients and peers: Catalog, ClientState, CatalogChange,
  * RoutingTable, Heartbeat, Member, ShmAttach and VolumeMap (which fused
- * takes from a server). Each is decoded from the same input;
+ * takes from a server), Migration, MigrateRequest, RouteUpdate,
+ * SnapshotOp and SnapshotRanges. Each is decoded from the same input;
  * whatever decodes must pass protobuf_c_message_check, encode, decode again
  * and encode to the same bytes, and be freed without a leak. */
 #include <stdint.h>
@@ -26,6 +27,10 @@ static const ProtobufCMessageDescriptor *const bodies[] = {
     &pv__catalog__descriptor,	    &pv__client_state__descriptor, &pv__catalog_change__descriptor,
     &pv__routing_table__descriptor, &pv__heartbeat__descriptor,	   &pv__member__descriptor,
     &pv__shm_attach__descriptor,    &pv__volume_map__descriptor,
+    /* page migration (1.4) and snapshots (1.5) */
+    &pv__migration__descriptor,	    &pv__migrate_request__descriptor,
+    &pv__route_update__descriptor,  &pv__snapshot_op__descriptor,
+    &pv__snapshot_ranges__descriptor,
 };
 
 /* Packs m into a new buffer; sets *len. */

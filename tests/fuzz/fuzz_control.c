@@ -54,6 +54,12 @@ static const char *const names[CONTROL_NCMDS] = {
     [CONTROL_BALANCE_STATUS] = "balance.status",
     [CONTROL_BALANCE_ON] = "balance.on",
     [CONTROL_BALANCE_OFF] = "balance.off",
+    [CONTROL_SNAPSHOT_CREATE] = "snapshot.create",
+    [CONTROL_SNAPSHOT_LIST] = "snapshot.list",
+    [CONTROL_SNAPSHOT_SHOW] = "snapshot.show",
+    [CONTROL_SNAPSHOT_DELETE] = "snapshot.delete",
+    [CONTROL_SNAPSHOT_DIFF] = "snapshot.diff",
+    [CONTROL_SNAPSHOT_ROLLBACK] = "snapshot.rollback",
 };
 
 /* Whether a string field is empty (its termination is checked apart). */
@@ -94,8 +100,31 @@ static void check_command(const struct control_cmd *c, const uint8_t *data, size
 	REQUIRE(c->weight <= PLACEMENT_MAX_WEIGHT);
 	REQUIRE(c->value <= PLACEMENT_MAX_MBPS);
 	REQUIRE(c->op == CONTROL_CONFIG_SET || c->value == 0);
+	/* the snapshot commands' fields: theirs only */
+	REQUIRE(memchr(c->snap, 0, sizeof(c->snap)) && memchr(c->from, 0, sizeof(c->from)) &&
+		memchr(c->mode, 0, sizeof(c->mode)));
+	REQUIRE(c->op == CONTROL_SNAPSHOT_CREATE || (empty(c->mode) && c->timeout_ms == 0));
+	REQUIRE(c->op == CONTROL_SNAPSHOT_DIFF || empty(c->from));
+	REQUIRE(c->op == CONTROL_VOLUME_DELETE || !c->with_snapshots);
+	REQUIRE(c->timeout_ms <= SNAP_TIMEOUT_MAX);
 
 	switch (c->op) {
+	case CONTROL_SNAPSHOT_CREATE:
+	case CONTROL_SNAPSHOT_SHOW:
+	case CONTROL_SNAPSHOT_DELETE:
+	case CONTROL_SNAPSHOT_DIFF:
+	case CONTROL_SNAPSHOT_ROLLBACK:
+		REQUIRE(pv_valid_name(c->name, NULL, 0) && pv_valid_name(c->snap, NULL, 0));
+		REQUIRE(empty(c->from) || pv_valid_name(c->from, NULL, 0));
+		REQUIRE(c->op != CONTROL_SNAPSHOT_CREATE || !strcmp(c->mode, "hold") ||
+			!strcmp(c->mode, "timestamp"));
+		REQUIRE(empty(c->address) && c->size == 0 && c->nservers == 0);
+		REQUIRE(c->op == CONTROL_SNAPSHOT_ROLLBACK || !c->force);
+		break;
+	case CONTROL_SNAPSHOT_LIST:
+		REQUIRE(empty(c->name) || pv_valid_name(c->name, NULL, 0));
+		REQUIRE(empty(c->snap) && empty(c->address) && c->size == 0 && !c->force);
+		break;
 	case CONTROL_VOLUME_CREATE:
 		REQUIRE(pv_valid_name(c->name, NULL, 0));
 		REQUIRE(c->size > 0 && c->size % PV_SECTOR == 0 && c->size <= MAX_SIZE);

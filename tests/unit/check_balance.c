@@ -45,14 +45,17 @@ START_TEST(counting)
 	v.page_size = 1 << 20;
 	snprintf(v.name, sizeof(v.name), "v");
 	for (int sec = 0; sec < 20; sec++) {
-		/* page 3: 100 sequential 4 KiB reads a second; page 5: 10
-		 * random writes; one write across pages 8 and 9 */
+		/* page 3: 100 sequential 4 KiB reads a second (client 0x42,
+		 * and every fourth one client 0x43); page 5: 10 random writes
+		 * (client 0x43); one write across pages 8 and 9 (no client:
+		 * a migration's piece) */
 		for (int i = 0; i < 100; i++)
-			load_part(&v, PV_OP_READ, 3 * (1 << 20) + (uint64_t)i * 4096, 4096);
+			load_part(&v, PV_OP_READ, 3 * (1 << 20) + (uint64_t)i * 4096, 4096,
+				  i % 4 ? 0x42 : 0x43);
 		for (int i = 0; i < 10; i++)
 			load_part(&v, PV_OP_WRITE,
-				  5 * (1 << 20) + (uint64_t)((i * 37) % 256) * 4096, 4096);
-		load_part(&v, PV_OP_WRITE, 9 * (1 << 20) - 4096, 8192);
+				  5 * (1 << 20) + (uint64_t)((i * 37) % 256) * 4096, 4096, 0x43);
+		load_part(&v, PV_OP_WRITE, 9 * (1 << 20) - 4096, 8192, 0);
 		load_done(PV_OP_READ, 0x42, 0, 4096, load_now_us());
 		load_tick(NULL);
 	}
@@ -68,6 +71,16 @@ START_TEST(counting)
 	/* page 3 is read sequentially, page 5 not */
 	ck_assert_double_gt(s->pages[0]->r10->seq_share, 0.95);
 	ck_assert_double_lt(s->pages[1]->r10->seq_share, 0.2);
+	/* who hits them: page 3 mostly 0x42, then 0x43; page 5 0x43 alone;
+	 * nobody's the migration's */
+	ck_assert_uint_eq(s->pages[0]->n_clients, 2);
+	ck_assert_uint_eq(s->pages[0]->clients[0], 0x42);
+	ck_assert_uint_eq(s->pages[0]->clients[1], 0x43);
+	ck_assert_uint_eq(s->pages[1]->n_clients, 1);
+	ck_assert_uint_eq(s->pages[1]->clients[0], 0x43);
+	ck_assert_uint_eq(s->pages[2]->n_clients + s->pages[3]->n_clients, 0);
+	/* the client traffic: the one request a second client 0x42 sent */
+	ck_assert_double_eq_tol(s->client_r10->read_ops, 1 - exp(-2), 0.05);
 	ck_assert_uint_eq(s->n_volumes, 1);
 	ck_assert_str_eq(s->volumes[0]->name, "v");
 	ck_assert_uint_eq(s->n_clients, 1);
@@ -97,7 +110,7 @@ START_TEST(self_at_fold)
 	ck_assert_ptr_null(load_self_at(0, 0));
 	for (int k = 0; k < LOAD_SELF_FOLDS; k++) {
 		for (int i = 0; i < 100 * (k + 1); i++)
-			load_part(&v, PV_OP_READ, 0, 4096);
+			load_part(&v, PV_OP_READ, 0, 4096, 0);
 		load_tick(NULL);
 		at[k] = load_summary(NULL)->at_ms;
 		r[k] = load_summary(NULL)->r10->read_ops;

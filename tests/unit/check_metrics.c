@@ -80,9 +80,9 @@ START_TEST(render)
 	s.volumes = &v;
 
 	for (int i = 0; i < 10; i++)
-		load_part(&v, PV_OP_READ, (uint64_t)i * 4096, 4096);
-	load_part(&v, PV_OP_WRITE, 0, 8192);
-	load_part(&v, PV_OP_FLUSH, 0, 0);
+		load_part(&v, PV_OP_READ, (uint64_t)i * 4096, 4096, 0);
+	load_part(&v, PV_OP_WRITE, 0, 8192, 0);
+	load_part(&v, PV_OP_FLUSH, 0, 0, 0);
 	load_forwarded(PV_OP_WRITE, 4096);
 	/* served 5 ms (well over the 4096 us bound, under 8192) */
 	load_done(PV_OP_READ, 0, 0, 4096, load_now_us() - 5000);

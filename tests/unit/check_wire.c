@@ -271,8 +271,10 @@ START_TEST(header_ops)
 					 PV_OP_CAT_ABORT,  PV_OP_CAT_FETCH,    PV_OP_ROUTES,
 					 PV_OP_JOIN,	   PV_OP_SHM_ATTACH,   PV_OP_MAP_VOLUME,
 					 PV_OP_BATCH,	   PV_OP_ROUTE_UPDATE, PV_OP_MIG_BEGIN,
-					 PV_OP_MIG_SWITCH, PV_OP_MIG_REQUEST,  PV_OP_MIG_ABORT};
-	static const uint32_t unknown[] = {0, 6, 15, 20, 63, 76, 255, 0x10001, UINT32_MAX};
+					 PV_OP_MIG_SWITCH, PV_OP_MIG_REQUEST,  PV_OP_MIG_ABORT,
+					 PV_OP_SNAP_HOLD,  PV_OP_SNAP_RELEASE, PV_OP_SNAP_DIFF,
+					 PV_OP_SNAP_ROLLBACK};
+	static const uint32_t unknown[] = {0, 6, 15, 20, 63, 80, 255, 0x10001, UINT32_MAX};
 	Pv__Header h;
 
 	wire_header_init(&h);
@@ -406,6 +408,10 @@ START_TEST(op_names)
 	    {PV_OP_MIG_SWITCH, "MIG_SWITCH"},
 	    {PV_OP_MIG_REQUEST, "MIG_REQUEST"},
 	    {PV_OP_MIG_ABORT, "MIG_ABORT"},
+	    {PV_OP_SNAP_HOLD, "SNAP_HOLD"},
+	    {PV_OP_SNAP_RELEASE, "SNAP_RELEASE"},
+	    {PV_OP_SNAP_DIFF, "SNAP_DIFF"},
+	    {PV_OP_SNAP_ROLLBACK, "SNAP_ROLLBACK"},
 	};
 	int known = 0;
 
@@ -441,6 +447,7 @@ START_TEST(status_names)
 	    [PV_ST_UNAVAILABLE] = "UNAVAILABLE",
 	    [PV_ST_REFUSED] = "REFUSED",
 	    [PV_ST_NO_SHM] = "NO_SHM",
+	    [PV_ST_RESTAMP] = "RESTAMP",
 	};
 
 	ck_assert_int_eq(sizeof(want) / sizeof(want[0]), PV_ST__COUNT);
