@@ -388,33 +388,43 @@ FIO
 # show --json); empty if N does not answer.
 catalog_state()
 {
-	ctl "$1" group show --json 2>/dev/null |
-		json "'%s %s' % (d['catalog_version'], d.get('catalog_hash') or '-')" 2>/dev/null || true
+	catalog_states "$1" | cut -s -d' ' -f2-
+}
+
+# catalog_states N...: "N: VERSION HASH" per listed server as catalog_state
+# says it, "N:" alone for one that does not answer; one python for all.
+catalog_states()
+{
+	local n args=()
+	for n in "$@"; do
+		args+=("$n" "$(ctl "$n" group show --json 2>/dev/null || true)")
+	done
+	"$PYTHON" -c '
+import json, sys
+a = sys.argv[1:]
+for n, text in zip(a[0::2], a[1::2]):
+    try:
+        d = json.loads(text)
+        print("%s: %s %s" % (n, d["catalog_version"], d.get("catalog_hash") or "-"))
+    except (ValueError, KeyError, TypeError):
+        print("%s:" % n)' "${args[@]}"
 }
 
 # wait_catalogs_agree SECONDS N...: until every listed server holds the same
 # catalog (version and hash, and the same catalog_view); fails otherwise.
 wait_catalogs_agree()
 {
-	local deadline=$((SECONDS + $1)) n first states
+	local deadline=$((SECONDS + $1)) states views
 	shift
 	while :; do
-		states="" first=""
-		for n in "$@"; do
-			states+="$n: $(catalog_state "$n"); "
-		done
-		if python3 - "$states" <<'PY'; then
-import sys
-s = [x.split(":", 1)[1].split() for x in sys.argv[1].rstrip("; ").split("; ")]
-sys.exit(0 if all(len(x) == 2 for x in s) and len({tuple(x) for x in s}) == 1 else 1)
-PY
-			first=$(catalog_view "$1")
-			for n in "${@:2}"; do
-				[ "$(catalog_view "$n")" = "$first" ] || first=""
-			done
-			[ -n "$first" ] && { log "catalogs agree: $states"; return 0; }
+		states=$(catalog_states "$@")
+		if ! grep -qx '[0-9]*:' <<<"$states" && [ "$(cut -d' ' -f2- <<<"$states" | sort -u | wc -l)" = 1 ] &&
+			views=$(catalog_views "$@" 2>/dev/null) &&
+			[ "$(cut -d' ' -f2- <<<"$views" | sort -u | wc -l)" = 1 ]; then
+			log "catalogs agree: $(paste -s -d';' <<<"$states" | sed 's/;/; /g')"
+			return 0
 		fi
-		((SECONDS < deadline)) || fail "catalogs do not agree: $states"
+		((SECONDS < deadline)) || fail "catalogs do not agree: $(paste -s -d';' <<<"$states" | sed 's/;/; /g')"
 		sleep 0.5
 	done
 }
