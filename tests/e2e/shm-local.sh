@@ -535,11 +535,11 @@ part_h
 # request gets NO_SHM, fused attaches again and re-sends it by socket: IO
 # works, and goes through the shared memory again afterwards.
 log "g: waiting for peerd 1 to unmap the idle client's memory ($((SHM_EXPIRE_MS / 1000)) s idle)"
-# The loop device on a's mount may be read by something else on the host
-# meanwhile (it was here, during h): fused attaches again, and peerd
-# unmaps again once that much idle time has passed. So g waits for a
-# moment when the last word on a's memory is an unmap and no memfd is
-# mapped; what fused logs from here on counts.
+# Fused may attach again meanwhile (it did here once during h, with no IO
+# of the test on its mount: a read of the idle loop device by something
+# else, presumably), and peerd unmaps again after that much idle time. So
+# g waits for a moment when the last word on a's memory is an unmap and no
+# memfd is mapped; what fused logs from here on counts.
 from=$(($(lines "$T/fused-mnt.log") + 1))
 shm_state()
 {
