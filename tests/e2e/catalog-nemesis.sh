@@ -49,15 +49,15 @@ joined4=0    # whether server 4 was a member at some point
 is_member4=0 # whether the nemesis may pick server 4 (a member)
 
 # The sampler: every server's 'group show --json' every 0.3 s, raw (one
-# line "SERVER JSON" each; peerctl only: a python per sample would take most
-# of a core from the servers), made into "SERVER GROUP_ID
+# line "SERVER JSON" each; peerctl only, as a poll (ctl): a python per
+# sample would take most of a core from the servers), made into "SERVER GROUP_ID
 # VERSION HASH DIVERGED" lines per member view (the group id is the
 # sampled server's) at the end.
 : >"$T/samples.raw"
 (
 	while [ ! -e "$T/stop-sampler" ]; do
 		for n in 1 2 3 4; do
-			out=$("$PEERCTL" -s "$(sock_of "$n")" --timeout 2 group show --json 2>/dev/null) &&
+			out=$(PV_CTL_POLL=1 ctl "$n" --timeout 2 group show --json 2>/dev/null) &&
 				printf '%s %s\n' "$n" "${out//$'\n'/ }" >>"$T/samples.raw" || true
 		done
 		sleep 0.3

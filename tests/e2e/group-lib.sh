@@ -29,7 +29,7 @@ member_state()
 # STATE; fails otherwise.
 wait_member_state()
 {
-	local n=$1 id=$2 want=$3 deadline=$((SECONDS + ${4:-$PV_GROUP_WAIT})) got=""
+	local n=$1 id=$2 want=$3 deadline=$((SECONDS + ${4:-$PV_GROUP_WAIT})) got="" PV_CTL_POLL=1
 	while ((SECONDS < deadline)); do
 		got=$(member_state "$n" "$id")
 		[ "$got" = "$want" ] && return 0
@@ -44,7 +44,7 @@ wait_member_state()
 # and one python per look (python's start is most of a look's cost).
 wait_group_up()
 {
-	local deadline=$((SECONDS + PV_GROUP_WAIT)) n views bad
+	local deadline=$((SECONDS + PV_GROUP_WAIT)) n views bad PV_CTL_POLL=1
 	while :; do
 		views=()
 		for n in "$@"; do
@@ -165,7 +165,7 @@ status_field()
 # VALUE; fails otherwise.
 wait_status()
 {
-	local n=$1 deadline=$((SECONDS + ${4:-15})) got
+	local n=$1 deadline=$((SECONDS + ${4:-15})) got PV_CTL_POLL=1
 	while :; do
 		got=$(status_field "$n" "$2" 2>/dev/null || echo "?")
 		[ "$got" = "$3" ] && return 0
@@ -414,7 +414,7 @@ for n, text in zip(a[0::2], a[1::2]):
 # catalog (version and hash, and the same catalog_view); fails otherwise.
 wait_catalogs_agree()
 {
-	local deadline=$((SECONDS + $1)) states views
+	local deadline=$((SECONDS + $1)) states views PV_CTL_POLL=1
 	shift
 	while :; do
 		states=$(catalog_states "$@")
@@ -448,7 +448,7 @@ PV_MOVE_WAIT=${PV_MOVE_WAIT:-60}
 # "WHAT after SECONDS s: what the last run printed".
 wait_for()
 {
-	local secs=$1 what=$2 deadline=$((SECONDS + $1)) out
+	local secs=$1 what=$2 deadline=$((SECONDS + $1)) out PV_CTL_POLL=1
 	shift 2
 	while :; do
 		if out=$("$@" 2>&1); then
