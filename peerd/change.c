@@ -55,7 +55,9 @@
  *   drop-commit=ID           the first COMMIT to server ID is not sent (it
  *                            is resent)
  *   snap-gc-ms=MS            snap.c drops a snapshot's cut never committed
- *                            after MS instead of SNAP_GC_MS */
+ *                            after MS instead of SNAP_GC_MS
+ *   shm-expire-ms=MS         shm.c unmaps a client's shared memory unused
+ *                            for MS instead of SHM_EXPIRE_MS (a minute) */
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>

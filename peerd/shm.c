@@ -295,14 +295,17 @@ uint8_t *shm_ptr(const struct shm_region *r, uint64_t offset, uint64_t len)
 
 void shm_expire(void *arg)
 {
-	uint64_t now = pv_now_ms();
+	uint64_t now = pv_now_ms(), expire_ms = SHM_EXPIRE_MS;
 	struct shm_region *r, *next;
+	char val[32];
 
+	if (change_test_hook("shm-expire-ms", val, sizeof(val)))
+		expire_ms = strtoull(val, NULL, 10);
 	for (r = regions; r; r = next) {
 		next = r->next;
-		if (r->refs == 1 && now - r->last_ms >= SHM_EXPIRE_MS) {
-			pv_info("client %016llx: shared memory unused for %u s, unmapped",
-				(unsigned long long)r->client_id, SHM_EXPIRE_MS / 1000);
+		if (r->refs == 1 && now - r->last_ms >= expire_ms) {
+			pv_info("client %016llx: shared memory unused for %llu s, unmapped",
+				(unsigned long long)r->client_id, (unsigned long long)(expire_ms / 1000));
 			region_detach(r);
 		}
 	}

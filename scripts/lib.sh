@@ -63,7 +63,8 @@ pv_load_modules()
 }
 
 # pv_build DIR [cmake args...]: configures (if needed) and builds the tree
-# in $PV_REPO/DIR. CC in the environment picks the compiler.
+# in $PV_REPO/DIR. CC in the environment picks the compiler; PV_BUILD_TARGET
+# builds that target only (default: all).
 pv_build()
 {
 	local dir=$PV_REPO/$1
@@ -82,5 +83,5 @@ pv_build()
 	mkdir -p "$dir"
 	cmake -S "$PV_REPO" -B "$dir" "$@" >"$dir/cmake-configure.log" 2>&1 ||
 		{ cat "$dir/cmake-configure.log" >&2; return 1; }
-	cmake --build "$dir" -j "$(nproc)"
+	cmake --build "$dir" -j "$(nproc)" ${PV_BUILD_TARGET:+--target "$PV_BUILD_TARGET"}
 }

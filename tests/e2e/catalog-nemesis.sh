@@ -48,22 +48,17 @@ run_peerd 4
 joined4=0    # whether server 4 was a member at some point
 is_member4=0 # whether the nemesis may pick server 4 (a member)
 
-# The sampler: "SERVER GROUP_ID VERSION HASH DIVERGED" per member view
-# (the group id is the sampled server's), every 0.3 s.
-: >"$T/samples"
+# The sampler: every server's 'group show --json' every 0.3 s, raw (one
+# line "SERVER JSON" each; peerctl only, as a poll (ctl): a python per
+# sample would take most of a core from the servers), made into "SERVER GROUP_ID
+# VERSION HASH DIVERGED" lines per member view (the group id is the
+# sampled server's) at the end.
+: >"$T/samples.raw"
 (
 	while [ ! -e "$T/stop-sampler" ]; do
 		for n in 1 2 3 4; do
-			"$PEERCTL" -s "$(sock_of "$n")" --timeout 2 group show --json 2>/dev/null |
-				python3 -c '
-import json, sys
-d = json.load(sys.stdin)
-g = d.get("group_id") or "-"
-print(sys.argv[1], g, d["catalog_version"], d["catalog_hash"], int(d["catalog_diverged"]))
-for m in d["members"]:
-    if m.get("catalog_hash"):
-        print(sys.argv[1], g, m["catalog_version"], m["catalog_hash"], int(m["catalog_diverged"]))
-' "$n" >>"$T/samples" 2>/dev/null || true
+			out=$(PV_CTL_POLL=1 ctl "$n" --timeout 2 group show --json 2>/dev/null) &&
+				printf '%s %s\n' "$n" "${out//$'\n'/ }" >>"$T/samples.raw" || true
 		done
 		sleep 0.3
 	done
@@ -230,6 +225,20 @@ if ((joined4 && !in_group4)); then
 fi
 touch "$T/stop-sampler"
 wait "$sampler" || true
+"$PYTHON" - "$T/samples.raw" >"$T/samples" <<'EOF'
+import json, sys
+for line in open(sys.argv[1]):
+    n, _, text = line.partition(" ")
+    try:
+        d = json.loads(text)
+        g = d.get("group_id") or "-"
+        print(n, g, d["catalog_version"], d["catalog_hash"], int(d["catalog_diverged"]))
+        for m in d["members"]:
+            if m.get("catalog_hash"):
+                print(n, g, m["catalog_version"], m["catalog_hash"], int(m["catalog_diverged"]))
+    except (ValueError, KeyError, TypeError):
+        pass # a sample cut short (its server killed meanwhile)
+EOF
 
 final=$(ctl 1 volume list --json | json "' '.join(sorted(v['name'] for v in d['volumes']))")
 python3 - "$T/outcomes" "$T/samples" "$final" "$ROUNDS" "$faults_kill" "$faults_stop" \

@@ -29,7 +29,7 @@ member_state()
 # STATE; fails otherwise.
 wait_member_state()
 {
-	local n=$1 id=$2 want=$3 deadline=$((SECONDS + ${4:-$PV_GROUP_WAIT})) got=""
+	local n=$1 id=$2 want=$3 deadline=$((SECONDS + ${4:-$PV_GROUP_WAIT})) got="" PV_CTL_POLL=1
 	while ((SECONDS < deadline)); do
 		got=$(member_state "$n" "$id")
 		[ "$got" = "$want" ] && return 0
@@ -39,18 +39,39 @@ wait_member_state()
 }
 
 # wait_group_up N...: until every listed server sees every listed server
-# as self or up (heartbeats flowing both ways).
+# as self or up (heartbeats flowing both ways); a server that answers but
+# does not show itself as self fails at once. One 'group show' per server
+# and one python per look (python's start is most of a look's cost).
 wait_group_up()
 {
-	local n m
-	for n in "$@"; do
-		for m in "$@"; do
-			if [ "$n" = "$m" ]; then
-				assert_eq "$(member_state "$n" "$m")" self "server $n's own state"
-			else
-				wait_member_state "$n" "$m" up
-			fi
+	local deadline=$((SECONDS + PV_GROUP_WAIT)) n views bad PV_CTL_POLL=1
+	while :; do
+		views=()
+		for n in "$@"; do
+			views+=("$n" "$(ctl "$n" group show --json 2>/dev/null || true)")
 		done
+		bad=$("$PYTHON" -c '
+import json, sys
+a = sys.argv[1:]
+ids = [int(x) for x in a[0::2]]
+for n, text in zip(ids, a[1::2]):
+    try:
+        st = {m["id"]: m["state"] for m in json.loads(text)["members"]}
+    except (ValueError, KeyError, TypeError):
+        print("peer: server %d does not answer group show" % n)
+        continue
+    for m in ids:
+        got, want = st.get(m, ""), "self" if m == n else "up"
+        if got != want:
+            print("%s: server %d shows member %d as %r, expected %r" % (
+                "self" if m == n else "peer", n, m, got, want))
+' "${views[@]}")
+		[ -z "$bad" ] && break
+		if grep -q '^self: ' <<<"$bad"; then
+			fail "$(grep -m1 '^self: ' <<<"$bad" | cut -d' ' -f2-) (its own state)"
+		fi
+		((SECONDS < deadline)) || fail "$(head -n 1 <<<"$bad" | cut -d' ' -f2-) within ${PV_GROUP_WAIT}s"
+		sleep 0.3
 	done
 	log "group up as seen by servers $*"
 }
@@ -92,20 +113,32 @@ group_of_three()
 # free, clients) are left out.
 catalog_view()
 {
-	local g v
-	g=$(ctl "$1" group show --json) || fail "server $1: group show --json failed"
-	v=$(ctl "$1" volume list --json) || fail "server $1: volume list --json failed"
-	python3 - "$g" "$v" <<'EOF'
-import json, sys
-g = json.loads(sys.argv[1]); v = json.loads(sys.argv[2])
-out = {
-    "group_id": g.get("group_id"),
-    "catalog_version": g.get("catalog_version"),
-    "members": sorted((m["id"], m["address"], m["weight"]) for m in g["members"]),
-    "volumes": sorted((x["name"], x["id"], x["size"], x["page_size"], sorted(x["servers"]))
-                      for x in v["volumes"]),
+	catalog_views "$1" | cut -d' ' -f2-
 }
-print(json.dumps(out, sort_keys=True))
+
+# catalog_views N...: "N VIEW" per listed server, VIEW as catalog_view's;
+# one python for all.
+catalog_views()
+{
+	local n g v args=()
+	for n in "$@"; do
+		g=$(ctl "$n" group show --json) || fail "server $n: group show --json failed"
+		v=$(ctl "$n" volume list --json) || fail "server $n: volume list --json failed"
+		args+=("$n" "$g" "$v")
+	done
+	"$PYTHON" - "${args[@]}" <<'EOF'
+import json, sys
+a = sys.argv[1:]
+for n, g, v in zip(a[0::3], a[1::3], a[2::3]):
+    g = json.loads(g); v = json.loads(v)
+    out = {
+        "group_id": g.get("group_id"),
+        "catalog_version": g.get("catalog_version"),
+        "members": sorted((m["id"], m["address"], m["weight"]) for m in g["members"]),
+        "volumes": sorted((x["name"], x["id"], x["size"], x["page_size"], sorted(x["servers"]))
+                          for x in v["volumes"]),
+    }
+    print(n, json.dumps(out, sort_keys=True))
 EOF
 }
 
@@ -113,11 +146,13 @@ EOF
 # (catalog_view).
 same_catalog()
 {
-	local first=$1 v n
-	v=$(catalog_view "$first")
-	for n in "${@:2}"; do
-		assert_eq "$(catalog_view "$n")" "$v" "server $n's catalog vs server $first's"
-	done
+	local first=$1 views v n view
+	views=$(catalog_views "$@")
+	v=$(head -n 1 <<<"$views" | cut -d' ' -f2-)
+	while read -r n view; do
+		[ -n "$n" ] || continue # one server: nothing to compare
+		assert_eq "$view" "$v" "server $n's catalog vs server $first's"
+	done <<<"$(tail -n +2 <<<"$views")"
 }
 
 # status_field N FIELD: one field of server N's 'status --json'.
@@ -130,7 +165,7 @@ status_field()
 # VALUE; fails otherwise.
 wait_status()
 {
-	local n=$1 deadline=$((SECONDS + ${4:-15})) got
+	local n=$1 deadline=$((SECONDS + ${4:-15})) got PV_CTL_POLL=1
 	while :; do
 		got=$(status_field "$n" "$2" 2>/dev/null || echo "?")
 		[ "$got" = "$3" ] && return 0
@@ -353,33 +388,43 @@ FIO
 # show --json); empty if N does not answer.
 catalog_state()
 {
-	ctl "$1" group show --json 2>/dev/null |
-		json "'%s %s' % (d['catalog_version'], d.get('catalog_hash') or '-')" 2>/dev/null || true
+	catalog_states "$1" | cut -s -d' ' -f2-
+}
+
+# catalog_states N...: "N: VERSION HASH" per listed server as catalog_state
+# says it, "N:" alone for one that does not answer; one python for all.
+catalog_states()
+{
+	local n args=()
+	for n in "$@"; do
+		args+=("$n" "$(ctl "$n" group show --json 2>/dev/null || true)")
+	done
+	"$PYTHON" -c '
+import json, sys
+a = sys.argv[1:]
+for n, text in zip(a[0::2], a[1::2]):
+    try:
+        d = json.loads(text)
+        print("%s: %s %s" % (n, d["catalog_version"], d.get("catalog_hash") or "-"))
+    except (ValueError, KeyError, TypeError):
+        print("%s:" % n)' "${args[@]}"
 }
 
 # wait_catalogs_agree SECONDS N...: until every listed server holds the same
 # catalog (version and hash, and the same catalog_view); fails otherwise.
 wait_catalogs_agree()
 {
-	local deadline=$((SECONDS + $1)) n first states
+	local deadline=$((SECONDS + $1)) states views PV_CTL_POLL=1
 	shift
 	while :; do
-		states="" first=""
-		for n in "$@"; do
-			states+="$n: $(catalog_state "$n"); "
-		done
-		if python3 - "$states" <<'PY'; then
-import sys
-s = [x.split(":", 1)[1].split() for x in sys.argv[1].rstrip("; ").split("; ")]
-sys.exit(0 if all(len(x) == 2 for x in s) and len({tuple(x) for x in s}) == 1 else 1)
-PY
-			first=$(catalog_view "$1")
-			for n in "${@:2}"; do
-				[ "$(catalog_view "$n")" = "$first" ] || first=""
-			done
-			[ -n "$first" ] && { log "catalogs agree: $states"; return 0; }
+		states=$(catalog_states "$@")
+		if ! grep -qx '[0-9]*:' <<<"$states" && [ "$(cut -d' ' -f2- <<<"$states" | sort -u | wc -l)" = 1 ] &&
+			views=$(catalog_views "$@" 2>/dev/null) &&
+			[ "$(cut -d' ' -f2- <<<"$views" | sort -u | wc -l)" = 1 ]; then
+			log "catalogs agree: $(paste -s -d';' <<<"$states" | sed 's/;/; /g')"
+			return 0
 		fi
-		((SECONDS < deadline)) || fail "catalogs do not agree: $states"
+		((SECONDS < deadline)) || fail "catalogs do not agree: $(paste -s -d';' <<<"$states" | sed 's/;/; /g')"
 		sleep 0.5
 	done
 }
@@ -403,7 +448,7 @@ PV_MOVE_WAIT=${PV_MOVE_WAIT:-60}
 # "WHAT after SECONDS s: what the last run printed".
 wait_for()
 {
-	local secs=$1 what=$2 deadline=$((SECONDS + $1)) out
+	local secs=$1 what=$2 deadline=$((SECONDS + $1)) out PV_CTL_POLL=1
 	shift 2
 	while :; do
 		if out=$("$@" 2>&1); then
@@ -499,8 +544,29 @@ wait_no_migrations()
 # last page, owner, epoch) as one canonical JSON line.
 routing_view()
 {
-	ctl "$1" volume show "$2" --routing=full --json |
-		json "[[r['first_page'], r['last_page'], r['owner'], r['epoch']] for r in d['routing']]"
+	routing_views "$2" "$1" | cut -d' ' -f2-
+}
+
+# routing_views VOL N...: "N VIEW" per listed server, VIEW as routing_view's,
+# or "N (no answer)" for one that did not answer (and then the status is
+# 1); one python for all.
+routing_views()
+{
+	local vol=$1 n args=()
+	for n in "${@:2}"; do
+		args+=("$n" "$(ctl "$n" volume show "$vol" --routing=full --json 2>/dev/null || true)")
+	done
+	"$PYTHON" -c '
+import json, sys
+a, ok = sys.argv[1:], True
+for n, text in zip(a[0::2], a[1::2]):
+    try:
+        d = json.loads(text)
+        v = json.dumps([[r["first_page"], r["last_page"], r["owner"], r["epoch"]] for r in d["routing"]])
+    except (ValueError, KeyError, TypeError):
+        v, ok = "(no answer)", False
+    print(n, v)
+sys.exit(0 if ok else 1)' "${args[@]}"
 }
 
 # owners_of N VOL: the owner of every page of VOL as server N sees it, one
@@ -515,13 +581,13 @@ owners_of()
 # routing of VOL (else prints the views).
 same_routing()
 {
-	local vol=$1 n v first="" views="" same=1
-	for n in "${@:2}"; do
-		v=$(routing_view "$n" "$vol" 2>/dev/null) || { v="(no answer)"; same=0; }
+	local vol=$1 n v first="" views="" same=1 all
+	all=$(routing_views "$vol" "${@:2}") || same=0
+	while read -r n v; do
 		views+=$'\n'"server $n: $v"
 		[ -z "$first" ] && first=$v
 		[ "$v" = "$first" ] || same=0
-	done
+	done <<<"$all"
 	[ "$same" = 1 ] || { echo "$views"; return 1; }
 }
 

@@ -12,14 +12,29 @@ src=$(cd "$(dirname "$0")/../.." && pwd)
 
 # check_prefix PREFIX: configures a build of src with that prefix (reusing
 # nothing of $PV_BUILD but its compiler), installs it into a DESTDIR and
-# checks the units against the files.
+# checks the units against the files. Both prefixes share one build tree,
+# configured again for the second (the programs do not depend on the
+# prefix: only the units and the install rules change, and make rebuilds
+# whatever does); the cached unit directory follows the prefix.
 check_prefix()
 {
-	local prefix=$1 b=$T/build-${1//\//_} d=$T/root-${1//\//_} unit path
-	cmake -S "$src" -B "$b" -DCMAKE_INSTALL_PREFIX="$prefix" >"$T/cmake.log" 2>&1 ||
+	local prefix=$1 b=$T/build d=$T/root-${1//\//_} unit path again=0
+	[ -f "$b/CMakeCache.txt" ] || again=1
+	cmake -S "$src" -B "$b" -DCMAKE_INSTALL_PREFIX="$prefix" -UPV_SYSTEMD_UNITDIR >"$T/cmake.log" 2>&1 ||
 		fail "cmake with prefix $prefix failed: $(tail -n 5 "$T/cmake.log")"
+	# a tree's first configure writes other compile flags than any later
+	# one (the flags pkg-config found are cached and then placed apart):
+	# configured once more now, the second prefix's configure rebuilds
+	# nothing
+	if ((again)); then
+		cmake -S "$src" -B "$b" >>"$T/cmake.log" 2>&1 || fail "cmake (again) failed: $(tail -n 5 "$T/cmake.log")"
+	fi
 	make -C "$b" -j2 peerd peerctl fused >"$T/make.log" 2>&1 || fail "build failed: $(tail -n 5 "$T/make.log")"
 	DESTDIR=$d cmake --install "$b" >"$T/install.log" 2>&1 || fail "cmake --install failed: $(tail -n 5 "$T/install.log")"
+	for unit in peerd.service fused@.service; do
+		[ -f "$d$prefix/lib/systemd/system/$unit" ] ||
+			fail "prefix $prefix: $unit not in $prefix/lib/systemd/system (a unit directory of another prefix?)"
+	done
 	for unit in peerd.service fused@.service; do
 		path=$(find "$d" -name "$unit" -path '*/systemd/system/*' | head -n 1)
 		[ -n "$path" ] || fail "prefix $prefix: $unit not installed"

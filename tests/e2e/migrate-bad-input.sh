@@ -19,19 +19,25 @@ for n in 1 2 3; do wait_links_up "$n" 2; done
 ctl 1 volume create vol 16M --page-size 1M >/dev/null
 ctl 1 volume create two 16M --page-size 1M --servers 1,2 >/dev/null
 
-# view N: server N's catalog and both volumes' routing, one line each.
-view()
+# views WHEN N...: each server N's catalog and both volumes' routing, one
+# line each, into $T/viewN.WHEN (three pythons for all the servers).
+views()
 {
-	catalog_view "$1"
-	routing_view "$1" vol
-	routing_view "$1" two
+	local when=$1 n c r1 r2
+	shift
+	c=$(catalog_views "$@")
+	r1=$(routing_views vol "$@")
+	r2=$(routing_views two "$@")
+	for n in "$@"; do
+		grep "^$n " <<<"$c"$'\n'"$r1"$'\n'"$r2" | cut -d' ' -f2- >"$T/view$n.$when"
+	done
 }
-snapshot() { for n in "$@"; do view "$n" >"$T/view$n.before"; done; }
+snapshot() { views before "$@"; }
 unchanged()
 {
 	local n
+	views after "$@"
 	for n in "$@"; do
-		view "$n" >"$T/view$n.after"
 		cmp -s "$T/view$n.before" "$T/view$n.after" ||
 			fail "$1: server $n's catalog or routing changed: $(diff "$T/view$n.before" "$T/view$n.after")"
 	done

@@ -34,9 +34,10 @@
 #      PV_F_SHM_LOST, fused sets their slots aside (B may still touch them)
 #      and retries; after SIGCONT fio ends with zero errors, and a
 #      verify-only pass by socket through B is clean.
-#   g. peerd unmaps the memory of a client idle for a minute: the next IO
-#      is answered NO_SHM, fused attaches again, IO works and goes through
-#      the shared memory again (waits a minute).
+#   g. peerd unmaps the memory of a client idle for a while (a minute; for
+#      peerd 1 here PV_SHM_EXPIRE_MS, default 20 s, through the test hook
+#      shm-expire-ms): the next IO is answered NO_SHM, fused attaches
+#      again, IO works and goes through the shared memory again.
 # They run in the order d a b e c f h g: d's mount is a's reader by socket,
 # and c, f and h run while a's fused sits idle for g.
 . "$(dirname "$0")/common.sh"
@@ -139,7 +140,12 @@ io_size=$4
 FIO
 }
 
-run_peerd 1
+# peerd 1 unmaps an idle client's memory after SHM_EXPIRE (PEERD_TEST_HOOKS
+# shm-expire-ms; 60 s without it): longer than any pause of a's IO in
+# parts a, b and e, shorter than c, f and h, so g need not wait
+SHM_EXPIRE_MS=${PV_SHM_EXPIRE_MS:-20000}
+run_peerd1() { PEERD_TEST_HOOKS=shm-expire-ms=$SHM_EXPIRE_MS run_peerd 1; }
+run_peerd1
 ctl 1 volume create vol 320M >/dev/null
 data_file=$(data_of 1)/volumes/vol.vol
 
@@ -202,7 +208,7 @@ kill9_peerd 1
 sleep 2
 kill -0 "$fio_pid" 2>/dev/null || fail "fio ended while peerd was down: $(cat "$T/fio-load.out")"
 restart_line=$(($(lines "$T/peerd1.log") + 1))
-run_peerd 1
+run_peerd1
 wait "$fio_pid" && rc=0 || rc=$?
 [ "$rc" = 0 ] || { cat "$T/fio-load.out" "$T/fio-load.json" >&2; fail "fio across the crash exited $rc"; }
 check_fio "$T/fio-load.json" load-across-crash
@@ -282,6 +288,10 @@ peerd_alive 1 || fail "peerd died after the stall"
 n=$(sock_traffic "through shared memory after the stall" "$T/mnt" io_64m "$T/mnt/vol" 256)
 log "e: after the stall $((n >> 10)) KiB crossed the socket for 64 MiB of block data"
 ((n < 4 << 20)) || fail "after the stall $n bytes crossed the socket for 64 MiB of block data (shared memory not used again)"
+
+# a's memory stayed mapped while a used it (part g's shorter expiry)
+grep -q "client $id_a: shared memory unused" "$T/peerd1.log" &&
+	fail "peerd 1 unmapped fused's memory during parts a-e (its IO paused ${SHM_EXPIRE_MS} ms: raise PV_SHM_EXPIRE_MS): $(grep "client $id_a: shared memory unused" "$T/peerd1.log")"
 
 # ---------------------------------------------------------------- c. another PID namespace
 # (while fused on peerd 1 stays idle for part g)
@@ -446,10 +456,11 @@ FIO
 	wait_log "$T/peerd$a.log" "server $b is on this host too; forwarded parts go through"
 	wait_log "$T/peerd$b.log" "shared memory mapped \\(offered by a server on this host\\)"
 
-	# ~20 s of bursts (thinktime after every iodepth IOs, which keeps the
+	# ~10 s of bursts (thinktime after every iodepth IOs, which keeps the
 	# order of reads and writes fixed for --verify_only; a rate limit
-	# would not): random 1 MiB reads and writes over the first 192 MiB,
-	# and random 1 MiB reads of the filled region, verified as they come
+	# would not), longer than the 3 s before the stall, stalled with it:
+	# random 1 MiB reads and writes over the first 192 MiB, and random
+	# 1 MiB reads of the filled region, verified as they come
 	fio_job "$T/h.fio" "$dev" 62
 	cat >>"$T/h.fio" <<FIO
 
@@ -460,6 +471,7 @@ bs=1m
 iodepth=8
 offset=0
 size=192M
+io_size=96M
 thinktime=800000
 thinktime_blocks=8
 
@@ -469,6 +481,7 @@ bs=1m
 iodepth=4
 offset=192M
 size=64M
+io_size=32M
 thinktime=1200000
 thinktime_blocks=4
 FIO
@@ -518,15 +531,31 @@ FIO
 part_h
 
 # ---------------------------------------------------------------- g. unmapped while idle
-# peerd unmaps the memory of a client idle for a minute; the next large
+# peerd unmaps the memory of a client idle for SHM_EXPIRE_MS; the next large
 # request gets NO_SHM, fused attaches again and re-sends it by socket: IO
 # works, and goes through the shared memory again afterwards.
-log "g: waiting for peerd 1 to unmap the idle client's memory (a minute)"
-wait_log "$T/peerd1.log" "client $id_a: shared memory unused for [0-9]+ s, unmapped" 120
+log "g: waiting for peerd 1 to unmap the idle client's memory ($((SHM_EXPIRE_MS / 1000)) s idle)"
+# Fused may attach again meanwhile (it did here once during h, with no IO
+# of the test on its mount: a read of the idle loop device by something
+# else, presumably), and peerd unmaps again after that much idle time. So
+# g waits for a moment when the last word on a's memory is an unmap and no
+# memfd is mapped; what fused logs from here on counts.
+from=$(($(lines "$T/fused-mnt.log") + 1))
+shm_state()
+{
+	grep -E "client $id_a: ([0-9]+ MiB of $MAPPED|shared memory unused for [0-9]+ s, unmapped)" "$T/peerd1.log" |
+		tail -n 1 | grep -q 'unmapped$' || { echo "peerd 1 has not unmapped fused's memory since it last mapped it"; return 1; }
+	! grep -q 'memfd:peervol-shm' "/proc/${PEERD_PID[1]}/maps" || { echo "peerd still has fused's memfd mapped after unmapping it"; return 1; }
+}
+deadline=$((SECONDS + SHM_EXPIRE_MS / 1000 + 60))
+until why=$(shm_state); do
+	((SECONDS < deadline)) || fail "$why (after $((SHM_EXPIRE_MS / 1000 + 60)) s)"
+	sleep 0.2
+done
 unmapped_line=$(grep -n "client $id_a: shared memory unused" "$T/peerd1.log" | tail -n 1 | cut -d: -f1)
 log "g: $(sed -n "${unmapped_line}p" "$T/peerd1.log" | sed 's/.*info: //')"
-grep -q 'memfd:peervol-shm' "/proc/${PEERD_PID[1]}/maps" && fail "peerd still has fused's memfd mapped after unmapping it"
-from=$(($(lines "$T/fused-mnt.log") + 1))
+sed -n "${unmapped_line}p" "$T/peerd1.log" | grep -q "unused for $((SHM_EXPIRE_MS / 1000)) s, unmapped" ||
+	fail "peerd 1 did not unmap after the ${SHM_EXPIRE_MS} ms of the shm-expire-ms test hook"
 io_64m "$T/mnt/vol" 256 || fail "IO after peerd unmapped the idle client's shared memory failed"
 wait_log "$T/fused-mnt.log" "no shared memory of client $id_a is mapped" 5 "$from"
 tail -n +"$unmapped_line" "$T/peerd1.log" | grep -qE "client $id_a: [0-9]+ MiB of $MAPPED" ||
