@@ -1033,8 +1033,9 @@ int migrate_volume_moving(const struct volume *vol)
 	for (struct mig_out *m = vol->migrating; m; m = m->vnext)
 		if (m->state != MIG_SWITCHED)
 			return 1;
+	/* nor does a move into here whose page is ours already (switched) */
 	for (struct mig_in *i = ins; i; i = i->next)
-		if (i->pg.vol == vol && !i->dead)
+		if (i->pg.vol == vol && !i->dead && vol->owner[i->pg.page] != srv->cfg.id)
 			return 1;
 	return 0;
 }

@@ -1105,8 +1105,14 @@ static int release(struct volume *vol, const Pv__SnapshotOp *op, char *err, size
 		return PV_ST_OK;
 	}
 	i = r_find(vs, op->snap_id);
-	if (op->commit && op->stamp && i >= 0 && !vs->r_dropping[i])
-		return PV_ST_OK; /* timestamp mode: the cut stands, nothing held */
+	if (op->commit && op->stamp && i >= 0 && !vs->r_dropping[i]) {
+		/* timestamp mode: the cut stands, nothing held. Every member has
+		 * cut now: our clock moves past T, so a write that enters here
+		 * from now on (after the snapshot command is answered, say) is
+		 * stamped after the cut */
+		wire_hlc_seen(op->stamp);
+		return PV_ST_OK;
+	}
 	if (op->commit) {
 		snprintf(err, errlen,
 			 "server %u holds no writes for snapshot %s of volume %s (the hold "
