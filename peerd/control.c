@@ -912,13 +912,13 @@ static void snapshot_made(void *arg, int ok, const char *volume, const Pv__Snaps
 
 	if (r)
 		json_object_set_new(r, "pause_ms", json_integer((json_int_t)pause_ms));
-	pending_end(arg, ok, r ? r : json_object(), why, err);
+	pending_end(arg, ok, r ? r : ok ? json_object() : NULL, why, err);
 }
 
 static void snapshot_deleted(void *arg, int ok, const char *volume, const Pv__SnapshotInfo *si,
 			     uint64_t pause_ms, int why, const char *err)
 {
-	pending_end(arg, ok, json_object(), why, err);
+	pending_end(arg, ok, ok ? json_object() : NULL, why, err);
 }
 
 static int cmd_snapshot_create(const uint8_t *ident, size_t ident_len,

@@ -1210,13 +1210,14 @@ static void send_all(struct creating *c, uint32_t opcode, int commit)
 
 	memset(c->ok, 0, sizeof(c->ok));
 	c->nok = 0;
-	for (size_t i = 0; i < c->n && cr == c && c->gen == gen; i++) {
+	/* an answer may end c (cr_fail frees it): look at cr before c */
+	for (size_t i = 0; cr == c && c->gen == gen && i < c->n; i++) {
 		if (c->ids[i] == srv->cfg.id)
 			self = i;
 		else
 			send_one(c, i, opcode, commit);
 	}
-	if (self < c->n && cr == c && c->gen == gen)
+	if (cr == c && c->gen == gen && self < c->n)
 		send_one(c, self, opcode, commit);
 }
 
@@ -1607,9 +1608,12 @@ void snap_peer_reply(struct member *m, const Pv__Header *h, const void *body, si
 	}
 	if (!c)
 		return;
-	for (size_t i = 0; i < c->n; i++)
-		if (c->ids[i] == m->id && c->req[i] == h->req_id)
-			coord_answer(m->id, h->op, h->status, h->message);
+	for (size_t i = 0; i < c->n; i++) {
+		if (c->ids[i] == m->id && c->req[i] == h->req_id) {
+			coord_answer(m->id, h->op, h->status, h->message); /* may free c */
+			return;
+		}
+	}
 }
 
 /* ---- the catalog ---- */
@@ -2328,7 +2332,7 @@ static int gather_run(struct volume *vol, Pv__SnapshotOp *op, uint32_t opcode, s
 	g->next = gathers;
 	gathers = g;
 	reactor_after(SNAP_DIFF_TIMEOUT_MS, gather_timeout, (void *)(uintptr_t)gen);
-	for (size_t i = 0; i < g->n && gather_find(gen); i++) {
+	for (size_t i = 0; gather_find(gen) && i < g->n; i++) { /* g may end */
 		struct member *m = catalog_member(g->ids[i]);
 		Pv__Header h;
 
