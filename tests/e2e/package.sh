@@ -75,8 +75,10 @@ else
 fi
 [ -f "$T/src/debian/rules" ] || fail "the copy of the tree has no debian/rules"
 t0=$SECONDS
-(cd "$T/src" && DEB_BUILD_OPTIONS="nocheck noautodbgsym parallel=$(nproc)" DEB_BUILD_PROFILES=nocheck \
-	dpkg-buildpackage -us -uc -b) >"$T/build.log" 2>&1 ||
+# the build's and lintian's temporary files in $T (lintian leaves some)
+mkdir -p "$T/tmp"
+(cd "$T/src" && TMPDIR=$T/tmp DEB_BUILD_OPTIONS="nocheck noautodbgsym parallel=$(nproc)" \
+	DEB_BUILD_PROFILES=nocheck dpkg-buildpackage -us -uc -b) >"$T/build.log" 2>&1 ||
 	fail "dpkg-buildpackage failed: $(tail -n 20 "$T/build.log")"
 log "dpkg-buildpackage: $((SECONDS - t0)) s"
 server_deb=peervol-server_${version}_$arch.deb
@@ -86,7 +88,7 @@ for deb in "$server_deb" "$client_deb"; do
 done
 
 t0=$SECONDS
-lintian --fail-on error "$T/peervol_${version}_$arch.changes" >"$T/lintian.log" 2>&1 ||
+TMPDIR=$T/tmp lintian --fail-on error "$T/peervol_${version}_$arch.changes" >"$T/lintian.log" 2>&1 ||
 	fail "lintian found errors: $(grep -E '^E: ' "$T/lintian.log" || tail -n 20 "$T/lintian.log")"
 log "lintian: no error ($(grep -c '^W: ' "$T/lintian.log" || true) warnings) in $((SECONDS - t0)) s"
 
