@@ -86,20 +86,25 @@ static _Atomic uint64_t clock_hlc;
 
 uint64_t wire_hlc_now(void)
 {
-	uint64_t old = clock_hlc, next;
+	uint64_t old = clock_hlc, wall = pv_wall_ms(), next;
 
 	do
-		next = hlc_next(old, pv_wall_ms());
+		next = hlc_next(old, wall);
 	while (!atomic_compare_exchange_weak(&clock_hlc, &old, next));
 	return next;
 }
 
 void wire_hlc_seen(uint64_t seen)
 {
-	uint64_t old = clock_hlc, next;
+	uint64_t old = clock_hlc, wall, next;
 
+	/* every decoded header comes here: most carry nothing newer, and
+	 * those cost no clock read */
+	if (seen <= old)
+		return;
+	wall = pv_wall_ms();
 	do {
-		next = hlc_merge(old, seen, pv_wall_ms());
+		next = hlc_merge(old, seen, wall);
 		if (next == old)
 			return;
 	} while (!atomic_compare_exchange_weak(&clock_hlc, &old, next));
