@@ -641,6 +641,7 @@ int catalog_install(Pv__Catalog **cp, const char *why)
 	srv->version = c->version;
 	catalog_hash(c, srv->catalog_hash);
 	snprintf(srv->group_id, sizeof(srv->group_id), "%s", c->group_id);
+	auth_catalog_installed();
 	{
 		char hex[17];
 

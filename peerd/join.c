@@ -261,7 +261,8 @@ int catalog_join_start(const char *address, unsigned timeout_s, catalog_done_fn 
 	}
 	join_sock = zmq_socket(srv->zctx, ZMQ_DEALER);
 	if (!join_sock || zmq_setsockopt(join_sock, ZMQ_LINGER, &linger, sizeof(linger)) < 0 ||
-	    wire_socket_limit(join_sock) < 0 || zmq_connect(join_sock, address) < 0) {
+	    wire_socket_limit(join_sock) < 0 || auth_member_socket(join_sock) < 0 ||
+	    zmq_connect(join_sock, address) < 0) {
 		snprintf(err, errlen, "cannot connect to %s: %s", address, zmq_strerror(errno));
 		if (join_sock)
 			zmq_close(join_sock);

@@ -393,7 +393,7 @@ static void accepted_record(void *arg, const void *hdr, size_t hdr_len, zmq_msg_
 {
 	struct accepted_ctx *x = arg;
 
-	ops_dispatch_record(x->ident, LINK_IDENT_LEN, hdr, hdr_len, data);
+	ops_dispatch_record(x->ident, LINK_IDENT_LEN, AUTH_OPEN, hdr, hdr_len, data);
 }
 
 static void accepted_input(uint32_t idx)

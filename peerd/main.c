@@ -68,6 +68,13 @@ static void usage(FILE *f)
 		"  --metrics-listen IP:PORT\n"
 		"                         serve Prometheus metrics at http://IP:PORT/metrics\n"
 		"                         (IPv6: [ADDR]:PORT; default off; docs/metrics.md)\n"
+		"  --auth FILE            the group key (peerctl group keygen; mode 0600):\n"
+		"                         only servers holding it and clients with a key\n"
+		"                         of 'peerctl client add' get in (docs/security.md;\n"
+		"                         default: no authentication, logged at start)\n"
+		"  --encrypt on|off       with --auth: encrypt links with TLS too (ZeroMQ\n"
+		"                         traffic is always encrypted under --auth;\n"
+		"                         default off: links authenticated, not encrypted)\n"
 		"  --debug                log every request\n"
 		"  --help                 this text\n"
 		"  --version              print the version\n"
@@ -102,6 +109,8 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 		O_RESYNC,
 		O_NO_LOAD,
 		O_METRICS,
+		O_AUTH,
+		O_ENCRYPT,
 		O_HELP,
 		O_VERSION
 	};
@@ -122,6 +131,8 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 	    {"resync-catalog", no_argument, NULL, O_RESYNC},
 	    {"no-load-monitor", no_argument, NULL, O_NO_LOAD},
 	    {"metrics-listen", required_argument, NULL, O_METRICS},
+	    {"auth", required_argument, NULL, O_AUTH},
+	    {"encrypt", required_argument, NULL, O_ENCRYPT},
 	    {"help", no_argument, NULL, O_HELP},
 	    {"version", no_argument, NULL, O_VERSION},
 	    {NULL, 0, NULL, 0},
@@ -252,6 +263,20 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 			}
 			snprintf(cfg->metrics_listen, sizeof(cfg->metrics_listen), "%s", optarg);
 			break;
+		case O_AUTH:
+			if (!optarg[0] || strlen(optarg) >= sizeof(cfg->auth_path)) {
+				fprintf(stderr, "peerd: --auth needs the path of the group key file\n");
+				return -1;
+			}
+			snprintf(cfg->auth_path, sizeof(cfg->auth_path), "%s", optarg);
+			break;
+		case O_ENCRYPT:
+			if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
+				fprintf(stderr, "peerd: --encrypt must be on or off\n");
+				return -1;
+			}
+			cfg->encrypt = !strcmp(optarg, "on");
+			break;
 		case O_HELP:
 		case 'h':
 			usage(stdout);
@@ -273,6 +298,11 @@ static int parse_options(int argc, char **argv, struct peerd_config *cfg)
 	if (!cfg->id || !cfg->listen[0] || !cfg->data_dir[0]) {
 		fprintf(stderr, "peerd: --id, --listen and --data are required\n"
 				"Try 'peerd --help'.\n");
+		return -1;
+	}
+	if (cfg->encrypt && !cfg->auth_path[0]) {
+		fprintf(stderr, "peerd: --encrypt on needs --auth (the group key): encryption "
+				"uses the group's keys\n");
 		return -1;
 	}
 	if (!cfg->control[0])
@@ -355,6 +385,8 @@ static int open_router(void)
 	zmq_setsockopt(srv->router, ZMQ_SNDHWM, &hwm, sizeof(hwm));
 	zmq_setsockopt(srv->router, ZMQ_RCVHWM, &hwm, sizeof(hwm));
 	wire_socket_limit(srv->router);
+	if (auth_server_socket(srv->router) < 0)
+		return -1;
 	/* ZMTP heartbeats: a connection that sends nothing for
 	 * PEERD_ZMQ_SILENT_MS after a PING is dropped, so a peer that announced
 	 * a large frame (libzmq allocates it whole) and stalled gives its memory
@@ -375,6 +407,8 @@ fail:
  * the periodic work. A new module adds its line here. */
 static int register_reactor(int io_fd)
 {
+	if (auth_zap_socket() && reactor_add_socket(auth_zap_socket(), auth_zap_input, NULL) < 0)
+		return -1;
 	if (reactor_add_fd(io_fd, worker_input, NULL) < 0 ||
 	    reactor_add_socket(srv->router, ops_router_input, NULL) < 0 ||
 	    reactor_add_socket(srv->control, control_input, NULL) < 0 ||
@@ -441,7 +475,7 @@ int main(int argc, char **argv)
 		pv_err("out of memory");
 		goto out_zmq;
 	}
-	if (open_router() < 0)
+	if (auth_init() < 0 || auth_zap_open() < 0 || open_router() < 0)
 		goto out_zmq;
 	if (linkset_open() < 0)
 		goto out_zmq;
@@ -492,6 +526,7 @@ out_zmq:
 	srv->cork = NULL;
 	if (srv->router)
 		zmq_close(srv->router);
+	auth_close();
 	zmq_ctx_term(srv->zctx);
 out_meta:
 	meta_close();

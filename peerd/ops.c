@@ -240,6 +240,33 @@ static void refuse(const struct origin *from, zmq_msg_t *first, const Pv__Header
 	reply_status(from, h, status, "%s", why);
 }
 
+/* Whether the sender's role lets it do h (docs/security.md): a revoked
+ * client nothing; a client no server-to-server op (members_only, JOIN,
+ * HEARTBEAT) and no forwarded part (hops > 0). Refuses it if not. */
+static int auth_refuses(const struct origin *from, zmq_msg_t *first, const Pv__Header *h,
+			int members_only)
+{
+	const char *why = NULL;
+
+	if (from->role == AUTH_OPEN || from->role == AUTH_SERVER)
+		return 0;
+	if (from->role == AUTH_NOBODY)
+		why = "this client's key was revoked (or the connection has no key)";
+	else if (members_only || h->op == PV_OP_JOIN || h->op == PV_OP_HEARTBEAT)
+		why = "a client key cannot send server-to-server messages";
+	else if (h->hops > 0)
+		why = "a client key cannot send forwarded parts";
+	if (!why)
+		return 0;
+	{
+		char err[300];
+
+		snprintf(err, sizeof(err), "%s refused: %s", wire_op_name(h->op), why);
+		refuse(from, first, h, PV_ST_REFUSED, err);
+	}
+	return 1;
+}
+
 /* Acts on one message [header][payload?] whose header frame is hdr;
  * first is the frame it came in (for the sender's address in logs). */
 static void dispatch_one(const struct origin *from, zmq_msg_t *first, const void *hdr,
@@ -303,6 +330,8 @@ static void dispatch_one(const struct origin *from, zmq_msg_t *first, const void
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
 		if (ops[i].op != h->op)
 			continue;
+		if (auth_refuses(from, first, h, ops[i].members_only))
+			break;
 		if (ops[i].members_only &&
 		    (!catalog_member(h->server_id) || h->server_id == srv->cfg.id)) {
 			char why[200];
@@ -318,12 +347,13 @@ static void dispatch_one(const struct origin *from, zmq_msg_t *first, const void
 	wire_header_free(h);
 }
 
-void ops_dispatch_record(const uint8_t *ident, size_t ident_len, const void *hdr, size_t hdr_len,
-			 zmq_msg_t *payload)
+void ops_dispatch_record(const uint8_t *ident, size_t ident_len, enum auth_role role,
+			 const void *hdr, size_t hdr_len, zmq_msg_t *payload)
 {
 	struct origin from;
 
 	reply_origin(&from, ident, ident_len);
+	from.role = role;
 	dispatch_one(&from, NULL, hdr, hdr_len, payload, 0);
 }
 
@@ -332,6 +362,7 @@ void ops_dispatch(const uint8_t *ident, size_t ident_len, zmq_msg_t *frames, siz
 	struct origin from;
 
 	reply_origin(&from, ident, ident_len);
+	from.role = auth_router_role(&frames[0]);
 	if (nframes > 2) {
 		refuse(&from, &frames[0], NULL, PV_ST_BAD_REQUEST, "message of more than 2 frames");
 		return;

@@ -14,6 +14,7 @@
 #define HASH_NONFATAL_OOM 1 /* uthash: an add without memory leaves the item out (hh.tbl NULL) */
 #include <uthash.h>
 
+#include "auth.h"
 #include "batch.h"
 #include "link.h"
 #include "pagemath.h"
@@ -64,6 +65,8 @@ struct peerd_config {
 	int debug;
 	int resync_catalog;	 /* --resync-catalog: take the peers' catalog (catalog.c) */
 	char metrics_listen[64]; /* --metrics-listen IP:PORT (metrics.c), or "" */
+	char auth_path[PATH_MAX]; /* --auth: the group key file (auth.c), or "" */
+	int encrypt;		  /* --encrypt on: links are TLS (ZeroMQ is CURVE anyway) */
 };
 
 /* A volume as this server knows it: catalog entry, routing table and, when
@@ -137,8 +140,17 @@ struct member {
  * 9 bytes starting 0x00, which ZeroMQ never gives) and the transport. */
 enum origin_via { ORIGIN_ROUTER, ORIGIN_LINK };
 
+/* Who sent a message, as its connection proved (auth.c). */
+enum auth_role {
+	AUTH_OPEN = 0,	 /* a group without keys: anyone may do anything */
+	AUTH_CLIENT = 1, /* a client key of the catalog, not revoked */
+	AUTH_SERVER = 2, /* the group's membership secret */
+	AUTH_NOBODY = 3, /* a revoked client (on a connection opened before) */
+};
+
 struct origin {
 	enum origin_via via;
+	enum auth_role role;
 	size_t len;
 	uint8_t ident[PV_MAX_IDENTITY];
 };
@@ -293,6 +305,47 @@ void reactor_stop(void);
 /* Registers a timer callback to run once, after ms milliseconds. */
 void reactor_after(uint64_t ms, void (*fn)(void *), void *arg);
 
+/* auth.c: keys, CURVE on the ZeroMQ sockets, the ZAP handler, the keys of
+ * links (include/auth.h, docs/security.md) */
+/* Loads --auth (0, or -1 logged); without it logs once that the group is
+ * unauthenticated. Before any socket is made. */
+int auth_init(void);
+void auth_close(void);
+/* Whether the group is authenticated (--auth given). */
+int auth_on(void);
+/* Binds the ZAP handler (before the ROUTER binds). 0 or -1 (logged). */
+int auth_zap_open(void);
+/* The ZAP handler's socket (NULL without --auth) and its reactor callback. */
+void *auth_zap_socket(void);
+void auth_zap_input(void *arg);
+/* Makes sock a CURVE server with the group's identity (before bind). */
+int auth_server_socket(void *sock);
+/* Makes sock a CURVE client presenting this server's membership key to
+ * the group (before connect): the DEALERs to members and of a join. */
+int auth_member_socket(void *sock);
+/* The role of the sender of a message that came on the ROUTER (first is
+ * its first frame, which carries ZeroMQ's User-Id from the ZAP answer). */
+enum auth_role auth_router_role(zmq_msg_t *first);
+/* Links: the key a link opened by this server presents (id: the member
+ * public key of the presented secret). */
+void auth_link_self(uint8_t id[PV_KEY_BYTES], uint8_t key[PV_KEY_BYTES]);
+/* Links: the key of the sender of a hello on an accepted link, by the id
+ * it presents: a member key of the secret or the previous secret
+ * (AUTH_SERVER) or a client's public key in the catalog (AUTH_CLIENT).
+ * Returns the role with key and who ("server", "client NAME") filled in,
+ * or AUTH_NOBODY with the reason in who (unknown, revoked). */
+enum auth_role auth_link_lookup(const uint8_t id[PV_KEY_BYTES], uint8_t key[PV_KEY_BYTES],
+				char *who, size_t wholen);
+/* Whether a client public key is still accepted (linkset closes the links
+ * of clients revoked since). */
+int auth_client_ok(const uint8_t pub[PV_KEY_BYTES]);
+/* After a catalog install: revoked clients' names (auth_router_role). */
+void auth_catalog_installed(void);
+/* Connections refused (ZAP and links), for status. */
+uint64_t auth_refused(void);
+/* A refusal on a link, counted and logged (rate-limited) with the address. */
+void auth_refused_link(const char *from, const char *why);
+
 /* reply.c */
 /* An origin for a message from ident (an accepted link's identity, or a
  * ROUTER routing id of at most PV_MAX_IDENTITY bytes). */
@@ -364,8 +417,8 @@ void ops_router_input(void *arg);
 /* Dispatches one message that arrived on the ROUTER. */
 void ops_dispatch(const uint8_t *ident, size_t ident_len, zmq_msg_t *frames, size_t nframes);
 /* Dispatches one message that arrived on an accepted peer link. */
-void ops_dispatch_record(const uint8_t *ident, size_t ident_len, const void *hdr, size_t hdr_len,
-			 zmq_msg_t *payload);
+void ops_dispatch_record(const uint8_t *ident, size_t ident_len, enum auth_role role,
+			 const void *hdr, size_t hdr_len, zmq_msg_t *payload);
 /* BATCH messages received and records in them. */
 uint64_t ops_batches_received(void);
 uint64_t ops_batch_records_received(void);

@@ -35,7 +35,7 @@ int peers_connect(void)
 		zmq_setsockopt(m->sock, ZMQ_SNDHWM, &hwm, sizeof(hwm));
 		zmq_setsockopt(m->sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
 		wire_socket_limit(m->sock);
-		if (zmq_connect(m->sock, m->address) < 0) {
+		if (auth_member_socket(m->sock) < 0 || zmq_connect(m->sock, m->address) < 0) {
 			pv_err("peer %u: cannot connect to %s: %s", m->id, m->address,
 			       zmq_strerror(errno));
 			zmq_close(m->sock);
