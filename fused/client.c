@@ -557,8 +557,11 @@ struct client *client_new(const struct client_options *opt)
 			pv_info("no catalog from %s within %u ms", c->group[i], FUSED_CONNECT_MS);
 	}
 	if (!c->have_catalog) {
-		pv_err("no server of the group answered within %u s (tried %s)",
-		       FUSED_CONNECT_MS / 1000, addrs);
+		if (c->auth_error[0])
+			pv_err("no catalog: %s", c->auth_error);
+		else
+			pv_err("no server of the group answered within %u s (tried %s)",
+			       FUSED_CONNECT_MS / 1000, addrs);
 		goto fail;
 	}
 	pv_info("catalog version %llu from %s: %zu volumes, %zu members; client id %016llx",

@@ -64,6 +64,7 @@ struct conn {
 	int link_up;		/* connected: everything to it goes there */
 	uint64_t link_retry_ms; /* no new link before then */
 	unsigned link_failures; /* in a row: the retry backs off */
+	int auth_logged;	/* a refused key handshake was logged */
 	struct conn *next;
 };
 
@@ -139,6 +140,7 @@ struct open_vol {
 };
 
 struct client {
+	char auth_error[256]; /* the last refused key handshake, or "" */
 	/* set before the client thread starts, read-only afterwards */
 	char **group;
 	size_t n_group;

@@ -32,6 +32,27 @@
 
 #define RECV_BATCH 256 /* messages taken from one socket per round */
 
+const struct pv_key *fused_key;
+
+/* What a refused CURVE handshake means, for the log and the mount's error. */
+#define HANDSHAKE_EVENTS                                                                           \
+	(ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |             \
+	 ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+
+/* Presents this host's client key (fused --auth) and expects the group's. */
+static int socket_auth(void *s)
+{
+	if (!fused_key)
+		return 0;
+	if (zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, fused_key->client.group_public,
+			   PV_KEY_BYTES) < 0 ||
+	    zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, fused_key->client.public_key, PV_KEY_BYTES) <
+		0 ||
+	    zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, fused_key->client.secret_key, PV_KEY_BYTES) < 0)
+		return -1;
+	return 0;
+}
+
 static void *socket_open(struct client *c, const char *address)
 {
 	int zero = 0, ivl = 100, ivl_max = 1000;
@@ -46,7 +67,7 @@ static void *socket_open(struct client *c, const char *address)
 	    zmq_setsockopt(s, ZMQ_RCVHWM, &zero, sizeof(zero)) < 0 ||
 	    zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof(ivl)) < 0 ||
 	    zmq_setsockopt(s, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof(ivl_max)) < 0 ||
-	    wire_socket_limit(s) < 0) {
+	    wire_socket_limit(s) < 0 || socket_auth(s) < 0) {
 		pv_err("cannot set socket options for %s: %s", address, zmq_strerror(errno));
 		goto fail;
 	}
@@ -73,7 +94,7 @@ static int conn_open(struct client *c, struct conn *s)
 		return -1;
 	snprintf(ep, sizeof(ep), "inproc://fused-monitor-%llu",
 		 (unsigned long long)c->next_mon_id++);
-	if (zmq_socket_monitor(s->sock, ep, ZMQ_EVENT_DISCONNECTED) < 0 ||
+	if (zmq_socket_monitor(s->sock, ep, ZMQ_EVENT_DISCONNECTED | HANDSHAKE_EVENTS) < 0 ||
 	    !(s->mon = zmq_socket(c->zctx, ZMQ_PAIR)) ||
 	    zmq_setsockopt(s->mon, ZMQ_LINGER, &zero, sizeof(zero)) < 0 ||
 	    zmq_connect(s->mon, ep) < 0) {
@@ -102,8 +123,35 @@ static void conn_close(struct client *c, struct conn *s)
 	s->link_up = 0;
 }
 
+/* A refused handshake: said once per server, and kept for the error of a
+ * mount that gets no catalog. */
+static void handshake_failed(struct client *c, struct conn *s, uint16_t event, uint32_t value)
+{
+	char why[256];
+
+	if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+		snprintf(why, sizeof(why),
+			 "server %s refused this host's key (status %u): it is revoked, unknown "
+			 "to the group, or made for another group; see 'peerctl client list'",
+			 s->address, value);
+	else if (!fused_key)
+		snprintf(why, sizeof(why),
+			 "server %s wants a key (the group runs with --auth): give fused --auth "
+			 "FILE, a client key made by 'peerctl client add NAME'",
+			 s->address);
+	else
+		snprintf(why, sizeof(why),
+			 "server %s failed the key handshake: it is not a server of the group this "
+			 "key was made for, or it runs without --auth",
+			 s->address);
+	if (!s->auth_logged)
+		pv_err("%s", why);
+	s->auth_logged = 1;
+	snprintf(c->auth_error, sizeof(c->auth_error), "%s", why);
+}
+
 /* Whether s's connection dropped since the last call (drains the events). */
-static int conn_disconnected(struct conn *s)
+static int conn_disconnected(struct client *c, struct conn *s)
 {
 	int dropped = 0;
 
@@ -116,12 +164,16 @@ static int conn_disconnected(struct conn *s)
 			zmq_msg_close(&ev);
 			return dropped;
 		}
-		if (zmq_msg_size(&ev) >= 2) {
+		if (zmq_msg_size(&ev) >= 6) {
 			uint16_t event;
+			uint32_t value;
 
 			memcpy(&event, zmq_msg_data(&ev), sizeof(event));
+			memcpy(&value, (char *)zmq_msg_data(&ev) + 2, sizeof(value));
 			if (event == ZMQ_EVENT_DISCONNECTED)
 				dropped = 1;
+			else if (event & HANDSHAKE_EVENTS)
+				handshake_failed(c, s, event, value);
 		}
 		more = zmq_msg_more(&ev);
 		zmq_msg_close(&ev);
@@ -663,7 +715,7 @@ void conn_poll(struct client *c, long timeout_ms)
 			continue;
 		} else if (items[i].socket == s->sock) {
 			receive(c, s);
-		} else if (items[i].socket == s->mon && conn_disconnected(s) && s->outstanding &&
+		} else if (items[i].socket == s->mon && conn_disconnected(c, s) && s->outstanding &&
 			   c->have_catalog) {
 			conn_reconnect(c, s, pv_now_ms(), "connection lost");
 		}

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "wire.h"
 
 #define FUSED_MAX_IO	      (1u << 20)   /* max_read and max_write */
@@ -255,5 +256,9 @@ struct fs_ctx *fs_new(struct client *c, unsigned max_background);
 
 /* Frees *fsp and sets it to NULL; accepts NULL. */
 void fs_destroy(struct fs_ctx **fsp);
+
+/* The client key of --auth (conn.c uses it on every connection), or NULL:
+ * the group has no keys. Set before the client starts. */
+extern const struct pv_key *fused_key;
 
 #endif

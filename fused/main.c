@@ -24,6 +24,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <zmq.h>
+
 #include "fused.h"
 #include "pvlog.h"
 #include "util.h"
@@ -33,12 +35,14 @@
 #define DEFAULT_THREADS	       4 /* metadata only: data requests run on the client thread */
 #define DEFAULT_REPLY_THREADS  2 /* copies of large READ answers (reply.c) */
 #define OPT_SERVER	       1000 /* --server: long option only */
+#define OPT_AUTH	       1001 /* --auth: long option only */
 
 _Static_assert(FUSED_MAX_IO == 1048576, "the max_read mount option below says 1048576");
 
 struct options {
 	char *group; /* --group as given, comma separated */
 	char *server; /* --server, or NULL */
+	char *auth;   /* --auth, or NULL */
 	unsigned timeout_s;
 	unsigned max_background;
 	unsigned threads;
@@ -72,6 +76,9 @@ static void usage(FILE *f)
 		"                              proposes (the least loaded; one on this host\n"
 		"                              unless it is overloaded); the group may still\n"
 		"                              move this mount to another holder later\n"
+		"      --auth FILE             the client key of this host (made by 'peerctl\n"
+		"                              client add NAME'; mode 0600): needed when the\n"
+		"                              group's servers run with --auth\n"
 		"  -t, --timeout SEC           give up on a request (EIO) SEC seconds after it\n"
 		"                              was first sent; until then server failures only\n"
 		"                              delay it (default %u)\n"
@@ -148,6 +155,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 	static const struct option longopts[] = {
 	    {"group", required_argument, NULL, 'g'},
 	    {"server", required_argument, NULL, OPT_SERVER},
+	    {"auth", required_argument, NULL, OPT_AUTH},
 	    {"timeout", required_argument, NULL, 't'},
 	    {"max-background", required_argument, NULL, 'b'},
 	    {"threads", required_argument, NULL, 'T'},
@@ -178,6 +186,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 			if (check_endpoint(optarg, "--server") < 0)
 				return -1;
 			o->server = optarg;
+			break;
+		case OPT_AUTH:
+			o->auth = optarg;
 			break;
 		case 't':
 			if (parse_uint("--timeout", optarg, 1, 86400, &o->timeout_s) < 0)
@@ -404,6 +415,33 @@ static void daemon_ready(int fd)
 	close(fd);
 }
 
+static struct pv_key client_key;
+
+/* Loads --auth: a client key, not the group's. 0, or -1 said on stderr. */
+static int load_key(const char *path)
+{
+	char err[512];
+
+	if (pv_key_load(path, &client_key, err, sizeof(err)) < 0) {
+		fprintf(stderr, "fused: --auth: %s\n", err);
+		return -1;
+	}
+	if (client_key.kind != PV_KEY_CLIENT) {
+		fprintf(stderr,
+			"fused: --auth: %s is the group key, which only servers hold; give fused "
+			"a client key made by 'peerctl client add NAME'\n",
+			path);
+		memset(&client_key, 0, sizeof(client_key));
+		return -1;
+	}
+	if (!zmq_has("curve")) {
+		fprintf(stderr, "fused: --auth: this libzmq has no CURVE support\n");
+		return -1;
+	}
+	fused_key = &client_key;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct options o = {0};
@@ -427,6 +465,8 @@ int main(int argc, char **argv)
 		goto out_opts;
 	}
 	if (check_mountpoint(mountpoint) < 0)
+		goto out_opts;
+	if (o.auth && load_key(o.auth) < 0)
 		goto out_opts;
 	group_copy = strdup(o.group);
 	if (!group_copy || split_group(group_copy, &copt) < 0)

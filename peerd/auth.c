@@ -11,7 +11,9 @@
  * same with a handshake of their own (linkauth.c) that asks
  * auth_link_lookup for the key. Without --auth nothing changes, and the
  * server says once that the group is unauthenticated. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <sodium.h>
 #include <string.h>
 
@@ -28,6 +30,14 @@ static uint8_t id_pub[PV_KEY_BYTES], id_sec[PV_KEY_BYTES]; /* the group's identi
 static uint8_t mem_pub[2][PV_KEY_BYTES]; /* member keys: secret, previous */
 static size_t nmem;
 static void *zap;
+static void *mon; /* the ROUTER's handshake failures (a key of another group) */
+/* The peer addresses of the ROUTER's connections by descriptor, taken at
+ * ACCEPTED: a failed handshake's event names only the listener, and the
+ * DISCONNECTED that follows it names the descriptor. */
+#define MON_FDS 4096
+static char *mon_addr[MON_FDS];
+static int mon_failed; /* a handshake failed: the next disconnect is it */
+
 static uint64_t refused, refused_logged_ms, refused_quiet;
 
 /* Revoked client keys by fingerprint (the user id of a client's
@@ -101,6 +111,13 @@ void auth_close(void)
 	if (zap)
 		zmq_close(zap);
 	zap = NULL;
+	if (mon)
+		zmq_close(mon);
+	mon = NULL;
+	for (size_t i = 0; i < MON_FDS; i++) {
+		free(mon_addr[i]);
+		mon_addr[i] = NULL;
+	}
 	HASH_ITER(hh, revoked_names, r, tmp)
 	{
 		HASH_DEL(revoked_names, r);
@@ -346,6 +363,102 @@ void *auth_zap_socket(void)
 	return zap;
 }
 
+void *auth_monitor_socket(void)
+{
+	return mon;
+}
+
+
+static void mon_event(uint16_t event, uint32_t value)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char host[64] = "?", addr[80];
+
+	switch (event) {
+	case ZMQ_EVENT_ACCEPTED:
+		if (value >= MON_FDS)
+			return;
+		if (getpeername((int)value, (struct sockaddr *)&ss, &len) == 0 &&
+		    ss.ss_family == AF_INET) {
+			struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+
+			inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+			snprintf(addr, sizeof(addr), "%s:%u", host, ntohs(in->sin_port));
+		} else
+			snprintf(addr, sizeof(addr), "an unknown address");
+		free(mon_addr[value]);
+		mon_addr[value] = strdup(addr);
+		return;
+	case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+	case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+		mon_failed = 1;
+		return;
+	case ZMQ_EVENT_DISCONNECTED:
+		if (mon_failed)
+			refusal("ZeroMQ",
+				value < MON_FDS && mon_addr[value] ? mon_addr[value]
+								   : "an unknown address",
+				"the key handshake failed (no key, a key of another group, or not "
+				"ZeroMQ's CURVE)");
+		mon_failed = 0;
+		if (value < MON_FDS) {
+			free(mon_addr[value]);
+			mon_addr[value] = NULL;
+		}
+		return;
+	}
+}
+
+void auth_monitor_input(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 64; i++) {
+		zmq_msg_t ev;
+		uint16_t event = 0;
+		uint32_t value = 0;
+		int more;
+
+		zmq_msg_init(&ev);
+		if (zmq_msg_recv(&ev, mon, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&ev);
+			return;
+		}
+		if (zmq_msg_size(&ev) >= 6) {
+			memcpy(&event, zmq_msg_data(&ev), sizeof(event));
+			memcpy(&value, (char *)zmq_msg_data(&ev) + 2, sizeof(value));
+		}
+		more = zmq_msg_more(&ev);
+		zmq_msg_close(&ev);
+		while (more) { /* the endpoint frame */
+			zmq_msg_init(&ev);
+			more = zmq_msg_recv(&ev, mon, 0) >= 0 && zmq_msg_more(&ev);
+			zmq_msg_close(&ev);
+		}
+		mon_event(event, value);
+	}
+}
+
+int auth_monitor_open(void *router)
+{
+	const char *ep = "inproc://peerd-auth-monitor";
+	int linger = 0;
+
+	if (!on)
+		return 0;
+	if (zmq_socket_monitor(router, ep,
+			       ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |
+				   ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+				   ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) < 0 ||
+	    !(mon = zmq_socket(srv->zctx, ZMQ_PAIR)) ||
+	    zmq_setsockopt(mon, ZMQ_LINGER, &linger, sizeof(linger)) < 0 ||
+	    zmq_connect(mon, ep) < 0) {
+		pv_err("cannot watch the ROUTER's handshakes: %s", zmq_strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 void auth_catalog_installed(void)
 {
 	const Pv__Catalog *c = catalog_committed();
@@ -390,4 +503,149 @@ enum auth_role auth_router_role(zmq_msg_t *first)
 		HASH_FIND_STR(revoked_names, fp, r);
 	}
 	return r ? AUTH_NOBODY : AUTH_CLIENT;
+}
+
+/* ---- client keys in the catalog (peerctl client add/list/revoke) ---- */
+
+struct client_change {
+	int add; /* else revoke */
+	char name[PV_KEY_NAME_MAX + 1];
+	uint8_t pub[PV_KEY_BYTES];
+	auth_done_fn done;
+	void *arg;
+	int why; /* ENOENT, EEXIST: the command's exit code */
+};
+
+/* The catalog's live (not revoked) entry named name, or -1. */
+static long live_client(const Pv__Catalog *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_clients; i++)
+		if (!c->clients[i]->revoked && c->clients[i]->name &&
+		    !strcmp(c->clients[i]->name, name))
+			return (long)i;
+	return -1;
+}
+
+static int client_build(void *arg, Pv__Catalog *next, char *err, size_t errlen)
+{
+	struct client_change *cc = arg;
+	Pv__ClientKey *ck, **arr;
+	long i = live_client(next, cc->name);
+
+	cc->why = 0;
+	if (!cc->add) {
+		if (i < 0) {
+			snprintf(err, errlen, "no client '%s' (see peerctl client list)", cc->name);
+			cc->why = ENOENT;
+			return -1;
+		}
+		next->clients[i]->revoked = 1;
+		next->clients[i]->revoked_version = next->version;
+		return 0;
+	}
+	if (i >= 0) {
+		snprintf(err, errlen,
+			 "client '%s' has a key already (revoke it first, or pick another name)",
+			 cc->name);
+		cc->why = EEXIST;
+		return -1;
+	}
+	for (size_t j = 0; j < next->n_clients; j++)
+		if (next->clients[j]->public_key.len == PV_KEY_BYTES &&
+		    !memcmp(next->clients[j]->public_key.data, cc->pub, PV_KEY_BYTES)) {
+			snprintf(err, errlen, "this public key is client '%s's already",
+				 next->clients[j]->name);
+			cc->why = EEXIST;
+			return -1;
+		}
+	if (next->n_clients >= AUTH_MAX_CLIENTS) {
+		snprintf(err, errlen, "the group holds %d client keys already (revoked included)",
+			 AUTH_MAX_CLIENTS);
+		return -1;
+	}
+	ck = malloc(sizeof(*ck));
+	arr = realloc(next->clients, (next->n_clients + 1) * sizeof(*arr));
+	if (arr)
+		next->clients = arr;
+	if (ck)
+		pv__client_key__init(ck);
+	if (!ck || !arr || !(ck->public_key.data = malloc(PV_KEY_BYTES))) {
+		free(ck);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	memcpy(ck->public_key.data, cc->pub, PV_KEY_BYTES);
+	ck->public_key.len = PV_KEY_BYTES;
+	ck->name = catalog_strdup(cc->name);
+	ck->added_version = next->version;
+	next->clients[next->n_clients++] = ck;
+	return ck->name ? 0 : -1;
+}
+
+static void client_done(void *arg, int ok, const char *err)
+{
+	struct client_change *cc = arg;
+
+	if (ok)
+		pv_info("client key '%s' %s", cc->name, cc->add ? "added" : "revoked");
+	cc->done(cc->arg, ok, cc->why, err);
+	free(cc);
+}
+
+int auth_client_change(int add, const char *name, const uint8_t pub[PV_KEY_BYTES],
+		       auth_done_fn done, void *arg, char *err, size_t errlen)
+{
+	struct client_change *cc;
+
+	if (!on) {
+		snprintf(err, errlen,
+			 "this server runs without --auth: client keys mean nothing to it (start "
+			 "every server with --auth GROUP.KEY first; docs/security.md)");
+		return -1;
+	}
+	cc = calloc(1, sizeof(*cc));
+	if (!cc) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	cc->add = add;
+	snprintf(cc->name, sizeof(cc->name), "%s", name);
+	if (pub)
+		memcpy(cc->pub, pub, PV_KEY_BYTES);
+	cc->done = done;
+	cc->arg = arg;
+	return change_start(change_new(0, client_build, client_done, cc, "client %s: %s", name,
+				       add ? "key added" : "key revoked"),
+			    cc, err, errlen);
+}
+
+void auth_group_public(uint8_t pub[PV_KEY_BYTES])
+{
+	memcpy(pub, id_pub, PV_KEY_BYTES);
+}
+
+int auth_catalog_check(const Pv__Catalog *c, char *err, size_t errlen)
+{
+	if (c->n_clients > AUTH_MAX_CLIENTS) {
+		snprintf(err, errlen, "%zu client keys (at most %d)", c->n_clients,
+			 AUTH_MAX_CLIENTS);
+		return 0;
+	}
+	for (size_t i = 0; i < c->n_clients; i++) {
+		const Pv__ClientKey *k = c->clients[i];
+
+		if (!k->name || !pv_client_name_ok(k->name) || k->public_key.len != PV_KEY_BYTES) {
+			snprintf(err, errlen, "client key %zu has a bad name or public key", i);
+			return 0;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (!memcmp(c->clients[j]->public_key.data, k->public_key.data,
+				    PV_KEY_BYTES) ||
+			    (!k->revoked && !c->clients[j]->revoked &&
+			     !strcmp(c->clients[j]->name, k->name))) {
+				snprintf(err, errlen, "client key '%s' is listed twice", k->name);
+				return 0;
+			}
+	}
+	return 1;
 }

@@ -427,7 +427,7 @@ int catalog_check(const Pv__Catalog *c, char *err, size_t errlen)
 		if (!snapshots_check(vi, err, errlen))
 			return 0;
 	}
-	return 1;
+	return auth_catalog_check(c, err, errlen);
 }
 
 /* Writes c, the routing tables of the new volumes and the removal of those

@@ -1023,6 +1023,71 @@ static int cmd_snapshot_list(const uint8_t *ident, size_t ident_len, const struc
 	return 0;
 }
 
+/* ---- client keys (auth.c) ---- */
+
+static void client_changed(void *arg, int ok, int why, const char *err)
+{
+	struct pending *p = arg;
+	json_t *r = NULL;
+
+	if (ok) {
+		uint8_t pub[PV_KEY_BYTES];
+		char hex[2 * PV_KEY_BYTES + 1];
+
+		auth_group_public(pub);
+		pv_hex(pub, PV_KEY_BYTES, hex);
+		r = json_pack("{s:s,s:s,s:I}", "name", p->cmd.client, "group_public", hex,
+			      "catalog_version", (json_int_t)srv->version);
+	}
+	pending_end(p, ok, r, why, err);
+}
+
+static int cmd_client_change(const uint8_t *ident, size_t ident_len,
+			     const struct control_cmd *c, json_t **result, char *err,
+			     size_t errlen)
+{
+	struct pending *p = pending_new(ident, ident_len, "", err, errlen);
+
+	(void)result;
+	if (!p)
+		return -1;
+	p->cmd = *c;
+	if (auth_client_change(c->op == CONTROL_CLIENT_ADD, c->client,
+			       c->op == CONTROL_CLIENT_ADD ? c->client_key : NULL, client_changed, p,
+			       err, errlen) < 0) {
+		free(p);
+		return -1;
+	}
+	return 1;
+}
+
+static int cmd_client_list(const uint8_t *ident, size_t ident_len, const struct control_cmd *c,
+			   json_t **result, char *err, size_t errlen)
+{
+	const Pv__Catalog *cat = catalog_committed();
+	json_t *a = json_array();
+	uint8_t pub[PV_KEY_BYTES];
+	char fp[17];
+
+	(void)ident, (void)ident_len, (void)c, (void)err, (void)errlen;
+	for (size_t i = 0; cat && i < cat->n_clients; i++) {
+		const Pv__ClientKey *k = cat->clients[i];
+
+		pv_key_fingerprint(k->public_key.data, fp);
+		json_array_append_new(a, json_pack("{s:s,s:s,s:I,s:b,s:I}", "name", k->name,
+						   "fingerprint", fp, "added_version",
+						   (json_int_t)k->added_version, "revoked",
+						   k->revoked, "revoked_version",
+						   (json_int_t)k->revoked_version));
+	}
+	auth_group_public(pub);
+	pv_key_fingerprint(pub, fp);
+	*result = json_pack("{s:b,s:s,s:I,s:o}", "authenticated", auth_on(), "group_fingerprint",
+			    auth_on() ? fp : "", "refused_connections", (json_int_t)auth_refused(),
+			    "clients", a);
+	return 0;
+}
+
 static const cmd_fn handlers[CONTROL_NCMDS] = {
     [CONTROL_STATUS] = cmd_status,
     [CONTROL_VOLUME_CREATE] = cmd_volume_create,
@@ -1053,6 +1118,9 @@ static const cmd_fn handlers[CONTROL_NCMDS] = {
     [CONTROL_SNAPSHOT_DELETE] = cmd_snapshot_create,
     [CONTROL_SNAPSHOT_DIFF] = cmd_snapshot_diff,
     [CONTROL_SNAPSHOT_ROLLBACK] = cmd_snapshot_diff,
+    [CONTROL_CLIENT_ADD] = cmd_client_change,
+    [CONTROL_CLIENT_LIST] = cmd_client_list,
+    [CONTROL_CLIENT_REVOKE] = cmd_client_change,
 };
 
 /* ---- socket ---- */

@@ -6,6 +6,7 @@
  * arguments. control.c runs what this returns. */
 #include <errno.h>
 #include <jansson.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -518,6 +519,35 @@ static int parse_config_set(const struct args *a, struct control_cmd *c, char *e
 	return 0;
 }
 
+/* client.add and client.revoke: "name", and for add "public_key", 64 hex
+ * digits. */
+static int parse_client(const struct args *a, struct control_cmd *c, char *err, size_t errlen)
+{
+	char shown[PV_ESCAPE_NAME];
+	const char *name, *hex;
+	size_t got = 0;
+
+	if (arg_string(a, "name", &name, err, errlen) < 0)
+		return -1;
+	if (!pv_client_name_ok(name)) {
+		snprintf(err, errlen, "client name '%s' is not 1 to %d of A-Za-z0-9._-",
+			 pv_escape(name, strlen(name), shown, sizeof(shown)), PV_KEY_NAME_MAX);
+		return -1;
+	}
+	snprintf(c->client, sizeof(c->client), "%s", name);
+	if (c->op != CONTROL_CLIENT_ADD)
+		return 0;
+	if (arg_string(a, "public_key", &hex, err, errlen) < 0)
+		return -1;
+	if (strlen(hex) != 2 * PV_KEY_BYTES ||
+	    sodium_hex2bin(c->client_key, PV_KEY_BYTES, hex, strlen(hex), NULL, &got, NULL) != 0 ||
+	    got != PV_KEY_BYTES) {
+		snprintf(err, errlen, "public_key must be %d hex digits", 2 * PV_KEY_BYTES);
+		return -1;
+	}
+	return 0;
+}
+
 static const struct request_row requests[CONTROL_NCMDS] = {
     [CONTROL_STATUS] = {"status", NULL},
     [CONTROL_VOLUME_CREATE] = {"volume.create", parse_volume_create},
@@ -548,6 +578,9 @@ static const struct request_row requests[CONTROL_NCMDS] = {
     [CONTROL_SNAPSHOT_DELETE] = {"snapshot.delete", parse_snapshot_named},
     [CONTROL_SNAPSHOT_DIFF] = {"snapshot.diff", parse_snapshot_diff},
     [CONTROL_SNAPSHOT_ROLLBACK] = {"snapshot.rollback", parse_snapshot_rollback},
+    [CONTROL_CLIENT_ADD] = {"client.add", parse_client},
+    [CONTROL_CLIENT_LIST] = {"client.list", NULL},
+    [CONTROL_CLIENT_REVOKE] = {"client.revoke", parse_client},
 };
 
 /* ---- decoding a request (pure) ---- */

@@ -409,6 +409,9 @@ static int register_reactor(int io_fd)
 {
 	if (auth_zap_socket() && reactor_add_socket(auth_zap_socket(), auth_zap_input, NULL) < 0)
 		return -1;
+	if (auth_monitor_socket() &&
+	    reactor_add_socket(auth_monitor_socket(), auth_monitor_input, NULL) < 0)
+		return -1;
 	if (reactor_add_fd(io_fd, worker_input, NULL) < 0 ||
 	    reactor_add_socket(srv->router, ops_router_input, NULL) < 0 ||
 	    reactor_add_socket(srv->control, control_input, NULL) < 0 ||
@@ -475,7 +478,8 @@ int main(int argc, char **argv)
 		pv_err("out of memory");
 		goto out_zmq;
 	}
-	if (auth_init() < 0 || auth_zap_open() < 0 || open_router() < 0)
+	if (auth_init() < 0 || auth_zap_open() < 0 || open_router() < 0 ||
+	    auth_monitor_open(srv->router) < 0)
 		goto out_zmq;
 	if (linkset_open() < 0)
 		goto out_zmq;

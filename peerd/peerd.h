@@ -318,6 +318,11 @@ int auth_zap_open(void);
 /* The ZAP handler's socket (NULL without --auth) and its reactor callback. */
 void *auth_zap_socket(void);
 void auth_zap_input(void *arg);
+/* Watches the ROUTER's failed handshakes (counted and logged as refusals);
+ * its socket (NULL without --auth) and reactor callback. */
+int auth_monitor_open(void *router);
+void *auth_monitor_socket(void);
+void auth_monitor_input(void *arg);
 /* Makes sock a CURVE server with the group's identity (before bind). */
 int auth_server_socket(void *sock);
 /* Makes sock a CURVE client presenting this server's membership key to
@@ -345,6 +350,17 @@ void auth_catalog_installed(void);
 uint64_t auth_refused(void);
 /* A refusal on a link, counted and logged (rate-limited) with the address. */
 void auth_refused_link(const char *from, const char *why);
+#define AUTH_MAX_CLIENTS 4096 /* client keys in the catalog, revoked included */
+typedef void (*auth_done_fn)(void *arg, int ok, int why, const char *err); /* why: errno */
+/* peerctl client add (add: pub) or revoke NAME: a catalog change; done(arg)
+ * when it ended. 0, or -1 with err (done not called). */
+int auth_client_change(int add, const char *name, const uint8_t pub[PV_KEY_BYTES],
+		       auth_done_fn done, void *arg, char *err, size_t errlen);
+/* The group's public key (client key files name it). */
+void auth_group_public(uint8_t pub[PV_KEY_BYTES]);
+/* Whether the catalog's client keys are well-formed (catalog_check); 1, or
+ * 0 with the reason. */
+int auth_catalog_check(const Pv__Catalog *c, char *err, size_t errlen);
 
 /* reply.c */
 /* An origin for a message from ident (an accepted link's identity, or a
@@ -1500,6 +1516,9 @@ enum control_op {
 	CONTROL_SNAPSHOT_DELETE,
 	CONTROL_SNAPSHOT_DIFF,
 	CONTROL_SNAPSHOT_ROLLBACK,
+	CONTROL_CLIENT_ADD,
+	CONTROL_CLIENT_LIST,
+	CONTROL_CLIENT_REVOKE,
 	CONTROL_NCMDS
 };
 #define CONTROL_MAX_ADDRESS 200 /* group.join address length */
@@ -1551,6 +1570,8 @@ struct control_cmd {
 	uint32_t timeout_ms;		       /* snapshot.create: 0 (default) to
 						  SNAP_TIMEOUT_MAX */
 	int with_snapshots;		       /* volume.delete: its snapshots too */
+	char client[PV_KEY_NAME_MAX + 1];      /* client.add/revoke: pv_client_name_ok */
+	uint8_t client_key[PV_KEY_BYTES];      /* client.add: its public key */
 };
 #define CONTROL_MAX_TIMEOUT 3600 /* group.join "timeout", seconds */
 /* Decodes one request frame (JSON) into out, checking its arguments; volume

@@ -5,6 +5,7 @@
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -139,6 +140,8 @@ int pv_client_link_key_server(const struct pv_group_key *g, const uint8_t client
 
 void pv_group_key_new(struct pv_key *k)
 {
+	if (sodium_init() < 0)
+		abort();
 	memset(k, 0, sizeof(*k));
 	k->kind = PV_KEY_GROUP;
 	randombytes_buf(k->group.identity, PV_KEY_BYTES);
@@ -148,6 +151,8 @@ void pv_group_key_new(struct pv_key *k)
 void pv_client_key_new(struct pv_key *k, const char *name,
 		       const uint8_t group_public[PV_KEY_BYTES])
 {
+	if (sodium_init() < 0)
+		abort();
 	memset(k, 0, sizeof(*k));
 	k->kind = PV_KEY_CLIENT;
 	snprintf(k->client.name, sizeof(k->client.name), "%s", name);

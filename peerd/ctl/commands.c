@@ -18,7 +18,10 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <sodium.h>
+#include <sys/stat.h>
 
+#include "auth.h"
 #include "pagemath.h"
 #include "peerctl.h"
 #include "pvlog.h"
@@ -107,6 +110,10 @@ static int do_snapshot_show(struct ctl *, const struct command *, const struct i
 static int do_snapshot_delete(struct ctl *, const struct command *, const struct invocation *);
 static int do_snapshot_rollback(struct ctl *, const struct command *, const struct invocation *);
 static int do_snapshot_diff(struct ctl *, const struct command *, const struct invocation *);
+static int do_group_keygen(struct ctl *, const struct command *, const struct invocation *);
+static int do_client_add(struct ctl *, const struct command *, const struct invocation *);
+static int do_client_list(struct ctl *, const struct command *, const struct invocation *);
+static int do_client_revoke(struct ctl *, const struct command *, const struct invocation *);
 
 /* What a long wait (page move, server evacuate, set-servers, set-weight)
  * says of --async and of Ctrl-C, in each one's help. */
@@ -555,6 +562,67 @@ static const struct command commands[] = {
 		   "placement go on, and new clients still start on the least loaded holder.",
 	.examples = "peerctl balance off",
 	.run = do_balance,
+    },
+    {
+	.name = "group",
+	.sub = "keygen",
+	.args = "",
+	.summary = "make the group key every server is started with (--auth)",
+	.details = "Writes a new group key file (mode 0600; refuses to replace one unless\n"
+		   "--force). Copy it to every server, owned by the user peerd runs as, and\n"
+		   "start each with peerd --auth FILE: then only servers holding it and\n"
+		   "clients with a key of 'peerctl client add' get in. Needs no running\n"
+		   "server. Rolling a new membership secret without downtime: 'keygen\n"
+		   "--rotate OLD' (accepts the old and the new secret), restart every server\n"
+		   "with it, then 'keygen --finish ROLLED' and restart each again. Client keys\n"
+		   "stay valid through a roll. See docs/security.md.",
+	.opts = {{"out", "FILE", "where to write it (default " PEERCTL_GROUP_KEY ")"},
+		 {"force", NULL, "replace FILE if it exists"},
+		 {"rotate", "OLD", "a new secret for the group of key file OLD"},
+		 {"finish", "ROLLED", "end a roll: drop ROLLED's previous secret"}},
+	.examples = "peerctl group keygen\n"
+		    "peerctl group keygen --out /etc/peervol/group.key\n"
+		    "peerctl group keygen --rotate group.key --out group-new.key\n"
+		    "peerctl group keygen --finish group-new.key --out group.key --force",
+	.run = do_group_keygen,
+    },
+    {
+	.name = "client",
+	.sub = "add",
+	ONE_ARG("NAME"),
+	.summary = "let a client host in: make its key (fused --auth)",
+	.details = "Makes a key pair for client host NAME (1 to 63 of A-Z a-z 0-9 . _ -),\n"
+		   "adds its public half to the group's catalog and writes the key file\n"
+		   "(mode 0600) for the host: copy it there and mount with\n"
+		   "fused --auth FILE. The secret half never leaves this file. Needs a group\n"
+		   "whose servers run with --auth.",
+	.opts = {{"out", "FILE", "where to write the key (default ./NAME.key)"}},
+	.examples = "peerctl client add host7\n"
+		    "peerctl client add db1 --out /root/db1.key",
+	.run = do_client_add,
+    },
+    {
+	.name = "client",
+	.sub = "list",
+	.args = "",
+	.summary = "the client keys of the group, and connections refused",
+	.details = "One line per client key: name, fingerprint, the catalog version that\n"
+		   "added it and whether it is revoked. Then the group key's fingerprint and\n"
+		   "how many connections this server refused for their keys.",
+	.examples = "peerctl client list\npeerctl client list --json",
+	.run = do_client_list,
+    },
+    {
+	.name = "client",
+	.sub = "revoke",
+	ONE_ARG("NAME"),
+	.summary = "shut a client host out: its key is refused from now on",
+	.details = "Marks client NAME's key revoked in the catalog: every server refuses\n"
+		   "its new connections and its requests on connections open already (its\n"
+		   "links are closed). Its mounts get errors. The name may be given a new key\n"
+		   "afterwards with 'client add'.",
+	.examples = "peerctl client revoke host7",
+	.run = do_client_revoke,
     },
 };
 
@@ -3802,6 +3870,211 @@ static int do_snapshot_diff(struct ctl *ctl, const struct command *c, const stru
 	printf("total %llu bytes (%s) in %llu range%s\n", (unsigned long long)bytes,
 	       pv_format_size(bytes, b1, sizeof(b1)), (unsigned long long)count,
 	       count == 1 ? "" : "s");
+	json_decref(r);
+	return PEERCTL_EXIT_OK;
+}
+
+/* ---- keys (include/auth.h, docs/security.md) ---- */
+
+static int do_group_keygen(struct ctl *ctl, const struct command *c, const struct invocation *inv)
+{
+	const char *out = opt_get(c, inv, "out"), *rotate = opt_get(c, inv, "rotate"),
+		   *finish = opt_get(c, inv, "finish");
+	int force = opt_get(c, inv, "force") != NULL;
+	struct pv_key k, old;
+	char err[600], fp[17];
+	uint8_t pub[PV_KEY_BYTES], sec[PV_KEY_BYTES];
+
+	(void)ctl;
+	if (!out)
+		out = PEERCTL_GROUP_KEY;
+	if (rotate && finish)
+		return peerctl_usage_error("--rotate and --finish do not go together");
+	if (rotate || finish) {
+		if (pv_key_load(rotate ? rotate : finish, &old, err, sizeof(err)) < 0) {
+			peerctl_error("%s", err);
+			return PEERCTL_EXIT_ERROR;
+		}
+		if (old.kind != PV_KEY_GROUP) {
+			peerctl_error("%s is a client key, not the group key", rotate ? rotate : finish);
+			return PEERCTL_EXIT_ERROR;
+		}
+		if (finish && !old.group.has_previous) {
+			peerctl_error("%s is not in a roll (it has no previous secret)", finish);
+			return PEERCTL_EXIT_ERROR;
+		}
+		if (rotate && old.group.has_previous) {
+			peerctl_error("%s is in a roll already: finish it first (--finish)", rotate);
+			return PEERCTL_EXIT_ERROR;
+		}
+		k = old;
+		if (rotate) {
+			memcpy(k.group.previous, old.group.secret, PV_KEY_BYTES);
+			k.group.has_previous = 1;
+			pv_group_key_new(&old); /* only for a fresh random secret */
+			memcpy(k.group.secret, old.group.secret, PV_KEY_BYTES);
+		} else {
+			memset(k.group.previous, 0, PV_KEY_BYTES);
+			k.group.has_previous = 0;
+		}
+		memset(&old, 0, sizeof(old));
+	} else
+		pv_group_key_new(&k);
+	if (strchr(out, '/')) {
+		char dir[4096], *slash;
+
+		snprintf(dir, sizeof(dir), "%s", out);
+		slash = strrchr(dir, '/');
+		if (slash != dir) {
+			*slash = 0;
+			if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+				peerctl_error("cannot create directory %s: %s", dir, strerror(errno));
+				return PEERCTL_EXIT_ERROR;
+			}
+		}
+	}
+	if (pv_key_save(out, &k, force, err, sizeof(err)) < 0) {
+		peerctl_error("%s", err);
+		memset(&k, 0, sizeof(k));
+		return PEERCTL_EXIT_ERROR;
+	}
+	pv_group_identity(&k.group, pub, sec);
+	memset(sec, 0, sizeof(sec));
+	pv_key_fingerprint(pub, fp);
+	memset(&k, 0, sizeof(k));
+	if (rotate)
+		printf("wrote %s: group %s, a new membership secret beside the old one.\n"
+		       "Restart every server with --auth %s, one at a time; then run\n"
+		       "'peerctl group keygen --finish %s --out FILE' and restart each again.\n",
+		       out, fp, out, out);
+	else if (finish)
+		printf("wrote %s: group %s, the old secret dropped. Restart every server with\n"
+		       "--auth %s, one at a time.\n",
+		       out, fp, out);
+	else
+		printf("wrote %s: group %s (mode 0600).\n"
+		       "Copy it to every server and start each with --auth %s; then make\n"
+		       "client keys with 'peerctl client add NAME'.\n",
+		       out, fp, out);
+	return PEERCTL_EXIT_OK;
+}
+
+static int do_client_add(struct ctl *ctl, const struct command *c, const struct invocation *inv)
+{
+	const char *name = inv->pos[0], *out = opt_get(c, inv, "out");
+	char path[4096], hex[2 * PV_KEY_BYTES + 1], err[600], fp[17];
+	uint8_t group[PV_KEY_BYTES] = {0};
+	struct pv_key k;
+	json_t *r = NULL;
+	const char *gp;
+	size_t got = 0;
+	int rc;
+
+	if (!pv_client_name_ok(name))
+		return peerctl_usage_error("client name '%s' is not 1 to %d of A-Za-z0-9._-",
+					   SHOWN(name), PV_KEY_NAME_MAX);
+	if (!out) {
+		snprintf(path, sizeof(path), "%s.key", name);
+		out = path;
+	}
+	if (access(out, F_OK) == 0) {
+		peerctl_error("%s exists: not overwritten (give --out another file)", SHOWN(out));
+		return PEERCTL_EXIT_ERROR;
+	}
+	pv_client_key_new(&k, name, group);
+	pv_hex(k.client.public_key, PV_KEY_BYTES, hex);
+	rc = peerctl_call(ctl, "client.add", json_pack("{s:s,s:s}", "name", name, "public_key", hex),
+			  &r);
+	if (rc < 0) {
+		memset(&k, 0, sizeof(k));
+		return -rc;
+	}
+	gp = text_str(r, "group_public");
+	if (strlen(gp) != 2 * PV_KEY_BYTES ||
+	    sodium_hex2bin(k.client.group_public, PV_KEY_BYTES, gp, strlen(gp), NULL, &got, NULL) ||
+	    got != PV_KEY_BYTES) {
+		peerctl_error("the server's answer has no group key; client %s was added but its "
+			      "key file was not written: revoke it and try again",
+			      name);
+		json_decref(r);
+		return PEERCTL_EXIT_ERROR;
+	}
+	if (pv_key_save(out, &k, 0, err, sizeof(err)) < 0) {
+		peerctl_error("%s; client %s was added but its key is lost: revoke it ('peerctl "
+			      "client revoke %s') and add it again",
+			      err, name, name);
+		memset(&k, 0, sizeof(k));
+		json_decref(r);
+		return PEERCTL_EXIT_ERROR;
+	}
+	pv_key_fingerprint(k.client.public_key, fp);
+	memset(&k, 0, sizeof(k));
+	if (ctl->json)
+		print_json(r);
+	else
+		printf("client %s added (key %s); its key is in %s.\n"
+		       "Copy it to the client host (mode 0600) and mount with fused --auth FILE.\n",
+		       name, fp, out);
+	json_decref(r);
+	return PEERCTL_EXIT_OK;
+}
+
+static int do_client_list(struct ctl *ctl, const struct command *c, const struct invocation *inv)
+{
+	struct table t = {.ncols = 4, .head = {"NAME", "KEY", "ADDED", "STATE"}};
+	json_t *r, *e;
+	char added[32], state[48];
+	size_t i;
+
+	(void)c, (void)inv;
+	if (group_call(ctl, "client.list", NULL, &r) < 0)
+		return PEERCTL_EXIT_ERROR;
+	if (!r)
+		return PEERCTL_EXIT_OK;
+	if (!json_is_true(json_object_get(r, "authenticated"))) {
+		printf("this server runs without --auth: the group is unauthenticated\n");
+		json_decref(r);
+		return PEERCTL_EXIT_OK;
+	}
+	json_array_foreach(json_object_get(r, "clients"), i, e)
+	{
+		snprintf(added, sizeof(added), "v%lld",
+			 (long long)json_integer_value(json_object_get(e, "added_version")));
+		if (json_is_true(json_object_get(e, "revoked")))
+			snprintf(state, sizeof(state), "revoked (v%lld)",
+				 (long long)json_integer_value(json_object_get(e, "revoked_version")));
+		else
+			snprintf(state, sizeof(state), "active");
+		table_add(&t, text_str(e, "name"), text_str(e, "fingerprint"), added, state);
+	}
+	if (t.nrows)
+		table_flush(&t);
+	else
+		printf("no client keys (add one with 'peerctl client add NAME')\n");
+	printf("group key %s; %lld connections refused by this server\n",
+	       text_str(r, "group_fingerprint"),
+	       (long long)json_integer_value(json_object_get(r, "refused_connections")));
+	json_decref(r);
+	return PEERCTL_EXIT_OK;
+}
+
+static int do_client_revoke(struct ctl *ctl, const struct command *c,
+			    const struct invocation *inv)
+{
+	json_t *r = NULL;
+	int rc;
+
+	(void)c;
+	if (!pv_client_name_ok(inv->pos[0]))
+		return peerctl_usage_error("client name '%s' is not 1 to %d of A-Za-z0-9._-",
+					   SHOWN(inv->pos[0]), PV_KEY_NAME_MAX);
+	rc = peerctl_call(ctl, "client.revoke", json_pack("{s:s}", "name", inv->pos[0]), &r);
+	if (rc < 0)
+		return -rc;
+	if (ctl->json)
+		print_json(r);
+	else
+		printf("client %s revoked: its connections are refused from now on\n", inv->pos[0]);
 	json_decref(r);
 	return PEERCTL_EXIT_OK;
 }

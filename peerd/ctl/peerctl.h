@@ -27,6 +27,9 @@ struct ctl {
 	unsigned timeout_s; /* seconds to wait for the reply */
 };
 
+/* Where group keygen writes by default. */
+#define PEERCTL_GROUP_KEY "/etc/peervol/group.key"
+
 /* peerctl.c */
 
 /* Prints "peerctl: <message>" on stderr. */
