@@ -447,6 +447,12 @@ static int cmd_status(const uint8_t *ident, size_t ident_len, const struct contr
 	json_object_set_new(*result, "state",
 			    json_string(remove_self_state() ? "removed" : "member"));
 	json_object_set_new(*result, "migrations_out", json_integer(migrate_out_count()));
+	/* docs/security.md */
+	json_object_set_new(*result, "auth",
+			    json_string(!auth_on()		 ? "off (unauthenticated group)"
+					: srv->cfg.encrypt ? "keys; links encrypted"
+							   : "keys; links not encrypted"));
+	json_object_set_new(*result, "auth_refused", json_integer((json_int_t)auth_refused()));
 	if (remove_self_state())
 		json_object_set_new(*result, "removed", json_string(remove_self_state()));
 	return 0;

@@ -402,10 +402,11 @@ void join_tick(void)
 		char msg[PV_MAX_MESSAGE];
 
 		snprintf(msg, sizeof(msg),
-			 "no answer from %s within %u s; is a peerd listening there? If the group "
-			 "was busy, the join may still complete: running the same 'group join' "
-			 "again is safe",
-			 join_addr, join_wait_s);
+			 "no answer from %s within %u s; is a peerd listening there%s? If the "
+			 "group was busy, the join may still complete: running the same 'group "
+			 "join' again is safe",
+			 join_addr, join_wait_s,
+			 auth_on() ? ", with the same group key (--auth) as this one" : "");
 		join_end(0, msg);
 	}
 }
