@@ -11,14 +11,16 @@
  *     identity HEX64   the group's CURVE key pair    name NAME
  *     secret HEX64     membership                    public HEX64   its CURVE key pair
  *     previous HEX64   (while a new secret rolls)    secret HEX64
+ *     roll 1|2         (the roll's phase)
  *                                                    group HEX64    the group's public key
  *
  * - identity: the seed of the CURVE key pair every server listens with; a
  *   client knows its public half (group) and so knows it talks to the group.
  * - secret: a server proves membership with a key pair derived from it
  *   (pv_member_keypair) on ZeroMQ and a link key derived from it on links.
- *   While a roll is under way (previous present) a server accepts both and
- *   presents the previous one, which every server still accepts.
+ *   While a roll is under way (previous present) a server accepts both; in
+ *   phase 1 it presents the previous one (servers not yet rolled accept
+ *   only that), in phase 2 the new one (every server accepts it by then).
  * - a client's key pair is random; the catalog holds only its public half
  *   (peerctl client add). Its link key is X25519 of its secret and the
  *   group's public key, hashed: the client and every server (from the
@@ -42,7 +44,14 @@ struct pv_group_key {
 	uint8_t secret[PV_KEY_BYTES];	/* membership */
 	int has_previous;
 	uint8_t previous[PV_KEY_BYTES]; /* the secret being replaced */
+	int roll;			/* with previous: phase 1 or 2 */
 };
+
+/* The membership secret a server with key g presents to other servers. */
+static inline const uint8_t *pv_presented_secret(const struct pv_group_key *g)
+{
+	return g->has_previous && g->roll == 1 ? g->previous : g->secret;
+}
 
 struct pv_client_key {
 	char name[PV_KEY_NAME_MAX + 1];

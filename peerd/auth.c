@@ -98,7 +98,11 @@ int auth_init(void)
 		pv_key_fingerprint(id_pub, fp);
 		pv_key_fingerprint(mem_pub[0], mfp);
 		pv_info("the group is authenticated: group key %s, membership %s%s; links %s", fp,
-			mfp, nmem > 1 ? " (and the previous one, while it rolls)" : "",
+			mfp,
+			nmem < 2		? ""
+			: key.group.roll == 1 ? " (roll phase 1: the previous secret accepted and "
+						"presented)"
+					      : " (roll phase 2: the previous secret still accepted)",
 			srv->cfg.encrypt ? "encrypted (TLS)" : "authenticated, not encrypted");
 	}
 	return 0;
@@ -142,11 +146,10 @@ int auth_server_socket(void *sock)
 	return 0;
 }
 
-/* The membership secret a server presents: the previous one while a roll
- * is under way (every server accepts it until the roll ends). */
+/* The membership secret this server presents (pv_presented_secret). */
 static const uint8_t *presented_secret(void)
 {
-	return key.group.has_previous ? key.group.previous : key.group.secret;
+	return pv_presented_secret(&key.group);
 }
 
 int auth_member_socket(void *sock)

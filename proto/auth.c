@@ -178,7 +178,7 @@ static int hex32(const char *s, size_t n, uint8_t out[PV_KEY_BYTES])
 }
 
 enum { F_KIND = 1, F_IDENTITY = 2, F_SECRET = 4, F_PREVIOUS = 8, F_NAME = 16, F_PUBLIC = 32,
-       F_GROUP = 64 };
+       F_GROUP = 64, F_ROLL = 128 };
 
 static int parse_line(const char *line, size_t n, int lineno, struct pv_key *k, int *seen,
 		      char *err, size_t errlen)
@@ -209,6 +209,17 @@ static int parse_line(const char *line, size_t n, int lineno, struct pv_key *k, 
 			return -1;
 		}
 		*seen |= F_KIND;
+		return 0;
+	}
+	if (klen == 4 && !memcmp(line, "roll", 4)) {
+		if (*seen & F_ROLL)
+			goto twice;
+		if (vlen != 1 || (v[0] != '1' && v[0] != '2')) {
+			say(err, errlen, "line %d: roll must be 1 or 2", lineno);
+			return -1;
+		}
+		k->group.roll = v[0] - '0';
+		*seen |= F_ROLL;
 		return 0;
 	}
 	if (klen == 4 && !memcmp(line, "name", 4)) {
@@ -313,7 +324,11 @@ int pv_key_parse(const char *text, size_t len, struct pv_key *k, char *err, size
 		if ((seen & (F_IDENTITY | F_SECRET)) != (F_IDENTITY | F_SECRET) ||
 		    (seen & (F_NAME | F_PUBLIC | F_GROUP))) {
 			say(err, errlen, "a group key has identity, secret and optionally previous "
-					 "lines only");
+					 "and roll lines only");
+			goto bad;
+		}
+		if (!!(seen & F_PREVIOUS) != !!(seen & F_ROLL)) {
+			say(err, errlen, "previous and roll go together (a roll of the secret)");
 			goto bad;
 		}
 		k->group.has_previous = !!(seen & F_PREVIOUS);
@@ -323,7 +338,7 @@ int pv_key_parse(const char *text, size_t len, struct pv_key *k, char *err, size
 
 		if ((seen & (F_NAME | F_PUBLIC | F_SECRET | F_GROUP)) !=
 			(F_NAME | F_PUBLIC | F_SECRET | F_GROUP) ||
-		    (seen & (F_IDENTITY | F_PREVIOUS))) {
+		    (seen & (F_IDENTITY | F_PREVIOUS | F_ROLL))) {
 			say(err, errlen,
 			    "a client key has name, public, secret and group lines only");
 			goto bad;
@@ -344,21 +359,26 @@ bad:
 int pv_key_format(const struct pv_key *k, char *out, size_t len)
 {
 	char a[2 * PV_KEY_BYTES + 1], b[2 * PV_KEY_BYTES + 1], c[2 * PV_KEY_BYTES + 1],
-	    d[2 * PV_KEY_BYTES + 1];
+	    d[2 * PV_KEY_BYTES + 1], roll[200] = "";
 	int n;
 
 	if (k->kind == PV_KEY_GROUP) {
 		pv_hex(k->group.identity, PV_KEY_BYTES, a);
 		pv_hex(k->group.secret, PV_KEY_BYTES, b);
 		pv_hex(k->group.previous, PV_KEY_BYTES, c);
+		if (k->group.has_previous) {
+			if (k->group.roll != 1 && k->group.roll != 2)
+				return -1;
+			snprintf(roll, sizeof(roll), "previous %s\nroll %d\n", c, k->group.roll);
+		}
 		n = snprintf(out, len,
 			     "# peervol group key: give this file to every server of the group "
 			     "(peerd --auth),\n"
 			     "# mode 0600, owned by the user peerd runs as. Anyone holding it "
 			     "is a server of the group.\n" KEY_MAGIC "\nkind group\nidentity %s\n"
-			     "secret %s\n%s%s%s",
-			     a, b, k->group.has_previous ? "previous " : "",
-			     k->group.has_previous ? c : "", k->group.has_previous ? "\n" : "");
+			     "secret %s\n%s",
+			     a, b, roll);
+		sodium_memzero(roll, sizeof(roll));
 	} else if (k->kind == PV_KEY_CLIENT) {
 		pv_hex(k->client.public_key, PV_KEY_BYTES, a);
 		pv_hex(k->client.secret_key, PV_KEY_BYTES, b);

@@ -572,14 +572,16 @@ static const struct command commands[] = {
 		   "--force). Copy it to every server, owned by the user peerd runs as, and\n"
 		   "start each with peerd --auth FILE: then only servers holding it and\n"
 		   "clients with a key of 'peerctl client add' get in. Needs no running\n"
-		   "server. Rolling a new membership secret without downtime: 'keygen\n"
-		   "--rotate OLD' (accepts the old and the new secret), restart every server\n"
-		   "with it, then 'keygen --finish ROLLED' and restart each again. Client keys\n"
-		   "stay valid through a roll. See docs/security.md.",
+		   "server. Rolling a new membership secret without downtime, in three\n"
+		   "steps, restarting every server (one at a time) after each: 'keygen\n"
+		   "--rotate OLD' (phase 1: both secrets accepted, the old one presented),\n"
+		   "'keygen --finish' of that file (phase 2: the new one presented), and\n"
+		   "'keygen --finish' again (the old secret dropped). Client keys stay valid\n"
+		   "through a roll. See docs/security.md.",
 	.opts = {{"out", "FILE", "where to write it (default " PEERCTL_GROUP_KEY ")"},
 		 {"force", NULL, "replace FILE if it exists"},
 		 {"rotate", "OLD", "a new secret for the group of key file OLD"},
-		 {"finish", "ROLLED", "end a roll: drop ROLLED's previous secret"}},
+		 {"finish", "ROLLED", "the roll's next step (phase 2, then the end)"}},
 	.examples = "peerctl group keygen\n"
 		    "peerctl group keygen --out /etc/peervol/group.key\n"
 		    "peerctl group keygen --rotate group.key --out group-new.key\n"
@@ -3880,7 +3882,7 @@ static int do_group_keygen(struct ctl *ctl, const struct command *c, const struc
 {
 	const char *out = opt_get(c, inv, "out"), *rotate = opt_get(c, inv, "rotate"),
 		   *finish = opt_get(c, inv, "finish");
-	int force = opt_get(c, inv, "force") != NULL;
+	int force = opt_get(c, inv, "force") != NULL, roll_was = 0;
 	struct pv_key k, old;
 	char err[600], fp[17];
 	uint8_t pub[PV_KEY_BYTES], sec[PV_KEY_BYTES];
@@ -3908,14 +3910,19 @@ static int do_group_keygen(struct ctl *ctl, const struct command *c, const struc
 			return PEERCTL_EXIT_ERROR;
 		}
 		k = old;
+		roll_was = old.group.roll;
 		if (rotate) {
 			memcpy(k.group.previous, old.group.secret, PV_KEY_BYTES);
 			k.group.has_previous = 1;
+			k.group.roll = 1;
 			pv_group_key_new(&old); /* only for a fresh random secret */
 			memcpy(k.group.secret, old.group.secret, PV_KEY_BYTES);
+		} else if (k.group.roll == 1) {
+			k.group.roll = 2;
 		} else {
 			memset(k.group.previous, 0, PV_KEY_BYTES);
 			k.group.has_previous = 0;
+			k.group.roll = 0;
 		}
 		memset(&old, 0, sizeof(old));
 	} else
@@ -3943,13 +3950,19 @@ static int do_group_keygen(struct ctl *ctl, const struct command *c, const struc
 	pv_key_fingerprint(pub, fp);
 	memset(&k, 0, sizeof(k));
 	if (rotate)
-		printf("wrote %s: group %s, a new membership secret beside the old one.\n"
-		       "Restart every server with --auth %s, one at a time; then run\n"
-		       "'peerctl group keygen --finish %s --out FILE' and restart each again.\n",
+		printf("wrote %s: group %s, roll phase 1 (a new membership secret beside the\n"
+		       "old one, which servers still present). Restart every server with\n"
+		       "--auth %s, one at a time; then run 'peerctl group keygen --finish %s\n"
+		       "--out FILE'.\n",
+		       out, fp, out, out);
+	else if (finish && roll_was == 1)
+		printf("wrote %s: group %s, roll phase 2 (servers present the new secret and\n"
+		       "still accept the old one). Restart every server with --auth %s, one\n"
+		       "at a time; then run 'peerctl group keygen --finish %s --out FILE'.\n",
 		       out, fp, out, out);
 	else if (finish)
-		printf("wrote %s: group %s, the old secret dropped. Restart every server with\n"
-		       "--auth %s, one at a time.\n",
+		printf("wrote %s: group %s, the roll done: the old secret is dropped. Restart\n"
+		       "every server with --auth %s, one at a time.\n",
 		       out, fp, out);
 	else
 		printf("wrote %s: group %s (mode 0600).\n"

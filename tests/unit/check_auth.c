@@ -47,12 +47,20 @@ START_TEST(group_roundtrip)
 	/* a roll: previous kept */
 	memcpy(k.group.previous, k.group.secret, PV_KEY_BYTES);
 	k.group.has_previous = 1;
+	k.group.roll = 1;
 	k.group.secret[0] ^= 1;
+	ck_assert_ptr_eq(pv_presented_secret(&k.group), k.group.previous);
 	ck_assert_int_gt(pv_key_format(&k, text, sizeof(text)), 0);
 	ck_assert_ptr_nonnull(strstr(text, "previous "));
 	parse_ok(text, &back);
 	ck_assert_int_eq(back.group.has_previous, 1);
+	ck_assert_int_eq(back.group.roll, 1);
 	ck_assert_mem_eq(&back.group, &k.group, sizeof(k.group));
+	k.group.roll = 2; /* phase 2 presents the new secret */
+	ck_assert_ptr_eq(pv_presented_secret(&k.group), k.group.secret);
+	k.group.roll = 3;
+	ck_assert_int_eq(pv_key_format(&k, text, sizeof(text)), -1);
+	k.group.roll = 2;
 	/* too small a buffer */
 	ck_assert_int_eq(pv_key_format(&k, text, 40), -1);
 }
@@ -130,6 +138,10 @@ START_TEST(bad_files)
 	parse_bad("peervol-key 1\nkind group\nidentity " HEX64 "\nsecret " HEX64 "\nname x\n",
 		  "group key has");
 	parse_bad("peervol-key 1\nkind group\ncolour blue\n", "line 3: unknown field 'colour'");
+	parse_bad("peervol-key 1\nkind group\nidentity " HEX64 "\nsecret " HEX64 "\nprevious " HEX64
+		  "\n",
+		  "previous and roll go together");
+	parse_bad("peervol-key 1\nkind group\nroll 3\n", "line 3: roll must be 1 or 2");
 	parse_bad("peervol-key 1\nkind client\nname bad/name\n", "line 3: name must be");
 	parse_bad("peervol-key 1\nkind client\nname ok\npublic " HEX64 "\nsecret " HEX64
 		  "\ngroup " HEX64 "\n",
