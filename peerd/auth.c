@@ -133,11 +133,14 @@ void auth_close(void)
 
 int auth_server_socket(void *sock)
 {
-	int one = 1;
+	int one = 1, handshake_ms = AUTH_HANDSHAKE_MS;
 
 	if (!on)
 		return 0;
-	if (zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof(one)) < 0 ||
+	/* a connection that has not finished its handshake (ZAP included) by
+	 * then is dropped: a stranger cannot hold one open by going silent */
+	if (zmq_setsockopt(sock, ZMQ_HANDSHAKE_IVL, &handshake_ms, sizeof(handshake_ms)) < 0 ||
+	    zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof(one)) < 0 ||
 	    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, id_sec, PV_KEY_BYTES) < 0 ||
 	    zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, ZAP_DOMAIN, strlen(ZAP_DOMAIN)) < 0) {
 		pv_err("cannot make the ZeroMQ socket a CURVE server: %s", zmq_strerror(errno));

@@ -351,6 +351,7 @@ uint64_t auth_refused(void);
 /* A refusal on a link, counted and logged (rate-limited) with the address. */
 void auth_refused_link(const char *from, const char *why);
 #define AUTH_MAX_CLIENTS 4096 /* client keys in the catalog, revoked included */
+#define AUTH_HANDSHAKE_MS 5000 /* a connection's key handshake must end within */
 typedef void (*auth_done_fn)(void *arg, int ok, int why, const char *err); /* why: errno */
 /* peerctl client add (add: pub) or revoke NAME: a catalog change; done(arg)
  * when it ended. 0, or -1 with err (done not called). */
