@@ -3978,7 +3978,7 @@ static int do_client_add(struct ctl *ctl, const struct command *c, const struct 
 	char path[4096], hex[2 * PV_KEY_BYTES + 1], err[600], fp[17];
 	uint8_t group[PV_KEY_BYTES] = {0};
 	struct pv_key k;
-	json_t *r = NULL;
+	json_t *r = NULL, *args;
 	const char *gp;
 	size_t got = 0;
 	int rc;
@@ -3996,8 +3996,9 @@ static int do_client_add(struct ctl *ctl, const struct command *c, const struct 
 	}
 	pv_client_key_new(&k, name, group);
 	pv_hex(k.client.public_key, PV_KEY_BYTES, hex);
-	rc = peerctl_call(ctl, "client.add", json_pack("{s:s,s:s}", "name", name, "public_key", hex),
-			  &r);
+	args = json_pack("{s:s,s:s}", "name", name, "public_key", hex);
+	rc = peerctl_call(ctl, "client.add", args, &r);
+	json_decref(args);
 	if (rc < 0) {
 		memset(&k, 0, sizeof(k));
 		return -rc;
@@ -4074,14 +4075,16 @@ static int do_client_list(struct ctl *ctl, const struct command *c, const struct
 static int do_client_revoke(struct ctl *ctl, const struct command *c,
 			    const struct invocation *inv)
 {
-	json_t *r = NULL;
+	json_t *r = NULL, *args;
 	int rc;
 
 	(void)c;
 	if (!pv_client_name_ok(inv->pos[0]))
 		return peerctl_usage_error("client name '%s' is not 1 to %d of A-Za-z0-9._-",
 					   SHOWN(inv->pos[0]), PV_KEY_NAME_MAX);
-	rc = peerctl_call(ctl, "client.revoke", json_pack("{s:s}", "name", inv->pos[0]), &r);
+	args = json_pack("{s:s}", "name", inv->pos[0]);
+	rc = peerctl_call(ctl, "client.revoke", args, &r);
+	json_decref(args);
 	if (rc < 0)
 		return -rc;
 	if (ctl->json)
