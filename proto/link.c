@@ -14,7 +14,17 @@
  * of all links is bounded (link_mem_limit: a record past the bound waits
  * unread, never taken from another); and whoever owns the links closes one
  * that stalls mid-record (peerd: linkset.c). Memory of a record dropped
- * half-received is given back to the system (link_mem_trim). */
+ * half-received is given back to the system (link_mem_trim).
+ *
+ * In an authenticated group a link first runs the handshake of linkauth.h
+ * (link_auth_connect / link_auth_accept, then link_handshake until done);
+ * its messages are read exactly (never a byte past one), so what follows,
+ * records or TLS, starts clean on the socket. With encryption the two IO
+ * points (link_flush, read_some) go through GnuTLS (TLS 1.3, PSK): a round
+ * is corked into TLS records of up to TLS_BATCH bytes, and what GnuTLS has
+ * decrypted but not handed over is taken before link_read returns, so that
+ * polling the socket stays enough. Without a key none of this runs: one
+ * test of a field per call. */
 #include <errno.h>
 #include <malloc.h>
 #include <stdatomic.h>
@@ -27,8 +37,12 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <gnutls/gnutls.h>
+#include <sodium.h>
 
 #include "link.h"
+#include "linkauth.h"
+#include "util.h"
 
 #define SEG_BYTES  (64u << 10) /* a byte segment's size */
 #define SMALL_DATA 4096	       /* data frames up to this are copied */
@@ -37,6 +51,23 @@
 #define READS_MAX  8 /* reads per link_read call */
 #define RECORD_MAX (8 + PV_MAX_HEADER + LINK_DATA_MAX)
 #define BIG_DATA   LINK_ADMIT_MIN /* larger data is read straight into its message */
+#define TLS_BATCH  (256u << 10)	  /* bytes corked into TLS records at once */
+/* TLS 1.3 only, a pre-shared key with an ephemeral ECDHE exchange (forward
+ * secrecy); GnuTLS's default ciphers (AES-GCM, ChaCha20-Poly1305). */
+#define TLS_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK"
+
+/* Handshake states (linkauth.h); HS_NONE: records flow. */
+enum hs_state {
+	HS_NONE = 0,
+	HS_C_HELLO,	/* connector: writing HELLO */
+	HS_C_CHALLENGE, /* reading CHALLENGE (or REFUSE) */
+	HS_C_FINISH,	/* writing FINISH */
+	HS_A_HELLO,	/* acceptor: reading HELLO */
+	HS_A_CHALLENGE, /* writing CHALLENGE */
+	HS_A_FINISH,	/* reading FINISH */
+	HS_TLS,		/* the TLS handshake */
+	HS_FAILED,
+};
 
 /* Link memory (link.h) of the process. Atomic only so that a program with
  * links in more than one thread counts right; each link is one thread's. */
@@ -69,6 +100,22 @@ struct link {
 	size_t big_hl;
 	size_t rcap, roff, rlen;
 	uint64_t sent, received, bytes_in;
+	/* authentication (a group with keys) */
+	enum hs_state hs;
+	int acceptor, encrypt_self; /* the flag this side sends */
+	int refused;		    /* the acceptor refused us (REFUSE) */
+	uint64_t hs_started_ms;
+	struct linkauth auth;
+	uint8_t hs_buf[LINKAUTH_MSG_MAX]; /* the message being read or written */
+	size_t hs_len, hs_off;
+	/* encryption */
+	gnutls_session_t tls; /* NULL: plain */
+	gnutls_psk_client_credentials_t pskc;
+	gnutls_psk_server_credentials_t psks;
+	uint8_t psk[PV_KEY_BYTES];
+	char psk_id[65];
+	int tls_corked;	   /* records corked, not all sent (uncork again) */
+	size_t tls_unsent; /* bytes corked and not known to be sent */
 };
 
 static uint32_t get_le32(const uint8_t *p)
@@ -282,6 +329,14 @@ void link_destroy(struct link **lp)
 		atomic_store(&mem_dropped, 1);
 	}
 	free(l->rbuf);
+	if (l->tls)
+		gnutls_deinit(l->tls);
+	if (l->pskc)
+		gnutls_psk_free_client_credentials(l->pskc);
+	if (l->psks)
+		gnutls_psk_free_server_credentials(l->psks);
+	sodium_memzero(&l->auth, sizeof(l->auth));
+	sodium_memzero(l->psk, sizeof(l->psk));
 	if (l->fd >= 0)
 		close(l->fd);
 	free(l);
@@ -295,7 +350,7 @@ int link_fd(const struct link *l)
 
 size_t link_pending(const struct link *l)
 {
-	return l->pending;
+	return l->pending + l->tls_unsent;
 }
 
 uint64_t link_sent(const struct link *l)
@@ -476,8 +531,82 @@ static ssize_t write_iov(int fd, struct iovec *iov, int n)
 	return w;
 }
 
+/* w bytes of the queue went out (to the socket, or into TLS records):
+ * released, and the segment written in part advanced. */
+static void consumed(struct link *l, size_t w)
+{
+	l->pending -= w;
+	while (l->head < l->nsegs) {
+		struct seg *s = &l->segs[l->head];
+		uint8_t *p;
+		size_t left = seg_left(s, &p);
+
+		if (w < left) {
+			s->off += w;
+			break;
+		}
+		w -= left;
+		/* a byte segment still being filled stays (it is the last);
+		 * everything else written is released */
+		if (!s->is_msg && l->head == l->nsegs - 1) {
+			s->off = s->len = 0;
+			break;
+		}
+		seg_release(s);
+		l->head++;
+	}
+}
+
+/* link_flush with TLS: up to TLS_BATCH bytes of the queue at a time are
+ * corked into records (GnuTLS copies and encrypts them: the queue lets go
+ * at once), then sent; a send the socket does not take is finished by the
+ * next call (link_pending stays above 0 until then). */
+static int tls_flush(struct link *l)
+{
+	for (;;) {
+		size_t put = 0;
+
+		if (l->tls_corked) {
+			ssize_t r = gnutls_record_uncork(l->tls, 0);
+
+			if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+				return 1;
+			if (r < 0) {
+				errno = EPIPE;
+				return -1;
+			}
+			l->tls_corked = 0;
+			l->tls_unsent = 0;
+		}
+		if (l->pending == 0)
+			return 0;
+		gnutls_record_cork(l->tls);
+		l->tls_corked = 1;
+		while (l->pending > 0 && put < TLS_BATCH) {
+			uint8_t *p;
+			size_t left = seg_left(&l->segs[l->head], &p);
+			ssize_t r;
+
+			if (left > TLS_BATCH - put)
+				left = TLS_BATCH - put;
+			r = left ? gnutls_record_send(l->tls, p, left) : 0;
+			if (r < 0) {
+				errno = ENOMEM;
+				return -1;
+			}
+			put += (size_t)r;
+			consumed(l, (size_t)r);
+		}
+		l->tls_unsent = put;
+	}
+}
+
 int link_flush(struct link *l)
 {
+	if (l->hs != HS_NONE) /* nothing goes before the handshake is done */
+		return link_pending(l) > 0;
+	if (l->tls)
+		return tls_flush(l);
 	while (l->pending > 0) {
 		struct iovec iov[IOV_BATCH];
 		int n = 0;
@@ -499,26 +628,7 @@ int link_flush(struct link *l)
 			return 1;
 		if (w < 0)
 			return -1;
-		l->pending -= (size_t)w;
-		while (l->head < l->nsegs) {
-			struct seg *s = &l->segs[l->head];
-			uint8_t *p;
-			size_t left = seg_left(s, &p);
-
-			if ((size_t)w < left) {
-				s->off += (size_t)w;
-				break;
-			}
-			w -= (ssize_t)left;
-			/* a byte segment still being filled stays (it is the
-			 * last); everything else written is released */
-			if (!s->is_msg && l->head == l->nsegs - 1) {
-				s->off = s->len = 0;
-				break;
-			}
-			seg_release(s);
-			l->head++;
-		}
+		consumed(l, (size_t)w);
 	}
 	return 0;
 }
@@ -632,12 +742,46 @@ static int deliver(struct link *l, link_record_fn fn, void *arg, size_t *need, c
 	}
 }
 
-/* read(2) of up to len bytes: > 0 bytes read, 0 nothing there (EAGAIN),
- * -1 the end of the stream or an error (err says which). */
-static ssize_t read_some(int fd, void *buf, size_t len, char *err, size_t errlen)
+/* Whether GnuTLS holds decrypted bytes not yet taken. */
+static int tls_buffered(const struct link *l)
 {
+	return l->tls && gnutls_record_check_pending(l->tls) > 0;
+}
+
+/* gnutls_record_recv into buf until it is full or nothing more is there:
+ * as read_some. */
+static ssize_t tls_read(struct link *l, uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = gnutls_record_recv(l->tls, buf + got, len - got);
+
+		if (n > 0) {
+			got += (size_t)n;
+			continue;
+		}
+		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED || (n < 0 && got > 0))
+			break; /* an error shows again at the next call */
+		if (n < 0 && !gnutls_error_is_fatal((int)n))
+			continue; /* a warning alert: the stream goes on */
+		if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION)
+			snprintf(err, errlen, "the other side closed the link");
+		else
+			snprintf(err, errlen, "TLS receive failed: %s", gnutls_strerror((int)n));
+		return -1;
+	}
+	return (ssize_t)got;
+}
+
+/* read(2) (or TLS) of up to len bytes: > 0 bytes read, 0 nothing there
+ * (EAGAIN), -1 the end of the stream or an error (err says which). */
+static ssize_t read_some(struct link *l, void *buf, size_t len, char *err, size_t errlen)
+{
+	if (l->tls)
+		return tls_read(l, buf, len, err, errlen);
 	for (;;) {
-		ssize_t n = read(fd, buf, len);
+		ssize_t n = read(l->fd, buf, len);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -655,6 +799,11 @@ static ssize_t read_some(int fd, void *buf, size_t len, char *err, size_t errlen
 	}
 }
 
+int link_buffered(const struct link *l)
+{
+	return tls_buffered(l);
+}
+
 int link_read(struct link *l, link_record_fn fn, void *arg, char *err, size_t errlen)
 {
 	/* what a record begun in an earlier call needs: its start may fill
@@ -662,6 +811,10 @@ int link_read(struct link *l, link_record_fn fn, void *arg, char *err, size_t er
 	 * bytes would look like the end of the stream) */
 	size_t need = record_need(l);
 
+	if (l->hs != HS_NONE) {
+		snprintf(err, errlen, "records before the handshake is done");
+		return -1;
+	}
 	if (l->big_wait && big_start(l, err, errlen) < 0)
 		return -1;
 	if (l->big_wait) { /* nothing is read, but a peer gone is seen */
@@ -676,13 +829,15 @@ int link_read(struct link *l, link_record_fn fn, void *arg, char *err, size_t er
 		}
 		return 0;
 	}
-	for (int i = 0; i < READS_MAX && !l->big_wait; i++) {
+	/* with TLS, until GnuTLS holds nothing decrypted (at most a record):
+	 * the socket's readiness says nothing about that */
+	for (int i = 0; !l->big_wait && (i < READS_MAX || tls_buffered(l)); i++) {
 		ssize_t n;
 
 		if (l->big_on) {
 			size_t size = zmq_msg_size(&l->big);
 
-			n = read_some(l->fd, (uint8_t *)zmq_msg_data(&l->big) + l->big_have,
+			n = read_some(l, (uint8_t *)zmq_msg_data(&l->big) + l->big_have,
 				      size - l->big_have, err, errlen);
 			if (n <= 0)
 				return (int)n;
@@ -705,7 +860,7 @@ int link_read(struct link *l, link_record_fn fn, void *arg, char *err, size_t er
 			snprintf(err, errlen, "out of memory for the receive buffer");
 			return -1;
 		}
-		n = read_some(l->fd, l->rbuf + l->rlen, l->rcap - l->rlen, err, errlen);
+		n = read_some(l, l->rbuf + l->rlen, l->rcap - l->rlen, err, errlen);
 		if (n <= 0)
 			return (int)n;
 		l->bytes_in += (size_t)n;
@@ -716,4 +871,286 @@ int link_read(struct link *l, link_record_fn fn, void *arg, char *err, size_t er
 			l->roff = l->rlen = 0;
 	}
 	return 0;
+}
+
+/* ---- the handshake (linkauth.h) and TLS ------------------------------ */
+
+void link_auth_connect(struct link *l, const uint8_t id[PV_KEY_BYTES],
+		       const uint8_t key[PV_KEY_BYTES], int encrypt)
+{
+	l->acceptor = 0;
+	l->encrypt_self = encrypt;
+	l->hs_len = linkauth_hello(&l->auth, id, key, encrypt ? LINKAUTH_F_ENCRYPT : 0, l->hs_buf);
+	l->hs_off = 0;
+	l->hs = HS_C_HELLO;
+	l->hs_started_ms = pv_now_ms();
+}
+
+void link_auth_accept(struct link *l, int encrypt)
+{
+	l->acceptor = 1;
+	l->encrypt_self = encrypt;
+	l->hs_len = l->hs_off = 0;
+	l->hs = HS_A_HELLO;
+	l->hs_started_ms = pv_now_ms();
+}
+
+int link_handshaking(const struct link *l)
+{
+	return l->hs != HS_NONE;
+}
+
+uint64_t link_handshake_started(const struct link *l)
+{
+	return l->hs_started_ms;
+}
+
+int link_refused(const struct link *l)
+{
+	return l->refused;
+}
+
+int link_encrypted(const struct link *l)
+{
+	return l->tls != NULL;
+}
+
+const uint8_t *link_peer_id(const struct link *l)
+{
+	return l->auth.id;
+}
+
+short link_handshake_events(const struct link *l)
+{
+	switch (l->hs) {
+	case HS_C_HELLO:
+	case HS_C_FINISH:
+	case HS_A_CHALLENGE:
+		return ZMQ_POLLOUT;
+	case HS_TLS:
+		return gnutls_record_get_direction(l->tls) ? ZMQ_POLLOUT : ZMQ_POLLIN;
+	default:
+		return ZMQ_POLLIN;
+	}
+}
+
+/* Writes the rest of hs_buf: 1 all written, 0 not yet, -1 failed. */
+static int hs_write(struct link *l, char *err, size_t errlen)
+{
+	while (l->hs_off < l->hs_len) {
+		ssize_t n = send(l->fd, l->hs_buf + l->hs_off, l->hs_len - l->hs_off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0 && errno == ENOTSOCK) /* a pipe in tests */
+			n = write(l->fd, l->hs_buf + l->hs_off, l->hs_len - l->hs_off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (n < 0) {
+			snprintf(err, errlen, "handshake send failed: %s", strerror(errno));
+			return -1;
+		}
+		l->hs_off += (size_t)n;
+	}
+	l->hs_len = l->hs_off = 0;
+	return 1;
+}
+
+/* Reads one handshake message into hs_buf, exactly (not a byte more) and
+ * decodes it into m: 1 done, 0 not yet, -1 failed or malformed. */
+static int hs_read(struct link *l, struct linkauth_msg *m, char *err, size_t errlen)
+{
+	for (;;) {
+		int need = linkauth_need(l->hs_buf, l->hs_len, err, errlen);
+		size_t want;
+		ssize_t n;
+
+		if (need < 0)
+			return -1;
+		want = need ? (size_t)need : LINKAUTH_HEAD;
+		if (l->hs_len == want)
+			break;
+		n = read_some(l, l->hs_buf + l->hs_len, want - l->hs_len, err, errlen);
+		if (n <= 0)
+			return (int)n;
+		l->bytes_in += (size_t)n;
+		l->hs_len += (size_t)n;
+	}
+	l->hs_off = l->hs_len;
+	if (linkauth_decode(l->hs_buf, l->hs_len, m, err, errlen) < 0)
+		return -1;
+	l->hs_len = l->hs_off = 0;
+	return 1;
+}
+
+/* The server's PSK callback: the key of this link's handshake. */
+static int psk_lookup(gnutls_session_t s, const char *username, gnutls_datum_t *key)
+{
+	struct link *l = gnutls_session_get_ptr(s);
+
+	if (!l || strcmp(username, l->psk_id) != 0)
+		return -1;
+	key->data = gnutls_malloc(PV_KEY_BYTES);
+	if (!key->data)
+		return -1;
+	memcpy(key->data, l->psk, PV_KEY_BYTES);
+	key->size = PV_KEY_BYTES;
+	return 0;
+}
+
+/* Sets up this side's TLS session over the socket. 0, or -1 with err. */
+static int tls_start(struct link *l, char *err, size_t errlen)
+{
+	unsigned flags = (l->acceptor ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NONBLOCK |
+			 GNUTLS_NO_TICKETS | GNUTLS_NO_SIGNAL;
+	gnutls_datum_t k;
+	int rc;
+
+	linkauth_psk(&l->auth, l->psk, l->psk_id);
+	k.data = l->psk;
+	k.size = PV_KEY_BYTES;
+	rc = gnutls_init(&l->tls, flags);
+	if (rc < 0) {
+		l->tls = NULL;
+		goto fail;
+	}
+	gnutls_session_set_ptr(l->tls, l);
+	if (l->acceptor) {
+		rc = gnutls_psk_allocate_server_credentials(&l->psks);
+		if (rc < 0)
+			goto fail;
+		gnutls_psk_set_server_credentials_function(l->psks, psk_lookup);
+		rc = gnutls_credentials_set(l->tls, GNUTLS_CRD_PSK, l->psks);
+	} else {
+		rc = gnutls_psk_allocate_client_credentials(&l->pskc);
+		if (rc < 0)
+			goto fail;
+		rc = gnutls_psk_set_client_credentials(l->pskc, l->psk_id, &k, GNUTLS_PSK_KEY_RAW);
+		if (rc >= 0)
+			rc = gnutls_credentials_set(l->tls, GNUTLS_CRD_PSK, l->pskc);
+	}
+	if (rc >= 0)
+		rc = gnutls_priority_set_direct(l->tls, TLS_PRIORITY, NULL);
+	if (rc < 0)
+		goto fail;
+	gnutls_transport_set_int(l->tls, l->fd);
+	return 0;
+fail:
+	snprintf(err, errlen, "cannot start TLS: %s", gnutls_strerror(rc));
+	return -1;
+}
+
+/* The handshake is done: TLS next, or records. */
+static int hs_done(struct link *l, char *err, size_t errlen)
+{
+	if (!linkauth_encrypt(&l->auth)) {
+		l->hs = HS_NONE;
+		return 0;
+	}
+	if (tls_start(l, err, errlen) < 0)
+		return -1;
+	l->hs = HS_TLS;
+	return 1;
+}
+
+/* One step of the handshake: as link_handshake, HS_FAILED set by it. */
+static int hs_step(struct link *l, link_lookup_fn lookup, void *arg, char *err, size_t errlen)
+{
+	struct linkauth_msg m;
+	uint8_t key[PV_KEY_BYTES];
+	int rc;
+
+	for (;;) {
+		switch (l->hs) {
+		case HS_NONE:
+			return 0;
+		case HS_C_HELLO:
+		case HS_A_CHALLENGE:
+			rc = hs_write(l, err, errlen);
+			if (rc <= 0)
+				return rc < 0 ? -1 : 1;
+			l->hs = l->hs == HS_C_HELLO ? HS_C_CHALLENGE : HS_A_FINISH;
+			break;
+		case HS_C_CHALLENGE:
+			rc = hs_read(l, &m, err, errlen);
+			if (rc <= 0)
+				return rc < 0 ? -1 : 1;
+			if (m.type == LINKAUTH_REFUSE) {
+				snprintf(err, errlen, "refused: %s", m.reason);
+				l->refused = 1;
+				return -1;
+			}
+			rc = linkauth_finish(&l->auth, &m, l->hs_buf, err, errlen);
+			if (rc < 0)
+				return -1;
+			l->hs_len = (size_t)rc;
+			l->hs_off = 0;
+			l->hs = HS_C_FINISH;
+			break;
+		case HS_C_FINISH:
+			rc = hs_write(l, err, errlen);
+			if (rc <= 0)
+				return rc < 0 ? -1 : 1;
+			return hs_done(l, err, errlen);
+		case HS_A_HELLO:
+			rc = hs_read(l, &m, err, errlen);
+			if (rc <= 0)
+				return rc < 0 ? -1 : 1;
+			if (m.type != LINKAUTH_HELLO) {
+				snprintf(err, errlen, "handshake message %u where a hello was "
+						      "expected",
+					 m.type);
+				return -1;
+			}
+			if (lookup(arg, m.id, key, err, errlen) < 0) {
+				/* told once, best effort: the link closes anyway */
+				l->hs_len = linkauth_refuse(err, l->hs_buf);
+				l->hs_off = 0;
+				hs_write(l, (char[8]){0}, 8);
+				memcpy(l->auth.id, m.id, PV_KEY_BYTES); /* for the caller */
+				return -1;
+			}
+			l->hs_len = linkauth_challenge(&l->auth, &m, key,
+						       l->encrypt_self ? LINKAUTH_F_ENCRYPT : 0,
+						       l->hs_buf);
+			sodium_memzero(key, sizeof(key));
+			l->hs_off = 0;
+			l->hs = HS_A_CHALLENGE;
+			break;
+		case HS_A_FINISH:
+			rc = hs_read(l, &m, err, errlen);
+			if (rc <= 0)
+				return rc < 0 ? -1 : 1;
+			if (linkauth_check_finish(&l->auth, &m, err, errlen) < 0)
+				return -1;
+			return hs_done(l, err, errlen);
+		case HS_TLS:
+			rc = gnutls_handshake(l->tls);
+			if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED)
+				return 1;
+			if (rc < 0 && gnutls_error_is_fatal(rc)) {
+				snprintf(err, errlen, "TLS handshake failed: %s",
+					 gnutls_strerror(rc));
+				return -1;
+			}
+			if (rc < 0)
+				break; /* a warning: go on */
+			sodium_memzero(l->psk, sizeof(l->psk));
+			l->hs = HS_NONE;
+			return 0;
+		case HS_FAILED:
+			snprintf(err, errlen, "the handshake failed");
+			return -1;
+		}
+	}
+}
+
+int link_handshake(struct link *l, link_lookup_fn lookup, void *arg, char *err, size_t errlen)
+{
+	int rc = hs_step(l, lookup, arg, err, errlen);
+
+	if (rc < 0)
+		l->hs = HS_FAILED;
+	return rc;
 }
