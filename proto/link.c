@@ -115,7 +115,7 @@ struct link {
 	uint8_t psk[PV_KEY_BYTES];
 	char psk_id[65];
 	int tls_corked;	   /* records corked, not all sent (uncork again) */
-	size_t tls_unsent; /* bytes corked and not known to be sent */
+	size_t tls_unsent; /* bytes corked and not yet sent */
 };
 
 static uint32_t get_le32(const uint8_t *p)
@@ -569,8 +569,11 @@ static int tls_flush(struct link *l)
 		if (l->tls_corked) {
 			ssize_t r = gnutls_record_uncork(l->tls, 0);
 
-			if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+			if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+				/* whole records sent are off the corked bytes */
+				l->tls_unsent = gnutls_record_check_corked(l->tls);
 				return 1;
+			}
 			if (r < 0) {
 				errno = EPIPE;
 				return -1;
