@@ -1095,7 +1095,9 @@ static int hs_step(struct link *l, link_lookup_fn lookup, void *arg, char *err, 
 			rc = hs_write(l, err, errlen);
 			if (rc <= 0)
 				return rc < 0 ? -1 : 1;
-			return hs_done(l, err, errlen);
+			if (hs_done(l, err, errlen) < 0)
+				return -1;
+			break; /* on to HS_NONE, or TLS's first step */
 		case HS_A_HELLO:
 			rc = hs_read(l, &m, err, errlen);
 			if (rc <= 0)
@@ -1127,7 +1129,9 @@ static int hs_step(struct link *l, link_lookup_fn lookup, void *arg, char *err, 
 				return rc < 0 ? -1 : 1;
 			if (linkauth_check_finish(&l->auth, &m, err, errlen) < 0)
 				return -1;
-			return hs_done(l, err, errlen);
+			if (hs_done(l, err, errlen) < 0)
+				return -1;
+			break; /* on to HS_NONE, or TLS's first step */
 		case HS_TLS:
 			rc = gnutls_handshake(l->tls);
 			if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED)
