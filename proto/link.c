@@ -756,6 +756,7 @@ static int tls_buffered(const struct link *l)
 static ssize_t tls_read(struct link *l, uint8_t *buf, size_t len, char *err, size_t errlen)
 {
 	size_t got = 0;
+	int warnings = 0;
 
 	while (got < len) {
 		ssize_t n = gnutls_record_recv(l->tls, buf + got, len - got);
@@ -764,9 +765,9 @@ static ssize_t tls_read(struct link *l, uint8_t *buf, size_t len, char *err, siz
 			got += (size_t)n;
 			continue;
 		}
-		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED || (n < 0 && got > 0))
-			break; /* an error shows again at the next call */
-		if (n < 0 && !gnutls_error_is_fatal((int)n))
+		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED || got > 0)
+			break; /* the end or an error shows again at the next call */
+		if (n < 0 && !gnutls_error_is_fatal((int)n) && ++warnings <= 16)
 			continue; /* a warning alert: the stream goes on */
 		if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION)
 			snprintf(err, errlen, "the other side closed the link");

@@ -1411,6 +1411,63 @@ START_TEST(mem_bound_waits)
 }
 END_TEST
 
+/* TLS and link memory: a 2 MiB record that waits for memory behind a
+ * small one (so that TLS records and the receive buffer do not line up:
+ * GnuTLS may hold decrypted bytes while it waits, link_buffered) goes on
+ * once memory is free, with only what link_read takes (the owner calls it
+ * again when link_buffered and link_input_wanted say so), and arrives
+ * whole. */
+START_TEST(tls_mem_wait)
+{
+	const uint32_t two = 2u << 20;
+	uint8_t raw[8 + PV_MAX_HEADER], h[PV_MAX_HEADER];
+	struct pair a, b;
+	struct count ca = {0, 0}, cb = {0, 0};
+	size_t n, hl = make_op_hdr(h, PV_OP_WRITE, two);
+	char err[256];
+	zmq_msg_t m;
+	int rounds = 0;
+
+	link_mem_limit(3u << 20);
+	n = put_head(raw, h, hl, two);
+	auth_mode = 0;
+	pair_open(&a, 0, 0);
+	a.lb = link_new(a.b);
+	write_all(a.a, raw, n);
+	ck_assert_int_eq(link_read(a.lb, count_record, &ca, err, sizeof(err)), 0);
+	ck_assert_uint_eq(link_mem_held(), two);
+	auth_mode = 2;
+	pair_open(&b, 0, 1);
+	ck_assert_int_eq(queue_one(b.la, 0, 777), 0);
+	make_msg(&m, 1, two);
+	ck_assert_int_eq(link_queue(b.la, h, hl, &m), 0);
+	while (!link_waiting(b.lb)) {
+		ck_assert_int_ge(link_flush(b.la), 0);
+		ck_assert_msg(link_read(b.lb, count_record, &cb, err, sizeof(err)) == 0, "%s", err);
+		ck_assert_int_lt(++rounds, 10000);
+	}
+	ck_assert_uint_eq(cb.n, 1); /* the small one */
+	ck_assert_uint_eq(link_mem_held(), two);
+	ck_assert_int_eq(link_input_wanted(b.lb), 0);
+	finish(&a, two - (n - 8 - hl), &ca);
+	ck_assert_uint_eq(ca.n, 1);
+	ck_assert_int_eq(link_input_wanted(b.lb), 1);
+	while (cb.n < 2) {
+		ck_assert_int_ge(link_flush(b.la), 0);
+		ck_assert_msg(link_read(b.lb, count_record, &cb, err, sizeof(err)) == 0, "%s", err);
+		ck_assert_int_lt(++rounds, 100000);
+	}
+	ck_assert_uint_eq(cb.bytes, 777 + two);
+	ck_assert_int_eq(link_buffered(b.lb), 0);
+	ck_assert_uint_eq(link_mem_held(), 0);
+	pair_close(&b);
+	link_destroy(&a.lb);
+	close(a.a);
+	link_mem_limit(0);
+	auth_mode = 0;
+}
+END_TEST
+
 /* --- the handshake (linkauth.h) over a socketpair --- */
 
 START_TEST(handshake_wrong_key)
@@ -1563,6 +1620,7 @@ static Suite *link_suite(void)
 		tcase_add_test(hs, handshake_wrong_key);
 		tcase_add_test(hs, handshake_refused);
 		tcase_add_test(hs, handshake_garbage);
+		tcase_add_test(hs, tls_mem_wait);
 		suite_add_tcase(s, hs);
 	}
 	return s;
