@@ -942,11 +942,9 @@ short link_handshake_events(const struct link *l)
 static int hs_write(struct link *l, char *err, size_t errlen)
 {
 	while (l->hs_off < l->hs_len) {
-		ssize_t n = send(l->fd, l->hs_buf + l->hs_off, l->hs_len - l->hs_off,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		struct iovec v = {l->hs_buf + l->hs_off, l->hs_len - l->hs_off};
+		ssize_t n = write_iov(l->fd, &v, 1);
 
-		if (n < 0 && errno == ENOTSOCK) /* a pipe in tests */
-			n = write(l->fd, l->hs_buf + l->hs_off, l->hs_len - l->hs_off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))

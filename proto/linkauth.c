@@ -166,12 +166,21 @@ size_t linkauth_challenge(struct linkauth *a, const struct linkauth_msg *hello,
 	return head(out, LINKAUTH_CHALLENGE, a->flags_s, LINKAUTH_NONCE + LINKAUTH_MAC);
 }
 
-int linkauth_finish(struct linkauth *a, const struct linkauth_msg *challenge, uint8_t *out,
-		    char *err, size_t errlen)
+/* Whether got is the MAC of a for domain (compared in constant time). */
+static int mac_ok(const struct linkauth *a, const char *domain, const uint8_t got[LINKAUTH_MAC])
 {
 	uint8_t want[LINKAUTH_MAC];
 	int ok;
 
+	mac(a, domain, want);
+	ok = !sodium_memcmp(want, got, LINKAUTH_MAC);
+	sodium_memzero(want, sizeof(want));
+	return ok;
+}
+
+int linkauth_finish(struct linkauth *a, const struct linkauth_msg *challenge, uint8_t *out,
+		    char *err, size_t errlen)
+{
 	if (challenge->type != LINKAUTH_CHALLENGE) {
 		snprintf(err, errlen, "handshake message %u where a challenge was expected",
 			 challenge->type);
@@ -179,10 +188,7 @@ int linkauth_finish(struct linkauth *a, const struct linkauth_msg *challenge, ui
 	}
 	a->flags_s = challenge->flags;
 	memcpy(a->nonce_s, challenge->nonce, LINKAUTH_NONCE);
-	mac(a, DOMAIN_SERVER, want);
-	ok = !sodium_memcmp(want, challenge->mac, LINKAUTH_MAC);
-	sodium_memzero(want, sizeof(want));
-	if (!ok) {
+	if (!mac_ok(a, DOMAIN_SERVER, challenge->mac)) {
 		snprintf(err, errlen, "the server's proof does not match: it does not hold "
 				      "this key (another group's?), or the handshake was altered");
 		return -1;
@@ -194,18 +200,12 @@ int linkauth_finish(struct linkauth *a, const struct linkauth_msg *challenge, ui
 int linkauth_check_finish(const struct linkauth *a, const struct linkauth_msg *finish, char *err,
 			  size_t errlen)
 {
-	uint8_t want[LINKAUTH_MAC];
-	int ok;
-
 	if (finish->type != LINKAUTH_FINISH) {
 		snprintf(err, errlen, "handshake message %u where the proof was expected",
 			 finish->type);
 		return -1;
 	}
-	mac(a, DOMAIN_CLIENT, want);
-	ok = !sodium_memcmp(want, finish->mac, LINKAUTH_MAC);
-	sodium_memzero(want, sizeof(want));
-	if (!ok) {
+	if (!mac_ok(a, DOMAIN_CLIENT, finish->mac)) {
 		snprintf(err, errlen, "the connector's proof does not match (wrong key, or "
 				      "the handshake was altered or replayed)");
 		return -1;

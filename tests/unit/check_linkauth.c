@@ -55,6 +55,26 @@ static int run(uint8_t fc, const uint8_t *ckey, uint8_t fs, const uint8_t *skey,
 	return linkauth_check_finish(s, &m, err, sizeof(err));
 }
 
+/* A whole good exchange with key on both sides: the HELLO and the FINISH
+ * sent, as decoded (the acceptor has not checked the FINISH yet). */
+static void exchange(struct linkauth *c, struct linkauth *s, struct linkauth_msg *hello,
+		     struct linkauth_msg *finish)
+{
+	uint8_t b1[LINKAUTH_MSG_MAX], b2[LINKAUTH_MSG_MAX], b3[LINKAUTH_MSG_MAX];
+	struct linkauth_msg m;
+	char err[256];
+	size_t n;
+	int f;
+
+	n = linkauth_hello(c, id, key, 0, b1);
+	decode_ok(b1, n, hello);
+	n = linkauth_challenge(s, hello, key, 0, b2);
+	decode_ok(b2, n, &m);
+	f = linkauth_finish(c, &m, b3, err, sizeof(err));
+	ck_assert_int_gt(f, 0);
+	decode_ok(b3, (size_t)f, finish);
+}
+
 START_TEST(happy_path)
 {
 	for (int fc = 0; fc < 2; fc++)
@@ -106,20 +126,14 @@ START_TEST(wrong_key_connector)
 	uint8_t b1[LINKAUTH_MSG_MAX], b2[LINKAUTH_MSG_MAX], b3[LINKAUTH_MSG_MAX];
 	struct linkauth c, s;
 	struct linkauth_msg m;
+	struct linkauth_msg hello;
 	char err[256];
 	size_t n;
-	int f;
 
 	/* the acceptor checks mac_c with the key it looked up: a connector
 	 * that had another key (here: the acceptor's state with another key,
 	 * as if its lookup had found a different one) fails there */
-	n = linkauth_hello(&c, id, key, 0, b1);
-	decode_ok(b1, n, &m);
-	n = linkauth_challenge(&s, &m, key, 0, b2);
-	decode_ok(b2, n, &m);
-	f = linkauth_finish(&c, &m, b3, err, sizeof(err));
-	ck_assert_int_gt(f, 0);
-	decode_ok(b3, (size_t)f, &m);
+	exchange(&c, &s, &hello, &m);
 	memcpy(s.key, other, PV_KEY_BYTES);
 	ck_assert_int_eq(linkauth_check_finish(&s, &m, err, sizeof(err)), -1);
 	ck_assert_ptr_nonnull(strstr(err, "does not match"));
@@ -220,16 +234,9 @@ START_TEST(replayed_hello)
 	struct linkauth_msg hello, m;
 	char err[256];
 	size_t n;
-	int f;
 
 	/* a recorded exchange */
-	n = linkauth_hello(&c, id, key, 0, b1);
-	decode_ok(b1, n, &hello);
-	n = linkauth_challenge(&s1, &hello, key, 0, b2);
-	decode_ok(b2, n, &m);
-	f = linkauth_finish(&c, &m, b3, err, sizeof(err));
-	ck_assert_int_gt(f, 0);
-	decode_ok(b3, (size_t)f, &m);
+	exchange(&c, &s1, &hello, &m);
 	ck_assert_int_eq(linkauth_check_finish(&s1, &m, err, sizeof(err)), 0);
 	/* replayed to the acceptor: a new nonce_s, the old FINISH fails */
 	n = linkauth_challenge(&s2, &hello, key, 0, b2);
