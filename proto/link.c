@@ -34,6 +34,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -54,7 +55,9 @@
 #define TLS_BATCH  (256u << 10)	  /* bytes corked into TLS records at once */
 /* TLS 1.3 only, a pre-shared key with an ephemeral ECDHE exchange (forward
  * secrecy); GnuTLS's default ciphers (AES-GCM, ChaCha20-Poly1305). */
-#define TLS_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK"
+#define TLS_PRIORITY                                                                               \
+	"NORMAL:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:"      \
+	"+CHACHA20-POLY1305"
 
 /* Handshake states (linkauth.h); HS_NONE: records flow. */
 enum hs_state {
@@ -114,8 +117,13 @@ struct link {
 	gnutls_psk_server_credentials_t psks;
 	uint8_t psk[PV_KEY_BYTES];
 	char psk_id[65];
-	int tls_corked;	   /* records corked, not all sent (uncork again) */
-	size_t tls_unsent; /* bytes corked and not yet sent */
+	/* GnuTLS's transport (tls_push, tls_pull): what it wrote and the
+	 * socket did not take yet, and what was read from the socket and it
+	 * did not take yet; a round is one sendmsg and one read, not two
+	 * calls per 16 KiB TLS record */
+	uint8_t *tout, *tin;
+	size_t tout_cap, tout_off, tout_len;
+	size_t tin_off, tin_len;
 };
 
 static uint32_t get_le32(const uint8_t *p)
@@ -331,6 +339,8 @@ void link_destroy(struct link **lp)
 	free(l->rbuf);
 	if (l->tls)
 		gnutls_deinit(l->tls);
+	free(l->tout);
+	free(l->tin);
 	if (l->pskc)
 		gnutls_psk_free_client_credentials(l->pskc);
 	if (l->psks)
@@ -350,7 +360,7 @@ int link_fd(const struct link *l)
 
 size_t link_pending(const struct link *l)
 {
-	return l->pending + l->tls_unsent;
+	return l->pending + (l->tout_len - l->tout_off);
 }
 
 uint64_t link_sent(const struct link *l)
@@ -557,34 +567,41 @@ static void consumed(struct link *l, size_t w)
 	}
 }
 
+/* Writes what GnuTLS produced (tout) to the socket: 1 all written, 0 not
+ * yet (EAGAIN), -1 failed (errno). */
+static int tout_write(struct link *l)
+{
+	while (l->tout_off < l->tout_len) {
+		struct iovec v = {l->tout + l->tout_off, l->tout_len - l->tout_off};
+		ssize_t w = write_iov(l->fd, &v, 1);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (w < 0)
+			return -1;
+		l->tout_off += (size_t)w;
+	}
+	l->tout_off = l->tout_len = 0;
+	return 1;
+}
+
 /* link_flush with TLS: up to TLS_BATCH bytes of the queue at a time are
- * corked into records (GnuTLS copies and encrypts them: the queue lets go
- * at once), then sent; a send the socket does not take is finished by the
- * next call (link_pending stays above 0 until then). */
+ * corked into records (GnuTLS copies and encrypts them into tout: the
+ * queue lets go at once) and written; what the socket does not take stays
+ * in tout for the next call (link_pending counts it). */
 static int tls_flush(struct link *l)
 {
 	for (;;) {
 		size_t put = 0;
+		int rc = tout_write(l);
 
-		if (l->tls_corked) {
-			ssize_t r = gnutls_record_uncork(l->tls, 0);
-
-			if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
-				/* whole records sent are off the corked bytes */
-				l->tls_unsent = gnutls_record_check_corked(l->tls);
-				return 1;
-			}
-			if (r < 0) {
-				errno = EPIPE;
-				return -1;
-			}
-			l->tls_corked = 0;
-			l->tls_unsent = 0;
-		}
+		if (rc <= 0)
+			return rc < 0 ? -1 : 1;
 		if (l->pending == 0)
 			return 0;
 		gnutls_record_cork(l->tls);
-		l->tls_corked = 1;
 		while (l->pending > 0 && put < TLS_BATCH) {
 			uint8_t *p;
 			size_t left = seg_left(&l->segs[l->head], &p);
@@ -593,14 +610,16 @@ static int tls_flush(struct link *l)
 			if (left > TLS_BATCH - put)
 				left = TLS_BATCH - put;
 			r = left ? gnutls_record_send(l->tls, p, left) : 0;
-			if (r < 0) {
-				errno = ENOMEM;
-				return -1;
-			}
+			if (r < 0)
+				break;
 			put += (size_t)r;
 			consumed(l, (size_t)r);
 		}
-		l->tls_unsent = put;
+		/* tls_push takes everything: this does not wait */
+		if (gnutls_record_uncork(l->tls, GNUTLS_RECORD_WAIT) < 0) {
+			errno = ENOMEM;
+			return -1;
+		}
 	}
 }
 
@@ -745,10 +764,11 @@ static int deliver(struct link *l, link_record_fn fn, void *arg, size_t *need, c
 	}
 }
 
-/* Whether GnuTLS holds decrypted bytes not yet taken. */
+/* Whether GnuTLS holds input not yet taken: decrypted, or read from the
+ * socket (tin). */
 static int tls_buffered(const struct link *l)
 {
-	return l->tls && gnutls_record_check_pending(l->tls) > 0;
+	return l->tls && (l->tin_off < l->tin_len || gnutls_record_check_pending(l->tls) > 0);
 }
 
 /* gnutls_record_recv into buf until it is full or nothing more is there:
@@ -931,8 +951,8 @@ short link_handshake_events(const struct link *l)
 	case HS_C_FINISH:
 	case HS_A_CHALLENGE:
 		return ZMQ_POLLOUT;
-	case HS_TLS:
-		return gnutls_record_get_direction(l->tls) ? ZMQ_POLLOUT : ZMQ_POLLIN;
+	case HS_TLS: /* (tls_push never blocks: only tout waits to be written) */
+		return l->tout_off < l->tout_len ? ZMQ_POLLOUT : ZMQ_POLLIN;
 	default:
 		return ZMQ_POLLIN;
 	}
@@ -1001,6 +1021,80 @@ static int psk_lookup(gnutls_session_t s, const char *username, gnutls_datum_t *
 	return 0;
 }
 
+/* GnuTLS's push: appends to tout (written by tout_write); never fails but
+ * for memory. */
+static ssize_t tls_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int n)
+{
+	struct link *l = ptr;
+	size_t total = 0;
+
+	for (int i = 0; i < n; i++)
+		total += iov[i].iov_len;
+	if (l->tout_len + total > l->tout_cap) {
+		size_t cap = l->tout_cap ? l->tout_cap : TLS_BATCH + (16u << 10);
+		uint8_t *b;
+
+		while (cap < l->tout_len + total)
+			cap *= 2;
+		b = realloc(l->tout, cap);
+		if (!b) {
+			gnutls_transport_set_errno(l->tls, ENOMEM);
+			return -1;
+		}
+		l->tout = b;
+		l->tout_cap = cap;
+	}
+	for (int i = 0; i < n; i++) {
+		memcpy(l->tout + l->tout_len, iov[i].iov_base, iov[i].iov_len);
+		l->tout_len += iov[i].iov_len;
+	}
+	return (ssize_t)total;
+}
+
+/* GnuTLS's pull: from tin, refilled by one read of up to TLS_BATCH. */
+static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *buf, size_t len)
+{
+	struct link *l = ptr;
+	size_t k;
+
+	if (l->tin_off == l->tin_len) {
+		ssize_t n;
+
+		if (!l->tin && !(l->tin = malloc(TLS_BATCH))) {
+			gnutls_transport_set_errno(l->tls, ENOMEM);
+			return -1;
+		}
+		do
+			n = read(l->fd, l->tin, TLS_BATCH);
+		while (n < 0 && errno == EINTR);
+		if (n < 0) {
+			gnutls_transport_set_errno(l->tls, errno == EWOULDBLOCK ? EAGAIN : errno);
+			return -1;
+		}
+		if (n == 0)
+			return 0;
+		l->tin_off = 0;
+		l->tin_len = (size_t)n;
+	}
+	k = l->tin_len - l->tin_off < len ? l->tin_len - l->tin_off : len;
+	memcpy(buf, l->tin + l->tin_off, k);
+	l->tin_off += k;
+	if (l->tin_off == l->tin_len)
+		l->tin_off = l->tin_len = 0;
+	return (ssize_t)k;
+}
+
+/* GnuTLS's wait for input (its handshake asks): tin, else the socket. */
+static int tls_pull_timeout(gnutls_transport_ptr_t ptr, unsigned int ms)
+{
+	struct link *l = ptr;
+	struct pollfd p = {l->fd, POLLIN, 0};
+
+	if (l->tin_off < l->tin_len)
+		return 1;
+	return poll(&p, 1, ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int)ms);
+}
+
 /* Sets up this side's TLS session over the socket. 0, or -1 with err. */
 static int tls_start(struct link *l, char *err, size_t errlen)
 {
@@ -1036,7 +1130,10 @@ static int tls_start(struct link *l, char *err, size_t errlen)
 		rc = gnutls_priority_set_direct(l->tls, TLS_PRIORITY, NULL);
 	if (rc < 0)
 		goto fail;
-	gnutls_transport_set_int(l->tls, l->fd);
+	gnutls_transport_set_ptr(l->tls, l);
+	gnutls_transport_set_vec_push_function(l->tls, tls_push);
+	gnutls_transport_set_pull_function(l->tls, tls_pull);
+	gnutls_transport_set_pull_timeout_function(l->tls, tls_pull_timeout);
 	return 0;
 fail:
 	snprintf(err, errlen, "cannot start TLS: %s", gnutls_strerror(rc));
@@ -1132,7 +1229,17 @@ static int hs_step(struct link *l, link_lookup_fn lookup, void *arg, char *err, 
 				return -1;
 			break; /* on to HS_NONE, or TLS's first step */
 		case HS_TLS:
+			if (tout_write(l) < 0) {
+				snprintf(err, errlen, "TLS handshake send failed: %s",
+					 strerror(errno));
+				return -1;
+			}
 			rc = gnutls_handshake(l->tls);
+			if (tout_write(l) < 0) {
+				snprintf(err, errlen, "TLS handshake send failed: %s",
+					 strerror(errno));
+				return -1;
+			}
 			if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED)
 				return 1;
 			if (rc < 0 && gnutls_error_is_fatal(rc)) {
