@@ -64,7 +64,7 @@ struct conn {
 	int link_up;		/* connected: everything to it goes there */
 	uint64_t link_retry_ms; /* no new link before then */
 	unsigned link_failures; /* in a row: the retry backs off */
-	int link_refused;	/* it refused our key (linkauth.h): no links to it */
+	int link_refused;	/* it refused our key (linkauth.h): logged once */
 	struct conn *next;
 };
 

@@ -39,6 +39,7 @@
 
 #define RECV_BATCH 256 /* messages taken from one socket per round */
 #define HANDSHAKE_MS 5000 /* a link's handshake must be done within this */
+#define REFUSED_RETRY_MS 600000 /* a server that refused our key is asked again after this */
 
 const struct pv_key *fused_key; /* fused --auth (main.c), or NULL */
 
@@ -166,7 +167,6 @@ void conn_link_address(struct client *c, struct conn *s)
 	snprintf(s->link_address, sizeof(s->link_address), "%s", addr);
 	s->link_failures = 0;
 	s->link_retry_ms = 0;
-	s->link_refused = 0; /* another server (restarted, moved): ask again */
 }
 
 /* Starts connecting to s's link address. */
@@ -231,7 +231,8 @@ static void link_up(struct client *c, struct conn *s)
 }
 
 /* Runs the handshake of s's link: up when done; a refusal of our key is
- * logged once and the link not tried again (ZeroMQ carries everything);
+ * logged once and the link tried again only after REFUSED_RETRY_MS (ZeroMQ
+ * carries everything meanwhile: the key may be added to the catalog);
  * another failure is a link failure. */
 static void link_handshake_step(struct client *c, struct conn *s)
 {
@@ -241,13 +242,18 @@ static void link_handshake_step(struct client *c, struct conn *s)
 	if (rc > 0)
 		return;
 	if (rc == 0) {
+		s->link_refused = 0;
 		link_up(c, s);
 		return;
 	}
 	if (link_refused(s->link)) {
-		pv_warn("server %s: link to %s %s; requests to it keep to ZeroMQ", s->address,
-			s->link_to, err);
+		if (!s->link_refused)
+			pv_warn("server %s: link to %s %s; requests to it keep to ZeroMQ",
+				s->address, s->link_to, err);
 		s->link_refused = 1;
+		link_lost(c, s, err);
+		s->link_retry_ms = pv_now_ms() + REFUSED_RETRY_MS;
+		return;
 	}
 	link_lost(c, s, err);
 }
@@ -270,8 +276,8 @@ static void link_connected(struct client *c, struct conn *s)
 			pv_warn("server %s: the client key's group key is not a valid public "
 				"key: no links, ZeroMQ only",
 				s->address);
-			s->link_refused = 1;
 			link_lost(c, s, "no link key");
+			s->link_retry_ms = UINT64_MAX; /* no key: never */
 			return;
 		}
 		link_auth_connect(s->link, fused_key->client.public_key, key, 0);
@@ -608,7 +614,7 @@ void conn_timers(struct client *c, uint64_t now)
 		else if (s->link && link_handshaking(s->link) &&
 			 now - link_handshake_started(s->link) >= HANDSHAKE_MS)
 			link_lost(c, s, "no handshake answer within 5 s");
-		if (c->links && s->sock && s->link_address[0] && !s->link && !s->link_refused &&
+		if (c->links && s->sock && s->link_address[0] && !s->link &&
 		    now >= s->link_retry_ms)
 			link_start(s, now);
 	}
