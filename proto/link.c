@@ -124,6 +124,7 @@ struct link {
 	uint8_t *tout, *tin;
 	size_t tout_cap, tout_off, tout_len;
 	size_t tin_off, tin_len;
+	int tin_hold; /* tls_pull takes nothing more from the socket */
 };
 
 static uint32_t get_le32(const uint8_t *p)
@@ -839,6 +840,7 @@ int link_read(struct link *l, link_record_fn fn, void *arg, char *err, size_t er
 		snprintf(err, errlen, "records before the handshake is done");
 		return -1;
 	}
+	l->tin_hold = 0;
 	if (l->big_wait && big_start(l, err, errlen) < 0)
 		return -1;
 	if (l->big_wait) { /* nothing is read, but a peer gone is seen */
@@ -853,11 +855,13 @@ int link_read(struct link *l, link_record_fn fn, void *arg, char *err, size_t er
 		}
 		return 0;
 	}
-	/* with TLS, until GnuTLS holds nothing decrypted (at most a record):
-	 * the socket's readiness says nothing about that */
+	/* with TLS, past READS_MAX until what was read from the socket is
+	 * taken (without reading it again: tin_hold), for the socket's
+	 * readiness says nothing about that */
 	for (int i = 0; !l->big_wait && (i < READS_MAX || tls_buffered(l)); i++) {
 		ssize_t n;
 
+		l->tin_hold = i >= READS_MAX;
 		if (l->big_on) {
 			size_t size = zmq_msg_size(&l->big);
 
@@ -1060,6 +1064,10 @@ static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *buf, size_t len)
 	if (l->tin_off == l->tin_len) {
 		ssize_t n;
 
+		if (l->tin_hold) {
+			gnutls_transport_set_errno(l->tls, EAGAIN);
+			return -1;
+		}
 		if (!l->tin && !(l->tin = malloc(TLS_BATCH))) {
 			gnutls_transport_set_errno(l->tls, ENOMEM);
 			return -1;
