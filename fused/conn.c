@@ -37,8 +37,8 @@
 #include "pvlog.h"
 #include "util.h"
 
-#define RECV_BATCH 256 /* messages taken from one socket per round */
-#define HANDSHAKE_MS 5000 /* a link's handshake must be done within this */
+#define RECV_BATCH	 256	/* messages taken from one socket per round */
+#define HANDSHAKE_MS	 5000	/* a link's handshake must be done within this */
 #define REFUSED_RETRY_MS 600000 /* a server that refused our key is asked again after this */
 
 const struct pv_key *fused_key; /* fused --auth (main.c), or NULL */

@@ -148,8 +148,8 @@ void link_auth_connect(struct link *l, const uint8_t id[PV_KEY_BYTES],
 void link_auth_accept(struct link *l, int encrypt);
 /* The acceptor's key lookup: the link key of id, 0; or -1 with the reason
  * in why (sent to the connector, then the link fails). */
-typedef int (*link_lookup_fn)(void *arg, const uint8_t id[PV_KEY_BYTES],
-			      uint8_t key[PV_KEY_BYTES], char *why, size_t whylen);
+typedef int (*link_lookup_fn)(void *arg, const uint8_t id[PV_KEY_BYTES], uint8_t key[PV_KEY_BYTES],
+			      char *why, size_t whylen);
 /* Runs the handshake as far as the socket allows (lookup: acceptors only).
  * 0 done (records may flow), 1 not yet (poll for link_handshake_events),
  * -1 failed (err says why; close the link). */

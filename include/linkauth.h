@@ -50,9 +50,9 @@ enum linkauth_type {
 struct linkauth_msg {
 	enum linkauth_type type;
 	uint8_t flags;
-	uint8_t id[PV_KEY_BYTES];     /* HELLO */
-	uint8_t nonce[LINKAUTH_NONCE]; /* HELLO: nonce_c; CHALLENGE: nonce_s */
-	uint8_t mac[LINKAUTH_MAC];     /* CHALLENGE: mac_s; FINISH: mac_c */
+	uint8_t id[PV_KEY_BYTES];	      /* HELLO */
+	uint8_t nonce[LINKAUTH_NONCE];	      /* HELLO: nonce_c; CHALLENGE: nonce_s */
+	uint8_t mac[LINKAUTH_MAC];	      /* CHALLENGE: mac_s; FINISH: mac_c */
 	char reason[LINKAUTH_REASON_MAX + 1]; /* REFUSE, NUL-terminated, printable */
 };
 
@@ -72,8 +72,7 @@ int linkauth_need(const void *buf, size_t len, char *err, size_t errlen);
 
 /* Decodes the message in buf (exactly one, len bytes). 0, or -1 with the
  * reason in err. Pure: any byte string is safe. */
-int linkauth_decode(const void *buf, size_t len, struct linkauth_msg *m, char *err,
-		    size_t errlen);
+int linkauth_decode(const void *buf, size_t len, struct linkauth_msg *m, char *err, size_t errlen);
 
 /* Connector: fills a (id, key, flags_c, a random nonce_c) and writes HELLO
  * into out (LINKAUTH_MSG_MAX). Returns its length. */

@@ -70,7 +70,7 @@ static size_t nretired, cap_retired;
 static uint64_t listen_paused_until; /* accept failed for want of fds */
 static uint64_t accept_warned_ms, source_warned_ms;
 static uint64_t sent_gone, received_gone; /* counters of links freed */
-static uint64_t hs_done_in, hs_done_out;   /* handshakes completed */
+static uint64_t hs_done_in, hs_done_out;  /* handshakes completed */
 
 /* poll slots of this round: what linkset_poll_fill put where */
 enum slot_kind { SLOT_LISTEN, SLOT_ACCEPTED, SLOT_MEMBER };
@@ -256,7 +256,7 @@ static int queue_header(struct link *l, const Pv__Header *h, zmq_msg_t *payload,
 }
 
 int linkset_reply(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *payload,
-		int now)
+		  int now)
 {
 	struct accepted *a = accepted_of(ident, ident_len);
 
@@ -515,9 +515,9 @@ static void member_up(struct member *m)
 	m->link_up = 1;
 	shm_peer_reset(m->id); /* offer clients' memory again, on the link */
 	pv_info("peer %u: link to %s up%s; messages to it go there", m->id, m->link_address,
-		!auth_on()		   ? ""
+		!auth_on()		  ? ""
 		: link_encrypted(m->link) ? " (authenticated, encrypted)"
-					   : " (authenticated)");
+					  : " (authenticated)");
 }
 
 /* Runs the handshake of m's link; up when it is done, dropped (with the
@@ -610,9 +610,9 @@ size_t linkset_poll_fill(zmq_pollitem_t *items, size_t max, void *arg)
 		items[n].socket = NULL;
 		items[n].fd = link_fd(m->link);
 		items[n++].events = link_handshaking(m->link) ? link_handshake_events(m->link)
-				    : !m->link_up	  ? ZMQ_POLLOUT
-							  : (link_input_wanted(m->link) ? ZMQ_POLLIN : 0) |
-						      (link_pending(m->link) ? ZMQ_POLLOUT : 0);
+				    : !m->link_up	      ? ZMQ_POLLOUT
+						  : (link_input_wanted(m->link) ? ZMQ_POLLIN : 0) |
+							(link_pending(m->link) ? ZMQ_POLLOUT : 0);
 	}
 	return n;
 }
@@ -664,8 +664,7 @@ static void read_buffered(void)
 	for (size_t i = 0; i < srv->nmembers; i++) {
 		struct member *m = &srv->members[i];
 
-		if (m->link && m->link_up && link_buffered(m->link) &&
-		    link_input_wanted(m->link))
+		if (m->link && m->link_up && link_buffered(m->link) && link_input_wanted(m->link))
 			member_input(m);
 	}
 }

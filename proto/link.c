@@ -56,7 +56,7 @@
 /* TLS 1.3 only, a pre-shared key with an ephemeral ECDHE exchange (forward
  * secrecy); GnuTLS's default ciphers (AES-GCM, ChaCha20-Poly1305). */
 #define TLS_PRIORITY                                                                               \
-	"NORMAL:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:"      \
+	"NORMAL:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:"  \
 	"+CHACHA20-POLY1305"
 
 /* Handshake states (linkauth.h); HS_NONE: records flow. */
@@ -1207,8 +1207,9 @@ static int hs_step(struct link *l, link_lookup_fn lookup, void *arg, char *err, 
 			if (rc <= 0)
 				return rc < 0 ? -1 : 1;
 			if (m.type != LINKAUTH_HELLO) {
-				snprintf(err, errlen, "handshake message %u where a hello was "
-						      "expected",
+				snprintf(err, errlen,
+					 "handshake message %u where a hello was "
+					 "expected",
 					 m.type);
 				return -1;
 			}
@@ -1220,9 +1221,8 @@ static int hs_step(struct link *l, link_lookup_fn lookup, void *arg, char *err, 
 				memcpy(l->auth.id, m.id, PV_KEY_BYTES); /* for the caller */
 				return -1;
 			}
-			l->hs_len = linkauth_challenge(&l->auth, &m, key,
-						       l->encrypt_self ? LINKAUTH_F_ENCRYPT : 0,
-						       l->hs_buf);
+			l->hs_len = linkauth_challenge(
+			    &l->auth, &m, key, l->encrypt_self ? LINKAUTH_F_ENCRYPT : 0, l->hs_buf);
 			sodium_memzero(key, sizeof(key));
 			l->hs_off = 0;
 			l->hs = HS_A_CHALLENGE;

@@ -70,8 +70,7 @@ int linkauth_need(const void *buf, size_t len, char *err, size_t errlen)
 	return LINKAUTH_HEAD + p[7];
 }
 
-int linkauth_decode(const void *buf, size_t len, struct linkauth_msg *m, char *err,
-		    size_t errlen)
+int linkauth_decode(const void *buf, size_t len, struct linkauth_msg *m, char *err, size_t errlen)
 {
 	const uint8_t *p = buf, *b = p + LINKAUTH_HEAD;
 	int need = linkauth_need(buf, len, err, errlen);
@@ -86,9 +85,9 @@ int linkauth_decode(const void *buf, size_t len, struct linkauth_msg *m, char *e
 	}
 	m->type = p[5];
 	m->flags = p[6];
-	if (m->flags & ~((m->type == LINKAUTH_HELLO || m->type == LINKAUTH_CHALLENGE)
-			     ? LINKAUTH_F_KNOWN
-			     : 0)) {
+	if (m->flags &
+	    ~((m->type == LINKAUTH_HELLO || m->type == LINKAUTH_CHALLENGE) ? LINKAUTH_F_KNOWN
+									   : 0)) {
 		snprintf(err, errlen, "unknown handshake flags 0x%02x", m->flags);
 		return -1;
 	}
@@ -189,8 +188,9 @@ int linkauth_finish(struct linkauth *a, const struct linkauth_msg *challenge, ui
 	a->flags_s = challenge->flags;
 	memcpy(a->nonce_s, challenge->nonce, LINKAUTH_NONCE);
 	if (!mac_ok(a, DOMAIN_SERVER, challenge->mac)) {
-		snprintf(err, errlen, "the server's proof does not match: it does not hold "
-				      "this key (another group's?), or the handshake was altered");
+		snprintf(err, errlen,
+			 "the server's proof does not match: it does not hold "
+			 "this key (another group's?), or the handshake was altered");
 		return -1;
 	}
 	mac(a, DOMAIN_CLIENT, out + LINKAUTH_HEAD);
@@ -206,8 +206,9 @@ int linkauth_check_finish(const struct linkauth *a, const struct linkauth_msg *f
 		return -1;
 	}
 	if (!mac_ok(a, DOMAIN_CLIENT, finish->mac)) {
-		snprintf(err, errlen, "the connector's proof does not match (wrong key, or "
-				      "the handshake was altered or replayed)");
+		snprintf(err, errlen,
+			 "the connector's proof does not match (wrong key, or "
+			 "the handshake was altered or replayed)");
 		return -1;
 	}
 	return 0;
@@ -220,8 +221,8 @@ size_t linkauth_refuse(const char *reason, uint8_t *out)
 	if (n > LINKAUTH_REASON_MAX)
 		n = LINKAUTH_REASON_MAX;
 	for (size_t i = 0; i < n; i++)
-		out[LINKAUTH_HEAD + i] = reason[i] >= 0x20 && reason[i] < 0x7f ? (uint8_t)reason[i]
-									     : '?';
+		out[LINKAUTH_HEAD + i] =
+		    reason[i] >= 0x20 && reason[i] < 0x7f ? (uint8_t)reason[i] : '?';
 	return head(out, LINKAUTH_REFUSE, 0, n);
 }
 

@@ -113,7 +113,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct linkauth_msg m;
 		int need = linkauth_need(data, size, err, sizeof(err));
 
-		REQUIRE(need > 0 && linkauth_decode(data, (size_t)need, &m, err, sizeof(err)) == 0 &&
+		REQUIRE(need > 0 &&
+			linkauth_decode(data, (size_t)need, &m, err, sizeof(err)) == 0 &&
 			m.type == LINKAUTH_REFUSE);
 	}
 	return 0;

@@ -42,8 +42,8 @@ static int lookup_key(void *arg, const uint8_t id[PV_KEY_BYTES], uint8_t key[PV_
 
 /* Runs the handshake between a (connector, encrypt if enc) and b
  * (acceptor, its link key k) to its end: the results of both sides. */
-static void handshake(struct link *a, struct link *b, int enc, const uint8_t *k, int *ra,
-		      int *rb, char *ea, char *eb)
+static void handshake(struct link *a, struct link *b, int enc, const uint8_t *k, int *ra, int *rb,
+		      char *ea, char *eb)
 {
 	int rounds = 0;
 

@@ -30,8 +30,8 @@ static void decode_ok(const uint8_t *buf, size_t len, struct linkauth_msg *m)
 
 /* Runs a handshake: connector flags fc with ckey, acceptor flags fs with
  * skey. Returns 0 if both sides accept; fills both states. */
-static int run(uint8_t fc, const uint8_t *ckey, uint8_t fs, const uint8_t *skey,
-	       struct linkauth *c, struct linkauth *s)
+static int run(uint8_t fc, const uint8_t *ckey, uint8_t fs, const uint8_t *skey, struct linkauth *c,
+	       struct linkauth *s)
 {
 	uint8_t b1[LINKAUTH_MSG_MAX], b2[LINKAUTH_MSG_MAX], b3[LINKAUTH_MSG_MAX];
 	struct linkauth_msg m;
