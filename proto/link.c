@@ -568,13 +568,13 @@ static void consumed(struct link *l, size_t w)
 	}
 }
 
-/* Writes what GnuTLS produced (tout) to the socket: 1 all written, 0 not
- * yet (EAGAIN), -1 failed (errno). */
-static int tout_write(struct link *l)
+/* Writes buf[*off, *len) to fd: 1 all written (both reset to 0), 0 not
+ * yet (EAGAIN; *off advanced), -1 failed (errno). */
+static int buf_write(int fd, uint8_t *buf, size_t *off, size_t *len)
 {
-	while (l->tout_off < l->tout_len) {
-		struct iovec v = {l->tout + l->tout_off, l->tout_len - l->tout_off};
-		ssize_t w = write_iov(l->fd, &v, 1);
+	while (*off < *len) {
+		struct iovec v = {buf + *off, *len - *off};
+		ssize_t w = write_iov(fd, &v, 1);
 
 		if (w < 0 && errno == EINTR)
 			continue;
@@ -582,10 +582,16 @@ static int tout_write(struct link *l)
 			return 0;
 		if (w < 0)
 			return -1;
-		l->tout_off += (size_t)w;
+		*off += (size_t)w;
 	}
-	l->tout_off = l->tout_len = 0;
+	*off = *len = 0;
 	return 1;
+}
+
+/* Writes what GnuTLS produced (tout) to the socket: as buf_write. */
+static int tout_write(struct link *l)
+{
+	return buf_write(l->fd, l->tout, &l->tout_off, &l->tout_len);
 }
 
 /* link_flush with TLS: up to TLS_BATCH bytes of the queue at a time are
@@ -965,22 +971,11 @@ short link_handshake_events(const struct link *l)
 /* Writes the rest of hs_buf: 1 all written, 0 not yet, -1 failed. */
 static int hs_write(struct link *l, char *err, size_t errlen)
 {
-	while (l->hs_off < l->hs_len) {
-		struct iovec v = {l->hs_buf + l->hs_off, l->hs_len - l->hs_off};
-		ssize_t n = write_iov(l->fd, &v, 1);
+	int rc = buf_write(l->fd, l->hs_buf, &l->hs_off, &l->hs_len);
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return 0;
-		if (n < 0) {
-			snprintf(err, errlen, "handshake send failed: %s", strerror(errno));
-			return -1;
-		}
-		l->hs_off += (size_t)n;
-	}
-	l->hs_len = l->hs_off = 0;
-	return 1;
+	if (rc < 0)
+		snprintf(err, errlen, "handshake send failed: %s", strerror(errno));
+	return rc;
 }
 
 /* Reads one handshake message into hs_buf, exactly (not a byte more) and
