@@ -65,6 +65,7 @@ struct conn {
 	uint64_t link_retry_ms; /* no new link before then */
 	unsigned link_failures; /* in a row: the retry backs off */
 	int auth_logged;	/* a refused key handshake was logged */
+	int link_refused;	/* it refused our key (linkauth.h): logged once */
 	struct conn *next;
 };
 

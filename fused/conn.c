@@ -12,6 +12,11 @@
  * or whose connection drops, is reconnected: its socket is closed and opened
  * again (its volumes move to another holder if any) and everything that was
  * in flight to it is sent again with the same req_id.
+ *
+ * With a client key (fused --auth: fused_key) a link first runs the
+ * handshake of linkauth.h with the client's link key (pv_client_link_key)
+ * and its public key as id, then TLS if the server asks for it; a server
+ * that refuses the key is logged once and reached by ZeroMQ (CURVE) only.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,17 +27,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sodium.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "batch.h"
 #include "client_int.h"
 #include "link.h"
 #include "pvlog.h"
 #include "util.h"
 
-#define RECV_BATCH 256 /* messages taken from one socket per round */
+#define RECV_BATCH	 256	/* messages taken from one socket per round */
+#define HANDSHAKE_MS	 5000	/* a link's handshake must be done within this */
+#define REFUSED_RETRY_MS 600000 /* a server that refused our key is asked again after this */
 
-const struct pv_key *fused_key;
+const struct pv_key *fused_key; /* fused --auth (main.c), or NULL */
 
 /* What a refused CURVE handshake means, for the log and the mount's error. */
 #define HANDSHAKE_EVENTS                                                                           \
@@ -259,7 +268,48 @@ static void link_lost(struct client *c, struct conn *s, const char *why)
 	catalog_request(c, CATALOG_TIMEOUT_MS);
 }
 
-/* s's link connect finished (writable): up, or failed. */
+/* s's link is connected (and authenticated): requests go there. */
+static void link_up(struct client *c, struct conn *s)
+{
+	s->link_up = 1;
+	pv_info("server %s: link to %s up%s; requests go there", s->address, s->link_to,
+		!fused_key		  ? ""
+		: link_encrypted(s->link) ? " (authenticated, encrypted)"
+					  : " (authenticated)");
+	/* the server binds our shared memory to the connection it came on */
+	conn_attach(c, s);
+}
+
+/* Runs the handshake of s's link: up when done; a refusal of our key is
+ * logged once and the link tried again only after REFUSED_RETRY_MS (ZeroMQ
+ * carries everything meanwhile: the key may be added to the catalog);
+ * another failure is a link failure. */
+static void link_handshake_step(struct client *c, struct conn *s)
+{
+	char err[256];
+	int rc = link_handshake(s->link, NULL, NULL, err, sizeof(err));
+
+	if (rc > 0)
+		return;
+	if (rc == 0) {
+		s->link_refused = 0;
+		link_up(c, s);
+		return;
+	}
+	if (link_refused(s->link)) {
+		if (!s->link_refused)
+			pv_warn("server %s: link to %s %s; requests to it keep to ZeroMQ",
+				s->address, s->link_to, err);
+		s->link_refused = 1;
+		link_lost(c, s, err);
+		s->link_retry_ms = pv_now_ms() + REFUSED_RETRY_MS;
+		return;
+	}
+	link_lost(c, s, err);
+}
+
+/* s's link connect finished (writable): the handshake (with a key), up,
+ * or failed. */
 static void link_connected(struct client *c, struct conn *s)
 {
 	int e = 0;
@@ -269,10 +319,23 @@ static void link_connected(struct client *c, struct conn *s)
 		link_lost(c, s, strerror(e ? e : errno));
 		return;
 	}
-	s->link_up = 1;
-	pv_info("server %s: link to %s up; requests go there", s->address, s->link_to);
-	/* the server binds our shared memory to the connection it came on */
-	conn_attach(c, s);
+	if (fused_key && fused_key->kind == PV_KEY_CLIENT) {
+		uint8_t key[PV_KEY_BYTES];
+
+		if (pv_client_link_key(&fused_key->client, key) < 0) {
+			pv_warn("server %s: the client key's group key is not a valid public "
+				"key: no links, ZeroMQ only",
+				s->address);
+			link_lost(c, s, "no link key");
+			s->link_retry_ms = UINT64_MAX; /* no key: never */
+			return;
+		}
+		link_auth_connect(s->link, fused_key->client.public_key, key, 0);
+		sodium_memzero(key, sizeof(key));
+		link_handshake_step(c, s);
+		return;
+	}
+	link_up(c, s);
 }
 
 /* Sends h (+ payload, moved) to s: on its link when up (written at the end
@@ -598,6 +661,9 @@ void conn_timers(struct client *c, uint64_t now)
 			conn_ping(c, s);
 		if (s->link && strcmp(s->link_to, s->link_address) != 0)
 			link_lost(c, s, "the server gives another link address now");
+		else if (s->link && link_handshaking(s->link) &&
+			 now - link_handshake_started(s->link) >= HANDSHAKE_MS)
+			link_lost(c, s, "no handshake answer within 5 s");
 		if (c->links && s->sock && s->link_address[0] && !s->link &&
 		    now >= s->link_retry_ms)
 			link_start(s, now);
@@ -667,8 +733,9 @@ void conn_poll(struct client *c, long timeout_ms)
 			items[n].socket = NULL;
 			items[n].fd = link_fd(s->link);
 			items[n].events =
-			    !s->link_up ? ZMQ_POLLOUT
-					: ZMQ_POLLIN | (link_pending(s->link) ? ZMQ_POLLOUT : 0);
+			    link_handshaking(s->link) ? link_handshake_events(s->link)
+			    : !s->link_up	      ? ZMQ_POLLOUT
+					  : ZMQ_POLLIN | (link_pending(s->link) ? ZMQ_POLLOUT : 0);
 			is_link[n] = 1;
 			conns[n++] = s;
 		}
@@ -704,7 +771,9 @@ void conn_poll(struct client *c, long timeout_ms)
 			/* the link may have been replaced during this round */
 			if (!items[i].revents || !s->link || link_fd(s->link) != items[i].fd)
 				continue;
-			if (!s->link_up && (items[i].revents & (ZMQ_POLLOUT | ZMQ_POLLERR)))
+			if (link_handshaking(s->link))
+				link_handshake_step(c, s);
+			else if (!s->link_up && (items[i].revents & (ZMQ_POLLOUT | ZMQ_POLLERR)))
 				link_connected(c, s);
 			else if (s->link_up && (items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
 				link_input(c, s);

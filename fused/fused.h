@@ -34,6 +34,10 @@
 #define FUSED_SHM_SLOTS	      64	   /* default --shm-slots */
 #define SHM_SLOT	      (FUSED_MAX_IO + (64u << 10)) /* >= libfuse's read buffer */
 
+/* fused --auth: the client key (kind PV_KEY_CLIENT), or NULL without it
+ * (conn.c defines it, main.c sets it before the client thread starts). */
+extern const struct pv_key *fused_key;
+
 /* Options of the client part, filled by main.c. */
 struct client_options {
 	char **group; /* server addresses (--group), n_group entries */
@@ -257,8 +261,5 @@ struct fs_ctx *fs_new(struct client *c, unsigned max_background);
 /* Frees *fsp and sets it to NULL; accepts NULL. */
 void fs_destroy(struct fs_ctx **fsp);
 
-/* The client key of --auth (conn.c uses it on every connection), or NULL:
- * the group has no keys. Set before the client starts. */
-extern const struct pv_key *fused_key;
 
 #endif

@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
 #include <zmq.h>
 
 #include "fused.h"
@@ -436,6 +437,10 @@ static int load_key(const char *path)
 	}
 	if (!zmq_has("curve")) {
 		fprintf(stderr, "fused: --auth: this libzmq has no CURVE support\n");
+		return -1;
+	}
+	if (sodium_init() < 0) {
+		fprintf(stderr, "fused: --auth: libsodium does not start\n");
 		return -1;
 	}
 	fused_key = &client_key;

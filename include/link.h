@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <zmq.h>
 
+#include "auth.h"
 #include "batch.h"
 #include "wire.h"
 
@@ -125,6 +126,46 @@ size_t link_pending(const struct link *l);
  * were delivered). fn must not destroy the link. */
 typedef void (*link_record_fn)(void *arg, const void *hdr, size_t hdr_len, zmq_msg_t *data);
 int link_read(struct link *l, link_record_fn fn, void *arg, char *err, size_t errlen);
+
+/* Whether GnuTLS holds decrypted input of this link that link_read has
+ * not taken: only while the link waits for link memory (link_read takes
+ * it all otherwise), and then polling the socket does not show it: the
+ * owner calls link_read once link_input_wanted says 1 again. */
+int link_buffered(const struct link *l);
+
+/* Authentication (linkauth.h, docs/security.md). In a group with keys a
+ * link runs the handshake before any record, then TLS if either side asks
+ * for encryption; without keys none of this is called and the link is as
+ * above. While link_handshaking, link_flush writes nothing and link_read
+ * refuses: call link_handshake when link_handshake_events says.
+ *
+ * The connector (after its TCP connect completed) presents id (its key
+ * id: a member public key, or a client's public key) with the link key;
+ * encrypt: it requires TLS. */
+void link_auth_connect(struct link *l, const uint8_t id[PV_KEY_BYTES],
+		       const uint8_t key[PV_KEY_BYTES], int encrypt);
+/* The acceptor of a connection; encrypt: it requires TLS. */
+void link_auth_accept(struct link *l, int encrypt);
+/* The acceptor's key lookup: the link key of id, 0; or -1 with the reason
+ * in why (sent to the connector, then the link fails). */
+typedef int (*link_lookup_fn)(void *arg, const uint8_t id[PV_KEY_BYTES], uint8_t key[PV_KEY_BYTES],
+			      char *why, size_t whylen);
+/* Runs the handshake as far as the socket allows (lookup: acceptors only).
+ * 0 done (records may flow), 1 not yet (poll for link_handshake_events),
+ * -1 failed (err says why; close the link). */
+int link_handshake(struct link *l, link_lookup_fn lookup, void *arg, char *err, size_t errlen);
+int link_handshaking(const struct link *l);
+/* ZMQ_POLLIN or ZMQ_POLLOUT: what the handshake waits for. */
+short link_handshake_events(const struct link *l);
+/* When the handshake began (pv_now_ms), 0 if there was none. */
+uint64_t link_handshake_started(const struct link *l);
+/* Whether the acceptor refused this connector (the handshake failed with
+ * its reason: a wrong or revoked key), as opposed to a network failure. */
+int link_refused(const struct link *l);
+/* Whether the link runs TLS. */
+int link_encrypted(const struct link *l);
+/* The connector's key id (acceptor, after HELLO was read). */
+const uint8_t *link_peer_id(const struct link *l);
 
 /* Counters: records sent and received; bytes received. */
 uint64_t link_sent(const struct link *l);

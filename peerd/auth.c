@@ -484,6 +484,7 @@ void auth_catalog_installed(void)
 		pv_key_fingerprint(c->clients[i]->public_key.data, r->fp);
 		HASH_ADD_STR(revoked_names, fp, r);
 	}
+	linkset_auth_changed(); /* links of keys revoked since */
 }
 
 enum auth_role auth_router_role(zmq_msg_t *first)

@@ -453,6 +453,15 @@ static int cmd_status(const uint8_t *ident, size_t ident_len, const struct contr
 					: srv->cfg.encrypt ? "keys; links encrypted"
 							   : "keys; links not encrypted"));
 	json_object_set_new(*result, "auth_refused", json_integer((json_int_t)auth_refused()));
+	if (auth_on()) {
+		uint64_t hs, enc, in, out;
+
+		linkset_auth_stats(&hs, &enc, &in, &out);
+		json_object_set_new(*result, "link_handshaking", json_integer((json_int_t)hs));
+		json_object_set_new(*result, "links_encrypted", json_integer((json_int_t)enc));
+		json_object_set_new(*result, "link_handshakes_in", json_integer((json_int_t)in));
+		json_object_set_new(*result, "link_handshakes_out", json_integer((json_int_t)out));
+	}
 	if (remove_self_state())
 		json_object_set_new(*result, "removed", json_string(remove_self_state()));
 	return 0;

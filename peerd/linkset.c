@@ -19,6 +19,15 @@
  * links together (link.h, --link-memory), an address holds at most --link-
  * per-source links, and a link stalled mid-record (or waiting for link
  * memory) for LINKSET_STALL_MS is closed.
+ *
+ * In a group with keys (auth_on) every link starts with the handshake of
+ * linkauth.h (docs/security.md, "Links"): an accepted link is read for
+ * nothing else until it is done, within LINKSET_HANDSHAKE_MS; a stranger
+ * (garbage, no key, a wrong or revoked key, too slow) is refused through
+ * auth_refused_link (counted, logged with its address) and closed. Its
+ * records then carry the role its key has (AUTH_SERVER, AUTH_CLIENT).
+ * Links this server opens present its member key (auth_link_self). With
+ * --encrypt on, TLS follows (link.c). Without keys nothing of this runs.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sodium.h>
 #include <unistd.h>
 
 #include "link.h"
@@ -47,6 +57,7 @@ struct accepted {
 	uint64_t progress_ms; /* and when it last grew (or nothing was asked) */
 	struct in_addr src;
 	char from[64];
+	enum auth_role role; /* AUTH_OPEN without keys; else once the key is known */
 };
 
 static int listen_fd = -1;
@@ -59,6 +70,7 @@ static size_t nretired, cap_retired;
 static uint64_t listen_paused_until; /* accept failed for want of fds */
 static uint64_t accept_warned_ms, source_warned_ms;
 static uint64_t sent_gone, received_gone; /* counters of links freed */
+static uint64_t hs_done_in, hs_done_out;  /* handshakes completed */
 
 /* poll slots of this round: what linkset_poll_fill put where */
 enum slot_kind { SLOT_LISTEN, SLOT_ACCEPTED, SLOT_MEMBER };
@@ -138,11 +150,6 @@ int linkset_open(void)
 
 	if (srv->cfg.link_port < 0)
 		return 0;
-	if (auth_on()) { /* until links authenticate (linkauth.c) */
-		pv_info("peer links off: the group is authenticated and links are not yet "
-			"(peers and clients use ZeroMQ with CURVE)");
-		return 0;
-	}
 	if (parse_tcp(srv->cfg.listen, &sa, bound_host, sizeof(bound_host)) < 0) {
 		pv_info("peer links off: %s is not an IPv4 address (peers use ZeroMQ)",
 			srv->cfg.listen);
@@ -249,7 +256,7 @@ static int queue_header(struct link *l, const Pv__Header *h, zmq_msg_t *payload,
 }
 
 int linkset_reply(const uint8_t *ident, size_t ident_len, const Pv__Header *h, zmq_msg_t *payload,
-		int now)
+		  int now)
 {
 	struct accepted *a = accepted_of(ident, ident_len);
 
@@ -386,6 +393,11 @@ static int accept_one(void)
 	acc[i].src = sa.sin_addr;
 	snprintf(acc[i].from, sizeof(acc[i].from), "%s:%u", inet_ntoa(sa.sin_addr),
 		 ntohs(sa.sin_port));
+	acc[i].role = AUTH_OPEN;
+	if (auth_on()) {
+		acc[i].role = AUTH_NOBODY; /* until the handshake says */
+		link_auth_accept(acc[i].l, srv->cfg.encrypt);
+	}
 	pv_debug("peer links: link from %s accepted", acc[i].from);
 	return 0;
 }
@@ -397,8 +409,57 @@ struct accepted_ctx {
 static void accepted_record(void *arg, const void *hdr, size_t hdr_len, zmq_msg_t *data)
 {
 	struct accepted_ctx *x = arg;
+	uint32_t idx;
 
-	ops_dispatch_record(x->ident, LINK_IDENT_LEN, AUTH_OPEN, hdr, hdr_len, data);
+	memcpy(&idx, x->ident + 1, 4);
+	ops_dispatch_record(x->ident, LINK_IDENT_LEN, acc[idx].role, hdr, hdr_len, data);
+}
+
+static const char *role_name(enum auth_role r)
+{
+	return r == AUTH_SERVER ? "a member" : r == AUTH_CLIENT ? "a client" : "nobody";
+}
+
+/* The key of the connector of an accepted link (link_lookup_fn): its role
+ * is kept for its records. */
+static int accepted_lookup(void *arg, const uint8_t id[PV_KEY_BYTES], uint8_t key[PV_KEY_BYTES],
+			   char *why, size_t whylen)
+{
+	struct accepted *a = arg;
+	enum auth_role r = auth_link_lookup(id, key, why, whylen);
+
+	if (r != AUTH_SERVER && r != AUTH_CLIENT)
+		return -1;
+	a->role = r;
+	return 0;
+}
+
+/* An accepted link refused: counted and logged with its address (the
+ * IP: auth_refused_link rate-limits), closed. */
+static void accepted_refuse(uint32_t idx, const char *why)
+{
+	auth_refused_link(acc[idx].from, why);
+	acc[idx].role = AUTH_NOBODY;
+	retire(&acc[idx].l);
+}
+
+/* Runs the handshake of accepted link idx; 1 when it is done (records may
+ * be read), 0 while it runs or when it failed (the link is closed). */
+static int accepted_handshake(uint32_t idx)
+{
+	char err[256];
+	int rc = link_handshake(acc[idx].l, accepted_lookup, &acc[idx], err, sizeof(err));
+
+	if (rc < 0) {
+		accepted_refuse(idx, err);
+		return 0;
+	}
+	if (rc > 0)
+		return 0;
+	hs_done_in++;
+	pv_debug("peer links: link from %s: %s, %s", acc[idx].from, role_name(acc[idx].role),
+		 link_encrypted(acc[idx].l) ? "encrypted" : "authenticated");
+	return 1;
 }
 
 static void accepted_input(uint32_t idx)
@@ -410,6 +471,8 @@ static void accepted_input(uint32_t idx)
 	memcpy(x.ident + 1, &idx, 4);
 	memcpy(x.ident + 5, &acc[idx].gen, 4);
 	acc[idx].last_rx_ms = pv_now_ms();
+	if (link_handshaking(acc[idx].l) && !accepted_handshake(idx))
+		return; /* (done: records may have come with it, read on) */
 	if (link_read(acc[idx].l, accepted_record, &x, err, sizeof(err)) < 0) {
 		pv_debug("peer links: link from %s closed: %s", acc[idx].from, err);
 		retire(&acc[idx].l);
@@ -446,6 +509,36 @@ static void member_input(struct member *m)
 	}
 }
 
+/* m's link is connected (and authenticated): messages go there now. */
+static void member_up(struct member *m)
+{
+	m->link_up = 1;
+	shm_peer_reset(m->id); /* offer clients' memory again, on the link */
+	pv_info("peer %u: link to %s up%s; messages to it go there", m->id, m->link_address,
+		!auth_on()		  ? ""
+		: link_encrypted(m->link) ? " (authenticated, encrypted)"
+					  : " (authenticated)");
+}
+
+/* Runs the handshake of m's link; up when it is done, dropped (with the
+ * peer's refusal or the failure, backing off) when it fails. */
+static void member_handshake(struct member *m)
+{
+	char err[256], why[300];
+	int rc = link_handshake(m->link, NULL, NULL, err, sizeof(err));
+
+	if (rc > 0)
+		return;
+	if (rc == 0) {
+		hs_done_out++;
+		member_up(m);
+		return;
+	}
+	snprintf(why, sizeof(why), "%s%s",
+		 link_refused(m->link) ? "the peer " : "handshake: ", err);
+	linkset_member_drop(m, why);
+}
+
 static void member_writable(struct member *m)
 {
 	int e = 0;
@@ -460,9 +553,16 @@ static void member_writable(struct member *m)
 		backoff(m);
 		return;
 	}
-	m->link_up = 1;
-	shm_peer_reset(m->id); /* offer clients' memory again, on the link */
-	pv_info("peer %u: link to %s up; messages to it go there", m->id, m->link_address);
+	if (auth_on()) { /* connected: the handshake first */
+		uint8_t id[PV_KEY_BYTES], key[PV_KEY_BYTES];
+
+		auth_link_self(id, key);
+		link_auth_connect(m->link, id, key, srv->cfg.encrypt);
+		sodium_memzero(key, sizeof(key));
+		member_handshake(m);
+		return;
+	}
+	member_up(m);
 }
 
 size_t linkset_poll_fill(zmq_pollitem_t *items, size_t max, void *arg)
@@ -494,8 +594,11 @@ size_t linkset_poll_fill(zmq_pollitem_t *items, size_t max, void *arg)
 		paused = link_pending(l) >= READ_PAUSE && !link_mem(l);
 		if (paused) /* its stall clock stops: this server stopped it */
 			acc[i].progress_ms = pv_now_ms();
-		items[n++].events = (!paused && link_input_wanted(l) ? ZMQ_POLLIN : 0) |
-				    (link_pending(l) ? ZMQ_POLLOUT : 0);
+		if (link_handshaking(l))
+			items[n++].events = link_handshake_events(l);
+		else
+			items[n++].events = (!paused && link_input_wanted(l) ? ZMQ_POLLIN : 0) |
+					    (link_pending(l) ? ZMQ_POLLOUT : 0);
 	}
 	for (size_t i = 0; i < srv->nmembers && n < max; i++) {
 		struct member *m = &srv->members[i];
@@ -506,9 +609,10 @@ size_t linkset_poll_fill(zmq_pollitem_t *items, size_t max, void *arg)
 		slots[n].idx = m->id;
 		items[n].socket = NULL;
 		items[n].fd = link_fd(m->link);
-		items[n++].events = !m->link_up ? ZMQ_POLLOUT
-						: (link_input_wanted(m->link) ? ZMQ_POLLIN : 0) |
-						      (link_pending(m->link) ? ZMQ_POLLOUT : 0);
+		items[n++].events = link_handshaking(m->link) ? link_handshake_events(m->link)
+				    : !m->link_up	      ? ZMQ_POLLOUT
+						  : (link_input_wanted(m->link) ? ZMQ_POLLIN : 0) |
+							(link_pending(m->link) ? ZMQ_POLLOUT : 0);
 	}
 	return n;
 }
@@ -529,7 +633,8 @@ void linkset_poll_done(const zmq_pollitem_t *items, size_t n, void *arg)
 		case SLOT_ACCEPTED:
 			if (!acc[slots[i].idx].l || link_fd(acc[slots[i].idx].l) != items[i].fd)
 				break;
-			if (ev & (ZMQ_POLLIN | ZMQ_POLLERR))
+			if ((ev & (ZMQ_POLLIN | ZMQ_POLLERR)) ||
+			    link_handshaking(acc[slots[i].idx].l))
 				accepted_input(slots[i].idx);
 			else if ((ev & ZMQ_POLLOUT) && link_flush(acc[slots[i].idx].l) < 0)
 				retire(&acc[slots[i].idx].l);
@@ -538,7 +643,9 @@ void linkset_poll_done(const zmq_pollitem_t *items, size_t n, void *arg)
 			m = catalog_member(slots[i].idx);
 			if (!m || !m->link || link_fd(m->link) != items[i].fd)
 				break; /* dropped or replaced during this round */
-			if (ev & (ZMQ_POLLOUT | ZMQ_POLLERR))
+			if (link_handshaking(m->link))
+				member_handshake(m);
+			else if (!m->link_up && (ev & (ZMQ_POLLOUT | ZMQ_POLLERR)))
 				member_writable(m);
 			if (m->link && m->link_up && (ev & (ZMQ_POLLIN | ZMQ_POLLERR)))
 				member_input(m);
@@ -547,8 +654,25 @@ void linkset_poll_done(const zmq_pollitem_t *items, size_t n, void *arg)
 	}
 }
 
+/* Reads links whose input GnuTLS holds decrypted while polling the socket
+ * would not show it (link_buffered: only after waiting for link memory). */
+static void read_buffered(void)
+{
+	for (uint32_t i = 0; i < ACCEPT_MAX; i++)
+		if (acc[i].l && link_buffered(acc[i].l) && link_input_wanted(acc[i].l))
+			accepted_input(i);
+	for (size_t i = 0; i < srv->nmembers; i++) {
+		struct member *m = &srv->members[i];
+
+		if (m->link && m->link_up && link_buffered(m->link) && link_input_wanted(m->link))
+			member_input(m);
+	}
+}
+
 void linkset_flush(void)
 {
+	if (auth_on()) /* (either side may ask for TLS) */
+		read_buffered();
 	/* members first: a failed one fails its parts, whose answers to
 	 * clients on links then go out below */
 	for (size_t i = 0; i < srv->nmembers; i++) {
@@ -605,10 +729,66 @@ static void close_stalled(uint64_t now)
 			closed - 5, closed, mem);
 }
 
+/* Closes links whose handshake takes longer than LINKSET_HANDSHAKE_MS:
+ * accepted ones are refused (a connection that never says who it is),
+ * outgoing ones dropped and tried again later. */
+static void close_slow_handshakes(uint64_t now)
+{
+	char why[128];
+
+	snprintf(why, sizeof(why), "no handshake within %d s", LINKSET_HANDSHAKE_MS / 1000);
+	for (uint32_t i = 0; i < ACCEPT_MAX; i++)
+		if (acc[i].l && link_handshaking(acc[i].l) &&
+		    now - link_handshake_started(acc[i].l) >= LINKSET_HANDSHAKE_MS)
+			accepted_refuse(i, why);
+	for (size_t i = 0; i < srv->nmembers; i++) {
+		struct member *m = &srv->members[i];
+
+		if (m->link && link_handshaking(m->link) &&
+		    now - link_handshake_started(m->link) >= LINKSET_HANDSHAKE_MS)
+			linkset_member_drop(m, why);
+	}
+}
+
+void linkset_auth_changed(void)
+{
+	for (uint32_t i = 0; i < ACCEPT_MAX; i++) {
+		struct link *l = acc[i].l;
+
+		if (!l || acc[i].role != AUTH_CLIENT || auth_client_ok(link_peer_id(l)))
+			continue;
+		pv_warn("peer links: link from %s closed: its client key was revoked (or "
+			"removed from the catalog)",
+			acc[i].from);
+		acc[i].role = AUTH_NOBODY;
+		retire(&acc[i].l);
+	}
+}
+
+void linkset_auth_stats(uint64_t *handshaking, uint64_t *encrypted, uint64_t *done_in,
+			uint64_t *done_out)
+{
+	*handshaking = *encrypted = 0;
+	*done_in = hs_done_in;
+	*done_out = hs_done_out;
+	for (size_t i = 0; i < ACCEPT_MAX; i++)
+		if (acc[i].l) {
+			*handshaking += link_handshaking(acc[i].l);
+			*encrypted += link_encrypted(acc[i].l);
+		}
+	for (size_t i = 0; i < srv->nmembers; i++)
+		if (srv->members[i].link) {
+			*handshaking += link_handshaking(srv->members[i].link);
+			*encrypted += link_encrypted(srv->members[i].link);
+		}
+}
+
 void linkset_tick(void *arg)
 {
 	uint64_t now = pv_now_ms();
 
+	if (auth_on())
+		close_slow_handshakes(now);
 	for (size_t i = 0; i < ACCEPT_MAX; i++)
 		if (acc[i].l && now - acc[i].last_rx_ms > IDLE_MAX_MS) {
 			pv_info("peer links: link from %s closed: nothing received for %d s",

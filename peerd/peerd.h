@@ -910,6 +910,17 @@ void linkset_flush(void);
 void linkset_tick(void *arg);
 /* Outgoing links up, accepted links, records sent and received on all. */
 void linkset_stats(uint64_t *up, uint64_t *accepted, uint64_t *sent, uint64_t *received);
+/* A group with keys: a link's handshake (linkauth.h) must be done within
+ * this, or the link is closed (accepted: refused). */
+#define LINKSET_HANDSHAKE_MS 5000
+/* The catalog changed (auth_catalog_installed calls it): accepted links of
+ * client keys revoked or removed since are closed. */
+void linkset_auth_changed(void);
+/* Links in their handshake now, links encrypted now (accepted and
+ * outgoing), handshakes completed since start (accepted, outgoing).
+ * Refusals are auth_refused(). */
+void linkset_auth_stats(uint64_t *handshaking, uint64_t *encrypted, uint64_t *done_in,
+			uint64_t *done_out);
 
 /* peers.c */
 /* Connects DEALERs to every other member (idempotent). */

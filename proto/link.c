@@ -14,7 +14,17 @@
  * of all links is bounded (link_mem_limit: a record past the bound waits
  * unread, never taken from another); and whoever owns the links closes one
  * that stalls mid-record (peerd: linkset.c). Memory of a record dropped
- * half-received is given back to the system (link_mem_trim). */
+ * half-received is given back to the system (link_mem_trim).
+ *
+ * In an authenticated group a link first runs the handshake of linkauth.h
+ * (link_auth_connect / link_auth_accept, then link_handshake until done);
+ * its messages are read exactly (never a byte past one), so what follows,
+ * records or TLS, starts clean on the socket. With encryption the two IO
+ * points (link_flush, read_some) go through GnuTLS (TLS 1.3, PSK): a round
+ * is corked into TLS records of up to TLS_BATCH bytes, and what GnuTLS has
+ * decrypted but not handed over is taken before link_read returns, so that
+ * polling the socket stays enough. Without a key none of this runs: one
+ * test of a field per call. */
 #include <errno.h>
 #include <malloc.h>
 #include <stdatomic.h>
@@ -24,11 +34,16 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <gnutls/gnutls.h>
+#include <sodium.h>
 
 #include "link.h"
+#include "linkauth.h"
+#include "util.h"
 
 #define SEG_BYTES  (64u << 10) /* a byte segment's size */
 #define SMALL_DATA 4096	       /* data frames up to this are copied */
@@ -37,6 +52,25 @@
 #define READS_MAX  8 /* reads per link_read call */
 #define RECORD_MAX (8 + PV_MAX_HEADER + LINK_DATA_MAX)
 #define BIG_DATA   LINK_ADMIT_MIN /* larger data is read straight into its message */
+#define TLS_BATCH  (256u << 10)	  /* bytes corked into TLS records at once */
+/* TLS 1.3 only, a pre-shared key with an ephemeral ECDHE exchange (forward
+ * secrecy); GnuTLS's default ciphers (AES-GCM, ChaCha20-Poly1305). */
+#define TLS_PRIORITY                                                                               \
+	"NORMAL:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:"  \
+	"+CHACHA20-POLY1305"
+
+/* Handshake states (linkauth.h); HS_NONE: records flow. */
+enum hs_state {
+	HS_NONE = 0,
+	HS_C_HELLO,	/* connector: writing HELLO */
+	HS_C_CHALLENGE, /* reading CHALLENGE (or REFUSE) */
+	HS_C_FINISH,	/* writing FINISH */
+	HS_A_HELLO,	/* acceptor: reading HELLO */
+	HS_A_CHALLENGE, /* writing CHALLENGE */
+	HS_A_FINISH,	/* reading FINISH */
+	HS_TLS,		/* the TLS handshake */
+	HS_FAILED,
+};
 
 /* Link memory (link.h) of the process. Atomic only so that a program with
  * links in more than one thread counts right; each link is one thread's. */
@@ -69,6 +103,28 @@ struct link {
 	size_t big_hl;
 	size_t rcap, roff, rlen;
 	uint64_t sent, received, bytes_in;
+	/* authentication (a group with keys) */
+	enum hs_state hs;
+	int acceptor, encrypt_self; /* the flag this side sends */
+	int refused;		    /* the acceptor refused us (REFUSE) */
+	uint64_t hs_started_ms;
+	struct linkauth auth;
+	uint8_t hs_buf[LINKAUTH_MSG_MAX]; /* the message being read or written */
+	size_t hs_len, hs_off;
+	/* encryption */
+	gnutls_session_t tls; /* NULL: plain */
+	gnutls_psk_client_credentials_t pskc;
+	gnutls_psk_server_credentials_t psks;
+	uint8_t psk[PV_KEY_BYTES];
+	char psk_id[65];
+	/* GnuTLS's transport (tls_push, tls_pull): what it wrote and the
+	 * socket did not take yet, and what was read from the socket and it
+	 * did not take yet; a round is one sendmsg and one read, not two
+	 * calls per 16 KiB TLS record */
+	uint8_t *tout, *tin;
+	size_t tout_cap, tout_off, tout_len;
+	size_t tin_off, tin_len;
+	int tin_hold; /* tls_pull takes nothing more from the socket */
 };
 
 static uint32_t get_le32(const uint8_t *p)
@@ -282,6 +338,16 @@ void link_destroy(struct link **lp)
 		atomic_store(&mem_dropped, 1);
 	}
 	free(l->rbuf);
+	if (l->tls)
+		gnutls_deinit(l->tls);
+	free(l->tout);
+	free(l->tin);
+	if (l->pskc)
+		gnutls_psk_free_client_credentials(l->pskc);
+	if (l->psks)
+		gnutls_psk_free_server_credentials(l->psks);
+	sodium_memzero(&l->auth, sizeof(l->auth));
+	sodium_memzero(l->psk, sizeof(l->psk));
 	if (l->fd >= 0)
 		close(l->fd);
 	free(l);
@@ -295,7 +361,7 @@ int link_fd(const struct link *l)
 
 size_t link_pending(const struct link *l)
 {
-	return l->pending;
+	return l->pending + (l->tout_len - l->tout_off);
 }
 
 uint64_t link_sent(const struct link *l)
@@ -476,8 +542,100 @@ static ssize_t write_iov(int fd, struct iovec *iov, int n)
 	return w;
 }
 
+/* w bytes of the queue went out (to the socket, or into TLS records):
+ * released, and the segment written in part advanced. */
+static void consumed(struct link *l, size_t w)
+{
+	l->pending -= w;
+	while (l->head < l->nsegs) {
+		struct seg *s = &l->segs[l->head];
+		uint8_t *p;
+		size_t left = seg_left(s, &p);
+
+		if (w < left) {
+			s->off += w;
+			break;
+		}
+		w -= left;
+		/* a byte segment still being filled stays (it is the last);
+		 * everything else written is released */
+		if (!s->is_msg && l->head == l->nsegs - 1) {
+			s->off = s->len = 0;
+			break;
+		}
+		seg_release(s);
+		l->head++;
+	}
+}
+
+/* Writes buf[*off, *len) to fd: 1 all written (both reset to 0), 0 not
+ * yet (EAGAIN; *off advanced), -1 failed (errno). */
+static int buf_write(int fd, uint8_t *buf, size_t *off, size_t *len)
+{
+	while (*off < *len) {
+		struct iovec v = {buf + *off, *len - *off};
+		ssize_t w = write_iov(fd, &v, 1);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (w < 0)
+			return -1;
+		*off += (size_t)w;
+	}
+	*off = *len = 0;
+	return 1;
+}
+
+/* Writes what GnuTLS produced (tout) to the socket: as buf_write. */
+static int tout_write(struct link *l)
+{
+	return buf_write(l->fd, l->tout, &l->tout_off, &l->tout_len);
+}
+
+/* link_flush with TLS: up to TLS_BATCH bytes of the queue at a time are
+ * corked into records (GnuTLS copies and encrypts them into tout: the
+ * queue lets go at once) and written; what the socket does not take stays
+ * in tout for the next call (link_pending counts it). */
+static int tls_flush(struct link *l)
+{
+	for (;;) {
+		size_t put = 0;
+		int rc = tout_write(l);
+
+		if (rc <= 0)
+			return rc < 0 ? -1 : 1;
+		if (l->pending == 0)
+			return 0;
+		gnutls_record_cork(l->tls);
+		while (l->pending > 0 && put < TLS_BATCH) {
+			uint8_t *p;
+			size_t left = seg_left(&l->segs[l->head], &p);
+			ssize_t r;
+
+			if (left > TLS_BATCH - put)
+				left = TLS_BATCH - put;
+			r = left ? gnutls_record_send(l->tls, p, left) : 0;
+			if (r < 0)
+				break;
+			put += (size_t)r;
+			consumed(l, (size_t)r);
+		}
+		/* tls_push takes everything: this does not wait */
+		if (gnutls_record_uncork(l->tls, GNUTLS_RECORD_WAIT) < 0) {
+			errno = ENOMEM;
+			return -1;
+		}
+	}
+}
+
 int link_flush(struct link *l)
 {
+	if (l->hs != HS_NONE) /* nothing goes before the handshake is done */
+		return link_pending(l) > 0;
+	if (l->tls)
+		return tls_flush(l);
 	while (l->pending > 0) {
 		struct iovec iov[IOV_BATCH];
 		int n = 0;
@@ -499,26 +657,7 @@ int link_flush(struct link *l)
 			return 1;
 		if (w < 0)
 			return -1;
-		l->pending -= (size_t)w;
-		while (l->head < l->nsegs) {
-			struct seg *s = &l->segs[l->head];
-			uint8_t *p;
-			size_t left = seg_left(s, &p);
-
-			if ((size_t)w < left) {
-				s->off += (size_t)w;
-				break;
-			}
-			w -= (ssize_t)left;
-			/* a byte segment still being filled stays (it is the
-			 * last); everything else written is released */
-			if (!s->is_msg && l->head == l->nsegs - 1) {
-				s->off = s->len = 0;
-				break;
-			}
-			seg_release(s);
-			l->head++;
-		}
+		consumed(l, (size_t)w);
 	}
 	return 0;
 }
@@ -632,12 +771,48 @@ static int deliver(struct link *l, link_record_fn fn, void *arg, size_t *need, c
 	}
 }
 
-/* read(2) of up to len bytes: > 0 bytes read, 0 nothing there (EAGAIN),
- * -1 the end of the stream or an error (err says which). */
-static ssize_t read_some(int fd, void *buf, size_t len, char *err, size_t errlen)
+/* Whether GnuTLS holds input not yet taken: decrypted, or read from the
+ * socket (tin). */
+static int tls_buffered(const struct link *l)
 {
+	return l->tls && (l->tin_off < l->tin_len || gnutls_record_check_pending(l->tls) > 0);
+}
+
+/* gnutls_record_recv into buf until it is full or nothing more is there:
+ * as read_some. */
+static ssize_t tls_read(struct link *l, uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+	size_t got = 0;
+	int warnings = 0;
+
+	while (got < len) {
+		ssize_t n = gnutls_record_recv(l->tls, buf + got, len - got);
+
+		if (n > 0) {
+			got += (size_t)n;
+			continue;
+		}
+		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED || got > 0)
+			break; /* the end or an error shows again at the next call */
+		if (n < 0 && !gnutls_error_is_fatal((int)n) && ++warnings <= 16)
+			continue; /* a warning alert: the stream goes on */
+		if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION)
+			snprintf(err, errlen, "the other side closed the link");
+		else
+			snprintf(err, errlen, "TLS receive failed: %s", gnutls_strerror((int)n));
+		return -1;
+	}
+	return (ssize_t)got;
+}
+
+/* read(2) (or TLS) of up to len bytes: > 0 bytes read, 0 nothing there
+ * (EAGAIN), -1 the end of the stream or an error (err says which). */
+static ssize_t read_some(struct link *l, void *buf, size_t len, char *err, size_t errlen)
+{
+	if (l->tls)
+		return tls_read(l, buf, len, err, errlen);
 	for (;;) {
-		ssize_t n = read(fd, buf, len);
+		ssize_t n = read(l->fd, buf, len);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -655,6 +830,11 @@ static ssize_t read_some(int fd, void *buf, size_t len, char *err, size_t errlen
 	}
 }
 
+int link_buffered(const struct link *l)
+{
+	return tls_buffered(l);
+}
+
 int link_read(struct link *l, link_record_fn fn, void *arg, char *err, size_t errlen)
 {
 	/* what a record begun in an earlier call needs: its start may fill
@@ -662,6 +842,11 @@ int link_read(struct link *l, link_record_fn fn, void *arg, char *err, size_t er
 	 * bytes would look like the end of the stream) */
 	size_t need = record_need(l);
 
+	if (l->hs != HS_NONE) {
+		snprintf(err, errlen, "records before the handshake is done");
+		return -1;
+	}
+	l->tin_hold = 0;
 	if (l->big_wait && big_start(l, err, errlen) < 0)
 		return -1;
 	if (l->big_wait) { /* nothing is read, but a peer gone is seen */
@@ -676,13 +861,17 @@ int link_read(struct link *l, link_record_fn fn, void *arg, char *err, size_t er
 		}
 		return 0;
 	}
-	for (int i = 0; i < READS_MAX && !l->big_wait; i++) {
+	/* with TLS, past READS_MAX until what was read from the socket is
+	 * taken (without reading it again: tin_hold), for the socket's
+	 * readiness says nothing about that */
+	for (int i = 0; !l->big_wait && (i < READS_MAX || tls_buffered(l)); i++) {
 		ssize_t n;
 
+		l->tin_hold = i >= READS_MAX;
 		if (l->big_on) {
 			size_t size = zmq_msg_size(&l->big);
 
-			n = read_some(l->fd, (uint8_t *)zmq_msg_data(&l->big) + l->big_have,
+			n = read_some(l, (uint8_t *)zmq_msg_data(&l->big) + l->big_have,
 				      size - l->big_have, err, errlen);
 			if (n <= 0)
 				return (int)n;
@@ -705,7 +894,7 @@ int link_read(struct link *l, link_record_fn fn, void *arg, char *err, size_t er
 			snprintf(err, errlen, "out of memory for the receive buffer");
 			return -1;
 		}
-		n = read_some(l->fd, l->rbuf + l->rlen, l->rcap - l->rlen, err, errlen);
+		n = read_some(l, l->rbuf + l->rlen, l->rcap - l->rlen, err, errlen);
 		if (n <= 0)
 			return (int)n;
 		l->bytes_in += (size_t)n;
@@ -716,4 +905,368 @@ int link_read(struct link *l, link_record_fn fn, void *arg, char *err, size_t er
 			l->roff = l->rlen = 0;
 	}
 	return 0;
+}
+
+/* ---- the handshake (linkauth.h) and TLS ------------------------------ */
+
+void link_auth_connect(struct link *l, const uint8_t id[PV_KEY_BYTES],
+		       const uint8_t key[PV_KEY_BYTES], int encrypt)
+{
+	l->acceptor = 0;
+	l->encrypt_self = encrypt;
+	l->hs_len = linkauth_hello(&l->auth, id, key, encrypt ? LINKAUTH_F_ENCRYPT : 0, l->hs_buf);
+	l->hs_off = 0;
+	l->hs = HS_C_HELLO;
+	l->hs_started_ms = pv_now_ms();
+}
+
+void link_auth_accept(struct link *l, int encrypt)
+{
+	l->acceptor = 1;
+	l->encrypt_self = encrypt;
+	l->hs_len = l->hs_off = 0;
+	l->hs = HS_A_HELLO;
+	l->hs_started_ms = pv_now_ms();
+}
+
+int link_handshaking(const struct link *l)
+{
+	return l->hs != HS_NONE;
+}
+
+uint64_t link_handshake_started(const struct link *l)
+{
+	return l->hs_started_ms;
+}
+
+int link_refused(const struct link *l)
+{
+	return l->refused;
+}
+
+int link_encrypted(const struct link *l)
+{
+	return l->tls != NULL;
+}
+
+const uint8_t *link_peer_id(const struct link *l)
+{
+	return l->auth.id;
+}
+
+short link_handshake_events(const struct link *l)
+{
+	switch (l->hs) {
+	case HS_C_HELLO:
+	case HS_C_FINISH:
+	case HS_A_CHALLENGE:
+		return ZMQ_POLLOUT;
+	case HS_TLS: /* (tls_push never blocks: only tout waits to be written) */
+		return l->tout_off < l->tout_len ? ZMQ_POLLOUT : ZMQ_POLLIN;
+	default:
+		return ZMQ_POLLIN;
+	}
+}
+
+/* Writes the rest of hs_buf: 1 all written, 0 not yet, -1 failed. */
+static int hs_write(struct link *l, char *err, size_t errlen)
+{
+	int rc = buf_write(l->fd, l->hs_buf, &l->hs_off, &l->hs_len);
+
+	if (rc < 0)
+		snprintf(err, errlen, "handshake send failed: %s", strerror(errno));
+	return rc;
+}
+
+/* Reads one handshake message into hs_buf, exactly (not a byte more) and
+ * decodes it into m: 1 done, 0 not yet, -1 failed or malformed. */
+static int hs_read(struct link *l, struct linkauth_msg *m, char *err, size_t errlen)
+{
+	for (;;) {
+		int need = linkauth_need(l->hs_buf, l->hs_len, err, errlen);
+		size_t want;
+		ssize_t n;
+
+		if (need < 0)
+			return -1;
+		want = need ? (size_t)need : LINKAUTH_HEAD;
+		if (l->hs_len == want)
+			break;
+		n = read_some(l, l->hs_buf + l->hs_len, want - l->hs_len, err, errlen);
+		if (n <= 0)
+			return (int)n;
+		l->bytes_in += (size_t)n;
+		l->hs_len += (size_t)n;
+	}
+	l->hs_off = l->hs_len;
+	if (linkauth_decode(l->hs_buf, l->hs_len, m, err, errlen) < 0)
+		return -1;
+	l->hs_len = l->hs_off = 0;
+	return 1;
+}
+
+/* The server's PSK callback: the key of this link's handshake. */
+static int psk_lookup(gnutls_session_t s, const char *username, gnutls_datum_t *key)
+{
+	struct link *l = gnutls_session_get_ptr(s);
+
+	if (!l || strcmp(username, l->psk_id) != 0)
+		return -1;
+	key->data = gnutls_malloc(PV_KEY_BYTES);
+	if (!key->data)
+		return -1;
+	memcpy(key->data, l->psk, PV_KEY_BYTES);
+	key->size = PV_KEY_BYTES;
+	return 0;
+}
+
+/* GnuTLS's push: appends to tout (written by tout_write); never fails but
+ * for memory. */
+static ssize_t tls_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int n)
+{
+	struct link *l = ptr;
+	size_t total = 0;
+
+	for (int i = 0; i < n; i++)
+		total += iov[i].iov_len;
+	if (l->tout_len + total > l->tout_cap) {
+		size_t cap = l->tout_cap ? l->tout_cap : TLS_BATCH + (16u << 10);
+		uint8_t *b;
+
+		while (cap < l->tout_len + total)
+			cap *= 2;
+		b = realloc(l->tout, cap);
+		if (!b) {
+			gnutls_transport_set_errno(l->tls, ENOMEM);
+			return -1;
+		}
+		l->tout = b;
+		l->tout_cap = cap;
+	}
+	for (int i = 0; i < n; i++) {
+		memcpy(l->tout + l->tout_len, iov[i].iov_base, iov[i].iov_len);
+		l->tout_len += iov[i].iov_len;
+	}
+	return (ssize_t)total;
+}
+
+/* GnuTLS's pull: from tin, refilled by one read of up to TLS_BATCH. */
+static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *buf, size_t len)
+{
+	struct link *l = ptr;
+	size_t k;
+
+	if (l->tin_off == l->tin_len) {
+		ssize_t n;
+
+		if (l->tin_hold) {
+			gnutls_transport_set_errno(l->tls, EAGAIN);
+			return -1;
+		}
+		if (!l->tin && !(l->tin = malloc(TLS_BATCH))) {
+			gnutls_transport_set_errno(l->tls, ENOMEM);
+			return -1;
+		}
+		do
+			n = read(l->fd, l->tin, TLS_BATCH);
+		while (n < 0 && errno == EINTR);
+		if (n < 0) {
+			gnutls_transport_set_errno(l->tls, errno == EWOULDBLOCK ? EAGAIN : errno);
+			return -1;
+		}
+		if (n == 0)
+			return 0;
+		l->tin_off = 0;
+		l->tin_len = (size_t)n;
+	}
+	k = l->tin_len - l->tin_off < len ? l->tin_len - l->tin_off : len;
+	memcpy(buf, l->tin + l->tin_off, k);
+	l->tin_off += k;
+	if (l->tin_off == l->tin_len)
+		l->tin_off = l->tin_len = 0;
+	return (ssize_t)k;
+}
+
+/* GnuTLS's wait for input (its handshake asks): tin, else the socket. */
+static int tls_pull_timeout(gnutls_transport_ptr_t ptr, unsigned int ms)
+{
+	struct link *l = ptr;
+	struct pollfd p = {l->fd, POLLIN, 0};
+
+	if (l->tin_off < l->tin_len)
+		return 1;
+	return poll(&p, 1, ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int)ms);
+}
+
+/* Sets up this side's TLS session over the socket. 0, or -1 with err. */
+static int tls_start(struct link *l, char *err, size_t errlen)
+{
+	unsigned flags = (l->acceptor ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NONBLOCK |
+			 GNUTLS_NO_TICKETS | GNUTLS_NO_SIGNAL;
+	gnutls_datum_t k;
+	int rc;
+
+	linkauth_psk(&l->auth, l->psk, l->psk_id);
+	k.data = l->psk;
+	k.size = PV_KEY_BYTES;
+	rc = gnutls_init(&l->tls, flags);
+	if (rc < 0) {
+		l->tls = NULL;
+		goto fail;
+	}
+	gnutls_session_set_ptr(l->tls, l);
+	if (l->acceptor) {
+		rc = gnutls_psk_allocate_server_credentials(&l->psks);
+		if (rc < 0)
+			goto fail;
+		gnutls_psk_set_server_credentials_function(l->psks, psk_lookup);
+		rc = gnutls_credentials_set(l->tls, GNUTLS_CRD_PSK, l->psks);
+	} else {
+		rc = gnutls_psk_allocate_client_credentials(&l->pskc);
+		if (rc < 0)
+			goto fail;
+		rc = gnutls_psk_set_client_credentials(l->pskc, l->psk_id, &k, GNUTLS_PSK_KEY_RAW);
+		if (rc >= 0)
+			rc = gnutls_credentials_set(l->tls, GNUTLS_CRD_PSK, l->pskc);
+	}
+	if (rc >= 0)
+		rc = gnutls_priority_set_direct(l->tls, TLS_PRIORITY, NULL);
+	if (rc < 0)
+		goto fail;
+	gnutls_transport_set_ptr(l->tls, l);
+	gnutls_transport_set_vec_push_function(l->tls, tls_push);
+	gnutls_transport_set_pull_function(l->tls, tls_pull);
+	gnutls_transport_set_pull_timeout_function(l->tls, tls_pull_timeout);
+	return 0;
+fail:
+	snprintf(err, errlen, "cannot start TLS: %s", gnutls_strerror(rc));
+	return -1;
+}
+
+/* The handshake is done: TLS next, or records. */
+static int hs_done(struct link *l, char *err, size_t errlen)
+{
+	if (!linkauth_encrypt(&l->auth)) {
+		l->hs = HS_NONE;
+		return 0;
+	}
+	if (tls_start(l, err, errlen) < 0)
+		return -1;
+	l->hs = HS_TLS;
+	return 1;
+}
+
+/* One step of the handshake: as link_handshake, HS_FAILED set by it. */
+static int hs_step(struct link *l, link_lookup_fn lookup, void *arg, char *err, size_t errlen)
+{
+	struct linkauth_msg m;
+	uint8_t key[PV_KEY_BYTES];
+	int rc;
+
+	for (;;) {
+		switch (l->hs) {
+		case HS_NONE:
+			return 0;
+		case HS_C_HELLO:
+		case HS_A_CHALLENGE:
+			rc = hs_write(l, err, errlen);
+			if (rc <= 0)
+				return rc < 0 ? -1 : 1;
+			l->hs = l->hs == HS_C_HELLO ? HS_C_CHALLENGE : HS_A_FINISH;
+			break;
+		case HS_C_CHALLENGE:
+			rc = hs_read(l, &m, err, errlen);
+			if (rc <= 0)
+				return rc < 0 ? -1 : 1;
+			if (m.type == LINKAUTH_REFUSE) {
+				snprintf(err, errlen, "refused: %s", m.reason);
+				l->refused = 1;
+				return -1;
+			}
+			rc = linkauth_finish(&l->auth, &m, l->hs_buf, err, errlen);
+			if (rc < 0)
+				return -1;
+			l->hs_len = (size_t)rc;
+			l->hs_off = 0;
+			l->hs = HS_C_FINISH;
+			break;
+		case HS_C_FINISH:
+			rc = hs_write(l, err, errlen);
+			if (rc <= 0)
+				return rc < 0 ? -1 : 1;
+			if (hs_done(l, err, errlen) < 0)
+				return -1;
+			break; /* on to HS_NONE, or TLS's first step */
+		case HS_A_HELLO:
+			rc = hs_read(l, &m, err, errlen);
+			if (rc <= 0)
+				return rc < 0 ? -1 : 1;
+			if (m.type != LINKAUTH_HELLO) {
+				snprintf(err, errlen,
+					 "handshake message %u where a hello was "
+					 "expected",
+					 m.type);
+				return -1;
+			}
+			if (lookup(arg, m.id, key, err, errlen) < 0) {
+				/* told once, best effort: the link closes anyway */
+				l->hs_len = linkauth_refuse(err, l->hs_buf);
+				l->hs_off = 0;
+				hs_write(l, (char[8]){0}, 8);
+				memcpy(l->auth.id, m.id, PV_KEY_BYTES); /* for the caller */
+				return -1;
+			}
+			l->hs_len = linkauth_challenge(
+			    &l->auth, &m, key, l->encrypt_self ? LINKAUTH_F_ENCRYPT : 0, l->hs_buf);
+			sodium_memzero(key, sizeof(key));
+			l->hs_off = 0;
+			l->hs = HS_A_CHALLENGE;
+			break;
+		case HS_A_FINISH:
+			rc = hs_read(l, &m, err, errlen);
+			if (rc <= 0)
+				return rc < 0 ? -1 : 1;
+			if (linkauth_check_finish(&l->auth, &m, err, errlen) < 0)
+				return -1;
+			if (hs_done(l, err, errlen) < 0)
+				return -1;
+			break; /* on to HS_NONE, or TLS's first step */
+		case HS_TLS:
+			if (tout_write(l) < 0) {
+				snprintf(err, errlen, "TLS handshake send failed: %s",
+					 strerror(errno));
+				return -1;
+			}
+			rc = gnutls_handshake(l->tls);
+			if (tout_write(l) < 0) {
+				snprintf(err, errlen, "TLS handshake send failed: %s",
+					 strerror(errno));
+				return -1;
+			}
+			if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED)
+				return 1;
+			if (rc < 0 && gnutls_error_is_fatal(rc)) {
+				snprintf(err, errlen, "TLS handshake failed: %s",
+					 gnutls_strerror(rc));
+				return -1;
+			}
+			if (rc < 0)
+				break; /* a warning: go on */
+			sodium_memzero(l->psk, sizeof(l->psk));
+			l->hs = HS_NONE;
+			return 0;
+		case HS_FAILED:
+			snprintf(err, errlen, "the handshake failed");
+			return -1;
+		}
+	}
+}
+
+int link_handshake(struct link *l, link_lookup_fn lookup, void *arg, char *err, size_t errlen)
+{
+	int rc = hs_step(l, lookup, arg, err, errlen);
+
+	if (rc < 0)
+		l->hs = HS_FAILED;
+	return rc;
 }

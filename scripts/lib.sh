@@ -16,7 +16,7 @@ pv_packages()
 	fi
 	echo build-essential cmake pkg-config libfuse3-dev fuse3 libzmq3-dev \
 		libprotobuf-c-dev protobuf-c-compiler check liblmdb-dev libjansson-dev libsystemd-dev uthash-dev \
-		libsodium-dev libmicrohttpd-dev \
+		libsodium-dev libmicrohttpd-dev libgnutls28-dev \
 		clang "$rt" fio e2fsprogs util-linux iproute2 python3 nbdkit libnbd-bin curl tmux tcpdump \
 		debhelper dpkg-dev fakeroot lintian
 }
