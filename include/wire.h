@@ -98,6 +98,8 @@ enum pv_op {
 	PV_OP_SNAP_RELEASE = 77, /* body: pv.SnapshotOp; keep (commit) or drop the cut */
 	PV_OP_SNAP_DIFF = 78,	 /* body: pv.SnapshotOp; reply: pv.SnapshotRanges */
 	PV_OP_SNAP_ROLLBACK = 79, /* body: pv.SnapshotOp; the owner's pages become the image */
+	PV_OP_MIG_SNAP = 80,	  /* payload: u32 length, pv.MigrationSnap, chunk data: a
+				   * moving page's preserved chunks of one snapshot */
 };
 
 /* Status codes in reply headers. */

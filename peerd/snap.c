@@ -60,6 +60,7 @@
 #define SNAP_TICK_MS	1000
 #define SNAP_TS_AHEAD_MS 50 /* timestamp mode: the cut T is this far ahead */
 #define SNAP_DIFF_TIMEOUT_MS 30000
+#define SNAP_MOVES_POLL_MS 10 /* a hold waiting for moves looks again after this */
 
 struct snap {
 	struct snap_map map; /* first: &snap->map is in vs->maps */
@@ -112,6 +113,8 @@ struct vol_snaps {
 	uint64_t seq; /* VolumeInfo.snapshot_seq of our catalog */
 	uint64_t writes;
 	struct hold *hold;
+	struct hold *waiting; /* a hold waiting for the moves of the volume's pages
+			       * here to end before it holds (hold_begin) */
 	struct io_job *held, **held_tail;
 	uint64_t rollback_id; /* a rollback to this snapshot is to run or runs */
 	int rollback_running;
@@ -288,9 +291,39 @@ int snap_known(const struct volume *v, uint64_t id)
 	return is_committed(v->snaps, id);
 }
 
-int snap_blocks_moves(const struct volume *v)
+int snap_move_refusal(const struct volume *v, char *err, size_t errlen)
 {
-	return v->snaps && (v->snaps->r_n || v->snaps->ncommitted || v->snaps->hold);
+	const struct vol_snaps *vs = v->snaps;
+
+	if (!vs || (!vs->r_n && !vs->ncommitted))
+		return 0;
+	if (v->page_size % vs->chunk || vs->chunk > PV_MAX_IO) {
+		snprintf(err, errlen,
+			 "volume %s has snapshots and its pages (%u bytes) are not whole chunks "
+			 "of %u bytes (up to %u): its pages do not move while it has snapshots",
+			 v->name, v->page_size, vs->chunk, PV_MAX_IO);
+		return -1;
+	}
+	return 0;
+}
+
+int snap_stops_moves(const struct volume *v)
+{
+	const struct vol_snaps *vs = v->snaps;
+
+	if (!vs)
+		return 0;
+	if (vs->waiting || vs->hold || vs->rollback_id)
+		return 1;
+	for (size_t i = 0; i < vs->r_n; i++)
+		if (vs->r_pending[i])
+			return 1;
+	return 0;
+}
+
+size_t snap_count(const struct volume *v)
+{
+	return v->snaps ? v->snaps->r_n : 0;
 }
 
 uint64_t snap_preserved(const struct volume *v, uint64_t id)
@@ -630,8 +663,11 @@ int snap_write_gate(struct io_job *job)
 
 	if (!vs)
 		return 0;
-	if (vs->hold) {
-		/* the hold: it runs once the cut is made (or the hold ends) */
+	if (vs->hold || (vs->waiting && vs->waiting->stamp &&
+			 (!job->stamp || job->stamp >= vs->waiting->stamp))) {
+		/* the hold: it runs once the cut is made (or the hold ends); a
+		 * timestamp-mode hold waiting for moves keeps back only the
+		 * writes stamped at or after its cut T */
 		job->next = NULL;
 		*vs->held_tail = job;
 		vs->held_tail = &job->next;
@@ -793,6 +829,214 @@ void snap_late_end(struct io_job *job)
 	pthread_mutex_unlock(&job->req->vol->snaps->mu);
 }
 
+static int read_full(int fd, uint8_t *buf, uint64_t len, uint64_t off);
+static int has_data(int fd, uint64_t off, uint64_t len);
+
+/* ---- a moving page's chunks (docs/architecture.md, "Snapshots and page
+ * migration") ---- */
+
+void snap_page_free(struct snap_page *p)
+{
+	free(p->preserved);
+	free(p->holes);
+	free(p->data);
+	p->preserved = p->holes = p->data = NULL;
+}
+
+int snap_page_export(struct volume *v, uint64_t page_off, uint64_t page_len, size_t idx,
+		     uint64_t first, uint64_t max_data, struct snap_page *out)
+{
+	struct vol_snaps *vs = v->snaps;
+	uint64_t c0, nch, pos = 0;
+	struct snap *s;
+	int err = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (!vs || snapmap_page_chunks(page_off, page_len, vs->chunk, &c0, &nch) < 0)
+		return EINVAL;
+	out->chunk = vs->chunk;
+	out->nchunks = nch;
+	out->first = first;
+	out->preserved = calloc((nch + 7) / 8, 1);
+	out->holes = calloc((nch + 7) / 8, 1);
+	out->data = malloc(max_data > vs->chunk ? max_data : vs->chunk);
+	if (!out->preserved || !out->holes || !out->data) {
+		snap_page_free(out);
+		return ENOMEM;
+	}
+	pthread_mutex_lock(&vs->mu);
+	out->nids = vs->n;
+	for (size_t i = 0; i < vs->n; i++)
+		out->ids[i] = vs->list[i]->map.id;
+	if (idx >= vs->n || first >= nch)
+		goto out;
+	if (idx == 0 && first == 0) {
+		/* every chunk of the page preserved in the newest snapshot: no
+		 * write to it copies a chunk from now on, here or at the target,
+		 * so what is sent stays true while the page moves */
+		if (v->fd < 0)
+			err = EIO;
+		else
+			err = cow_locked(v, vs, vs->list[vs->n - 1], page_off, page_len);
+	}
+	s = vs->list[idx];
+	out->id = s->map.id;
+	for (uint64_t i = first; i < nch && !err; i++) {
+		uint64_t off = page_off + i * vs->chunk, len = vs->chunk;
+
+		if (i * vs->chunk + len > page_len)
+			len = page_len - i * vs->chunk;
+		if (snapmap_has(&s->map, c0 + i)) {
+			if (s->fd < 0 || !has_data(s->fd, off, len)) {
+				snapmap_bit_set(out->holes, i);
+			} else {
+				if (out->n && pos + len > max_data)
+					break;
+				err = read_full(s->fd, out->data + pos, len, off);
+				pos += len;
+			}
+			snapmap_bit_set(out->preserved, i);
+		}
+		out->n++;
+	}
+out:
+	pthread_mutex_unlock(&vs->mu);
+	out->data_len = pos;
+	if (err)
+		snap_page_free(out);
+	return err;
+}
+
+int snap_page_import(struct volume *v, uint64_t page_off, uint64_t page_len,
+		     const struct snap_page *in)
+{
+	struct vol_snaps *vs = v->snaps;
+	uint64_t c0, nch, pos = 0;
+	struct meta_kv *kv = NULL;
+	struct snap *s;
+	size_t nkv = 0;
+	struct stat st;
+	long idx;
+	int err = 0;
+
+	if (!vs || snapmap_page_chunks(page_off, page_len, vs->chunk, &c0, &nch) < 0 ||
+	    in->chunk != vs->chunk || in->nchunks != nch || in->first + in->n > nch)
+		return EINVAL;
+	kv = calloc(in->n ? in->n : 1, sizeof(*kv));
+	if (!kv)
+		return ENOMEM;
+	pthread_mutex_lock(&vs->mu);
+	if (in->nids != vs->n) {
+		err = EAGAIN;
+		goto out;
+	}
+	for (size_t i = 0; i < vs->n; i++)
+		if (vs->list[i]->map.id != in->ids[i]) {
+			err = EAGAIN;
+			goto out;
+		}
+	idx = find_locked(vs, in->id);
+	if (idx < 0) {
+		err = EAGAIN;
+		goto out;
+	}
+	s = vs->list[idx];
+	if (s->fd < 0 && open_file(v, s, 1) < 0) {
+		err = errno ? errno : EIO;
+		goto out;
+	}
+	for (uint64_t i = in->first; i < in->first + in->n && !err; i++) {
+		uint64_t off = page_off + i * vs->chunk, len = vs->chunk;
+		int keep = snapmap_bit(in->preserved, i);
+
+		if (i * vs->chunk + len > page_len)
+			len = page_len - i * vs->chunk;
+		if (keep && !snapmap_bit(in->holes, i)) {
+			for (uint64_t w = 0; w < len && !err;) {
+				ssize_t k = pwrite(s->fd, in->data + pos + w, len - w, off + w);
+
+				if (k < 0 && errno != EINTR)
+					err = errno;
+				else if (k > 0)
+					w += (uint64_t)k;
+			}
+			pos += len;
+		} else if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) <
+			   0) {
+			err = errno;
+		}
+		kv[nkv].db = SNAP_DB_CHUNKS;
+		chunk_key(kv[nkv].key, v->id, s->map.id, c0 + i);
+		kv[nkv].val = keep ? "1" : NULL;
+		kv[nkv++].len = keep ? 1 : 0;
+	}
+	/* durable before the source is told, and so before the move goes on */
+	if (!err && fdatasync(s->fd) < 0)
+		err = errno;
+	if (!err && put_keys(kv, nkv) < 0)
+		err = EIO;
+	if (!err) {
+		for (uint64_t i = in->first; i < in->first + in->n; i++)
+			snapmap_set(&s->map, c0 + i, snapmap_bit(in->preserved, i));
+		if (fstat(s->fd, &st) == 0)
+			s->bytes = (uint64_t)st.st_blocks * 512;
+	}
+out:
+	pthread_mutex_unlock(&vs->mu);
+	free(kv);
+	return err;
+}
+
+int snap_page_forget(struct volume *v, uint64_t page_off, uint64_t page_len)
+{
+	struct vol_snaps *vs = v->snaps;
+	uint64_t c0, nch;
+	struct meta_kv *kv;
+	size_t nkv = 0;
+	int err = 0;
+
+	if (!vs || snapmap_page_chunks(page_off, page_len, vs->chunk, &c0, &nch) < 0)
+		return 0;
+	pthread_mutex_lock(&vs->mu);
+	kv = calloc(vs->n * nch + 1, sizeof(*kv));
+	if (!kv) {
+		pthread_mutex_unlock(&vs->mu);
+		return ENOMEM;
+	}
+	for (size_t j = 0; j < vs->n; j++) {
+		struct snap *s = vs->list[j];
+
+		for (uint64_t i = 0; i < nch; i++) {
+			if (!snapmap_has(&s->map, c0 + i))
+				continue;
+			kv[nkv].db = SNAP_DB_CHUNKS;
+			chunk_key(kv[nkv].key, v->id, s->map.id, c0 + i);
+			kv[nkv].val = NULL;
+			kv[nkv++].len = 0;
+		}
+	}
+	if (put_keys(kv, nkv) < 0)
+		err = EIO;
+	for (size_t j = 0; j < vs->n && !err; j++) {
+		struct snap *s = vs->list[j];
+		struct stat st;
+
+		for (uint64_t i = 0; i < nch; i++)
+			snapmap_set(&s->map, c0 + i, 0);
+		/* the keys are gone: a crash before this only leaves blocks
+		 * allocated in the file until the snapshot goes */
+		if (s->fd >= 0) {
+			fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, page_off,
+				  page_len);
+			if (fstat(s->fd, &st) == 0)
+				s->bytes = (uint64_t)st.st_blocks * 512;
+		}
+	}
+	pthread_mutex_unlock(&vs->mu);
+	free(kv);
+	return err;
+}
+
 /* ---- reads of a snapshot's image ---- */
 
 static int read_full(int fd, uint8_t *buf, uint64_t len, uint64_t off)
@@ -899,8 +1143,9 @@ static void hold_end(struct hold *h, int keep)
 	if (h->ended)
 		return;
 	h->ended = 1;
-	if (vs->hold == h) {
+	if (vs->hold == h || vs->waiting == h) {
 		vs->hold = NULL;
+		vs->waiting = NULL;
 		release_held(vs);
 	}
 	if (!keep && h->cut_done)
@@ -1020,6 +1265,33 @@ static void hold_expire(void *arg)
 	}
 }
 
+/* A hold waiting for moves: holds once none runs here (or ends by its
+ * timeout, hold_expire). */
+static void moves_poll(void *arg)
+{
+	uint64_t gen = (uintptr_t)arg;
+
+	for (struct hold *h = holds; h; h = h->next) {
+		struct vol_snaps *vs = h->vol->snaps;
+
+		if (h->gen != gen || h->ended || vs->waiting != h)
+			continue;
+		if (migrate_volume_moving(h->vol)) {
+			reactor_after(SNAP_MOVES_POLL_MS, moves_poll, arg);
+			return;
+		}
+		vs->waiting = NULL;
+		vs->hold = h; /* the writes it kept back stay held */
+		pv_info("snapshot: volume %s snapshot %s: the moves here ended after %llu ms; "
+			"holding",
+			h->vol->name, h->name, (unsigned long long)(pv_now_ms() - h->start_ms));
+		h->start_ms = pv_now_ms(); /* the hold's own time, for its log */
+		if (!vs->writes)
+			cut_start(h);
+		return;
+	}
+}
+
 /* SNAP_HOLD of snapshot id of vol: hold, drain, cut, answer (through ans). */
 static void hold_begin(struct volume *vol, const Pv__SnapshotOp *op, const struct answer *ans)
 {
@@ -1032,15 +1304,13 @@ static void hold_begin(struct volume *vol, const Pv__SnapshotOp *op, const struc
 	for (size_t i = 0; i < vs->r_n; i++)
 		if (vs->r_ids[i] > newest)
 			newest = vs->r_ids[i];
-	if (vs->hold) {
+	if (vs->hold || vs->waiting) {
 		st = PV_ST_BUSY;
 		snprintf(err, sizeof(err), "server %u: another snapshot of volume %s is being made",
 			 srv->cfg.id, vol->name);
-	} else if (migrate_volume_moving(vol)) {
-		st = PV_ST_REFUSED;
-		snprintf(err, sizeof(err),
-			 "server %u: pages of volume %s are moving; snapshot it when 'peerctl "
-			 "migrations' shows none",
+	} else if (vs->rollback_id) {
+		st = PV_ST_BUSY;
+		snprintf(err, sizeof(err), "server %u: volume %s is being rolled back",
 			 srv->cfg.id, vol->name);
 	} else if (vs->r_n >= SNAP_MAX) {
 		st = PV_ST_REFUSED;
@@ -1080,9 +1350,21 @@ static void hold_begin(struct volume *vol, const Pv__SnapshotOp *op, const struc
 	h->ans = *ans;
 	h->next = holds;
 	holds = h;
-	vs->hold = h;
 	reactor_after(op->timeout_ms ? op->timeout_ms : SNAP_TIMEOUT_DEFAULT, hold_expire,
 		      (void *)(uintptr_t)h->gen);
+	if (migrate_volume_moving(vol)) {
+		/* pages of the volume move here: their snapshot chunks go with
+		 * them under the list as it is, so the cut waits for them (no
+		 * new move starts meanwhile: snap_stops_moves); the timeout
+		 * bounds the wait like any hold */
+		vs->waiting = h;
+		pv_info("snapshot: volume %s snapshot %s (id %llu) waits here for the moves of its "
+			"pages to end",
+			vol->name, h->name, (unsigned long long)h->snap_id);
+		reactor_after(SNAP_MOVES_POLL_MS, moves_poll, (void *)(uintptr_t)h->gen);
+		return;
+	}
+	vs->hold = h;
 	if (!vs->writes)
 		cut_start(h);
 }
@@ -1956,7 +2238,9 @@ static void diff_run(struct io_job *job)
 		d->err = ESTALE;
 		goto out;
 	}
-	/* pages do not move while a volume has snapshots: owner[] is still */
+	/* owner[] is the reactor's; a page that switches meanwhile is listed
+	 * by both or one of its servers with the same chunks (they moved with
+	 * it), and the ranges are merged */
 	for (uint64_t p = 0; p < vol->npages && !d->err; p++) {
 		uint64_t start = p * vol->page_size, end = start + vol->page_size;
 
@@ -2138,8 +2422,30 @@ static void diff_after(struct snap_job *j)
 static void diff_start(struct volume *vol, const Pv__SnapshotOp *op, const struct answer *ans,
 		       uint64_t gen, int rollback)
 {
-	struct diff_part *d = calloc(1, sizeof(*d));
+	struct diff_part *d;
 
+	if (rollback && migrate_volume_moving(vol)) {
+		/* a page moving out or in is at two servers: rolling back one
+		 * copy would leave the other as it was */
+		if (!ans->local) {
+			Pv__Header rh;
+
+			wire_header_init(&rh);
+			rh.op = ans->op;
+			rh.req_id = ans->req_id;
+			reply_body(&ans->from, &rh, PV_ST_BUSY,
+				   "pages of the volume are moving; roll back when 'peerctl "
+				   "migrations' shows none",
+				   NULL);
+		} else if (ans->local == 1) {
+			gather_part(gen, srv->cfg.id, PV_ST_BUSY,
+				    "pages of the volume are moving; roll back when 'peerctl "
+				    "migrations' shows none",
+				    NULL, NULL, 0);
+		}
+		return; /* a rollback resumed at start runs at a later tick */
+	}
+	d = calloc(1, sizeof(*d));
 	if (d) {
 		d->from_id = op->from_id;
 		d->to_id = op->snap_id;

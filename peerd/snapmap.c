@@ -53,3 +53,63 @@ uint64_t snapmap_words(uint64_t nchunks)
 {
 	return (nchunks + 63) / 64;
 }
+
+int snapmap_page_chunks(uint64_t page_off, uint64_t page_len, uint32_t chunk, uint64_t *first,
+			uint64_t *n)
+{
+	if (!chunk || page_off % chunk)
+		return -1;
+	*first = page_off / chunk;
+	*n = (page_len + chunk - 1) / chunk;
+	return 0;
+}
+
+int snapmap_bit(const uint8_t *bits, uint64_t i)
+{
+	return (bits[i / 8] >> (i % 8)) & 1;
+}
+
+void snapmap_bit_set(uint8_t *bits, uint64_t i)
+{
+	bits[i / 8] |= (uint8_t)(1u << (i % 8));
+}
+
+uint64_t snapmap_page_data(const uint8_t *preserved, const uint8_t *holes, uint64_t first,
+			   uint64_t n, uint64_t page_len, uint32_t chunk)
+{
+	uint64_t bytes = 0;
+
+	for (uint64_t i = first; i < first + n; i++) {
+		uint64_t off = i * chunk;
+
+		if (off >= page_len)
+			break;
+		if (snapmap_bit(preserved, i) && !snapmap_bit(holes, i))
+			bytes += page_len - off < chunk ? page_len - off : chunk;
+	}
+	return bytes;
+}
+
+void snapmap_frame_put(uint8_t *out, uint32_t rec_len)
+{
+	for (int i = 0; i < 4; i++)
+		out[i] = (uint8_t)(rec_len >> (8 * i));
+}
+
+int snapmap_frame_split(const uint8_t *p, size_t len, const uint8_t **rec, size_t *rec_len,
+			const uint8_t **data, size_t *data_len)
+{
+	uint32_t n = 0;
+
+	if (!p || len < 4)
+		return -1;
+	for (int i = 0; i < 4; i++)
+		n |= (uint32_t)p[i] << (8 * i);
+	if (!n || n > len - 4)
+		return -1;
+	*rec = p + 4;
+	*rec_len = n;
+	*data = p + 4 + n;
+	*data_len = len - 4 - n;
+	return 0;
+}

@@ -273,8 +273,8 @@ START_TEST(header_ops)
 					 PV_OP_BATCH,	   PV_OP_ROUTE_UPDATE, PV_OP_MIG_BEGIN,
 					 PV_OP_MIG_SWITCH, PV_OP_MIG_REQUEST,  PV_OP_MIG_ABORT,
 					 PV_OP_SNAP_HOLD,  PV_OP_SNAP_RELEASE, PV_OP_SNAP_DIFF,
-					 PV_OP_SNAP_ROLLBACK};
-	static const uint32_t unknown[] = {0, 6, 15, 20, 63, 80, 255, 0x10001, UINT32_MAX};
+					 PV_OP_SNAP_ROLLBACK, PV_OP_MIG_SNAP};
+	static const uint32_t unknown[] = {0, 6, 15, 20, 63, 81, 255, 0x10001, UINT32_MAX};
 	Pv__Header h;
 
 	wire_header_init(&h);
@@ -412,6 +412,7 @@ START_TEST(op_names)
 	    {PV_OP_SNAP_RELEASE, "SNAP_RELEASE"},
 	    {PV_OP_SNAP_DIFF, "SNAP_DIFF"},
 	    {PV_OP_SNAP_ROLLBACK, "SNAP_ROLLBACK"},
+	    {PV_OP_MIG_SNAP, "MIG_SNAP"},
 	};
 	int known = 0;
 
