@@ -5,7 +5,12 @@
  * those; snapmap_changed lists the chunks written between two cuts. A
  * random run checks every image against full copies taken at each cut,
  * with the copy-on-write rule of snap.c (preserve into the newest snapshot
- * on the first write after its cut). The global srv of peerd stays NULL. */
+ * on the first write after its cut). A page that moves takes its chunks
+ * of every snapshot after all of them are preserved in the newest one: no
+ * write copies a chunk after that, at the source or the target, and the
+ * target's images of the page are the source's (move_keeps_images); the
+ * MIG_SNAP layout helpers (which chunks, how much data, the length prefix)
+ * are checked on their own. The global srv of peerd stays NULL. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -220,6 +225,162 @@ START_TEST(random_runs)
 }
 END_TEST
 
+
+/* Images of snapshots of m, chunks [c0, c1) only. */
+static void check_images_range(const struct model *m, uint64_t c0, uint64_t c1)
+{
+	for (size_t i = 0; i < m->n; i++)
+		for (uint64_t c = c0; c < c1; c++)
+			ck_assert_uint_eq(read_image(m, i, c), m->image[i][c]);
+}
+
+/* snap_page_export's first step: chunk c preserved in the newest
+ * snapshot without a write (its content now). */
+static void force_preserve(struct model *m, uint64_t c)
+{
+	if (m->n && !snapmap_has(m->list[m->n - 1], c)) {
+		m->kept[m->n - 1][c] = m->live[c];
+		snapmap_set(m->list[m->n - 1], c, 1);
+	}
+}
+
+START_TEST(move_keeps_images)
+{
+	srand(15);
+	for (int run = 0; run < 40; run++) {
+		struct model *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+		uint64_t c0 = 40, c1 = 72;
+
+		model_init(a);
+		model_init(b);
+		for (int step = 0; step < 300; step++) {
+			int r = rand() % 100;
+
+			if (r < 6 && a->n < SNAPS)
+				snapshot(a);
+			else if (r < 8 && a->n)
+				delete_snapshot(a, (size_t)rand() % a->n);
+			else
+				write_chunk(a, (uint64_t)(rand() % CHUNKS), (unsigned)rand());
+		}
+		if (!a->n)
+			snapshot(a);
+		for (uint64_t c = c0; c < c1; c++)
+			force_preserve(a, c);
+		check_images(a); /* preserving early changes no image */
+		/* the target takes the page: data, and per snapshot bits and
+		 * chunks (MIG_SNAP); its truth is the source's */
+		for (size_t i = 0; i < a->n; i++) {
+			b->maps[i].id = a->maps[i].id;
+			for (uint64_t c = c0; c < c1; c++) {
+				snapmap_set(&b->maps[i], c, snapmap_has(&a->maps[i], c));
+				b->kept[i][c] = a->kept[i][c];
+				b->image[i][c] = a->image[i][c];
+			}
+		}
+		b->n = a->n;
+		b->next_id = a->next_id;
+		relist(b);
+		for (uint64_t c = c0; c < c1; c++)
+			b->live[c] = a->live[c];
+		check_images_range(b, c0, c1);
+		/* writes to the page copy nothing, at either side, even after
+		 * a snapshot is dropped at both */
+		for (int step = 0; step < 200; step++) {
+			uint64_t c = c0 + (uint64_t)(rand() % (int)(c1 - c0));
+			unsigned v = (unsigned)rand();
+
+			if (step == 100 && b->n > 1) {
+				size_t gone = (size_t)rand() % b->n;
+
+				delete_snapshot(a, gone);
+				delete_snapshot(b, gone);
+			}
+			ck_assert_int_eq(write_chunk(a, c, v), 0);
+			ck_assert_int_eq(write_chunk(b, c, v), 0);
+		}
+		check_images_range(b, c0, c1);
+		/* later snapshots at the target work as ever */
+		if (b->n < SNAPS) {
+			snapshot(b);
+			ck_assert_int_eq(write_chunk(b, c0, 1), 1);
+			check_images_range(b, c0, c1);
+		}
+		model_free(a);
+		model_free(b);
+		free(a);
+		free(b);
+	}
+}
+END_TEST
+
+START_TEST(page_chunks)
+{
+	uint64_t first, n;
+
+	ck_assert_int_eq(snapmap_page_chunks(4 << 20, 4 << 20, 64 << 10, &first, &n), 0);
+	ck_assert_uint_eq(first, 64);
+	ck_assert_uint_eq(n, 64);
+	/* the volume's last page, cut short: its last chunk too */
+	ck_assert_int_eq(snapmap_page_chunks(1 << 20, 100000, 65536, &first, &n), 0);
+	ck_assert_uint_eq(first, 16);
+	ck_assert_uint_eq(n, 2);
+	/* a page not on a chunk boundary: chunks would straddle pages */
+	ck_assert_int_eq(snapmap_page_chunks(96 << 10, 96 << 10, 64 << 10, &first, &n), -1);
+	ck_assert_int_eq(snapmap_page_chunks(0, 4096, 0, &first, &n), -1);
+}
+END_TEST
+
+START_TEST(page_data)
+{
+	uint8_t pres[2] = {0}, holes[2] = {0};
+
+	/* chunks 0, 2 (a hole), 3 and 9 (the last, 100000 - 9 * 10000 bytes)
+	 * preserved in a page of 100000 bytes of 10000-byte chunks */
+	snapmap_bit_set(pres, 0);
+	snapmap_bit_set(pres, 2);
+	snapmap_bit_set(pres, 3);
+	snapmap_bit_set(pres, 9);
+	snapmap_bit_set(holes, 2);
+	snapmap_bit_set(holes, 5); /* a hole bit without preserved: no data */
+	ck_assert_int_eq(snapmap_bit(pres, 9), 1);
+	ck_assert_int_eq(snapmap_bit(pres, 8), 0);
+	ck_assert_uint_eq(pres[1], 0x02);
+	ck_assert_uint_eq(snapmap_page_data(pres, holes, 0, 10, 100000, 10000), 30000);
+	ck_assert_uint_eq(snapmap_page_data(pres, holes, 0, 10, 95000, 10000), 25000);
+	ck_assert_uint_eq(snapmap_page_data(pres, holes, 1, 3, 100000, 10000), 10000);
+	ck_assert_uint_eq(snapmap_page_data(pres, holes, 4, 5, 100000, 10000), 0);
+}
+END_TEST
+
+START_TEST(frame_split)
+{
+	uint8_t buf[16] = {0};
+	const uint8_t *rec, *data;
+	size_t rl, dl;
+
+	snapmap_frame_put(buf, 5);
+	ck_assert_uint_eq(buf[0], 5);
+	ck_assert_uint_eq(buf[3], 0);
+	ck_assert_int_eq(snapmap_frame_split(buf, 16, &rec, &rl, &data, &dl), 0);
+	ck_assert_ptr_eq(rec, buf + 4);
+	ck_assert_uint_eq(rl, 5);
+	ck_assert_ptr_eq(data, buf + 9);
+	ck_assert_uint_eq(dl, 7);
+	ck_assert_int_eq(snapmap_frame_split(buf, 9, &rec, &rl, &data, &dl), 0);
+	ck_assert_uint_eq(dl, 0);
+	/* the record runs past the end, is empty, or there is no prefix */
+	ck_assert_int_eq(snapmap_frame_split(buf, 8, &rec, &rl, &data, &dl), -1);
+	ck_assert_int_eq(snapmap_frame_split(buf, 3, &rec, &rl, &data, &dl), -1);
+	ck_assert_int_eq(snapmap_frame_split(NULL, 0, &rec, &rl, &data, &dl), -1);
+	snapmap_frame_put(buf, 0);
+	ck_assert_int_eq(snapmap_frame_split(buf, 16, &rec, &rl, &data, &dl), -1);
+	snapmap_frame_put(buf, 0xffffffffu);
+	ck_assert_uint_eq(buf[3], 0xff);
+	ck_assert_int_eq(snapmap_frame_split(buf, 16, &rec, &rl, &data, &dl), -1);
+}
+END_TEST
+
 static Suite *snapmap_suite(void)
 {
 	Suite *s = suite_create("snapmap");
@@ -230,6 +391,10 @@ static Suite *snapmap_suite(void)
 	tcase_add_test(tc, delete_hands_down);
 	tcase_add_test(tc, changed_between);
 	tcase_add_test(tc, random_runs);
+	tcase_add_test(tc, move_keeps_images);
+	tcase_add_test(tc, page_chunks);
+	tcase_add_test(tc, page_data);
+	tcase_add_test(tc, frame_split);
 	suite_add_tcase(s, tc);
 	return s;
 }
