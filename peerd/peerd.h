@@ -1133,6 +1133,11 @@ int snap_read(struct io_job *job);
  * write runs and snap_late_end follows it), or SNAP_ERESTAMP: the client
  * must stamp it again. */
 #define SNAP_ERESTAMP EXDEV
+/* A write on a page moving out of here, stamped at or after the cut of a
+ * timestamp-mode snapshot that waits for that move (snap_write_gate): it
+ * cannot wait here (the move may wait for it), so its client sends it
+ * again (BUSY), routed as the page is then. */
+#define SNAP_EMOVING EINPROGRESS
 int snap_late_begin(struct io_job *job);
 void snap_late_end(struct io_job *job);
 /* Before a RESTAMP answer (reactor): this server's clock moves past the

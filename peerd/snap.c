@@ -663,6 +663,14 @@ int snap_write_gate(struct io_job *job)
 
 	if (!vs)
 		return 0;
+	if (!vs->hold && vs->waiting && vs->waiting->stamp &&
+	    (!job->stamp || job->stamp >= vs->waiting->stamp) && job->mig) {
+		/* its page moves out of here and the move may wait for it
+		 * (wr_pending): not kept back, sent again by its client */
+		job->err = SNAP_EMOVING;
+		request_io_done(job);
+		return 1;
+	}
 	if (vs->hold || (vs->waiting && vs->waiting->stamp &&
 			 (!job->stamp || job->stamp >= vs->waiting->stamp))) {
 		/* the hold: it runs once the cut is made (or the hold ends); a

@@ -105,7 +105,7 @@ for o in sorted(own):
 EOF
 )
 while read -r p to; do
-	ctl 1 page move vol "$p" --to "$to" --async >/dev/null || fail "page move vol $p --to $to"
+	ctl 1 page move vol "$p" --to "$to" --piece 256K --async >/dev/null || fail "page move vol $p --to $to"
 done <<<"$moves"
 sleep 0.3
 [ "$(ctl 1 migrations --json | json "len(d['migrations'])")" != 0 ] ||

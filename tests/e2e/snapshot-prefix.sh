@@ -7,11 +7,11 @@
 # Every snapshot, read through MOUNT/vol@NAME, must hold exactly a prefix
 # 1..k of each writer's writes: block b holds the last number n <= k with
 # n % 48 == b, never a later write without an earlier one. The writes'
-# pause (pause_ms of each snapshot) is logged. A snapshot asked while pages of the volume
-# move waits for the moves under way (the queued ones wait for it); the
-# last four snapshots are made once more while pages of the volume are
-# being moved (twelve pages the writers write, with their snapshot chunks),
-# and every page asked to move does.
+# pause (pause_ms of each snapshot) is logged. A snapshot asked while
+# pages of the volume move waits for the moves under way (the queued ones
+# wait for it); the last four snapshots are made once more while pages of
+# the volume are being moved (twelve pages the writers write, in pieces of
+# 256 KiB, with their snapshot chunks), and every page asked to move does.
 . "$(dirname "$0")/common.sh"
 . "$(dirname "$0")/group-lib.sh"
 need_fuse
@@ -88,7 +88,7 @@ for i in 1 2 3 4 5 6 7 8; do
 		json "'\\n'.join('%d %d' % (p, r['owner'] % 3 + 1) for r in d['routing'] for p in range(r['first_page'], r['last_page'] + 1) if p < 48 and p % 4 == 1)" \
 			<"$T/routing2.json" >"$T/moves"
 		while read -r p dest; do
-			ctl 1 page move vol "$p" --to "$dest" --async >/dev/null ||
+			ctl 1 page move vol "$p" --to "$dest" --piece 256K --async >/dev/null ||
 				fail "page move vol $p --to $dest failed"
 		done <"$T/moves"
 	fi
