@@ -8,6 +8,10 @@
  *   A (source)                                   B (target)
  *   MIG_BEGIN {page, pieces, epoch} ------------> allocate the page, record "in"
  *   <------------------------------------------- OK
+ *   (snapshots: every chunk of the page preserved in the newest one here,
+ *   then per snapshot MIG_SNAP {ids, bits} + data -> the same chunks there,
+ *                                                  durable; BUSY if its
+ *                                                  snapshot list differs)
  *   record "out" piece 0
  *   for k in 0..n-1:
  *     (local writes to k begun before k was in transit drain)

@@ -39,7 +39,15 @@
  * than the timeout. Dropping a snapshot (deleted, or a cut never committed)
  * hands each of its chunks to the next older snapshot if that one has no
  * copy of its own (it read the chunk through the one going away), in one
- * LMDB transaction after the copies are durable. */
+ * LMDB transaction after the copies are durable.
+ *
+ * A page that moves takes its chunks of every snapshot with it
+ * (snap_page_export/import, sent by migrate.c before piece 0) once they are
+ * all preserved in the newest snapshot, so no write copies one while it
+ * moves; a hold waits for the moves of its volume under way
+ * (migrate_volume_moving) and no move starts while a snapshot is made
+ * (snap_stops_moves). docs/architecture.md, "Snapshots and page
+ * migration". */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
