@@ -753,6 +753,8 @@ static void snap_send(struct mig_out *m, const struct snap_page *sp)
 	r.preserved.len = r.holes.len = (sp->nchunks + 7) / 8;
 	r.preserved.data = sp->preserved;
 	r.holes.data = sp->holes;
+	r.same.len = r.preserved.len;
+	r.same.data = sp->same;
 	r.first = sp->first;
 	r.count = sp->n;
 	rec_len = pv__migration_snap__get_packed_size(&r);
@@ -1229,6 +1231,32 @@ int migrate_volume_moving(const struct volume *vol)
 		if (i->pg.vol == vol && !i->dead && vol->owner[i->pg.page] != srv->cfg.id)
 			return 1;
 	return 0;
+}
+
+/* A move of page of vol (any page: UINT64_MAX) that another member
+ * announced in its last heartbeat (up to a second old), not switched (and
+ * with begun, not queued); NULL if none. */
+static const Pv__Migration *announced_move(const struct volume *vol, uint64_t page, int begun)
+{
+	for (size_t i = 0; i < srv->nmembers; i++) {
+		const Pv__Heartbeat *hb = srv->members[i].last_hb;
+
+		if (srv->members[i].id == srv->cfg.id || !hb || !srv->members[i].up)
+			continue;
+		for (size_t k = 0; k < hb->n_migrations; k++) {
+			const Pv__Migration *r = hb->migrations[k];
+
+			if (r->volume_id == vol->id && (page == UINT64_MAX || r->page == page) &&
+			    r->state != MIG_SWITCHED && (!begun || r->state != MIG_QUEUED))
+				return r;
+		}
+	}
+	return NULL;
+}
+
+int migrate_volume_moving_group(const struct volume *vol)
+{
+	return migrate_volume_moving(vol) || announced_move(vol, UINT64_MAX, 1);
 }
 
 static void in_free(struct mig_in *in)
@@ -1851,7 +1879,8 @@ static void op_snap_in(const struct origin *from, const Pv__Header *h, const voi
 	if (r->chunk_size && r->chunk_size % PV_SECTOR == 0 && r->chunk_size <= PV_MAX_IO &&
 	    snapmap_page_chunks(in->pg.page_off, in->pg.page_len, r->chunk_size, &first, &nch) == 0)
 		bm = (nch + 7) / 8;
-	if (!bm || r->preserved.len != bm || r->holes.len != bm || r->n_snap_ids > SNAP_MAX ||
+	if (!bm || r->preserved.len != bm || r->holes.len != bm || r->same.len != bm ||
+	    r->n_snap_ids > SNAP_MAX ||
 	    r->first > nch || r->count > nch - r->first ||
 	    data_len != snapmap_page_data(r->preserved.data, r->holes.data, r->first, r->count,
 					  in->pg.page_len, r->chunk_size)) {
@@ -1882,6 +1911,7 @@ static void op_snap_in(const struct origin *from, const Pv__Header *h, const voi
 	j->sp.n = r->count;
 	j->sp.preserved = r->preserved.data;
 	j->sp.holes = r->holes.data;
+	j->sp.same = r->same.data;
 	j->sp.data_len = data_len;
 	j->sp.data = copy;
 	submit_in(j, snap_in_run, snap_in_done);
@@ -2101,24 +2131,14 @@ static void op_request(const struct origin *from, const Pv__Header *h, const Pv_
  * one a member announced in its last heartbeat (up to a second old). */
 static int moving_in_group(const struct volume *vol, uint64_t page, struct migrate_info *mi)
 {
+	const Pv__Migration *r;
+
 	if (migrate_page_state(vol, page, mi) && mi->state != MIG_IN && mi->state != MIG_SWITCHED)
 		return 1;
-	for (size_t i = 0; i < srv->nmembers; i++) {
-		const Pv__Heartbeat *hb = srv->members[i].last_hb;
-
-		if (srv->members[i].id == srv->cfg.id || !hb || !srv->members[i].up)
-			continue;
-		for (size_t k = 0; k < hb->n_migrations; k++) {
-			const Pv__Migration *r = hb->migrations[k];
-
-			if (r->volume_id == vol->id && r->page == page &&
-			    r->state != MIG_SWITCHED) {
-				info_of_record(mi, r);
-				return 1;
-			}
-		}
-	}
-	return 0;
+	r = announced_move(vol, page, 0);
+	if (r)
+		info_of_record(mi, r);
+	return r != NULL;
 }
 
 int migrate_request(const char *volume, uint64_t first, uint64_t last, uint32_t to,

@@ -923,8 +923,12 @@ const char *migrate_state_name(enum mig_state s);
 int migrate_load(void);
 /* Once a second: starts queued moves, resumes stalled ones, punches. */
 void migrate_tick(void *arg);
-/* Whether pages of vol move out of or into this server now. */
+/* Whether pages of vol move out of or into this server now (begun and
+ * not switched: a queued move, or one its target has not answered yet,
+ * does not count). */
 int migrate_volume_moving(const struct volume *vol);
+/* The same here, or out of another member as its last heartbeat says. */
+int migrate_volume_moving_group(const struct volume *vol);
 /* Starts (or queues) moving page of vol, owned here, to server to, in
  * pieces of piece_size bytes (0: the default). 0, or -1 with the reason
  * (not owned here, already moving, to not a member / down / not allowed /
@@ -1071,17 +1075,26 @@ enum placement_verdict placement_decide(const struct placement_input *in, uint32
 struct snap_map {
 	uint64_t id;
 	uint64_t *bits; /* a bit per chunk: preserved into this snapshot */
+	uint64_t *same; /* of those, preserved by a page move, not by a write:
+			 * unchanged since the cut (NULL: none) */
 };
 int snapmap_has(const struct snap_map *m, uint64_t chunk);
 void snapmap_set(struct snap_map *m, uint64_t chunk, int on);
+int snapmap_same(const struct snap_map *m, uint64_t chunk);
+void snapmap_set_same(struct snap_map *m, uint64_t chunk, int on);
 /* Where snapshot maps[from] finds chunk: the index of the first snapshot
  * from it on holding a copy, or -1: the volume itself. */
 long snapmap_resolve(struct snap_map *const *maps, size_t n, size_t from, uint64_t chunk);
 /* When maps[gone] goes away: the index of the snapshot that must take its
  * copy of chunk (the next older, if it has none of its own), or -1: none. */
 long snapmap_heir(struct snap_map *const *maps, size_t n, size_t gone, uint64_t chunk);
+/* When maps[gone] goes away: the index of the next older snapshot whose
+ * copy of chunk is marked same (a move's) but must lose the mark, since
+ * maps[gone]'s time, now its own, saw a write of the chunk; or -1. */
+long snapmap_heir_unmark(struct snap_map *const *maps, size_t n, size_t gone, uint64_t chunk);
 /* Whether chunk was written between the cuts of maps[from] and maps[to]
- * (to == n: the volume now). */
+ * (to == n: the volume now): preserved, not only by a page move, in one
+ * of maps[from..to). */
 int snapmap_changed(struct snap_map *const *maps, size_t n, size_t from, size_t to,
 		    uint64_t chunk);
 uint64_t snapmap_words(uint64_t nchunks);
@@ -1167,7 +1180,8 @@ struct snap_page {
 	uint32_t chunk;
 	uint64_t nchunks; /* of the page */
 	uint64_t first, n;
-	uint8_t *preserved, *holes; /* (nchunks + 7) / 8 bytes each */
+	uint8_t *preserved, *holes, *same; /* (nchunks + 7) / 8 bytes each; same:
+					    * preserved by a move (snapmap_same) */
 	uint8_t *data;
 	uint64_t data_len;
 };

@@ -61,7 +61,8 @@
 #include "hlc.h"
 #include "peerd.h"
 
-#define SNAP_DB_CHUNKS	"snap_chunks"  /* VOLID SNAPID CHUNK (hex) -> "1" */
+#define SNAP_DB_CHUNKS	"snap_chunks"  /* VOLID SNAPID CHUNK (hex) -> "1", or "m":
+					* preserved by a page move (same) */
 #define SNAP_DB_PENDING "snap_pending" /* VOLID SNAPID (hex) -> "T name" */
 #define SNAP_DB_ROLLBACK "snap_rollback" /* VOLID (hex) -> snapshot id: running */
 #define SNAP_GC_MS	60000	       /* a cut not committed after this: dropped */
@@ -180,7 +181,10 @@ static struct snap *snap_new(struct vol_snaps *vs, uint64_t id)
 {
 	struct snap *s = calloc(1, sizeof(*s));
 
-	if (!s || !(s->map.bits = calloc(snapmap_words(vs->nchunks), sizeof(uint64_t)))) {
+	if (!s || !(s->map.bits = calloc(snapmap_words(vs->nchunks), sizeof(uint64_t))) ||
+	    !(s->map.same = calloc(snapmap_words(vs->nchunks), sizeof(uint64_t)))) {
+		if (s)
+			free(s->map.bits);
 		free(s);
 		return NULL;
 	}
@@ -194,6 +198,7 @@ static void snap_free(struct snap *s)
 	if (s->fd >= 0)
 		close(s->fd);
 	free(s->map.bits);
+	free(s->map.same);
 	free(s);
 }
 
@@ -532,11 +537,18 @@ static void drop_run(struct io_job *job)
 				len = j->vol->size - off;
 			if (gone->fd >= 0 && h->fd >= 0)
 				err = copy_range(gone->fd, h->fd, off, len, buf, &copied);
+			/* a move's mark goes with it: unchanged over the heir's
+			 * time too (it lacked the chunk) */
 			kv[nkv].db = SNAP_DB_CHUNKS;
 			chunk_key(kv[nkv].key, j->vol->id, h->map.id, c);
-			kv[nkv].val = "1";
+			kv[nkv].val = snapmap_same(&gone->map, c) ? "m" : "1";
 			kv[nkv++].len = 1;
 			heir_idx = heir;
+		} else if ((heir = snapmap_heir_unmark(vs->maps, vs->n, (size_t)idx, c)) >= 0) {
+			kv[nkv].db = SNAP_DB_CHUNKS;
+			chunk_key(kv[nkv].key, j->vol->id, vs->list[heir]->map.id, c);
+			kv[nkv].val = "1";
+			kv[nkv++].len = 1;
 		}
 		kv[nkv].db = SNAP_DB_CHUNKS;
 		chunk_key(kv[nkv].key, j->vol->id, gone->map.id, c);
@@ -566,9 +578,15 @@ static void drop_run(struct io_job *job)
 			long heir = snapmap_has(&gone->map, c)
 					? snapmap_heir(vs->maps, vs->n, (size_t)idx, c)
 					: -1;
+			long unmark = snapmap_heir_unmark(vs->maps, vs->n, (size_t)idx, c);
 
-			if (heir >= 0)
+			if (unmark >= 0)
+				snapmap_set_same(&vs->list[unmark]->map, c, 0);
+			if (heir >= 0) {
 				snapmap_set(&vs->list[heir]->map, c, 1);
+				snapmap_set_same(&vs->list[heir]->map, c,
+						 snapmap_same(&gone->map, c));
+			}
 		}
 		if (heir_idx >= 0) {
 			struct stat st;
@@ -645,8 +663,8 @@ static int preserved_locked(struct vol_snaps *vs, uint64_t off, uint64_t len)
 	if (!vs->n || !len)
 		return 1;
 	for (uint64_t c = off / vs->chunk; c <= (off + len - 1) / vs->chunk; c++)
-		if (!snapmap_has(vs->maps[vs->n - 1], c))
-			return 0;
+		if (!snapmap_has(vs->maps[vs->n - 1], c) || snapmap_same(vs->maps[vs->n - 1], c))
+			return 0; /* to copy, or a move's mark to clear (cow_locked) */
 	return 1;
 }
 
@@ -743,9 +761,11 @@ static void release_held(struct vol_snaps *vs)
 }
 
 /* Preserves into s the chunks of [off, +len) it lacks (under mu): copied,
- * durable, recorded, then marked. 0 or an errno. */
+ * durable, recorded, then marked. moved: a page move preserves them early
+ * (marked "same": unchanged since the cut); else a write will change them,
+ * and chunks a move preserved lose that mark. 0 or an errno. */
 static int cow_locked(struct volume *vol, struct vol_snaps *vs, struct snap *s, uint64_t off,
-		      uint64_t len)
+		      uint64_t len, int moved)
 {
 	uint64_t c0 = off / vs->chunk, c1 = (off + len - 1) / vs->chunk, copied = 0;
 	struct meta_kv *kv = calloc(c1 - c0 + 1, sizeof(*kv));
@@ -760,8 +780,14 @@ static int cow_locked(struct volume *vol, struct vol_snaps *vs, struct snap *s, 
 	for (uint64_t c = c0; c <= c1 && !err; c++) {
 		uint64_t coff = c * vs->chunk, clen = vs->chunk;
 
-		if (snapmap_has(&s->map, c))
+		if (snapmap_has(&s->map, c) && (moved || !snapmap_same(&s->map, c)))
 			continue;
+		kv[nkv].db = SNAP_DB_CHUNKS;
+		chunk_key(kv[nkv].key, vol->id, s->map.id, c);
+		kv[nkv].val = moved ? "m" : "1";
+		kv[nkv++].len = 1;
+		if (snapmap_has(&s->map, c))
+			continue; /* a move's copy, written now: only its mark goes */
 		if (coff + clen > vol->size)
 			clen = vol->size - coff;
 		if (s->fd < 0) {
@@ -769,10 +795,6 @@ static int cow_locked(struct volume *vol, struct vol_snaps *vs, struct snap *s, 
 			break;
 		}
 		err = copy_range(vol->fd, s->fd, coff, clen, buf, &copied);
-		kv[nkv].db = SNAP_DB_CHUNKS;
-		chunk_key(kv[nkv].key, vol->id, s->map.id, c);
-		kv[nkv].val = "1";
-		kv[nkv++].len = 1;
 	}
 	/* durable before the write that replaces it */
 	if (!err && copied && fdatasync(s->fd) < 0)
@@ -780,8 +802,13 @@ static int cow_locked(struct volume *vol, struct vol_snaps *vs, struct snap *s, 
 	if (!err && put_keys(kv, nkv) < 0)
 		err = EIO;
 	if (!err) {
-		for (uint64_t c = c0; c <= c1; c++)
+		for (uint64_t c = c0; c <= c1; c++) {
+			if (!snapmap_has(&s->map, c))
+				snapmap_set_same(&s->map, c, moved);
+			else if (!moved)
+				snapmap_set_same(&s->map, c, 0);
 			snapmap_set(&s->map, c, 1);
+		}
 		s->bytes += copied;
 	}
 out:
@@ -799,7 +826,8 @@ int snap_cow(struct io_job *job)
 		return 0;
 	pthread_mutex_lock(&vs->mu);
 	if (vs->n)
-		err = cow_locked(job->req->vol, vs, vs->list[vs->n - 1], job->offset, job->length);
+		err = cow_locked(job->req->vol, vs, vs->list[vs->n - 1], job->offset, job->length,
+				 0);
 	pthread_mutex_unlock(&vs->mu);
 	return err;
 }
@@ -825,7 +853,8 @@ int snap_late_begin(struct io_job *job)
 	    (vs->n >= 2 && job->stamp < vs->list[vs->n - 2]->stamp)) {
 		err = SNAP_ERESTAMP;
 	} else if (vs->n >= 2) {
-		err = cow_locked(job->req->vol, vs, vs->list[vs->n - 2], job->offset, job->length);
+		err = cow_locked(job->req->vol, vs, vs->list[vs->n - 2], job->offset, job->length,
+				 0);
 	}
 	if (err)
 		pthread_mutex_unlock(&vs->mu);
@@ -855,8 +884,9 @@ void snap_page_free(struct snap_page *p)
 {
 	free(p->preserved);
 	free(p->holes);
+	free(p->same);
 	free(p->data);
-	p->preserved = p->holes = p->data = NULL;
+	p->preserved = p->holes = p->same = p->data = NULL;
 }
 
 int snap_page_export(struct volume *v, uint64_t page_off, uint64_t page_len, size_t idx,
@@ -875,8 +905,9 @@ int snap_page_export(struct volume *v, uint64_t page_off, uint64_t page_len, siz
 	out->first = first;
 	out->preserved = calloc((nch + 7) / 8, 1);
 	out->holes = calloc((nch + 7) / 8, 1);
+	out->same = calloc((nch + 7) / 8, 1);
 	out->data = malloc(max_data > vs->chunk ? max_data : vs->chunk);
-	if (!out->preserved || !out->holes || !out->data) {
+	if (!out->preserved || !out->holes || !out->same || !out->data) {
 		snap_page_free(out);
 		return ENOMEM;
 	}
@@ -893,7 +924,7 @@ int snap_page_export(struct volume *v, uint64_t page_off, uint64_t page_len, siz
 		if (v->fd < 0)
 			err = EIO;
 		else
-			err = cow_locked(v, vs, vs->list[vs->n - 1], page_off, page_len);
+			err = cow_locked(v, vs, vs->list[vs->n - 1], page_off, page_len, 1);
 	}
 	s = vs->list[idx];
 	out->id = s->map.id;
@@ -912,6 +943,8 @@ int snap_page_export(struct volume *v, uint64_t page_off, uint64_t page_len, siz
 				pos += len;
 			}
 			snapmap_bit_set(out->preserved, i);
+			if (snapmap_same(&s->map, c0 + i))
+				snapmap_bit_set(out->same, i);
 		}
 		out->n++;
 	}
@@ -983,7 +1016,7 @@ int snap_page_import(struct volume *v, uint64_t page_off, uint64_t page_len,
 		}
 		kv[nkv].db = SNAP_DB_CHUNKS;
 		chunk_key(kv[nkv].key, v->id, s->map.id, c0 + i);
-		kv[nkv].val = keep ? "1" : NULL;
+		kv[nkv].val = !keep ? NULL : snapmap_bit(in->same, i) ? "m" : "1";
 		kv[nkv++].len = keep ? 1 : 0;
 	}
 	/* durable before the source is told, and so before the move goes on */
@@ -992,8 +1025,11 @@ int snap_page_import(struct volume *v, uint64_t page_off, uint64_t page_len,
 	if (!err && put_keys(kv, nkv) < 0)
 		err = EIO;
 	if (!err) {
-		for (uint64_t i = in->first; i < in->first + in->n; i++)
+		for (uint64_t i = in->first; i < in->first + in->n; i++) {
 			snapmap_set(&s->map, c0 + i, snapmap_bit(in->preserved, i));
+			snapmap_set_same(&s->map, c0 + i,
+					 snapmap_bit(in->preserved, i) && snapmap_bit(in->same, i));
+		}
 		if (fstat(s->fd, &st) == 0)
 			s->bytes = (uint64_t)st.st_blocks * 512;
 	}
@@ -1014,7 +1050,11 @@ int snap_page_forget(struct volume *v, uint64_t page_off, uint64_t page_len)
 	if (!vs || snapmap_page_chunks(page_off, page_len, vs->chunk, &c0, &nch) < 0)
 		return 0;
 	pthread_mutex_lock(&vs->mu);
-	kv = calloc(vs->n * nch + 1, sizeof(*kv));
+	for (size_t j = 0; j < vs->n; j++)
+		for (uint64_t i = 0; i < nch; i++)
+			nkv += snapmap_has(&vs->list[j]->map, c0 + i);
+	kv = calloc(nkv + 1, sizeof(*kv));
+	nkv = 0;
 	if (!kv) {
 		pthread_mutex_unlock(&vs->mu);
 		return ENOMEM;
@@ -1037,8 +1077,10 @@ int snap_page_forget(struct volume *v, uint64_t page_off, uint64_t page_len)
 		struct snap *s = vs->list[j];
 		struct stat st;
 
-		for (uint64_t i = 0; i < nch; i++)
+		for (uint64_t i = 0; i < nch; i++) {
 			snapmap_set(&s->map, c0 + i, 0);
+			snapmap_set_same(&s->map, c0 + i, 0);
+		}
 		/* the keys are gone: a crash before this only leaves blocks
 		 * allocated in the file until the snapshot goes */
 		if (s->fd >= 0) {
@@ -1389,7 +1431,7 @@ static void hold_begin(struct volume *vol, const Pv__SnapshotOp *op, const struc
 static int release(struct volume *vol, const Pv__SnapshotOp *op, char *err, size_t errlen)
 {
 	struct vol_snaps *vs = vol->snaps;
-	struct hold *h = vs->hold;
+	struct hold *h = vs->hold ? vs->hold : vs->waiting; /* waiting: for moves */
 	long i;
 
 	if (h && h->snap_id == op->snap_id) {
@@ -2050,6 +2092,7 @@ static int load_one(void *arg, const char *key, size_t klen, const void *val, si
 		return 0;
 	if (x->chunks) {
 		snapmap_set(&s->map, chunk, 1);
+		snapmap_set_same(&s->map, chunk, vlen == 1 && *(const char *)val == 'm');
 	} else {
 		char rec[32] = "";
 
@@ -2334,8 +2377,9 @@ static void rollback_run(struct io_job *job)
 				continue; /* unchanged since the cut */
 			if (off + len > end)
 				len = end - off;
-			if (!snapmap_has(vs->maps[vs->n - 1], c))
-				d->err = cow_locked(vol, vs, vs->list[vs->n - 1], off, len);
+			if (!snapmap_has(vs->maps[vs->n - 1], c) ||
+			    snapmap_same(vs->maps[vs->n - 1], c))
+				d->err = cow_locked(vol, vs, vs->list[vs->n - 1], off, len, 0);
 			if (!d->err && fallocate(vol->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 						 off, len) < 0)
 				d->err = errno;
@@ -2694,6 +2738,14 @@ int snap_rollback(const char *volume, const char *name, int force, snap_diff_fn 
 	}
 	if (cr && !strcmp(cr->volume, volume)) {
 		snprintf(err, errlen, "a snapshot of volume %s is being made; try again", volume);
+		return -1;
+	}
+	if (migrate_volume_moving_group(vol)) {
+		/* a member where one moves would refuse its part (BUSY) */
+		snprintf(err, errlen,
+			 "pages of volume %s are moving; roll back when 'peerctl migrations' shows "
+			 "none",
+			 volume);
 		return -1;
 	}
 	/* clients through this server, and through the others as of their

@@ -7,7 +7,14 @@
  *
  * So a chunk not preserved in a snapshot did not change from its cut to
  * the next snapshot's: its content is the next snapshot's, and so on up to
- * the volume itself. No state here: no locks, no files. */
+ * the volume itself. No state here: no locks, no files.
+ *
+ * A page that moves takes its chunks of every snapshot with it (MIG_SNAP,
+ * migrate.c): a byte bitmap per snapshot of the chunks preserved, of those
+ * preserved as holes and of those a move preserved, then the data of the
+ * ones with data, in chunk order. A move first preserves every chunk of the
+ * page in the newest snapshot; those are marked "same" (unchanged since its
+ * cut), so no diff counts them as written, until a write clears the mark. */
 #include "peerd.h"
 
 int snapmap_has(const struct snap_map *m, uint64_t chunk)
@@ -21,6 +28,21 @@ void snapmap_set(struct snap_map *m, uint64_t chunk, int on)
 		m->bits[chunk / 64] |= 1ull << (chunk % 64);
 	else
 		m->bits[chunk / 64] &= ~(1ull << (chunk % 64));
+}
+
+int snapmap_same(const struct snap_map *m, uint64_t chunk)
+{
+	return m->same && ((m->same[chunk / 64] >> (chunk % 64)) & 1);
+}
+
+void snapmap_set_same(struct snap_map *m, uint64_t chunk, int on)
+{
+	if (!m->same)
+		return;
+	if (on)
+		m->same[chunk / 64] |= 1ull << (chunk % 64);
+	else
+		m->same[chunk / 64] &= ~(1ull << (chunk % 64));
 }
 
 long snapmap_resolve(struct snap_map *const *maps, size_t n, size_t from, uint64_t chunk)
@@ -40,11 +62,21 @@ long snapmap_heir(struct snap_map *const *maps, size_t n, size_t gone, uint64_t 
 	return snapmap_has(maps[gone - 1], chunk) ? -1 : (long)gone - 1;
 }
 
+long snapmap_heir_unmark(struct snap_map *const *maps, size_t n, size_t gone, uint64_t chunk)
+{
+	if (gone >= n || gone == 0 || !snapmap_has(maps[gone], chunk) ||
+	    snapmap_same(maps[gone], chunk))
+		return -1;
+	return snapmap_has(maps[gone - 1], chunk) && snapmap_same(maps[gone - 1], chunk)
+		   ? (long)gone - 1
+		   : -1;
+}
+
 int snapmap_changed(struct snap_map *const *maps, size_t n, size_t from, size_t to,
 		    uint64_t chunk)
 {
 	for (size_t i = from; i < to && i < n; i++)
-		if (snapmap_has(maps[i], chunk))
+		if (snapmap_has(maps[i], chunk) && !snapmap_same(maps[i], chunk))
 			return 1;
 	return 0;
 }

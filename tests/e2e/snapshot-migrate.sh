@@ -11,7 +11,9 @@
 # mount, match the images written before them byte for byte, vol@c and
 # vol@d read as they did when made; 'snapshot diff' lists what it listed
 # before the moves; server 3 keeps no snapshot data; deleting a frees its
-# data on the new owners; rollback to b makes the volume b's image.
+# data on the new owners; rollback to b makes the volume b's image. A
+# diff from the snapshot that was newest while pages moved lists only what
+# was written (the moved pages' chunks preserved early do not count).
 . "$(dirname "$0")/common.sh"
 . "$(dirname "$0")/group-lib.sh"
 need_fuse
@@ -116,12 +118,7 @@ wait_path_exists "$T/mnt/vol@c" || fail "vol@c did not appear"
 sha_c=$(sha "$T/mnt/vol@c")
 ctl 1 set migrate.max-mbps 0 >/dev/null
 while read -r p to; do
-	for _ in $(seq 150); do
-		[ "$(ctl 1 page show vol "$p" --json | json "d['owner']")" = "$to" ] && break
-		sleep 0.2
-	done
-	[ "$(ctl 1 page show vol "$p" --json | json "d['owner']")" = "$to" ] ||
-		fail "page $p did not move to server $to"
+	wait_page_owner 1 vol "$p" "$to"
 done <<<"$moves"
 log "six pages moved; snapshot c still reads as it did"
 assert_eq "$(sha "$T/mnt/vol@c")" "$sha_c" "vol@c after its pages moved"
@@ -187,3 +184,19 @@ done
 cmp "$T/mnt/vol" "$T/img-b" || fail "the volume is not b's image after rollback: $(cat "$T/rb.out")"
 assert_eq "$(sha "$T/mnt/vol@d")" "$sha_d" "vol@d after the rollback to b"
 log "rollback to b after the moves: the volume is b's image, d unchanged"
+
+# a move preserves its page's chunks in the newest snapshot early, yet a
+# diff from that snapshot lists only what was written: e, then pages 0 and
+# 1 move, 64 KiB of page 10 is written, f: the diff is that 64 KiB
+ctl 1 snapshot create vol e >/dev/null
+for p in 0 1; do
+	owner=$(ctl 1 page show vol "$p" --json | json "d['owner']")
+	ctl 1 page move vol "$p" --to $((3 - owner)) --piece 256K >/dev/null ||
+		fail "page move vol $p --to $((3 - owner)) failed"
+done
+dd if=/dev/urandom of="$T/mnt/vol" bs=64K seek=$((10 * 16 + 2)) count=1 oflag=direct \
+	conv=notrunc status=none
+ctl 2 snapshot create vol f >/dev/null
+assert_eq "$(ctl 3 snapshot diff vol f --from e --json | json "[(r['offset'], r['length']) for r in d['ranges']]")" \
+	"[[$((10 * 1048576 + 2 * 65536)), 65536]]" "diff f --from e after pages 0 and 1 moved"
+log "diff f --from e lists the write only, not the pages moved meanwhile"

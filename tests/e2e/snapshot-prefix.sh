@@ -116,12 +116,7 @@ log "moves listed by server 1 as snapshots s5..s8 were asked: ${moving_at[*]}"
 [ "${moving_at[0]}" != 0 ] || fail "no move was under way when snapshot s5 was asked"
 ctl 1 set migrate.max-mbps 0 >/dev/null
 while read -r p dest; do
-	for _ in $(seq 150); do
-		[ "$(ctl 1 page show vol "$p" --json | json "d['owner']")" = "$dest" ] && break
-		sleep 0.2
-	done
-	[ "$(ctl 1 page show vol "$p" --json | json "d['owner']")" = "$dest" ] ||
-		fail "page $p did not move to server $dest"
+	wait_page_owner 1 vol "$p" "$dest"
 done <"$T/moves"
 log "$(wc -l <"$T/moves") pages moved while snapshots s5..s8 were made"
 

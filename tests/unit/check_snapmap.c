@@ -31,6 +31,7 @@ struct model {
 	struct snap_map *list[SNAPS];
 	unsigned kept[SNAPS][CHUNKS]; /* by list index */
 	unsigned image[SNAPS][CHUNKS]; /* the truth: live at each cut */
+	char wrote[SNAPS][CHUNKS];     /* the truth: written while i was newest */
 	size_t n;
 	uint64_t next_id;
 };
@@ -38,15 +39,19 @@ struct model {
 static void model_init(struct model *m)
 {
 	memset(m, 0, sizeof(*m));
-	for (size_t i = 0; i < SNAPS; i++)
+	for (size_t i = 0; i < SNAPS; i++) {
 		m->maps[i].bits = calloc(snapmap_words(CHUNKS), sizeof(uint64_t));
+		m->maps[i].same = calloc(snapmap_words(CHUNKS), sizeof(uint64_t));
+	}
 	m->next_id = 1;
 }
 
 static void model_free(struct model *m)
 {
-	for (size_t i = 0; i < SNAPS; i++)
+	for (size_t i = 0; i < SNAPS; i++) {
 		free(m->maps[i].bits);
+		free(m->maps[i].same);
+	}
 }
 
 static void relist(struct model *m)
@@ -60,17 +65,24 @@ static void snapshot(struct model *m)
 	struct snap_map *s = &m->maps[m->n];
 
 	memset(s->bits, 0, snapmap_words(CHUNKS) * sizeof(uint64_t));
+	memset(s->same, 0, snapmap_words(CHUNKS) * sizeof(uint64_t));
 	s->id = m->next_id++;
 	memcpy(m->image[m->n], m->live, sizeof(m->live));
+	memset(m->wrote[m->n], 0, sizeof(m->wrote[m->n]));
 	m->n++;
 	relist(m);
 }
 
-/* The copy-on-write rule: preserve into the newest snapshot once. */
+/* The copy-on-write rule: preserve into the newest snapshot once (a
+ * chunk a move preserved only loses its mark). */
 static int write_chunk(struct model *m, uint64_t c, unsigned value)
 {
 	int copied = 0;
 
+	if (m->n)
+		m->wrote[m->n - 1][c] = 1;
+	if (m->n && snapmap_same(m->list[m->n - 1], c))
+		snapmap_set_same(m->list[m->n - 1], c, 0);
 	if (m->n && !snapmap_has(m->list[m->n - 1], c)) {
 		m->kept[m->n - 1][c] = m->live[c];
 		snapmap_set(m->list[m->n - 1], c, 1);
@@ -92,10 +104,17 @@ static void delete_snapshot(struct model *m, size_t gone)
 {
 	for (uint64_t c = 0; c < CHUNKS; c++) {
 		long heir = snapmap_heir(m->list, m->n, gone, c);
+		long unmark = snapmap_heir_unmark(m->list, m->n, gone, c);
+
+		if (unmark >= 0)
+			snapmap_set_same(m->list[unmark], c, 0);
+		if (gone > 0 && m->wrote[gone][c])
+			m->wrote[gone - 1][c] = 1; /* its time is the older one's now */
 
 		if (heir >= 0) {
 			m->kept[heir][c] = m->kept[gone][c];
 			snapmap_set(m->list[heir], c, 1);
+			snapmap_set_same(m->list[heir], c, snapmap_same(m->list[gone], c));
 		}
 	}
 	/* shift maps, kept data and truth down */
@@ -105,17 +124,32 @@ static void delete_snapshot(struct model *m, size_t gone)
 		m->maps[i] = m->maps[i + 1];
 		memcpy(m->kept[i], m->kept[i + 1], sizeof(m->kept[i]));
 		memcpy(m->image[i], m->image[i + 1], sizeof(m->image[i]));
+		memcpy(m->wrote[i], m->wrote[i + 1], sizeof(m->wrote[i]));
 	}
 	m->maps[m->n - 1] = tmp;
 	m->n--;
 	relist(m);
 }
 
+/* Every snapshot's image, and what a diff between any two cuts (or a cut
+ * and now) lists: exactly the chunks written between them. */
 static void check_images(const struct model *m)
 {
 	for (size_t i = 0; i < m->n; i++)
 		for (uint64_t c = 0; c < CHUNKS; c++)
 			ck_assert_uint_eq(read_image(m, i, c), m->image[i][c]);
+	for (size_t from = 0; from < m->n; from++)
+		for (size_t to = from + 1; to <= m->n; to++)
+			for (uint64_t c = 0; c < CHUNKS; c++) {
+				int wrote = 0;
+
+				for (size_t i = from; i < to; i++)
+					wrote |= m->wrote[i][c];
+				if (snapmap_changed(m->list, m->n, from, to, c) != wrote)
+					ck_abort_msg("chunk %llu between cuts %zu and %zu: changed %d, "
+						     "written %d",
+						     (unsigned long long)c, from, to, !wrote, wrote);
+			}
 }
 
 START_TEST(preserve_once)
@@ -200,6 +234,11 @@ START_TEST(changed_between)
 }
 END_TEST
 
+static void force_preserve(struct model *m, uint64_t c);
+
+/* Writes, snapshots, deletes and page moves (the source's first step:
+ * every chunk of the page preserved in the newest snapshot), at random;
+ * images and diffs checked against the truth. */
 START_TEST(random_runs)
 {
 	srand(7);
@@ -214,6 +253,10 @@ START_TEST(random_runs)
 				snapshot(&m);
 			else if (r < 8 && m.n)
 				delete_snapshot(&m, (size_t)rand() % m.n);
+			else if (r < 10 && m.n)
+				for (uint64_t p = (uint64_t)(rand() % (CHUNKS / 8)), c = p * 8;
+				     c < p * 8 + 8; c++)
+					force_preserve(&m, c);
 			else
 				write_chunk(&m, (uint64_t)(rand() % CHUNKS), (unsigned)rand());
 			if (step % 50 == 0)
@@ -241,6 +284,7 @@ static void force_preserve(struct model *m, uint64_t c)
 	if (m->n && !snapmap_has(m->list[m->n - 1], c)) {
 		m->kept[m->n - 1][c] = m->live[c];
 		snapmap_set(m->list[m->n - 1], c, 1);
+		snapmap_set_same(m->list[m->n - 1], c, 1);
 	}
 }
 
@@ -274,6 +318,7 @@ START_TEST(move_keeps_images)
 			b->maps[i].id = a->maps[i].id;
 			for (uint64_t c = c0; c < c1; c++) {
 				snapmap_set(&b->maps[i], c, snapmap_has(&a->maps[i], c));
+				snapmap_set_same(&b->maps[i], c, snapmap_same(&a->maps[i], c));
 				b->kept[i][c] = a->kept[i][c];
 				b->image[i][c] = a->image[i][c];
 			}
@@ -284,6 +329,12 @@ START_TEST(move_keeps_images)
 		for (uint64_t c = c0; c < c1; c++)
 			b->live[c] = a->live[c];
 		check_images_range(b, c0, c1);
+		/* preserved early, not written: no diff lists them (a chunk
+		 * written since the newest cut still is listed) */
+		for (uint64_t c = c0; c < c1; c++)
+			ck_assert_int_eq(snapmap_changed(b->list, b->n, b->n - 1, b->n, c),
+					 snapmap_has(b->list[b->n - 1], c) &&
+					     !snapmap_same(b->list[b->n - 1], c));
 		/* writes to the page copy nothing, at either side, even after
 		 * a snapshot is dropped at both */
 		for (int step = 0; step < 200; step++) {
@@ -300,6 +351,12 @@ START_TEST(move_keeps_images)
 			ck_assert_int_eq(write_chunk(b, c, v), 0);
 		}
 		check_images_range(b, c0, c1);
+		/* a chunk written since is listed as changed since the newest
+		 * cut, one not written is not */
+		for (uint64_t c = c0; c < c1; c++)
+			if (snapmap_has(b->list[b->n - 1], c))
+				ck_assert_int_eq(snapmap_changed(b->list, b->n, b->n - 1, b->n, c),
+						 !snapmap_same(b->list[b->n - 1], c));
 		/* later snapshots at the target work as ever */
 		if (b->n < SNAPS) {
 			snapshot(b);
