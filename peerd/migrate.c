@@ -1852,7 +1852,7 @@ static void op_snap_in(const struct origin *from, const Pv__Header *h, const voi
 	struct volume *vol = NULL;
 	struct mig_in *in = NULL;
 	struct in_job *j;
-	uint64_t first, nch = 0, bm;
+	uint64_t nch = 0;
 	uint8_t *copy;
 
 	if (snapmap_frame_split(body, len, &rec, &rec_len, &data, &data_len) == 0)
@@ -1875,15 +1875,7 @@ static void op_snap_in(const struct origin *from, const Pv__Header *h, const voi
 			     srv->cfg.id, vol->name, (unsigned long long)r->page, h->server_id);
 		goto out;
 	}
-	bm = 0;
-	if (r->chunk_size && r->chunk_size % PV_SECTOR == 0 && r->chunk_size <= PV_MAX_IO &&
-	    snapmap_page_chunks(in->pg.page_off, in->pg.page_len, r->chunk_size, &first, &nch) == 0)
-		bm = (nch + 7) / 8;
-	if (!bm || r->preserved.len != bm || r->holes.len != bm || r->same.len != bm ||
-	    r->n_snap_ids > SNAP_MAX ||
-	    r->first > nch || r->count > nch - r->first ||
-	    data_len != snapmap_page_data(r->preserved.data, r->holes.data, r->first, r->count,
-					  in->pg.page_len, r->chunk_size)) {
+	if (snapmap_check(r, data_len, in->pg.page_off, in->pg.page_len, &nch) < 0) {
 		reply_status(from, h, PV_ST_BAD_REQUEST,
 			     "MIG_SNAP of volume %s page %llu: its chunks do not match the page",
 			     vol->name, (unsigned long long)r->page);

@@ -122,6 +122,24 @@ uint64_t snapmap_page_data(const uint8_t *preserved, const uint8_t *holes, uint6
 	return bytes;
 }
 
+int snapmap_check(const Pv__MigrationSnap *r, size_t data_len, uint64_t page_off,
+		  uint64_t page_len, uint64_t *nchunks)
+{
+	uint64_t first, n, bm;
+
+	if (!r->chunk_size || r->chunk_size % PV_SECTOR || r->chunk_size > PV_MAX_IO ||
+	    snapmap_page_chunks(page_off, page_len, r->chunk_size, &first, &n) < 0)
+		return -1;
+	bm = (n + 7) / 8;
+	if (!n || r->preserved.len != bm || r->holes.len != bm || r->same.len != bm ||
+	    r->n_snap_ids > SNAP_MAX || r->first > n || r->count > n - r->first ||
+	    data_len != snapmap_page_data(r->preserved.data, r->holes.data, r->first, r->count,
+					  page_len, r->chunk_size))
+		return -1;
+	*nchunks = n;
+	return 0;
+}
+
 void snapmap_frame_put(uint8_t *out, uint32_t rec_len)
 {
 	for (int i = 0; i < 4; i++)

@@ -410,6 +410,42 @@ START_TEST(page_data)
 }
 END_TEST
 
+START_TEST(check_record)
+{
+	Pv__MigrationSnap r = PV__MIGRATION_SNAP__INIT;
+	uint8_t pres[1] = {0x05}, holes[1] = {0x04}, same[1] = {0}; /* chunks 0, 2 (a hole) */
+	uint64_t snap_ids[SNAP_MAX + 1] = {0}, n = 0;
+
+	/* a page of 4 chunks of 64 KiB at 1 MiB: chunk 0's data only */
+	r.chunk_size = 65536;
+	r.preserved.len = r.holes.len = r.same.len = 1;
+	r.preserved.data = pres;
+	r.holes.data = holes;
+	r.same.data = same;
+	r.first = 0;
+	r.count = 4;
+	r.n_snap_ids = 2;
+	r.snap_ids = snap_ids;
+	ck_assert_int_eq(snapmap_check(&r, 65536, 1 << 20, 4 * 65536, &n), 0);
+	ck_assert_uint_eq(n, 4);
+	ck_assert_int_eq(snapmap_check(&r, 65535, 1 << 20, 4 * 65536, &n), -1); /* data short */
+	ck_assert_int_eq(snapmap_check(&r, 65536, 1 << 20, 9 * 65536, &n), -1); /* bitmaps */
+	ck_assert_int_eq(snapmap_check(&r, 65536, 3 << 15, 4 * 65536, &n), -1); /* straddles */
+	r.first = 3;
+	r.count = 2; /* past the page's chunks */
+	ck_assert_int_eq(snapmap_check(&r, 0, 1 << 20, 4 * 65536, &n), -1);
+	r.count = 1;
+	ck_assert_int_eq(snapmap_check(&r, 0, 1 << 20, 4 * 65536, &n), 0);
+	r.n_snap_ids = SNAP_MAX + 1;
+	ck_assert_int_eq(snapmap_check(&r, 0, 1 << 20, 4 * 65536, &n), -1);
+	r.n_snap_ids = 1;
+	r.chunk_size = 1000; /* not a multiple of 512 */
+	ck_assert_int_eq(snapmap_check(&r, 0, 1 << 20, 4 * 65536, &n), -1);
+	r.chunk_size = 0;
+	ck_assert_int_eq(snapmap_check(&r, 0, 1 << 20, 4 * 65536, &n), -1);
+}
+END_TEST
+
 START_TEST(frame_split)
 {
 	uint8_t buf[16] = {0};
@@ -451,6 +487,7 @@ static Suite *snapmap_suite(void)
 	tcase_add_test(tc, move_keeps_images);
 	tcase_add_test(tc, page_chunks);
 	tcase_add_test(tc, page_data);
+	tcase_add_test(tc, check_record);
 	tcase_add_test(tc, frame_split);
 	suite_add_tcase(s, tc);
 	return s;
