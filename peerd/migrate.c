@@ -55,6 +55,8 @@
 #define MIGRATE_CHUNK	       (64u << 10) /* the copy's writes at B, one lock each */
 #define MIGRATE_RECENT	       32	   /* finished or failed moves remembered */
 #define MIGRATE_SNAP_DATA      (4u << 20)  /* snapshot chunk data in one MIG_SNAP */
+#define MIGRATE_IN_IDLE_MS     30000 /* a move in whose source said nothing this long
+				      * holds no snapshot back here */
 
 /* A page being moved, as both sides hold it. */
 struct mig_page {
@@ -120,6 +122,7 @@ struct mig_in {
 	uint64_t *dirty;
 	int jobs;
 	int dead;
+	uint64_t seen_ms; /* the source's last message about it */
 };
 
 /* A page.move waiting for the owners' answers (migrate_request). */
@@ -1226,9 +1229,13 @@ int migrate_volume_moving(const struct volume *vol)
 		if (m->state == MIG_COPYING || m->state == MIG_SWITCHING ||
 		    (m->state == MIG_BEGIN && m->hello))
 			return 1;
-	/* nor does a move into here whose page is ours already (switched) */
+	/* nor does a move into here whose page is ours already (switched), or
+	 * whose source said nothing for a while: a source that lost the move
+	 * in a restart before piece 0 never ends it, and one that goes on
+	 * counts it itself (its own snapshot hold waits for it) */
 	for (struct mig_in *i = ins; i; i = i->next)
-		if (i->pg.vol == vol && !i->dead && vol->owner[i->pg.page] != srv->cfg.id)
+		if (i->pg.vol == vol && !i->dead && vol->owner[i->pg.page] != srv->cfg.id &&
+		    pv_now_ms() - i->seen_ms < MIGRATE_IN_IDLE_MS)
 			return 1;
 	return 0;
 }
@@ -1288,6 +1295,7 @@ static struct mig_in *in_new(struct volume *vol, const Pv__Migration *r)
 	pthread_mutex_init(&in->lock, NULL);
 	page_of_record(&in->pg, vol, r);
 	in->pg.target = srv->cfg.id;
+	in->seen_ms = pv_now_ms();
 	/* the map follows the piece in transit upwards (dirty_at); after a
 	 * restart the source's piece in transit may be below what this server
 	 * recorded as copied, so it starts at the bottom */
@@ -1505,6 +1513,7 @@ static void op_begin(const struct origin *from, const Pv__Header *h, const Pv__M
 	}
 	if (in) { /* the source restarted or lost our answer: go on */
 		in->pg.piece = r->piece;
+		in->seen_ms = pv_now_ms();
 		reply_status(from, h, PV_ST_OK, "%s", "");
 		return;
 	}
@@ -1656,6 +1665,7 @@ void migrate_copy_in(const struct origin *from, const Pv__Header *h, struct volu
 	j = in_job_new(from, h, in);
 	if (!j)
 		goto out;
+	in->seen_ms = pv_now_ms();
 	j->piece = (uint32_t)(rel / in->pg.piece_size);
 	pthread_mutex_lock(&in->lock);
 	dirty_at(in, j->piece);
@@ -1707,6 +1717,7 @@ int migrate_target_accepts(struct volume *vol, uint32_t op, uint64_t offset, uin
 	in = in_find(vol, page);
 	if (!in || in->pg.source != from)
 		return 0;
+	in->seen_ms = pv_now_ms();
 	if (op == PV_OP_WRITE || op == PV_OP_TRIM) {
 		uint64_t rel = offset - in->pg.page_off;
 		uint32_t p1 = (uint32_t)(rel / in->pg.piece_size);
@@ -1770,6 +1781,7 @@ static void op_switch(const struct origin *from, const Pv__Header *h, const Pv__
 	j = in_job_new(from, h, in); /* answers BUSY itself when it fails */
 	if (!j)
 		return;
+	in->seen_ms = pv_now_ms();
 	route_kv(&j->kv.kv[j->kv.n++], vol, r->page, srv->cfg.id, in->pg.epoch + 1);
 	record_del_kv(&j->kv.kv[j->kv.n++], 'i', vol->id, r->page);
 	j->kv.sync = 1;
@@ -1893,6 +1905,7 @@ static void op_snap_in(const struct origin *from, const Pv__Header *h, const voi
 		free(copy);
 		goto out;
 	}
+	in->seen_ms = pv_now_ms();
 	j->ms = r;
 	memcpy(j->sp.ids, r->snap_ids, r->n_snap_ids * sizeof(uint64_t));
 	j->sp.nids = r->n_snap_ids;

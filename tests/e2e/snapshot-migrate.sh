@@ -10,7 +10,9 @@
 # holds exactly the writer's image; vol@a and vol@b, read through the
 # mount, match the images written before them byte for byte, vol@c and
 # vol@d read as they did when made; 'snapshot diff' lists what it listed
-# before the moves; server 3 keeps no snapshot data; deleting a frees its
+# before the moves; a move killed -9 at its target, then at its source,
+# once its snapshot chunks went, resumes and changes no image; server 3
+# keeps no snapshot data; deleting a frees its
 # data on the new owners; rollback to b makes the volume b's image. A
 # diff from the snapshot that was newest while pages moved lists only what
 # was written (the moved pages' chunks preserved early do not count).
@@ -154,6 +156,32 @@ assert_eq "$(ctl 2 snapshot diff vol b --from a --json | json "d['ranges']")" "$
 assert_eq "$(ctl 2 snapshot diff vol a --json | json "d['ranges']")" "$diff_a" \
 	"diff a after the moves"
 log "a, b, c, d and the volume read back as they should; diffs unchanged"
+
+# kill -9 of the target, then of the source, of a move in 64 KiB pieces at
+# 1 MB/s once its snapshot chunks are at the target: the move resumes and
+# ends, and every image still reads as it did
+for victim in target source; do
+	p=$(ctl 1 volume show vol --routing --json | json "next(r['first_page'] for r in d['routing'] if r['owner'] == 1)")
+	ctl 1 set migrate.max-mbps 1 >/dev/null
+	ctl 1 page move vol "$p" --to 2 --piece 64K --async >/dev/null || fail "page move vol $p --to 2"
+	k=$(wait_migration_piece 1 vol "$p" 2)
+	n=2
+	[ "$victim" = source ] && n=1
+	kill9_peerd "$n"
+	log "server $n (the $victim) killed with piece $k of page $p in transit"
+	# shellcheck disable=SC2086
+	run_peerd "$n" ${PEERD_ARGS[$n]}
+	wait_group_up 1 2 3
+	ctl 1 set migrate.max-mbps 0 >/dev/null
+	wait_page_owner 1 vol "$p" 2
+	wait_no_migrations 30 1 2 3
+	cmp "$T/mnt/vol@a" "$T/img-a" || fail "vol@a is not a's image after the $victim's crash"
+	cmp "$T/mnt/vol@b" "$T/img-b" || fail "vol@b is not b's image after the $victim's crash"
+	assert_eq "$(sha "$T/mnt/vol@c")" "$sha_c" "vol@c after the $victim's crash"
+	assert_eq "$(sha "$T/mnt/vol@d")" "$sha_d" "vol@d after the $victim's crash"
+	cmp "$T/mnt/vol" "$T/img-w" || fail "the volume is not the writer's image after the $victim's crash"
+	log "page $p moved to server 2 after the $victim's crash; every image reads as it did"
+done
 
 # server 3 keeps no snapshot data (its pages' chunks went with them)
 for _ in $(seq 50); do
