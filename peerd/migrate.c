@@ -55,8 +55,7 @@
 #define MIGRATE_CHUNK	       (64u << 10) /* the copy's writes at B, one lock each */
 #define MIGRATE_RECENT	       32	   /* finished or failed moves remembered */
 #define MIGRATE_SNAP_DATA      (4u << 20)  /* snapshot chunk data in one MIG_SNAP */
-#define MIGRATE_IN_IDLE_MS     30000 /* a move in whose source said nothing this long
-				      * holds no snapshot back here */
+#define MIGRATE_IN_IDLE_MS     30000	   /* a move in, source silent: no hold waits */
 
 /* A page being moved, as both sides hold it. */
 struct mig_page {
@@ -1481,10 +1480,11 @@ static void op_begin(const struct origin *from, const Pv__Header *h, const Pv__M
 			return;
 		}
 		if (snap_stops_moves(vol)) {
-			reply_busy(from, h, MIGRATE_RETRY_MS,
-				   "server %u: a snapshot of volume %s is being made or rolled back "
-				   "here; the move waits",
-				   srv->cfg.id, vol->name);
+			reply_busy(
+			    from, h, MIGRATE_RETRY_MS,
+			    "server %u: a snapshot of volume %s is being made or rolled back "
+			    "here; the move waits",
+			    srv->cfg.id, vol->name);
 			return;
 		}
 	}
@@ -1855,8 +1855,7 @@ static void snap_in_done(struct io_job *job)
 	in_job_free(job);
 }
 
-static void op_snap_in(const struct origin *from, const Pv__Header *h, const void *body,
-		       size_t len)
+static void op_snap_in(const struct origin *from, const Pv__Header *h, const void *body, size_t len)
 {
 	const uint8_t *rec, *data;
 	size_t rec_len, data_len;

@@ -1116,8 +1116,8 @@ uint64_t snapmap_page_data(const uint8_t *preserved, const uint8_t *holes, uint6
  * 512, at most PV_MAX_IO), bitmaps of the page's chunks, at most SNAP_MAX
  * snapshot ids, chunks [first, first + count) within the page and exactly
  * their data. 0 with the page's chunk count, or -1. */
-int snapmap_check(const Pv__MigrationSnap *r, size_t data_len, uint64_t page_off,
-		  uint64_t page_len, uint64_t *nchunks);
+int snapmap_check(const Pv__MigrationSnap *r, size_t data_len, uint64_t page_off, uint64_t page_len,
+		  uint64_t *nchunks);
 /* Writes the u32 little-endian length prefix of a MIG_SNAP payload. */
 void snapmap_frame_put(uint8_t *out, uint32_t rec_len);
 /* Splits a MIG_SNAP payload into its record and its data; 0 or -1 (the

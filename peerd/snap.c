@@ -61,15 +61,15 @@
 #include "hlc.h"
 #include "peerd.h"
 
-#define SNAP_DB_CHUNKS	"snap_chunks"  /* VOLID SNAPID CHUNK (hex) -> "1", or "m":
-					* preserved by a page move (same) */
+/* VOLID SNAPID CHUNK (hex) -> "1", or "m": preserved by a page move (same) */
+#define SNAP_DB_CHUNKS	"snap_chunks"
 #define SNAP_DB_PENDING "snap_pending" /* VOLID SNAPID (hex) -> "T name" */
 #define SNAP_DB_ROLLBACK "snap_rollback" /* VOLID (hex) -> snapshot id: running */
 #define SNAP_GC_MS	60000	       /* a cut not committed after this: dropped */
 #define SNAP_TICK_MS	1000
 #define SNAP_TS_AHEAD_MS 50 /* timestamp mode: the cut T is this far ahead */
 #define SNAP_DIFF_TIMEOUT_MS 30000
-#define SNAP_MOVES_POLL_MS 10 /* a hold waiting for moves looks again after this */
+#define SNAP_MOVES_POLL_MS   10 /* a hold waiting for moves looks again after this */
 
 struct snap {
 	struct snap_map map; /* first: &snap->map is in vs->maps */
@@ -826,8 +826,8 @@ int snap_cow(struct io_job *job)
 		return 0;
 	pthread_mutex_lock(&vs->mu);
 	if (vs->n)
-		err = cow_locked(job->req->vol, vs, vs->list[vs->n - 1], job->offset, job->length,
-				 0);
+		err =
+		    cow_locked(job->req->vol, vs, vs->list[vs->n - 1], job->offset, job->length, 0);
 	pthread_mutex_unlock(&vs->mu);
 	return err;
 }
@@ -853,8 +853,8 @@ int snap_late_begin(struct io_job *job)
 	    (vs->n >= 2 && job->stamp < vs->list[vs->n - 2]->stamp)) {
 		err = SNAP_ERESTAMP;
 	} else if (vs->n >= 2) {
-		err = cow_locked(job->req->vol, vs, vs->list[vs->n - 2], job->offset, job->length,
-				 0);
+		err =
+		    cow_locked(job->req->vol, vs, vs->list[vs->n - 2], job->offset, job->length, 0);
 	}
 	if (err)
 		pthread_mutex_unlock(&vs->mu);
@@ -1368,8 +1368,8 @@ static void hold_begin(struct volume *vol, const Pv__SnapshotOp *op, const struc
 			 srv->cfg.id, vol->name);
 	} else if (vs->rollback_id) {
 		st = PV_ST_BUSY;
-		snprintf(err, sizeof(err), "server %u: volume %s is being rolled back",
-			 srv->cfg.id, vol->name);
+		snprintf(err, sizeof(err), "server %u: volume %s is being rolled back", srv->cfg.id,
+			 vol->name);
 	} else if (vs->r_n >= SNAP_MAX) {
 		st = PV_ST_REFUSED;
 		snprintf(err, sizeof(err), "server %u: volume %s has %d snapshots already",

@@ -122,8 +122,8 @@ uint64_t snapmap_page_data(const uint8_t *preserved, const uint8_t *holes, uint6
 	return bytes;
 }
 
-int snapmap_check(const Pv__MigrationSnap *r, size_t data_len, uint64_t page_off,
-		  uint64_t page_len, uint64_t *nchunks)
+int snapmap_check(const Pv__MigrationSnap *r, size_t data_len, uint64_t page_off, uint64_t page_len,
+		  uint64_t *nchunks)
 {
 	uint64_t first, n, bm;
 

@@ -146,9 +146,10 @@ static void check_images(const struct model *m)
 				for (size_t i = from; i < to; i++)
 					wrote |= m->wrote[i][c];
 				if (snapmap_changed(m->list, m->n, from, to, c) != wrote)
-					ck_abort_msg("chunk %llu between cuts %zu and %zu: changed %d, "
-						     "written %d",
-						     (unsigned long long)c, from, to, !wrote, wrote);
+					ck_abort_msg(
+					    "chunk %llu between cuts %zu and %zu: changed %d, "
+					    "written %d",
+					    (unsigned long long)c, from, to, !wrote, wrote);
 			}
 }
 
@@ -267,7 +268,6 @@ START_TEST(random_runs)
 	}
 }
 END_TEST
-
 
 /* Images of snapshots of m, chunks [c0, c1) only. */
 static void check_images_range(const struct model *m, uint64_t c0, uint64_t c1)
