@@ -82,22 +82,24 @@ enum pv_op {
 	PV_OP_MAP_VOLUME = 19, /* volume -> reply body: pv.VolumeMap */
 
 	/* peers: server -> server */
-	PV_OP_HEARTBEAT = 64,	 /* body: pv.Heartbeat; reply: OK */
-	PV_OP_CAT_PREPARE = 65,	 /* body: pv.CatalogChange; lock and validate */
-	PV_OP_CAT_COMMIT = 66,	 /* body: pv.CatalogChange; apply, unlock */
-	PV_OP_CAT_ABORT = 67,	 /* body: pv.CatalogChange; unlock */
-	PV_OP_CAT_FETCH = 68,	 /* reply body: pv.Catalog (committed) */
-	PV_OP_ROUTES = 69,	 /* volume -> reply body: pv.RouteUpdate (moved pages) */
-	PV_OP_JOIN = 70,	 /* body: pv.Member; the receiver adds it by 2PC */
-	PV_OP_ROUTE_UPDATE = 71, /* body: pv.RouteUpdate; merged by epoch */
-	PV_OP_MIG_BEGIN = 72,	 /* body: pv.Migration; the target prepares */
-	PV_OP_MIG_SWITCH = 73,	 /* body: pv.Migration; the target owns the page */
-	PV_OP_MIG_REQUEST = 74,	 /* body: pv.MigrateRequest; to the owner */
-	PV_OP_MIG_ABORT = 75,	 /* body: pv.Migration; nothing copied: drop it */
-	PV_OP_SNAP_HOLD = 76,	 /* body: pv.SnapshotOp; hold writes, drain, cut */
-	PV_OP_SNAP_RELEASE = 77, /* body: pv.SnapshotOp; keep (commit) or drop the cut */
-	PV_OP_SNAP_DIFF = 78,	 /* body: pv.SnapshotOp; reply: pv.SnapshotRanges */
+	PV_OP_HEARTBEAT = 64,	  /* body: pv.Heartbeat; reply: OK */
+	PV_OP_CAT_PREPARE = 65,	  /* body: pv.CatalogChange; lock and validate */
+	PV_OP_CAT_COMMIT = 66,	  /* body: pv.CatalogChange; apply, unlock */
+	PV_OP_CAT_ABORT = 67,	  /* body: pv.CatalogChange; unlock */
+	PV_OP_CAT_FETCH = 68,	  /* reply body: pv.Catalog (committed) */
+	PV_OP_ROUTES = 69,	  /* volume -> reply body: pv.RouteUpdate (moved pages) */
+	PV_OP_JOIN = 70,	  /* body: pv.Member; the receiver adds it by 2PC */
+	PV_OP_ROUTE_UPDATE = 71,  /* body: pv.RouteUpdate; merged by epoch */
+	PV_OP_MIG_BEGIN = 72,	  /* body: pv.Migration; the target prepares */
+	PV_OP_MIG_SWITCH = 73,	  /* body: pv.Migration; the target owns the page */
+	PV_OP_MIG_REQUEST = 74,	  /* body: pv.MigrateRequest; to the owner */
+	PV_OP_MIG_ABORT = 75,	  /* body: pv.Migration; nothing copied: drop it */
+	PV_OP_SNAP_HOLD = 76,	  /* body: pv.SnapshotOp; hold writes, drain, cut */
+	PV_OP_SNAP_RELEASE = 77,  /* body: pv.SnapshotOp; keep (commit) or drop the cut */
+	PV_OP_SNAP_DIFF = 78,	  /* body: pv.SnapshotOp; reply: pv.SnapshotRanges */
 	PV_OP_SNAP_ROLLBACK = 79, /* body: pv.SnapshotOp; the owner's pages become the image */
+	PV_OP_MIG_SNAP = 80,	  /* payload: u32 length, pv.MigrationSnap, chunk data: a
+				   * moving page's preserved chunks of one snapshot */
 };
 
 /* Status codes in reply headers. */

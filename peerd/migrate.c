@@ -8,6 +8,10 @@
  *   A (source)                                   B (target)
  *   MIG_BEGIN {page, pieces, epoch} ------------> allocate the page, record "in"
  *   <------------------------------------------- OK
+ *   (snapshots: every chunk of the page preserved in the newest one here,
+ *   then per snapshot MIG_SNAP {ids, bits} + data -> the same chunks there,
+ *                                                  durable; BUSY if its
+ *                                                  snapshot list differs)
  *   record "out" piece 0
  *   for k in 0..n-1:
  *     (local writes to k begun before k was in transit drain)
@@ -50,6 +54,8 @@
 #define MIGRATE_MAX_PIECES     65536
 #define MIGRATE_CHUNK	       (64u << 10) /* the copy's writes at B, one lock each */
 #define MIGRATE_RECENT	       32	   /* finished or failed moves remembered */
+#define MIGRATE_SNAP_DATA      (4u << 20)  /* snapshot chunk data in one MIG_SNAP */
+#define MIGRATE_IN_IDLE_MS     30000	   /* a move in, source silent: no hold waits */
 
 /* A page being moved, as both sides hold it. */
 struct mig_page {
@@ -89,6 +95,15 @@ struct mig_out {
 	int flip; /* the record of the next piece is being written: the piece
 		   * in transit advances when it is durable (record_done) */
 	int dead; /* dropped: freed once no job or answer holds it */
+	/* MIG_SNAP, between MIG_BEGIN's answer and piece 0: the snapshot
+	 * chunks of the page, snapshot snap_idx from chunk snap_first on;
+	 * snap_ids: the list the first message was made from (a change
+	 * starts over) */
+	size_t snap_idx;
+	uint64_t snap_first, snap_sent_n, snap_nchunks;
+	uint64_t snap_ids[SNAP_MAX];
+	size_t snap_nids;
+	struct snap_page *sp; /* the export job's */
 };
 
 /* A move into this server (the target). */
@@ -106,6 +121,7 @@ struct mig_in {
 	uint64_t *dirty;
 	int jobs;
 	int dead;
+	uint64_t seen_ms; /* the source's last message about it */
 };
 
 /* A page.move waiting for the owners' answers (migrate_request). */
@@ -686,6 +702,154 @@ static void piece_start(struct mig_out *m)
 	worker_submit(job);
 }
 
+/* ---- the source: the page's snapshot chunks (MIG_SNAP) ---- */
+
+static int record_write(struct mig_out *m, const struct meta_kv *extra);
+static void snap_next(struct mig_out *m);
+
+/* Back to the queue before anything of the page went to the target (a
+ * snapshot of the volume is being made or rolled back here): the target
+ * drops what it took; the move starts again when the snapshot is done. */
+static void requeue(struct mig_out *m)
+{
+	pv_info("migrate: volume %s page %llu: move to server %u waits for a snapshot of the "
+		"volume being made or rolled back",
+		m->pg.vol->name, (unsigned long long)m->pg.page, m->pg.target);
+	m->state = MIG_QUEUED;
+	m->hello = 0;
+	send_to_target(m, PV_OP_MIG_ABORT, NULL, 0, 0, 0);
+	stuck(m, "waits: a snapshot of volume %s is being made or rolled back", m->pg.vol->name);
+}
+
+static void copy_begin(struct mig_out *m)
+{
+	m->state = MIG_COPYING;
+	m->pg.piece = 0;
+	record_write(m, NULL); /* before piece 0 starts */
+}
+
+/* export (IO thread) */
+static void snap_export_run(struct io_job *job)
+{
+	struct mig_out *m = job->arg;
+
+	job->err = snap_page_export(job->vol, m->pg.page_off, m->pg.page_len, m->snap_idx,
+				    m->snap_first, MIGRATE_SNAP_DATA, m->sp);
+}
+
+/* One MIG_SNAP: length, pv.MigrationSnap, the chunks' data. */
+static void snap_send(struct mig_out *m, const struct snap_page *sp)
+{
+	Pv__MigrationSnap r = PV__MIGRATION_SNAP__INIT;
+	size_t rec_len;
+	zmq_msg_t msg;
+	uint8_t *p;
+
+	r.volume_id = m->pg.vol->id;
+	r.page = m->pg.page;
+	r.epoch = m->pg.epoch;
+	r.n_snap_ids = sp->nids;
+	r.snap_ids = (uint64_t *)sp->ids;
+	r.snap_id = sp->id;
+	r.chunk_size = sp->chunk;
+	r.preserved.len = r.holes.len = (sp->nchunks + 7) / 8;
+	r.preserved.data = sp->preserved;
+	r.holes.data = sp->holes;
+	r.same.len = r.preserved.len;
+	r.same.data = sp->same;
+	r.first = sp->first;
+	r.count = sp->n;
+	rec_len = pv__migration_snap__get_packed_size(&r);
+	if (zmq_msg_init_size(&msg, 4 + rec_len + sp->data_len) < 0) {
+		stuck(m, "out of memory");
+		m->wait_until_ms = pv_now_ms() + MIGRATE_RETRY_MS;
+		return;
+	}
+	p = zmq_msg_data(&msg);
+	snapmap_frame_put(p, (uint32_t)rec_len);
+	pv__migration_snap__pack(&r, p + 4);
+	if (sp->data_len)
+		memcpy(p + 4 + rec_len, sp->data, sp->data_len);
+	m->snap_sent_n = sp->n;
+	m->snap_nchunks = sp->nchunks;
+	m->bytes_copied += sp->data_len;
+	totals.bytes += sp->data_len;
+	throttle(sp->data_len ? sp->data_len : MIGRATE_HOLE_COST); /* the next piece waits */
+	send_to_target(m, PV_OP_MIG_SNAP, &msg, 0, m->pg.page_off, 0);
+}
+
+static void snap_export_done(struct io_job *job)
+{
+	struct mig_out *m = job->arg;
+	struct snap_page *sp = m->sp;
+	int err = job->err;
+
+	free(job);
+	m->busy = 0;
+	m->sp = NULL;
+	if (m->dead || err) {
+		if (err && !m->dead) {
+			stuck(m, "cannot read the page's snapshot chunks here: %s", strerror(err));
+			m->wait_until_ms = pv_now_ms() + MIGRATE_RETRY_MS;
+		}
+		snap_page_free(sp);
+		free(sp);
+		out_free_if_done(m);
+		return;
+	}
+	if (m->snap_idx == 0 && m->snap_first == 0) {
+		memcpy(m->snap_ids, sp->ids, sizeof(m->snap_ids));
+		m->snap_nids = sp->nids;
+	} else if (sp->nids != m->snap_nids ||
+		   memcmp(sp->ids, m->snap_ids, sp->nids * sizeof(uint64_t))) {
+		/* a snapshot was dropped here meanwhile: all again, under the
+		 * list as it is now (the target answers BUSY until it has the
+		 * same) */
+		snap_page_free(sp);
+		free(sp);
+		m->snap_idx = 0;
+		m->snap_first = 0;
+		snap_next(m);
+		return;
+	}
+	if (m->snap_idx >= sp->nids) {
+		pv_info("migrate: volume %s page %llu: its chunks of %zu snapshot(s) are at server "
+			"%u",
+			m->pg.vol->name, (unsigned long long)m->pg.page, sp->nids, m->pg.target);
+		snap_page_free(sp);
+		free(sp);
+		copy_begin(m);
+		return;
+	}
+	snap_send(m, sp);
+	snap_page_free(sp);
+	free(sp);
+}
+
+/* The next MIG_SNAP (an export job first), or piece 0 once every
+ * snapshot's chunks are at the target. */
+static void snap_next(struct mig_out *m)
+{
+	struct io_job *job;
+
+	if (m->snap_idx == 0 && m->snap_first == 0 && !snap_count(m->pg.vol)) {
+		copy_begin(m);
+		return;
+	}
+	m->sp = calloc(1, sizeof(*m->sp));
+	job = m->sp ? job_new(m->pg.vol, snap_export_run, snap_export_done, m) : NULL;
+	if (!job) {
+		free(m->sp);
+		m->sp = NULL;
+		stuck(m, "out of memory");
+		m->wait_until_ms = pv_now_ms() + MIGRATE_RETRY_MS;
+		return;
+	}
+	m->busy = 1;
+	m->req_id = 0;
+	worker_submit(job);
+}
+
 /* ---- the source: records ---- */
 
 static void record_done(struct io_job *job);
@@ -834,6 +998,8 @@ static void punch_run(struct io_job *job)
 {
 	job->err = store_punch(job->vol, job->offset, job->length);
 	if (!job->err)
+		job->err = snap_page_forget(job->vol, job->offset, job->length);
+	if (!job->err)
 		kv_run(job);
 }
 
@@ -905,6 +1071,11 @@ static void out_advance(struct mig_out *m)
 	case MIG_QUEUED:
 		if (out_running() >= MIGRATE_OUT_MAX)
 			return;
+		if (snap_stops_moves(m->pg.vol)) {
+			stuck(m, "waits: a snapshot of volume %s is being made or rolled back",
+			      m->pg.vol->name);
+			return;
+		}
 		m->state = MIG_BEGIN;
 		pv_info("migrate: volume %s page %llu: moving %u->%u in %u pieces of %u bytes",
 			m->pg.vol->name, (unsigned long long)m->pg.page, srv->cfg.id, m->pg.target,
@@ -914,7 +1085,12 @@ static void out_advance(struct mig_out *m)
 		send_begin(m);
 		break;
 	case MIG_BEGIN:
-		send_begin(m);
+		if (m->hello)
+			snap_next(m); /* the snapshot chunks, after a failed step */
+		else if (snap_stops_moves(m->pg.vol))
+			requeue(m);
+		else
+			send_begin(m);
 		break;
 	case MIG_COPYING:
 		if (!m->hello)
@@ -993,9 +1169,14 @@ static void out_answer(struct mig_out *m, const Pv__Header *h, const void *body,
 			m->pg.piece = m->pg.pieces;
 			switched(m);
 		} else if (m->state == MIG_BEGIN) {
-			m->state = MIG_COPYING;
-			m->pg.piece = 0;
-			record_write(m, NULL); /* before piece 0 starts */
+			/* the snapshot chunks first (from the start: the target
+			 * may have lost what it had), then piece 0 */
+			m->snap_idx = 0;
+			m->snap_first = 0;
+			if (snap_stops_moves(m->pg.vol))
+				requeue(m);
+			else
+				snap_next(m);
 		} else {
 			out_advance(m);
 		}
@@ -1010,6 +1191,17 @@ static void out_answer(struct mig_out *m, const Pv__Header *h, const void *body,
 	case PV_OP_MIG_SWITCH:
 		if (m->state == MIG_SWITCHING)
 			switched(m);
+		break;
+	case PV_OP_MIG_SNAP:
+		if (m->state == MIG_BEGIN) {
+			progress(m);
+			m->snap_first += m->snap_sent_n;
+			if (m->snap_first >= m->snap_nchunks) {
+				m->snap_idx++;
+				m->snap_first = 0;
+			}
+			snap_next(m);
+		}
 		break;
 	default:
 		break;
@@ -1029,15 +1221,48 @@ static struct mig_in *in_find(const struct volume *vol, uint64_t page)
 int migrate_volume_moving(const struct volume *vol)
 {
 	/* a move switched already only punches its old copy here: the page
-	 * is the target's, no write of it comes here any more */
+	 * is the target's, no write of it comes here any more; one queued, or
+	 * not yet answered by its target, does not start while a snapshot of
+	 * the volume is made here (snap_stops_moves) */
 	for (struct mig_out *m = vol->migrating; m; m = m->vnext)
-		if (m->state != MIG_SWITCHED)
+		if (m->state == MIG_COPYING || m->state == MIG_SWITCHING ||
+		    (m->state == MIG_BEGIN && m->hello))
 			return 1;
-	/* nor does a move into here whose page is ours already (switched) */
+	/* nor does a move into here whose page is ours already (switched), or
+	 * whose source said nothing for a while: a source that lost the move
+	 * in a restart before piece 0 never ends it, and one that goes on
+	 * counts it itself (its own snapshot hold waits for it) */
 	for (struct mig_in *i = ins; i; i = i->next)
-		if (i->pg.vol == vol && !i->dead && vol->owner[i->pg.page] != srv->cfg.id)
+		if (i->pg.vol == vol && !i->dead && vol->owner[i->pg.page] != srv->cfg.id &&
+		    pv_now_ms() - i->seen_ms < MIGRATE_IN_IDLE_MS)
 			return 1;
 	return 0;
+}
+
+/* A move of page of vol (any page: UINT64_MAX) that another member
+ * announced in its last heartbeat (up to a second old), not switched (and
+ * with begun, not queued); NULL if none. */
+static const Pv__Migration *announced_move(const struct volume *vol, uint64_t page, int begun)
+{
+	for (size_t i = 0; i < srv->nmembers; i++) {
+		const Pv__Heartbeat *hb = srv->members[i].last_hb;
+
+		if (srv->members[i].id == srv->cfg.id || !hb || !srv->members[i].up)
+			continue;
+		for (size_t k = 0; k < hb->n_migrations; k++) {
+			const Pv__Migration *r = hb->migrations[k];
+
+			if (r->volume_id == vol->id && (page == UINT64_MAX || r->page == page) &&
+			    r->state != MIG_SWITCHED && (!begun || r->state != MIG_QUEUED))
+				return r;
+		}
+	}
+	return NULL;
+}
+
+int migrate_volume_moving_group(const struct volume *vol)
+{
+	return migrate_volume_moving(vol) || announced_move(vol, UINT64_MAX, 1);
 }
 
 static void in_free(struct mig_in *in)
@@ -1069,6 +1294,7 @@ static struct mig_in *in_new(struct volume *vol, const Pv__Migration *r)
 	pthread_mutex_init(&in->lock, NULL);
 	page_of_record(&in->pg, vol, r);
 	in->pg.target = srv->cfg.id;
+	in->seen_ms = pv_now_ms();
 	/* the map follows the piece in transit upwards (dirty_at); after a
 	 * restart the source's piece in transit may be below what this server
 	 * recorded as copied, so it starts at the bottom */
@@ -1095,6 +1321,8 @@ struct in_job {
 	uint32_t piece;
 	int punch; /* MIG_ABORT: punch the page out first */
 	int begin; /* MIG_BEGIN: allocate the page first */
+	Pv__MigrationSnap *ms; /* MIG_SNAP: the record (sp's bitmaps point in it) */
+	struct snap_page sp;   /* MIG_SNAP: sp.data is a copy of the payload's */
 };
 
 static void in_reply(struct in_job *j, int status, const char *fmt, ...)
@@ -1145,6 +1373,9 @@ static void in_job_free(struct io_job *job)
 	kv_free(j->kv.kv, j->kv.n);
 	if (j->has_data)
 		zmq_msg_close(&j->data);
+	if (j->ms)
+		pv__migration_snap__free_unpacked(j->ms, NULL);
+	free(j->sp.data);
 	if (j->in) {
 		j->in->jobs--;
 		if (j->in->dead)
@@ -1195,6 +1426,9 @@ static void submit_in(struct in_job *j, void (*run)(struct io_job *), void (*don
 				in_free(j->in);
 		}
 		kv_free(j->kv.kv, j->kv.n);
+		if (j->ms)
+			pv__migration_snap__free_unpacked(j->ms, NULL);
+		free(j->sp.data);
 		free(j);
 		return;
 	}
@@ -1238,11 +1472,21 @@ static void op_begin(const struct origin *from, const Pv__Header *h, const Pv__M
 		reply_body(from, h, PV_ST_OK, NULL, &done.base);
 		return;
 	}
-	if (!in_find(vol, r->page) && snap_blocks_moves(vol)) {
-		reply_status(from, h, PV_ST_REFUSED,
-			     "volume %s has snapshots (or one is being made): its pages do not move",
-			     vol->name);
-		return;
+	if (!in_find(vol, r->page)) {
+		char why[PV_MAX_MESSAGE];
+
+		if (snap_move_refusal(vol, why, sizeof(why)) < 0) {
+			reply_status(from, h, PV_ST_REFUSED, "server %u: %s", srv->cfg.id, why);
+			return;
+		}
+		if (snap_stops_moves(vol)) {
+			reply_busy(
+			    from, h, MIGRATE_RETRY_MS,
+			    "server %u: a snapshot of volume %s is being made or rolled back "
+			    "here; the move waits",
+			    srv->cfg.id, vol->name);
+			return;
+		}
 	}
 	if (migrate_out_of(vol, r->page)) {
 		/* it moved away from here and is still being punched out */
@@ -1269,6 +1513,7 @@ static void op_begin(const struct origin *from, const Pv__Header *h, const Pv__M
 	}
 	if (in) { /* the source restarted or lost our answer: go on */
 		in->pg.piece = r->piece;
+		in->seen_ms = pv_now_ms();
 		reply_status(from, h, PV_ST_OK, "%s", "");
 		return;
 	}
@@ -1420,6 +1665,7 @@ void migrate_copy_in(const struct origin *from, const Pv__Header *h, struct volu
 	j = in_job_new(from, h, in);
 	if (!j)
 		goto out;
+	in->seen_ms = pv_now_ms();
 	j->piece = (uint32_t)(rel / in->pg.piece_size);
 	pthread_mutex_lock(&in->lock);
 	dirty_at(in, j->piece);
@@ -1471,6 +1717,7 @@ int migrate_target_accepts(struct volume *vol, uint32_t op, uint64_t offset, uin
 	in = in_find(vol, page);
 	if (!in || in->pg.source != from)
 		return 0;
+	in->seen_ms = pv_now_ms();
 	if (op == PV_OP_WRITE || op == PV_OP_TRIM) {
 		uint64_t rel = offset - in->pg.page_off;
 		uint32_t p1 = (uint32_t)(rel / in->pg.piece_size);
@@ -1534,6 +1781,7 @@ static void op_switch(const struct origin *from, const Pv__Header *h, const Pv__
 	j = in_job_new(from, h, in); /* answers BUSY itself when it fails */
 	if (!j)
 		return;
+	in->seen_ms = pv_now_ms();
 	route_kv(&j->kv.kv[j->kv.n++], vol, r->page, srv->cfg.id, in->pg.epoch + 1);
 	record_del_kv(&j->kv.kv[j->kv.n++], 'i', vol->id, r->page);
 	j->kv.sync = 1;
@@ -1546,6 +1794,8 @@ static void abort_run(struct io_job *job)
 	struct in_job *j = job->arg;
 
 	job->err = store_punch(job->vol, j->in->pg.page_off, j->in->pg.page_len);
+	if (!job->err)
+		job->err = snap_page_forget(job->vol, j->in->pg.page_off, j->in->pg.page_len);
 	kv_run(job);
 }
 
@@ -1574,6 +1824,104 @@ static void op_abort(const struct origin *from, const Pv__Header *h, const Pv__M
 		return;
 	record_del_kv(&j->kv.kv[j->kv.n++], 'i', vol->id, r->page);
 	submit_in(j, abort_run, abort_done);
+}
+
+/* MIG_SNAP at the target: the page's chunks of one snapshot, durable
+ * before the answer (IO thread). */
+static void snap_in_run(struct io_job *job)
+{
+	struct in_job *j = job->arg;
+
+	job->err = snap_page_import(job->vol, j->in->pg.page_off, j->in->pg.page_len, &j->sp);
+}
+
+static void snap_in_done(struct io_job *job)
+{
+	struct in_job *j = job->arg;
+	struct mig_in *in = j->in;
+
+	if (job->err == EAGAIN)
+		in_reply(j, PV_ST_BUSY,
+			 "server %u: its snapshots of volume %s differ from server %u's (one is "
+			 "being made or dropped); the move tries again",
+			 srv->cfg.id, in->pg.vol->name, in->pg.source);
+	else if (job->err)
+		in_reply(j, request_status_from_errno(job->err),
+			 "server %u cannot keep snapshot %llu's chunks of volume %s page %llu: %s",
+			 srv->cfg.id, (unsigned long long)j->sp.id, in->pg.vol->name,
+			 (unsigned long long)in->pg.page, strerror(job->err));
+	else
+		in_reply(j, PV_ST_OK, NULL);
+	in_job_free(job);
+}
+
+static void op_snap_in(const struct origin *from, const Pv__Header *h, const void *body, size_t len)
+{
+	const uint8_t *rec, *data;
+	size_t rec_len, data_len;
+	Pv__MigrationSnap *r = NULL;
+	struct volume *vol = NULL;
+	struct mig_in *in = NULL;
+	struct in_job *j;
+	uint64_t nch = 0;
+	uint8_t *copy;
+
+	if (snapmap_frame_split(body, len, &rec, &rec_len, &data, &data_len) == 0)
+		r = (Pv__MigrationSnap *)wire_body_decode(&pv__migration_snap__descriptor, rec,
+							  rec_len);
+	if (!r) {
+		reply_status(from, h, PV_ST_BAD_REQUEST, "MIG_SNAP payload does not decode");
+		return;
+	}
+	vol = volume_by_id(r->volume_id);
+	if (!vol || vol->deleted) {
+		reply_status(from, h, PV_ST_NO_VOLUME, "server %u has no volume id %llu",
+			     srv->cfg.id, (unsigned long long)r->volume_id);
+		goto out;
+	}
+	in = r->page < vol->npages ? in_find(vol, r->page) : NULL;
+	if (!in || in->pg.source != h->server_id || in->pg.epoch != r->epoch) {
+		reply_status(from, h, PV_ST_REFUSED,
+			     "server %u has no move of volume %s page %llu from server %u",
+			     srv->cfg.id, vol->name, (unsigned long long)r->page, h->server_id);
+		goto out;
+	}
+	if (snapmap_check(r, data_len, in->pg.page_off, in->pg.page_len, &nch) < 0) {
+		reply_status(from, h, PV_ST_BAD_REQUEST,
+			     "MIG_SNAP of volume %s page %llu: its chunks do not match the page",
+			     vol->name, (unsigned long long)r->page);
+		goto out;
+	}
+	copy = malloc(data_len ? data_len : 1);
+	if (!copy) {
+		reply_busy(from, h, MIGRATE_RETRY_MS, "server %u out of memory", srv->cfg.id);
+		goto out;
+	}
+	if (data_len)
+		memcpy(copy, data, data_len);
+	j = in_job_new(from, h, in); /* answers BUSY itself when it fails */
+	if (!j) {
+		free(copy);
+		goto out;
+	}
+	in->seen_ms = pv_now_ms();
+	j->ms = r;
+	memcpy(j->sp.ids, r->snap_ids, r->n_snap_ids * sizeof(uint64_t));
+	j->sp.nids = r->n_snap_ids;
+	j->sp.id = r->snap_id;
+	j->sp.chunk = r->chunk_size;
+	j->sp.nchunks = nch;
+	j->sp.first = r->first;
+	j->sp.n = r->count;
+	j->sp.preserved = r->preserved.data;
+	j->sp.holes = r->holes.data;
+	j->sp.same = r->same.data;
+	j->sp.data_len = data_len;
+	j->sp.data = copy;
+	submit_in(j, snap_in_run, snap_in_done);
+	return;
+out:
+	pv__migration_snap__free_unpacked(r, NULL);
 }
 
 /* ---- routing entries ---- */
@@ -1787,24 +2135,14 @@ static void op_request(const struct origin *from, const Pv__Header *h, const Pv_
  * one a member announced in its last heartbeat (up to a second old). */
 static int moving_in_group(const struct volume *vol, uint64_t page, struct migrate_info *mi)
 {
+	const Pv__Migration *r;
+
 	if (migrate_page_state(vol, page, mi) && mi->state != MIG_IN && mi->state != MIG_SWITCHED)
 		return 1;
-	for (size_t i = 0; i < srv->nmembers; i++) {
-		const Pv__Heartbeat *hb = srv->members[i].last_hb;
-
-		if (srv->members[i].id == srv->cfg.id || !hb || !srv->members[i].up)
-			continue;
-		for (size_t k = 0; k < hb->n_migrations; k++) {
-			const Pv__Migration *r = hb->migrations[k];
-
-			if (r->volume_id == vol->id && r->page == page &&
-			    r->state != MIG_SWITCHED) {
-				info_of_record(mi, r);
-				return 1;
-			}
-		}
-	}
-	return 0;
+	r = announced_move(vol, page, 0);
+	if (r)
+		info_of_record(mi, r);
+	return r != NULL;
 }
 
 int migrate_request(const char *volume, uint64_t first, uint64_t last, uint32_t to,
@@ -1967,13 +2305,8 @@ int migrate_start(struct volume *vol, uint64_t page, uint32_t to, uint32_t piece
 			 (unsigned long long)page);
 		return -1;
 	}
-	if (snap_blocks_moves(vol)) {
-		snprintf(err, errlen,
-			 "volume %s has snapshots (or one is being made): its pages do not move "
-			 "(delete its snapshots first)",
-			 vol->name);
+	if (snap_move_refusal(vol, err, errlen) < 0)
 		return -1;
-	}
 	if (vol->owner[page] != srv->cfg.id) {
 		snprintf(err, errlen, "volume %s page %llu is owned by server %u, not server %u",
 			 vol->name, (unsigned long long)page, vol->owner[page], srv->cfg.id);
@@ -2149,6 +2482,9 @@ void migrate_peer_op(const struct origin *from, const Pv__Header *h, const void 
 		return;
 	case PV_OP_ROUTE_UPDATE:
 		learn_update(body, len);
+		return;
+	case PV_OP_MIG_SNAP:
+		op_snap_in(from, h, body, len);
 		return;
 	case PV_OP_MIG_REQUEST: {
 		Pv__MigrateRequest *r = body ? (Pv__MigrateRequest *)wire_body_decode(

@@ -221,6 +221,7 @@ static const struct op_row ops[] = {
     {PV_OP_MIG_SWITCH, 1, op_migrate_peer},
     {PV_OP_MIG_REQUEST, 1, op_migrate_peer},
     {PV_OP_MIG_ABORT, 1, op_migrate_peer},
+    {PV_OP_MIG_SNAP, 1, op_migrate_peer},
     {PV_OP_SNAP_HOLD, 1, op_snap_peer},
     {PV_OP_SNAP_RELEASE, 1, op_snap_peer},
     {PV_OP_SNAP_DIFF, 1, op_snap_peer},

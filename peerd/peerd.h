@@ -1004,8 +1004,12 @@ const char *migrate_state_name(enum mig_state s);
 int migrate_load(void);
 /* Once a second: starts queued moves, resumes stalled ones, punches. */
 void migrate_tick(void *arg);
-/* Whether pages of vol move out of or into this server now. */
+/* Whether pages of vol move out of or into this server now (begun and
+ * not switched: a queued move, or one its target has not answered yet,
+ * does not count). */
 int migrate_volume_moving(const struct volume *vol);
+/* The same here, or out of another member as its last heartbeat says. */
+int migrate_volume_moving_group(const struct volume *vol);
 /* Starts (or queues) moving page of vol, owned here, to server to, in
  * pieces of piece_size bytes (0: the default). 0, or -1 with the reason
  * (not owned here, already moving, to not a member / down / not allowed /
@@ -1152,20 +1156,55 @@ enum placement_verdict placement_decide(const struct placement_input *in, uint32
 struct snap_map {
 	uint64_t id;
 	uint64_t *bits; /* a bit per chunk: preserved into this snapshot */
+	uint64_t *same; /* of those, preserved by a page move, not by a write:
+			 * unchanged since the cut (NULL: none) */
 };
 int snapmap_has(const struct snap_map *m, uint64_t chunk);
 void snapmap_set(struct snap_map *m, uint64_t chunk, int on);
+int snapmap_same(const struct snap_map *m, uint64_t chunk);
+void snapmap_set_same(struct snap_map *m, uint64_t chunk, int on);
 /* Where snapshot maps[from] finds chunk: the index of the first snapshot
  * from it on holding a copy, or -1: the volume itself. */
 long snapmap_resolve(struct snap_map *const *maps, size_t n, size_t from, uint64_t chunk);
 /* When maps[gone] goes away: the index of the snapshot that must take its
  * copy of chunk (the next older, if it has none of its own), or -1: none. */
 long snapmap_heir(struct snap_map *const *maps, size_t n, size_t gone, uint64_t chunk);
+/* When maps[gone] goes away: the index of the next older snapshot whose
+ * copy of chunk is marked same (a move's) but must lose the mark, since
+ * maps[gone]'s time, now its own, saw a write of the chunk; or -1. */
+long snapmap_heir_unmark(struct snap_map *const *maps, size_t n, size_t gone, uint64_t chunk);
 /* Whether chunk was written between the cuts of maps[from] and maps[to]
- * (to == n: the volume now). */
+ * (to == n: the volume now): preserved, not only by a page move, in one
+ * of maps[from..to). */
 int snapmap_changed(struct snap_map *const *maps, size_t n, size_t from, size_t to,
 		    uint64_t chunk);
 uint64_t snapmap_words(uint64_t nchunks);
+/* The chunks of a page [page_off, +page_len) of a volume of chunk-byte
+ * chunks: the first one's index and how many; 0, or -1 when the page does
+ * not begin on a chunk boundary (chunks would straddle two pages). */
+int snapmap_page_chunks(uint64_t page_off, uint64_t page_len, uint32_t chunk, uint64_t *first,
+			uint64_t *n);
+/* Bit i of a byte bitmap (bit i % 8 of byte i / 8). */
+int snapmap_bit(const uint8_t *bits, uint64_t i);
+void snapmap_bit_set(uint8_t *bits, uint64_t i);
+/* Bytes of data a MIG_SNAP payload carries for chunks [first, first + n)
+ * of a page: those preserved and not holes, the page's last one cut at
+ * page_len. */
+uint64_t snapmap_page_data(const uint8_t *preserved, const uint8_t *holes, uint64_t first,
+			   uint64_t n, uint64_t page_len, uint32_t chunk);
+/* Whether MIG_SNAP record r with data_len bytes of data fits the page
+ * [page_off, +page_len): a chunk size the page is made of (a multiple of
+ * 512, at most PV_MAX_IO), bitmaps of the page's chunks, at most SNAP_MAX
+ * snapshot ids, chunks [first, first + count) within the page and exactly
+ * their data. 0 with the page's chunk count, or -1. */
+int snapmap_check(const Pv__MigrationSnap *r, size_t data_len, uint64_t page_off, uint64_t page_len,
+		  uint64_t *nchunks);
+/* Writes the u32 little-endian length prefix of a MIG_SNAP payload. */
+void snapmap_frame_put(uint8_t *out, uint32_t rec_len);
+/* Splits a MIG_SNAP payload into its record and its data; 0 or -1 (the
+ * length prefix runs past the end or the record is empty). */
+int snapmap_frame_split(const uint8_t *p, size_t len, const uint8_t **rec, size_t *rec_len,
+			const uint8_t **data, size_t *data_len);
 
 /* snap.c: snapshots (docs/architecture.md, "Snapshots"). */
 #define SNAP_MAX	       64	  /* snapshots of a volume */
@@ -1195,6 +1234,11 @@ int snap_read(struct io_job *job);
  * write runs and snap_late_end follows it), or SNAP_ERESTAMP: the client
  * must stamp it again. */
 #define SNAP_ERESTAMP EXDEV
+/* A write on a page moving out of here, stamped at or after the cut of a
+ * timestamp-mode snapshot that waits for that move (snap_write_gate): it
+ * cannot wait here (the move may wait for it), so its client sends it
+ * again (BUSY), routed as the page is then. */
+#define SNAP_EMOVING EINPROGRESS
 int snap_late_begin(struct io_job *job);
 void snap_late_end(struct io_job *job);
 /* Before a RESTAMP answer (reactor): this server's clock moves past the
@@ -1203,8 +1247,49 @@ void snap_restamp_clock(const struct volume *vol);
 /* Whether a READ of snapshot id of v may be served: 1 (in the catalog
  * here), 0 (deleted, or never made), -1 (newer than the catalog here). */
 int snap_known(const struct volume *v, uint64_t id);
-/* 1 if pages of v must not move (it has snapshots or one is being made). */
-int snap_blocks_moves(const struct volume *v);
+/* Moves of v's pages (docs/architecture.md, "Snapshots and page
+ * migration"): -1 with err when they are unsafe (v has snapshots and its
+ * pages are not whole chunks, or a chunk is over PV_MAX_IO), else 0. */
+int snap_move_refusal(const struct volume *v, char *err, size_t errlen);
+/* 1 while no move of v's pages may start here: a snapshot of v is being
+ * made (its hold waits or holds, or its cut awaits the commit) or a
+ * rollback of v runs. */
+int snap_stops_moves(const struct volume *v);
+/* Snapshots of v here (cut, committed or not): 0 means a move has no
+ * snapshot chunks to send. */
+size_t snap_count(const struct volume *v);
+/* A moving page's preserved chunks of one snapshot, in MIG_SNAP's form:
+ * chunks [first, first + n) of the page (bitmaps by chunk of the page),
+ * the data of those preserved and not holes. */
+struct snap_page {
+	uint64_t ids[SNAP_MAX]; /* the volume's snapshots here, oldest first */
+	size_t nids;
+	uint64_t id; /* whose chunks */
+	uint32_t chunk;
+	uint64_t nchunks; /* of the page */
+	uint64_t first, n;
+	uint8_t *preserved, *holes, *same; /* (nchunks + 7) / 8 bytes each; same:
+					    * preserved by a move (snapmap_same) */
+	uint8_t *data;
+	uint64_t data_len;
+};
+/* The source (IO thread): snapshot idx's chunks of the page from chunk
+ * first on, at most max_data bytes of data (at least one chunk); with idx
+ * and first 0 it first preserves every chunk of the page in the newest
+ * snapshot, so no write to the page copies a chunk while it moves. 0 (the
+ * arrays are the caller's to free: snap_page_free), or an errno; idx at or
+ * past nids: nothing to send. */
+int snap_page_export(struct volume *v, uint64_t page_off, uint64_t page_len, size_t idx,
+		     uint64_t first, uint64_t max_data, struct snap_page *out);
+void snap_page_free(struct snap_page *p);
+/* The target (IO thread): makes its state of those chunks the source's,
+ * durable (fdatasync, LMDB) before it returns. 0, EAGAIN (its snapshots
+ * differ from the source's: one is being made or dropped), or an errno. */
+int snap_page_import(struct volume *v, uint64_t page_off, uint64_t page_len,
+		     const struct snap_page *in);
+/* A page that left this server (or never came): its preserved chunks go
+ * (IO thread). 0 or an errno. */
+int snap_page_forget(struct volume *v, uint64_t page_off, uint64_t page_len);
 void snap_peer_op(const struct origin *from, const Pv__Header *h, const void *body, size_t len);
 void snap_peer_reply(struct member *m, const Pv__Header *h, const void *body, size_t len);
 /* How a snapshot command ended (control.c): ok with the snapshot's catalog

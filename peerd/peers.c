@@ -175,6 +175,7 @@ static void reply_one(struct member *m, const Pv__Header *h, zmq_msg_t *payload)
 	case PV_OP_MIG_SWITCH:
 	case PV_OP_MIG_REQUEST:
 	case PV_OP_MIG_ABORT:
+	case PV_OP_MIG_SNAP:
 		migrate_peer_reply(m, h, payload ? zmq_msg_data(payload) : NULL,
 				   payload ? zmq_msg_size(payload) : 0);
 		break;

@@ -241,6 +241,11 @@ void request_io_done(struct io_job *job)
 			  "volume %s: %s stamped before the cut of a snapshot reached data written "
 			  "after it on server %u: stamp it again",
 			  req->vol->name, wire_op_name(req->op), srv->cfg.id);
+	} else if (job->err == SNAP_EMOVING) {
+		part_done(
+		    req, PV_ST_BUSY,
+		    "volume %s: a snapshot waits on server %u for this page's move; try again",
+		    req->vol->name, srv->cfg.id);
 	} else if (job->err) {
 		part_done(req, request_status_from_errno(job->err), "%s on server %u: %s",
 			  wire_op_name(req->op), srv->cfg.id, strerror(job->err));

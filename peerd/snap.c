@@ -39,7 +39,15 @@
  * than the timeout. Dropping a snapshot (deleted, or a cut never committed)
  * hands each of its chunks to the next older snapshot if that one has no
  * copy of its own (it read the chunk through the one going away), in one
- * LMDB transaction after the copies are durable. */
+ * LMDB transaction after the copies are durable.
+ *
+ * A page that moves takes its chunks of every snapshot with it
+ * (snap_page_export/import, sent by migrate.c before piece 0) once they are
+ * all preserved in the newest snapshot, so no write copies one while it
+ * moves; a hold waits for the moves of its volume under way
+ * (migrate_volume_moving) and no move starts while a snapshot is made
+ * (snap_stops_moves). docs/architecture.md, "Snapshots and page
+ * migration". */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -53,13 +61,15 @@
 #include "hlc.h"
 #include "peerd.h"
 
-#define SNAP_DB_CHUNKS	"snap_chunks"  /* VOLID SNAPID CHUNK (hex) -> "1" */
+/* VOLID SNAPID CHUNK (hex) -> "1", or "m": preserved by a page move (same) */
+#define SNAP_DB_CHUNKS	"snap_chunks"
 #define SNAP_DB_PENDING "snap_pending" /* VOLID SNAPID (hex) -> "T name" */
 #define SNAP_DB_ROLLBACK "snap_rollback" /* VOLID (hex) -> snapshot id: running */
 #define SNAP_GC_MS	60000	       /* a cut not committed after this: dropped */
 #define SNAP_TICK_MS	1000
 #define SNAP_TS_AHEAD_MS 50 /* timestamp mode: the cut T is this far ahead */
 #define SNAP_DIFF_TIMEOUT_MS 30000
+#define SNAP_MOVES_POLL_MS   10 /* a hold waiting for moves looks again after this */
 
 struct snap {
 	struct snap_map map; /* first: &snap->map is in vs->maps */
@@ -112,6 +122,8 @@ struct vol_snaps {
 	uint64_t seq; /* VolumeInfo.snapshot_seq of our catalog */
 	uint64_t writes;
 	struct hold *hold;
+	struct hold *waiting; /* a hold waiting for the moves of the volume's pages
+			       * here to end before it holds (hold_begin) */
 	struct io_job *held, **held_tail;
 	uint64_t rollback_id; /* a rollback to this snapshot is to run or runs */
 	int rollback_running;
@@ -169,7 +181,10 @@ static struct snap *snap_new(struct vol_snaps *vs, uint64_t id)
 {
 	struct snap *s = calloc(1, sizeof(*s));
 
-	if (!s || !(s->map.bits = calloc(snapmap_words(vs->nchunks), sizeof(uint64_t)))) {
+	if (!s || !(s->map.bits = calloc(snapmap_words(vs->nchunks), sizeof(uint64_t))) ||
+	    !(s->map.same = calloc(snapmap_words(vs->nchunks), sizeof(uint64_t)))) {
+		if (s)
+			free(s->map.bits);
 		free(s);
 		return NULL;
 	}
@@ -183,6 +198,7 @@ static void snap_free(struct snap *s)
 	if (s->fd >= 0)
 		close(s->fd);
 	free(s->map.bits);
+	free(s->map.same);
 	free(s);
 }
 
@@ -288,9 +304,39 @@ int snap_known(const struct volume *v, uint64_t id)
 	return is_committed(v->snaps, id);
 }
 
-int snap_blocks_moves(const struct volume *v)
+int snap_move_refusal(const struct volume *v, char *err, size_t errlen)
 {
-	return v->snaps && (v->snaps->r_n || v->snaps->ncommitted || v->snaps->hold);
+	const struct vol_snaps *vs = v->snaps;
+
+	if (!vs || (!vs->r_n && !vs->ncommitted))
+		return 0;
+	if (v->page_size % vs->chunk || vs->chunk > PV_MAX_IO) {
+		snprintf(err, errlen,
+			 "volume %s has snapshots and its pages (%u bytes) are not whole chunks "
+			 "of %u bytes (up to %u): its pages do not move while it has snapshots",
+			 v->name, v->page_size, vs->chunk, PV_MAX_IO);
+		return -1;
+	}
+	return 0;
+}
+
+int snap_stops_moves(const struct volume *v)
+{
+	const struct vol_snaps *vs = v->snaps;
+
+	if (!vs)
+		return 0;
+	if (vs->waiting || vs->hold || vs->rollback_id)
+		return 1;
+	for (size_t i = 0; i < vs->r_n; i++)
+		if (vs->r_pending[i])
+			return 1;
+	return 0;
+}
+
+size_t snap_count(const struct volume *v)
+{
+	return v->snaps ? v->snaps->r_n : 0;
 }
 
 uint64_t snap_preserved(const struct volume *v, uint64_t id)
@@ -491,11 +537,18 @@ static void drop_run(struct io_job *job)
 				len = j->vol->size - off;
 			if (gone->fd >= 0 && h->fd >= 0)
 				err = copy_range(gone->fd, h->fd, off, len, buf, &copied);
+			/* a move's mark goes with it: unchanged over the heir's
+			 * time too (it lacked the chunk) */
 			kv[nkv].db = SNAP_DB_CHUNKS;
 			chunk_key(kv[nkv].key, j->vol->id, h->map.id, c);
-			kv[nkv].val = "1";
+			kv[nkv].val = snapmap_same(&gone->map, c) ? "m" : "1";
 			kv[nkv++].len = 1;
 			heir_idx = heir;
+		} else if ((heir = snapmap_heir_unmark(vs->maps, vs->n, (size_t)idx, c)) >= 0) {
+			kv[nkv].db = SNAP_DB_CHUNKS;
+			chunk_key(kv[nkv].key, j->vol->id, vs->list[heir]->map.id, c);
+			kv[nkv].val = "1";
+			kv[nkv++].len = 1;
 		}
 		kv[nkv].db = SNAP_DB_CHUNKS;
 		chunk_key(kv[nkv].key, j->vol->id, gone->map.id, c);
@@ -525,9 +578,15 @@ static void drop_run(struct io_job *job)
 			long heir = snapmap_has(&gone->map, c)
 					? snapmap_heir(vs->maps, vs->n, (size_t)idx, c)
 					: -1;
+			long unmark = snapmap_heir_unmark(vs->maps, vs->n, (size_t)idx, c);
 
-			if (heir >= 0)
+			if (unmark >= 0)
+				snapmap_set_same(&vs->list[unmark]->map, c, 0);
+			if (heir >= 0) {
 				snapmap_set(&vs->list[heir]->map, c, 1);
+				snapmap_set_same(&vs->list[heir]->map, c,
+						 snapmap_same(&gone->map, c));
+			}
 		}
 		if (heir_idx >= 0) {
 			struct stat st;
@@ -604,8 +663,8 @@ static int preserved_locked(struct vol_snaps *vs, uint64_t off, uint64_t len)
 	if (!vs->n || !len)
 		return 1;
 	for (uint64_t c = off / vs->chunk; c <= (off + len - 1) / vs->chunk; c++)
-		if (!snapmap_has(vs->maps[vs->n - 1], c))
-			return 0;
+		if (!snapmap_has(vs->maps[vs->n - 1], c) || snapmap_same(vs->maps[vs->n - 1], c))
+			return 0; /* to copy, or a move's mark to clear (cow_locked) */
 	return 1;
 }
 
@@ -630,8 +689,19 @@ int snap_write_gate(struct io_job *job)
 
 	if (!vs)
 		return 0;
-	if (vs->hold) {
-		/* the hold: it runs once the cut is made (or the hold ends) */
+	if (!vs->hold && vs->waiting && vs->waiting->stamp &&
+	    (!job->stamp || job->stamp >= vs->waiting->stamp) && job->mig) {
+		/* its page moves out of here and the move may wait for it
+		 * (wr_pending): not kept back, sent again by its client */
+		job->err = SNAP_EMOVING;
+		request_io_done(job);
+		return 1;
+	}
+	if (vs->hold || (vs->waiting && vs->waiting->stamp &&
+			 (!job->stamp || job->stamp >= vs->waiting->stamp))) {
+		/* the hold: it runs once the cut is made (or the hold ends); a
+		 * timestamp-mode hold waiting for moves keeps back only the
+		 * writes stamped at or after its cut T */
 		job->next = NULL;
 		*vs->held_tail = job;
 		vs->held_tail = &job->next;
@@ -691,9 +761,11 @@ static void release_held(struct vol_snaps *vs)
 }
 
 /* Preserves into s the chunks of [off, +len) it lacks (under mu): copied,
- * durable, recorded, then marked. 0 or an errno. */
+ * durable, recorded, then marked. moved: a page move preserves them early
+ * (marked "same": unchanged since the cut); else a write will change them,
+ * and chunks a move preserved lose that mark. 0 or an errno. */
 static int cow_locked(struct volume *vol, struct vol_snaps *vs, struct snap *s, uint64_t off,
-		      uint64_t len)
+		      uint64_t len, int moved)
 {
 	uint64_t c0 = off / vs->chunk, c1 = (off + len - 1) / vs->chunk, copied = 0;
 	struct meta_kv *kv = calloc(c1 - c0 + 1, sizeof(*kv));
@@ -708,8 +780,14 @@ static int cow_locked(struct volume *vol, struct vol_snaps *vs, struct snap *s, 
 	for (uint64_t c = c0; c <= c1 && !err; c++) {
 		uint64_t coff = c * vs->chunk, clen = vs->chunk;
 
-		if (snapmap_has(&s->map, c))
+		if (snapmap_has(&s->map, c) && (moved || !snapmap_same(&s->map, c)))
 			continue;
+		kv[nkv].db = SNAP_DB_CHUNKS;
+		chunk_key(kv[nkv].key, vol->id, s->map.id, c);
+		kv[nkv].val = moved ? "m" : "1";
+		kv[nkv++].len = 1;
+		if (snapmap_has(&s->map, c))
+			continue; /* a move's copy, written now: only its mark goes */
 		if (coff + clen > vol->size)
 			clen = vol->size - coff;
 		if (s->fd < 0) {
@@ -717,10 +795,6 @@ static int cow_locked(struct volume *vol, struct vol_snaps *vs, struct snap *s, 
 			break;
 		}
 		err = copy_range(vol->fd, s->fd, coff, clen, buf, &copied);
-		kv[nkv].db = SNAP_DB_CHUNKS;
-		chunk_key(kv[nkv].key, vol->id, s->map.id, c);
-		kv[nkv].val = "1";
-		kv[nkv++].len = 1;
 	}
 	/* durable before the write that replaces it */
 	if (!err && copied && fdatasync(s->fd) < 0)
@@ -728,8 +802,13 @@ static int cow_locked(struct volume *vol, struct vol_snaps *vs, struct snap *s, 
 	if (!err && put_keys(kv, nkv) < 0)
 		err = EIO;
 	if (!err) {
-		for (uint64_t c = c0; c <= c1; c++)
+		for (uint64_t c = c0; c <= c1; c++) {
+			if (!snapmap_has(&s->map, c))
+				snapmap_set_same(&s->map, c, moved);
+			else if (!moved)
+				snapmap_set_same(&s->map, c, 0);
 			snapmap_set(&s->map, c, 1);
+		}
 		s->bytes += copied;
 	}
 out:
@@ -747,7 +826,8 @@ int snap_cow(struct io_job *job)
 		return 0;
 	pthread_mutex_lock(&vs->mu);
 	if (vs->n)
-		err = cow_locked(job->req->vol, vs, vs->list[vs->n - 1], job->offset, job->length);
+		err =
+		    cow_locked(job->req->vol, vs, vs->list[vs->n - 1], job->offset, job->length, 0);
 	pthread_mutex_unlock(&vs->mu);
 	return err;
 }
@@ -773,7 +853,8 @@ int snap_late_begin(struct io_job *job)
 	    (vs->n >= 2 && job->stamp < vs->list[vs->n - 2]->stamp)) {
 		err = SNAP_ERESTAMP;
 	} else if (vs->n >= 2) {
-		err = cow_locked(job->req->vol, vs, vs->list[vs->n - 2], job->offset, job->length);
+		err =
+		    cow_locked(job->req->vol, vs, vs->list[vs->n - 2], job->offset, job->length, 0);
 	}
 	if (err)
 		pthread_mutex_unlock(&vs->mu);
@@ -791,6 +872,227 @@ void snap_restamp_clock(const struct volume *vol)
 void snap_late_end(struct io_job *job)
 {
 	pthread_mutex_unlock(&job->req->vol->snaps->mu);
+}
+
+static int read_full(int fd, uint8_t *buf, uint64_t len, uint64_t off);
+static int has_data(int fd, uint64_t off, uint64_t len);
+
+/* ---- a moving page's chunks (docs/architecture.md, "Snapshots and page
+ * migration") ---- */
+
+void snap_page_free(struct snap_page *p)
+{
+	free(p->preserved);
+	free(p->holes);
+	free(p->same);
+	free(p->data);
+	p->preserved = p->holes = p->same = p->data = NULL;
+}
+
+int snap_page_export(struct volume *v, uint64_t page_off, uint64_t page_len, size_t idx,
+		     uint64_t first, uint64_t max_data, struct snap_page *out)
+{
+	struct vol_snaps *vs = v->snaps;
+	uint64_t c0, nch, pos = 0;
+	struct snap *s;
+	int err = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (!vs || snapmap_page_chunks(page_off, page_len, vs->chunk, &c0, &nch) < 0)
+		return EINVAL;
+	out->chunk = vs->chunk;
+	out->nchunks = nch;
+	out->first = first;
+	out->preserved = calloc((nch + 7) / 8, 1);
+	out->holes = calloc((nch + 7) / 8, 1);
+	out->same = calloc((nch + 7) / 8, 1);
+	out->data = malloc(max_data > vs->chunk ? max_data : vs->chunk);
+	if (!out->preserved || !out->holes || !out->same || !out->data) {
+		snap_page_free(out);
+		return ENOMEM;
+	}
+	pthread_mutex_lock(&vs->mu);
+	out->nids = vs->n;
+	for (size_t i = 0; i < vs->n; i++)
+		out->ids[i] = vs->list[i]->map.id;
+	if (idx >= vs->n || first >= nch)
+		goto out;
+	if (idx == 0 && first == 0) {
+		/* every chunk of the page preserved in the newest snapshot: no
+		 * write to it copies a chunk from now on, here or at the target,
+		 * so what is sent stays true while the page moves */
+		if (v->fd < 0)
+			err = EIO;
+		else
+			err = cow_locked(v, vs, vs->list[vs->n - 1], page_off, page_len, 1);
+	}
+	s = vs->list[idx];
+	out->id = s->map.id;
+	for (uint64_t i = first; i < nch && !err; i++) {
+		uint64_t off = page_off + i * vs->chunk, len = vs->chunk;
+
+		if (i * vs->chunk + len > page_len)
+			len = page_len - i * vs->chunk;
+		if (snapmap_has(&s->map, c0 + i)) {
+			if (s->fd < 0 || !has_data(s->fd, off, len)) {
+				snapmap_bit_set(out->holes, i);
+			} else {
+				if (out->n && pos + len > max_data)
+					break;
+				err = read_full(s->fd, out->data + pos, len, off);
+				pos += len;
+			}
+			snapmap_bit_set(out->preserved, i);
+			if (snapmap_same(&s->map, c0 + i))
+				snapmap_bit_set(out->same, i);
+		}
+		out->n++;
+	}
+out:
+	pthread_mutex_unlock(&vs->mu);
+	out->data_len = pos;
+	if (err)
+		snap_page_free(out);
+	return err;
+}
+
+int snap_page_import(struct volume *v, uint64_t page_off, uint64_t page_len,
+		     const struct snap_page *in)
+{
+	struct vol_snaps *vs = v->snaps;
+	uint64_t c0, nch, pos = 0;
+	struct meta_kv *kv = NULL;
+	struct snap *s;
+	size_t nkv = 0;
+	struct stat st;
+	long idx;
+	int err = 0;
+
+	if (!vs || snapmap_page_chunks(page_off, page_len, vs->chunk, &c0, &nch) < 0 ||
+	    in->chunk != vs->chunk || in->nchunks != nch || in->first + in->n > nch)
+		return EINVAL;
+	kv = calloc(in->n ? in->n : 1, sizeof(*kv));
+	if (!kv)
+		return ENOMEM;
+	pthread_mutex_lock(&vs->mu);
+	if (in->nids != vs->n) {
+		err = EAGAIN;
+		goto out;
+	}
+	for (size_t i = 0; i < vs->n; i++)
+		if (vs->list[i]->map.id != in->ids[i]) {
+			err = EAGAIN;
+			goto out;
+		}
+	idx = find_locked(vs, in->id);
+	if (idx < 0) {
+		err = EAGAIN;
+		goto out;
+	}
+	s = vs->list[idx];
+	if (s->fd < 0 && open_file(v, s, 1) < 0) {
+		err = errno ? errno : EIO;
+		goto out;
+	}
+	for (uint64_t i = in->first; i < in->first + in->n && !err; i++) {
+		uint64_t off = page_off + i * vs->chunk, len = vs->chunk;
+		int keep = snapmap_bit(in->preserved, i);
+
+		if (i * vs->chunk + len > page_len)
+			len = page_len - i * vs->chunk;
+		if (keep && !snapmap_bit(in->holes, i)) {
+			for (uint64_t w = 0; w < len && !err;) {
+				ssize_t k = pwrite(s->fd, in->data + pos + w, len - w, off + w);
+
+				if (k < 0 && errno != EINTR)
+					err = errno;
+				else if (k > 0)
+					w += (uint64_t)k;
+			}
+			pos += len;
+		} else if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) <
+			   0) {
+			err = errno;
+		}
+		kv[nkv].db = SNAP_DB_CHUNKS;
+		chunk_key(kv[nkv].key, v->id, s->map.id, c0 + i);
+		kv[nkv].val = !keep ? NULL : snapmap_bit(in->same, i) ? "m" : "1";
+		kv[nkv++].len = keep ? 1 : 0;
+	}
+	/* durable before the source is told, and so before the move goes on */
+	if (!err && fdatasync(s->fd) < 0)
+		err = errno;
+	if (!err && put_keys(kv, nkv) < 0)
+		err = EIO;
+	if (!err) {
+		for (uint64_t i = in->first; i < in->first + in->n; i++) {
+			snapmap_set(&s->map, c0 + i, snapmap_bit(in->preserved, i));
+			snapmap_set_same(&s->map, c0 + i,
+					 snapmap_bit(in->preserved, i) && snapmap_bit(in->same, i));
+		}
+		if (fstat(s->fd, &st) == 0)
+			s->bytes = (uint64_t)st.st_blocks * 512;
+	}
+out:
+	pthread_mutex_unlock(&vs->mu);
+	free(kv);
+	return err;
+}
+
+int snap_page_forget(struct volume *v, uint64_t page_off, uint64_t page_len)
+{
+	struct vol_snaps *vs = v->snaps;
+	uint64_t c0, nch;
+	struct meta_kv *kv;
+	size_t nkv = 0;
+	int err = 0;
+
+	if (!vs || snapmap_page_chunks(page_off, page_len, vs->chunk, &c0, &nch) < 0)
+		return 0;
+	pthread_mutex_lock(&vs->mu);
+	for (size_t j = 0; j < vs->n; j++)
+		for (uint64_t i = 0; i < nch; i++)
+			nkv += snapmap_has(&vs->list[j]->map, c0 + i);
+	kv = calloc(nkv + 1, sizeof(*kv));
+	nkv = 0;
+	if (!kv) {
+		pthread_mutex_unlock(&vs->mu);
+		return ENOMEM;
+	}
+	for (size_t j = 0; j < vs->n; j++) {
+		struct snap *s = vs->list[j];
+
+		for (uint64_t i = 0; i < nch; i++) {
+			if (!snapmap_has(&s->map, c0 + i))
+				continue;
+			kv[nkv].db = SNAP_DB_CHUNKS;
+			chunk_key(kv[nkv].key, v->id, s->map.id, c0 + i);
+			kv[nkv].val = NULL;
+			kv[nkv++].len = 0;
+		}
+	}
+	if (put_keys(kv, nkv) < 0)
+		err = EIO;
+	for (size_t j = 0; j < vs->n && !err; j++) {
+		struct snap *s = vs->list[j];
+		struct stat st;
+
+		for (uint64_t i = 0; i < nch; i++) {
+			snapmap_set(&s->map, c0 + i, 0);
+			snapmap_set_same(&s->map, c0 + i, 0);
+		}
+		/* the keys are gone: a crash before this only leaves blocks
+		 * allocated in the file until the snapshot goes */
+		if (s->fd >= 0) {
+			fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, page_off,
+				  page_len);
+			if (fstat(s->fd, &st) == 0)
+				s->bytes = (uint64_t)st.st_blocks * 512;
+		}
+	}
+	pthread_mutex_unlock(&vs->mu);
+	free(kv);
+	return err;
 }
 
 /* ---- reads of a snapshot's image ---- */
@@ -899,8 +1201,9 @@ static void hold_end(struct hold *h, int keep)
 	if (h->ended)
 		return;
 	h->ended = 1;
-	if (vs->hold == h) {
+	if (vs->hold == h || vs->waiting == h) {
 		vs->hold = NULL;
+		vs->waiting = NULL;
 		release_held(vs);
 	}
 	if (!keep && h->cut_done)
@@ -1020,6 +1323,33 @@ static void hold_expire(void *arg)
 	}
 }
 
+/* A hold waiting for moves: holds once none runs here (or ends by its
+ * timeout, hold_expire). */
+static void moves_poll(void *arg)
+{
+	uint64_t gen = (uintptr_t)arg;
+
+	for (struct hold *h = holds; h; h = h->next) {
+		struct vol_snaps *vs = h->vol->snaps;
+
+		if (h->gen != gen || h->ended || vs->waiting != h)
+			continue;
+		if (migrate_volume_moving(h->vol)) {
+			reactor_after(SNAP_MOVES_POLL_MS, moves_poll, arg);
+			return;
+		}
+		vs->waiting = NULL;
+		vs->hold = h; /* the writes it kept back stay held */
+		pv_info("snapshot: volume %s snapshot %s: the moves here ended after %llu ms; "
+			"holding",
+			h->vol->name, h->name, (unsigned long long)(pv_now_ms() - h->start_ms));
+		h->start_ms = pv_now_ms(); /* the hold's own time, for its log */
+		if (!vs->writes)
+			cut_start(h);
+		return;
+	}
+}
+
 /* SNAP_HOLD of snapshot id of vol: hold, drain, cut, answer (through ans). */
 static void hold_begin(struct volume *vol, const Pv__SnapshotOp *op, const struct answer *ans)
 {
@@ -1032,16 +1362,14 @@ static void hold_begin(struct volume *vol, const Pv__SnapshotOp *op, const struc
 	for (size_t i = 0; i < vs->r_n; i++)
 		if (vs->r_ids[i] > newest)
 			newest = vs->r_ids[i];
-	if (vs->hold) {
+	if (vs->hold || vs->waiting) {
 		st = PV_ST_BUSY;
 		snprintf(err, sizeof(err), "server %u: another snapshot of volume %s is being made",
 			 srv->cfg.id, vol->name);
-	} else if (migrate_volume_moving(vol)) {
-		st = PV_ST_REFUSED;
-		snprintf(err, sizeof(err),
-			 "server %u: pages of volume %s are moving; snapshot it when 'peerctl "
-			 "migrations' shows none",
-			 srv->cfg.id, vol->name);
+	} else if (vs->rollback_id) {
+		st = PV_ST_BUSY;
+		snprintf(err, sizeof(err), "server %u: volume %s is being rolled back", srv->cfg.id,
+			 vol->name);
 	} else if (vs->r_n >= SNAP_MAX) {
 		st = PV_ST_REFUSED;
 		snprintf(err, sizeof(err), "server %u: volume %s has %d snapshots already",
@@ -1080,9 +1408,21 @@ static void hold_begin(struct volume *vol, const Pv__SnapshotOp *op, const struc
 	h->ans = *ans;
 	h->next = holds;
 	holds = h;
-	vs->hold = h;
 	reactor_after(op->timeout_ms ? op->timeout_ms : SNAP_TIMEOUT_DEFAULT, hold_expire,
 		      (void *)(uintptr_t)h->gen);
+	if (migrate_volume_moving(vol)) {
+		/* pages of the volume move here: their snapshot chunks go with
+		 * them under the list as it is, so the cut waits for them (no
+		 * new move starts meanwhile: snap_stops_moves); the timeout
+		 * bounds the wait like any hold */
+		vs->waiting = h;
+		pv_info("snapshot: volume %s snapshot %s (id %llu) waits here for the moves of its "
+			"pages to end",
+			vol->name, h->name, (unsigned long long)h->snap_id);
+		reactor_after(SNAP_MOVES_POLL_MS, moves_poll, (void *)(uintptr_t)h->gen);
+		return;
+	}
+	vs->hold = h;
 	if (!vs->writes)
 		cut_start(h);
 }
@@ -1091,7 +1431,7 @@ static void hold_begin(struct volume *vol, const Pv__SnapshotOp *op, const struc
 static int release(struct volume *vol, const Pv__SnapshotOp *op, char *err, size_t errlen)
 {
 	struct vol_snaps *vs = vol->snaps;
-	struct hold *h = vs->hold;
+	struct hold *h = vs->hold ? vs->hold : vs->waiting; /* waiting: for moves */
 	long i;
 
 	if (h && h->snap_id == op->snap_id) {
@@ -1752,6 +2092,7 @@ static int load_one(void *arg, const char *key, size_t klen, const void *val, si
 		return 0;
 	if (x->chunks) {
 		snapmap_set(&s->map, chunk, 1);
+		snapmap_set_same(&s->map, chunk, vlen == 1 && *(const char *)val == 'm');
 	} else {
 		char rec[32] = "";
 
@@ -1956,7 +2297,9 @@ static void diff_run(struct io_job *job)
 		d->err = ESTALE;
 		goto out;
 	}
-	/* pages do not move while a volume has snapshots: owner[] is still */
+	/* owner[] is the reactor's; a page that switches meanwhile is listed
+	 * by both or one of its servers with the same chunks (they moved with
+	 * it), and the ranges are merged */
 	for (uint64_t p = 0; p < vol->npages && !d->err; p++) {
 		uint64_t start = p * vol->page_size, end = start + vol->page_size;
 
@@ -2034,8 +2377,9 @@ static void rollback_run(struct io_job *job)
 				continue; /* unchanged since the cut */
 			if (off + len > end)
 				len = end - off;
-			if (!snapmap_has(vs->maps[vs->n - 1], c))
-				d->err = cow_locked(vol, vs, vs->list[vs->n - 1], off, len);
+			if (!snapmap_has(vs->maps[vs->n - 1], c) ||
+			    snapmap_same(vs->maps[vs->n - 1], c))
+				d->err = cow_locked(vol, vs, vs->list[vs->n - 1], off, len, 0);
 			if (!d->err && fallocate(vol->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 						 off, len) < 0)
 				d->err = errno;
@@ -2138,8 +2482,30 @@ static void diff_after(struct snap_job *j)
 static void diff_start(struct volume *vol, const Pv__SnapshotOp *op, const struct answer *ans,
 		       uint64_t gen, int rollback)
 {
-	struct diff_part *d = calloc(1, sizeof(*d));
+	struct diff_part *d;
 
+	if (rollback && migrate_volume_moving(vol)) {
+		/* a page moving out or in is at two servers: rolling back one
+		 * copy would leave the other as it was */
+		if (!ans->local) {
+			Pv__Header rh;
+
+			wire_header_init(&rh);
+			rh.op = ans->op;
+			rh.req_id = ans->req_id;
+			reply_body(&ans->from, &rh, PV_ST_BUSY,
+				   "pages of the volume are moving; roll back when 'peerctl "
+				   "migrations' shows none",
+				   NULL);
+		} else if (ans->local == 1) {
+			gather_part(gen, srv->cfg.id, PV_ST_BUSY,
+				    "pages of the volume are moving; roll back when 'peerctl "
+				    "migrations' shows none",
+				    NULL, NULL, 0);
+		}
+		return; /* a rollback resumed at start runs at a later tick */
+	}
+	d = calloc(1, sizeof(*d));
 	if (d) {
 		d->from_id = op->from_id;
 		d->to_id = op->snap_id;
@@ -2372,6 +2738,14 @@ int snap_rollback(const char *volume, const char *name, int force, snap_diff_fn 
 	}
 	if (cr && !strcmp(cr->volume, volume)) {
 		snprintf(err, errlen, "a snapshot of volume %s is being made; try again", volume);
+		return -1;
+	}
+	if (migrate_volume_moving_group(vol)) {
+		/* a member where one moves would refuse its part (BUSY) */
+		snprintf(err, errlen,
+			 "pages of volume %s are moving; roll back when 'peerctl migrations' shows "
+			 "none",
+			 volume);
 		return -1;
 	}
 	/* clients through this server, and through the others as of their

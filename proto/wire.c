@@ -42,6 +42,7 @@ static const struct name_row op_names[] = {
     {PV_OP_SNAP_RELEASE, "SNAP_RELEASE"},
     {PV_OP_SNAP_DIFF, "SNAP_DIFF"},
     {PV_OP_SNAP_ROLLBACK, "SNAP_ROLLBACK"},
+    {PV_OP_MIG_SNAP, "MIG_SNAP"},
 };
 
 static const char *const status_names[PV_ST__COUNT] = {

@@ -239,6 +239,8 @@ static const struct command commands[] = {
 		   "those in flight, then commits (writes pause for milliseconds); timestamp\n"
 		   "never pauses writes (the cut is a time of the servers' hybrid clock).\n"
 		   "Aborted, leaving nothing, when a server does not answer within --timeout.\n"
+		   "Page moves of the volume under way end first (within --timeout); those\n"
+		   "not yet started wait for the snapshot.\n"
 		   "(After the command --timeout is the snapshot's; peerctl waits that long\n"
 		   "and 10 s more. peerctl's own wait: peerctl --timeout SEC snapshot ...)",
 	.opts = {{"mode", "MODE", "hold (default) or timestamp"},
@@ -404,7 +406,9 @@ static const struct command commands[] = {
 		   "most 4 pages asked at a time; with --async all are handed to their\n"
 		   "owners at once, which move one page out at a time. Refused for a page or\n"
 		   "volume that does not exist, a target that is not a member, is down, is\n"
-		   "not allowed for the volume, and a page already moving." WAIT_HELP,
+		   "not allowed for the volume, and a page already moving. A page of a\n"
+		   "volume with snapshots takes its snapshots' data with it; its move waits\n"
+		   "while a snapshot of the volume is being made." WAIT_HELP,
 	.opts = {{"to", "ID", "the server the pages move to (required)"},
 		 {"piece", "SIZE",
 		  "size of the pieces copied one at a time: a\n"

@@ -1,6 +1,7 @@
 /* gen_corpus.c: writes the fuzzers' seed corpus: a few valid encodings of
- * the header (corpus/header/) and of the protobuf bodies
- * (corpus/catalog/). Run by hand when the messages change:
+ * the header (corpus/header/), of the protobuf bodies (corpus/catalog/)
+ * and of MIG_SNAP payloads with the page they are for (corpus/migsnap/).
+ * Run by hand when the messages change:
  *   gen_corpus tests/fuzz/corpus */
 #include <errno.h>
 #include <stdio.h>
@@ -41,6 +42,86 @@ static int put(const char *dir, const char *name, const ProtobufCMessage *m)
 		perror(path);
 out:
 	free(buf);
+	return rc;
+}
+
+/* Writes n bytes to root/dir/name. Returns 0 or -1. */
+static int put_bytes(const char *dir, const char *name, const uint8_t *buf, size_t n)
+{
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", root, dir);
+	if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+		perror(path);
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/%s/%s", root, dir, name);
+	f = fopen(path, "wb");
+	if (!f) {
+		perror(path);
+		return -1;
+	}
+	if (fwrite(buf, 1, n, f) == n && fclose(f) == 0)
+		return 0;
+	perror(path);
+	return -1;
+}
+
+/* A fuzz_migsnap input: the page (offset in 64 KiB units, length in 512
+ * byte units less one), then the payload: u32 record length, r, data_len
+ * bytes of data. */
+static int migsnap(const char *name, uint32_t off64k, uint32_t len512, Pv__MigrationSnap *r,
+		   size_t data_len)
+{
+	size_t n = pv__migration_snap__get_packed_size(r);
+	uint8_t *buf = calloc(1, 12 + n + data_len);
+	int rc;
+
+	if (!buf)
+		return -1;
+	for (int i = 0; i < 4; i++) {
+		buf[i] = (uint8_t)(off64k >> (8 * i));
+		buf[4 + i] = (uint8_t)(len512 >> (8 * i));
+		buf[8 + i] = (uint8_t)(n >> (8 * i));
+	}
+	pv__migration_snap__pack(r, buf + 12);
+	memset(buf + 12 + n, 0x5a, data_len);
+	rc = put_bytes("migsnap", name, buf, 12 + n + data_len);
+	free(buf);
+	return rc;
+}
+
+static int migsnaps(void)
+{
+	static uint64_t ids[] = {1, 3, 4};
+	Pv__MigrationSnap r = PV__MIGRATION_SNAP__INIT;
+	uint8_t pres = 0x05, holes = 0x04, same = 0x01;
+	int rc = 0;
+
+	/* 16 KiB page at 0 of 4 KiB chunks: chunk 0 data (a move's), 2 a hole */
+	r.volume_id = 7;
+	r.page = 0;
+	r.epoch = 2;
+	r.n_snap_ids = 3;
+	r.snap_ids = ids;
+	r.snap_id = 3;
+	r.chunk_size = 4096;
+	r.preserved.len = r.holes.len = r.same.len = 1;
+	r.preserved.data = &pres;
+	r.holes.data = &holes;
+	r.same.data = &same;
+	r.first = 0;
+	r.count = 4;
+	rc |= migsnap("page-16k", 0, 31, &r, 4096);
+	/* the volume's last page, 10 KiB: its third chunk is 2 KiB */
+	pres = 0x04;
+	holes = 0;
+	same = 0;
+	r.page = 3;
+	r.first = 2;
+	r.count = 1;
+	rc |= migsnap("last-page", 1, 19, &r, 2048);
 	return rc;
 }
 
@@ -221,5 +302,5 @@ int main(int argc, char **argv)
 		perror(root);
 		return 1;
 	}
-	return headers() | bodies() ? 1 : 0;
+	return headers() | bodies() | migsnaps() ? 1 : 0;
 }
