@@ -968,6 +968,9 @@ short link_handshake_events(const struct link *l)
 	}
 }
 
+/* Room for an error nobody reads (the best-effort REFUSE). */
+#define PV_LINK_ERR_SCRATCH 128
+
 /* Writes the rest of hs_buf: 1 all written, 0 not yet, -1 failed. */
 static int hs_write(struct link *l, char *err, size_t errlen)
 {
@@ -1212,7 +1215,7 @@ static int hs_step(struct link *l, link_lookup_fn lookup, void *arg, char *err, 
 				/* told once, best effort: the link closes anyway */
 				l->hs_len = linkauth_refuse(err, l->hs_buf);
 				l->hs_off = 0;
-				hs_write(l, (char[8]){0}, 8);
+				hs_write(l, (char[PV_LINK_ERR_SCRATCH]){0}, PV_LINK_ERR_SCRATCH);
 				memcpy(l->auth.id, m.id, PV_KEY_BYTES); /* for the caller */
 				return -1;
 			}
