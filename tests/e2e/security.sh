@@ -73,6 +73,42 @@ fio --name=auth --filename="$T/m/vol" --direct=1 --ioengine=psync --rw=randrw --
 	--output="$T/fio1.out" || fail "fio verify through the authenticated mount failed"
 log "fio verify clean with a client key"
 
+# the link port: garbage gets the link closed, a silent connection is
+# dropped after the 5 s handshake bound; both logged with the address
+link=$(ctl 1 status --json | json "d['peer_link_address']")
+[[ $link == tcp://* ]] || fail "server 1 has no link address: $link"
+"$PYTHON" - "${link#tcp://}" >"$T/rawlink.out" <<'EOF' || fail "raw link connections: $(cat "$T/rawlink.out")"
+import socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+def drain(s, secs):
+    got, end = b"", time.time() + secs
+    s.settimeout(0.5)
+    while time.time() < end:
+        try:
+            b = s.recv(4096)
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            return got, True
+        if not b:
+            return got, True
+        got += b
+    return got, False
+g = socket.create_connection((host, int(port)), timeout=5)
+g.sendall(b"\x10\x00\x00\x00\xff\xff\xff\xff" + b"\x08\x01" * 8)   # a record, no handshake
+got, closed = drain(g, 5)
+print("garbage: %d bytes back, closed %s" % (len(got), closed))
+quiet = socket.create_connection((host, int(port)), timeout=5)
+got2, closed2 = drain(quiet, 9)
+print("silent: %d bytes back, closed %s" % (len(got2), closed2))
+sys.exit(0 if closed and closed2 and len(got) <= 210 and not got2 else 1)
+EOF
+log "link port: $(tr '\n' ';' <"$T/rawlink.out")"
+grep -q "refused a link connection from 127.0.0.1:[0-9]*: not a link handshake" "$T/peerd1.log" ||
+	fail "server 1 did not log the garbage on its link port"
+grep -q "refused a link connection from 127.0.0.1:[0-9]*: no handshake within" "$T/peerd1.log" ||
+	fail "server 1 did not log the silent link connection"
+
 # --- strangers -------------------------------------------------------------
 refused_before=$(ctl 1 client list --json | json "d['refused_connections']")
 # fused_refused WHY ARGS...: fused must not mount (exit 1) and say WHY
