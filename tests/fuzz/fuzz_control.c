@@ -10,11 +10,13 @@
  * refusal must leave a non-empty message terminated inside the buffer. srv stays NULL:
  * control_parse touching server state crashes the run. */
 #include <jansson.h>
+#include <sodium.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "peerd.h"
 
 struct server *srv; /* defined by peerd/main.c, which is not linked here */
@@ -60,6 +62,9 @@ static const char *const names[CONTROL_NCMDS] = {
     [CONTROL_SNAPSHOT_DELETE] = "snapshot.delete",
     [CONTROL_SNAPSHOT_DIFF] = "snapshot.diff",
     [CONTROL_SNAPSHOT_ROLLBACK] = "snapshot.rollback",
+    [CONTROL_CLIENT_ADD] = "client.add",
+    [CONTROL_CLIENT_LIST] = "client.list",
+    [CONTROL_CLIENT_REVOKE] = "client.revoke",
 };
 
 /* Whether a string field is empty (its termination is checked apart). */
@@ -107,8 +112,19 @@ static void check_command(const struct control_cmd *c, const uint8_t *data, size
 	REQUIRE(c->op == CONTROL_SNAPSHOT_DIFF || empty(c->from));
 	REQUIRE(c->op == CONTROL_VOLUME_DELETE || !c->with_snapshots);
 	REQUIRE(c->timeout_ms <= SNAP_TIMEOUT_MAX);
+	/* the client commands' fields: theirs only */
+	REQUIRE(memchr(c->client, 0, sizeof(c->client)) != NULL);
+	REQUIRE((c->op == CONTROL_CLIENT_ADD || c->op == CONTROL_CLIENT_REVOKE) ==
+		!empty(c->client));
+	REQUIRE(c->op == CONTROL_CLIENT_ADD ||
+		sodium_is_zero(c->client_key, sizeof(c->client_key)));
 
 	switch (c->op) {
+	case CONTROL_CLIENT_ADD:
+	case CONTROL_CLIENT_REVOKE:
+		REQUIRE(pv_client_name_ok(c->client));
+		REQUIRE(empty(c->name) && empty(c->address) && c->size == 0 && !c->force);
+		break;
 	case CONTROL_SNAPSHOT_CREATE:
 	case CONTROL_SNAPSHOT_SHOW:
 	case CONTROL_SNAPSHOT_DELETE:
@@ -214,6 +230,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char err[PV_MAX_MESSAGE];
 	int rc;
 
+	/* every command has its name here: a command added to peerd without
+	 * one would read a NULL name below */
+	for (unsigned i = 0; i < CONTROL_NCMDS; i++)
+		REQUIRE(names[i] != NULL);
 	memset(&c, 0xa5, sizeof(c)); /* stale fields must not survive */
 	memset(err, 'x', sizeof(err));
 	rc = control_parse(data, size, MAX_SIZE, &c, err, sizeof(err));
