@@ -365,7 +365,7 @@ static int snapshots_check(const Pv__VolumeInfo *vi, char *err, size_t errlen)
 	char why[256];
 
 	if (vi->n_snapshots > SNAP_MAX ||
-	    (vi->chunk_size && (vi->chunk_size % PV_SECTOR || vi->chunk_size < 4096 ||
+	    (vi->chunk_size && (vi->chunk_size % PV_SECTOR || vi->chunk_size < SNAP_CHUNK_MIN ||
 				vi->chunk_size > vi->page_size))) {
 		snprintf(err, errlen, "volume %s: %zu snapshots or chunk size %u out of range",
 			 vi->name, vi->n_snapshots, vi->chunk_size);

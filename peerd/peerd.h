@@ -1184,6 +1184,19 @@ uint64_t snapmap_words(uint64_t nchunks);
  * not begin on a chunk boundary (chunks would straddle two pages). */
 int snapmap_page_chunks(uint64_t page_off, uint64_t page_len, uint32_t chunk, uint64_t *first,
 			uint64_t *n);
+/* The copy-on-write chunk of a new volume of page_size-byte pages: the
+ * largest power of two up to SNAP_CHUNK_DEFAULT that divides the page, so
+ * that no chunk straddles two pages (pages then move with their
+ * snapshots); SNAP_CHUNK_DEFAULT when that would be under
+ * SNAP_CHUNK_MIN (a page not a multiple of 4 KiB: its chunks straddle,
+ * which reads, diff and rollback handle, but its pages do not move while it
+ * has snapshots). */
+uint32_t snapmap_chunk_for(uint32_t page_size);
+/* The length of the piece of [off, end) that lies in off's chunk: up to
+ * the next chunk boundary or end, whichever comes first. Walking a page
+ * with it visits each chunk's part in the page once, also when chunks
+ * straddle pages. */
+uint64_t snapmap_seg_len(uint64_t off, uint64_t end, uint32_t chunk);
 /* Bit i of a byte bitmap (bit i % 8 of byte i / 8). */
 int snapmap_bit(const uint8_t *bits, uint64_t i);
 void snapmap_bit_set(uint8_t *bits, uint64_t i);
@@ -1209,6 +1222,7 @@ int snapmap_frame_split(const uint8_t *p, size_t len, const uint8_t **rec, size_
 /* snap.c: snapshots (docs/architecture.md, "Snapshots"). */
 #define SNAP_MAX	       64	  /* snapshots of a volume */
 #define SNAP_CHUNK_DEFAULT     (64u << 10) /* copy-on-write unit */
+#define SNAP_CHUNK_MIN	       4096	  /* the smallest a catalog takes */
 #define SNAP_TIMEOUT_DEFAULT   7000	  /* ms a hold may last */
 #define SNAP_TIMEOUT_MAX       60000
 /* Sets up (and loads from LMDB) the snapshot state of a volume being

@@ -2307,12 +2307,11 @@ static void diff_run(struct io_job *job)
 			continue;
 		if (end > vol->size)
 			end = vol->size;
-		for (uint64_t off = start; off < end && !d->err; off += vs->chunk) {
-			uint64_t c = off / vs->chunk, len = vs->chunk;
+		for (uint64_t off = start, len; off < end && !d->err; off += len) {
+			uint64_t c = off / vs->chunk;
 			int changed;
 
-			if (off + len > end)
-				len = end - off;
+			len = snapmap_seg_len(off, end, vs->chunk);
 			if (d->from_id) {
 				changed = snapmap_changed(vs->maps, vs->n, (size_t)from, (size_t)to, c);
 			} else {
@@ -2369,14 +2368,13 @@ static void rollback_run(struct io_job *job)
 			continue;
 		if (end > vol->size)
 			end = vol->size;
-		for (uint64_t off = start; off < end && !d->err; off += vs->chunk) {
-			uint64_t c = off / vs->chunk, len = vs->chunk;
+		for (uint64_t off = start, len; off < end && !d->err; off += len) {
+			uint64_t c = off / vs->chunk;
 			long r = snapmap_resolve(vs->maps, vs->n, (size_t)to, c);
 
+			len = snapmap_seg_len(off, end, vs->chunk);
 			if (r < 0)
 				continue; /* unchanged since the cut */
-			if (off + len > end)
-				len = end - off;
 			if (!snapmap_has(vs->maps[vs->n - 1], c) ||
 			    snapmap_same(vs->maps[vs->n - 1], c))
 				d->err = cow_locked(vol, vs, vs->list[vs->n - 1], off, len, 0);

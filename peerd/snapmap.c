@@ -96,6 +96,22 @@ int snapmap_page_chunks(uint64_t page_off, uint64_t page_len, uint32_t chunk, ui
 	return 0;
 }
 
+uint32_t snapmap_chunk_for(uint32_t page_size)
+{
+	uint32_t chunk = SNAP_CHUNK_DEFAULT;
+
+	while (chunk > SNAP_CHUNK_MIN && page_size % chunk)
+		chunk /= 2;
+	return page_size % chunk ? SNAP_CHUNK_DEFAULT : chunk;
+}
+
+uint64_t snapmap_seg_len(uint64_t off, uint64_t end, uint32_t chunk)
+{
+	uint64_t next = (off / chunk + 1) * chunk;
+
+	return (next < end ? next : end) - off;
+}
+
 int snapmap_bit(const uint8_t *bits, uint64_t i)
 {
 	return (bits[i / 8] >> (i % 8)) & 1;

@@ -75,6 +75,9 @@ static int create_build(void *arg, Pv__Catalog *next, char *err, size_t errlen)
 	next->next_volume_id = vi->id + 1;
 	vi->size = a->size;
 	vi->page_size = a->page_size;
+	/* chunks that are whole parts of a page (0: the default, 64 KiB) */
+	if (snapmap_chunk_for(a->page_size) != SNAP_CHUNK_DEFAULT)
+		vi->chunk_size = snapmap_chunk_for(a->page_size);
 	vi->created = pv_wall_s();
 	if (a->nservers) {
 		memcpy(vi->servers, a->servers, a->nservers * sizeof(uint32_t));

@@ -388,6 +388,50 @@ START_TEST(page_chunks)
 }
 END_TEST
 
+/* A new volume's chunk divides its page, whatever the page size. */
+START_TEST(chunk_for_page)
+{
+	ck_assert_uint_eq(snapmap_chunk_for(1 << 20), 64 << 10);
+	ck_assert_uint_eq(snapmap_chunk_for(64 << 10), 64 << 10);
+	ck_assert_uint_eq(snapmap_chunk_for(96 << 10), 32 << 10);
+	ck_assert_uint_eq(snapmap_chunk_for(68 << 10), 4 << 10);
+	ck_assert_uint_eq(snapmap_chunk_for(3u << 29), 64 << 10);
+	/* not a multiple of 4 KiB: the default, straddling pages */
+	ck_assert_uint_eq(snapmap_chunk_for(66048), 64 << 10);
+	for (uint32_t page = 64 << 10; page <= (2u << 20); page += 4096) {
+		uint32_t c = snapmap_chunk_for(page);
+
+		ck_assert_uint_eq(page % c, 0);
+		ck_assert(c >= SNAP_CHUNK_MIN && c <= SNAP_CHUNK_DEFAULT && !(c & (c - 1)));
+		ck_assert(c == SNAP_CHUNK_DEFAULT || page % (2 * c));
+	}
+}
+END_TEST
+
+/* Walking a page by snapmap_seg_len visits every byte once, each piece in
+ * one chunk, also when chunks straddle pages. */
+START_TEST(seg_walk)
+{
+	static const uint64_t pages[] = {96 << 10, 66048, 1 << 20, 100000};
+
+	for (size_t k = 0; k < sizeof(pages) / sizeof(pages[0]); k++)
+		for (uint64_t p = 0; p < 5; p++) {
+			uint64_t start = p * pages[k], end = start + pages[k], len, sum = 0;
+
+			for (uint64_t off = start; off < end; off += len) {
+				len = snapmap_seg_len(off, end, 64 << 10);
+				ck_assert(len > 0);
+				ck_assert_uint_eq(off / (64 << 10), (off + len - 1) / (64 << 10));
+				sum += len;
+			}
+			ck_assert_uint_eq(sum, pages[k]);
+		}
+	/* the second 96 KiB page: 96..128 KiB of chunk 1, 128..192 KiB of 2 */
+	ck_assert_uint_eq(snapmap_seg_len(96 << 10, 192 << 10, 64 << 10), 32 << 10);
+	ck_assert_uint_eq(snapmap_seg_len(128 << 10, 192 << 10, 64 << 10), 64 << 10);
+}
+END_TEST
+
 START_TEST(page_data)
 {
 	uint8_t pres[2] = {0}, holes[2] = {0};
@@ -486,6 +530,8 @@ static Suite *snapmap_suite(void)
 	tcase_add_test(tc, random_runs);
 	tcase_add_test(tc, move_keeps_images);
 	tcase_add_test(tc, page_chunks);
+	tcase_add_test(tc, chunk_for_page);
+	tcase_add_test(tc, seg_walk);
 	tcase_add_test(tc, page_data);
 	tcase_add_test(tc, check_record);
 	tcase_add_test(tc, frame_split);
