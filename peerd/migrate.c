@@ -121,6 +121,7 @@ struct mig_in {
 	uint64_t *dirty;
 	int jobs;
 	int dead;
+	int dropping;	  /* its source forgot it: its page and record go */
 	uint64_t seen_ms; /* the source's last message about it */
 };
 
@@ -1213,9 +1214,19 @@ static void out_answer(struct mig_out *m, const Pv__Header *h, const void *body,
 static struct mig_in *in_find(const struct volume *vol, uint64_t page)
 {
 	for (struct mig_in *i = ins; i; i = i->next)
-		if (i->pg.vol == vol && i->pg.page == page && !i->dead)
+		if (i->pg.vol == vol && i->pg.page == page && !i->dead && !i->dropping)
 			return i;
 	return NULL;
+}
+
+/* Whether a move of page of vol into here is being dropped (its source
+ * forgot it): a new move of the page waits until it is gone. */
+static int in_dropping(const struct volume *vol, uint64_t page)
+{
+	for (struct mig_in *i = ins; i; i = i->next)
+		if (i->pg.vol == vol && i->pg.page == page && !i->dead && i->dropping)
+			return 1;
+	return 0;
 }
 
 int migrate_volume_moving(const struct volume *vol)
@@ -1320,6 +1331,7 @@ struct in_job {
 	int has_data;
 	uint32_t piece;
 	int punch; /* MIG_ABORT: punch the page out first */
+	int quiet; /* this server's own job (a forgotten move's drop): no answer */
 	int begin; /* MIG_BEGIN: allocate the page first */
 	Pv__MigrationSnap *ms; /* MIG_SNAP: the record (sp's bitmaps point in it) */
 	struct snap_page sp;   /* MIG_SNAP: sp.data is a copy of the payload's */
@@ -1333,6 +1345,8 @@ static void in_reply(struct in_job *j, int status, const char *fmt, ...)
 	char msg[PV_MAX_MESSAGE] = "";
 	Pv__Header r;
 
+	if (j->quiet)
+		return;
 	if (fmt) {
 		va_list ap;
 
@@ -1422,6 +1436,7 @@ static void submit_in(struct in_job *j, void (*run)(struct io_job *), void (*don
 		in_reply(j, PV_ST_BUSY, "server %u out of memory", srv->cfg.id);
 		if (j->in) {
 			j->in->jobs--;
+			j->in->dropping = 0; /* a forgotten move's drop: again later */
 			if (j->in->dead)
 				in_free(j->in);
 		}
@@ -1492,6 +1507,13 @@ static void op_begin(const struct origin *from, const Pv__Header *h, const Pv__M
 		/* it moved away from here and is still being punched out */
 		reply_busy(from, h, MIGRATE_RETRY_MS,
 			   "volume %s page %llu: its move away from server %u is still ending",
+			   vol->name, (unsigned long long)r->page, srv->cfg.id);
+		return;
+	}
+	if (in_dropping(vol, r->page)) {
+		reply_busy(from, h, MIGRATE_RETRY_MS,
+			   "volume %s page %llu: server %u is dropping an earlier move of it that "
+			   "its source forgot",
 			   vol->name, (unsigned long long)r->page, srv->cfg.id);
 		return;
 	}
@@ -2543,6 +2565,95 @@ void migrate_peer_reply(struct member *m, const Pv__Header *h, const void *body,
 	}
 }
 
+/* ---- moves in that their source forgot ---- */
+
+/* Why the source of a move into here no longer knows it, or NULL while it
+ * may. A source that restarts before recording piece 0 (or fails the move
+ * and its MIG_ABORT is lost) never ends the move here: the page's space,
+ * its snapshot chunks and its record would stay, and the move would count
+ * against MIGRATE_IN_MAX for ever. Nothing was copied then: a source
+ * records piece 0 before the first piece goes. Forgotten: the source said
+ * nothing of it for MIGRATE_IN_IDLE_MS, the page is not ours, and the
+ * source left the group, or it is up and its newest heartbeat (which lists
+ * all its moves, queued ones too, unless cut at HB_MIGRATIONS_MAX), sent
+ * well after its last message about this one, does not list it. */
+#define HB_MIGRATIONS_MAX 64
+
+static const char *forgotten(const struct mig_in *in, uint64_t now)
+{
+	const struct member *m = NULL;
+	const Pv__Heartbeat *hb;
+
+	if (in->jobs || in->dropping || now - in->seen_ms < MIGRATE_IN_IDLE_MS ||
+	    in->pg.vol->owner[in->pg.page] == srv->cfg.id)
+		return NULL;
+	for (size_t i = 0; i < srv->nmembers; i++)
+		if (srv->members[i].id == in->pg.source)
+			m = &srv->members[i];
+	if (!m)
+		return "it left the group";
+	hb = m->last_hb;
+	if (!m->up || !hb || m->last_hb_ms < in->seen_ms + 3 * PEERD_HEARTBEAT_MS ||
+	    hb->n_migrations >= HB_MIGRATIONS_MAX)
+		return NULL;
+	for (size_t k = 0; k < hb->n_migrations; k++) {
+		const Pv__Migration *r = hb->migrations[k];
+
+		if (r->volume_id == in->pg.vol->id && r->page == in->pg.page &&
+		    r->target == srv->cfg.id)
+			return NULL;
+	}
+	return "it no longer lists it (it restarted before copying, or gave the move up)";
+}
+
+static void forgotten_done(struct io_job *job)
+{
+	struct in_job *j = job->arg;
+	struct mig_in *in = j->in;
+
+	if (job->err) {
+		pv_warn("migrate: volume %s page %llu: cannot drop the move from server %u that "
+			"it forgot: %s; trying again in %d s",
+			in->pg.vol->name, (unsigned long long)in->pg.page, in->pg.source,
+			strerror(job->err), MIGRATE_IN_IDLE_MS / 1000);
+		in->dropping = 0;
+		in->seen_ms = pv_now_ms();
+	} else {
+		pv_info("migrate: volume %s page %llu: the move from server %u is dropped; its "
+			"space here is free",
+			in->pg.vol->name, (unsigned long long)in->pg.page, in->pg.source);
+		store_page_probe(in->pg.vol, in->pg.page);
+		in->dead = 1;
+	}
+	in_job_free(job);
+}
+
+static void abort_run(struct io_job *job);
+
+/* Drops a move in that its source forgot, as MIG_ABORT would: the page's
+ * space and snapshot chunks here, then its record. Meanwhile a new move of
+ * the page is answered BUSY (in_dropping) and the old one's messages find
+ * no move (in_find). */
+static void forgotten_check(struct mig_in *in, uint64_t now)
+{
+	const char *why = forgotten(in, now);
+	struct in_job *j;
+
+	if (!why || !(j = calloc(1, sizeof(*j))))
+		return;
+	pv_info("migrate: volume %s page %llu: dropping the move in from server %u, silent "
+		"for %llu s: %s",
+		in->pg.vol->name, (unsigned long long)in->pg.page, in->pg.source,
+		(unsigned long long)(now - in->seen_ms) / 1000, why);
+	j->quiet = 1;
+	j->in = in;
+	j->kv.owner = in;
+	in->jobs++;
+	in->dropping = 1;
+	record_del_kv(&j->kv.kv[j->kv.n++], 'i', in->pg.vol->id, in->pg.page);
+	submit_in(j, abort_run, forgotten_done);
+}
+
 /* ---- ticks, list, heartbeat ---- */
 
 void migrate_tick(void *arg)
@@ -2589,6 +2700,8 @@ void migrate_tick(void *arg)
 			i->dead = 1;
 		if (i->dead)
 			in_free(i);
+		else
+			forgotten_check(i, now);
 	}
 }
 
@@ -2626,8 +2739,6 @@ int migrate_page_state(const struct volume *vol, uint64_t page, struct migrate_i
 	}
 	return 1;
 }
-
-#define HB_MIGRATIONS_MAX 64
 
 void migrate_heartbeat_fill(Pv__Heartbeat *hb)
 {

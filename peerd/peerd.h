@@ -127,6 +127,7 @@ struct member {
 	int catalog_diverged;	     /* same version as ours, another hash (catalog.c) */
 	uint64_t pages, bytes, free; /* from its heartbeats */
 	Pv__Heartbeat *last_hb;	     /* last heartbeat body, owned */
+	uint64_t last_hb_ms;	     /* when it came (pv_now_ms) */
 	uint32_t proto_version;	     /* of its last reply; 0 until one came */
 	char link_address[64];	     /* its peer link listener, from its heartbeats */
 	struct link *link;	     /* outgoing peer link (linkset.c), or NULL */

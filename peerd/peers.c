@@ -150,6 +150,7 @@ void peers_heartbeat(const struct origin *from, const Pv__Header *h, const void 
 	if (m->last_hb)
 		pv__heartbeat__free_unpacked(m->last_hb, NULL);
 	m->last_hb = hb;
+	m->last_hb_ms = m->last_heard_ms;
 	linkset_member_address(m, hb->link ? hb->link : "");
 	m->has_catalog_hash = hb->catalog_hash.len == sizeof(m->catalog_hash);
 	if (m->has_catalog_hash)
