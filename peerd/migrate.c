@@ -458,6 +458,7 @@ static void info_of_record(struct migrate_info *x, const Pv__Migration *r)
 	x->piece_size = r->piece_size;
 	x->pieces = r->pieces;
 	x->piece = r->piece;
+	x->epoch = (uint32_t)r->epoch;
 	x->state = r->state <= MIG_IN ? (enum mig_state)r->state : MIG_QUEUED;
 	x->started = r->started;
 	x->bytes_copied = r->bytes_copied;

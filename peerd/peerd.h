@@ -981,6 +981,7 @@ struct migrate_info {
 	uint32_t from, to;
 	uint32_t piece_size, pieces;
 	uint32_t piece; /* in transit (pieces: switching) */
+	uint32_t epoch; /* the page's epoch before the move (the target's is +1) */
 	enum mig_state state;
 	uint64_t started; /* unix seconds */
 	uint64_t bytes_copied;
@@ -1151,6 +1152,14 @@ enum placement_verdict {
  * server's. */
 enum placement_verdict placement_decide(const struct placement_input *in, uint32_t *to,
 					uint64_t *share);
+/* Whether move mv (this server's, or one a member's heartbeat announced)
+ * still counts as under way for placement, given this server's epoch of
+ * its page now (pure, unit tested): until this server knows the switch
+ * (the page's epoch passed the move's), whatever the move's state says. A
+ * source's move is "switched" before its route is recorded and its owner
+ * changes here, and a heartbeat may say "copying" after the route came;
+ * judged by state alone, the page counted at neither server or at both. */
+int placement_move_under_way(const struct migrate_info *mv, uint32_t epoch_now);
 
 /* snapmap.c: snapshot chunk maps, pure (docs/architecture.md, "Snapshots").
  * maps: a volume's snapshots on this server, oldest first. */

@@ -475,6 +475,11 @@ enum placement_verdict placement_decide(const struct placement_input *in, uint32
 	return in->self_owned == desired[self] && in->all_up ? PLACE_BALANCED : PLACE_NOTHING;
 }
 
+int placement_move_under_way(const struct migrate_info *mv, uint32_t epoch_now)
+{
+	return mv->state != MIG_IN && epoch_now <= mv->epoch;
+}
+
 /* ---- the tick ---- */
 
 /* When a refusal was last logged, per volume id (a few slots, the oldest
@@ -515,7 +520,8 @@ static uint64_t moving(const struct migrate_info *moves, size_t n, const struct 
 
 	for (size_t i = 0; i < n; i++)
 		k += moves[i].volume_id == vol->id && (in ? moves[i].to : moves[i].from) == id &&
-		     moves[i].state != MIG_IN && moves[i].state < MIG_SWITCHED;
+		     moves[i].page < vol->npages &&
+		     placement_move_under_way(&moves[i], vol->epoch[moves[i].page]);
 	return k;
 }
 
