@@ -56,6 +56,9 @@ struct conn {
 	int version_logged;
 	int shm;		/* enum shm_state: whether it mapped our shared memory */
 	int shm_logged;		/* the outcome of the first attach was logged */
+	int shm_passed;		/* the memfd was passed over its pass socket: attach
+				 * with "passed" */
+	int shm_passes;		/* passes since it last mapped our memory (at most 3) */
 	uint32_t proto_version; /* of its last reply; 0 until one came */
 	int local;		/* its address is on this host (conn_is_local) */
 	char link_address[64];	/* its peer link listener (catalog), or "" */

@@ -498,17 +498,67 @@ void conn_attach(struct client *c, struct conn *s)
 	a.path = (char *)path;
 	a.token.data = (uint8_t *)token;
 	a.token.len = PV_SHM_TOKEN;
+	a.passed = s->shm_passed;
 	if (part_session(c, s, PV_OP_SHM_ATTACH, NULL, &a.base) == 0)
 		s->shm = SHM_PENDING;
 }
 
-/* The answer to SHM_ATTACH: whether s mapped our shared memory. */
+/* The pass socket a refused SHM_ATTACH's answer names (a peerd of another
+ * user, which may not open our memory by path), copied into path; 1 if
+ * there is one and the memfd was not passed to s yet. */
+static int pass_hint(const struct conn *s, const struct answer *a, char *path, size_t len)
+{
+	Pv__ShmAttach *hint;
+	int got;
+
+	if (a->h->status == PV_ST_OK || !a->data || a->extra || s->shm_passes >= 3)
+		return 0;
+	hint = (Pv__ShmAttach *)wire_body_decode(&pv__shm_attach__descriptor,
+						 zmq_msg_data(a->data), zmq_msg_size(a->data));
+	if (!hint)
+		return 0;
+	got = hint->path && hint->path[0] && strlen(hint->path) < len;
+	if (got)
+		memcpy(path, hint->path, strlen(hint->path) + 1);
+	pv__shm_attach__free_unpacked(hint, NULL);
+	return got;
+}
+
+/* The answer to SHM_ATTACH: whether s mapped our shared memory. Refused
+ * with a pass socket named: the memfd goes there, and SHM_ATTACH again
+ * with "passed". */
 void conn_attach_answered(struct client *c, struct conn *s, struct part *p, const struct answer *a)
 {
 	const Pv__Header *h = a->h;
+	char path[128], err[256];
 
+	if (pass_hint(s, a, path, sizeof(path))) {
+		part_free(c, p);
+		s->shm_passes++;
+		s->shm_passed = 0;
+		if (shm_pass(path, err, sizeof(err)) == 0) {
+			pv_info("server %s runs as another user: our shared memory passed over its "
+				"pass socket %s",
+				s->address, path);
+			s->shm_passed = 1;
+			conn_attach(c, s);
+			if (s->shm == SHM_PENDING)
+				return;
+		} else {
+			pv_info("server %s: cannot pass it our shared memory: %s", s->address,
+				err);
+		}
+		s->shm = SHM_REFUSED;
+		if (!s->shm_logged)
+			pv_info("server %s: block data goes by socket (shared memory: %s)",
+				s->address, h->message[0] ? h->message : "refused");
+		s->shm_logged = 1;
+		return;
+	}
 	part_free(c, p);
 	s->shm = h->status == PV_ST_OK ? SHM_ON : SHM_REFUSED;
+	if (s->shm == SHM_ON)
+		s->shm_passes = 0;
 	if (!s->shm_logged) {
 		if (s->shm == SHM_ON)
 			pv_info("server %s is on this host: block data goes through shared "

@@ -158,6 +158,13 @@ void shm_destroy(void);
 int shm_enabled(void);
 /* What a server needs to map it: /proc path, size, token (first bytes). */
 void shm_describe(const char **path, uint64_t *size, const uint8_t **token);
+/* Passes the memfd to a server on this host that may not open it by path
+ * (a peerd of another user), over its pass socket at path, as its answer
+ * to a refused SHM_ATTACH named it. The socket is trusted only if the
+ * listening process's user owns it and its directory is writable by no one
+ * else (so no other user could have put it there). 0 once the server kept
+ * it (SHM_ATTACH with "passed" follows), -1 with the reason in err. */
+int shm_pass(const char *path, char *err, size_t errlen);
 /* A free slot (SHM_SLOT bytes), or NULL if none is free or there is no
  * shared memory. Any thread. */
 void *shm_slot_get(void);

@@ -21,8 +21,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libgen.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "fused.h"
@@ -114,6 +118,73 @@ void shm_describe(const char **path, uint64_t *size, const uint8_t **token)
 	*path = shm.path;
 	*size = shm.size;
 	*token = shm.base;
+}
+
+int shm_pass(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct timeval tv = {.tv_sec = 1};
+	struct stat st, dst;
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+	char dir[sizeof(sa.sun_path)], msg[PV_SHM_PASS_LEN], ack = 0;
+	union {
+		struct cmsghdr h;
+		char space[CMSG_SPACE(sizeof(int))];
+	} cm;
+	struct iovec iov = {.iov_base = msg, .iov_len = sizeof(msg)};
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &cm, .msg_controllen = sizeof(cm)};
+	struct cmsghdr *h;
+	int fd;
+
+	if (!shm.base || !path || path[0] != '/' || strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "no shared memory, or the pass socket path is not absolute");
+		return -1;
+	}
+	snprintf(dir, sizeof(dir), "%s", path);
+	if (lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode) || stat(dirname(dir), &dst) < 0 ||
+	    (dst.st_mode & 0022) || (dst.st_uid != 0 && dst.st_uid != st.st_uid)) {
+		snprintf(err, errlen,
+			 "pass socket %s is not a socket in a directory only its owner or root "
+			 "may write",
+			 path);
+		return -1;
+	}
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0 ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0) {
+		snprintf(err, errlen, "pass socket %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	if (cred.uid != st.st_uid) {
+		snprintf(err, errlen, "pass socket %s belongs to uid %u, its listener is uid %u",
+			 path, (unsigned)st.st_uid, (unsigned)cred.uid);
+		close(fd);
+		return -1;
+	}
+	memcpy(msg, PV_SHM_PASS_MAGIC, sizeof(PV_SHM_PASS_MAGIC) - 1);
+	memcpy(msg + sizeof(PV_SHM_PASS_MAGIC) - 1, shm.base, PV_SHM_TOKEN);
+	memset(&cm, 0, sizeof(cm));
+	h = CMSG_FIRSTHDR(&mh);
+	h->cmsg_level = SOL_SOCKET;
+	h->cmsg_type = SCM_RIGHTS;
+	h->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(h), &shm.fd, sizeof(int));
+	if (sendmsg(fd, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(msg) || recv(fd, &ack, 1, 0) != 1 ||
+	    ack != '1') {
+		snprintf(err, errlen, "pass socket %s: %s", path,
+			 ack == '0' ? "the server refused the memfd" : strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
 }
 
 static long slot_index(const void *p)

@@ -22,9 +22,10 @@
 
 #define PV_PROTO_MAJOR 1
 #define PV_PROTO_MINOR                                                                             \
-	5 /* 1.1: BATCH; 1.2: Header.volume_id; 1.3: late copies;                                  \
+	6 /* 1.1: BATCH; 1.2: Header.volume_id; 1.3: late copies;                                  \
 	   * 1.4: page migration, routing epochs; 1.5: snapshots, client                            \
-	   * balancing (PING answers' use_server) */
+	   * balancing (PING answers' use_server); 1.6: memfds passed over                          \
+	   * a server's pass socket (ShmAttach.passed) */
 #define PV_PROTO_VERSION ((PV_PROTO_MAJOR << 16) | PV_PROTO_MINOR)
 
 /* Limits: every length is checked against these before anything is
@@ -64,6 +65,13 @@
 	0x20u		 /* WRITE (data) or TRIM (a hole) of a piece being copied by a             \
 			  * migration: offset is the piece's start; epoch the move's */
 #define PV_SHM_TOKEN 16u /* bytes of pv.ShmAttach.token */
+/* A memfd passed to a server on the same host over its pass socket (a peerd
+ * of another user may not open /proc/PID/fd/N of the client): one
+ * SOCK_SEQPACKET message of PV_SHM_PASS_MAGIC and the region's token, the
+ * memfd as SCM_RIGHTS; the server answers one byte, '1' (kept, for the
+ * SHM_ATTACH with "passed" that follows) or '0'. */
+#define PV_SHM_PASS_MAGIC "PVSHMFD1"
+#define PV_SHM_PASS_LEN	  (8u + PV_SHM_TOKEN)
 
 /* Operations. Requests and their replies carry the same op. */
 enum pv_op {

@@ -415,6 +415,7 @@ static int register_reactor(int io_fd)
 	if (reactor_add_fd(io_fd, worker_input, NULL) < 0 ||
 	    reactor_add_socket(srv->router, ops_router_input, NULL) < 0 ||
 	    reactor_add_socket(srv->control, control_input, NULL) < 0 ||
+	    (shm_pass_fd() >= 0 && reactor_add_fd(shm_pass_fd(), shm_pass_input, NULL) < 0) ||
 	    reactor_add_poller(LINKSET_POLL_MAX, linkset_poll_fill, linkset_poll_done, NULL) < 0 ||
 	    reactor_add_poller(1, join_poll_fill, join_poll_done, NULL) < 0 ||
 	    reactor_add_poller(PEERD_MAX_MEMBERS, peers_poll_fill, peers_poll_done, NULL) < 0 ||
@@ -493,7 +494,7 @@ int main(int argc, char **argv)
 	io_fd = worker_start(srv->cfg.workers);
 	if (io_fd < 0)
 		goto out_catalog;
-	if (control_open() < 0)
+	if (control_open() < 0 || shm_pass_open() < 0)
 		goto out_workers;
 	if (metrics_start() < 0)
 		goto out_control;
@@ -511,6 +512,7 @@ out_metrics:
 	reactor_clear();
 	metrics_stop();
 out_control:
+	shm_pass_close();
 	control_close();
 out_workers:
 	worker_stop();

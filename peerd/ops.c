@@ -117,11 +117,18 @@ static void op_shm_attach(const struct origin *from, const Pv__Header *h, zmq_ms
 	pv__shm_attach__free_unpacked(a, NULL);
 	{
 		Pv__Header r; /* with the client id: a peer asked for it */
+		Pv__ShmAttach hint = PV__SHM_ATTACH__INIT;
+		zmq_msg_t body;
+		int with = 0;
 
 		reply_header(&r, h->op, h->req_id, st);
 		r.client_id = h->client_id;
 		r.message = err;
-		reply_send(from, &r, NULL, 0);
+		/* a fused of another user: it may pass its memfd instead */
+		hint.path = (char *)shm_pass_hint();
+		if (st != PV_ST_OK && hint.path && !h->server_id)
+			with = wire_body_msg(&body, &hint.base) == 0;
+		reply_send(from, &r, with ? &body : NULL, 0);
 	}
 }
 

@@ -863,6 +863,21 @@ uint8_t *shm_ptr(const struct shm_region *r, uint64_t offset, uint64_t len);
 void shm_expire(void *arg);
 /* Clients whose shared memory is mapped (status). */
 unsigned shm_count(void);
+/* The pass socket, CONTROL.shm beside the control socket (mode 0600): a
+ * fused that this peerd may not open by /proc path (another user) sends
+ * its memfd there, then SHM_ATTACH with "passed". 0 (a failure is logged:
+ * such clients send data by socket), -1 never. */
+int shm_pass_open(void);
+void shm_pass_close(void);
+/* Its listening descriptor (-1: none) and the reactor's handler. */
+int shm_pass_fd(void);
+void shm_pass_input(void *arg);
+/* The pass socket's path when the last refused attach could not open the
+ * client's path for want of permission, else NULL: the answer names it. */
+const char *shm_pass_hint(void);
+/* Checks a pass message (pure, fuzzed): PV_SHM_PASS_LEN bytes, the magic,
+ * then the token, copied out. 0 or -1. */
+int shm_pass_parse(const void *buf, size_t len, uint8_t token[PV_SHM_TOKEN]);
 void shm_free_all(void);
 
 /* linkset.c */

@@ -36,7 +36,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "peerd.h"
@@ -58,6 +60,7 @@ struct shm_region {
 	int refs;     /* the table's own reference and one per request */
 	int attached; /* still in the table */
 	int via_peer; /* attached by a peer for its client, not by the client */
+	int passed;   /* its memfd came over the pass socket */
 	uint64_t last_ms;
 	char path[48]; /* as the client offered it */
 	struct {
@@ -136,60 +139,220 @@ static struct shm_region *region_find(uint64_t client_id, const uint8_t *ident, 
 	return NULL;
 }
 
-/* Opens and checks path as described at the top; the mapped region or NULL
- * with the reason in err. */
-static struct shm_region *region_map(const Pv__ShmAttach *a, char *err, size_t errlen)
+/* ---- memfds passed over the pass socket ---- */
+
+#define SHM_PASS_MAX	   16	 /* memfds kept until their SHM_ATTACH */
+#define SHM_PASS_EXPIRE_MS 10000 /* kept this long at most */
+#define SHM_PASS_IO_MS	   200	 /* a passing client's send and our answer */
+
+static int pass_listen = -1;
+static char pass_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+static int pass_denied; /* the last refused attach could not open its path (EACCES) */
+static struct {
+	int fd; /* -1: free */
+	uint8_t token[PV_SHM_TOKEN];
+	uint64_t at_ms;
+} passed[SHM_PASS_MAX] = {[0 ... SHM_PASS_MAX - 1] = {.fd = -1}};
+
+int shm_pass_parse(const void *buf, size_t len, uint8_t token[PV_SHM_TOKEN])
+{
+	const size_t magic = sizeof(PV_SHM_PASS_MAGIC) - 1;
+
+	if (!buf || len != PV_SHM_PASS_LEN || memcmp(buf, PV_SHM_PASS_MAGIC, magic) != 0)
+		return -1;
+	memcpy(token, (const uint8_t *)buf + magic, PV_SHM_TOKEN);
+	return 0;
+}
+
+int shm_pass_open(void)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd;
+
+	if ((size_t)snprintf(pass_path, sizeof(pass_path), "%s.shm", srv->cfg.control) >=
+	    sizeof(pass_path)) {
+		pv_warn("no pass socket for shared memory: %s.shm is too long a path; fused "
+			"clients of another user send data by socket",
+			srv->cfg.control);
+		pass_path[0] = '\0';
+		return 0;
+	}
+	memcpy(sa.sun_path, pass_path, strlen(pass_path) + 1);
+	unlink(pass_path);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    chmod(pass_path, 0600) < 0 || listen(fd, SHM_PASS_MAX) < 0) {
+		pv_warn("no pass socket for shared memory at %s: %m; fused clients of another "
+			"user send data by socket",
+			pass_path);
+		if (fd >= 0)
+			close(fd);
+		unlink(pass_path);
+		pass_path[0] = '\0';
+		return 0;
+	}
+	pass_listen = fd;
+	return 0;
+}
+
+static void pass_drop(size_t i)
+{
+	if (passed[i].fd >= 0)
+		close(passed[i].fd);
+	passed[i].fd = -1;
+}
+
+void shm_pass_close(void)
+{
+	for (size_t i = 0; i < SHM_PASS_MAX; i++)
+		pass_drop(i);
+	if (pass_listen >= 0) {
+		close(pass_listen);
+		unlink(pass_path);
+	}
+	pass_listen = -1;
+}
+
+int shm_pass_fd(void)
+{
+	return pass_listen;
+}
+
+const char *shm_pass_hint(void)
+{
+	return pass_denied && pass_listen >= 0 ? pass_path : NULL;
+}
+
+/* Keeps fd under token (replacing one of the same token, else a free slot,
+ * else the oldest). */
+static void pass_keep(int fd, const uint8_t *token)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < SHM_PASS_MAX; i++) {
+		if (passed[i].fd >= 0 && !memcmp(passed[i].token, token, PV_SHM_TOKEN)) {
+			k = i;
+			break;
+		}
+		if (passed[k].fd >= 0 && (passed[i].fd < 0 || passed[i].at_ms < passed[k].at_ms))
+			k = i;
+	}
+	pass_drop(k);
+	passed[k].fd = fd;
+	memcpy(passed[k].token, token, PV_SHM_TOKEN);
+	passed[k].at_ms = pv_now_ms();
+}
+
+/* One passing client on c (only root and this server's user may connect:
+ * the socket is 0600): its message and memfd, kept; answered '1' or '0'. */
+static void pass_one(int c)
+{
+	struct timeval tv = {.tv_sec = 0, .tv_usec = SHM_PASS_IO_MS * 1000};
+	uint8_t buf[PV_SHM_PASS_LEN + 1], token[PV_SHM_TOKEN];
+	union {
+		struct cmsghdr h;
+		char space[CMSG_SPACE(sizeof(int) * 4)];
+	} cm;
+	struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
+	struct msghdr msg = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &cm, .msg_controllen = sizeof(cm)};
+	int fd = -1, ok = 0;
+	ssize_t n;
+
+	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	n = recvmsg(c, &msg, MSG_CMSG_CLOEXEC);
+	for (struct cmsghdr *h = n >= 0 ? CMSG_FIRSTHDR(&msg) : NULL; h; h = CMSG_NXTHDR(&msg, h)) {
+		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; i < (h->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+			int got;
+
+			memcpy(&got, CMSG_DATA(h) + i * sizeof(int), sizeof(int));
+			if (fd < 0)
+				fd = got;
+			else
+				close(got); /* one memfd per message */
+		}
+	}
+	if (n > 0 && fd >= 0 && !(msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) &&
+	    shm_pass_parse(buf, (size_t)n, token) == 0) {
+		pass_keep(fd, token);
+		fd = -1;
+		ok = 1;
+	} else {
+		pv_debug("shared memory: a pass message refused (%zd bytes%s)", n,
+			 fd < 0 ? ", no descriptor" : "");
+	}
+	if (fd >= 0)
+		close(fd);
+	(void)!send(c, ok ? "1" : "0", 1, MSG_NOSIGNAL);
+}
+
+void shm_pass_input(void *arg)
+{
+	(void)arg;
+	for (int k = 0; k < SHM_PASS_MAX; k++) {
+		int c = accept4(pass_listen, NULL, NULL, SOCK_CLOEXEC);
+
+		if (c < 0)
+			return;
+		pass_one(c);
+		close(c);
+	}
+}
+
+/* The memfd passed with token (taken: the caller closes it), or -1. Drops
+ * those kept too long. */
+static int pass_take(const uint8_t *token)
+{
+	uint64_t now = pv_now_ms();
+	int fd = -1;
+
+	for (size_t i = 0; i < SHM_PASS_MAX; i++) {
+		if (passed[i].fd < 0)
+			continue;
+		if (fd < 0 && !memcmp(passed[i].token, token, PV_SHM_TOKEN)) {
+			fd = passed[i].fd;
+			passed[i].fd = -1;
+		} else if (now - passed[i].at_ms > SHM_PASS_EXPIRE_MS) {
+			pass_drop(i);
+		}
+	}
+	return fd;
+}
+
+/* ---- mapping ---- */
+
+/* Checks the file fd (of the client's path, or passed) as described at the
+ * top and maps it: the region, or NULL with the reason in err. what names
+ * it in errors. Closes fd. */
+static struct shm_region *region_map_fd(int fd, const Pv__ShmAttach *a, const char *what,
+					char *err, size_t errlen)
 {
 	char link[256], self[64];
 	struct shm_region *r = NULL;
 	struct stat st;
 	ssize_t n;
-	int fd, pfd, seals;
+	int seals;
 	void *base;
 
-	if (!shm_path_valid(a->path)) {
-		snprintf(err, errlen, "path '%.64s' is not of the form /proc/PID/fd/N", a->path);
-		return NULL;
-	}
-	if (a->token.len != PV_SHM_TOKEN) {
-		snprintf(err, errlen, "token of %zu bytes, want %u", a->token.len, PV_SHM_TOKEN);
-		return NULL;
-	}
-	if (a->size < SHM_MIN_SIZE || a->size > SHM_MAX_SIZE) {
-		snprintf(err, errlen, "size %llu outside %u..%llu", (unsigned long long)a->size,
-			 SHM_MIN_SIZE, (unsigned long long)SHM_MAX_SIZE);
-		return NULL;
-	}
-	/* O_PATH: a handle on whatever the link names without opening it (no
-	 * device's open side effects); checked, then opened through the handle */
-	pfd = open(a->path, O_PATH | O_CLOEXEC);
-	if (pfd < 0) {
-		snprintf(err, errlen, "%s: %s (not on this host?)", a->path, strerror(errno));
-		return NULL;
-	}
-	snprintf(self, sizeof(self), "/proc/self/fd/%d", pfd);
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
 	n = readlink(self, link, sizeof(link) - 1);
-	if (n < 0 || fstat(pfd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "%s is not a regular file (not on this host?)", a->path);
-		close(pfd);
+	if (n < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s is not a regular file (not on this host?)", what);
+		close(fd);
 		return NULL;
 	}
 	link[n] = '\0';
 	if (strncmp(link, SHM_MEMFD_PREFIX, strlen(SHM_MEMFD_PREFIX)) != 0) {
-		snprintf(err, errlen, "%s is not a peervol memfd (not on this host?)", a->path);
-		close(pfd);
-		return NULL;
-	}
-	fd = open(self, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	close(pfd);
-	if (fd < 0) {
-		snprintf(err, errlen, "cannot open %s: %s", a->path, strerror(errno));
+		snprintf(err, errlen, "%s is not a peervol memfd (not on this host?)", what);
+		close(fd);
 		return NULL;
 	}
 	seals = fcntl(fd, F_GET_SEALS);
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != a->size ||
-	    seals < 0 || !(seals & F_SEAL_SHRINK)) {
-		snprintf(err, errlen, "%s is not a sealed file of %llu bytes", a->path,
+	if ((uint64_t)st.st_size != a->size || seals < 0 || !(seals & F_SEAL_SHRINK)) {
+		snprintf(err, errlen, "%s is not a sealed file of %llu bytes", what,
 			 (unsigned long long)a->size);
 		close(fd);
 		return NULL;
@@ -197,14 +360,14 @@ static struct shm_region *region_map(const Pv__ShmAttach *a, char *err, size_t e
 	base = mmap(NULL, a->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	close(fd);
 	if (base == MAP_FAILED) {
-		snprintf(err, errlen, "cannot map %s: %s", a->path, strerror(errno));
+		snprintf(err, errlen, "cannot map %s: %s", what, strerror(errno));
 		return NULL;
 	}
 	if (memcmp(base, a->token.data, PV_SHM_TOKEN) != 0) {
 		snprintf(err, errlen,
 			 "%s does not start with the client's token (another "
 			 "process's file: not on this host?)",
-			 a->path);
+			 what);
 		munmap(base, a->size);
 		return NULL;
 	}
@@ -219,6 +382,76 @@ static struct shm_region *region_map(const Pv__ShmAttach *a, char *err, size_t e
 	memcpy(r->token, a->token.data, PV_SHM_TOKEN);
 	r->refs = 1;
 	return r;
+}
+
+/* Opens the client's memory (its /proc path, or the memfd it passed) and
+ * maps it (region_map_fd); NULL with the reason in err. */
+static struct shm_region *region_map(const Pv__ShmAttach *a, char *err, size_t errlen)
+{
+	char self[64];
+	int fd, pfd;
+
+	if (a->token.len != PV_SHM_TOKEN) {
+		snprintf(err, errlen, "token of %zu bytes, want %u", a->token.len, PV_SHM_TOKEN);
+		return NULL;
+	}
+	if (a->size < SHM_MIN_SIZE || a->size > SHM_MAX_SIZE) {
+		snprintf(err, errlen, "size %llu outside %u..%llu", (unsigned long long)a->size,
+			 SHM_MIN_SIZE, (unsigned long long)SHM_MAX_SIZE);
+		return NULL;
+	}
+	if (a->passed) {
+		fd = pass_take(a->token.data);
+		if (fd >= 0) {
+			struct shm_region *r = region_map_fd(fd, a, "the passed memfd", err, errlen);
+
+			if (r)
+				r->passed = 1;
+			return r;
+		}
+		/* none (this server restarted since): by path, whose refusal
+		 * names the pass socket again */
+	}
+	if (!shm_path_valid(a->path)) {
+		snprintf(err, errlen, "path '%.64s' is not of the form /proc/PID/fd/N", a->path);
+		return NULL;
+	}
+	/* O_PATH: a handle on whatever the link names without opening it (no
+	 * device's open side effects); checked, then opened through the handle */
+	pfd = open(a->path, O_PATH | O_CLOEXEC);
+	if (pfd < 0) {
+		pass_denied = errno == EACCES || errno == EPERM;
+		snprintf(err, errlen, "%s: %s (%s)", a->path, strerror(errno),
+			 pass_denied ? "a fused of another user than this peerd's" : "not on this host?");
+		return NULL;
+	}
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", pfd);
+	{
+		struct stat st;
+		char link[256];
+		ssize_t n = readlink(self, link, sizeof(link) - 1);
+
+		if (n < 0 || fstat(pfd, &st) < 0 || !S_ISREG(st.st_mode)) {
+			snprintf(err, errlen, "%s is not a regular file (not on this host?)",
+				 a->path);
+			close(pfd);
+			return NULL;
+		}
+		link[n] = '\0';
+		if (strncmp(link, SHM_MEMFD_PREFIX, strlen(SHM_MEMFD_PREFIX)) != 0) {
+			snprintf(err, errlen, "%s is not a peervol memfd (not on this host?)",
+				 a->path);
+			close(pfd);
+			return NULL;
+		}
+	}
+	fd = open(self, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	close(pfd);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot open %s: %s", a->path, strerror(errno));
+		return NULL;
+	}
+	return region_map_fd(fd, a, a->path, err, errlen);
 }
 
 static void set_ident(struct shm_region *r, const uint8_t *ident, size_t ident_len)
@@ -244,6 +477,7 @@ int shm_attach(uint64_t client_id, const struct origin *from, int via_peer, cons
 		set_ident(old, from->ident, from->len);
 		return PV_ST_OK;
 	}
+	pass_denied = 0;
 	if (!old && n_regions >= SHM_MAX_REGIONS) {
 		snprintf(err, errlen, "already %u clients with shared memory", n_regions);
 		return PV_ST_REFUSED;
@@ -264,7 +498,9 @@ int shm_attach(uint64_t client_id, const struct origin *from, int via_peer, cons
 	n_regions++;
 	pv_info("client %016llx: %llu MiB of shared memory mapped%s; its data skips the socket",
 		(unsigned long long)client_id, (unsigned long long)(a->size >> 20),
-		via_peer ? " (offered by a server on this host)" : "");
+		via_peer    ? " (offered by a server on this host)"
+		: r->passed ? " (passed over the pass socket: a fused of another user)"
+			    : "");
 	return PV_ST_OK;
 }
 

@@ -20,7 +20,7 @@ ctl 1 client add host1 --out "$T/host1.key" >/dev/null || fail "client add faile
 mount_fused "$T/m" "$(addr_of 1)" -- --auth "$T/host1.key"
 wait_path_exists "$T/m/vol" || fail "vol did not appear"
 
-fio --name=roll --filename="$T/m/vol" --direct=1 --ioengine=psync --rw=randwrite --bs=16k \
+fio --verify_state_save=0 --name=roll --filename="$T/m/vol" --direct=1 --ioengine=psync --rw=randwrite --bs=16k \
 	--size=48M --time_based --runtime=600 --verify=crc32c --do_verify=0 \
 	--verify_state_save=1 --output="$T/fio-write.out" \
 	>/dev/null 2>&1 &
@@ -55,7 +55,7 @@ grep -q "roll phase 2" "$T/peerd1.log" || fail "server 1 did not say it was in r
 kill -INT "$FIO" 2>/dev/null || true
 wait "$FIO" 2>/dev/null || true
 grep -q "err= 0" "$T/fio-write.out" || fail "fio's writes failed during the roll: $(grep -m1 err= "$T/fio-write.out")"
-fio --name=roll --filename="$T/m/vol" --direct=1 --ioengine=psync --rw=randwrite --bs=16k \
+fio --verify_state_save=0 --name=roll --filename="$T/m/vol" --direct=1 --ioengine=psync --rw=randwrite --bs=16k \
 	--size=48M --verify=crc32c --verify_only --verify_state_load=1 --verify_fatal=1 \
 	--output="$T/fio-verify.out" ||
 	fail "fio verify after the roll failed: $(tail -n 5 "$T/fio-verify.out")"

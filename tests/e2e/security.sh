@@ -68,7 +68,7 @@ EXPECT_RC=1 expect_fail_msg "group key" "$FUSED" --group "$(addr_of 1)" --auth "
 
 mount_fused "$T/m" "$(addr_of 1)" -- --auth "$T/host1.key"
 wait_path_exists "$T/m/vol" || fail "vol did not appear in the authenticated mount"
-fio --name=auth --filename="$T/m/vol" --direct=1 --ioengine=psync --rw=randrw --bs=4k \
+fio --verify_state_save=0 --name=auth --filename="$T/m/vol" --direct=1 --ioengine=psync --rw=randrw --bs=4k \
 	--size=16M --io_size=8M --verify=crc32c --do_verify=1 --verify_fatal=1 \
 	--output="$T/fio1.out" || fail "fio verify through the authenticated mount failed"
 log "fio verify clean with a client key"
@@ -234,7 +234,7 @@ enc=$(pattern_in "$T/enc.pcap")
 [ "$enc" = 0 ] || fail "encrypted group: the pattern shows $enc times in the capture of loopback"
 [ "$(stat -c %s "$T/enc.pcap")" -gt 8000000 ] || fail "the encrypted capture is too small to hold the writes"
 log "encrypted: no trace of the pattern in $(stat -c %s "$T/enc.pcap") bytes of capture"
-fio --name=enc --filename="$T/m/vol" --direct=1 --ioengine=psync --rw=randrw --bs=64k \
+fio --verify_state_save=0 --name=enc --filename="$T/m/vol" --direct=1 --ioengine=psync --rw=randrw --bs=64k \
 	--size=32M --io_size=16M --verify=crc32c --do_verify=1 --verify_fatal=1 \
 	--output="$T/fio2.out" || fail "fio verify through the encrypted group failed"
 log "fio verify clean with encryption on"

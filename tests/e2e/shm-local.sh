@@ -49,24 +49,6 @@ need_bin "$PEERD" "$PEERCTL" "$FUSED"
 
 MAPPED='shared memory mapped; its data skips the socket'
 
-# fused_sock_bytes PID: bytes sent (acknowledged) plus received on the TCP
-# connections of process PID (to our servers: their ZeroMQ port and their
-# link port; the kernel's counters).
-fused_sock_bytes()
-{
-	ss -tinpH state established | "$PYTHON" -c '
-import re, sys
-mine, total = False, 0
-for line in sys.stdin:
-    if "users:" in line:
-        mine = ("pid=%s," % sys.argv[1]) in line
-    elif mine:
-        for k in ("bytes_acked", "bytes_received"):
-            m = re.search(r"\b%s:(\d+)" % k, line)
-            total += int(m.group(1)) if m else 0
-print(total)' "$1"
-}
-
 # wait_log FILE REGEX [SECONDS [FROM]]: until FILE has a line matching
 # REGEX (ERE), from line FROM on (default 1).
 wait_log()

@@ -23,6 +23,28 @@ static void path_bad(const char *path)
 	ck_assert_msg(shm_path_valid(path) == 0, "'%s' accepted", path ? path : "(null)");
 }
 
+/* The pass message (a memfd passed by a fused of another user): the magic
+ * and the token, nothing more, nothing less. */
+START_TEST(pass_message)
+{
+	uint8_t msg[PV_SHM_PASS_LEN + 1], token[PV_SHM_TOKEN];
+
+	memcpy(msg, PV_SHM_PASS_MAGIC, 8);
+	for (unsigned i = 0; i < PV_SHM_TOKEN; i++)
+		msg[8 + i] = (uint8_t)(i * 7 + 1);
+	ck_assert_int_eq(shm_pass_parse(msg, PV_SHM_PASS_LEN, token), 0);
+	ck_assert_mem_eq(token, msg + 8, PV_SHM_TOKEN);
+	memset(token, 0, sizeof(token));
+	ck_assert_int_eq(shm_pass_parse(msg, PV_SHM_PASS_LEN - 1, token), -1);
+	ck_assert_int_eq(shm_pass_parse(msg, PV_SHM_PASS_LEN + 1, token), -1);
+	ck_assert_int_eq(shm_pass_parse(NULL, PV_SHM_PASS_LEN, token), -1);
+	msg[7] = '2';
+	ck_assert_int_eq(shm_pass_parse(msg, PV_SHM_PASS_LEN, token), -1);
+	for (unsigned i = 0; i < PV_SHM_TOKEN; i++)
+		ck_assert_uint_eq(token[i], 0); /* nothing handed out on a refusal */
+}
+END_TEST
+
 START_TEST(good_forms)
 {
 	char p[64];
@@ -130,6 +152,7 @@ static Suite *shm_suite(void)
 	Suite *s = suite_create("shm");
 	TCase *tc = tcase_create("path");
 
+	tcase_add_test(tc, pass_message);
 	tcase_add_test(tc, good_forms);
 	tcase_add_test(tc, empty_null_and_relative);
 	tcase_add_test(tc, incomplete_and_suffixes);
