@@ -467,6 +467,7 @@ int shm_attach(uint64_t client_id, const struct origin *from, int via_peer, cons
 {
 	struct shm_region *old = region_of(client_id, via_peer, from->ident, from->len), *r;
 
+	pass_denied = 0; /* set by this attach's region_map only */
 	if (!client_id) {
 		snprintf(err, errlen, "no client id");
 		return PV_ST_BAD_REQUEST;
@@ -477,7 +478,6 @@ int shm_attach(uint64_t client_id, const struct origin *from, int via_peer, cons
 		set_ident(old, from->ident, from->len);
 		return PV_ST_OK;
 	}
-	pass_denied = 0;
 	if (!old && n_regions >= SHM_MAX_REGIONS) {
 		snprintf(err, errlen, "already %u clients with shared memory", n_regions);
 		return PV_ST_REFUSED;
