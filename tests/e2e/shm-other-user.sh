@@ -20,15 +20,18 @@ need_fuse
 need_cmd fio setpriv ss
 need_bin "$PEERD" "$PEERCTL" "$FUSED"
 
-# peerd 1 as nobody: its data and control socket in a directory of its own
-# (T itself stays root's; nobody only passes through it)
-chmod 0711 "$T"
-D=$T/d1
-mkdir -p "$D"
+# peerd 1 as nobody: its binary, data and control socket in a directory of
+# its own outside T (T's parents may be private to root: scripts/test's
+# TMPDIR is), removed by the cleanup
+D=$(mktemp -d /tmp/pv-shm-other-user-nobody.XXXXXX)
+drop_nobody_dir() { rm -rf "$D"; }
+pv_on_cleanup drop_nobody_dir
+cp "$PEERD" "$D/peerd"
+chmod 0755 "$D" "$D/peerd"
 chown nobody:nogroup "$D"
 ln -s "$D/ctl.sock" "$(sock_of 1)" # what ctl 1 connects to
 echo "=== $(date +%T) start as nobody: peerd --id 1 ===" >>"$T/peerd1.log"
-setpriv --reuid=nobody --regid=nogroup --clear-groups -- "$PEERD" --id 1 \
+setpriv --reuid=nobody --regid=nogroup --clear-groups -- "$D/peerd" --id 1 \
 	--listen "$(addr_of 1)" --data "$D" --control "$D/ctl.sock" </dev/null >>"$T/peerd1.log" 2>&1 &
 PEERD_PID[1]=$!
 PV_PIDS+=("$!")
@@ -101,4 +104,3 @@ sed -i "s|$T/mnt/vol|$T/mnt2/vol|" "$T/verify.fio"
 (cd "$T" && run_fio by-socket "$T/verify.fio")
 log "a pass socket anyone could have put there gets nothing; data by socket, verify clean"
 umount_fused "$T/mnt2"
-chmod 0755 "$D"
