@@ -531,31 +531,24 @@ void conn_attach_answered(struct client *c, struct conn *s, struct part *p, cons
 {
 	const Pv__Header *h = a->h;
 	char path[128], err[256];
+	int pass = pass_hint(s, a, path, sizeof(path));
 
-	if (pass_hint(s, a, path, sizeof(path))) {
-		part_free(c, p);
+	part_free(c, p);
+	if (pass) {
 		s->shm_passes++;
-		s->shm_passed = 0;
-		if (shm_pass(path, err, sizeof(err)) == 0) {
+		s->shm_passed = shm_pass(path, err, sizeof(err)) == 0;
+		if (s->shm_passed) {
 			pv_info("server %s runs as another user: our shared memory passed over its "
 				"pass socket %s",
 				s->address, path);
-			s->shm_passed = 1;
 			conn_attach(c, s);
 			if (s->shm == SHM_PENDING)
-				return;
+				return; /* its answer decides */
 		} else {
 			pv_info("server %s: cannot pass it our shared memory: %s", s->address,
 				err);
 		}
-		s->shm = SHM_REFUSED;
-		if (!s->shm_logged)
-			pv_info("server %s: block data goes by socket (shared memory: %s)",
-				s->address, h->message[0] ? h->message : "refused");
-		s->shm_logged = 1;
-		return;
 	}
-	part_free(c, p);
 	s->shm = h->status == PV_ST_OK ? SHM_ON : SHM_REFUSED;
 	if (s->shm == SHM_ON)
 		s->shm_passes = 0;

@@ -324,29 +324,40 @@ static int pass_take(const uint8_t *token)
 
 /* ---- mapping ---- */
 
+/* Whether fd (an O_PATH handle will do) is a regular file that links to a
+ * peervol memfd; its stat in st. Else 0 with the reason in err (what names
+ * it). */
+static int peervol_memfd(int fd, const char *what, struct stat *st, char *err, size_t errlen)
+{
+	char link[256], self[64];
+	ssize_t n;
+
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+	n = readlink(self, link, sizeof(link) - 1);
+	if (n < 0 || fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
+		snprintf(err, errlen, "%s is not a regular file (not on this host?)", what);
+		return 0;
+	}
+	link[n] = '\0';
+	if (strncmp(link, SHM_MEMFD_PREFIX, strlen(SHM_MEMFD_PREFIX)) != 0) {
+		snprintf(err, errlen, "%s is not a peervol memfd (not on this host?)", what);
+		return 0;
+	}
+	return 1;
+}
+
 /* Checks the file fd (of the client's path, or passed) as described at the
  * top and maps it: the region, or NULL with the reason in err. what names
  * it in errors. Closes fd. */
 static struct shm_region *region_map_fd(int fd, const Pv__ShmAttach *a, const char *what,
 					char *err, size_t errlen)
 {
-	char link[256], self[64];
 	struct shm_region *r = NULL;
 	struct stat st;
-	ssize_t n;
 	int seals;
 	void *base;
 
-	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
-	n = readlink(self, link, sizeof(link) - 1);
-	if (n < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "%s is not a regular file (not on this host?)", what);
-		close(fd);
-		return NULL;
-	}
-	link[n] = '\0';
-	if (strncmp(link, SHM_MEMFD_PREFIX, strlen(SHM_MEMFD_PREFIX)) != 0) {
-		snprintf(err, errlen, "%s is not a peervol memfd (not on this host?)", what);
+	if (!peervol_memfd(fd, what, &st, err, errlen)) {
 		close(fd);
 		return NULL;
 	}
@@ -389,6 +400,7 @@ static struct shm_region *region_map_fd(int fd, const Pv__ShmAttach *a, const ch
 static struct shm_region *region_map(const Pv__ShmAttach *a, char *err, size_t errlen)
 {
 	char self[64];
+	struct stat st;
 	int fd, pfd;
 
 	if (a->token.len != PV_SHM_TOKEN) {
@@ -425,26 +437,11 @@ static struct shm_region *region_map(const Pv__ShmAttach *a, char *err, size_t e
 			 pass_denied ? "a fused of another user than this peerd's" : "not on this host?");
 		return NULL;
 	}
-	snprintf(self, sizeof(self), "/proc/self/fd/%d", pfd);
-	{
-		struct stat st;
-		char link[256];
-		ssize_t n = readlink(self, link, sizeof(link) - 1);
-
-		if (n < 0 || fstat(pfd, &st) < 0 || !S_ISREG(st.st_mode)) {
-			snprintf(err, errlen, "%s is not a regular file (not on this host?)",
-				 a->path);
-			close(pfd);
-			return NULL;
-		}
-		link[n] = '\0';
-		if (strncmp(link, SHM_MEMFD_PREFIX, strlen(SHM_MEMFD_PREFIX)) != 0) {
-			snprintf(err, errlen, "%s is not a peervol memfd (not on this host?)",
-				 a->path);
-			close(pfd);
-			return NULL;
-		}
+	if (!peervol_memfd(pfd, a->path, &st, err, errlen)) {
+		close(pfd);
+		return NULL;
 	}
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", pfd);
 	fd = open(self, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	close(pfd);
 	if (fd < 0) {
